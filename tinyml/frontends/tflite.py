@@ -1,0 +1,295 @@
+"""TFLite frontend: a ``.tflite`` flatbuffer (float or int8) into the graph IR.
+
+The flatbuffer is decoded with the official schema bindings shipped in ``ai_edge_litert``
+(``schema_py_generated``); nothing here decodes bytes by hand. TFLite ops map one to one onto
+IR ops (the IR is named after them), SAME padding becomes explicit padding, constant operands
+that are really attributes (RESHAPE's shape, PAD's paddings, MEAN's axes, TRANSPOSE's perm)
+become typed attributes, and SQUEEZE becomes RESHAPE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tinyml.errors import ModelFormatError, ShapeError, TinymlError, UnsupportedOpError
+from tinyml.ir import Graph, Op, Quantization, Tensor
+from tinyml.ir import ops as irops
+
+_TENSOR_TYPES = {
+    "FLOAT32": "float32", "FLOAT16": "float16", "INT8": "int8", "UINT8": "uint8",
+    "INT16": "int16", "INT32": "int32", "INT64": "int64", "BOOL": "bool",
+}
+
+_ACTIVATIONS = {"NONE": "NONE", "RELU": "RELU", "RELU6": "RELU6", "RELU_N1_TO_1": "RELU_N1_TO_1"}
+
+#: TFLite builtins this frontend reads (the IR op they become is built in ``_convert_op``).
+SUPPORTED_TFLITE_OPS = (
+    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D",
+    "MAX_POOL_2D", "MEAN", "RESHAPE", "SQUEEZE", "SOFTMAX", "CONCATENATION", "PAD", "PADV2",
+    "RELU", "RELU6", "LOGISTIC", "HARD_SWISH", "QUANTIZE", "DEQUANTIZE", "TRANSPOSE", "SHAPE",
+    "STRIDED_SLICE", "PACK", "GATHER", "CAST",
+)
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+    return schema
+
+
+def _enum_names(enum_cls) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_")}
+
+
+def load_tflite(path: str | Path) -> Graph:
+    """Read a TFLite model file into a finalized graph."""
+    path = Path(path)
+    data = path.read_bytes()
+    return load_tflite_bytes(data, name=path.stem)
+
+
+def load_tflite_bytes(data: bytes, name: str = "model") -> Graph:
+    schema = _schema()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelFormatError(f"{name}: not a TFLite flatbuffer (missing 'TFL3' identifier)")
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+        return _Importer(schema, model, data, name).run()
+    except TinymlError:
+        raise
+    except Exception as exc:  # a corrupt flatbuffer fails anywhere inside the generated code
+        raise ModelFormatError(
+            f"{name}: corrupt or truncated TFLite file ({type(exc).__name__}: {exc})") from None
+
+
+class _Importer:
+    def __init__(self, schema, model, data: bytes, name: str):
+        self.schema = schema
+        self.model = model
+        self.data = data
+        self.graph = Graph(name)
+        self.op_names = _enum_names(schema.BuiltinOperator)
+        self.type_names = _enum_names(schema.TensorType)
+        self.act_names = _enum_names(schema.ActivationFunctionType)
+        self.tensor_names: dict[int, str] = {}
+
+    def run(self) -> Graph:
+        model = self.model
+        if model.version != 3:
+            raise ModelFormatError(f"{self.graph.name}: unsupported TFLite schema version "
+                                   f"{model.version}")
+        if not model.subgraphs:
+            raise ModelFormatError(f"{self.graph.name}: TFLite model has no subgraph")
+        sub = model.subgraphs[0]
+        tensors = sub.tensors or []
+        for index, t in enumerate(tensors):
+            self._import_tensor(index, t)
+        for index, op in enumerate(sub.operators or []):
+            self._convert_op(index, op)
+        self.graph.inputs = [self._name(i) for i in _ints(sub.inputs)]
+        self.graph.outputs = [self._name(i) for i in _ints(sub.outputs)]
+        for name in self.graph.inputs:
+            if self.graph.tensors[name].is_constant:
+                raise ModelFormatError(f"{self.graph.name}: graph input '{name}' is a constant")
+        return self.graph.finalize()
+
+    # ---- tensors --------------------------------------------------------------------------
+
+    def _name(self, index: int) -> str:
+        if index not in self.tensor_names:
+            raise ModelFormatError(f"{self.graph.name}: reference to missing tensor #{index}")
+        return self.tensor_names[index]
+
+    def _import_tensor(self, index: int, t) -> None:
+        raw_name = t.name.decode("utf-8", "replace") if t.name else f"tensor_{index}"
+        name = self.graph.unique_name(raw_name)
+        type_name = self.type_names.get(t.type, str(t.type))
+        if type_name not in _TENSOR_TYPES:
+            raise ModelFormatError(f"{self.graph.name}: tensor '{name}' has unsupported element "
+                                   f"type {type_name}")
+        dtype = _TENSOR_TYPES[type_name]
+        shape = tuple(_ints(t.shape))
+        signature = tuple(_ints(t.shapeSignature))
+        if any(d < 0 for d in shape):
+            raise ShapeError(f"{self.graph.name}: tensor '{name}' has unresolvable dynamic shape "
+                             f"{list(signature or shape)}")
+        quant = None
+        q = t.quantization
+        if q is not None and q.scale is not None and len(q.scale) > 0:
+            scale = np.asarray(q.scale, dtype=np.float32)
+            zero = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0] * len(scale),
+                              dtype=np.int64)
+            if zero.size == 1 and scale.size > 1:
+                zero = np.repeat(zero, scale.size)
+            axis = int(q.quantizedDimension) if scale.size > 1 else None
+            quant = Quantization(scale, zero, axis)
+        data = self._buffer(t.buffer, dtype, shape, name)
+        self.graph.add_tensor(Tensor(name, shape, dtype, quant, data))
+        self.tensor_names[index] = name
+
+    def _buffer(self, index: int, dtype: str, shape: tuple[int, ...], name: str):
+        buffers = self.model.buffers or []
+        if index <= 0 or index >= len(buffers):
+            if index >= len(buffers) and index > 0:
+                raise ModelFormatError(f"{self.graph.name}: tensor '{name}' refers to missing "
+                                       f"buffer #{index}")
+            return None
+        buf = buffers[index]
+        if buf.offset and buf.offset > 1:  # large models keep buffers after the flatbuffer
+            raw = self.data[buf.offset:buf.offset + buf.size]
+            if len(raw) != buf.size:
+                raise ModelFormatError(f"{self.graph.name}: buffer of '{name}' is truncated")
+        elif buf.data is not None and len(buf.data) > 0:
+            raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
+        else:
+            return None
+        from tinyml.ir.tensor import DTYPES
+        np_dtype = np.dtype(DTYPES[dtype])
+        count = int(np.prod(shape, dtype=np.int64))
+        if len(raw) != count * np_dtype.itemsize:
+            raise ModelFormatError(f"{self.graph.name}: tensor '{name}' has {len(raw)} bytes of "
+                                   f"data, expected {count * np_dtype.itemsize} for shape "
+                                   f"{list(shape)}")
+        return np.frombuffer(raw, dtype=np_dtype).reshape(shape).copy()
+
+    def _const(self, index: int, op_name: str, what: str) -> np.ndarray:
+        t = self.graph.tensors[self._name(index)]
+        if not t.is_constant:
+            raise UnsupportedOpError(op_name, self._layer, detail=f"{what} must be a constant")
+        return t.data
+
+    # ---- ops ------------------------------------------------------------------------------
+
+    def _opcode(self, op) -> str:
+        codes = self.model.operatorCodes or []
+        if not 0 <= op.opcodeIndex < len(codes):
+            raise ModelFormatError(f"{self.graph.name}: operator refers to missing opcode "
+                                   f"#{op.opcodeIndex}")
+        code = codes[op.opcodeIndex]
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        name = self.op_names.get(builtin, f"BUILTIN_{builtin}")
+        if name == "CUSTOM":
+            custom = code.customCode.decode("utf-8", "replace") if code.customCode else "?"
+            name = f"CUSTOM({custom})"
+        return name
+
+    def _activation(self, options) -> str:
+        act = self.act_names.get(options.fusedActivationFunction, "?")
+        if act not in _ACTIVATIONS:
+            raise UnsupportedOpError(self._kind, self._layer,
+                                     detail=f"fused activation {act} is not supported")
+        return act
+
+    def _padding(self, options, x_shape, kernel_hw, stride, dilation) -> tuple[int, int, int, int]:
+        if options.padding == self.schema.Padding.VALID:
+            return (0, 0, 0, 0)
+        top, bottom = irops.same_padding(x_shape[1], kernel_hw[0], stride[0], dilation[0])
+        left, right = irops.same_padding(x_shape[2], kernel_hw[1], stride[1], dilation[1])
+        return (top, bottom, left, right)
+
+    def _convert_op(self, index: int, op) -> None:
+        kind = self._opcode(op)
+        inputs = [self._name(i) if i >= 0 else "" for i in _ints(op.inputs)]
+        outputs = [self._name(i) for i in _ints(op.outputs)]
+        if not outputs:
+            raise ModelFormatError(f"{self.graph.name}: operator #{index} ({kind}) has no output")
+        self._kind = kind
+        self._layer = outputs[0].split(";")[0]
+        layer = self._layer
+        if kind not in SUPPORTED_TFLITE_OPS:
+            raise UnsupportedOpError(kind, layer, SUPPORTED_TFLITE_OPS)
+        o = op.builtinOptions
+        g = self.graph
+        shape = lambda name: g.tensors[name].shape  # noqa: E731
+        ir_kind, attrs = kind, None
+
+        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            w = shape(inputs[1])
+            if len(w) != 4 or len(shape(inputs[0])) != 4:
+                raise ModelFormatError(f"{g.name}: layer '{layer}' ({kind}) needs 4-D input "
+                                       f"and filter")
+            stride = (o.strideH, o.strideW)
+            dilation = (o.dilationHFactor or 1, o.dilationWFactor or 1)
+            padding = self._padding(o, shape(inputs[0]), (w[1], w[2]), stride, dilation)
+            common = dict(stride=stride, dilation=dilation, padding=padding,
+                          activation=self._activation(o))
+            if kind == "CONV_2D":
+                attrs = irops.Conv2DAttrs(**common)
+            else:
+                cin = shape(inputs[0])[3]
+                multiplier = w[3] // cin if cin and w[3] % cin == 0 else o.depthMultiplier
+                attrs = irops.DepthwiseConv2DAttrs(**common, depth_multiplier=int(multiplier))
+        elif kind == "FULLY_CONNECTED":
+            if o is not None and o.weightsFormat != 0:
+                raise UnsupportedOpError(kind, layer, detail="shuffled weights format")
+            attrs = irops.FullyConnectedAttrs(
+                activation=self._activation(o) if o is not None else "NONE",
+                keep_num_dims=bool(o.keepNumDims) if o is not None else False)
+        elif kind in ("ADD", "MUL"):
+            attrs = irops.ElementwiseAttrs(self._activation(o) if o is not None else "NONE")
+        elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            stride = (o.strideH, o.strideW)
+            kernel = (o.filterHeight, o.filterWidth)
+            attrs = irops.Pool2DAttrs(filter=kernel, stride=stride,
+                                      padding=self._padding(o, shape(inputs[0]), kernel, stride,
+                                                            (1, 1)),
+                                      activation=self._activation(o))
+        elif kind == "MEAN":
+            axes = tuple(int(a) for a in np.asarray(self._const(op.inputs[1], kind, "axes"))
+                         .reshape(-1))
+            attrs = irops.ReduceAttrs(axes=axes, keep_dims=bool(o.keepDims) if o else False)
+            inputs = inputs[:1]
+        elif kind in ("RESHAPE", "SQUEEZE"):
+            ir_kind = "RESHAPE"
+            target = shape(outputs[0])
+            if kind == "RESHAPE" and len(inputs) > 1 and inputs[1] and \
+                    not g.tensors[inputs[1]].is_constant:
+                inputs = inputs[:2]  # computed at shape inference (SHAPE/PACK chains)
+                attrs = irops.ReshapeAttrs(None)
+            else:
+                if kind == "RESHAPE" and len(inputs) > 1 and inputs[1]:
+                    target = tuple(int(v) for v in g.tensors[inputs[1]].data.reshape(-1))
+                elif kind == "RESHAPE" and o is not None and o.newShape is not None \
+                        and len(o.newShape):
+                    target = tuple(int(v) for v in o.newShape)
+                attrs = irops.ReshapeAttrs(tuple(target))
+                inputs = inputs[:1]
+        elif kind == "SOFTMAX":
+            attrs = irops.SoftmaxAttrs(beta=float(o.beta) if o is not None else 1.0)
+        elif kind == "CONCATENATION":
+            attrs = irops.ConcatenationAttrs(axis=int(o.axis), activation=self._activation(o))
+        elif kind in ("PAD", "PADV2"):
+            ir_kind = "PAD"
+            pads = np.asarray(self._const(op.inputs[1], kind, "paddings")).reshape(-1, 2)
+            value = None
+            if kind == "PADV2" and len(inputs) > 2 and inputs[2]:
+                value = self._const(op.inputs[2], kind, "constant value").reshape(-1)[0].item()
+            attrs = irops.PadAttrs(tuple((int(b), int(a)) for b, a in pads), value)
+            inputs = inputs[:1]
+        elif kind == "TRANSPOSE":
+            perm = np.asarray(self._const(op.inputs[1], kind, "perm")).reshape(-1)
+            attrs = irops.TransposeAttrs(tuple(int(p) for p in perm))
+            inputs = inputs[:1]
+        elif kind == "QUANTIZE":
+            attrs = irops.CastAttrs(g.tensors[outputs[0]].dtype)
+        elif kind == "CAST":
+            attrs = irops.CastAttrs(g.tensors[outputs[0]].dtype)
+        elif kind == "STRIDED_SLICE":
+            if o.ellipsisMask or o.newAxisMask:
+                raise UnsupportedOpError(kind, layer, detail="ellipsis/new-axis masks")
+            attrs = irops.StridedSliceAttrs(int(o.beginMask), int(o.endMask),
+                                            int(o.shrinkAxisMask), bool(o.offset))
+        elif kind == "PACK":
+            attrs = irops.AxisAttrs(int(o.axis))
+        elif kind == "GATHER":
+            if o is not None and o.batchDims:
+                raise UnsupportedOpError(kind, layer, detail="batch_dims")
+            attrs = irops.AxisAttrs(int(o.axis) if o is not None else 0)
+        g.add_op(Op(ir_kind, layer, inputs, outputs, attrs))
+
+
+def _ints(values) -> list[int]:
+    if values is None:
+        return []
+    return [int(v) for v in np.asarray(values).reshape(-1)]

@@ -1,0 +1,537 @@
+"""Op kinds of the graph IR: typed attributes, shape inference and MAC counts.
+
+Op kinds are named after their TFLite builtins (CONV_2D, ...) because TFLite's int8 semantics
+are the ones every backend must reproduce. Each kind is registered once in :data:`OP_SPECS`
+with its attribute dataclass, a shape-inference function and a MAC count; frontends, the
+reference interpreter, ``tinyml inspect`` and the code generator all read this table, so a new
+op is added here first.
+
+Shape-only ops (SHAPE, STRIDED_SLICE, PACK, GATHER and RESHAPE/CONCATENATION of constants) are
+*evaluated* during shape inference when their inputs are known: their outputs get constant data,
+which is how a RESHAPE whose target comes from ``SHAPE -> STRIDED_SLICE -> PACK`` resolves to a
+static shape. A later pass folds such ops away.
+
+MACs count the multiply-accumulates of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED (the
+convention of MLPerf Tiny and MCUNet); every other op counts 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from tinyml.errors import ShapeError
+
+if TYPE_CHECKING:
+    from tinyml.ir.graph import Op
+    from tinyml.ir.tensor import Tensor
+
+#: Activations that kernels apply to their output (TFLite's fused activation functions).
+ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+
+Shape = tuple[int, ...]
+
+
+# --------------------------------------------------------------------------------------------
+# Attributes
+
+
+@dataclass(frozen=True)
+class NoAttrs:
+    pass
+
+
+@dataclass(frozen=True)
+class Conv2DAttrs:
+    """Explicit padding (top, bottom, left, right): TFLite SAME is resolved at import."""
+
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    activation: str = "NONE"
+
+
+@dataclass(frozen=True)
+class DepthwiseConv2DAttrs(Conv2DAttrs):
+    depth_multiplier: int = 1
+
+
+@dataclass(frozen=True)
+class FullyConnectedAttrs:
+    activation: str = "NONE"
+    keep_num_dims: bool = False
+
+
+@dataclass(frozen=True)
+class Pool2DAttrs:
+    filter: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    activation: str = "NONE"
+
+
+@dataclass(frozen=True)
+class ElementwiseAttrs:
+    """ADD and MUL: numpy broadcasting, optional fused activation."""
+
+    activation: str = "NONE"
+
+
+@dataclass(frozen=True)
+class ReduceAttrs:
+    axes: tuple[int, ...] = ()
+    keep_dims: bool = False
+
+
+@dataclass(frozen=True)
+class ReshapeAttrs:
+    """Target shape; None means "read it from the (constant) second input"."""
+
+    shape: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SoftmaxAttrs:
+    """Softmax over the last axis."""
+
+    beta: float = 1.0
+
+
+@dataclass(frozen=True)
+class ConcatenationAttrs:
+    axis: int = -1
+    activation: str = "NONE"
+
+
+@dataclass(frozen=True)
+class PadAttrs:
+    """Padding (before, after) per dimension.
+
+    ``value`` is in the tensor's own element domain (a float for float tensors, the integer
+    code for int8 tensors); None pads with real zero, i.e. the zero point for int8.
+    """
+
+    pads: tuple[tuple[int, int], ...] = ()
+    value: float | int | None = None
+
+
+@dataclass(frozen=True)
+class TransposeAttrs:
+    perm: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClipAttrs:
+    """Clamp to [min, max] in real values (ONNX Clip with bounds other than ReLU/ReLU6)."""
+
+    min: float = -math.inf
+    max: float = math.inf
+
+
+@dataclass(frozen=True)
+class BatchNormAttrs:
+    """Inference batch norm over ``axis`` (inputs: x, scale, bias, mean, variance)."""
+
+    epsilon: float = 1e-5
+    axis: int = -1
+
+
+@dataclass(frozen=True)
+class StridedSliceAttrs:
+    """TFLite STRIDED_SLICE masks (inputs: x, begin, end, strides)."""
+
+    begin_mask: int = 0
+    end_mask: int = 0
+    shrink_axis_mask: int = 0
+    offset: bool = False
+
+
+@dataclass(frozen=True)
+class AxisAttrs:
+    """PACK and GATHER."""
+
+    axis: int = 0
+
+
+@dataclass(frozen=True)
+class CastAttrs:
+    dtype: str = "float32"
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers shared by frontends and kernels
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TFLite SAME padding (before, after) for one spatial dimension.
+
+    The output has ceil(size / stride) positions; the odd pixel, if any, goes after, exactly as
+    TFLM's ``ComputePaddingWithOffset`` does.
+    """
+    effective = (kernel - 1) * dilation + 1
+    out = (size + stride - 1) // stride
+    total = max((out - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv_output_size(size: int, kernel: int, stride: int, dilation: int, before: int,
+                     after: int) -> int:
+    effective = (kernel - 1) * dilation + 1
+    return (size + before + after - effective) // stride + 1
+
+
+def normalize_axis(axis: int, rank: int, op: "Op") -> int:
+    if not -rank <= axis < rank:
+        raise ShapeError(f"layer '{op.name}' ({op.kind}): axis {axis} out of range for rank {rank}")
+    return axis % rank
+
+
+# --------------------------------------------------------------------------------------------
+# Shape inference. Each function gets the op and its input tensors (None for an omitted optional
+# input) and returns the output shapes and dtypes; ``evaluate`` functions return constant data.
+
+InferFn = Callable[["Op", list["Tensor | None"]], list[tuple[Shape, str]]]
+EvalFn = Callable[["Op", list["Tensor | None"]], list[np.ndarray]]
+MacsFn = Callable[["Op", list["Tensor | None"], list["Tensor"]], int]
+
+
+def _fail(op: "Op", message: str) -> ShapeError:
+    return ShapeError(f"layer '{op.name}' ({op.kind}): {message}")
+
+
+def _rank(op: "Op", t: "Tensor", rank: int, what: str = "input") -> None:
+    if len(t.shape) != rank:
+        raise _fail(op, f"{what} '{t.name}' must be {rank}-D, got shape {list(t.shape)}")
+
+
+def _infer_conv(op, ins):
+    x, w = ins[0], ins[1]
+    _rank(op, x, 4)
+    _rank(op, w, 4, "filter")
+    a: Conv2DAttrs = op.attrs
+    n, h, wd, c = x.shape
+    if op.kind == "DEPTHWISE_CONV_2D":
+        if w.shape[0] != 1:
+            raise _fail(op, f"depthwise filter must be [1,H,W,C*M], got {list(w.shape)}")
+        kh, kw, cout = w.shape[1], w.shape[2], w.shape[3]
+        if cout != c * a.depth_multiplier:
+            raise _fail(op, f"filter has {cout} channels, expected {c} x {a.depth_multiplier}")
+    else:
+        cout, kh, kw, cin = w.shape
+        if cin == 0 or c % cin:
+            raise _fail(op, f"input has {c} channels but filter expects {cin}")
+    pt, pb, pl, pr = a.padding
+    oh = conv_output_size(h, kh, a.stride[0], a.dilation[0], pt, pb)
+    ow = conv_output_size(wd, kw, a.stride[1], a.dilation[1], pl, pr)
+    if oh <= 0 or ow <= 0:
+        raise _fail(op, f"filter {kh}x{kw} larger than padded input {h}x{wd}")
+    if len(ins) > 2 and ins[2] is not None and ins[2].size != cout:
+        raise _fail(op, f"bias has {ins[2].size} entries, expected {cout}")
+    return [((n, oh, ow, cout), x.dtype)]
+
+
+def _infer_fully_connected(op, ins):
+    x, w = ins[0], ins[1]
+    _rank(op, w, 2, "weights")
+    out_units, in_units = w.shape
+    if x.size % in_units:
+        raise _fail(op, f"input of {x.size} elements is not a multiple of {in_units} features")
+    if op.attrs.keep_num_dims:
+        if x.shape[-1] != in_units:
+            raise _fail(op, f"last input dimension {x.shape[-1]} != {in_units} features")
+        shape = tuple(x.shape[:-1]) + (out_units,)
+    else:
+        shape = (x.size // in_units, out_units)
+    return [(shape, x.dtype)]
+
+
+def _broadcast(op, shapes: list[Shape]) -> Shape:
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise _fail(op, f"shapes {[list(s) for s in shapes]} do not broadcast") from None
+
+
+def _infer_elementwise(op, ins):
+    return [(_broadcast(op, [t.shape for t in ins]), ins[0].dtype)]
+
+
+def _infer_pool(op, ins):
+    x = ins[0]
+    _rank(op, x, 4)
+    a: Pool2DAttrs = op.attrs
+    n, h, w, c = x.shape
+    pt, pb, pl, pr = a.padding
+    oh = conv_output_size(h, a.filter[0], a.stride[0], 1, pt, pb)
+    ow = conv_output_size(w, a.filter[1], a.stride[1], 1, pl, pr)
+    if oh <= 0 or ow <= 0:
+        raise _fail(op, f"pool window {a.filter} larger than input {h}x{w}")
+    return [((n, oh, ow, c), x.dtype)]
+
+
+def _infer_mean(op, ins):
+    x = ins[0]
+    axes = sorted({normalize_axis(a, len(x.shape), op) for a in op.attrs.axes})
+    if op.attrs.keep_dims:
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    else:
+        shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    return [(shape, x.dtype)]
+
+
+def _reshape_target(op, ins) -> tuple[int, ...]:
+    x = ins[0]
+    if len(ins) > 1 and ins[1] is not None:
+        if not ins[1].is_constant:
+            raise _fail(op, "target shape is not known at compile time")
+        target = [int(v) for v in np.asarray(ins[1].data).reshape(-1)]
+    elif op.attrs.shape is not None:
+        target = list(op.attrs.shape)
+    else:
+        raise _fail(op, "no target shape")
+    # ONNX: 0 copies the input dimension (frontends translate it); here -1 is the only wildcard.
+    unknown = [i for i, d in enumerate(target) if d == -1]
+    known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
+    if len(unknown) > 1 or any(d < -1 for d in target):
+        raise _fail(op, f"invalid target shape {target}")
+    if unknown:
+        if known == 0 or x.size % known:
+            raise _fail(op, f"cannot reshape {list(x.shape)} to {target}")
+        target[unknown[0]] = x.size // known
+    if int(np.prod(target, dtype=np.int64)) != x.size:
+        raise _fail(op, f"cannot reshape {list(x.shape)} ({x.size} elements) to {target}")
+    return tuple(target)
+
+
+def _infer_reshape(op, ins):
+    return [(_reshape_target(op, ins), ins[0].dtype)]
+
+
+def _eval_reshape(op, ins):
+    return [np.asarray(ins[0].data).reshape(_reshape_target(op, ins))]
+
+
+def _infer_same(op, ins):
+    return [(ins[0].shape, ins[0].dtype)]
+
+
+def _infer_softmax(op, ins):
+    if not ins[0].shape:
+        raise _fail(op, "softmax of a scalar")
+    return _infer_same(op, ins)
+
+
+def _infer_concat(op, ins):
+    rank = len(ins[0].shape)
+    axis = normalize_axis(op.attrs.axis, rank, op)
+    for t in ins[1:]:
+        if len(t.shape) != rank or any(
+                a != b for i, (a, b) in enumerate(zip(t.shape, ins[0].shape)) if i != axis):
+            raise _fail(op, f"cannot concatenate {[list(t.shape) for t in ins]} on axis {axis}")
+    shape = list(ins[0].shape)
+    shape[axis] = sum(t.shape[axis] for t in ins)
+    return [(tuple(shape), ins[0].dtype)]
+
+
+def _eval_concat(op, ins):
+    return [np.concatenate([np.asarray(t.data) for t in ins], axis=op.attrs.axis)]
+
+
+def _infer_pad(op, ins):
+    x = ins[0]
+    pads = op.attrs.pads
+    if len(pads) != len(x.shape):
+        raise _fail(op, f"{len(pads)} paddings for a {len(x.shape)}-D input")
+    if any(b < 0 or a < 0 for b, a in pads):
+        raise _fail(op, "negative padding (cropping) is not supported")
+    return [(tuple(d + b + a for d, (b, a) in zip(x.shape, pads)), x.dtype)]
+
+
+def _infer_transpose(op, ins):
+    perm = op.attrs.perm
+    if sorted(perm) != list(range(len(ins[0].shape))):
+        raise _fail(op, f"invalid permutation {list(perm)} for shape {list(ins[0].shape)}")
+    return [(tuple(ins[0].shape[p] for p in perm), ins[0].dtype)]
+
+
+def _eval_transpose(op, ins):
+    return [np.transpose(np.asarray(ins[0].data), op.attrs.perm)]
+
+
+def _infer_quantize(op, ins):
+    return [(ins[0].shape, op.attrs.dtype)]
+
+
+def _infer_dequantize(op, ins):
+    return [(ins[0].shape, "float32")]
+
+
+def _infer_batch_norm(op, ins):
+    x = ins[0]
+    axis = normalize_axis(op.attrs.axis, len(x.shape), op)
+    for t in ins[1:]:
+        if t.size != x.shape[axis]:
+            raise _fail(op, f"parameter '{t.name}' has {t.size} entries, expected {x.shape[axis]}")
+    return _infer_same(op, ins)
+
+
+def _infer_shape(op, ins):
+    return [((len(ins[0].shape),), "int32")]
+
+
+def _eval_shape(op, ins):
+    return [np.asarray(ins[0].shape, dtype=np.int32)]
+
+
+def _strided_slices(op, ins) -> tuple[tuple, list[int]]:
+    x, begin, end, strides = ins[0], ins[1], ins[2], ins[3] if len(ins) > 3 else None
+    for t, what in ((begin, "begin"), (end, "end"), (strides, "strides")):
+        if t is not None and not t.is_constant:
+            raise _fail(op, f"{what} is not known at compile time")
+    a: StridedSliceAttrs = op.attrs
+    b = [int(v) for v in np.asarray(begin.data).reshape(-1)]
+    e = [int(v) for v in np.asarray(end.data).reshape(-1)]
+    s = [int(v) for v in np.asarray(strides.data).reshape(-1)] if strides is not None else [1] * len(b)
+    if len(b) > len(x.shape):
+        raise _fail(op, "more slice dimensions than the input has")
+    slices, squeeze = [], []
+    for i in range(len(b)):
+        if a.shrink_axis_mask >> i & 1:
+            slices.append(b[i])
+            squeeze.append(i)
+            continue
+        start = None if a.begin_mask >> i & 1 else b[i]
+        stop = None if a.end_mask >> i & 1 else (b[i] + e[i] if a.offset else e[i])
+        slices.append(slice(start, stop, s[i]))
+    return tuple(slices), squeeze
+
+
+def _infer_strided_slice(op, ins):
+    slices, _ = _strided_slices(op, ins)
+    view = np.broadcast_to(np.zeros((), np.int8), ins[0].shape)
+    try:
+        shape = view[slices].shape
+    except IndexError as exc:
+        raise _fail(op, f"slice out of range: {exc}") from None
+    return [(shape, ins[0].dtype)]
+
+
+def _eval_strided_slice(op, ins):
+    slices, _ = _strided_slices(op, ins)
+    return [np.asarray(np.asarray(ins[0].data)[slices])]
+
+
+def _infer_pack(op, ins):
+    shapes = {t.shape for t in ins}
+    if len(shapes) != 1:
+        raise _fail(op, f"cannot stack shapes {[list(t.shape) for t in ins]}")
+    shape = list(ins[0].shape)
+    axis = normalize_axis(op.attrs.axis, len(shape) + 1, op)
+    shape.insert(axis, len(ins))
+    return [(tuple(shape), ins[0].dtype)]
+
+
+def _eval_pack(op, ins):
+    return [np.stack([np.asarray(t.data) for t in ins], axis=op.attrs.axis)]
+
+
+def _infer_gather(op, ins):
+    x, idx = ins
+    axis = normalize_axis(op.attrs.axis, len(x.shape), op)
+    shape = x.shape[:axis] + idx.shape + x.shape[axis + 1:]
+    return [(shape, x.dtype)]
+
+
+def _eval_gather(op, ins):
+    return [np.take(np.asarray(ins[0].data), np.asarray(ins[1].data), axis=op.attrs.axis)]
+
+
+def _eval_cast(op, ins):
+    from tinyml.ir.tensor import DTYPES
+    return [np.asarray(ins[0].data).astype(DTYPES[op.attrs.dtype])]
+
+
+def _infer_cast(op, ins):
+    return [(ins[0].shape, op.attrs.dtype)]
+
+
+# --------------------------------------------------------------------------------------------
+# MAC counts
+
+
+def _macs_conv(op, ins, outs):
+    w = ins[1]
+    per_output = w.shape[1] * w.shape[2] * w.shape[3]  # kh * kw * cin
+    return outs[0].size * per_output
+
+
+def _macs_depthwise(op, ins, outs):
+    w = ins[1]
+    return outs[0].size * w.shape[1] * w.shape[2]
+
+
+def _macs_fully_connected(op, ins, outs):
+    return outs[0].size * ins[1].shape[1]
+
+
+def _no_macs(op, ins, outs):
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    kind: str
+    attrs: type
+    infer: InferFn
+    #: Number of tensor inputs: (required, maximum); maximum None means variadic.
+    arity: tuple[int, int | None]
+    macs: MacsFn = _no_macs
+    #: Computes constant outputs during shape inference when all inputs are constant.
+    evaluate: EvalFn | None = None
+    #: Evaluated as soon as input *shapes* are known (SHAPE needs no input data).
+    needs_input_data: bool = True
+
+
+def _spec(*args, **kwargs) -> OpSpec:
+    return OpSpec(*args, **kwargs)
+
+
+OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
+    _spec("CONV_2D", Conv2DAttrs, _infer_conv, (2, 3), _macs_conv),
+    _spec("DEPTHWISE_CONV_2D", DepthwiseConv2DAttrs, _infer_conv, (2, 3), _macs_depthwise),
+    _spec("FULLY_CONNECTED", FullyConnectedAttrs, _infer_fully_connected, (2, 3),
+          _macs_fully_connected),
+    _spec("ADD", ElementwiseAttrs, _infer_elementwise, (2, 2)),
+    _spec("MUL", ElementwiseAttrs, _infer_elementwise, (2, 2)),
+    _spec("AVERAGE_POOL_2D", Pool2DAttrs, _infer_pool, (1, 1)),
+    _spec("MAX_POOL_2D", Pool2DAttrs, _infer_pool, (1, 1)),
+    _spec("MEAN", ReduceAttrs, _infer_mean, (1, 1)),
+    _spec("RESHAPE", ReshapeAttrs, _infer_reshape, (1, 2), evaluate=_eval_reshape),
+    _spec("SOFTMAX", SoftmaxAttrs, _infer_softmax, (1, 1)),
+    _spec("CONCATENATION", ConcatenationAttrs, _infer_concat, (1, None), evaluate=_eval_concat),
+    _spec("PAD", PadAttrs, _infer_pad, (1, 1)),
+    _spec("TRANSPOSE", TransposeAttrs, _infer_transpose, (1, 1), evaluate=_eval_transpose),
+    _spec("RELU", NoAttrs, _infer_same, (1, 1)),
+    _spec("RELU6", NoAttrs, _infer_same, (1, 1)),
+    _spec("CLIP", ClipAttrs, _infer_same, (1, 1)),
+    _spec("LOGISTIC", NoAttrs, _infer_same, (1, 1)),
+    _spec("HARD_SWISH", NoAttrs, _infer_same, (1, 1)),
+    _spec("QUANTIZE", CastAttrs, _infer_quantize, (1, 1)),
+    _spec("DEQUANTIZE", NoAttrs, _infer_dequantize, (1, 1)),
+    _spec("BATCH_NORM", BatchNormAttrs, _infer_batch_norm, (5, 5)),
+    _spec("SHAPE", NoAttrs, _infer_shape, (1, 1), evaluate=_eval_shape, needs_input_data=False),
+    _spec("STRIDED_SLICE", StridedSliceAttrs, _infer_strided_slice, (3, 4),
+          evaluate=_eval_strided_slice),
+    _spec("PACK", AxisAttrs, _infer_pack, (1, None), evaluate=_eval_pack),
+    _spec("GATHER", AxisAttrs, _infer_gather, (2, 2), evaluate=_eval_gather),
+    _spec("CAST", CastAttrs, _infer_cast, (1, 1), evaluate=_eval_cast),
+]}
+
+SUPPORTED_OPS = tuple(OP_SPECS)

@@ -1,0 +1,116 @@
+"""Tensors of the graph IR: shape, element type, quantization and (for constants) data.
+
+Layout is NHWC for 4-D activations, as in TFLite and TFLM: every kernel, the memory planner and
+the generated C assume it. Frontends for NCHW formats (ONNX) convert at import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Element types the IR knows, by name, with their numpy type.
+DTYPES: dict[str, type] = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int16": np.int16,
+    "int32": np.int32,
+    "int64": np.int64,
+    "bool": np.bool_,
+}
+
+
+def dtype_of(array: np.ndarray) -> str:
+    """The IR dtype name of a numpy array."""
+    name = np.dtype(array.dtype).name
+    if name not in DTYPES:
+        raise ValueError(f"unsupported element type {name}")
+    return name
+
+
+def itemsize(dtype: str) -> int:
+    return np.dtype(DTYPES[dtype]).itemsize
+
+
+@dataclass
+class Quantization:
+    """Affine quantization: ``real = scale * (q - zero_point)``.
+
+    ``axis`` is None for per-tensor quantization (one scale and zero point); otherwise
+    ``scale`` and ``zero_point`` hold one entry per slice along ``axis`` (per-channel weights).
+    Scales are kept as float32 because TFLite stores them so, and TFLM derives its fixed-point
+    multipliers from those float32 values.
+    """
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int | None = None
+
+    def __post_init__(self):
+        self.scale = np.atleast_1d(np.asarray(self.scale, dtype=np.float32))
+        self.zero_point = np.atleast_1d(np.asarray(self.zero_point, dtype=np.int64))
+        if self.scale.shape != self.zero_point.shape:
+            raise ValueError("scale and zero_point must have the same length")
+        if self.axis is None and self.scale.size != 1:
+            raise ValueError("per-tensor quantization needs exactly one scale")
+
+    @property
+    def per_channel(self) -> bool:
+        return self.axis is not None
+
+    def __str__(self) -> str:
+        if self.per_channel:
+            return f"per-axis({self.axis}) x{self.scale.size}"
+        return f"s={float(self.scale[0]):.6g} zp={int(self.zero_point[0])}"
+
+
+@dataclass
+class Tensor:
+    """A value in the graph. Constants carry ``data``; activations have ``data=None``."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    quant: Quantization | None = None
+    data: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.shape = tuple(int(d) for d in self.shape)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"tensor '{self.name}': unsupported element type {self.dtype}")
+
+    @property
+    def is_constant(self) -> bool:
+        return self.data is not None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * itemsize(self.dtype)
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.quant is not None and self.dtype in ("int8", "uint8", "int16", "int32")
+
+    def scale(self) -> float:
+        """The per-tensor scale (raises for per-channel tensors)."""
+        assert self.quant is not None and not self.quant.per_channel, self.name
+        return float(self.quant.scale[0])
+
+    def zero_point(self) -> int:
+        """The per-tensor zero point (raises for per-channel tensors)."""
+        assert self.quant is not None and not self.quant.per_channel, self.name
+        return int(self.quant.zero_point[0])
+
+    def describe(self) -> str:
+        dims = "x".join(str(d) for d in self.shape) or "scalar"
+        text = f"{self.dtype}[{dims}]"
+        if self.quant is not None:
+            text += f" {self.quant}"
+        return text

@@ -1,0 +1,132 @@
+"""TFLM's integer arithmetic, vectorized: the building blocks of every int8 kernel.
+
+These reproduce TFLite's ``quantization_util.cc`` and ``common.h`` in TFLM's default build
+(double rounding: ``TFLITE_SINGLE_ROUNDING`` off), and gemmlowp's fixed-point primitives they
+call. Arrays are computed in int64 so that intermediate products never overflow; results are
+the int32 values TFLM's C code produces.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+
+def tflite_round(x):
+    """``TfLiteRound`` (std::round): round half away from zero, for scalars or arrays."""
+    if np.isscalar(x) and not isinstance(x, np.ndarray):
+        return math.copysign(math.floor(abs(x) + 0.5), x)
+    x = np.asarray(x)
+    return np.sign(x) * np.floor(np.abs(x) + x.dtype.type(0.5))
+
+
+def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
+    """``QuantizeMultiplier``: real = q * 2^(shift - 31) with q in [2^30, 2^31).
+
+    Returns (q, shift); shift > 0 is a left shift. Multipliers below 2^-31 flush to zero.
+    """
+    if real_multiplier == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real_multiplier)
+    q_fixed = int(tflite_round(q * (1 << 31)))
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        shift, q_fixed = 0, 0
+    return q_fixed, shift
+
+
+def quantize_multipliers(real_multipliers) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`quantize_multiplier` per element (per-channel requantization)."""
+    pairs = [quantize_multiplier(float(m)) for m in np.asarray(real_multipliers, np.float64).ravel()]
+    return (np.array([p[0] for p in pairs], dtype=np.int64),
+            np.array([p[1] for p in pairs], dtype=np.int64))
+
+
+def saturating_rounding_doubling_high_mul(a, b):
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 values (as int64 arrays)."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    total = ab + nudge
+    # C++ integer division truncates toward zero.
+    high = np.where(total >= 0, total >> 31, -((-total) >> 31))
+    return np.where(overflow, INT32_MAX, high)
+
+
+def rounding_divide_by_pot(x, exponent):
+    """gemmlowp ``RoundingDivideByPOT``: x / 2^exponent, rounding half away from zero."""
+    x = np.asarray(x, dtype=np.int64)
+    exponent = np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(x, multiplier, shift):
+    """``MultiplyByQuantizedMultiplier`` (double rounding), broadcasting over channels."""
+    x = wrap_int32(np.asarray(x, dtype=np.int64))
+    shift = np.asarray(shift, dtype=np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    shifted = wrap_int32(x * (np.int64(1) << left))
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+
+
+def wrap_int32(x):
+    """Two's-complement wrap to int32, as TFLM's int32 accumulators behave on overflow."""
+    x = np.asarray(x, dtype=np.int64)
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def quantize_value(value: float, scale: float, zero_point: int) -> int:
+    """TFLM's activation-range quantizer: zero_point + round(value / scale) in float32."""
+    q = np.float32(value) / np.float32(scale)
+    return int(zero_point) + int(tflite_round(q))
+
+
+def activation_range(activation: str, scale: float, zero_point: int,
+                     qmin: int = -128, qmax: int = 127) -> tuple[int, int]:
+    """``CalculateActivationRangeQuantized``: the clamp a fused activation imposes."""
+    if activation == "RELU":
+        return max(qmin, quantize_value(0.0, scale, zero_point)), qmax
+    if activation == "RELU6":
+        return (max(qmin, quantize_value(0.0, scale, zero_point)),
+                min(qmax, quantize_value(6.0, scale, zero_point)))
+    if activation == "RELU_N1_TO_1":
+        return (max(qmin, quantize_value(-1.0, scale, zero_point)),
+                min(qmax, quantize_value(1.0, scale, zero_point)))
+    return qmin, qmax
+
+
+def float_activation(x: np.ndarray, activation: str) -> np.ndarray:
+    """A fused activation on float values."""
+    if activation == "RELU":
+        return np.maximum(x, 0)
+    if activation == "RELU6":
+        return np.clip(x, 0, 6)
+    if activation == "RELU_N1_TO_1":
+        return np.clip(x, -1, 1)
+    return x
+
+
+def symmetric_quantize_floats(x: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """TFLite ``SymmetricQuantizeFloats``: int8 in [-127, 127] and the scale used.
+
+    Hybrid (dynamic-range) kernels quantize their float input with it at run time.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    value_range = np.float32(max(abs(float(x.min())), abs(float(x.max())))) if x.size else 0
+    if value_range == 0:
+        return np.zeros(x.shape, np.int8), np.float32(1.0)
+    inverse = np.float32(127) / value_range
+    q = np.clip(tflite_round(x * inverse), -127, 127).astype(np.int8)
+    return q, np.float32(value_range / np.float32(127))
