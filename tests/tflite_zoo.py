@@ -1,0 +1,66 @@
+"""Small models the tests build and quantize themselves, so op coverage does not depend on
+../shared. Each model is a Keras function converted by TensorFlow's TFLiteConverter (the same
+converter users run), float or full-int8 with a seeded representative dataset.
+
+Conversion takes a few seconds, so results are cached per test session on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+_CACHE = Path(tempfile.gettempdir()) / "tinyml-test-zoo"
+
+
+def convert(build: Callable, input_shapes: list[tuple[int, ...]], *, int8: bool = True,
+            seed: int = 0, calibration: Callable[[np.random.Generator, tuple], np.ndarray]
+            | None = None, int8_io: bool = True, per_channel: bool = True) -> Path:
+    """Build ``build(*keras_inputs) -> keras_output`` and convert it to a .tflite file.
+
+    ``input_shapes`` include the batch dimension (1). With ``int8`` the model is fully
+    quantized (int8 weights and activations; int8 inputs/outputs when ``int8_io``). Returns the
+    path of a cached .tflite file.
+    """
+    key = hashlib.sha256(repr((inspect.getsource(build), input_shapes, int8, seed,
+                               inspect.getsource(calibration) if calibration else None,
+                               int8_io, per_channel)).encode()).hexdigest()[:16]
+    path = _CACHE / f"{build.__name__}-{key}.tflite"
+    if path.exists():
+        return path
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    inputs = [tf.keras.Input(shape=s[1:], batch_size=s[0]) for s in input_shapes]
+    model = tf.keras.Model(inputs, build(*inputs))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        rng = np.random.default_rng(seed)
+        sample = calibration or (lambda r, s: r.normal(0, 1, s).astype(np.float32))
+
+        def representative():
+            for _ in range(32):
+                yield [sample(rng, s).astype(np.float32) for s in input_shapes]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        if not per_channel:
+            converter._experimental_disable_per_channel = True
+    data = converter.convert()
+    _CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
