@@ -18,7 +18,9 @@ def tflm_interpreter(model: Path | bytes, all_tensors: bool = True):
     config = (runtime.InterpreterConfig.kPreserveAllTensors if all_tensors
               else runtime.InterpreterConfig.kAllocationRecording)
     data = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
-    return runtime.Interpreter.from_bytes(data, intrepreter_config=config)
+    # TFLM's default arena (10x the file) is too small for tiny models without weights.
+    return runtime.Interpreter.from_bytes(data, arena_size=max(10 * len(data), 1 << 20),
+                                          intrepreter_config=config)
 
 
 def tflm_run(interpreter, x: np.ndarray, tensor_count: int | None = None):

@@ -21,6 +21,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _CACHE = Path(tempfile.gettempdir()) / "tinyml-test-zoo"
 
 
+def _fingerprint(fn: Callable) -> str:
+    """What a function computes, for the cache key: its bytecode, constants and the values it
+    closes over (source text alone would confuse two lambdas on one line, or closures from one
+    factory with different captured values)."""
+    code = fn.__code__
+    nested = [_fingerprint_code(c) for c in code.co_consts if inspect.iscode(c)]
+    cells = [repr(c.cell_contents) for c in fn.__closure__ or ()]
+    return repr((_fingerprint_code(code), nested, cells))
+
+
+def _fingerprint_code(code) -> str:
+    consts = [_fingerprint_code(c) if inspect.iscode(c) else repr(c) for c in code.co_consts]
+    return repr((code.co_code, consts, code.co_names))
+
+
 def convert(build: Callable, input_shapes: list[tuple[int, ...]], *, int8: bool = True,
             seed: int = 0, calibration: Callable[[np.random.Generator, tuple], np.ndarray]
             | None = None, int8_io: bool = True, per_channel: bool = True) -> Path:
@@ -30,8 +45,8 @@ def convert(build: Callable, input_shapes: list[tuple[int, ...]], *, int8: bool 
     quantized (int8 weights and activations; int8 inputs/outputs when ``int8_io``). Returns the
     path of a cached .tflite file.
     """
-    key = hashlib.sha256(repr((inspect.getsource(build), input_shapes, int8, seed,
-                               inspect.getsource(calibration) if calibration else None,
+    key = hashlib.sha256(repr((_fingerprint(build), input_shapes, int8, seed,
+                               _fingerprint(calibration) if calibration else None,
                                int8_io, per_channel)).encode()).hexdigest()[:16]
     path = _CACHE / f"{build.__name__}-{key}.tflite"
     if path.exists():
@@ -39,7 +54,10 @@ def convert(build: Callable, input_shapes: list[tuple[int, ...]], *, int8: bool 
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
-    inputs = [tf.keras.Input(shape=s[1:], batch_size=s[0]) for s in input_shapes]
+    # Named so that the converter's (alphabetical) signature order is the list order, which the
+    # representative dataset below relies on.
+    inputs = [tf.keras.Input(shape=s[1:], batch_size=s[0], name=f"input_{i:02d}")
+              for i, s in enumerate(input_shapes)]
     model = tf.keras.Model(inputs, build(*inputs))
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:

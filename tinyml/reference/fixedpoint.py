@@ -17,11 +17,20 @@ INT32_MAX = (1 << 31) - 1
 
 
 def tflite_round(x):
-    """``TfLiteRound`` (std::round): round half away from zero, for scalars or arrays."""
+    """``TfLiteRound`` (std::round): round half away from zero, for scalars or arrays.
+
+    Rounds the exact value: ``floor(|x| + 0.5)`` would be wrong for float32 inputs such as
+    0.49999997 (the addition itself rounds up to 1.0), so the fraction is compared instead.
+    """
     if np.isscalar(x) and not isinstance(x, np.ndarray):
-        return math.copysign(math.floor(abs(x) + 0.5), x)
+        x = float(x)
+        t = float(math.trunc(x)) if math.isfinite(x) else x
+        if math.isfinite(x) and abs(x - t) >= 0.5:
+            t += math.copysign(1.0, x)
+        return t
     x = np.asarray(x)
-    return np.sign(x) * np.floor(np.abs(x) + x.dtype.type(0.5))
+    t = np.trunc(x)
+    return t + np.where(np.abs(x - t) >= x.dtype.type(0.5), np.sign(x), x.dtype.type(0))
 
 
 def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
@@ -43,7 +52,8 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
 
 def quantize_multipliers(real_multipliers) -> tuple[np.ndarray, np.ndarray]:
     """:func:`quantize_multiplier` per element (per-channel requantization)."""
-    pairs = [quantize_multiplier(float(m)) for m in np.asarray(real_multipliers, np.float64).ravel()]
+    values = np.asarray(real_multipliers, np.float64).ravel()
+    pairs = [quantize_multiplier(float(m)) for m in values]
     return (np.array([p[0] for p in pairs], dtype=np.int64),
             np.array([p[1] for p in pairs], dtype=np.int64))
 
@@ -79,6 +89,52 @@ def multiply_by_quantized_multiplier(x, multiplier, shift):
     right = np.maximum(-shift, 0)
     shifted = wrap_int32(x * (np.int64(1) << left))
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+
+
+def multiply_by_quantized_multiplier_smaller_than_one_exp(x, multiplier, left_shift):
+    """``MultiplyByQuantizedMultiplierSmallerThanOneExp`` (ADD's rescaling): ``left_shift`` <= 0.
+
+    With no left shift this is :func:`multiply_by_quantized_multiplier`; the separate name
+    keeps kernels readable next to the C they follow.
+    """
+    return multiply_by_quantized_multiplier(x, multiplier, left_shift)
+
+
+def per_channel_multipliers(input_scale: float, filter_scales, output_scale: float,
+                            channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Requantization of CONV_2D, DEPTHWISE_CONV_2D and per-channel FULLY_CONNECTED.
+
+    TFLM's ``PopulateConvolutionQuantizationParams`` computes, for each output channel,
+    ``double(input_scale) * double(filter_scale) / double(output_scale)`` in double from
+    the float32 scales; a per-tensor filter scale is broadcast to all ``channels``.
+    """
+    scales = np.asarray(filter_scales, dtype=np.float32).reshape(-1)
+    if scales.size == 1:
+        scales = np.repeat(scales, channels)
+    return quantize_multipliers([float(input_scale) * float(s) / float(output_scale)
+                                 for s in scales])
+
+
+def per_tensor_fc_multiplier(input_scale: float, filter_scale: float,
+                             output_scale: float) -> tuple[int, int]:
+    """Requantization of per-tensor FULLY_CONNECTED (``GetQuantizedConvolutionMultipler``).
+
+    Unlike convolutions, the input and filter scales are multiplied in *float32* and only
+    the product is widened to double before dividing by the output scale.
+    """
+    product = np.float32(input_scale) * np.float32(filter_scale)
+    return quantize_multiplier(float(product) / float(output_scale))
+
+
+def requantize(acc, multiplier, shift, zero_point: int, qmin: int, qmax: int,
+               dtype=np.int8) -> np.ndarray:
+    """The output stage shared by int8 kernels: rescale an int32 accumulator with
+    :func:`multiply_by_quantized_multiplier`, add the output zero point, clamp to the
+    activation range and store as ``dtype``. ``multiplier``/``shift`` broadcast over the
+    last axis for per-channel requantization. The zero point is added in int32, wrapping
+    on overflow as the C does."""
+    y = wrap_int32(multiply_by_quantized_multiplier(acc, multiplier, shift) + int(zero_point))
+    return np.clip(y, qmin, qmax).astype(dtype)
 
 
 def wrap_int32(x):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyml.errors import UnsupportedOpError
-from tinyml.reference.fixedpoint import float_activation, symmetric_quantize_floats
+from tinyml.reference.fixedpoint import (activation_range, float_activation,
+                                         per_channel_multipliers, requantize,
+                                         symmetric_quantize_floats)
 from tinyml.reference.kernels import KernelCall, kernel
 from tinyml.reference.kernels.windows import windows
 
@@ -78,9 +80,97 @@ def _conv_2d_hybrid(call: KernelCall) -> np.ndarray:
     return float_activation(y, a.activation).astype(np.float32)
 
 
+def _bias_int32(call: KernelCall, channels: int) -> np.ndarray:
+    if len(call.inputs) > 2 and call.inputs[2] is not None:
+        return call.inputs[2].astype(np.int64).reshape(channels)
+    return np.zeros(channels, np.int64)
+
+
+def _output_stage(call: KernelCall, acc: np.ndarray) -> np.ndarray:
+    """Bias, per-channel requantization and activation clamp, as TFLM's conv kernels end."""
+    x_t, w_t, out = call.in_tensors[0], call.in_tensors[1], call.out
+    channels = acc.shape[-1]
+    acc = acc + _bias_int32(call, channels)
+    multiplier, shift = per_channel_multipliers(x_t.scale(), w_t.quant.scale, out.scale(),
+                                                channels)
+    lo, hi = activation_range(call.attrs.activation, out.scale(), out.zero_point())
+    return requantize(acc, multiplier, shift, out.zero_point(), lo, hi)
+
+
+def _check_int8_filter(call: KernelCall, axis: int) -> None:
+    w_t = call.in_tensors[1]
+    if w_t.dtype != "int8" or w_t.quant is None:
+        raise UnsupportedOpError(call.op.kind, call.op.name,
+                                 detail=f"int8 input needs int8 quantized weights, got "
+                                        f"{w_t.dtype}")
+    if w_t.quant.per_channel and w_t.quant.axis != axis:
+        raise UnsupportedOpError(call.op.kind, call.op.name,
+                                 detail=f"weights quantized along axis {w_t.quant.axis}, "
+                                        f"TFLM expects axis {axis}")
+
+
+def _centered_padded_input(call: KernelCall) -> np.ndarray:
+    """The input minus its zero point, zero-padded: padding then adds nothing to the
+    accumulator, exactly as TFLM skips taps that fall outside the image."""
+    a = call.attrs
+    x = call.inputs[0].astype(np.int64) - call.in_tensors[0].zero_point()
+    pt, pb, pl, pr = a.padding
+    return np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+
+
+def _taps(xp: np.ndarray, call: KernelCall, kh: int, kw: int, out_hw: tuple[int, int]):
+    """Yield (ky, kx, strided input slice) for every filter tap: the slice holds, for
+    every output position, the input pixel that tap multiplies."""
+    (sh, sw), (dh, dw) = call.attrs.stride, call.attrs.dilation
+    oh, ow = out_hw
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dh, kx * dw
+            yield ky, kx, xp[:, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw, :]
+
+
 def conv_2d_int8(call: KernelCall) -> np.ndarray:
-    raise NotImplementedError("int8 CONV_2D")
+    """TFLM ``ConvPerChannel``: acc = sum w * (x - zp_in) over taps inside the image, + bias,
+    then per-channel requantization. The filter zero point is ignored (TFLM assumes
+    symmetric weights); per-tensor weights use one multiplier for all channels.
+
+    Each tap is a float64 matmul: every product and partial sum is an integer far below
+    2^53, so the result is exact whatever order BLAS adds in.
+    """
+    _check_int8_filter(call, 0)
+    w = call.inputs[1].astype(np.float64)
+    cout, kh, kw, cin = w.shape
+    n, oh, ow, _ = call.out.shape
+    xp = _centered_padded_input(call).astype(np.float64)
+    groups = xp.shape[3] // cin
+    if groups * cin != xp.shape[3] or cout % groups:
+        raise UnsupportedOpError("CONV_2D", call.op.name,
+                                 detail=f"{xp.shape[3]} input channels do not split into "
+                                        f"groups of {cin}")
+    per_group = cout // groups
+    acc = np.zeros((n, oh, ow, cout), np.float64)
+    for ky, kx, xs in _taps(xp, call, kh, kw, (oh, ow)):
+        for g in range(groups):
+            cols = slice(g * per_group, (g + 1) * per_group)
+            acc[..., cols] += xs[..., g * cin:(g + 1) * cin] @ w[cols, ky, kx, :].T
+    return _output_stage(call, acc.astype(np.int64))
 
 
 def depthwise_conv_2d_int8(call: KernelCall) -> np.ndarray:
-    raise NotImplementedError("int8 DEPTHWISE_CONV_2D")
+    """TFLM ``DepthwiseConvPerChannel``: output channel c*M+m reads input channel c with
+    filter column c*M+m; same accumulation and output stage as :func:`conv_2d_int8`."""
+    _check_int8_filter(call, 3)
+    w = call.inputs[1].astype(np.int64)
+    _, kh, kw, channels = w.shape
+    n, oh, ow, _ = call.out.shape
+    xp = _centered_padded_input(call)
+    c = xp.shape[3]
+    m = channels // c
+    if m * c != channels:
+        raise UnsupportedOpError("DEPTHWISE_CONV_2D", call.op.name,
+                                 detail=f"{channels} filter channels for {c} input channels")
+    w = w.reshape(kh, kw, c, m)
+    acc = np.zeros((n, oh, ow, c, m), np.int64)
+    for ky, kx, xs in _taps(xp, call, kh, kw, (oh, ow)):
+        acc += xs[..., None] * w[ky, kx]
+    return _output_stage(call, acc.reshape(n, oh, ow, channels))

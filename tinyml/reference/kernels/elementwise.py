@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyml.reference.fixedpoint import float_activation
+from tinyml.reference.fixedpoint import (
+    activation_range, float_activation, multiply_by_quantized_multiplier_smaller_than_one_exp,
+    quantize_multiplier, requantize, wrap_int32)
 from tinyml.reference.kernels import KernelCall, kernel
 
 
@@ -24,9 +26,45 @@ def mul(call: KernelCall) -> np.ndarray:
     return float_activation(a * b, call.attrs.activation).astype(np.float32)
 
 
+#: ADD shifts int8 inputs left by 20 bits before rescaling them (TFLM ``left_shift``).
+ADD_LEFT_SHIFT = 20
+
+
+def _int8_operands(call: KernelCall) -> tuple[np.ndarray, np.ndarray]:
+    """Both inputs minus their zero points, broadcast against each other (numpy rules are
+    TFLite's ``NdArrayDescsForElementwiseBroadcast``)."""
+    a, b = (x.astype(np.int64) - t.zero_point() for x, t in zip(call.inputs, call.in_tensors))
+    return np.broadcast_arrays(a, b)
+
+
 def add_int8(call: KernelCall) -> np.ndarray:
-    raise NotImplementedError("int8 ADD")
+    """TFLM ``AddFunc``: both inputs are shifted left 20 bits, rescaled to a common scale
+    (twice the larger input scale) by two multipliers below one, summed, and the sum
+    rescaled to the output by a third multiplier; all multipliers are computed in double
+    from the float32 scales."""
+    t1, t2 = call.in_tensors
+    out = call.out
+    twice_max = 2 * float(max(np.float32(t1.scale()), np.float32(t2.scale())))
+    m1, s1 = quantize_multiplier(float(t1.scale()) / twice_max)
+    m2, s2 = quantize_multiplier(float(t2.scale()) / twice_max)
+    mo, so = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * float(out.scale())))
+    a, b = _int8_operands(call)
+    scaled_a = multiply_by_quantized_multiplier_smaller_than_one_exp(a << ADD_LEFT_SHIFT, m1, s1)
+    scaled_b = multiply_by_quantized_multiplier_smaller_than_one_exp(b << ADD_LEFT_SHIFT, m2, s2)
+    lo, hi = activation_range(call.attrs.activation, out.scale(), out.zero_point())
+    y = multiply_by_quantized_multiplier_smaller_than_one_exp(
+        wrap_int32(scaled_a + scaled_b), mo, so) + out.zero_point()
+    return np.clip(y, lo, hi).astype(np.int8).reshape(out.shape)
 
 
 def mul_int8(call: KernelCall) -> np.ndarray:
-    raise NotImplementedError("int8 MUL")
+    """TFLM ``MulElementwise``: (a - za) * (b - zb) rescaled by one multiplier,
+    double(s_a) * double(s_b) / double(s_out)."""
+    t1, t2 = call.in_tensors
+    out = call.out
+    multiplier, shift = quantize_multiplier(
+        float(t1.scale()) * float(t2.scale()) / float(out.scale()))
+    a, b = _int8_operands(call)
+    lo, hi = activation_range(call.attrs.activation, out.scale(), out.zero_point())
+    y = requantize(a * b, multiplier, shift, out.zero_point(), lo, hi)
+    return y.reshape(out.shape)

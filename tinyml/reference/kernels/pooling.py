@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyml.reference.fixedpoint import float_activation
+from tinyml.errors import TinymlError
+from tinyml.reference.fixedpoint import (activation_range, float_activation,
+                                         quantize_multiplier, requantize, wrap_int32)
 from tinyml.reference.kernels import KernelCall, kernel
 from tinyml.reference.kernels.windows import windows
 
@@ -44,13 +46,67 @@ def mean(call: KernelCall) -> np.ndarray:
         np.float32)
 
 
+def _valid_cells(call: KernelCall) -> np.ndarray:
+    """How many cells of each pooling window lie inside the image, shape (1, OH, OW, 1)."""
+    a = call.attrs
+    ones = np.ones((1,) + call.inputs[0].shape[1:3] + (1,), np.int64)
+    return windows(ones, a.filter, a.stride, (1, 1), a.padding, 0).sum(axis=(4, 5))
+
+
 def average_pool_2d_int8(call: KernelCall) -> np.ndarray:
-    raise NotImplementedError("int8 AVERAGE_POOL_2D")
+    """TFLM int8 ``AveragePool``: the sum of the valid cells divided by their count,
+    rounded half away from zero as C does it: ``(sum +/- count/2) / count`` with
+    truncating division. There is no rescaling: TFLM reads the result with the input's
+    quantization (the converter gives input and output the same)."""
+    a = call.attrs
+    out = call.out
+    x = call.inputs[0].astype(np.int64)
+    total = windows(x, a.filter, a.stride, (1, 1), a.padding, 0).sum(axis=(4, 5))
+    count = _valid_cells(call)
+    if (count == 0).any():
+        raise TinymlError(f"layer '{call.op.name}' (AVERAGE_POOL_2D): a pooling window lies "
+                          f"entirely in the padding")
+    half = count // 2
+    mean = np.where(total > 0, (total + half) // count, -((half - total) // count))
+    lo, hi = activation_range(a.activation, out.scale(), out.zero_point())
+    return np.clip(mean, lo, hi).astype(np.int8)
 
 
 def max_pool_2d_int8(call: KernelCall) -> np.ndarray:
-    raise NotImplementedError("int8 MAX_POOL_2D")
+    """TFLM int8 ``MaxPool``: the largest valid cell (padding never wins: it holds the
+    int8 minimum, TFLM's starting value), clamped to the activation range."""
+    a = call.attrs
+    out = call.out
+    x = call.inputs[0]
+    y = windows(x, a.filter, a.stride, (1, 1), a.padding, np.iinfo(np.int8).min).max(axis=(4, 5))
+    lo, hi = activation_range(a.activation, out.scale(), out.zero_point())
+    return np.clip(y, lo, hi).astype(np.int8)
 
 
 def mean_int8(call: KernelCall) -> np.ndarray:
-    raise NotImplementedError("int8 MEAN")
+    """TFLM int8 MEAN: ``QuantizedMeanOrSum`` (``reference/reduce.h``), whatever the axes.
+
+    The sum over the reduced axes, minus count * input zero point, is rescaled by
+    QuantizeMultiplier(s_in / s_out) with 1/count folded into the multiplier: it is shifted
+    left by floor(log2(count)) (at most 32, and keeping the final shift >= -31), divided
+    by count with integer division, and the shift lowered to match.
+
+    Older TFLM releases also had a truncating integer mean when input and output share
+    quantization, and ``reference_integer_ops::Mean`` for 4-D keep_dims means over H and W;
+    the TFLM we are checked against takes this one path in every case (the tests cover
+    equal quantization and both keep_dims settings), so only this path is reproduced.
+    """
+    x_t, out = call.in_tensors[0], call.out
+    x = call.inputs[0].astype(np.int64)
+    axes = tuple(sorted({ax % x.ndim for ax in call.attrs.axes}))
+    count = int(np.prod([x.shape[ax] for ax in axes], dtype=np.int64))
+    if count == 0:
+        return np.zeros(out.shape, np.int8)
+    total = x.sum(axis=axes)
+    multiplier, shift = quantize_multiplier(float(x_t.scale()) / float(out.scale()))
+    fold = min(count.bit_length() - 1, 32, 31 + shift)
+    multiplier = (multiplier << fold) // count
+    shift -= fold
+    centered = wrap_int32(total - x_t.zero_point() * count)
+    y = requantize(centered, multiplier, shift, out.zero_point(), -128, 127)
+    return y.reshape(out.shape)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from tinyml.ir import DTYPES
-from tinyml.reference.fixedpoint import tflite_round
+from tinyml.errors import UnsupportedOpError
+from tinyml.reference.fixedpoint import quantize_multiplier, requantize, tflite_round
 from tinyml.reference.kernels import KernelCall, kernel
 
 
@@ -37,4 +38,16 @@ def dequantize(call: KernelCall) -> np.ndarray:
 
 
 def requantize_int8(call: KernelCall) -> np.ndarray:
-    raise NotImplementedError("int8 -> int8 QUANTIZE")
+    """TFLM ``Requantize`` (integer -> integer QUANTIZE): (x - zp_in) rescaled by
+    QuantizeMultiplier(double(s_in) / double(s_out)), plus zp_out, clamped to the output
+    type. TFLM's int8<->uint8 fast path (a bare 0x80 flip) gives the same values."""
+    x_t, out = call.in_tensors[0], call.out
+    if x_t.quant is None or x_t.quant.per_channel or out.quant is None or out.quant.per_channel:
+        raise UnsupportedOpError("QUANTIZE", call.op.name,
+                                 detail="requantization needs per-tensor input and output "
+                                        "quantization")
+    info = np.iinfo(DTYPES[out.dtype])
+    multiplier, shift = quantize_multiplier(float(x_t.scale()) / float(out.scale()))
+    x = call.inputs[0].astype(np.int64) - x_t.zero_point()
+    return requantize(x, multiplier, shift, out.zero_point(), info.min, info.max,
+                      dtype=DTYPES[out.dtype])

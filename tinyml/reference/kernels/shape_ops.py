@@ -1,13 +1,14 @@
 """Data-movement ops: RESHAPE, TRANSPOSE, CONCATENATION, PAD and the shape-only ops.
 
-These move values without arithmetic, so one implementation serves float and int8, except
-for CONCATENATION of int8 inputs with different quantization, which requantizes.
+These move values without arithmetic, so one implementation serves float and int8. Int8
+CONCATENATION of inputs quantized differently from its output is refused, as TFLM does.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from tinyml.errors import UnsupportedOpError
 from tinyml.ir import DTYPES
 from tinyml.reference.kernels import KernelCall, kernel
 
@@ -43,7 +44,17 @@ def concatenation(call: KernelCall) -> np.ndarray:
 
 
 def concatenation_requantize(call: KernelCall) -> np.ndarray:
-    raise NotImplementedError("int8 CONCATENATION with rescaling")
+    """TFLM does not rescale: its int8 CONCATENATION refuses inputs whose scale or zero
+    point differ from the output's (``TF_LITE_ENSURE_EQ`` in ``Prepare``), and the
+    TFLite converter inserts int8 QUANTIZE ops so it never emits such a model. We refuse
+    it too rather than invent arithmetic no microcontroller runtime would match."""
+    out = call.out
+    bad = [t.name for t in call.in_tensors
+           if (t.scale(), t.zero_point()) != (out.scale(), out.zero_point())]
+    raise UnsupportedOpError(
+        "CONCATENATION", call.op.name,
+        detail=f"int8 inputs {bad} are quantized differently from the output "
+               f"(TFLM requires equal scale and zero point; requantize them first)")
 
 
 def _constant_fold(call: KernelCall):

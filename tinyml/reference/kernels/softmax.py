@@ -1,10 +1,30 @@
-"""SOFTMAX over the last axis."""
+"""SOFTMAX over the last axis.
+
+int8 follows TFLM's reference kernel (``reference_ops::Softmax`` with the parameters of
+``SoftmaxPrepare``): the difference to the row maximum is scaled by beta * input_scale into a
+Q5.26 value, exponentiated with gemmlowp's fixed-point exp, summed in Q12.19, inverted with
+``GetReciprocal`` and multiplied back; differences below ``diff_min`` (whose exp would not fit)
+give exactly 0 (-128). The output must be int8 with scale 1/256 and zero point -128, as TFLM
+requires.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from tinyml.errors import TinymlError, UnsupportedOpError
+from tinyml.reference.fixedpoint import (
+    quantize_multiplier, rounding_divide_by_pot, saturating_rounding_doubling_high_mul,
+    wrap_int32,
+)
+from tinyml.reference.gemmlowp import (
+    calculate_input_radius, exp_on_negative_values, get_reciprocal, rescale,
+)
 from tinyml.reference.kernels import KernelCall, kernel
+
+#: Integer bits of the scaled difference fed to exp() (Q5.26) and of the sum of exps (Q12.19).
+SCALED_DIFF_INTEGER_BITS = 5
+ACCUMULATION_INTEGER_BITS = 12
 
 
 @kernel("SOFTMAX")
@@ -16,5 +36,53 @@ def softmax(call: KernelCall) -> np.ndarray:
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
+def preprocess_softmax_scaling(beta: float, input_scale: float,
+                               input_integer_bits: int) -> tuple[int, int]:
+    """TFLite ``PreprocessSoftmaxScaling`` (double-rounding build).
+
+    The real multiplier beta * input_scale * 2^(31 - input_integer_bits), capped at 2^31 - 1,
+    as (quantized multiplier, left shift). It must exceed 1 (``QuantizeMultiplierGreaterThanOne``).
+    """
+    real = min(float(beta) * float(input_scale) * float(1 << (31 - input_integer_bits)),
+               float((1 << 31) - 1))
+    if not real > 1.0:
+        raise ValueError(f"beta * input_scale = {float(beta) * float(input_scale):.3g} is too "
+                         f"small for TFLM's int8 softmax")
+    return quantize_multiplier(real)
+
+
 def softmax_int8(call: KernelCall) -> np.ndarray:
-    raise NotImplementedError("int8 SOFTMAX")
+    op, x_t, out = call.op, call.in_tensors[0], call.out
+    if x_t.dtype != "int8" or out.dtype != "int8":
+        raise UnsupportedOpError(op.kind, op.name, detail=f"{x_t.dtype} -> {out.dtype} softmax "
+                                 f"(int8 -> int8 only)")
+    if out.zero_point() != -128 or np.float32(out.scale()) != np.float32(1.0 / 256):
+        raise TinymlError(f"layer '{op.name}' (SOFTMAX): int8 output must have scale 1/256 and "
+                          f"zero point -128 (TFLM requires it), got scale {out.scale():.6g} and "
+                          f"zero point {out.zero_point()}")
+    try:
+        multiplier, left_shift = preprocess_softmax_scaling(
+            op.attrs.beta, x_t.scale(), SCALED_DIFF_INTEGER_BITS)
+    except ValueError as exc:
+        raise TinymlError(f"layer '{op.name}' (SOFTMAX): {exc}") from None
+    diff_min = -calculate_input_radius(SCALED_DIFF_INTEGER_BITS, left_shift)
+
+    x = call.inputs[0].astype(np.int64)
+    diff = x - x.max(axis=-1, keepdims=True)
+    used = diff >= diff_min
+    # MultiplyByQuantizedMultiplierGreaterThanOne on the kept differences (Q5.26 result).
+    scaled = saturating_rounding_doubling_high_mul(
+        wrap_int32(np.where(used, diff, 0) << left_shift), multiplier)
+    exps = exp_on_negative_values(scaled, SCALED_DIFF_INTEGER_BITS)  # Q0.31
+    # Rescale<12> of each exp, summed in Q12.19 (int32 additions).
+    sum_of_exps = wrap_int32(np.where(used, rescale(exps, 0, ACCUMULATION_INTEGER_BITS), 0)
+                             .sum(axis=-1, keepdims=True))
+    reciprocal, num_bits_over_unit = get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS)
+    exponent = num_bits_over_unit + 31 - 8
+    if np.any((exponent < 0) | (exponent > 31)):
+        raise TinymlError(f"layer '{op.name}' (SOFTMAX): the sum of exponentials over "
+                          f"{x.shape[-1]} values overflows TFLM's int8 fixed-point softmax")
+    unsaturated = rounding_divide_by_pot(
+        saturating_rounding_doubling_high_mul(reciprocal, exps), exponent)
+    y = np.clip(unsaturated - 128, -128, 127)
+    return np.where(used, y, -128).astype(np.int8)
