@@ -1,8 +1,13 @@
 """The ``tinyml`` command line.
 
-Errors in the user's input (``TinymlError``) print one line on stderr and exit with status 2;
-nothing is written. Subcommands import their heavy dependencies lazily so that ``tinyml
-inspect model.tflite`` does not pay for TensorFlow.
+Errors in the user's input (a :class:`~tinyml.errors.TinymlError`, or a command line argparse
+rejects) print exactly one line, ``tinyml: error: ...``, on stderr, write nothing on stdout and
+exit with status 2. Anything else is a bug in tinyml and keeps its traceback. Set
+``TINYML_DEBUG=1`` to see the traceback behind a user error too (e.g. what a corrupt file made
+the parser raise).
+
+Subcommands import their heavy dependencies lazily: ``tinyml inspect model.tflite`` (or .onnx)
+never imports TensorFlow, which would add seconds to every call.
 """
 
 from __future__ import annotations
@@ -11,62 +16,123 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 from tinyml.errors import TinymlError
 
 EXIT_USER_ERROR = 2
+#: Exit status when stdout is closed early (``tinyml inspect m.tflite --json | head``), as a
+#: process killed by SIGPIPE would report it to the shell.
+EXIT_BROKEN_PIPE = 128 + 13
+
+
+def _error_line(message: str) -> str:
+    """One printable line: messages quote names from the user's file, which may hold line
+    breaks or terminal escape sequences."""
+    text = " ".join(str(message).split())
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return "tinyml: error: " + text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other user error."""
+
+    def error(self, message: str):
+        print(_error_line(f"{message} (see '{self.prog} --help')"), file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
 
 
 def _inspect(args: argparse.Namespace) -> int:
     from tinyml.frontends import load_model
     from tinyml.summary import summarize
 
-    graph = load_model(args.model)
-    summary = summarize(graph)
+    summary = summarize(load_model(args.model))
     if args.json:
-        print(json.dumps(summary.to_json(), indent=2))
-        return 0
-
-    from rich.console import Console
-    from rich.table import Table
-
-    def dims(shapes):
-        return ", ".join("x".join(map(str, s)) for s in shapes)
-
-    table = Table(title=f"{graph.name}: {len(summary.layers)} layers", title_justify="left")
-    for column in ("#", "op", "layer", "input", "output", "dtype"):
-        table.add_column(column, no_wrap=column != "layer", overflow="fold")
-    for column in ("MACs", "param B", "act B"):
-        table.add_column(column, justify="right")
-    for layer in summary.layers:
-        table.add_row(str(layer.index), layer.op, layer.name, dims(layer.inputs),
-                      dims(layer.outputs), layer.dtype, f"{layer.macs:,}",
-                      f"{layer.param_bytes:,}", f"{layer.activation_bytes:,}")
-    table.add_section()
-    table.add_row("", "total", "", "", "", "", f"{summary.macs:,}", f"{summary.param_bytes:,}",
-                  f"peak {summary.peak_activation_bytes:,}")
-    Console(width=max(160, Console().width)).print(table)
+        sys.stdout.write(json.dumps(summary.to_json(), indent=2) + "\n")
+    else:
+        _print_table(summary)
+    sys.stdout.flush()  # a closed pipe must surface here, inside main's handler
     return 0
 
 
+def _print_table(summary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from tinyml.summary import readable_names
+
+    def dims(shapes):
+        return ", ".join("x".join(map(str, s)) or "scalar" for s in shapes)
+
+    scope, names = readable_names([layer.name for layer in summary.layers])
+    title = f"{summary.name}: {len(summary.layers)} layers"
+    if scope:
+        title += f" (layer names under {scope})"
+    # Every string goes in as Text: names come from the user's file (or its file name) and may
+    # contain "[...]", which rich would otherwise parse as markup.
+    table = Table(title=Text(title), title_justify="left")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("op", no_wrap=True)
+    table.add_column("layer", overflow="fold", ratio=1, min_width=16)
+    for column in ("input", "output"):
+        table.add_column(column, overflow="fold")
+    table.add_column("dtype", no_wrap=True)
+    for column in ("MACs", "param B", "act B"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for layer, name in zip(summary.layers, names):
+        table.add_row(*map(Text, (
+            str(layer.index), layer.op, name, dims(layer.inputs), dims(layer.outputs),
+            layer.dtype, f"{layer.macs:,}", f"{layer.param_bytes:,}",
+            f"{layer.activation_bytes:,}")))
+    table.add_section()
+    table.add_row(*map(Text, (
+        "", "total", "", f"{summary.input_bytes:,} B in", f"{summary.output_bytes:,} B out", "",
+        f"{summary.macs:,}", f"{summary.param_bytes:,}",
+        f"peak {summary.peak_activation_bytes:,}")))
+    console = Console(file=sys.stdout)
+    if not console.is_terminal:
+        # Piped or redirected: there is no screen to fit, so print rows whole rather than
+        # folding layer names at rich's 80-column default.
+        natural = Console(file=sys.stdout, width=400).measure(table).maximum
+        console = Console(file=sys.stdout, width=min(max(natural, 80), 400))
+    console.print(table)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinyml", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="tinyml", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="per-layer table of a model: shapes, MACs, bytes")
     p.add_argument("model", help="a .tflite, .onnx, .keras or .h5 file, or a SavedModel dir")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true",
+                   help='print {"layers": [...], "totals": {...}} instead of a table')
     p.set_defaults(run=_inspect)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before anything imports TensorFlow: its C++ start-up chatter would break the one-line
+    # error contract.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            # Library warnings (Keras, numpy on a corrupt file's values) would add lines to
+            # stderr that the user cannot act on; TINYML_DEBUG shows them.
+            if not os.environ.get("TINYML_DEBUG"):
+                warnings.simplefilter("ignore")
+            return args.run(args)
     except TinymlError as exc:
-        print(f"tinyml: error: {exc}", file=sys.stderr)
+        if os.environ.get("TINYML_DEBUG"):
+            raise
+        print(_error_line(exc), file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:
+        # The reader went away; Python would otherwise complain again when it flushes stdout
+        # at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("tinyml: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,155 @@
+"""Helpers for the ONNX frontend tests: building small ONNX models, running onnxruntime with
+every intermediate value exposed, and comparing tinyml's IR tensors with them.
+
+The importer reports, for each IR tensor, which ONNX value it holds and in which permutation
+(``OnnxImport.origin``), so every intermediate can be checked, not only the outputs: an NCHW
+value stored NHWC is compared as ``numpy.transpose(ort_value, perm)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from tinyml.reference.kernels import KERNELS, KernelCall
+
+
+def make_model(nodes, inputs: dict, outputs: list[str] | dict, inits: dict | None = None,
+               opset: int = 13, name: str = "case") -> onnx.ModelProto:
+    """A checked model; ``inputs`` maps names to shapes (str dims are symbolic), ``outputs``
+    lists names (shapes from ONNX shape inference) or maps them to shapes."""
+    if not isinstance(outputs, dict):
+        outputs = {n: None for n in outputs}
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs.items()],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    # Output shapes come from ONNX's own shape inference (the checker wants them).
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    onnx.checker.check_model(model)
+    return model
+
+
+def ort_values(model: onnx.ModelProto, feeds: dict, names=(), optimize: bool = True) -> dict:
+    """Run onnxruntime, returning the graph outputs and every value in ``names`` that a node
+    produces."""
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    produced = {o for n in m.graph.node for o in n.output}
+    present = {o.name for o in m.graph.output}
+    for n in sorted(set(names)):
+        if n in produced and n not in present:
+            m.graph.output.append(helper.make_empty_tensor_value_info(n))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(m.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    results = session.run(None, feeds)
+    return dict(zip([o.name for o in session.get_outputs()], results))
+
+
+def ort_in_ir(imp, ort: dict, tensor: str) -> np.ndarray | None:
+    """ORT's value of the ONNX value IR ``tensor`` holds, in the IR's layout and type (int8
+    for int8 tensors: uint8 values shifted, dequantized views requantized exactly)."""
+    if tensor not in imp.origin:
+        return None
+    name, perm = imp.origin[tensor]
+    if name not in ort:
+        return None
+    t = imp.graph.tensors[tensor]
+    value = np.transpose(np.asarray(ort[name]), perm)
+    if t.dtype == "float32":
+        return value if value.dtype == np.float32 else None
+    if t.dtype != "int8":
+        return None
+    if value.dtype == np.uint8:
+        return (value.astype(np.int16) - 128).astype(np.int8)
+    if value.dtype == np.float32 and t.quant is not None and not t.quant.per_channel:
+        q = np.rint(value / np.float32(t.scale())) + t.zero_point()
+        return np.clip(q, -128, 127).astype(np.int8)
+    return value if value.dtype == np.int8 else None
+
+
+@dataclass
+class Diff:
+    """Differences of one IR tensor against ORT over all runs."""
+
+    op: str
+    count: int = 0
+    mismatches: int = 0
+    worst: float = 0.0  # LSB for int8, relative to the value range for float
+    values: list = field(default_factory=list)
+
+    def add(self, ours: np.ndarray, theirs: np.ndarray) -> None:
+        if ours.dtype == np.int8:
+            d = np.abs(ours.astype(np.int64) - theirs.astype(np.int64)).astype(np.float64)
+        else:
+            span = float(np.ptp(theirs)) or 1.0
+            d = np.abs(ours.astype(np.float64) - theirs.astype(np.float64)) / span
+        self.count += d.size
+        self.mismatches += int(np.count_nonzero(d))
+        self.worst = max(self.worst, float(d.max()) if d.size else 0.0)
+
+
+def compare_all(imp, ours: dict, ort: dict, diffs: dict | None = None) -> dict[str, Diff]:
+    """Every computed IR tensor with an ORT counterpart, end to end."""
+    diffs = {} if diffs is None else diffs
+    producers = imp.graph.producers()
+    for tensor, op in producers.items():
+        if imp.graph.tensors[tensor].is_constant or tensor not in ours:
+            continue
+        theirs = ort_in_ir(imp, ort, tensor)
+        if theirs is None:
+            continue
+        diffs.setdefault(tensor, Diff(op.kind)).add(np.asarray(ours[tensor]), theirs)
+    return diffs
+
+
+def compare_isolated(imp, feeds: dict, ort: dict, diffs: dict | None = None) -> dict[str, Diff]:
+    """Each int8 IR tensor with an ORT counterpart, recomputed from ORT's values of its
+    nearest inputs that have one: the rounding of that op (or short chain of IR ops) alone,
+    without the differences earlier layers pass on."""
+    diffs = {} if diffs is None else diffs
+    g = imp.graph
+    producers = g.producers()
+
+    def value(tensor: str, top: bool, memo: dict):
+        t = g.tensors[tensor]
+        if t.is_constant:
+            return t.data
+        if tensor in feeds:
+            return feeds[tensor]
+        if not top:
+            known = ort_in_ir(imp, ort, tensor)
+            if known is not None:
+                return known
+        if tensor not in memo:
+            op = producers[tensor]
+            ins = [value(n, False, memo) if n else None for n in op.inputs]
+            result = KERNELS[op.kind](KernelCall(op, ins, g.op_inputs(op), g.op_outputs(op)))
+            memo[tensor] = result[0] if isinstance(result, list) else result
+        return memo[tensor]
+
+    for tensor, op in producers.items():
+        if g.tensors[tensor].dtype != "int8" or g.tensors[tensor].is_constant:
+            continue
+        theirs = ort_in_ir(imp, ort, tensor)
+        if theirs is None:
+            continue
+        ours = np.asarray(value(tensor, True, {}))
+        diffs.setdefault(tensor, Diff(op.kind)).add(ours, theirs)
+    return diffs
+
+
+def onnx_names(imp) -> list[str]:
+    return sorted({name for name, _ in imp.origin.values()})
