@@ -52,6 +52,6 @@ def kernel(*kinds: str):
 
 # Import the kernel modules for their registrations.
 from tinyml.reference.kernels import (  # noqa: E402,F401
-    activations, batch_norm, conv, elementwise, fully_connected, pooling, quantize, shape_ops,
-    softmax,
+    activations, batch_norm, conv, elementwise, fully_connected, fused, pooling, quantize,
+    shape_ops, softmax,
 )

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from tinyml.errors import TinymlError, UnsupportedOpError
+from tinyml.ir import Op, Tensor
 from tinyml.reference import gemmlowp as gl
 from tinyml.reference.fixedpoint import (
     multiply_by_quantized_multiplier, quantize_multiplier, rounding_divide_by_pot, tflite_round,
@@ -72,24 +73,35 @@ def _float_to_quantized_int8(value: float, scale: float, zero_point: int) -> int
     return int(np.clip(int(tflite_round(float(q))) + zero_point, -128, 127))
 
 
-def _requantize_and_clamp(call: KernelCall, low: float, high: float) -> np.ndarray:
-    """TFLM ``ReluQuantized`` with activation bounds [low, high] in real values."""
-    x_t, out = call.in_tensors[0], call.out
+def relu_int8_params(x_t: Tensor, out: Tensor, low: float, high: float
+                     ) -> tuple[int, int, int, int]:
+    """``CalculateReluOpData``: (multiplier, shift, act_min, act_max) of TFLM's
+    ``ReluQuantized`` with activation bounds [low, high] in real values."""
     multiplier, shift = quantize_multiplier(float(x_t.scale()) / float(out.scale()))
     out_zp = out.zero_point()
 
     def bound(value: float, limit: int) -> int:
         if math.isinf(value):
             return limit
-        # CalculateReluOpData: zero point + (int)roundf(value / scale), in float32.
+        # zero point + (int)roundf(value / scale), in float32.
         q = np.float32(value) / np.float32(out.scale())
         return out_zp + int(tflite_round(float(q)))
 
-    act_min = max(-128, bound(low, -128))
-    act_max = min(127, bound(high, 127))
+    return multiplier, shift, max(-128, bound(low, -128)), min(127, bound(high, 127))
+
+
+def _requantize_and_clamp(call: KernelCall, low: float, high: float) -> np.ndarray:
+    """TFLM ``ReluQuantized`` with activation bounds [low, high] in real values."""
+    x_t, out = call.in_tensors[0], call.out
+    multiplier, shift, act_min, act_max = relu_int8_params(x_t, out, low, high)
     x = call.inputs[0].astype(np.int64) - x_t.zero_point()
-    y = out_zp + multiply_by_quantized_multiplier(x, multiplier, shift)
+    y = out.zero_point() + multiply_by_quantized_multiplier(x, multiplier, shift)
     return np.minimum(np.maximum(y, act_min), act_max).astype(np.int8)
+
+
+def relu6_int8_bounds(x_t: Tensor) -> tuple[int, int]:
+    """``Relu6Prepare``: the input codes RELU6 clamps to, [zero point, quantized 6.0]."""
+    return x_t.zero_point(), _float_to_quantized_int8(6.0, x_t.scale(), x_t.zero_point())
 
 
 def clamp_int8(call: KernelCall) -> np.ndarray:
@@ -100,9 +112,7 @@ def clamp_int8(call: KernelCall) -> np.ndarray:
     if kind == "CLIP":
         return _requantize_and_clamp(call, call.attrs.min, call.attrs.max)
     # RELU6: Relu6Prepare/Relu6Quantized clamp the input codes; no rescaling.
-    x_t = call.in_tensors[0]
-    lower = x_t.zero_point()
-    upper = _float_to_quantized_int8(6.0, x_t.scale(), x_t.zero_point())
+    lower, upper = relu6_int8_bounds(call.in_tensors[0])
     x = call.inputs[0].astype(np.int64)
     return np.where(x > upper, upper, np.where(x < lower, lower, x)).astype(np.int8)
 
@@ -112,18 +122,25 @@ LOGISTIC_INPUT_INTEGER_BITS = 4
 LOGISTIC_OUTPUT_INTEGER_BITS = 8
 
 
-def logistic_int8(call: KernelCall) -> np.ndarray:
-    _int8_only(call)
-    op, x_t, out = call.op, call.in_tensors[0], call.out
+def logistic_int8_params(op: Op, x_t: Tensor, out: Tensor) -> tuple[int, int, int]:
+    """``CalculateArithmeticOpDataLogistic``: (input multiplier, input left shift, input
+    radius) of TFLM's int8 LOGISTIC; refuses an output zero point other than -128."""
     if out.zero_point() != -128:
         raise TinymlError(f"layer '{op.name}' (LOGISTIC): int8 output zero point must be -128 "
                           f"(TFLM requires it), got {out.zero_point()}")
-    # CalculateArithmeticOpDataLogistic: frexp of input_scale * 2^27, no renormalization.
+    # frexp of input_scale * 2^27, no renormalization.
     real = float(x_t.scale()) * float(1 << (31 - LOGISTIC_INPUT_INTEGER_BITS))
     fraction, left_shift = math.frexp(real)
     # static_cast<int32_t>: a fraction rounding up to 2^31 would wrap (float32 scales cannot).
     multiplier = int(wrap_int32(int(tflite_round(fraction * (1 << 31)))))
     radius = gl.calculate_input_radius(LOGISTIC_INPUT_INTEGER_BITS, left_shift)
+    return multiplier, left_shift, radius
+
+
+def logistic_int8(call: KernelCall) -> np.ndarray:
+    _int8_only(call)
+    x_t = call.in_tensors[0]
+    multiplier, left_shift, radius = logistic_int8_params(call.op, x_t, call.out)
 
     x = call.inputs[0].astype(np.int64) - x_t.zero_point()
     inside = (x > -radius) & (x < radius)
@@ -134,15 +151,10 @@ def logistic_int8(call: KernelCall) -> np.ndarray:
     return y.astype(np.int8)
 
 
-def hard_swish_int8(call: KernelCall) -> np.ndarray:
-    """TFLM ``HardSwish`` for int8: x * relu6(x + 3) / 6 on int16 fixed-point values.
-
-    The input is moved to a "hires" scale (x 2^7), multiplied by the output multiplier, and
-    by a "reluish" factor in [0, 1] that rescales [-3, 3] to [-1, 1] (saturating) and then to
-    [0, 1]; both multipliers are 16-bit, derived in float32 as in ``HardSwishPrepare``.
-    """
-    _int8_only(call)
-    op, x_t, out = call.op, call.in_tensors[0], call.out
+def hard_swish_int8_params(op: Op, x_t: Tensor, out: Tensor) -> tuple[int, int, int, int]:
+    """``HardSwishPrepare``: (output multiplier, output exponent, reluish multiplier,
+    reluish exponent), the multipliers downscaled to int16, derived in float32; refuses an
+    output scale below input_scale / 128 (TFLM does too)."""
     input_scale = np.float32(x_t.scale())
     hires_input_scale = np.float32(1.0 / 128.0) * input_scale
     reluish_scale = np.float32(3.0) / np.float32(32768.0)
@@ -156,6 +168,20 @@ def hard_swish_int8(call: KernelCall) -> np.ndarray:
     reluish_multiplier, reluish_exponent = quantize_multiplier(
         float(hires_input_scale / reluish_scale))
     reluish_multiplier = gl.downscale_int32_to_int16_multiplier(reluish_multiplier)
+    return output_multiplier, output_exponent, reluish_multiplier, reluish_exponent
+
+
+def hard_swish_int8(call: KernelCall) -> np.ndarray:
+    """TFLM ``HardSwish`` for int8: x * relu6(x + 3) / 6 on int16 fixed-point values.
+
+    The input is moved to a "hires" scale (x 2^7), multiplied by the output multiplier, and
+    by a "reluish" factor in [0, 1] that rescales [-3, 3] to [-1, 1] (saturating) and then to
+    [0, 1]; both multipliers are 16-bit, derived in float32 as in ``HardSwishPrepare``.
+    """
+    _int8_only(call)
+    x_t, out = call.in_tensors[0], call.out
+    output_multiplier, output_exponent, reluish_multiplier, reluish_exponent = \
+        hard_swish_int8_params(call.op, x_t, out)
 
     hires = (call.inputs[0].astype(np.int64) - x_t.zero_point()) * (1 << 7)
     preshift_output = gl.saturating_rounding_doubling_high_mul_int16(hires, output_multiplier)

@@ -30,6 +30,21 @@ def mul(call: KernelCall) -> np.ndarray:
 ADD_LEFT_SHIFT = 20
 
 
+def add_multipliers(scale1: float, scale2: float, output_scale: float
+                    ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """ADD's three (multiplier, shift) pairs: each input to twice the larger input scale,
+    and the sum (still shifted left by :data:`ADD_LEFT_SHIFT`) to the output scale."""
+    twice_max = 2 * float(max(np.float32(scale1), np.float32(scale2)))
+    return (quantize_multiplier(float(scale1) / twice_max),
+            quantize_multiplier(float(scale2) / twice_max),
+            quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * float(output_scale))))
+
+
+def mul_multiplier(scale1: float, scale2: float, output_scale: float) -> tuple[int, int]:
+    """MUL's (multiplier, shift): double(s_a) * double(s_b) / double(s_out)."""
+    return quantize_multiplier(float(scale1) * float(scale2) / float(output_scale))
+
+
 def _int8_operands(call: KernelCall) -> tuple[np.ndarray, np.ndarray]:
     """Both inputs minus their zero points, broadcast against each other (numpy rules are
     TFLite's ``NdArrayDescsForElementwiseBroadcast``)."""
@@ -44,10 +59,7 @@ def add_int8(call: KernelCall) -> np.ndarray:
     from the float32 scales."""
     t1, t2 = call.in_tensors
     out = call.out
-    twice_max = 2 * float(max(np.float32(t1.scale()), np.float32(t2.scale())))
-    m1, s1 = quantize_multiplier(float(t1.scale()) / twice_max)
-    m2, s2 = quantize_multiplier(float(t2.scale()) / twice_max)
-    mo, so = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * float(out.scale())))
+    (m1, s1), (m2, s2), (mo, so) = add_multipliers(t1.scale(), t2.scale(), out.scale())
     a, b = _int8_operands(call)
     scaled_a = multiply_by_quantized_multiplier_smaller_than_one_exp(a << ADD_LEFT_SHIFT, m1, s1)
     scaled_b = multiply_by_quantized_multiplier_smaller_than_one_exp(b << ADD_LEFT_SHIFT, m2, s2)
@@ -62,8 +74,7 @@ def mul_int8(call: KernelCall) -> np.ndarray:
     double(s_a) * double(s_b) / double(s_out)."""
     t1, t2 = call.in_tensors
     out = call.out
-    multiplier, shift = quantize_multiplier(
-        float(t1.scale()) * float(t2.scale()) / float(out.scale()))
+    multiplier, shift = mul_multiplier(t1.scale(), t2.scale(), out.scale())
     a, b = _int8_operands(call)
     lo, hi = activation_range(call.attrs.activation, out.scale(), out.zero_point())
     y = requantize(a * b, multiplier, shift, out.zero_point(), lo, hi)

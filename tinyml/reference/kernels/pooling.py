@@ -83,6 +83,14 @@ def max_pool_2d_int8(call: KernelCall) -> np.ndarray:
     return np.clip(y, lo, hi).astype(np.int8)
 
 
+def mean_multiplier(input_scale: float, output_scale: float, count: int) -> tuple[int, int]:
+    """MEAN's (multiplier, shift): QuantizeMultiplier(s_in / s_out) with 1/count folded in,
+    as ``QuantizedMeanOrSum`` does (see :func:`mean_int8`)."""
+    multiplier, shift = quantize_multiplier(float(input_scale) / float(output_scale))
+    fold = min(count.bit_length() - 1, 32, 31 + shift)
+    return (multiplier << fold) // count, shift - fold
+
+
 def mean_int8(call: KernelCall) -> np.ndarray:
     """TFLM int8 MEAN: ``QuantizedMeanOrSum`` (``reference/reduce.h``), whatever the axes.
 
@@ -103,10 +111,7 @@ def mean_int8(call: KernelCall) -> np.ndarray:
     if count == 0:
         return np.zeros(out.shape, np.int8)
     total = x.sum(axis=axes)
-    multiplier, shift = quantize_multiplier(float(x_t.scale()) / float(out.scale()))
-    fold = min(count.bit_length() - 1, 32, 31 + shift)
-    multiplier = (multiplier << fold) // count
-    shift -= fold
+    multiplier, shift = mean_multiplier(x_t.scale(), out.scale(), count)
     centered = wrap_int32(total - x_t.zero_point() * count)
     y = requantize(centered, multiplier, shift, out.zero_point(), -128, 127)
-    return y.reshape(out.shape)
+    return np.asarray(y).reshape(out.shape)  # an array even for a 0-D (all axes) result

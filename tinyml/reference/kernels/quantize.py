@@ -37,6 +37,11 @@ def dequantize(call: KernelCall) -> np.ndarray:
     return (scale * (x.astype(np.int64) - zero)).astype(np.float32)
 
 
+def requantize_multiplier(input_scale: float, output_scale: float) -> tuple[int, int]:
+    """Integer QUANTIZE's (multiplier, shift): double(s_in) / double(s_out)."""
+    return quantize_multiplier(float(input_scale) / float(output_scale))
+
+
 def requantize_int8(call: KernelCall) -> np.ndarray:
     """TFLM ``Requantize`` (integer -> integer QUANTIZE): (x - zp_in) rescaled by
     QuantizeMultiplier(double(s_in) / double(s_out)), plus zp_out, clamped to the output
@@ -47,7 +52,7 @@ def requantize_int8(call: KernelCall) -> np.ndarray:
                                  detail="requantization needs per-tensor input and output "
                                         "quantization")
     info = np.iinfo(DTYPES[out.dtype])
-    multiplier, shift = quantize_multiplier(float(x_t.scale()) / float(out.scale()))
+    multiplier, shift = requantize_multiplier(x_t.scale(), out.scale())
     x = call.inputs[0].astype(np.int64) - x_t.zero_point()
     return requantize(x, multiplier, shift, out.zero_point(), info.min, info.max,
                       dtype=DTYPES[out.dtype])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyml.errors import TinymlError, UnsupportedOpError
+from tinyml.ir import Op, Tensor
 from tinyml.reference.fixedpoint import (
     quantize_multiplier, rounding_divide_by_pot, saturating_rounding_doubling_high_mul,
     wrap_int32,
@@ -51,8 +52,9 @@ def preprocess_softmax_scaling(beta: float, input_scale: float,
     return quantize_multiplier(real)
 
 
-def softmax_int8(call: KernelCall) -> np.ndarray:
-    op, x_t, out = call.op, call.in_tensors[0], call.out
+def softmax_int8_params(op: Op, x_t: Tensor, out: Tensor) -> tuple[int, int, int]:
+    """``SoftmaxPrepare``: (input multiplier, input left shift, diff_min) of TFLM's int8
+    softmax, after the checks TFLM makes on the types and the output quantization."""
     if x_t.dtype != "int8" or out.dtype != "int8":
         raise UnsupportedOpError(op.kind, op.name, detail=f"{x_t.dtype} -> {out.dtype} softmax "
                                  f"(int8 -> int8 only)")
@@ -66,6 +68,12 @@ def softmax_int8(call: KernelCall) -> np.ndarray:
     except ValueError as exc:
         raise TinymlError(f"layer '{op.name}' (SOFTMAX): {exc}") from None
     diff_min = -calculate_input_radius(SCALED_DIFF_INTEGER_BITS, left_shift)
+    return multiplier, left_shift, diff_min
+
+
+def softmax_int8(call: KernelCall) -> np.ndarray:
+    op, x_t = call.op, call.in_tensors[0]
+    multiplier, left_shift, diff_min = softmax_int8_params(op, x_t, call.out)
 
     x = call.inputs[0].astype(np.int64)
     diff = x - x.max(axis=-1, keepdims=True)
