@@ -11,8 +11,8 @@ Shape-only ops (SHAPE, STRIDED_SLICE, PACK, GATHER and RESHAPE/CONCATENATION of 
 which is how a RESHAPE whose target comes from ``SHAPE -> STRIDED_SLICE -> PACK`` resolves to a
 static shape. A later pass folds such ops away.
 
-MACs count the multiply-accumulates of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED (the
-convention of MLPerf Tiny and MCUNet); every other op counts 0.
+MACs count the multiply-accumulates of CONV_2D (also fused as CONV_2D_ADD), DEPTHWISE_CONV_2D
+and FULLY_CONNECTED (the convention of MLPerf Tiny and MCUNet); every other op counts 0.
 """
 
 from __future__ import annotations
@@ -57,6 +57,25 @@ class Conv2DAttrs:
 @dataclass(frozen=True)
 class DepthwiseConv2DAttrs(Conv2DAttrs):
     depth_multiplier: int = 1
+
+
+@dataclass(frozen=True)
+class Conv2DAddAttrs(Conv2DAttrs):
+    """CONV_2D_ADD: a CONV_2D (the inherited fields, ``activation`` being the convolution's)
+    whose output feeds an ADD with a skip tensor (a residual connection), fused by
+    ``tinyml.passes.fuse_residual_add`` so the sum can be written over the skip input in place.
+
+    Inputs: (input, filter, skip) or (input, filter, skip, bias). The convolution's output is
+    no tensor of the graph any more, but its value is still computed, rounded and clamped per
+    element, so its quantization is kept here (``conv_scale``/``conv_zero_point``; a None
+    scale for float graphs). ``skip_first`` records the ADD's operand order and
+    ``add_activation`` its fused activation.
+    """
+
+    conv_scale: float | None = None
+    conv_zero_point: int = 0
+    add_activation: str = "NONE"
+    skip_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -231,6 +250,16 @@ def _infer_conv(op, ins):
     if len(ins) > 2 and ins[2] is not None and ins[2].size != cout:
         raise _fail(op, f"bias has {ins[2].size} entries, expected {cout}")
     return [((n, oh, ow, cout), x.dtype)]
+
+
+def _infer_conv_add(op, ins):
+    bias = ins[3] if len(ins) > 3 else None
+    (shape, dtype), = _infer_conv(op, [ins[0], ins[1], bias])
+    skip = ins[2]
+    if skip.shape != shape:
+        raise _fail(op, f"skip input '{skip.name}' has shape {list(skip.shape)}, the "
+                        f"convolution computes {list(shape)}")
+    return [(shape, skip.dtype)]
 
 
 def _infer_fully_connected(op, ins):
@@ -506,6 +535,7 @@ def _spec(*args, **kwargs) -> OpSpec:
 OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
     _spec("CONV_2D", Conv2DAttrs, _infer_conv, (2, 3), _macs_conv),
     _spec("DEPTHWISE_CONV_2D", DepthwiseConv2DAttrs, _infer_conv, (2, 3), _macs_depthwise),
+    _spec("CONV_2D_ADD", Conv2DAddAttrs, _infer_conv_add, (3, 4), _macs_conv),
     _spec("FULLY_CONNECTED", FullyConnectedAttrs, _infer_fully_connected, (2, 3),
           _macs_fully_connected),
     _spec("ADD", ElementwiseAttrs, _infer_elementwise, (2, 2)),

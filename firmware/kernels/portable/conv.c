@@ -1,0 +1,152 @@
+/*
+ * CONV_2D (generic and 1x1) and CONV_2D_ADD, int8 with per-channel requantization.
+ *
+ * Follows TFLM's ConvPerChannel: acc = sum over the taps that fall inside the image of
+ * (input + input_offset) * filter, plus the bias, requantized per output channel, plus the
+ * output zero point, clamped to the activation range. Skipping the taps in the padding is
+ * what makes padding "contribute zero" in the real domain.
+ */
+#include "tinyml_kernels.h"
+#include "fixedpoint.h"
+
+/* One output element of the generic convolution: output channel oc of the window whose top
+ * left input pixel is (in_y0, in_x0) in the image in_b. */
+static int8_t conv_element(const tinyml_conv2d_params *p, const int8_t *in_b, int32_t in_y0,
+                           int32_t in_x0, int32_t oc, int32_t per_group)
+{
+    const int32_t ic0 = (oc / per_group) * p->filter_c;
+    const int8_t *w = p->filter + (int32_t)oc * p->filter_h * p->filter_w * p->filter_c;
+    int32_t acc = 0;
+    int32_t ky, kx, ic;
+    for (ky = 0; ky < p->filter_h; ++ky) {
+        const int32_t iy = in_y0 + ky * p->dilation_h;
+        if (iy < 0 || iy >= p->input_h) {
+            continue;
+        }
+        for (kx = 0; kx < p->filter_w; ++kx) {
+            const int32_t ix = in_x0 + kx * p->dilation_w;
+            const int8_t *x;
+            const int8_t *wk;
+            if (ix < 0 || ix >= p->input_w) {
+                continue;
+            }
+            x = in_b + (iy * p->input_w + ix) * p->input_c + ic0;
+            wk = w + (ky * p->filter_w + kx) * p->filter_c;
+            for (ic = 0; ic < p->filter_c; ++ic) {
+                acc += ((int32_t)x[ic] + p->input_offset) * (int32_t)wk[ic];
+            }
+        }
+    }
+    acc = tinyml_wrap_add(acc, p->bias[oc]);
+    return tinyml_requantize(acc, p->multiplier[oc], p->shift[oc], p->output_offset,
+                             p->act_min, p->act_max);
+}
+
+void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output)
+{
+    const int32_t groups = p->input_c / p->filter_c;
+    const int32_t per_group = p->output_c / groups;
+    int32_t b, oy, ox, oc;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
+        for (oy = 0; oy < p->output_h; ++oy) {
+            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < p->output_w; ++ox) {
+                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                for (oc = 0; oc < p->output_c; ++oc) {
+                    *output++ = conv_element(p, in_b, in_y0, in_x0, oc, per_group);
+                }
+            }
+        }
+    }
+}
+
+void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output)
+{
+    const int32_t depth = p->input_c;
+    int32_t b, oy, ox, oc, ic;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in_b = input + b * p->input_h * p->input_w * depth;
+        for (oy = 0; oy < p->output_h; ++oy) {
+            for (ox = 0; ox < p->output_w; ++ox) {
+                const int8_t *x =
+                    in_b + (oy * p->stride_h * p->input_w + ox * p->stride_w) * depth;
+                const int8_t *w = p->filter;
+                for (oc = 0; oc < p->output_c; ++oc) {
+                    int32_t acc = 0;
+                    for (ic = 0; ic < depth; ++ic) {
+                        acc += (int32_t)x[ic] * (int32_t)w[ic];
+                    }
+                    w += depth;
+                    /* The bias holds bias + input_offset * sum(filter row) (lowering). */
+                    acc = tinyml_wrap_add(acc, p->bias[oc]);
+                    *output++ = tinyml_requantize(acc, p->multiplier[oc], p->shift[oc],
+                                                  p->output_offset, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
+                          const int8_t *skip, int8_t *output)
+{
+    tinyml_conv2d_params conv;
+    int32_t groups, per_group, b, oy, ox, oc;
+    conv.batches = p->batches;
+    conv.input_h = p->input_h;
+    conv.input_w = p->input_w;
+    conv.input_c = p->input_c;
+    conv.output_h = p->output_h;
+    conv.output_w = p->output_w;
+    conv.output_c = p->output_c;
+    conv.filter_h = p->filter_h;
+    conv.filter_w = p->filter_w;
+    conv.filter_c = p->filter_c;
+    conv.stride_h = p->stride_h;
+    conv.stride_w = p->stride_w;
+    conv.dilation_h = p->dilation_h;
+    conv.dilation_w = p->dilation_w;
+    conv.pad_top = p->pad_top;
+    conv.pad_left = p->pad_left;
+    conv.input_offset = p->input_offset;
+    conv.output_offset = p->output_offset;
+    conv.act_min = p->act_min;
+    conv.act_max = p->act_max;
+    conv.filter = p->filter;
+    conv.bias = p->bias;
+    conv.multiplier = p->multiplier;
+    conv.shift = p->shift;
+    groups = conv.input_c / conv.filter_c;
+    per_group = conv.output_c / groups;
+    for (b = 0; b < conv.batches; ++b) {
+        const int8_t *in_b = input + b * conv.input_h * conv.input_w * conv.input_c;
+        for (oy = 0; oy < conv.output_h; ++oy) {
+            const int32_t in_y0 = oy * conv.stride_h - conv.pad_top;
+            for (ox = 0; ox < conv.output_w; ++ox) {
+                const int32_t in_x0 = ox * conv.stride_w - conv.pad_left;
+                for (oc = 0; oc < conv.output_c; ++oc) {
+                    /* Read the skip element before the output (possibly the same byte). */
+                    const int32_t s = (int32_t)*skip++ + p->add_skip_offset;
+                    const int32_t c = (int32_t)conv_element(&conv, in_b, in_y0, in_x0, oc,
+                                                            per_group) + p->add_conv_offset;
+                    const int32_t first = p->add_skip_first ? s : c;
+                    const int32_t second = p->add_skip_first ? c : s;
+                    const int32_t first_multiplier =
+                        p->add_skip_first ? p->add_skip_multiplier : p->add_conv_multiplier;
+                    const int32_t first_shift =
+                        p->add_skip_first ? p->add_skip_shift : p->add_conv_shift;
+                    const int32_t second_multiplier =
+                        p->add_skip_first ? p->add_conv_multiplier : p->add_skip_multiplier;
+                    const int32_t second_shift =
+                        p->add_skip_first ? p->add_conv_shift : p->add_skip_shift;
+                    *output++ = tinyml_rescaled_sum(
+                        first, second, p->add_left_shift, first_multiplier, first_shift,
+                        second_multiplier, second_shift, p->add_output_multiplier,
+                        p->add_output_shift, p->add_output_offset, p->add_act_min,
+                        p->add_act_max);
+                }
+            }
+        }
+    }
+}

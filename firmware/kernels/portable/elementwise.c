@@ -1,0 +1,76 @@
+/*
+ * ADD and MUL, int8, with numpy broadcasting over 4 dimensions. In place capable: every
+ * output element is written after the input elements at the same position are read.
+ *
+ * ADD follows TFLM's AddElementwise (both inputs shifted left 20 bits and rescaled to a common
+ * scale, the sum rescaled to the output); MUL its MulElementwise (the product of the offset
+ * inputs rescaled by one multiplier). The zero point is added as the reference adds it: ADD
+ * without wrapping, MUL through the shared int32 output stage.
+ */
+#include "tinyml_kernels.h"
+#include "fixedpoint.h"
+
+static int8_t add_element(const tinyml_add_params *p, int8_t a, int8_t b)
+{
+    return tinyml_rescaled_sum((int32_t)a + p->input1_offset, (int32_t)b + p->input2_offset,
+                               p->left_shift, p->input1_multiplier, p->input1_shift,
+                               p->input2_multiplier, p->input2_shift, p->output_multiplier,
+                               p->output_shift, p->output_offset, p->act_min, p->act_max);
+}
+
+static int8_t mul_element(const tinyml_mul_params *p, int8_t a, int8_t b)
+{
+    const int32_t product = ((int32_t)a + p->input1_offset) * ((int32_t)b + p->input2_offset);
+    return tinyml_requantize(product, p->output_multiplier, p->output_shift, p->output_offset,
+                             p->act_min, p->act_max);
+}
+
+void tinyml_add_s8(const tinyml_add_params *p, const int8_t *input1, const int8_t *input2,
+                   int8_t *output)
+{
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        output[i] = add_element(p, input1[i], input2[i]);
+    }
+}
+
+void tinyml_mul_s8(const tinyml_mul_params *p, const int8_t *input1, const int8_t *input2,
+                   int8_t *output)
+{
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        output[i] = mul_element(p, input1[i], input2[i]);
+    }
+}
+
+/* The broadcast loops: output in order, each input through its own strides. */
+#define TINYML_BROADCAST_LOOP(ELEMENT)                                                      \
+    do {                                                                                    \
+        const int32_t *d = p->shape;                                                        \
+        const int32_t *s1 = p->strides1;                                                    \
+        const int32_t *s2 = p->strides2;                                                    \
+        int32_t i0, i1, i2, i3;                                                             \
+        for (i0 = 0; i0 < d[0]; ++i0) {                                                     \
+            for (i1 = 0; i1 < d[1]; ++i1) {                                                 \
+                for (i2 = 0; i2 < d[2]; ++i2) {                                             \
+                    const int8_t *a = input1 + i0 * s1[0] + i1 * s1[1] + i2 * s1[2];        \
+                    const int8_t *b = input2 + i0 * s2[0] + i1 * s2[1] + i2 * s2[2];        \
+                    for (i3 = 0; i3 < d[3]; ++i3) {                                         \
+                        *output++ = ELEMENT(p, a[i3 * s1[3]], b[i3 * s2[3]]);               \
+                    }                                                                       \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
+    } while (0)
+
+void tinyml_add_broadcast_s8(const tinyml_add_params *p, const int8_t *input1,
+                             const int8_t *input2, int8_t *output)
+{
+    TINYML_BROADCAST_LOOP(add_element);
+}
+
+void tinyml_mul_broadcast_s8(const tinyml_mul_params *p, const int8_t *input1,
+                             const int8_t *input2, int8_t *output)
+{
+    TINYML_BROADCAST_LOOP(mul_element);
+}

@@ -1,0 +1,40 @@
+/*
+ * FULLY_CONNECTED, int8, per-tensor or per-channel weights.
+ *
+ * TFLM computes acc = sum_i (x_i + input_offset) * (w_i + filter_offset) + bias. Expanded,
+ * that is dot(x, w) + filter_offset * sum(x) + [bias + input_offset * sum(w + filter_offset)]:
+ * the bracket is a constant that lowering folds into the bias, and all of it is exact in
+ * wrapping int32 arithmetic, so the result is bit-identical while the inner loop is a plain
+ * int8 dot product.
+ */
+#include "tinyml_kernels.h"
+#include "fixedpoint.h"
+
+void tinyml_fully_connected_s8(const tinyml_fully_connected_params *p, const int8_t *input,
+                               int8_t *output)
+{
+    const int32_t depth = p->input_depth;
+    int32_t b, o, i;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *x = input + b * depth;
+        const int8_t *w = p->filter;
+        int32_t filter_term = 0;
+        if (p->filter_offset != 0) {
+            int32_t sum = 0;
+            for (i = 0; i < depth; ++i) {
+                sum += x[i];
+            }
+            filter_term = sum * p->filter_offset;
+        }
+        for (o = 0; o < p->output_depth; ++o) {
+            int32_t acc = 0;
+            for (i = 0; i < depth; ++i) {
+                acc += (int32_t)x[i] * (int32_t)w[i];
+            }
+            w += depth;
+            acc = tinyml_wrap_add(tinyml_wrap_add(acc, filter_term), p->bias[o]);
+            *output++ = tinyml_requantize(acc, p->multiplier[o], p->shift[o], p->output_offset,
+                                          p->act_min, p->act_max);
+        }
+    }
+}

@@ -1,0 +1,409 @@
+/*
+ * tinyml portable int8 kernels: parameter structs and entry points.
+ *
+ * Every kernel reproduces the numpy reference interpreter (tinyml/reference), and through it
+ * TFLite Micro's reference kernels, bit for bit: int32 accumulators, double-rounding
+ * requantization (SaturatingRoundingDoublingHighMul + RoundingDivideByPOT) and the same
+ * clamp order.
+ *
+ * Kernels never derive constants: the code generator's lowering step
+ * (tinyml/codegen/lowering.py) computes every multiplier, shift, activation range and
+ * fixed-point parameter in Python with the reference's own functions and writes them into
+ * these structs, so the C code and the reference cannot drift apart. Layouts are NHWC.
+ *
+ * Calling convention: kernel(&params, inputs..., outputs..., scratch). Tensor arguments are
+ * typed by what they hold (int8_t or float); data-movement kernels work on any element type
+ * and take void pointers. A kernel documented as "in place" accepts an output pointer equal
+ * to the named input pointer. Scratch buffers have the size lowering declares
+ * (KernelCall.scratch_bytes) and hold nothing between calls.
+ *
+ * Array fields point to constants (flash); one field per line so tools can read the structs.
+ * C99, no allocation, no VLAs, no floating point outside QUANTIZE and DEQUANTIZE.
+ */
+#ifndef TINYML_KERNELS_H
+#define TINYML_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- CONV_2D ------------------------------------------------------------------------------
+ * Filter OHWI ([output_c][filter_h][filter_w][filter_c]); grouped when filter_c < input_c
+ * (groups = input_c / filter_c). Requantization per output channel.
+ *
+ * tinyml_conv2d_s8:     any filter, stride, dilation, padding, groups.
+ *                       acc = bias[oc] + sum over taps inside the image of
+ *                       (input + input_offset) * filter.
+ * tinyml_conv2d_1x1_s8: filter 1x1, no padding, one group, any stride. Lowering folds the
+ *                       input offset into the bias (bias[oc] + input_offset * sum of the
+ *                       filter row), so the kernel computes acc = bias[oc] + input . filter.
+ */
+typedef struct {
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t input_c;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t output_c;
+    int32_t filter_h;
+    int32_t filter_w;
+    int32_t filter_c;
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t dilation_h;
+    int32_t dilation_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t input_offset;        /* -input zero point */
+    int32_t output_offset;       /* output zero point */
+    int32_t act_min;
+    int32_t act_max;
+    const int8_t *filter;
+    const int32_t *bias;         /* output_c entries (see the kernels above) */
+    const int32_t *multiplier;   /* output_c entries */
+    const int32_t *shift;        /* output_c entries; > 0 shifts left */
+} tinyml_conv2d_params;
+
+void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output);
+void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output);
+
+/* ---- CONV_2D_ADD (CONV_2D fused with a residual ADD by tinyml.passes) ---------------------
+ * The first fields are a tinyml_conv2d_params: each convolution output element is computed
+ * exactly as tinyml_conv2d_s8 does (requantized to the convolution's own quantization and
+ * clamped to [act_min, act_max]). It is then added to the skip element at the same position
+ * as tinyml_add_s8 does, with the add_* fields (the convolution result is ADD's first operand
+ * unless add_skip_first). In place: output == skip. */
+typedef struct {
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t input_c;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t output_c;
+    int32_t filter_h;
+    int32_t filter_w;
+    int32_t filter_c;
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t dilation_h;
+    int32_t dilation_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t input_offset;
+    int32_t output_offset;       /* zero point of the convolution result */
+    int32_t act_min;
+    int32_t act_max;
+    const int8_t *filter;
+    const int32_t *bias;
+    const int32_t *multiplier;
+    const int32_t *shift;
+    int32_t add_skip_first;      /* 1: skip is ADD's first operand */
+    int32_t add_conv_offset;     /* -zero point of the convolution result */
+    int32_t add_skip_offset;     /* -skip zero point */
+    int32_t add_left_shift;
+    int32_t add_conv_multiplier;
+    int32_t add_conv_shift;
+    int32_t add_skip_multiplier;
+    int32_t add_skip_shift;
+    int32_t add_output_multiplier;
+    int32_t add_output_shift;
+    int32_t add_output_offset;
+    int32_t add_act_min;
+    int32_t add_act_max;
+} tinyml_conv2d_add_params;
+
+void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
+                          const int8_t *skip, int8_t *output);
+
+/* ---- DEPTHWISE_CONV_2D -------------------------------------------------------------------
+ * Output channel c * depth_multiplier + m reads input channel c. Filter channel-major:
+ * [output_c][filter_h][filter_w]. Per input channel the kernel copies the channel's plane,
+ * padded with the input zero point, into scratch (plane_h * plane_w bytes), then writes that
+ * channel's outputs: with depth_multiplier == 1 and output_h * output_w <= input_h * input_w
+ * it runs in place (output == input). The zero-point padding contributes nothing, so lowering
+ * folds the input offset into the bias (bias[oc] + input_offset * sum of the channel's taps)
+ * and the kernel accumulates plain int8 products.
+ *
+ * tinyml_depthwise_conv2d_s8:     any filter, stride, dilation, padding, depth multiplier.
+ * tinyml_depthwise_conv2d_3x3_s8: 3x3 filter, dilation 1 (any stride, padding, multiplier).
+ */
+typedef struct {
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t input_c;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t depth_multiplier;
+    int32_t filter_h;
+    int32_t filter_w;
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t dilation_h;
+    int32_t dilation_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t plane_h;             /* (output_h - 1) * stride_h + (filter_h - 1) * dilation_h + 1 */
+    int32_t plane_w;             /* likewise; scratch holds plane_h * plane_w bytes */
+    int32_t input_zero_point;    /* fills the padding of the plane */
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+    const int8_t *filter;
+    const int32_t *bias;         /* input offset folded in */
+    const int32_t *multiplier;
+    const int32_t *shift;
+} tinyml_depthwise_conv2d_params;
+
+void tinyml_depthwise_conv2d_s8(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
+                                int8_t *output, int8_t *scratch);
+void tinyml_depthwise_conv2d_3x3_s8(const tinyml_depthwise_conv2d_params *p,
+                                    const int8_t *input, int8_t *output, int8_t *scratch);
+
+/* ---- FULLY_CONNECTED ---------------------------------------------------------------------
+ * Filter [output_depth][input_depth]; every leading input dimension is a batch row.
+ * acc = bias[o] + sum_i input[i] * (filter[o][i] + filter_offset): lowering folds the input
+ * offset into the bias. filter_offset is -filter zero point for per-tensor weights and 0 for
+ * per-channel ones; per-tensor layers repeat their multiplier in every entry. */
+typedef struct {
+    int32_t batches;
+    int32_t input_depth;
+    int32_t output_depth;
+    int32_t filter_offset;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+    const int8_t *filter;
+    const int32_t *bias;         /* input offset folded in */
+    const int32_t *multiplier;   /* output_depth entries */
+    const int32_t *shift;        /* output_depth entries */
+} tinyml_fully_connected_params;
+
+void tinyml_fully_connected_s8(const tinyml_fully_connected_params *p, const int8_t *input,
+                               int8_t *output);
+
+/* ---- ADD and MUL -------------------------------------------------------------------------
+ * numpy broadcasting over 4 dimensions: shape holds the output dimensions (leading 1s for
+ * lower ranks), strides1/strides2 each input's element strides (0 where it broadcasts).
+ * tinyml_add_s8 / tinyml_mul_s8: both inputs have the output's shape (shape/strides unused).
+ * *_broadcast_s8: the general case. In place on an input whose shape equals the output's. */
+typedef struct {
+    int32_t size;                /* output elements */
+    const int32_t *shape;        /* 4 entries */
+    const int32_t *strides1;     /* 4 entries */
+    const int32_t *strides2;     /* 4 entries */
+    int32_t input1_offset;
+    int32_t input2_offset;
+    int32_t left_shift;          /* 20 */
+    int32_t input1_multiplier;
+    int32_t input1_shift;
+    int32_t input2_multiplier;
+    int32_t input2_shift;
+    int32_t output_multiplier;
+    int32_t output_shift;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+} tinyml_add_params;
+
+void tinyml_add_s8(const tinyml_add_params *p, const int8_t *input1, const int8_t *input2,
+                   int8_t *output);
+void tinyml_add_broadcast_s8(const tinyml_add_params *p, const int8_t *input1,
+                             const int8_t *input2, int8_t *output);
+
+typedef struct {
+    int32_t size;
+    const int32_t *shape;
+    const int32_t *strides1;
+    const int32_t *strides2;
+    int32_t input1_offset;
+    int32_t input2_offset;
+    int32_t output_multiplier;
+    int32_t output_shift;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+} tinyml_mul_params;
+
+void tinyml_mul_s8(const tinyml_mul_params *p, const int8_t *input1, const int8_t *input2,
+                   int8_t *output);
+void tinyml_mul_broadcast_s8(const tinyml_mul_params *p, const int8_t *input1,
+                             const int8_t *input2, int8_t *output);
+
+/* ---- AVERAGE_POOL_2D, MAX_POOL_2D ----------------------------------------------------------
+ * Windows clipped to the image: the average divides by the number of valid cells (rounding
+ * half away from zero), the maximum starts at -128. Then the activation clamp. */
+typedef struct {
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t channels;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t filter_h;
+    int32_t filter_w;
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t act_min;
+    int32_t act_max;
+} tinyml_pool2d_params;
+
+void tinyml_avg_pool2d_s8(const tinyml_pool2d_params *p, const int8_t *input, int8_t *output);
+void tinyml_max_pool2d_s8(const tinyml_pool2d_params *p, const int8_t *input, int8_t *output);
+
+/* ---- MEAN ---------------------------------------------------------------------------------
+ * Over any set of axes of an up-to-4-D input (lowering merges adjacent dimensions). The sum,
+ * minus count * input zero point, is rescaled by one multiplier with 1/count folded in. */
+typedef struct {
+    const int32_t *shape;        /* 4 input dimensions */
+    const int32_t *reduced;      /* 4 flags: 1 if the dimension is averaged */
+    int32_t input_offset_sum;    /* -input zero point * count, wrapped to int32 */
+    int32_t multiplier;
+    int32_t shift;
+    int32_t output_offset;
+} tinyml_mean_params;
+
+void tinyml_mean_s8(const tinyml_mean_params *p, const int8_t *input, int8_t *output);
+
+/* ---- SOFTMAX (last axis; output scale 1/256, zero point -128). In place. ------------------ */
+typedef struct {
+    int32_t rows;
+    int32_t depth;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t diff_min;
+} tinyml_softmax_params;
+
+void tinyml_softmax_s8(const tinyml_softmax_params *p, const int8_t *input, int8_t *output);
+
+/* ---- LOGISTIC (output scale 1/256, zero point -128). In place. ---------------------------- */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t input_range_radius;
+} tinyml_logistic_params;
+
+void tinyml_logistic_s8(const tinyml_logistic_params *p, const int8_t *input, int8_t *output);
+
+/* ---- HARD_SWISH (int16 fixed point, 16-bit multipliers). In place. ------------------------ */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t output_multiplier;   /* int16 range */
+    int32_t output_exponent;     /* <= 0 */
+    int32_t reluish_multiplier;  /* int16 range */
+    int32_t reluish_exponent;
+} tinyml_hard_swish_params;
+
+void tinyml_hard_swish_s8(const tinyml_hard_swish_params *p, const int8_t *input,
+                          int8_t *output);
+
+/* ---- RELU and CLIP: requantize to the output scale, then clamp. In place. ----------------- */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t multiplier;
+    int32_t shift;
+    int32_t act_min;
+    int32_t act_max;
+} tinyml_relu_params;
+
+void tinyml_relu_s8(const tinyml_relu_params *p, const int8_t *input, int8_t *output);
+
+/* ---- RELU6: clamps the input codes to [lower, upper], no rescaling (as TFLM). In place. --- */
+typedef struct {
+    int32_t size;
+    int32_t lower;
+    int32_t upper;
+} tinyml_relu6_params;
+
+void tinyml_relu6_s8(const tinyml_relu6_params *p, const int8_t *input, int8_t *output);
+
+/* ---- QUANTIZE float32 -> int8: round(x / scale) (float32, half away from zero) + zp. ------ */
+typedef struct {
+    int32_t size;
+    float scale;
+    int32_t zero_point;
+} tinyml_quantize_params;
+
+void tinyml_quantize_f32_s8(const tinyml_quantize_params *p, const float *input,
+                            int8_t *output);
+
+/* ---- QUANTIZE int8 -> int8 (requantization). In place. ----------------------------------- */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t multiplier;
+    int32_t shift;
+    int32_t output_zero_point;
+} tinyml_requantize_params;
+
+void tinyml_requantize_s8(const tinyml_requantize_params *p, const int8_t *input,
+                          int8_t *output);
+
+/* ---- DEQUANTIZE int8 -> float32: scale * (x - zero_point), correctly rounded. ------------- */
+typedef struct {
+    int32_t size;
+    float scale;
+    int32_t zero_point;
+} tinyml_dequantize_params;
+
+void tinyml_dequantize_s8_f32(const tinyml_dequantize_params *p, const int8_t *input,
+                              float *output);
+
+/* ---- Data movement (any element type) ----------------------------------------------------- */
+
+/* PAD: up to 4-D; pad_value holds the padding element's bits (the int8 code, or a float32's
+ * bit pattern for element_size 4). */
+typedef struct {
+    int32_t element_size;        /* 1, 2 or 4 bytes */
+    const int32_t *input_shape;  /* 4 entries */
+    const int32_t *output_shape; /* 4 entries */
+    const int32_t *pad_before;   /* 4 entries */
+    int32_t pad_value;
+} tinyml_pad_params;
+
+void tinyml_pad(const tinyml_pad_params *p, const void *input, void *output);
+
+/* TRANSPOSE: output element (i0, i1, i2, i3) is input element sum(i_k * input_strides[k]). */
+typedef struct {
+    int32_t element_size;
+    const int32_t *output_shape;  /* 4 entries */
+    const int32_t *input_strides; /* 4 entries, in elements, per output dimension */
+} tinyml_transpose_params;
+
+void tinyml_transpose(const tinyml_transpose_params *p, const void *input, void *output);
+
+/* CONCATENATION: variadic. Call as tinyml_concatenation(&p, in_0, ..., in_{n-1}, out) with
+ * num_inputs input pointers and one output pointer (read back as const void * / void *).
+ * For each of outer_size slices the inputs' slice bytes are copied one after the other. */
+typedef struct {
+    int32_t num_inputs;
+    int32_t outer_size;
+    const int32_t *slice_bytes;   /* num_inputs entries */
+} tinyml_concatenation_params;
+
+void tinyml_concatenation(const tinyml_concatenation_params *p, ...);
+
+/* RESHAPE: a copy (usually an alias and never called). In place. */
+typedef struct {
+    int32_t bytes;
+} tinyml_reshape_params;
+
+void tinyml_reshape(const tinyml_reshape_params *p, const void *input, void *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TINYML_KERNELS_H */

@@ -1,0 +1,702 @@
+"""Lowering: one :class:`KernelCall` per op, the bridge from the IR to the portable C kernels.
+
+Why a separate step: the C kernels (``firmware/kernels``) never derive a constant. Every
+requantization multiplier, shift, activation range and fixed-point parameter is computed here
+with the numpy reference's own functions (``tinyml.reference``), so generated C and reference
+interpreter cannot drift apart; the C side only reads plain integers and constant arrays.
+Lowering also picks the kernel specialization (a 1x1 convolution, a 3x3 depthwise
+convolution, element-wise ADD without broadcasting), lays constant arrays out the way the
+chosen kernel reads them, and tells the memory planner how much scratch a kernel needs and
+which input it may overwrite with its output.
+
+Only int8 graphs compile. A float computation, int16 activations or an op without a C kernel
+raise a :class:`~tinyml.errors.TinymlError` naming the op and the layer.
+
+Exact arithmetic rearrangements: where every tap of a window lies inside the image (1x1
+convolutions, fully connected layers, depthwise convolutions over a zero-point-padded plane),
+``sum((x + input_offset) * w) == sum(x * w) + input_offset * sum(w)`` holds in wrapping int32
+arithmetic, so the constant part is folded into the bias and the kernels multiply raw int8
+values; results stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from tinyml.errors import TinymlError, UnsupportedOpError
+from tinyml.ir import Graph, Op, Tensor
+from tinyml.ir.ops import normalize_axis
+from tinyml.reference.fixedpoint import (activation_range, per_channel_multipliers,
+                                         per_tensor_fc_multiplier, wrap_int32)
+from tinyml.reference.kernels import KernelCall as ReferenceCall
+from tinyml.reference.kernels.activations import (hard_swish_int8_params, logistic_int8_params,
+                                                  relu6_int8_bounds, relu_int8_params)
+from tinyml.reference.kernels.elementwise import ADD_LEFT_SHIFT, add_multipliers, mul_multiplier
+from tinyml.reference.kernels.fully_connected import _check_bias_scale
+from tinyml.reference.kernels.pooling import mean_multiplier
+from tinyml.reference.kernels.quantize import requantize_multiplier
+from tinyml.reference.kernels.softmax import softmax_int8_params
+
+#: Dimensions the C kernels iterate over (shapes are padded with leading 1s up to this).
+MAX_DIMS = 4
+
+_CTYPES = {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32, "float": np.float32}
+
+
+@dataclass
+class ConstArray:
+    """A constant emitted into weights.c (const, flash)."""
+
+    name: str              # C identifier, unique within one lowered graph
+    ctype: str             # "int8_t", "int32_t", "int16_t" or "float"
+    values: np.ndarray     # flattened, in the layout the kernel reads
+
+
+@dataclass
+class KernelCall:
+    """How to run one op: ``function(&params, args...)``.
+
+    ``args`` name the call arguments after ``&params``: ``"in:<tensor>"`` (an input; it may be
+    a constant tensor of the graph, e.g. ADD's constant operand), ``"out:<tensor>"`` or
+    ``"scratch"`` (``scratch_bytes`` bytes of arena, contents undefined on entry).
+    ``in_place`` is (index into ``op.inputs``, index into ``op.outputs``): the kernel is
+    correct when that output is given the very buffer of that input.
+    """
+
+    op: Op
+    function: str
+    params_type: str
+    params: dict[str, int | float | ConstArray]
+    args: list[str]
+    scratch_bytes: int = 0
+    in_place: tuple[int, int] | None = None
+
+    @property
+    def arrays(self) -> list[ConstArray]:
+        """The constant arrays among ``params`` (what weights.c must define)."""
+        return [v for v in self.params.values() if isinstance(v, ConstArray)]
+
+
+def lower(graph: Graph) -> list[KernelCall]:
+    """One KernelCall per op of ``graph`` (in ``graph.ops`` order).
+
+    Ops whose outputs are all constant (shape-only ops evaluated at shape inference) need no
+    code and get no call.
+    """
+    calls: list[KernelCall] = []
+    for op in graph.ops:
+        if all(t.is_constant for t in graph.op_outputs(op)):
+            continue
+        lowerer = _LOWERERS.get(op.kind)
+        if lowerer is None:
+            raise UnsupportedOpError(op.kind, op.name, sorted(_LOWERERS),
+                                     detail="no C kernel for this op")
+        ctx = _Context(graph, op, f"k{len(calls)}")
+        for t in graph.op_outputs(op) + [t for t in graph.op_inputs(op) if t is not None]:
+            if t.size == 0:
+                raise TinymlError(f"layer '{op.name}' ({op.kind}): tensor '{t.name}' is empty "
+                                  f"(shape {list(t.shape)})")
+        calls.append(lowerer(ctx))
+    return calls
+
+
+def supported_ops() -> list[str]:
+    """Op kinds lowering knows (for messages and docs)."""
+    return sorted(_LOWERERS)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+class _Context:
+    """The op being lowered, its tensors, and a namer for its constant arrays."""
+
+    def __init__(self, graph: Graph, op: Op, prefix: str):
+        self.graph = graph
+        self.op = op
+        self.prefix = prefix
+        self.ins = graph.op_inputs(op)
+        self.outs = graph.op_outputs(op)
+
+    @property
+    def out(self) -> Tensor:
+        return self.outs[0]
+
+    def array(self, field_name: str, ctype: str, values) -> ConstArray:
+        dtype = _CTYPES[ctype]
+        values = np.asarray(values).reshape(-1)
+        if dtype is not np.float32:
+            info = np.iinfo(dtype)
+            as_int = values.astype(np.int64)
+            if as_int.size and (as_int.min() < info.min or as_int.max() > info.max):
+                raise AssertionError(f"{self.prefix}_{field_name}: values outside {ctype}")
+        return ConstArray(f"{self.prefix}_{field_name}", ctype, values.astype(dtype))
+
+    def fail(self, detail: str) -> UnsupportedOpError:
+        return UnsupportedOpError(self.op.kind, self.op.name, detail=detail)
+
+    def error(self, message: str) -> TinymlError:
+        return TinymlError(f"layer '{self.op.name}' ({self.op.kind}): {message}")
+
+    def int8(self, t: Tensor, role: str) -> Tensor:
+        """Check that ``t`` is an int8 tensor with per-tensor quantization."""
+        if t.dtype == "int8":
+            if t.quant is None:
+                raise self.error(f"{role} '{t.name}' is int8 but not quantized")
+            if t.quant.per_channel:
+                raise self.fail(f"{role} '{t.name}' is quantized per channel (activations must "
+                                f"be per-tensor)")
+            return t
+        if t.dtype in ("float32", "float16"):
+            raise self.fail(f"{role} '{t.name}' is {t.dtype}: only int8-quantized models "
+                            f"compile to C (quantize the model first)")
+        if t.dtype == "int16":
+            raise self.fail(f"{role} '{t.name}' is int16: only int8 activations compile to C")
+        raise self.fail(f"{role} '{t.name}' is {t.dtype}: only int8 activations compile to C")
+
+    def constant(self, t: Tensor | None, role: str) -> np.ndarray:
+        if t is None or not t.is_constant:
+            raise self.fail(f"{role} must be a constant")
+        return np.asarray(t.data)
+
+    def weights(self, t: Tensor, axis: int) -> np.ndarray:
+        """int8 quantized constant weights, per tensor or per channel along ``axis``."""
+        data = self.constant(t, "the weights")
+        if t.dtype != "int8" or t.quant is None:
+            raise self.fail(f"int8 input needs int8 quantized weights, got {t.dtype}")
+        if t.quant.per_channel and t.quant.axis != axis:
+            raise self.fail(f"weights quantized along axis {t.quant.axis}, TFLM expects "
+                            f"axis {axis}")
+        return data.astype(np.int64)
+
+    def bias(self, index: int, channels: int) -> np.ndarray:
+        """The int32 bias (zeros when the op has none), as int64."""
+        t = self.ins[index] if len(self.ins) > index else None
+        if t is None:
+            return np.zeros(channels, np.int64)
+        data = self.constant(t, "the bias").astype(np.int64).reshape(-1)
+        if data.size != channels:
+            raise self.error(f"bias '{t.name}' has {data.size} entries, expected {channels}")
+        if data.min() < -(1 << 31) or data.max() >= (1 << 31):
+            raise self.fail(f"bias '{t.name}' does not fit int32")
+        return data
+
+    def reference_call(self) -> ReferenceCall:
+        """The reference kernels' view of this op, for their parameter checks."""
+        return ReferenceCall(self.op, [None] * len(self.ins), self.ins, self.outs)
+
+
+def _call(ctx: _Context, function: str, params_type: str, params: dict, args: list[str],
+          scratch_bytes: int = 0, in_place: tuple[int, int] | None = None) -> KernelCall:
+    clean = {k: v if isinstance(v, (ConstArray, float)) else int(v) for k, v in params.items()}
+    return KernelCall(ctx.op, function, params_type, clean, args, int(scratch_bytes), in_place)
+
+
+def _io_args(ctx: _Context, inputs: list[int] | None = None) -> list[str]:
+    """"in:" for the given op inputs (default: the first) and "out:" for the outputs."""
+    inputs = [0] if inputs is None else inputs
+    return ([f"in:{ctx.op.inputs[i]}" for i in inputs] +
+            [f"out:{name}" for name in ctx.op.outputs])
+
+
+def _multiplier_arrays(ctx: _Context, multiplier, shift) -> dict:
+    return {"multiplier": ctx.array("multiplier", "int32_t", multiplier),
+            "shift": ctx.array("shift", "int32_t", shift)}
+
+
+def _pad_shape(shape, rank: int = MAX_DIMS) -> list[int]:
+    return [1] * (rank - len(shape)) + [int(d) for d in shape]
+
+
+def _contiguous_strides(shape) -> list[int]:
+    strides, step = [], 1
+    for d in reversed(list(shape)):
+        strides.append(step)
+        step *= int(d)
+    return strides[::-1]
+
+
+def _merge_runs(dims: list[int], keys: list) -> tuple[list[int], list]:
+    """Merge adjacent dimensions with equal keys (their product becomes one dimension);
+    dimensions of size 1 are dropped. Row-major order makes merged runs contiguous."""
+    merged: list[int] = []
+    merged_keys: list = []
+    for d, key in zip(dims, keys):
+        if d == 1:
+            continue
+        if merged and merged_keys[-1] == key:
+            merged[-1] *= d
+        else:
+            merged.append(d)
+            merged_keys.append(key)
+    return merged, merged_keys
+
+
+def _too_many_dims(ctx: _Context, what: str, dims: list[int]) -> TinymlError:
+    return ctx.fail(f"{what} needs {len(dims)} dimensions after merging, the C kernel "
+                    f"handles {MAX_DIMS}")
+
+
+# --------------------------------------------------------------------------------------------
+# Convolutions and fully connected
+
+
+def _conv_geometry(ctx: _Context, x_t: Tensor, w_t: Tensor, out: Tensor) -> dict:
+    a = ctx.op.attrs
+    n, h, w, c = x_t.shape
+    cout, kh, kw, cin = w_t.shape
+    _, oh, ow, _ = out.shape
+    if cin <= 0 or c % cin or cout % (c // cin):
+        raise ctx.fail(f"{c} input channels do not split into groups of {cin}")
+    return dict(batches=n, input_h=h, input_w=w, input_c=c, output_h=oh, output_w=ow,
+                output_c=cout, filter_h=kh, filter_w=kw, filter_c=cin, stride_h=a.stride[0],
+                stride_w=a.stride[1], dilation_h=a.dilation[0], dilation_w=a.dilation[1],
+                pad_top=a.padding[0], pad_left=a.padding[2])
+
+
+def _conv_params(ctx: _Context, x_t: Tensor, w_t: Tensor, bias_index: int, conv_out_scale: float,
+                 conv_out_zero_point: int, fold_offset: bool) -> dict:
+    """The tinyml_conv2d_params fields; ``fold_offset`` folds input_offset into the bias."""
+    geometry = _conv_geometry(ctx, x_t, w_t, ctx.out)
+    w = ctx.weights(w_t, 0)
+    cout = w.shape[0]
+    bias = ctx.bias(bias_index, cout)
+    input_offset = -x_t.zero_point()
+    if fold_offset:
+        bias = wrap_int32(bias + input_offset * w.reshape(cout, -1).sum(axis=1))
+    multiplier, shift = per_channel_multipliers(x_t.scale(), w_t.quant.scale, conv_out_scale,
+                                                cout)
+    lo, hi = activation_range(ctx.op.attrs.activation, conv_out_scale, conv_out_zero_point)
+    return dict(geometry, input_offset=input_offset, output_offset=conv_out_zero_point,
+                act_min=lo, act_max=hi, filter=ctx.array("filter", "int8_t", w),
+                bias=ctx.array("bias", "int32_t", bias), **_multiplier_arrays(ctx, multiplier,
+                                                                             shift))
+
+
+def _lower_conv2d(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    w_t = ctx.ins[1]
+    a = ctx.op.attrs
+    pointwise = (w_t.shape[1] == w_t.shape[2] == 1 and not any(a.padding)
+                 and w_t.shape[3] == x_t.shape[3])
+    params = _conv_params(ctx, x_t, w_t, 2, out.scale(), out.zero_point(), pointwise)
+    function = "tinyml_conv2d_1x1_s8" if pointwise else "tinyml_conv2d_s8"
+    return _call(ctx, function, "tinyml_conv2d_params", params, _io_args(ctx))
+
+
+def _lower_conv2d_add(ctx: _Context) -> KernelCall:
+    from tinyml.reference.kernels.fused import conv_add_parts
+    conv, mid, add = conv_add_parts(ctx.op, ctx.ins, ctx.out)
+    x_t = ctx.int8(ctx.ins[0], "input")
+    skip_t = ctx.int8(ctx.ins[2], "skip input")
+    out = ctx.int8(ctx.out, "output")
+    ctx.int8(mid, "convolution result")
+    params = _conv_params(ctx, x_t, ctx.ins[1], 3, mid.scale(), mid.zero_point(), False)
+    first, second = ((skip_t, mid) if ctx.op.attrs.skip_first else (mid, skip_t))
+    pair1, pair2, (mo, so) = add_multipliers(first.scale(), second.scale(), out.scale())
+    conv_pair, skip_pair = (pair2, pair1) if ctx.op.attrs.skip_first else (pair1, pair2)
+    lo, hi = activation_range(add.attrs.activation, out.scale(), out.zero_point())
+    params.update(add_skip_first=1 if ctx.op.attrs.skip_first else 0,
+                  add_conv_offset=-mid.zero_point(), add_skip_offset=-skip_t.zero_point(),
+                  add_left_shift=ADD_LEFT_SHIFT, add_conv_multiplier=conv_pair[0],
+                  add_conv_shift=conv_pair[1], add_skip_multiplier=skip_pair[0],
+                  add_skip_shift=skip_pair[1], add_output_multiplier=mo, add_output_shift=so,
+                  add_output_offset=out.zero_point(), add_act_min=lo, add_act_max=hi)
+    return _call(ctx, "tinyml_conv2d_add_s8", "tinyml_conv2d_add_params", params,
+                 _io_args(ctx, [0, 2]), in_place=(2, 0))
+
+
+def _lower_depthwise(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    w_t = ctx.ins[1]
+    a = ctx.op.attrs
+    n, h, w, c = x_t.shape
+    _, kh, kw, channels = w_t.shape
+    _, oh, ow, _ = out.shape
+    if c <= 0 or channels % c:
+        raise ctx.fail(f"{channels} filter channels for {c} input channels")
+    m = channels // c
+    weights = ctx.weights(w_t, 3).reshape(kh, kw, channels).transpose(2, 0, 1)  # [oc][kh][kw]
+    input_offset = -x_t.zero_point()
+    bias = wrap_int32(ctx.bias(2, channels) +
+                      input_offset * weights.reshape(channels, -1).sum(axis=1))
+    multiplier, shift = per_channel_multipliers(x_t.scale(), w_t.quant.scale, out.scale(),
+                                                channels)
+    lo, hi = activation_range(a.activation, out.scale(), out.zero_point())
+    plane_h = (oh - 1) * a.stride[0] + (kh - 1) * a.dilation[0] + 1
+    plane_w = (ow - 1) * a.stride[1] + (kw - 1) * a.dilation[1] + 1
+    params = dict(batches=n, input_h=h, input_w=w, input_c=c, output_h=oh, output_w=ow,
+                  depth_multiplier=m, filter_h=kh, filter_w=kw, stride_h=a.stride[0],
+                  stride_w=a.stride[1], dilation_h=a.dilation[0], dilation_w=a.dilation[1],
+                  pad_top=a.padding[0], pad_left=a.padding[2], plane_h=plane_h,
+                  plane_w=plane_w, input_zero_point=x_t.zero_point(),
+                  output_offset=out.zero_point(), act_min=lo, act_max=hi,
+                  filter=ctx.array("filter", "int8_t", weights),
+                  bias=ctx.array("bias", "int32_t", bias),
+                  **_multiplier_arrays(ctx, multiplier, shift))
+    three = kh == kw == 3 and tuple(a.dilation) == (1, 1)
+    function = "tinyml_depthwise_conv2d_3x3_s8" if three else "tinyml_depthwise_conv2d_s8"
+    in_place = (0, 0) if m == 1 and oh * ow <= h * w else None
+    return _call(ctx, function, "tinyml_depthwise_conv2d_params", params,
+                 _io_args(ctx) + ["scratch"], scratch_bytes=plane_h * plane_w,
+                 in_place=in_place)
+
+
+def _lower_fully_connected(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    w_t = ctx.ins[1]
+    w = ctx.weights(w_t, 0)
+    units, depth = out.shape[-1], w.shape[-1]
+    w = w.reshape(-1, depth)[:units]
+    if x_t.size % depth:
+        raise ctx.error(f"input of {x_t.size} elements is not a multiple of the weights' "
+                        f"depth {depth}")
+    if w_t.quant.per_channel:
+        multiplier, shift = per_channel_multipliers(x_t.scale(), w_t.quant.scale, out.scale(),
+                                                    units)
+        filter_offset = 0
+    else:
+        _check_bias_scale(ctx.reference_call())
+        m, s = per_tensor_fc_multiplier(x_t.scale(), w_t.scale(), out.scale())
+        multiplier, shift = np.full(units, m), np.full(units, s)
+        filter_offset = -w_t.zero_point()
+    bias = wrap_int32(ctx.bias(2, units) + (-x_t.zero_point()) * (w + filter_offset).sum(axis=1))
+    lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), out.zero_point())
+    params = dict(batches=x_t.size // depth, input_depth=depth, output_depth=units,
+                  filter_offset=filter_offset, output_offset=out.zero_point(), act_min=lo,
+                  act_max=hi, filter=ctx.array("filter", "int8_t", w),
+                  bias=ctx.array("bias", "int32_t", bias),
+                  **_multiplier_arrays(ctx, multiplier, shift))
+    return _call(ctx, "tinyml_fully_connected_s8", "tinyml_fully_connected_params", params,
+                 _io_args(ctx))
+
+
+# --------------------------------------------------------------------------------------------
+# ADD and MUL
+
+
+def _broadcast_params(ctx: _Context, a_t: Tensor, b_t: Tensor, out: Tensor):
+    """(shape, strides1, strides2, flat) of a broadcast over at most 4 merged dimensions.
+
+    Dimensions where both inputs broadcast the same way are merged, so e.g. a per-channel
+    (1, 1, 1, C) operand of a (1, H, W, C) tensor is a 2-D (H*W, C) loop.
+    """
+    rank = len(out.shape)
+    a_shape, b_shape = _pad_shape(a_t.shape, rank), _pad_shape(b_t.shape, rank)
+    keys = [(a == d, b == d) for a, b, d in zip(a_shape, b_shape, out.shape)]
+    dims, merged_keys = _merge_runs(list(out.shape), keys)
+    if len(dims) > MAX_DIMS:
+        raise _too_many_dims(ctx, "the broadcast", dims)
+    flat = all(full_a and full_b for full_a, full_b in merged_keys)
+    pad = MAX_DIMS - len(dims)
+    strides = []
+    for k in range(2):
+        full = [key[k] for key in merged_keys]
+        own = _contiguous_strides([d if f else 1 for d, f in zip(dims, full)])
+        strides.append([0] * pad + [s if f else 0 for s, f in zip(own, full)])
+    return [1] * pad + dims, strides[0], strides[1], flat
+
+
+def _elementwise_common(ctx: _Context) -> tuple[Tensor, Tensor, Tensor, dict, str, tuple | None]:
+    a_t = ctx.int8(ctx.ins[0], "input 1")
+    b_t = ctx.int8(ctx.ins[1], "input 2")
+    out = ctx.int8(ctx.out, "output")
+    shape, s1, s2, flat = _broadcast_params(ctx, a_t, b_t, out)
+    params = dict(size=out.size, shape=ctx.array("shape", "int32_t", shape),
+                  strides1=ctx.array("strides1", "int32_t", s1),
+                  strides2=ctx.array("strides2", "int32_t", s2))
+    in_place = None
+    for index, t in enumerate((a_t, b_t)):
+        if t.size == out.size and not t.is_constant:
+            in_place = (index, 0)
+            break
+    return a_t, b_t, out, params, "_s8" if flat else "_broadcast_s8", in_place
+
+
+def _lower_add(ctx: _Context) -> KernelCall:
+    a_t, b_t, out, params, suffix, in_place = _elementwise_common(ctx)
+    (m1, s1), (m2, s2), (mo, so) = add_multipliers(a_t.scale(), b_t.scale(), out.scale())
+    lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), out.zero_point())
+    params.update(input1_offset=-a_t.zero_point(), input2_offset=-b_t.zero_point(),
+                  left_shift=ADD_LEFT_SHIFT, input1_multiplier=m1, input1_shift=s1,
+                  input2_multiplier=m2, input2_shift=s2, output_multiplier=mo,
+                  output_shift=so, output_offset=out.zero_point(), act_min=lo, act_max=hi)
+    return _call(ctx, "tinyml_add" + suffix, "tinyml_add_params", params,
+                 _io_args(ctx, [0, 1]), in_place=in_place)
+
+
+def _lower_mul(ctx: _Context) -> KernelCall:
+    a_t, b_t, out, params, suffix, in_place = _elementwise_common(ctx)
+    multiplier, shift = mul_multiplier(a_t.scale(), b_t.scale(), out.scale())
+    lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), out.zero_point())
+    params.update(input1_offset=-a_t.zero_point(), input2_offset=-b_t.zero_point(),
+                  output_multiplier=multiplier, output_shift=shift,
+                  output_offset=out.zero_point(), act_min=lo, act_max=hi)
+    return _call(ctx, "tinyml_mul" + suffix, "tinyml_mul_params", params,
+                 _io_args(ctx, [0, 1]), in_place=in_place)
+
+
+# --------------------------------------------------------------------------------------------
+# Pooling and MEAN
+
+
+def _lower_pool(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    a = ctx.op.attrs
+    n, h, w, c = x_t.shape
+    _, oh, ow, _ = out.shape
+    if ctx.op.kind == "AVERAGE_POOL_2D":
+        for size, filt, stride, before, count in ((h, a.filter[0], a.stride[0], a.padding[0], oh),
+                                                  (w, a.filter[1], a.stride[1], a.padding[2], ow)):
+            for o in range(count):
+                origin = o * stride - before
+                if min(filt, size - origin) - max(0, -origin) <= 0:
+                    raise ctx.error("a pooling window lies entirely in the padding")
+    lo, hi = activation_range(a.activation, out.scale(), out.zero_point())
+    params = dict(batches=n, input_h=h, input_w=w, channels=c, output_h=oh, output_w=ow,
+                  filter_h=a.filter[0], filter_w=a.filter[1], stride_h=a.stride[0],
+                  stride_w=a.stride[1], pad_top=a.padding[0], pad_left=a.padding[2],
+                  act_min=lo, act_max=hi)
+    function = ("tinyml_avg_pool2d_s8" if ctx.op.kind == "AVERAGE_POOL_2D"
+                else "tinyml_max_pool2d_s8")
+    return _call(ctx, function, "tinyml_pool2d_params", params, _io_args(ctx))
+
+
+def _lower_mean(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    rank = len(x_t.shape)
+    axes = {normalize_axis(ax, rank, ctx.op) for ax in ctx.op.attrs.axes}
+    count = int(np.prod([x_t.shape[ax] for ax in axes], dtype=np.int64))
+    dims, reduced = _merge_runs(list(x_t.shape), [i in axes for i in range(rank)])
+    if len(dims) > MAX_DIMS:
+        raise _too_many_dims(ctx, "the mean", dims)
+    multiplier, shift = mean_multiplier(x_t.scale(), out.scale(), count)
+    params = dict(shape=ctx.array("shape", "int32_t", _pad_shape(dims)),
+                  reduced=ctx.array("reduced", "int32_t",
+                                    [0] * (MAX_DIMS - len(dims)) + [int(r) for r in reduced]),
+                  input_offset_sum=int(wrap_int32(-x_t.zero_point() * count)),
+                  multiplier=multiplier, shift=shift, output_offset=out.zero_point())
+    return _call(ctx, "tinyml_mean_s8", "tinyml_mean_params", params, _io_args(ctx))
+
+
+# --------------------------------------------------------------------------------------------
+# Nonlinear activations
+
+
+def _unary_int8(ctx: _Context) -> tuple[Tensor, Tensor]:
+    return ctx.int8(ctx.ins[0], "input"), ctx.int8(ctx.out, "output")
+
+
+def _lower_softmax(ctx: _Context) -> KernelCall:
+    x_t, out = _unary_int8(ctx)
+    multiplier, left_shift, diff_min = softmax_int8_params(ctx.op, x_t, out)
+    depth = x_t.shape[-1]
+    params = dict(rows=x_t.size // depth, depth=depth, input_multiplier=multiplier,
+                  input_left_shift=left_shift, diff_min=diff_min)
+    return _call(ctx, "tinyml_softmax_s8", "tinyml_softmax_params", params, _io_args(ctx),
+                 in_place=(0, 0))
+
+
+def _lower_logistic(ctx: _Context) -> KernelCall:
+    x_t, out = _unary_int8(ctx)
+    multiplier, left_shift, radius = logistic_int8_params(ctx.op, x_t, out)
+    params = dict(size=x_t.size, input_zero_point=x_t.zero_point(),
+                  input_multiplier=multiplier, input_left_shift=left_shift,
+                  input_range_radius=radius)
+    return _call(ctx, "tinyml_logistic_s8", "tinyml_logistic_params", params, _io_args(ctx),
+                 in_place=(0, 0))
+
+
+def _lower_hard_swish(ctx: _Context) -> KernelCall:
+    x_t, out = _unary_int8(ctx)
+    om, oe, rm, re = hard_swish_int8_params(ctx.op, x_t, out)
+    params = dict(size=x_t.size, input_zero_point=x_t.zero_point(),
+                  output_zero_point=out.zero_point(), output_multiplier=om,
+                  output_exponent=oe, reluish_multiplier=rm, reluish_exponent=re)
+    return _call(ctx, "tinyml_hard_swish_s8", "tinyml_hard_swish_params", params,
+                 _io_args(ctx), in_place=(0, 0))
+
+
+def _lower_relu(ctx: _Context) -> KernelCall:
+    x_t, out = _unary_int8(ctx)
+    if ctx.op.kind == "RELU6":
+        lower, upper = relu6_int8_bounds(x_t)
+        return _call(ctx, "tinyml_relu6_s8", "tinyml_relu6_params",
+                     dict(size=x_t.size, lower=lower, upper=upper), _io_args(ctx),
+                     in_place=(0, 0))
+    low, high = ((0.0, math.inf) if ctx.op.kind == "RELU"
+                 else (ctx.op.attrs.min, ctx.op.attrs.max))
+    multiplier, shift, act_min, act_max = relu_int8_params(x_t, out, low, high)
+    params = dict(size=x_t.size, input_zero_point=x_t.zero_point(),
+                  output_zero_point=out.zero_point(), multiplier=multiplier, shift=shift,
+                  act_min=act_min, act_max=act_max)
+    return _call(ctx, "tinyml_relu_s8", "tinyml_relu_params", params, _io_args(ctx),
+                 in_place=(0, 0))
+
+
+# --------------------------------------------------------------------------------------------
+# QUANTIZE and DEQUANTIZE
+
+
+def _lower_quantize(ctx: _Context) -> KernelCall:
+    x_t = ctx.ins[0]
+    out = ctx.int8(ctx.out, "output")
+    if x_t.dtype == "float32":
+        params = dict(size=x_t.size, scale=float(np.float32(out.scale())),
+                      zero_point=out.zero_point())
+        return _call(ctx, "tinyml_quantize_f32_s8", "tinyml_quantize_params", params,
+                     _io_args(ctx))
+    ctx.int8(x_t, "input")
+    multiplier, shift = requantize_multiplier(x_t.scale(), out.scale())
+    params = dict(size=x_t.size, input_zero_point=x_t.zero_point(), multiplier=multiplier,
+                  shift=shift, output_zero_point=out.zero_point())
+    return _call(ctx, "tinyml_requantize_s8", "tinyml_requantize_params", params,
+                 _io_args(ctx), in_place=(0, 0))
+
+
+def _lower_dequantize(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    if ctx.out.dtype != "float32":
+        raise ctx.fail(f"int8 -> {ctx.out.dtype} (int8 -> float32 only)")
+    params = dict(size=x_t.size, scale=float(np.float32(x_t.scale())),
+                  zero_point=x_t.zero_point())
+    return _call(ctx, "tinyml_dequantize_s8_f32", "tinyml_dequantize_params", params,
+                 _io_args(ctx))
+
+
+# --------------------------------------------------------------------------------------------
+# Data movement (int8 or float32 elements)
+
+
+def _movable(ctx: _Context, t: Tensor, role: str) -> int:
+    """Element size of a tensor a data-movement kernel may copy (int8 activations, or
+    float32 at the float edges of an int8 graph)."""
+    if t.dtype == "float32":
+        return 4
+    ctx.int8(t, role)
+    return 1
+
+
+def _lower_reshape(ctx: _Context) -> KernelCall:
+    x_t = ctx.ins[0]
+    _movable(ctx, x_t, "input")
+    if ctx.out.dtype != x_t.dtype:
+        raise ctx.error(f"changes the element type ({x_t.dtype} -> {ctx.out.dtype})")
+    return _call(ctx, "tinyml_reshape", "tinyml_reshape_params", dict(bytes=x_t.nbytes),
+                 _io_args(ctx), in_place=(0, 0))
+
+
+def _lower_transpose(ctx: _Context) -> KernelCall:
+    x_t = ctx.ins[0]
+    size = _movable(ctx, x_t, "input")
+    perm = [normalize_axis(p, len(x_t.shape), ctx.op) for p in ctx.op.attrs.perm]
+    # Drop size-1 dimensions, then merge runs of input dimensions that stay adjacent.
+    kept = [p for p in perm if x_t.shape[p] != 1]
+    groups: list[list[int]] = []
+    for p in kept:
+        if groups and groups[-1][-1] + 1 == p:
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    if len(groups) > MAX_DIMS:
+        raise _too_many_dims(ctx, "the transpose", groups)
+    by_input = sorted(range(len(groups)), key=lambda g: groups[g][0])
+    merged_in = [int(np.prod([x_t.shape[p] for p in groups[g]])) for g in by_input]
+    in_strides = dict(zip(by_input, _contiguous_strides(merged_in)))
+    out_shape = [int(np.prod([x_t.shape[p] for p in g])) for g in groups]
+    strides = [in_strides[g] for g in range(len(groups))]
+    pad = MAX_DIMS - len(groups)
+    params = dict(element_size=size,
+                  output_shape=ctx.array("output_shape", "int32_t", [1] * pad + out_shape),
+                  input_strides=ctx.array("input_strides", "int32_t", [0] * pad + strides))
+    return _call(ctx, "tinyml_transpose", "tinyml_transpose_params", params, _io_args(ctx))
+
+
+def _lower_pad(ctx: _Context) -> KernelCall:
+    x_t = ctx.ins[0]
+    size = _movable(ctx, x_t, "input")
+    pads = [tuple(int(v) for v in p) for p in ctx.op.attrs.pads]
+    # Merge a dimension into the next when the next one is not padded: rows of the inner
+    # dimension then move as a block.
+    dims: list[list[int]] = []  # [size, before, after], innermost last
+    for d, (before, after) in zip(x_t.shape, pads):
+        if d == 1 and before == after == 0:
+            continue
+        dims.append([int(d), before, after])
+    merged: list[list[int]] = []
+    for entry in reversed(dims):
+        if merged and merged[0][1] == merged[0][2] == 0:
+            inner = merged[0][0]
+            merged[0] = [entry[0] * inner, entry[1] * inner, entry[2] * inner]
+        else:
+            merged.insert(0, entry)
+    if len(merged) > MAX_DIMS:
+        raise _too_many_dims(ctx, "the padding", merged)
+    merged = [[1, 0, 0]] * (MAX_DIMS - len(merged)) + merged
+    value = ctx.op.attrs.value
+    if x_t.dtype == "float32":
+        bits = np.array([0.0 if value is None else value], np.float32).view(np.int32)[0]
+    else:
+        bits = x_t.zero_point() if value is None else int(value)
+    params = dict(element_size=size,
+                  input_shape=ctx.array("input_shape", "int32_t", [m[0] for m in merged]),
+                  output_shape=ctx.array("output_shape", "int32_t",
+                                         [m[0] + m[1] + m[2] for m in merged]),
+                  pad_before=ctx.array("pad_before", "int32_t", [m[1] for m in merged]),
+                  pad_value=int(bits))
+    return _call(ctx, "tinyml_pad", "tinyml_pad_params", params, _io_args(ctx))
+
+
+def _lower_concatenation(ctx: _Context) -> KernelCall:
+    out = ctx.out
+    size = _movable(ctx, out, "output")
+    for i, t in enumerate(ctx.ins):
+        if _movable(ctx, t, f"input {i}") != size:
+            raise ctx.error(f"input '{t.name}' is {t.dtype}, the output {out.dtype}")
+        if out.dtype == "int8" and (t.scale(), t.zero_point()) != (out.scale(),
+                                                                   out.zero_point()):
+            raise ctx.fail(f"int8 inputs ['{t.name}'] are quantized differently from the "
+                           f"output (TFLM requires equal scale and zero point; requantize "
+                           f"them first)")
+    axis = normalize_axis(ctx.op.attrs.axis, len(out.shape), ctx.op)
+    outer = int(np.prod(out.shape[:axis], dtype=np.int64))
+    slices = [int(np.prod(t.shape[axis:], dtype=np.int64)) * size for t in ctx.ins]
+    params = dict(num_inputs=len(ctx.ins), outer_size=outer,
+                  slice_bytes=ctx.array("slice_bytes", "int32_t", slices))
+    return _call(ctx, "tinyml_concatenation", "tinyml_concatenation_params", params,
+                 _io_args(ctx, list(range(len(ctx.ins)))))
+
+
+_LOWERERS: dict[str, Callable[[_Context], KernelCall]] = {
+    "CONV_2D": _lower_conv2d,
+    "CONV_2D_ADD": _lower_conv2d_add,
+    "DEPTHWISE_CONV_2D": _lower_depthwise,
+    "FULLY_CONNECTED": _lower_fully_connected,
+    "ADD": _lower_add,
+    "MUL": _lower_mul,
+    "AVERAGE_POOL_2D": _lower_pool,
+    "MAX_POOL_2D": _lower_pool,
+    "MEAN": _lower_mean,
+    "SOFTMAX": _lower_softmax,
+    "LOGISTIC": _lower_logistic,
+    "HARD_SWISH": _lower_hard_swish,
+    "RELU": _lower_relu,
+    "RELU6": _lower_relu,
+    "CLIP": _lower_relu,
+    "QUANTIZE": _lower_quantize,
+    "DEQUANTIZE": _lower_dequantize,
+    "RESHAPE": _lower_reshape,
+    "TRANSPOSE": _lower_transpose,
+    "PAD": _lower_pad,
+    "CONCATENATION": _lower_concatenation,
+}

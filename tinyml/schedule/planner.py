@@ -1,0 +1,153 @@
+"""The static memory plan: every activation, graph input, graph output and kernel scratch area
+at a fixed offset of one arena.
+
+Why one arena planned at compile time: a microcontroller has no allocator to spare and no
+room for fragmentation; a compile-time plan makes the RAM need a number the build reports,
+and lets buffers whose lifetimes do not overlap share bytes. Compared with TFLM's planner
+this one also (1) lets aliases (RESHAPE) share storage instead of copying, (2) runs
+element-wise ops, in-place depthwise convolutions and fused residual convolutions over a
+dying input, (3) considers other topological orders when the graph branches, and (4) tries
+several placement heuristics and keeps the smallest arena.
+
+Search: candidate orders (the graph's own and the minimum-peak order of
+:mod:`tinyml.schedule.ordering`) x in-place on/off x the placement strategies of
+:mod:`tinyml.schedule.placement`; the smallest arena wins, ties going to the earlier candidate
+(source order, in place, TFLM's size-first greedy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from tinyml.errors import TinymlError
+from tinyml.ir import Graph
+from tinyml.schedule.liveness import Liveness, analyze
+from tinyml.schedule.ordering import min_peak_order, order_peak
+from tinyml.schedule.placement import STRATEGIES, Placement, place
+from tinyml.schedule.policy import InPlace, ScratchSource, op_requirements
+
+
+@dataclass
+class MemoryPlan:
+    """Where everything lives. Op indices refer to ``graph.ops`` of the planned graph (and so
+    to lowering's calls, which follow ``graph.ops``); generated code must run the ops in
+    ``order``."""
+
+    order: list[int]
+    offsets: dict[str, int]             # every activation tensor (aliases share offsets)
+    sizes: dict[str, int]               # bytes of each tensor in ``offsets``
+    scratch_offset: dict[int, int]      # op index -> offset of its scratch
+    scratch_size: dict[int, int]        # op index -> scratch bytes (only ops that need some)
+    arena_bytes: int
+    alignment: int
+    strategy: str                       # "<ordering>/<fit>" of the winning placement
+    order_source: str                   # "graph" or "min_peak"
+    in_place: list[tuple[int, str, str]]  # (op index, input overwritten, output)
+    aliases: dict[str, str]             # alias tensor -> tensor owning the storage
+    live_bytes: list[int]               # bytes in use at each step of ``order``
+    peak_step: int
+    peak_layer: str                     # name of the op at the step with most bytes alive
+    #: Arena bytes of every placement tried, by "<order>|<in-place or copy>|<strategy>".
+    candidates: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def scratch_bytes(self) -> int:
+        """The largest scratch area any op uses."""
+        return max(self.scratch_size.values(), default=0)
+
+    @property
+    def peak_live_bytes(self) -> int:
+        """Most bytes alive at one step: a lower bound of the arena for this order."""
+        return max(self.live_bytes, default=0)
+
+    @property
+    def peak_sram_bytes(self) -> int:
+        """RAM the model needs besides the stack: the arena (activations, I/O and scratch)."""
+        return self.arena_bytes
+
+    def summary(self) -> str:
+        return (f"arena {self.arena_bytes} B (peak live {self.peak_live_bytes} B at "
+                f"'{self.peak_layer}'), scratch {self.scratch_bytes} B, "
+                f"{len(self.in_place)} in place, {len(self.aliases)} aliases, "
+                f"strategy {self.strategy}, order {self.order_source}")
+
+
+def plan_memory(graph: Graph, calls: Sequence | None = None, *,
+                scratch: ScratchSource = None,
+                in_place: Mapping[str, Sequence[InPlace]] | Callable | None = None,
+                alignment: int = 4, reorder: bool = True,
+                strategies: Sequence[str] = STRATEGIES) -> MemoryPlan:
+    """Plan the arena of ``graph`` (after ``tinyml.passes.run_passes``).
+
+    ``calls``: lowering's ``KernelCall`` list (scratch bytes and in-place pairs per op). Without
+    it, ``scratch`` (bytes by op name, or a function of the op) and ``in_place`` (candidate
+    (input, output) index pairs by op name, or a function) override the defaults of
+    :mod:`tinyml.schedule.policy`. ``alignment`` applies to every offset; ``reorder`` allows
+    a different topological order when it lowers the peak.
+    """
+    if alignment < 1 or alignment & (alignment - 1):
+        raise TinymlError(f"arena alignment must be a power of two, got {alignment}")
+    unknown = set(strategies) - set(STRATEGIES)
+    if unknown or not strategies:
+        raise TinymlError(f"unknown placement strategies {sorted(unknown)} "
+                          f"(known: {', '.join(STRATEGIES)})")
+    scratch_bytes, candidates = op_requirements(graph, calls, scratch, in_place)
+
+    orders = {"graph": list(range(len(graph.ops)))}
+    if reorder and _branches(graph):
+        best, peak = min_peak_order(graph, scratch_bytes, candidates)
+        if peak < order_peak(graph, orders["graph"], scratch_bytes, candidates):
+            orders["min_peak"] = best
+
+    results: dict[str, tuple[Placement, Liveness, str]] = {}
+    winner: tuple[Placement, Liveness, str] | None = None
+    for source, order in orders.items():
+        for use_in_place in (True, False):
+            live = analyze(graph, order, scratch_bytes, candidates, use_in_place)
+            profile = live.live_bytes()
+            for strategy in strategies:
+                placement = place(live.buffers, strategy, alignment, profile)
+                key = f"{source}|{'in-place' if use_in_place else 'copy'}|{strategy}"
+                results[key] = (placement, live, source)
+                if winner is None or placement.arena_bytes < winner[0].arena_bytes:
+                    winner = (placement, live, source)
+    placement, live, source = winner
+    return _plan(graph, placement, live, source, alignment,
+                 {k: v[0].arena_bytes for k, v in results.items()})
+
+
+def _branches(graph: Graph) -> bool:
+    """True when the ops have more than one topological order: a DAG has exactly one iff each
+    op (in the graph's valid order) reads an output of the op just before it."""
+    for before, after in zip(graph.ops, graph.ops[1:]):
+        if not set(before.outputs) & set(after.inputs):
+            return True
+    return False
+
+
+def _plan(graph: Graph, placement: Placement, live: Liveness, source: str, alignment: int,
+          candidates: dict[str, int]) -> MemoryPlan:
+    offsets: dict[str, int] = {}
+    scratch_offset: dict[int, int] = {}
+    scratch_size: dict[int, int] = {}
+    for buffer, offset in zip(live.buffers, placement.offsets):
+        if buffer.scratch_of is not None:
+            scratch_offset[buffer.scratch_of] = offset
+            scratch_size[buffer.scratch_of] = buffer.size
+        for name in buffer.tensors:
+            offsets[name] = offset
+    profile = live.live_bytes()
+    peak_step = max(range(len(profile)), key=lambda s: (profile[s], -s)) if profile else 0
+    order = live.order
+    peak_layer = graph.ops[order[peak_step]].name if order else ""
+    aliases = {t: r for t, r in live.root_of.items() if t != r}
+    return MemoryPlan(
+        order=list(order), offsets=offsets,
+        sizes={t: graph.tensors[t].nbytes for t in offsets},
+        scratch_offset=scratch_offset, scratch_size=scratch_size,
+        arena_bytes=placement.arena_bytes,
+        alignment=alignment, strategy=placement.strategy, order_source=source,
+        in_place=[(u.op, u.input, u.output) for u in live.in_place], aliases=aliases,
+        live_bytes=profile, peak_step=peak_step, peak_layer=peak_layer,
+        candidates=candidates)
