@@ -12,8 +12,15 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test test-all system-deps clean
 
+EXAMPLE := examples/tiny_kws_int8.tflite
+
+# The bundled example end to end: inspect it, compile it to C, build and run the C on the
+# host and check it bit for bit against the reference interpreter and TFLM.
 demo: $(STAMP)
-	$(VENV)/bin/tinyml inspect examples/tiny_kws_int8.tflite
+	$(VENV)/bin/tinyml inspect $(EXAMPLE)
+	$(VENV)/bin/tinyml compile $(EXAMPLE) --target host -o out/tiny_kws
+	$(MAKE) -s -C out/tiny_kws && ./out/tiny_kws/example
+	$(VENV)/bin/tinyml verify $(EXAMPLE) --target host --samples 100
 
 test: $(STAMP)
 	$(PY) -m pytest -q

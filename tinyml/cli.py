@@ -99,6 +99,75 @@ def _print_table(summary) -> None:
     console.print(table)
 
 
+def _compile(args: argparse.Namespace) -> int:
+    from tinyml.compiler import compile_model
+
+    result = compile_model(args.model, args.target, args.output)
+    report = result.report()
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        _print_report(f"{result.model.name} -> {report['output_dir']} ({report['target']})", [
+            ("peak SRAM", f"{report['peak_sram_bytes']:,} B",
+             "arena: activations, input, output and scratch"),
+            ("scratch", f"{report['scratch_bytes']:,} B", "largest kernel scratch, in the arena"),
+            ("weights", f"{report['weights_bytes']:,} B", "const data in weights.c"),
+            ("flash", f"{report['flash_bytes']:,} B" if report["flash_bytes"] else "-",
+             "measured from the firmware image when the target builds one"),
+            ("MACs", f"{report['macs']:,}", "per inference"),
+            ("peak layer", report["peak_layer"], "where the most bytes are alive"),
+        ])
+    sys.stdout.flush()
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from tinyml.verify import verify
+
+    report = verify(args.model, args.target, samples=args.samples, seed=args.seed,
+                    sanitize=args.sanitize).to_json()
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        verdict = "bit-exact" if report["mismatched_outputs"] == 0 else "MISMATCH"
+        _print_report(f"verify {args.model} on {report['target']}: {verdict}", [
+            ("samples", str(report["samples"]), f"{args.samples} seeded random + all-min + all-max"),
+            ("mismatched outputs", str(report["mismatched_outputs"]), "samples with any difference"),
+            ("max abs diff", f"{report['max_abs_diff']:g}", "in quantized units"),
+            ("oracle", report["oracle"], "compared against"),
+        ])
+    sys.stdout.flush()
+    return 0 if report["mismatched_outputs"] == 0 else 1
+
+
+def _targets(args: argparse.Namespace) -> int:
+    from tinyml.targets import available_targets, load_target
+
+    rows = [load_target(name) for name in available_targets()]
+    if args.json:
+        sys.stdout.write(json.dumps([{"name": t.name, "description": t.description,
+                                      "core": t.core, "sram_bytes": t.sram_bytes,
+                                      "flash_bytes": t.flash_bytes,
+                                      "qemu_machine": t.qemu_machine} for t in rows],
+                                    indent=2) + "\n")
+    else:
+        _print_report("targets", [(t.name, t.core, t.description) for t in rows])
+    return 0
+
+
+def _print_report(title: str, rows: list[tuple[str, str, str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title), title_justify="left", show_header=False)
+    for _ in range(3):
+        table.add_column(overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(str(cell)) for cell in row))
+    Console(file=sys.stdout).print(table)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tinyml", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +176,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help='print {"layers": [...], "totals": {...}} instead of a table')
     p.set_defaults(run=_inspect)
+
+    p = sub.add_parser("compile", help="generate a C project (int8 graph, static memory plan)")
+    p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx)")
+    p.add_argument("--target", default="host", help="see 'tinyml targets' (default: host)")
+    p.add_argument("-o", "--output", required=True, help="directory to write the project to")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(run=_compile)
+
+    p = sub.add_parser("verify", help="compile, run the C code on samples, compare bit for bit")
+    p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx)")
+    p.add_argument("--target", default="host", help="see 'tinyml targets' (default: host)")
+    p.add_argument("--samples", type=int, default=100, help="random samples (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random samples")
+    p.add_argument("--sanitize", action="store_true",
+                   help="host: build with AddressSanitizer and UndefinedBehaviorSanitizer")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=_verify)
+
+    p = sub.add_parser("targets", help="list the compilation targets")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(run=_targets)
     return parser
 
 
