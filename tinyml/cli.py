@@ -102,12 +102,16 @@ def _print_table(summary) -> None:
 def _compile(args: argparse.Namespace) -> int:
     from tinyml.compiler import compile_model
 
-    result = compile_model(args.model, args.target, args.output)
+    quantize = None
+    if args.calib:  # a float model: quantize it first (tinyml.quantize)
+        from tinyml.quantize.command import graph_quantizer
+        quantize = graph_quantizer(args)
+    result = compile_model(args.model, args.target, args.output, quantize=quantize)
     report = result.report()
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
-        _print_report(f"{result.model.name} -> {report['output_dir']} ({report['target']})", [
+        rows = [
             ("peak SRAM", f"{report['peak_sram_bytes']:,} B",
              "arena: activations, input, output and scratch"),
             ("scratch", f"{report['scratch_bytes']:,} B", "largest kernel scratch, in the arena"),
@@ -116,7 +120,22 @@ def _compile(args: argparse.Namespace) -> int:
              "measured from the firmware image when the target builds one"),
             ("MACs", f"{report['macs']:,}", "per inference"),
             ("peak layer", report["peak_layer"], "where the most bytes are alive"),
-        ])
+        ]
+        if "ram_bytes" in report:
+            target = result.target
+            rows[3:3] = [
+                ("RAM", f"{report['ram_bytes']:,} B", f".data + .bss (arena) + stack, of "
+                 f"{target.sram_bytes:,} B ({target.part})"),
+                ("stack", f"{report['stack_bytes']:,} B", "tinyml_invoke()'s high-water "
+                 f"mark, measured in QEMU ({report['stack_measured_on']})"),
+            ]
+            rows[5] = ("flash", f"{report['flash_bytes']:,} B",
+                       f"code {report['text_bytes']:,} + constants {report['rodata_bytes']:,} "
+                       f"+ data {report['data_bytes']:,}, of {target.flash_bytes:,} B")
+            rows.append(("firmware", report["elf"], "make run (emulated targets) runs it in QEMU"
+                         if target.is_emulated else "links for the board"))
+        _print_report(f"{result.model.name} -> {report['output_dir']} ({report['target']})",
+                      rows)
     sys.stdout.flush()
     return 0
 
@@ -125,19 +144,73 @@ def _verify(args: argparse.Namespace) -> int:
     from tinyml.verify import verify
 
     report = verify(args.model, args.target, samples=args.samples, seed=args.seed,
-                    sanitize=args.sanitize).to_json()
+                    sanitize=args.sanitize, profile=not args.no_profile).to_json()
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         verdict = "bit-exact" if report["mismatched_outputs"] == 0 else "MISMATCH"
-        _print_report(f"verify {args.model} on {report['target']}: {verdict}", [
+        rows = [
             ("samples", str(report["samples"]), f"{args.samples} seeded random + all-min + all-max"),
             ("mismatched outputs", str(report["mismatched_outputs"]), "samples with any difference"),
             ("max abs diff", f"{report['max_abs_diff']:g}", "in quantized units"),
             ("oracle", report["oracle"], "compared against"),
-        ])
+        ]
+        if "instructions_per_inference" in report:
+            rows += [
+                ("instructions", f"{report['instructions_per_inference']:,}",
+                 f"per inference (median; {report['instructions_min']:,} to "
+                 f"{report['instructions_max']:,}), QEMU {report['machine']} -icount shift=0"),
+                ("stack", f"{report['stack_bytes']:,} B", "tinyml_invoke()'s high-water mark"),
+                ("flash / RAM", f"{report['flash_bytes']:,} B / {report['ram_bytes']:,} B",
+                 "of the firmware image; RAM includes the stack"),
+            ]
+            for layer in report.get("layer_instructions", []):
+                rows.append((f"  {layer['op']}", f"{layer['instructions']:,}", layer["name"]))
+        _print_report(f"verify {args.model} on {report['target']}: {verdict}", rows)
     sys.stdout.flush()
     return 0 if report["mismatched_outputs"] == 0 else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from tinyml.runner import run_model
+
+    result = run_model(args.model, args.target, args.input)
+    if args.output:
+        if len(result.outputs) == 1:
+            np.save(args.output, next(iter(result.outputs.values())))
+        else:
+            np.savez(args.output, **result.outputs)
+    if args.json:
+        report = {"model": result.model, "target": result.target, "input": result.input_source,
+                  "outputs": {name: {"shape": list(v.shape), "dtype": str(v.dtype),
+                                     "values": v.reshape(-1).tolist()}
+                              for name, v in result.outputs.items()},
+                  **result.measured}
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        rows = [("input", result.input_source, "")]
+        with np.printoptions(threshold=24, edgeitems=6, linewidth=100, precision=4,
+                             suppress=True):
+            for name, values in result.outputs.items():
+                flat = values.reshape(-1)
+                rows.append((f"output {name}", f"{values.dtype} {list(values.shape)}",
+                             f"argmax {int(flat.argmax())}" if flat.size else ""))
+                rows.append(("  values", str(flat), ""))
+                real = result.dequantized(name)
+                if real is not None:
+                    rows.append(("  real", str(real.reshape(-1)), "scale * (q - zero point)"))
+        if result.measured:
+            rows.append(("instructions", f"{result.measured['instructions']:,}",
+                         f"QEMU {result.measured['machine']}, -icount shift=0"))
+            rows.append(("stack", f"{result.measured['stack_bytes']:,} B",
+                         "tinyml_invoke()'s high-water mark"))
+        if args.output:
+            rows.append(("saved", args.output, ""))
+        _print_report(f"run {result.model} on {result.target}", rows)
+    sys.stdout.flush()
+    return 0
 
 
 def _targets(args: argparse.Namespace) -> int:
@@ -146,12 +219,33 @@ def _targets(args: argparse.Namespace) -> int:
     rows = [load_target(name) for name in available_targets()]
     if args.json:
         sys.stdout.write(json.dumps([{"name": t.name, "description": t.description,
-                                      "core": t.core, "sram_bytes": t.sram_bytes,
-                                      "flash_bytes": t.flash_bytes,
-                                      "qemu_machine": t.qemu_machine} for t in rows],
+                                      "core": t.core, "part": t.part,
+                                      "sram_bytes": t.sram_bytes,
+                                      "flash_bytes": t.flash_bytes, "fpu": t.fpu,
+                                      "dsp": t.dsp, "qemu_machine": t.qemu_machine,
+                                      "emulated_by": t.emulated_by} for t in rows],
                                     indent=2) + "\n")
     else:
-        _print_report("targets", [(t.name, t.core, t.description) for t in rows])
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title="targets", title_justify="left")
+        for column in ("name", "core", "part", "SRAM", "flash", "FPU", "DSP", "emulated by"):
+            table.add_column(column, justify="right" if column in ("SRAM", "flash") else "left")
+        for t in rows:
+            kib = (lambda n: f"{n // 1024:,} KB" if n else "-")
+            emulated = (f"QEMU {t.qemu_machine}" if t.qemu_machine else
+                        f"{t.emulated_by} (stack only)" if t.emulated_by else "native")
+            table.add_row(*map(Text, (t.name, t.core, t.part or "-", kib(t.sram_bytes),
+                                      kib(t.flash_bytes), t.fpu or "-",
+                                      "yes" if t.dsp else "-", emulated)))
+        console = Console(file=sys.stdout)
+        if not console.is_terminal:
+            # Piped: print rows whole rather than folded at rich's 80-column default.
+            natural = Console(file=sys.stdout, width=400).measure(table).maximum
+            console = Console(file=sys.stdout, width=min(max(natural, 80), 400))
+        console.print(table)
     return 0
 
 
@@ -169,6 +263,8 @@ def _print_report(title: str, rows: list[tuple[str, str, str]]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tinyml.quantize.command import add_calibration_arguments, add_quantize_parser
+
     parser = _Parser(prog="tinyml", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="per-layer table of a model: shapes, MACs, bytes")
@@ -178,11 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_inspect)
 
     p = sub.add_parser("compile", help="generate a C project (int8 graph, static memory plan)")
-    p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx)")
+    p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx), or a float "
+                                 "model with --calib")
     p.add_argument("--target", default="host", help="see 'tinyml targets' (default: host)")
     p.add_argument("-o", "--output", required=True, help="directory to write the project to")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    add_calibration_arguments(p, required=False)
     p.set_defaults(run=_compile)
+
+    add_quantize_parser(sub)
 
     p = sub.add_parser("verify", help="compile, run the C code on samples, compare bit for bit")
     p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx)")
@@ -191,8 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random samples")
     p.add_argument("--sanitize", action="store_true",
                    help="host: build with AddressSanitizer and UndefinedBehaviorSanitizer")
+    p.add_argument("--no-profile", action="store_true",
+                   help="emulated targets: skip the per-layer profiling build")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=_verify)
+
+    p = sub.add_parser("run", help="one inference on a target (QEMU for Cortex-M) and its outputs")
+    p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx)")
+    p.add_argument("--target", default="host", help="see 'tinyml targets' (default: host)")
+    p.add_argument("--input", action="append", metavar="X.npy",
+                   help="one .npy per model input: integer codes, or float real values to "
+                        "quantize (default: zero point everywhere)")
+    p.add_argument("-o", "--output", metavar="OUT.npy",
+                   help="save the output (.npy; .npz keyed by name for several outputs)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=_run)
 
     p = sub.add_parser("targets", help="list the compilation targets")
     p.add_argument("--json", action="store_true", help="print the list as JSON")

@@ -1,8 +1,11 @@
 """``tinyml compile``: model file -> C project, and the figures users judge it by.
 
 The steps: import (frontends), check the graph is int8, graph passes, lowering to kernel calls,
-the static memory plan, then code generation. Each step raises a TinymlError for bad input, and
-nothing is written unless every step succeeded.
+the static memory plan, the budget check (tinyml.budget), then code generation. For a
+Cortex-M target the staged project is then built with its own Makefile, the ELF's sections
+are measured and the example runs once in QEMU to measure the stack (tinyml.firmware), and
+the budget is checked again on those figures. Each step raises a TinymlError for bad input,
+and nothing is written unless every step succeeded.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from tinyml.codegen.lowering import KernelCall, lower
-from tinyml.codegen.project import GeneratedProject, generate_project
+from tinyml import budget
+from tinyml.codegen.project import (GeneratedProject, commit_project, discard_project,
+                                    generate_project)
 from tinyml.errors import TinymlError
 from tinyml.frontends import load_model
 from tinyml.ir import Graph
@@ -35,6 +41,7 @@ class Compilation:
     macs: int
     project: GeneratedProject | None = None
     sizes: dict = field(default_factory=dict)  # measured by the target toolchain, if any
+    example_run: dict = field(default_factory=dict)  # the example's QEMU run (Cortex-M)
 
     def report(self) -> dict:
         """The ``--json`` figures."""
@@ -61,15 +68,19 @@ def check_int8(graph: Graph) -> None:
             if t is not None and not t.is_constant and t.dtype in ("float32", "float16"):
                 raise TinymlError(
                     f"layer '{op.name}' ({op.kind}) computes in {t.dtype}: only int8-quantized "
-                    f"models compile to C; quantize the model first (e.g. TFLiteConverter with "
-                    f"a representative dataset, or onnxruntime quantize_static)")
+                    f"models compile to C; quantize the model first (compile --calib DATA, "
+                    f"or tinyml quantize)")
 
 
-def plan(model: str | Path, target: str | Target = "host") -> Compilation:
-    """Everything up to (not including) writing files."""
+def plan(model: str | Path, target: str | Target = "host",
+         quantize: Callable[[Graph], Graph] | None = None) -> Compilation:
+    """Everything up to (not including) writing files. ``quantize`` turns the imported float
+    graph into an int8 one first (``tinyml compile --calib``, tinyml.quantize)."""
     model = Path(model)
     target = load_target(target) if isinstance(target, str) else target
     source = load_model(model)
+    if quantize is not None:
+        source = quantize(source)
     check_int8(source)
     graph = run_passes(copy.deepcopy(source))
     calls = lower(graph)
@@ -78,10 +89,47 @@ def plan(model: str | Path, target: str | Target = "host") -> Compilation:
 
 
 def compile_model(model: str | Path, target: str | Target, output_dir: str | Path,
-                  example_input: np.ndarray | None = None) -> Compilation:
-    """Compile ``model`` for ``target`` into the C project ``output_dir``."""
-    result = plan(model, target)
+                  example_input: np.ndarray | None = None, *, profile: bool = False,
+                  build: bool = True,
+                  quantize: Callable[[Graph], Graph] | None = None) -> Compilation:
+    """Compile ``model`` for ``target`` into the C project ``output_dir``.
+
+    Cortex-M targets (unless ``build`` is false) also build ``example.elf`` and measure it;
+    ``profile`` generates the per-layer counter hooks of the profiling build."""
+    result = plan(model, target, quantize)
+    budget.check_plan(result)
+    staged = result.target.is_firmware and build
     result.project = generate_project(
         result.graph, result.calls, result.plan, result.target, output_dir,
-        model_file=result.model.name, macs=result.macs, example_input=example_input)
+        model_file=result.model.name, macs=result.macs, example_input=example_input,
+        profile=profile, stage=staged)
+    if staged:
+        try:
+            _build_and_measure(result)
+            budget.check_image(result)
+        except BaseException:
+            discard_project(result.project)
+            raise
+        commit_project(result.project)
+        result.sizes["elf"] = str(result.project.output_dir / "example.elf")
     return result
+
+
+def _build_and_measure(result: Compilation) -> None:
+    from tinyml import firmware
+
+    project = result.project.output_dir
+    try:
+        elf = firmware.build_example(project, result.target)
+    except firmware.MemoryOverflow as exc:
+        raise budget.link_overflow(result, exc.region) from None
+    sizes = firmware.elf_sizes(elf)
+    run = firmware.measure_example(project, result.target)
+    result.sizes = sizes
+    if run["stack_overflow"]:
+        raise budget.stack_overflow(result)
+    sizes["stack_bytes"] = run["stack_bytes"]
+    sizes["ram_bytes"] = sizes["data_bytes"] + sizes["bss_bytes"] + run["stack_bytes"]
+    sizes["stack_measured_on"] = run["measured_on"]
+    result.sizes = sizes
+    result.example_run = run

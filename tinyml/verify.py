@@ -5,21 +5,29 @@ minimum, then at its maximum), which exercise saturation paths random data rarel
 Outputs are compared with tinyml's numpy reference on the imported graph and, for TFLite
 models, with TensorFlow Lite Micro itself. A sample counts as mismatched when any output
 element differs from any oracle.
+
+On an emulated Cortex-M target the generated firmware runs in QEMU (tinyml.sim.qemu): the
+same comparison, plus what the emulator measures: instructions per inference (SysTick under
+``-icount shift=0``), the stack high-water mark and, from a profiling build whose model.c
+has counter hooks between layers, the instructions of each layer.
 """
 
 from __future__ import annotations
 
+import statistics
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tinyml import reference
 from tinyml.compiler import Compilation, compile_model
+from tinyml.errors import TinymlError
 from tinyml.frontends import detect_format
 from tinyml.ir import DTYPES, Graph
 from tinyml.sim import host, tflm
+from tinyml.targets import Target, load_target
 
 
 @dataclass
@@ -31,12 +39,15 @@ class VerifyReport:
     max_abs_diff: float
     oracle: str
     sanitized: bool
+    #: Emulated targets: instructions_per_inference, instructions_min/max, stack_bytes,
+    #: machine, the image sizes and layer_instructions.
+    measured: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"model": self.model, "target": self.target, "samples": self.samples,
                 "mismatched_outputs": self.mismatched_outputs,
                 "max_abs_diff": self.max_abs_diff, "oracle": self.oracle,
-                "sanitized": self.sanitized}
+                "sanitized": self.sanitized, **self.measured}
 
 
 def make_samples(graph: Graph, count: int, seed: int = 0) -> list[list[np.ndarray]]:
@@ -69,22 +80,79 @@ def make_samples(graph: Graph, count: int, seed: int = 0) -> list[list[np.ndarra
 
 
 def verify(model: str | Path, target: str = "host", samples: int = 100, seed: int = 0,
-           sanitize: bool = False, output_dir: str | Path | None = None) -> VerifyReport:
+           sanitize: bool = False, output_dir: str | Path | None = None,
+           profile: bool = True) -> VerifyReport:
+    """Compile ``model`` for ``target``, run it on the samples, compare with the oracles.
+    ``profile`` (emulated targets) adds the per-layer instruction counts."""
     model = Path(model)
+    target_spec = load_target(target)
+    require_runnable(target_spec)
+    if sanitize and not target_spec.is_host:
+        raise TinymlError("--sanitize builds with the host's AddressSanitizer: use it with "
+                          "--target host")
     with tempfile.TemporaryDirectory(prefix="tinyml-verify-") as tmp:
         project = Path(output_dir) if output_dir else Path(tmp) / "project"
         result = compile_model(model, target, project)
-        if not result.target.is_host:
-            raise NotImplementedError("emulated targets are verified by tinyml.sim.qemu")
-        binary = host.build(project, sanitize=sanitize)
-        return _compare(result, binary, make_samples(result.source_graph, samples, seed),
-                        sanitize)
+        inputs = make_samples(result.source_graph, samples, seed)
+        if result.target.is_host:
+            binary = host.build(project, sanitize=sanitize)
+            return _compare(result, host.run(binary, result.source_graph, inputs), inputs,
+                            sanitize)
+        from tinyml import firmware
+        from tinyml.sim import qemu
+        run = qemu.run_samples(firmware.build_harness(project, result.target), result.target,
+                               result.source_graph, inputs)
+        report = _compare(result, run.outputs, inputs, False)
+        # The random samples (not the two extremes) give the typical count.
+        typical = run.instructions[:max(samples, 1)]
+        report.measured = {
+            "machine": result.target.qemu_machine,
+            "instructions_per_inference": int(statistics.median(typical)),
+            "instructions_min": min(run.instructions),
+            "instructions_max": max(run.instructions),
+            "stack_bytes": run.stack_bytes,
+            **{k: result.sizes[k] for k in ("text_bytes", "rodata_bytes", "data_bytes",
+                                            "bss_bytes", "flash_bytes", "ram_bytes")},
+        }
+        if profile:
+            report.measured["layer_instructions"] = profile_layers(
+                model, result.target, inputs[0], Path(tmp) / "profile", run.outputs[0])
+        return report
 
 
-def _compare(result: Compilation, binary: Path, samples: list[list[np.ndarray]],
-             sanitize: bool) -> VerifyReport:
+def require_runnable(target: Target) -> None:
+    """Only the host and emulated targets run code; a board profile names its emulated core."""
+    if target.is_firmware and not target.is_emulated:
+        raise TinymlError(f"target '{target.name}' is a board profile: it builds and links but "
+                          f"is not emulated; run or verify on '{target.emulated_by}', the "
+                          f"emulated target of the same core")
+
+
+def profile_layers(model: str | Path, target: Target, sample: list[np.ndarray],
+                   project_dir: str | Path,
+                   expected: list[np.ndarray] | None = None) -> list[dict]:
+    """Instructions of each layer on one sample, from a profiling build (model.c with counter
+    hooks between layers; the harness records SysTick at each). Aliases run no code: 0.
+    Each hook costs a few instructions, counted in the layer after it. ``expected``: the
+    ordinary build's outputs on the same sample, which the profiling build must reproduce."""
+    from tinyml import firmware
+    from tinyml.sim import qemu
+    result = compile_model(model, target, project_dir, profile=True, build=False)
+    elf = firmware.build_harness(project_dir, result.target, profile=True)
+    run = qemu.run_samples(elf, result.target, result.source_graph, [sample])
+    if expected is not None and not all(np.array_equal(a, b)
+                                        for a, b in zip(run.outputs[0], expected)):
+        raise TinymlError("the profiling build computed different outputs from the ordinary "
+                          "build")
+    return [dict(name=layer["name"], op=layer["op"],
+                 instructions=0 if layer["alias"] else
+                 result.target.instructions(run.layer_ticks.get(index, 0)))
+            for index, layer in enumerate(result.project.layers)]
+
+
+def _compare(result: Compilation, produced: list[list[np.ndarray]],
+             samples: list[list[np.ndarray]], sanitize: bool) -> VerifyReport:
     graph = result.source_graph
-    produced = host.run(binary, graph, samples)
     oracles = ["reference"]
     runner = None
     if detect_format(result.model) == "tflite" and tflm.available():

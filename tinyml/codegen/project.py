@@ -12,9 +12,16 @@ What a firmware engineer gets in OUTDIR:
 - ``kernels/``: the kernels of the target, copied so the project builds on its own.
 - ``main.c``: an example that runs one inference; ``Makefile`` and ``CMakeLists.txt``;
   ``README.md``.
+- Cortex-M targets (``templates/firmware/``): ``firmware/`` with the start-up code, the linker
+  script of the target's machine or board, semihosting, the SysTick instruction counter and
+  stack painting (copied from the repository's ``firmware/``), and a Makefile that cross
+  compiles ``example.elf``, a bare-metal image whose ``main.c`` runs one inference and reports
+  its ticks and stack.
 
 The directory is written atomically: everything is rendered into a temporary sibling first,
-so a failure leaves no half-written project behind.
+so a failure leaves no half-written project behind. ``stage=True`` stops there, leaving the
+caller to build and measure the staged project and then :func:`commit_project` it (or
+:func:`discard_project` it when a budget is exceeded).
 """
 
 from __future__ import annotations
@@ -33,16 +40,24 @@ from tinyml.codegen.c_syntax import c_array_body, c_comment, c_literal, c_type, 
 from tinyml.codegen.lowering import ConstArray, KernelCall
 from tinyml.errors import TinymlError
 from tinyml.ir import Graph
-from tinyml.paths import KERNELS_DIR, TEMPLATES_DIR
+from tinyml.paths import FIRMWARE_DIR, KERNELS_DIR, TEMPLATES_DIR
 from tinyml.schedule import MemoryPlan
 from tinyml.targets import Target
 
 
 @dataclass
 class GeneratedProject:
-    output_dir: Path
+    output_dir: Path        # where the files are now (a staging directory until committed)
     files: list[str]
     weights_bytes: int      # const data in weights.c (flash)
+    layers: list[dict]      # per layer in execution order: name, op, alias (no code)
+    destination: Path | None = None   # where commit_project() moves a staged project
+
+
+#: Firmware support files every Cortex-M project gets (firmware/cortex_m/), besides the
+#: target's linker script and the shared sections.ld (firmware/linker/).
+FIRMWARE_SOURCES = ("startup.c", "semihost.c", "counter.c", "stack.c", "console.c")
+FIRMWARE_HEADERS = ("semihost.h", "counter.h", "stack.h", "console.h")
 
 
 def _environment() -> jinja2.Environment:
@@ -53,17 +68,45 @@ def _environment() -> jinja2.Environment:
 
 def _kernel_sources(target: Target) -> dict[str, Path]:
     """Kernel files by name; a later kernel directory of the target overrides an earlier one
-    (so a core-specific conv.c replaces the portable one)."""
+    (so a core-specific conv.c replaces the portable one). The first directory (the portable
+    kernels) must exist; a later, optional one (e.g. ``cortex_m``) may not exist yet."""
     files: dict[str, Path] = {}
-    for directory in target.kernels:
+    for position, directory in enumerate(target.kernels):
         path = KERNELS_DIR / directory
         if not path.is_dir():
+            if position > 0:
+                continue
             raise TinymlError(f"target '{target.name}': kernel directory {path} is missing")
         for f in sorted(path.iterdir()):
             if f.suffix in (".c", ".h"):
                 files[f.name] = f
     files["tinyml_kernels.h"] = KERNELS_DIR / "tinyml_kernels.h"
     return files
+
+
+def firmware_files(target: Target) -> dict[str, Path]:
+    """Files a Cortex-M project copies into its ``firmware/`` directory, by name."""
+    if not target.is_firmware:
+        return {}
+    if not target.linker_script:
+        raise TinymlError(f"target '{target.name}' has no linker_script")
+    files = {name: FIRMWARE_DIR / "cortex_m" / name
+             for name in FIRMWARE_SOURCES + FIRMWARE_HEADERS}
+    files["sections.ld"] = FIRMWARE_DIR / "linker" / "sections.ld"
+    files[target.linker_script] = FIRMWARE_DIR / "linker" / target.linker_script
+    for name, path in files.items():
+        if not path.exists():
+            raise TinymlError(f"target '{target.name}': firmware file {path} is missing")
+    return files
+
+
+def firmware_defines(target: Target) -> list[str]:
+    """Preprocessor flags of a Cortex-M project: emulated targets print through semihosting
+    and know their SysTick clock; board firmware must not execute semihosting calls (without
+    a debugger they fault)."""
+    if target.is_emulated:
+        return ["-DTINYML_SEMIHOSTING", f"-DTINYML_QEMU_SYSTICK_HZ={target.systick_hz}"]
+    return []
 
 
 def _arena_at(offset: int) -> str:
@@ -120,7 +163,8 @@ class _Emitter:
             if call is None:
                 continue  # constant outputs: evaluated at compile time
             if self._is_alias(call):
-                layers.append(dict(comment=comment, alias=True, step=step))
+                layers.append(dict(comment=comment, alias=True, step=step, index=len(layers),
+                                   name=op.name, op=op.kind))
                 continue
             var = identifier(f"layer{step}", self.used)
             fields = []
@@ -138,7 +182,8 @@ class _Emitter:
                     args.append(self.pointer(name))
             layers.append(dict(comment=comment, alias=False, step=step, var=var,
                                params_type=call.params_type, fields=fields,
-                               call=f"{call.function}({', '.join(args)});"))
+                               call=f"{call.function}({', '.join(args)});",
+                               index=len(layers), name=op.name, op=op.kind))
         return layers
 
     def _is_alias(self, call: KernelCall) -> bool:
@@ -165,8 +210,13 @@ class _Emitter:
 
 def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, target: Target,
                      output_dir: str | Path, *, model_file: str, macs: int,
-                     example_input: np.ndarray | None = None) -> GeneratedProject:
-    """Render the project into ``output_dir`` (replacing what a previous compile wrote)."""
+                     example_input: np.ndarray | None = None, profile: bool = False,
+                     stage: bool = False) -> GeneratedProject:
+    """Render the project into ``output_dir`` (replacing what a previous compile wrote).
+
+    ``profile`` adds per-layer counter hooks to ``model.c`` (``tinyml_profile_start()`` before
+    the first layer, ``tinyml_profile_layer(k)`` after layer k), for the profiling build only.
+    ``stage`` leaves the project in a staging directory (see the module docstring)."""
     output_dir = Path(output_dir)
     emitter = _Emitter(graph, calls, plan)
     layers = emitter.layers()
@@ -174,31 +224,46 @@ def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, ta
     example = None
     if example_input is not None:
         example = c_array_body(np.asarray(example_input).reshape(-1))
+    kernels = _kernel_sources(target)
+    firmware = firmware_files(target)
     context = dict(
         version=__version__, model_file=model_file, target=target, layers=layers,
         arrays=emitter.arrays, inputs=inputs, outputs=outputs, arena_bytes=plan.arena_bytes,
         alignment=max(plan.alignment, 4), macs=macs, peak_layer=c_comment(plan.peak_layer),
-        scratch_bytes=plan.scratch_bytes, example_input=example,
+        scratch_bytes=plan.scratch_bytes, example_input=example, profile=profile,
         weights_bytes=sum(a["nbytes"] for a in emitter.arrays),
-        kernel_files=sorted(n for n in _kernel_sources(target) if n.endswith(".c")),
+        kernel_files=sorted(n for n in kernels if n.endswith(".c")),
+        firmware_sources=list(FIRMWARE_SOURCES), defines=" ".join(firmware_defines(target)),
         cflags=" ".join(target.cflags), ldflags=" ".join(target.ldflags), cc=target.cc,
+        # Firmware Makefiles keep the core's -m flags apart from the overridable CFLAGS.
+        arch_flags=" ".join(f for f in target.cflags if f.startswith("-m")),
+        other_cflags=" ".join(f for f in target.cflags if not f.startswith("-m")),
     )
     env = _environment()
-    rendered = {name: env.get_template(f"project/{name}.j2").render(**context)
-                for name in ("model.h", "model.c", "weights.h", "weights.c", "main.c",
-                             "Makefile", "CMakeLists.txt", "README.md")}
-    _write_atomically(output_dir, rendered, _kernel_sources(target))
-    return GeneratedProject(output_dir, sorted(rendered) + [f"kernels/{n}" for n in
-                                                            _kernel_sources(target)],
-                            context["weights_bytes"])
+    flavour = "firmware" if target.is_firmware else "project"
+    templates = {name: f"project/{name}.j2" for name in
+                 ("model.h", "model.c", "weights.h", "weights.c", "CMakeLists.txt", "README.md")}
+    templates.update({name: f"{flavour}/{name}.j2" for name in ("main.c", "Makefile")})
+    rendered = {name: env.get_template(path).render(**context)
+                for name, path in templates.items()}
+    copies = {f"kernels/{n}": path for n, path in kernels.items()}
+    copies.update({f"firmware/{n}": path for n, path in firmware.items()})
+    staging = _stage(output_dir, rendered, copies)
+    project = GeneratedProject(staging, sorted(rendered) + sorted(copies),
+                               context["weights_bytes"],
+                               [dict(name=layer["name"], op=layer["op"], alias=layer["alias"])
+                                for layer in layers], output_dir.resolve())
+    if not stage:
+        commit_project(project)
+    return project
 
 
 #: Marks a directory tinyml generated, so a later compile may replace it (and nothing else).
 MARKER = ".tinyml-project"
 
 
-def _write_atomically(output_dir: Path, rendered: dict[str, str],
-                      kernels: dict[str, Path]) -> None:
+def _stage(output_dir: Path, rendered: dict[str, str], copies: dict[str, Path]) -> Path:
+    """Write everything into a fresh staging directory beside ``output_dir``."""
     output_dir = output_dir.resolve()
     if output_dir.exists() and not output_dir.is_dir():
         raise TinymlError(f"{output_dir} exists and is not a directory")
@@ -211,9 +276,21 @@ def _write_atomically(output_dir: Path, rendered: dict[str, str],
         for name, text in rendered.items():
             (staging / name).write_text(text)
         (staging / MARKER).write_text("generated by tinyml compile; replaced on recompile\n")
-        (staging / "kernels").mkdir()
-        for name, src in kernels.items():
-            shutil.copyfile(src, staging / "kernels" / name)
+        for name, src in copies.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, staging / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def commit_project(project: GeneratedProject) -> None:
+    """Move a staged project to its destination, replacing an earlier tinyml project there."""
+    staging, output_dir = project.output_dir, project.destination
+    if staging == output_dir:
+        return
+    try:
         if output_dir.exists():
             old = output_dir.with_name(f".{output_dir.name}-old-{os.getpid()}")
             output_dir.rename(old)
@@ -224,3 +301,10 @@ def _write_atomically(output_dir: Path, rendered: dict[str, str],
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    project.output_dir = output_dir
+
+
+def discard_project(project: GeneratedProject) -> None:
+    """Remove a staged project that must not be committed (nothing is written)."""
+    if project.output_dir != project.destination:
+        shutil.rmtree(project.output_dir, ignore_errors=True)

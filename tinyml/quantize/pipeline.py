@@ -1,0 +1,88 @@
+"""The quantization pipeline end to end, and its result.
+
+``quantize_model(model, calib)``: import (any frontend), float passes (:mod:`.prepare`),
+calibration (:mod:`.data`, :mod:`.calibrate`, :mod:`.observers`), quantization of the graph
+(:mod:`.quantizer`, :mod:`.params`). The :class:`QuantizedModel` it returns holds the int8
+graph, its float counterpart and what the report and the exporter need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tinyml.ir import Graph
+from tinyml.quantize.calibrate import Calibration, calibrate, passes_needed
+from tinyml.quantize.data import load_dataset
+from tinyml.quantize.observers import METHODS
+from tinyml.quantize.params import dequantize_array, quantize_array
+from tinyml.quantize.prepare import prepare
+from tinyml.quantize.quantizer import quantize_graph
+from tinyml.quantize.tflite_export import export_tflite
+
+
+@dataclass
+class QuantizedModel:
+    graph: Graph                 #: the int8 graph
+    float_graph: Graph           #: the prepared float graph it was calibrated on
+    source: Graph                #: the model as imported
+    calibration: Calibration
+    data: str                    #: where the calibration samples came from
+    synthetic: bool              #: calibrated on random data
+    bias_correction: bool
+    float_twin: dict[str, str] = field(default_factory=dict)
+    passes: dict[str, int] = field(default_factory=dict)
+
+    def quantize_inputs(self, sample: list[np.ndarray]) -> list[np.ndarray]:
+        """Float inputs (one array per graph input) as the int8 graph's input codes."""
+        return [quantize_array(x, self.graph.tensors[n].quant)
+                for x, n in zip(sample, self.graph.inputs)]
+
+    def dequantize_outputs(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {n: dequantize_array(v, self.graph.tensors[n].quant) for n, v in outputs.items()}
+
+    def to_tflite(self) -> bytes:
+        return export_tflite(self.graph, description="tinyml int8 "
+                             f"({self.calibration.method} calibration)")
+
+    def summary(self) -> dict:
+        return {"method": self.calibration.method,
+                "calibration_samples": self.calibration.samples,
+                "calibration_data": self.data, "bias_correction": self.bias_correction,
+                "float_passes": {k: v for k, v in self.passes.items() if v}}
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def quantize_model(model: str | Path | Graph, calib, method: str = "minmax",
+                   bias_correction: bool = True, samples: int | None = None, seed: int = 0,
+                   image_range: tuple[float, float] = (0.0, 1.0),
+                   progress: ProgressFn | None = None) -> QuantizedModel:
+    """Quantize a float model (a file any frontend reads, or a graph) to int8.
+
+    ``calib`` is anything :func:`.data.load_dataset` reads (a path, ``"random"``, arrays or a
+    :class:`Dataset`); ``samples`` limits it to a seeded random subset. ``progress(advance,
+    total)`` is called as calibration proceeds.
+    """
+    if method not in METHODS:
+        from tinyml.errors import TinymlError
+        raise TinymlError(f"unknown calibration method '{method}' (known: "
+                          f"{', '.join(METHODS)})")
+    if isinstance(model, Graph):
+        source = model
+    else:
+        from tinyml.frontends import load_model
+        source = load_model(model)
+    float_graph, counts = prepare(source)
+    data = load_dataset(calib, float_graph, limit=samples, seed=seed, image_range=image_range)
+    total = passes_needed(method) * len(data)
+    tick = (lambda n: progress(n, total)) if progress else None
+    calibration = calibrate(float_graph, data, method, tick)
+    quantized = quantize_graph(float_graph, calibration, bias_correction)
+    return QuantizedModel(quantized.graph, float_graph, source, calibration, data.source,
+                          data.synthetic, bias_correction, quantized.float_twin, counts)
+

@@ -1,0 +1,61 @@
+"""Float passes that run before quantization, and the check that the graph is float.
+
+Why they matter to int8 accuracy (each pass documents itself in ``tinyml/passes``):
+
+- ``fold_constants``: constant subgraphs (DEQUANTIZE of float16 weights, shape arithmetic)
+  become constants, so weights are plain float arrays when their scales are chosen;
+- ``dequantize_weights``: int8 weights of a dynamic-range model become float32 again, so they
+  can get per-channel scales tied to the bias scale;
+- ``fold_batch_norm`` / ``fold_channel_affine`` / ``batch_norm_to_affine``: a batch norm
+  (or the per-channel MUL and ADD an exporter wrote it as) folds into the preceding layer's
+  weights and bias, or becomes a depthwise 1x1 convolution (MUL and ADD off 4-D) that TFLM
+  runs;
+- ``fuse_float_activation``: a ReLU (ReLU6, clip to [-1, 1]) joins its producer, whose
+  output range then starts at the clamp's floor instead of wasting codes on negative values;
+- ``dead_code``: what the rewrites leave unread.
+
+The tensors of the prepared graph keep their names through quantization, which is how the
+report pairs each int8 tensor with the float values it approximates.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from tinyml.errors import TinymlError
+from tinyml.ir import Graph
+from tinyml.passes.dead_code import EliminateDeadOps
+from tinyml.passes.dequantize_weights import DequantizeWeights
+from tinyml.passes.fold_batch_norm import (BatchNormToAffine, FoldBatchNorm,
+                                           FoldChannelAffine)
+from tinyml.passes.fold_constants import FoldConstants
+from tinyml.passes.framework import apply_passes, prune_tensors
+from tinyml.passes.fuse_float_activation import FuseFloatActivation
+
+FLOAT_PASSES = (FoldConstants, DequantizeWeights, FoldBatchNorm, FoldChannelAffine,
+                BatchNormToAffine, FuseFloatActivation, EliminateDeadOps)
+
+
+def check_float(graph: Graph) -> None:
+    """Quantization starts from a float graph: refuse int8 inputs or integer computations."""
+    for name in graph.inputs:
+        t = graph.tensors[name]
+        if t.dtype != "float32":
+            raise TinymlError(f"graph input '{name}' is {t.dtype}: the model is already "
+                              f"quantized (quantize takes a float model)")
+    for op in graph.ops:
+        for t in graph.op_inputs(op) + graph.op_outputs(op):
+            if t is not None and not t.is_constant and t.dtype in ("int8", "uint8", "int16"):
+                raise TinymlError(f"layer '{op.name}' ({op.kind}) computes on {t.dtype}: the "
+                                  f"model is already (partly) quantized; quantize takes a "
+                                  f"float model")
+
+
+def prepare(graph: Graph) -> tuple[Graph, dict[str, int]]:
+    """A float copy of ``graph`` ready to calibrate, and the rewrites made per pass."""
+    check_float(graph)
+    result = copy.deepcopy(graph)
+    counts = apply_passes(result, [p() for p in FLOAT_PASSES])
+    prune_tensors(result)
+    result.finalize()
+    return result, counts

@@ -1,0 +1,316 @@
+"""From a calibrated float graph to an int8 graph TFLM runs.
+
+Two steps. First every activation gets its quantization (:func:`plan_activations`), by the
+rule its producer's int8 kernel imposes in TFLM:
+
+- *own range* (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, MEAN, RELU,
+  HARD_SWISH, CLIP): the kernel requantizes to any output scale, so the output gets the
+  calibrated range of its values;
+- *same as input* (MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE, PAD, TRANSPOSE, RELU6): the kernel
+  moves or compares codes without rescaling (TFLM's int8 RELU6 even ignores its output
+  quantization), so the output must carry the input's quantization;
+- *fixed* (SOFTMAX, LOGISTIC): TFLM requires scale 1/256 and zero point -128;
+- CONCATENATION: TFLM requires every input to have the output's quantization. The output
+  covers the union of the inputs' ranges; an input whose producer has its own range and no
+  other reader simply takes that quantization, any other input is requantized by an int8
+  QUANTIZE op inserted before the concatenation (as the TFLite converter does).
+
+HARD_SWISH's output scale is raised just above input_scale / 128 when not above it (TFLM
+refuses a smaller one). TFLite has no CLIP builtin: a CLIP to [lo, hi] (lo <= 0 <= hi) becomes an int8->int8
+QUANTIZE whose output range is the calibrated range inside [lo, hi]; saturating to int8 then
+is the clamp (up to half a step, the zero point's rounding).
+
+Then constants are quantized by role (:mod:`.params`): weights per channel symmetric (axis 0,
+or 3 for depthwise filters), biases int32 at input_scale x weight_scale, constant operands of
+ADD/MUL and CONCATENATION per tensor. Requantization multipliers are not stored: lowering and
+the reference derive them from these scales exactly as TFLM does.
+
+Optional bias correction (Nagel et al., "Data-free quantization", 2019, in its empirical
+form): weight rounding shifts each output channel's mean by ``(W - W_q) . E[x]``; adding that
+to the bias, with ``E[x]`` the layer's mean input over the calibration data, removes the shift.
+
+Tensors keep their float names, so the int8 graph pairs with the float one tensor by tensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinyml.errors import TinymlError
+from tinyml.ir import Graph, Op, Quantization, Tensor
+from tinyml.ir.ops import CastAttrs
+from tinyml.quantize.calibrate import Calibration
+from tinyml.quantize.params import (UNIT_INTERVAL, activation_quantization, bias_int32,
+                                    dequantize_array, quantize_array, symmetric_weights)
+from tinyml.reference.fixedpoint import tflite_round
+
+OWN_RANGE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "MEAN", "RELU",
+             "HARD_SWISH", "CLIP")
+SAME_AS_INPUT = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "PAD", "TRANSPOSE", "RELU6")
+FIXED_OUTPUT = ("SOFTMAX", "LOGISTIC")
+#: Producers whose output may take a concatenation's quantization instead of its own (CLIP's
+#: range is its clamp, HARD_SWISH's scale has a floor).
+RETARGETABLE = tuple(k for k in OWN_RANGE if k not in ("CLIP", "HARD_SWISH"))
+QUANTIZABLE = OWN_RANGE + SAME_AS_INPUT + FIXED_OUTPUT + ("CONCATENATION",)
+#: Weight axis that indexes output channels.
+WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+
+
+@dataclass
+class QuantizedGraph:
+    graph: Graph
+    #: int8 tensor -> the float tensor holding the real values it approximates (names are
+    #: shared, except for inserted requantizations).
+    float_twin: dict[str, str] = field(default_factory=dict)
+    #: Bias shifts bias correction applied, per layer output (real units), if any.
+    bias_shift: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class ActivationPlan:
+    quant: dict[str, Quantization]
+    #: (concatenation op, input index) pairs whose input must be requantized.
+    requantize: set[tuple[int, int]]
+
+
+def _fail(op: Op, message: str) -> TinymlError:
+    return TinymlError(f"layer '{op.name}' ({op.kind}): {message}")
+
+
+def _same(a: Quantization, b: Quantization) -> bool:
+    return (np.float32(a.scale[0]), int(a.zero_point[0])) == (np.float32(b.scale[0]),
+                                                              int(b.zero_point[0]))
+
+
+def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> ActivationPlan:
+    """The int8 quantization of every activation of float graph ``fg``."""
+    quant: dict[str, Quantization] = {n: activation_quantization(*ranges[n]) for n in fg.inputs}
+    requantize: set[tuple[int, int]] = set()
+    producers = fg.producers()
+    consumers = fg.consumers()
+    for op in fg.ops:
+        if op.kind not in QUANTIZABLE:
+            raise _fail(op, f"has no int8 quantization in tinyml (quantizable ops: "
+                            f"{', '.join(sorted(QUANTIZABLE))})")
+        if len(op.outputs) != 1:
+            raise _fail(op, "expected one output")
+        out = op.outputs[0]
+        x = op.inputs[0]
+        if op.kind in SAME_AS_INPUT:
+            quant[out] = quant[x]
+        elif op.kind in FIXED_OUTPUT:
+            quant[out] = Quantization([UNIT_INTERVAL[0]], [UNIT_INTERVAL[1]])
+        elif op.kind == "CONCATENATION":
+            quant[out] = _plan_concat(fg, op, ranges, quant, producers, consumers, requantize)
+        else:
+            if op.kind == "CLIP" and not op.attrs.min <= 0.0 <= op.attrs.max:
+                raise _fail(op, f"clip to [{op.attrs.min:g}, {op.attrs.max:g}] excludes 0, "
+                                f"which int8 activations must represent")
+            quant[out] = activation_quantization(*ranges[out])
+            if op.kind == "HARD_SWISH":
+                quant[out] = _hard_swish_output(quant[x], quant[out], ranges[out])
+    return ActivationPlan(quant, requantize)
+
+
+def _plan_concat(fg, op, ranges, quant, producers, consumers, requantize) -> Quantization:
+    activations = [n for n in op.inputs if not fg.tensors[n].is_constant]
+    low = min([ranges[n][0] for n in activations] + [ranges[op.outputs[0]][0]])
+    high = max([ranges[n][1] for n in activations] + [ranges[op.outputs[0]][1]])
+    q = activation_quantization(low, high)
+    for index, name in enumerate(op.inputs):
+        if fg.tensors[name].is_constant or _same(quant[name], q):
+            continue
+        producer = producers.get(name)
+        readers = {id(o) for o in consumers.get(name, [])}
+        if (producer is not None and producer.kind in RETARGETABLE
+                and readers == {id(op)} and op.inputs.count(name) == 1
+                and name not in fg.outputs):
+            quant[name] = q
+        else:
+            requantize.add((id(op), index))
+    return q
+
+
+def _hard_swish_output(x: Quantization, out: Quantization, observed) -> Quantization:
+    """TFLM needs input_scale / 128 < output_scale (its output multiplier must not shift
+    left): the smallest float32 scale its own check accepts, if the calibrated one is not."""
+    from tinyml.reference.kernels.activations import hard_swish_int8_params
+
+    x_t = Tensor("x", (1,), "int8", x)
+    op = Op("HARD_SWISH", "hard_swish", ["x"], ["y"])
+    scale = np.float32(out.scale[0])
+    floor = np.float32(1.0 / 128.0) * np.float32(x.scale[0])
+    candidate = out if scale > floor else None
+    scale = max(scale, floor)
+    while True:
+        if candidate is not None:
+            try:
+                hard_swish_int8_params(op, x_t, Tensor("y", (1,), "int8", candidate))
+                return candidate
+            except TinymlError:
+                pass
+        scale = np.nextafter(scale, np.float32(np.inf))
+        zero = int(np.clip(tflite_round(-128.0 - min(observed[0], 0.0) / float(scale)),
+                           -128, 127))
+        candidate = Quantization([scale], [zero])
+
+
+def quantize_graph(fg: Graph, calibration: Calibration,
+                   bias_correction: bool = False) -> QuantizedGraph:
+    """The int8 graph of float graph ``fg`` (prepared by :mod:`.prepare`)."""
+    plan = plan_activations(fg, calibration.ranges)
+    builder = _Builder(fg, plan, calibration if bias_correction else None)
+    for op in fg.ops:
+        builder.convert(op)
+    q = builder.graph
+    q.inputs, q.outputs = list(fg.inputs), list(fg.outputs)
+    return QuantizedGraph(q.finalize(), builder.twin, builder.bias_shift)
+
+
+class _Builder:
+    def __init__(self, fg: Graph, plan: ActivationPlan, calibration: Calibration | None):
+        self.fg = fg
+        self.plan = plan
+        self.calibration = calibration
+        self.graph = Graph(fg.name)
+        self.twin: dict[str, str] = {}
+        self.bias_shift: dict[str, np.ndarray] = {}
+        for name in fg.inputs:
+            self._activation(name)
+
+    # ---- tensors ----------------------------------------------------------------------------
+
+    def _activation(self, name: str) -> str:
+        if name not in self.graph.tensors:
+            t = self.fg.tensors[name]
+            self.graph.add_tensor(Tensor(name, t.shape, "int8", self.plan.quant[name]))
+            self.twin[name] = name
+        return name
+
+    def _constant(self, name: str, data: np.ndarray, dtype: str,
+                  quant: Quantization | None) -> str:
+        unique = self.graph.unique_name(name)
+        self.graph.add_tensor(Tensor(unique, data.shape, dtype, quant, data))
+        return unique
+
+    def _copy_constant(self, name: str) -> str:
+        t = self.fg.tensors[name]
+        if name in self.graph.tensors:
+            return name
+        self.graph.add_tensor(Tensor(name, t.shape, t.dtype, t.quant, t.data))
+        return name
+
+    def _per_tensor_constant(self, name: str, q: Quantization | None = None) -> str:
+        """A float constant operand as int8, per tensor (its own range unless ``q``)."""
+        data = self.fg.tensors[name].data.astype(np.float32)
+        q = q or activation_quantization(float(data.min()), float(data.max()))
+        return self._constant(name, quantize_array(data, q), "int8", q)
+
+    # ---- ops --------------------------------------------------------------------------------
+
+    def convert(self, op: Op) -> None:
+        fg = self.fg
+        out = self._activation(op.outputs[0])
+        if op.kind in WEIGHT_AXIS:
+            inputs = self._weighted(op)
+        elif op.kind == "CLIP":
+            inputs = [self._input(op, 0)]
+            self.graph.add_op(Op("QUANTIZE", op.name, inputs, [out], CastAttrs("int8")))
+            return
+        elif op.kind == "CONCATENATION":
+            inputs = self._concat_inputs(op)
+        else:
+            inputs = []
+            for i, name in enumerate(op.inputs):
+                t = fg.tensors[name] if name else None
+                if t is None:
+                    inputs.append("")
+                elif not t.is_constant:
+                    inputs.append(self._input(op, i))
+                elif op.kind in ("ADD", "MUL") and t.dtype == "float32":
+                    inputs.append(self._per_tensor_constant(name))
+                elif t.dtype == "float32":
+                    raise _fail(op, f"constant float input '{name}' has no int8 role")
+                else:
+                    inputs.append(self._copy_constant(name))
+        attrs = op.attrs
+        if op.kind == "PAD" and attrs.value is not None:
+            q = self.plan.quant[op.inputs[0]]
+            code = int(quantize_array(np.float32(attrs.value), q))
+            attrs = dataclasses.replace(attrs, value=code)
+        self.graph.add_op(Op(op.kind, op.name, inputs, [out], attrs))
+
+    def _input(self, op: Op, index: int) -> str:
+        name = op.inputs[index]
+        t = self.fg.tensors[name]
+        if t.dtype != "float32":
+            raise _fail(op, f"input '{name}' is {t.dtype}, not float32")
+        return self._activation(name)
+
+    def _concat_inputs(self, op: Op) -> list[str]:
+        q = self.plan.quant[op.outputs[0]]
+        inputs = []
+        for index, name in enumerate(op.inputs):
+            if self.fg.tensors[name].is_constant:
+                inputs.append(self._per_tensor_constant(name, q))
+            elif (id(op), index) in self.plan.requantize:
+                source = self._input(op, index)
+                moved = self.graph.unique_name(f"{name}/requantized")
+                self.graph.add_tensor(Tensor(moved, self.fg.tensors[name].shape, "int8", q))
+                self.twin[moved] = name
+                self.graph.add_op(Op("QUANTIZE", f"{op.name}/requantize_{index}", [source],
+                                     [moved], CastAttrs("int8")))
+                inputs.append(moved)
+            else:
+                inputs.append(self._input(op, index))
+        return inputs
+
+    def _weighted(self, op: Op) -> list[str]:
+        fg = self.fg
+        x = self._input(op, 0)
+        w_t = fg.tensors[op.inputs[1]]
+        if not w_t.is_constant or w_t.dtype != "float32":
+            raise _fail(op, f"weights '{w_t.name}' must be float32 constants to quantize")
+        axis = WEIGHT_AXIS[op.kind]
+        codes, w_quant = symmetric_weights(w_t.data, axis)
+        weights = self._constant(w_t.name, codes, "int8", w_quant)
+
+        channels = w_t.shape[axis]
+        bias_name = op.inputs[2] if len(op.inputs) > 2 else ""
+        bias = np.zeros(channels, np.float64)
+        if bias_name:
+            b_t = fg.tensors[bias_name]
+            if not b_t.is_constant or b_t.dtype != "float32":
+                raise _fail(op, f"bias '{bias_name}' must be a float32 constant to quantize")
+            bias = b_t.data.astype(np.float64).reshape(channels)
+        if self.calibration is not None:
+            shift = self._bias_shift(op, w_t.data, dequantize_array(codes, w_quant))
+            if shift is not None:
+                bias = bias + shift
+                self.bias_shift[op.outputs[0]] = shift
+                bias_name = bias_name or f"{op.name}/bias"
+        if not bias_name:
+            return [x, weights]
+        x_scale = float(self.plan.quant[op.inputs[0]].scale[0])
+        b_codes, b_quant = bias_int32(bias, x_scale, w_quant.scale)
+        return [x, weights, self._constant(bias_name, b_codes, "int32", b_quant)]
+
+    def _bias_shift(self, op: Op, w: np.ndarray, w_q: np.ndarray) -> np.ndarray | None:
+        mean = self.calibration.input_means.get(op.outputs[0])
+        if mean is None:
+            return None
+        error = w.astype(np.float64) - w_q
+        if op.kind == "FULLY_CONNECTED":
+            return error @ mean
+        if op.kind == "DEPTHWISE_CONV_2D":
+            multiplier = op.attrs.depth_multiplier
+            return error.sum(axis=(0, 1, 2)) * np.repeat(mean, multiplier)
+        per_tap = error.sum(axis=(1, 2))                 # [out, in per group]
+        cin = per_tap.shape[1]
+        groups = mean.size // cin
+        per_group = per_tap.shape[0] // groups
+        means = np.repeat(mean.reshape(groups, cin), per_group, axis=0)  # [out, in per group]
+        return (per_tap * means).sum(axis=1)

@@ -1,0 +1,183 @@
+"""What quantization cost: float vs int8 on evaluation data, per output and per layer.
+
+Figures (``tinyml quantize`` prints them as a table, ``--json`` as a dict):
+
+- per graph output: SQNR of the dequantized int8 output against the float output,
+  ``10 log10(sum f^2 / sum (f - q)^2)`` in dB over all samples, and the fraction of samples
+  whose top-1 class (argmax over the last axis) is the same in float and int8;
+- with labels: float and int8 top-1 accuracy (first output);
+- per layer: the SQNR of its output in the int8 graph run end to end (errors accumulate
+  along the graph), and its *isolated* SQNR: the int8 kernel run on the quantized *float*
+  inputs of the layer, which shows what that layer alone loses. The layer with the lowest
+  isolated SQNR is the one that hurts.
+
+The float side is the prepared float graph (after batch-norm folding and activation fusion,
+which change float results only by rounding); its tensors share names with the int8 graph's.
+A SQNR of None means the int8 values are exact (or the float tensor is all zero).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from tinyml.quantize.data import Dataset
+from tinyml.quantize.params import dequantize_array, quantize_array
+from tinyml.reference import run
+from tinyml.reference.kernels import KERNELS, KernelCall
+
+
+def sqnr_db(signal: float, noise: float) -> float | None:
+    """10 log10(signal / noise); None when there is no noise (exact) or no signal (an
+    all-zero float tensor, where a ratio means nothing)."""
+    if noise <= 0.0 or signal <= 0.0:
+        return None
+    return 10.0 * math.log10(signal / noise)
+
+
+@dataclass
+class _Energy:
+    signal: float = 0.0
+    noise: float = 0.0
+
+    def add(self, reference: np.ndarray, value: np.ndarray) -> None:
+        reference = np.asarray(reference, np.float64)
+        self.signal += float(np.sum(reference ** 2))
+        self.noise += float(np.sum((reference - value) ** 2))
+
+    @property
+    def db(self) -> float | None:
+        return sqnr_db(self.signal, self.noise)
+
+
+@dataclass
+class LayerReport:
+    layer: str
+    op: str
+    tensor: str
+    scale: float
+    zero_point: int
+    sqnr_db: float | None
+    isolated_sqnr_db: float | None
+
+    def to_json(self) -> dict:
+        return dict(vars(self))
+
+
+@dataclass
+class OutputReport:
+    name: str
+    sqnr_db: float | None
+    top1_agreement: float | None
+
+    def to_json(self) -> dict:
+        return dict(vars(self))
+
+
+@dataclass
+class QuantizationReport:
+    samples: int
+    data: str
+    synthetic: bool
+    outputs: list[OutputReport]
+    layers: list[LayerReport]
+    float_accuracy: float | None = None
+    int8_accuracy: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def output_sqnr_db(self) -> float | None:
+        return self.outputs[0].sqnr_db
+
+    @property
+    def top1_agreement(self) -> float | None:
+        return self.outputs[0].top1_agreement
+
+    @property
+    def worst_layer(self) -> LayerReport | None:
+        scored = [l for l in self.layers if l.isolated_sqnr_db is not None]
+        return min(scored, key=lambda l: l.isolated_sqnr_db) if scored else None
+
+    def to_json(self) -> dict:
+        worst = self.worst_layer
+        return {
+            "samples": self.samples, "data": self.data, "synthetic_data": self.synthetic,
+            "output_sqnr_db": self.output_sqnr_db, "top1_agreement": self.top1_agreement,
+            "float_accuracy": self.float_accuracy, "int8_accuracy": self.int8_accuracy,
+            "worst_layer": worst.layer if worst else None,
+            "outputs": [o.to_json() for o in self.outputs],
+            "layers": [l.to_json() for l in self.layers],
+            **self.extra,
+        }
+
+
+def evaluate(model, data: Dataset,
+             progress: Callable[[int], None] | None = None) -> QuantizationReport:
+    """Compare ``model`` (a :class:`tinyml.quantize.QuantizedModel`) with its float graph on
+    ``data``."""
+    q, fg, twin = model.graph, model.float_graph, model.float_twin
+    ops = [op for op in q.ops if not all(q.tensors[n].is_constant for n in op.outputs)]
+    cumulative = {op.outputs[0]: _Energy() for op in ops}
+    isolated = {op.outputs[0]: _Energy() for op in ops}
+    outputs = {name: _Energy() for name in q.outputs}
+    agree = {name: 0 for name in q.outputs}
+    correct_float = correct_int8 = 0
+    labels = data.labels
+
+    for index, sample in enumerate(data.samples):
+        with np.errstate(over="ignore", invalid="ignore"):
+            f_values = run(fg, sample, keep_all=True)
+        q_values = run(q, model.quantize_inputs(sample), keep_all=True)
+        for op in ops:
+            out = op.outputs[0]
+            reference = f_values[twin[out]]
+            cumulative[out].add(reference, dequantize_array(q_values[out], q.tensors[out].quant))
+            isolated[out].add(reference, _isolated(q, op, f_values, twin))
+        for name in q.outputs:
+            f_out = f_values[twin[name]]
+            q_out = dequantize_array(q_values[name], q.tensors[name].quant)
+            outputs[name].add(f_out, q_out)
+            agree[name] += int(np.array_equal(np.argmax(f_out, axis=-1),
+                                              np.argmax(q_out, axis=-1)))
+            if labels is not None and name == q.outputs[0]:
+                correct_float += int(np.argmax(f_out.reshape(-1)) == labels[index])
+                correct_int8 += int(np.argmax(q_out.reshape(-1)) == labels[index])
+        if progress:
+            progress(1)
+
+    count = len(data)
+    layer_rows = [LayerReport(op.name, op.kind, op.outputs[0],
+                              float(q.tensors[op.outputs[0]].quant.scale[0]),
+                              int(q.tensors[op.outputs[0]].quant.zero_point[0]),
+                              cumulative[op.outputs[0]].db, isolated[op.outputs[0]].db)
+                  for op in ops]
+    output_rows = [OutputReport(name, outputs[name].db,
+                                agree[name] / count if q.tensors[name].shape[-1:] != (1,)
+                                else None)
+                   for name in q.outputs]
+    report = QuantizationReport(count, data.source, data.synthetic, output_rows, layer_rows)
+    if labels is not None:
+        report.float_accuracy = correct_float / count
+        report.int8_accuracy = correct_int8 / count
+    return report
+
+
+def _isolated(q, op, f_values: dict, twin: dict) -> np.ndarray:
+    """``op``'s int8 kernel on its float inputs quantized, dequantized."""
+    values, tensors = [], []
+    for name in op.inputs:
+        t = q.tensors[name] if name else None
+        tensors.append(t)
+        if t is None:
+            values.append(None)
+        elif t.is_constant:
+            values.append(t.data)
+        else:
+            values.append(quantize_array(f_values[twin[name]], t.quant))
+    outs = q.op_outputs(op)
+    result = KERNELS[op.kind](KernelCall(op, values, tensors, outs))
+    result = result[0] if isinstance(result, list) else result
+    return dequantize_array(result, outs[0].quant)

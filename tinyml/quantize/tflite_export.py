@@ -1,0 +1,336 @@
+"""Write a graph (int8 or float) as a TFLite flatbuffer that LiteRT and TFLM run.
+
+Why: users take tinyml's quantization to other runtimes (LiteRT on a phone, TFLM on a
+microcontroller SDK), and the exported file is also how tests check the quantized graph with
+the independent oracles.
+
+The file is built with the official schema's object API (``ai_edge_litert.schema_py_generated``:
+``ModelT``, ``SubGraphT``, ``TensorT``, ``OperatorT`` and the options tables) and packed with
+the ``flatbuffers`` builder; no byte is laid out by hand. The mapping is the TFLite frontend's,
+reversed:
+
+- explicit padding becomes SAME or VALID when it is one of them; a convolution with other
+  padding gets a PAD op before it (int8 PAD fills with the zero point, which is exactly what
+  the convolution's padding taps contribute); a pooling with other padding is refused (the
+  pad value would change what it computes);
+- attributes that TFLite passes as tensors (RESHAPE's shape, MEAN's axes, PAD's paddings,
+  TRANSPOSE's perm, PADV2's value) become int32 (or element-type) constant tensors;
+- operator versions are those TFLite's op versioning assigns to each op's types (int8 kernels
+  need version 2 to 4); a runtime reads them to know which kernel variant the op needs.
+
+Constant buffers are 16-byte aligned (the schema's ``force_align: 16``), so runtimes may read
+int32 biases in place. Ops the TFLite schema has no builtin for (CLIP, BATCH_NORM, the fused
+CONV_2D_ADD of the compiler's passes) are refused with a TinymlError.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tinyml.errors import TinymlError
+from tinyml.ir import DTYPES, Graph, Op, Tensor
+from tinyml.ir import ops as irops
+
+_TYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int8": "INT8", "uint8": "UINT8",
+          "int16": "INT16", "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
+BUFFER_ALIGNMENT = 16
+EXPORTABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL",
+              "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "CONCATENATION",
+              "PAD", "TRANSPOSE", "RELU", "RELU6", "LOGISTIC", "HARD_SWISH", "QUANTIZE",
+              "DEQUANTIZE")
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+    return schema
+
+
+def export_tflite(graph: Graph, description: str = "tinyml") -> bytes:
+    """The TFLite flatbuffer of ``graph``."""
+    import flatbuffers
+
+    model = _Exporter(graph).model(description)
+    builder = flatbuffers.Builder(1 << 16)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def write_tflite(graph: Graph, path: str | Path, description: str = "tinyml") -> int:
+    """Write ``graph`` to ``path``; returns the file size."""
+    data = export_tflite(graph, description)
+    Path(path).write_bytes(data)
+    return len(data)
+
+
+def _aligned_buffer_type(schema):
+    class AlignedBuffer(schema.BufferT):
+        """A buffer whose data vector starts on a 16-byte boundary (BufferT's own Pack aligns
+        byte vectors to 1)."""
+
+        def Pack(self, builder):
+            data = None
+            if self.data is not None:
+                payload = bytes(self.data)
+                builder.StartVector(1, len(payload), BUFFER_ALIGNMENT)
+                builder.head -= len(payload)
+                builder.Bytes[builder.head:builder.head + len(payload)] = payload
+                builder.vectorNumElems = len(payload)
+                data = builder.EndVector()
+            schema.BufferStart(builder)
+            if data is not None:
+                schema.BufferAddData(builder, data)
+            return schema.BufferEnd(builder)
+
+    return AlignedBuffer
+
+
+class _Exporter:
+    def __init__(self, graph: Graph):
+        self.schema = _schema()
+        self.graph = graph
+        self.tensors: list = []
+        self.index: dict[str, int] = {}
+        self.buffers: list = [self.schema.BufferT()]  # buffer 0: the empty sentinel
+        self.codes: list = []
+        self.code_index: dict[tuple[int, int], int] = {}
+        self.operators: list = []
+        self.Buffer = _aligned_buffer_type(self.schema)
+
+    def model(self, description: str):
+        s = self.schema
+        for name in self.graph.inputs:
+            self._tensor(name)
+        for op in self.graph.ops:
+            if all(self.graph.tensors[n].is_constant for n in op.outputs):
+                continue  # evaluated at import (shape-only ops): their outputs are constants
+            self._operator(op)
+        sub = s.SubGraphT()
+        sub.tensors = self.tensors
+        sub.inputs = [self._tensor(n) for n in self.graph.inputs]
+        sub.outputs = [self._tensor(n) for n in self.graph.outputs]
+        sub.operators = self.operators
+        sub.name = "main"
+        m = s.ModelT()
+        m.version = 3
+        m.operatorCodes = self.codes
+        m.subgraphs = [sub]
+        m.description = description
+        m.buffers = self.buffers
+        return m
+
+    # ---- tensors ----------------------------------------------------------------------------
+
+    def _tensor(self, name: str) -> int:
+        if name in self.index:
+            return self.index[name]
+        t = self.graph.tensors[name]
+        return self._add(t.name, t.shape, t.dtype, t.quant, t.data)
+
+    def _add(self, name: str, shape, dtype: str, quant, data) -> int:
+        s = self.schema
+        t = s.TensorT()
+        t.name = name
+        t.shape = [int(d) for d in shape]
+        t.type = getattr(s.TensorType, _TYPES[dtype])
+        t.buffer = 0
+        if data is not None:
+            little_endian = np.asarray(data).astype(np.dtype(data.dtype).newbyteorder("<"))
+            buffer = self.Buffer()
+            buffer.data = np.frombuffer(np.ascontiguousarray(little_endian).tobytes(), np.uint8)
+            self.buffers.append(buffer)
+            t.buffer = len(self.buffers) - 1
+        if quant is not None:
+            qp = s.QuantizationParametersT()
+            qp.scale = [float(v) for v in quant.scale]
+            qp.zeroPoint = [int(v) for v in quant.zero_point]
+            qp.quantizedDimension = int(quant.axis or 0)
+            t.quantization = qp
+        self.tensors.append(t)
+        self.index[name] = len(self.tensors) - 1
+        return self.index[name]
+
+    def _constant(self, base: str, values: np.ndarray, like: Tensor | None = None) -> int:
+        name = base
+        i = 1
+        while name in self.index or name in self.graph.tensors:
+            name = f"{base}_{i}"
+            i += 1
+        dtype = str(values.dtype)
+        return self._add(name, values.shape, dtype, like.quant if like is not None else None,
+                         values)
+
+    # ---- operators --------------------------------------------------------------------------
+
+    def _opcode(self, kind: str, version: int) -> int:
+        code = getattr(self.schema.BuiltinOperator, kind)
+        key = (code, version)
+        if key not in self.code_index:
+            oc = self.schema.OperatorCodeT()
+            oc.builtinCode = code
+            oc.deprecatedBuiltinCode = min(code, self.schema.BuiltinOperator
+                                           .PLACEHOLDER_FOR_GREATER_OP_CODES)
+            oc.version = version
+            self.codes.append(oc)
+            self.code_index[key] = len(self.codes) - 1
+        return self.code_index[key]
+
+    def _emit(self, kind: str, inputs: list[int], outputs: list[int], options=None,
+              options_type: str | None = None, version: int = 1) -> None:
+        s = self.schema
+        o = s.OperatorT()
+        o.opcodeIndex = self._opcode(kind, version)
+        o.inputs = inputs
+        o.outputs = outputs
+        if options is not None:
+            o.builtinOptionsType = getattr(s.BuiltinOptions, options_type)
+            o.builtinOptions = options
+        self.operators.append(o)
+
+    def _fail(self, op: Op, detail: str) -> TinymlError:
+        return TinymlError(f"layer '{op.name}' ({op.kind}): cannot be written to TFLite: "
+                           f"{detail}")
+
+    def _activation(self, op: Op, name: str) -> int:
+        if name not in irops.ACTIVATIONS:
+            raise self._fail(op, f"fused activation {name}")
+        return getattr(self.schema.ActivationFunctionType, name)
+
+    def _operator(self, op: Op) -> None:
+        if op.kind not in EXPORTABLE:
+            raise self._fail(op, f"TFLite has no builtin for it (exportable: "
+                                 f"{', '.join(EXPORTABLE)})")
+        s = self.schema
+        g = self.graph
+        ins = [self._tensor(n) if n else -1 for n in op.inputs]
+        outs = [self._tensor(n) for n in op.outputs]
+        a = op.attrs
+        x = g.tensors[op.inputs[0]]
+        out = g.tensors[op.outputs[0]]
+        int8 = x.dtype == "int8"
+        kind = op.kind
+
+        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            w = g.tensors[op.inputs[1]]
+            kernel = (w.shape[1], w.shape[2])
+            padding, ins[0] = self._conv_padding(op, x, kernel, a.stride, a.dilation, ins[0])
+            if kind == "CONV_2D":
+                o = s.Conv2DOptionsT()
+                grouped = w.shape[3] != x.shape[3]
+                version = 6 if grouped else 3 if int8 else 1
+                options_type = "Conv2DOptions"
+            else:
+                o = s.DepthwiseConv2DOptionsT()
+                o.depthMultiplier = a.depth_multiplier
+                version = 3 if int8 else 2 if a.dilation != (1, 1) else 1
+                options_type = "DepthwiseConv2DOptions"
+            o.padding = padding
+            o.strideH, o.strideW = a.stride
+            o.dilationHFactor, o.dilationWFactor = a.dilation
+            o.fusedActivationFunction = self._activation(op, a.activation)
+            self._emit(kind, ins, outs, o, options_type, version)
+        elif kind == "FULLY_CONNECTED":
+            o = s.FullyConnectedOptionsT()
+            o.fusedActivationFunction = self._activation(op, a.activation)
+            o.keepNumDims = a.keep_num_dims
+            has_bias = len(op.inputs) > 2 and op.inputs[2]
+            version = 6 if not has_bias else 5 if a.keep_num_dims else 4 if int8 else 1
+            self._emit(kind, ins[:3] if has_bias else ins[:2], outs, o,
+                       "FullyConnectedOptions", version)
+        elif kind in ("ADD", "MUL"):
+            o = s.AddOptionsT() if kind == "ADD" else s.MulOptionsT()
+            o.fusedActivationFunction = self._activation(op, a.activation)
+            version = 2 if int8 else 1
+            if kind == "MUL" and int8:
+                b = g.tensors[op.inputs[1]]
+                if float(x.scale()) * float(b.scale()) / float(out.scale()) >= 1.0:
+                    version = 3
+            self._emit(kind, ins, outs, o, "AddOptions" if kind == "ADD" else "MulOptions",
+                       version)
+        elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            o = s.Pool2DOptionsT()
+            padding = self._padding_mode(x, a.filter, a.stride, (1, 1), a.padding)
+            if padding is None:
+                raise self._fail(op, f"explicit padding {list(a.padding)} is neither SAME nor "
+                                     f"VALID")
+            o.padding = padding
+            o.strideH, o.strideW = a.stride
+            o.filterHeight, o.filterWidth = a.filter
+            o.fusedActivationFunction = self._activation(op, a.activation)
+            self._emit(kind, ins, outs, o, "Pool2DOptions", 2 if int8 else 1)
+        elif kind == "MEAN":
+            o = s.ReducerOptionsT()
+            o.keepDims = a.keep_dims
+            axes = self._constant(f"{op.name}/axes", np.asarray(a.axes, np.int32))
+            self._emit(kind, ins + [axes], outs, o, "ReducerOptions", 2 if int8 else 1)
+        elif kind == "RESHAPE":
+            o = s.ReshapeOptionsT()
+            o.newShape = [int(d) for d in out.shape]
+            shape = self._constant(f"{op.name}/shape", np.asarray(out.shape, np.int32))
+            self._emit(kind, ins[:1] + [shape], outs, o, "ReshapeOptions", 1)
+        elif kind == "SOFTMAX":
+            o = s.SoftmaxOptionsT()
+            o.beta = float(a.beta)
+            self._emit(kind, ins, outs, o, "SoftmaxOptions", 2 if int8 else 1)
+        elif kind == "CONCATENATION":
+            o = s.ConcatenationOptionsT()
+            o.axis = int(a.axis)
+            o.fusedActivationFunction = self._activation(op, a.activation)
+            self._emit(kind, ins, outs, o, "ConcatenationOptions", 2 if int8 else 1)
+        elif kind == "PAD":
+            pads = self._constant(f"{op.name}/paddings", np.asarray(a.pads, np.int32)
+                                  .reshape(-1, 2))
+            version = 2 if int8 else 1
+            if a.value is None:
+                self._emit("PAD", ins + [pads], outs, s.PadOptionsT(), "PadOptions", version)
+            else:
+                value = self._constant(f"{op.name}/value",
+                                       np.asarray([a.value], DTYPES[x.dtype]), like=x)
+                self._emit("PADV2", ins + [pads, value], outs, s.PadV2OptionsT(),
+                           "PadV2Options", version)
+        elif kind == "TRANSPOSE":
+            perm = self._constant(f"{op.name}/perm", np.asarray(a.perm, np.int32))
+            version = 4 if len(x.shape) > 4 else 2 if int8 else 1
+            self._emit(kind, ins + [perm], outs, s.TransposeOptionsT(), "TransposeOptions",
+                       version)
+        elif kind in ("RELU", "RELU6", "LOGISTIC"):
+            self._emit(kind, ins, outs, version=2 if int8 else 1)
+        elif kind == "HARD_SWISH":
+            self._emit(kind, ins, outs, version=1)
+        elif kind == "QUANTIZE":
+            self._emit(kind, ins, outs, version=1)
+        elif kind == "DEQUANTIZE":
+            self._emit(kind, ins, outs, version=2 if x.dtype == "int8" else
+                       3 if x.dtype in ("int16", "float16") else 1)
+
+    @staticmethod
+    def _padding_mode(x: Tensor, kernel, stride, dilation, padding) -> int | None:
+        """SAME or VALID when the explicit padding is one of them, else None."""
+        s = _schema()
+        if tuple(padding) == (0, 0, 0, 0):
+            return s.Padding.VALID
+        same = irops.same_padding(x.shape[1], kernel[0], stride[0], dilation[0]) + \
+            irops.same_padding(x.shape[2], kernel[1], stride[1], dilation[1])
+        if tuple(padding) == same:
+            return s.Padding.SAME
+        return None
+
+    def _conv_padding(self, op: Op, x: Tensor, kernel, stride, dilation, x_index: int
+                      ) -> tuple[int, int]:
+        """(padding mode, input index): a PAD op in front when the padding is explicit."""
+        a = op.attrs
+        mode = self._padding_mode(x, kernel, stride, dilation, a.padding)
+        if mode is not None:
+            return mode, x_index
+        pt, pb, pl, pr = a.padding
+        shape = (x.shape[0], x.shape[1] + pt + pb, x.shape[2] + pl + pr, x.shape[3])
+        name = f"{op.name}/padded"
+        while name in self.index or name in self.graph.tensors:
+            name += "_"
+        padded = self._add(name, shape, x.dtype, x.quant, None)
+        pads = self._constant(f"{op.name}/paddings",
+                              np.asarray([[0, 0], [pt, pb], [pl, pr], [0, 0]], np.int32))
+        self._emit("PAD", [x_index, pads], [padded], self.schema.PadOptionsT(), "PadOptions",
+                   2 if x.dtype == "int8" else 1)
+        return self.schema.Padding.VALID, padded
