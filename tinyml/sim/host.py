@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from tinyml.errors import TinymlError
-from tinyml.ir import DTYPES, Graph
+from tinyml.ir import Graph
 from tinyml.paths import FIRMWARE_DIR
+from tinyml.sim.streams import decode_outputs, encode_samples
 
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                   "-fno-omit-frame-pointer", "-g"]
@@ -46,25 +47,10 @@ def build(project_dir: str | Path, *, sanitize: bool = False, cc: str | None = N
 def run(binary: str | Path, graph: Graph, samples: list[list[np.ndarray]],
         timeout: float = 600) -> list[list[np.ndarray]]:
     """Run ``samples`` (each a list with one array per graph input) through the harness."""
-    payload = b"".join(np.ascontiguousarray(
-        x.astype(DTYPES[graph.tensors[name].dtype])).tobytes()
-        for sample in samples for name, x in zip(graph.inputs, sample))
+    payload = encode_samples(graph, samples)
     result = subprocess.run([str(binary)], input=payload, capture_output=True, timeout=timeout)
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip().splitlines()
         raise TinymlError(f"generated code failed (exit {result.returncode}): "
                           f"{detail[0] if detail else 'no message'}")
-    outputs, offset = [], 0
-    data = result.stdout
-    for _ in samples:
-        values = []
-        for name in graph.outputs:
-            t = graph.tensors[name]
-            dtype = np.dtype(DTYPES[t.dtype])
-            count = t.size * dtype.itemsize
-            values.append(np.frombuffer(data[offset:offset + count], dtype).reshape(t.shape))
-            offset += count
-        outputs.append(values)
-    if offset != len(data):
-        raise TinymlError(f"harness wrote {len(data)} bytes, expected {offset}")
-    return outputs
+    return decode_outputs(graph, result.stdout, len(samples))

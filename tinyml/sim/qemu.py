@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from tinyml.errors import TinymlError
-from tinyml.ir import DTYPES, Graph
+from tinyml.ir import Graph
+from tinyml.sim.streams import decode_outputs, encode_samples
 from tinyml.targets import Target
 
 QEMU = "qemu-system-arm"
@@ -111,24 +112,11 @@ def run_samples(elf: str | Path, target: Target, graph: Graph,
     """Run the harness ELF on ``samples`` (each a list with one array per graph input)."""
     with tempfile.TemporaryDirectory(prefix="tinyml-qemu-") as tmp:
         tmp = Path(tmp)
-        (tmp / "input.bin").write_bytes(b"".join(
-            np.ascontiguousarray(x.astype(DTYPES[graph.tensors[name].dtype])).tobytes()
-            for sample in samples for name, x in zip(graph.inputs, sample)))
+        (tmp / "input.bin").write_bytes(encode_samples(graph, samples))
         run_elf(elf, target, tmp, timeout)
         data = (tmp / "output.bin").read_bytes()
         stats = (tmp / "stats.txt").read_text()
-    outputs, offset = [], 0
-    for _ in samples:
-        values = []
-        for name in graph.outputs:
-            t = graph.tensors[name]
-            dtype = np.dtype(DTYPES[t.dtype])
-            count = t.size * dtype.itemsize
-            values.append(np.frombuffer(data[offset:offset + count], dtype).reshape(t.shape))
-            offset += count
-        outputs.append(values)
-    if offset != len(data):
-        raise TinymlError(f"the harness wrote {len(data)} output bytes, expected {offset}")
+    outputs = decode_outputs(graph, data, len(samples))
     ticks, layer_ticks, stack, done = {}, {}, None, None
     for line in stats.splitlines():
         parts = line.split()
