@@ -5,7 +5,8 @@
 - Parameter bytes: the constant tensors a layer reads (weights, biases, a constant operand of
   ADD or MUL); in the totals each constant counts once even if several layers share it.
   Operands that are really parameters (RESHAPE's shape, PAD's paddings, MEAN's axes) are
-  attributes in the IR, so they do not count.
+  attributes in the IR, so they do not count; nor do values computed at compile time (the
+  outputs of shape-only ops such as the SHAPE -> STRIDED_SLICE -> PACK chain of Keras Flatten).
 - Activation bytes: the layer's distinct non-constant inputs plus its outputs, i.e. what must be
   live in RAM while it runs when nothing is computed in place. The peak over layers is a lower
   bound of the arena a memory planner can reach.
@@ -64,8 +65,9 @@ def summarize(graph: Graph) -> GraphSummary:
         ins = graph.op_inputs(op)
         outs = graph.op_outputs(op)
         present = {t.name: t for t in ins if t is not None}  # an op may read a tensor twice
-        constants = [t for t in present.values() if t.is_constant]
+        constants = [t for t in present.values() if t.is_constant and not t.folded]
         activations = [t for t in present.values() if not t.is_constant]
+        computed = [t for t in outs if not t.folded]
         for t in constants:
             if t.name not in seen_constants:
                 seen_constants.add(t.name)
@@ -77,7 +79,7 @@ def summarize(graph: Graph) -> GraphSummary:
             dtype=_dtype(activations, outs),
             macs=int(op.spec.macs(op, ins, outs)),
             param_bytes=sum(t.nbytes for t in constants),
-            activation_bytes=sum(t.nbytes for t in activations) + sum(t.nbytes for t in outs),
+            activation_bytes=sum(t.nbytes for t in activations + computed),
         ))
     return GraphSummary(
         name=graph.name, layers=layers, macs=sum(layer.macs for layer in layers),

@@ -156,6 +156,7 @@ class Graph:
                 for name, value in zip(op.outputs, spec.evaluate(op, ins)):
                     out = self.tensors[name]
                     out.data = value.astype(out.dtype if out.dtype else value.dtype)
+                    out.folded = True
 
     def _checked_inputs(self, op: Op) -> list[Tensor | None]:
         required, maximum = op.spec.arity

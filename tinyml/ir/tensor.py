@@ -76,6 +76,9 @@ class Tensor:
     dtype: str
     quant: Quantization | None = None
     data: np.ndarray | None = field(default=None, repr=False)
+    #: True when ``data`` was computed at compile time by shape inference (a shape-only op's
+    #: output), not stored in the model: such values are neither parameters nor activations.
+    folded: bool = False
 
     def __post_init__(self):
         self.shape = tuple(int(d) for d in self.shape)
