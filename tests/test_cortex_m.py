@@ -140,9 +140,9 @@ def test_cli_verify_json_on_cortex_m4():
         "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
     reshape = report["layer_instructions"][6]
     assert reshape["instructions"] == 0  # an alias: no code
-    # The first convolution (49x10 output, 8 channels, 3x3 taps) costs the most.
-    first = report["layer_instructions"][0]["instructions"]
-    assert first == max(layer["instructions"] for layer in report["layer_instructions"])
+    # At most 2 MACs per instruction (Armv7E-M's SMLAD does two); check_report checked that
+    # the layers' counts add up to the whole inference.
+    assert report["instructions_per_inference"] >= plan(EXAMPLE, "cortex-m4").macs / 2
 
 
 def test_cli_run_with_npy_input_matches_reference(tmp_path):
@@ -162,7 +162,8 @@ def test_cli_run_with_npy_input_matches_reference(tmp_path):
     got = np.load(tmp_path / "y.npy")
     assert np.array_equal(got, want)
     assert report["outputs"][graph.outputs[0]]["values"] == want.reshape(-1).tolist()
-    assert report["instructions"] > 1_000_000 and report["stack_bytes"] > 0
+    assert report["instructions"] >= plan(EXAMPLE, "cortex-m4").macs / 2  # SMLAD: 2 MACs
+    assert report["stack_bytes"] > 0
 
 
 def test_run_rejects_a_wrong_input_shape(tmp_path):
@@ -257,7 +258,7 @@ def test_board_cannot_be_verified_in_qemu():
 def test_sram_budget_error_names_budget_need_and_peak_layer(tmp_path):
     out = tmp_path / "vww"
     result = tinyml("compile", str(mlperf_model("vww_96_int8")), "--target", "cortex-m0plus",
-                    "-o", str(out))
+                    "-o", str(out), "--patch", "off")  # the layer-by-layer arena's figures
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
@@ -295,7 +296,7 @@ def test_image_that_does_not_link_is_a_budget_error(tmp_path):
     out = tmp_path / "vww"
     with pytest.raises(TinymlError, match=r"SRAM budget.*more RAM than microbit.ld provides "
                                           r"\(arena 55,296 B.*peak at layer"):
-        compile_model(mlperf_model("vww_96_int8"), target, out)
+        compile_model(mlperf_model("vww_96_int8"), target, out, patch="off")
     assert not out.exists() and not list(tmp_path.iterdir())
 
 

@@ -106,7 +106,8 @@ def _compile(args: argparse.Namespace) -> int:
     if args.calib:  # a float model: quantize it first (tinyml.quantize)
         from tinyml.quantize.command import graph_quantizer
         quantize = graph_quantizer(args)
-    result = compile_model(args.model, args.target, args.output, quantize=quantize)
+    result = compile_model(args.model, args.target, args.output, quantize=quantize,
+                           patch=args.patch, patch_overhead=args.patch_overhead)
     report = result.report()
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
@@ -134,17 +135,56 @@ def _compile(args: argparse.Namespace) -> int:
                        f"+ data {report['data_bytes']:,}, of {target.flash_bytes:,} B")
             rows.append(("firmware", report["elf"], "make run (emulated targets) runs it in QEMU"
                          if target.is_emulated else "links for the board"))
+        rows[1:1] = _patch_rows(report)
         _print_report(f"{result.model.name} -> {report['output_dir']} ({report['target']})",
                       rows)
     sys.stdout.flush()
     return 0
 
 
+def _patch_rows(report: dict) -> list[tuple[str, str, str]]:
+    """compile's rows about patch-based inference (tinyml.schedule.patches)."""
+    patch = report["patch"]
+    if patch is None:
+        return [("patches", "none", "layer by layer (no split lowers peak SRAM within the MAC "
+                                    "budget, or --patch off)")]
+    return [("layer by layer", f"{report['peak_sram_bytes_layerwise']:,} B",
+             "peak SRAM without patch-based inference"),
+            ("patches", f"{patch['grid'][0]}x{patch['grid'][1]}",
+             f"first {patch['layers']} layers patch by patch, up to '{patch['split_layer']}'; "
+             f"+{100 * patch['mac_overhead']:.1f} % MACs")]
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tinyml.report import write_report
+
+    result = write_report(args.model, args.target, args.output, patch=args.patch,
+                          patch_overhead=args.patch_overhead)
+    report = result.report()
+    rows = [("peak SRAM", f"{report['peak_sram_bytes']:,} B", "arena with the chosen schedule")]
+    rows += _patch_rows(report)
+    rows.append(("written", str(args.output), "HTML with the memory plot and per-layer table"))
+    _print_report(f"report {result.model.name} ({report['target']})", rows)
+    sys.stdout.flush()
+    return 0
+
+
+def _add_patch_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--patch", default="auto", metavar="auto|off|SPLIT:N",
+                   help="patch-based inference of the first layers: auto (default: when it "
+                        "lowers peak SRAM), off, or SPLIT:N to force the split layer (index "
+                        "or name) and an NxN (or RxC) grid")
+    p.add_argument("--patch-overhead", type=float, default=0.2, metavar="FRACTION",
+                   help="auto: most extra MACs recomputed halos may cost, as a fraction of "
+                        "the model's (default 0.2)")
+
+
 def _verify(args: argparse.Namespace) -> int:
     from tinyml.verify import verify
 
     report = verify(args.model, args.target, samples=args.samples, seed=args.seed,
-                    sanitize=args.sanitize, profile=not args.no_profile).to_json()
+                    sanitize=args.sanitize, profile=not args.no_profile, patch=args.patch,
+                    patch_overhead=args.patch_overhead).to_json()
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -279,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="host", help="see 'tinyml targets' (default: host)")
     p.add_argument("-o", "--output", required=True, help="directory to write the project to")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _add_patch_arguments(p)
     add_calibration_arguments(p, required=False)
     p.set_defaults(run=_compile)
 
@@ -294,7 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-profile", action="store_true",
                    help="emulated targets: skip the per-layer profiling build")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_patch_arguments(p)
     p.set_defaults(run=_verify)
+
+    p = sub.add_parser("report", help="HTML memory report: per-layer SRAM before and after "
+                                      "patch scheduling, with a plot")
+    p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx)")
+    p.add_argument("--target", default="host", help="see 'tinyml targets' (default: host)")
+    p.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    _add_patch_arguments(p)
+    p.set_defaults(run=_report)
 
     p = sub.add_parser("run", help="one inference on a target (QEMU for Cortex-M) and its outputs")
     p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx)")

@@ -26,6 +26,7 @@ from tinyml.frontends import load_model
 from tinyml.ir import Graph
 from tinyml.passes import run_passes
 from tinyml.schedule import MemoryPlan, plan_memory
+from tinyml.schedule.patches import DEFAULT_OVERHEAD, PatchSchedule, choose_patching
 from tinyml.summary import summarize
 from tinyml.targets import Target, load_target
 
@@ -42,6 +43,9 @@ class Compilation:
     project: GeneratedProject | None = None
     sizes: dict = field(default_factory=dict)  # measured by the target toolchain, if any
     example_run: dict = field(default_factory=dict)  # the example's QEMU run (Cortex-M)
+    # ---- patch-based inference (tinyml.schedule.patches): ``plan`` is then the patched plan
+    patch: PatchSchedule | None = None
+    layerwise_plan: MemoryPlan | None = None  # the layer-by-layer plan, for comparison
 
     def report(self) -> dict:
         """The ``--json`` figures."""
@@ -54,6 +58,8 @@ class Compilation:
             "flash_bytes": self.sizes.get("flash_bytes"),
             "macs": self.macs,
             "peak_layer": self.plan.peak_layer,
+            "peak_sram_bytes_layerwise": (self.layerwise_plan or self.plan).peak_sram_bytes,
+            "patch": self.patch.to_json() if self.patch else None,
             "output_dir": str(self.project.output_dir) if self.project else None,
             **{k: v for k, v in self.sizes.items() if k != "flash_bytes"},
         }
@@ -73,9 +79,12 @@ def check_int8(graph: Graph) -> None:
 
 
 def plan(model: str | Path, target: str | Target = "host",
-         quantize: Callable[[Graph], Graph] | None = None) -> Compilation:
+         quantize: Callable[[Graph], Graph] | None = None, *, patch: str | None = "auto",
+         patch_overhead: float = DEFAULT_OVERHEAD) -> Compilation:
     """Everything up to (not including) writing files. ``quantize`` turns the imported float
-    graph into an int8 one first (``tinyml compile --calib``, tinyml.quantize)."""
+    graph into an int8 one first (``tinyml compile --calib``, tinyml.quantize). ``patch``:
+    "auto" (patch-based inference of the first layers when it lowers peak SRAM within
+    ``patch_overhead`` extra MACs), "off", or "SPLIT:N" (see tinyml.schedule.patches)."""
     model = Path(model)
     target = load_target(target) if isinstance(target, str) else target
     source = load_model(model)
@@ -83,26 +92,35 @@ def plan(model: str | Path, target: str | Target = "host",
         source = quantize(source)
     check_int8(source)
     graph = run_passes(copy.deepcopy(source))
-    calls = lower(graph)
+    calls = lower(graph, target)
     memory = plan_memory(graph, calls)
-    return Compilation(model, target, source, graph, calls, memory, summarize(source).macs)
+    result = Compilation(model, target, source, graph, calls, memory, summarize(source).macs)
+    # ---- patch-based inference: replaces the plan when chosen --------------------------------
+    result.layerwise_plan = memory
+    result.patch = choose_patching(graph, calls, memory, patch, patch_overhead,
+                                   lower=lambda g: lower(g, target))
+    if result.patch is not None:
+        result.plan = result.patch.plan
+    return result
 
 
 def compile_model(model: str | Path, target: str | Target, output_dir: str | Path,
                   example_input: np.ndarray | None = None, *, profile: bool = False,
                   build: bool = True,
-                  quantize: Callable[[Graph], Graph] | None = None) -> Compilation:
+                  quantize: Callable[[Graph], Graph] | None = None, patch: str | None = "auto",
+                  patch_overhead: float = DEFAULT_OVERHEAD) -> Compilation:
     """Compile ``model`` for ``target`` into the C project ``output_dir``.
 
     Cortex-M targets (unless ``build`` is false) also build ``example.elf`` and measure it;
-    ``profile`` generates the per-layer counter hooks of the profiling build."""
-    result = plan(model, target, quantize)
+    ``profile`` generates the per-layer counter hooks of the profiling build. ``patch`` and
+    ``patch_overhead``: see :func:`plan`."""
+    result = plan(model, target, quantize, patch=patch, patch_overhead=patch_overhead)
     budget.check_plan(result)
     staged = result.target.is_firmware and build
     result.project = generate_project(
         result.graph, result.calls, result.plan, result.target, output_dir,
         model_file=result.model.name, macs=result.macs, example_input=example_input,
-        profile=profile, stage=staged)
+        profile=profile, stage=staged, patch=result.patch)
     if staged:
         try:
             _build_and_measure(result)

@@ -81,9 +81,11 @@ def make_samples(graph: Graph, count: int, seed: int = 0) -> list[list[np.ndarra
 
 def verify(model: str | Path, target: str = "host", samples: int = 100, seed: int = 0,
            sanitize: bool = False, output_dir: str | Path | None = None,
-           profile: bool = True) -> VerifyReport:
+           profile: bool = True, patch: str | None = "auto",
+           patch_overhead: float = 0.2) -> VerifyReport:
     """Compile ``model`` for ``target``, run it on the samples, compare with the oracles.
-    ``profile`` (emulated targets) adds the per-layer instruction counts."""
+    ``profile`` (emulated targets) adds the per-layer instruction counts. ``patch`` and
+    ``patch_overhead``: patch-based inference, as for ``compile``."""
     model = Path(model)
     target_spec = load_target(target)
     require_runnable(target_spec)
@@ -92,7 +94,8 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
                           "--target host")
     with tempfile.TemporaryDirectory(prefix="tinyml-verify-") as tmp:
         project = Path(output_dir) if output_dir else Path(tmp) / "project"
-        result = compile_model(model, target, project)
+        result = compile_model(model, target, project, patch=patch,
+                               patch_overhead=patch_overhead)
         inputs = make_samples(result.source_graph, samples, seed)
         if result.target.is_host:
             binary = host.build(project, sanitize=sanitize)
@@ -116,7 +119,8 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
         }
         if profile:
             report.measured["layer_instructions"] = profile_layers(
-                model, result.target, inputs[0], Path(tmp) / "profile", run.outputs[0])
+                model, result.target, inputs[0], Path(tmp) / "profile", run.outputs[0],
+                patch=patch, patch_overhead=patch_overhead)
         return report
 
 
@@ -130,14 +134,16 @@ def require_runnable(target: Target) -> None:
 
 def profile_layers(model: str | Path, target: Target, sample: list[np.ndarray],
                    project_dir: str | Path,
-                   expected: list[np.ndarray] | None = None) -> list[dict]:
+                   expected: list[np.ndarray] | None = None, *, patch: str | None = "auto",
+                   patch_overhead: float = 0.2) -> list[dict]:
     """Instructions of each layer on one sample, from a profiling build (model.c with counter
     hooks between layers; the harness records SysTick at each). Aliases run no code: 0.
     Each hook costs a few instructions, counted in the layer after it. ``expected``: the
     ordinary build's outputs on the same sample, which the profiling build must reproduce."""
     from tinyml import firmware
     from tinyml.sim import qemu
-    result = compile_model(model, target, project_dir, profile=True, build=False)
+    result = compile_model(model, target, project_dir, profile=True, build=False, patch=patch,
+                           patch_overhead=patch_overhead)
     elf = firmware.build_harness(project_dir, result.target, profile=True)
     run = qemu.run_samples(elf, result.target, result.source_graph, [sample])
     if expected is not None and not all(np.array_equal(a, b)

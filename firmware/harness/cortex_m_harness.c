@@ -31,13 +31,18 @@ void tinyml_profile_layer(int32_t k);
 
 void tinyml_profile_start(void)
 {
+    int32_t k;
+    for (k = 0; k < TINYML_NUM_LAYERS; ++k) {
+        layer_ticks[k] = 0;
+    }
     last_mark = tinyml_counter_ticks();
 }
 
+/* Adds up: the layers of a patch stage report once per patch. */
 void tinyml_profile_layer(int32_t k)
 {
     const uint64_t now = tinyml_counter_ticks();
-    layer_ticks[k] = now - last_mark;
+    layer_ticks[k] += now - last_mark;
     last_mark = now;
 }
 #endif

@@ -39,6 +39,10 @@ extern "C" {
  * tinyml_conv2d_1x1_s8: filter 1x1, no padding, one group, any stride. Lowering folds the
  *                       input offset into the bias (bias[oc] + input_offset * sum of the
  *                       filter row), so the kernel computes acc = bias[oc] + input . filter.
+ *
+ * scratch (these and tinyml_conv2d_add_s8): the portable kernels use none (lowering declares
+ * 0 bytes and the generated code passes NULL); the Cortex-M DSP kernels copy input windows
+ * there as int16 (lowering declares their size for targets with those kernels).
  */
 typedef struct {
     int32_t batches;
@@ -67,8 +71,10 @@ typedef struct {
     const int32_t *shift;        /* output_c entries; > 0 shifts left */
 } tinyml_conv2d_params;
 
-void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output);
-void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output);
+void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                      int8_t *scratch);
+void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                          int8_t *scratch);
 
 /* ---- CONV_2D_ADD (CONV_2D fused with a residual ADD by tinyml.passes) ---------------------
  * The first fields are a tinyml_conv2d_params: each convolution output element is computed
@@ -117,7 +123,7 @@ typedef struct {
 } tinyml_conv2d_add_params;
 
 void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
-                          const int8_t *skip, int8_t *output);
+                          const int8_t *skip, int8_t *output, int8_t *scratch);
 
 /* ---- DEPTHWISE_CONV_2D -------------------------------------------------------------------
  * Output channel c * depth_multiplier + m reads input channel c. Filter channel-major:

@@ -7,7 +7,9 @@ interpreter cannot drift apart; the C side only reads plain integers and constan
 Lowering also picks the kernel specialization (a 1x1 convolution, a 3x3 depthwise
 convolution, element-wise ADD without broadcasting), lays constant arrays out the way the
 chosen kernel reads them, and tells the memory planner how much scratch a kernel needs and
-which input it may overwrite with its output.
+which input it may overwrite with its output. Scratch is the one thing that depends on the
+target: the Cortex-M DSP kernels (firmware/kernels/cortex_m) that replace some portable ones
+may need scratch where the portable kernel needs none (``lower(graph, target)``).
 
 Only int8 graphs compile. A float computation, int16 activations or an op without a C kernel
 raise a :class:`~tinyml.errors.TinymlError` naming the op and the layer.
@@ -40,9 +42,12 @@ from tinyml.reference.kernels.fully_connected import _check_bias_scale
 from tinyml.reference.kernels.pooling import mean_multiplier
 from tinyml.reference.kernels.quantize import requantize_multiplier
 from tinyml.reference.kernels.softmax import softmax_int8_params
+from tinyml.targets import Target
 
 #: Dimensions the C kernels iterate over (shapes are padded with leading 1s up to this).
 MAX_DIMS = 4
+#: The kernel directory (firmware/kernels/) of the Cortex-M DSP kernels.
+DSP_KERNELS = "cortex_m"
 
 _CTYPES = {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32, "float": np.float32}
 
@@ -62,7 +67,9 @@ class KernelCall:
 
     ``args`` name the call arguments after ``&params``: ``"in:<tensor>"`` (an input; it may be
     a constant tensor of the graph, e.g. ADD's constant operand), ``"out:<tensor>"`` or
-    ``"scratch"`` (``scratch_bytes`` bytes of arena, contents undefined on entry).
+    ``"scratch"`` (``scratch_bytes`` bytes of arena, contents undefined on entry; a null
+    pointer when ``scratch_bytes`` is 0, e.g. the convolutions on targets whose kernels need
+    none).
     ``in_place`` is (index into ``op.inputs``, index into ``op.outputs``): the kernel is
     correct when that output is given the very buffer of that input.
     """
@@ -81,12 +88,17 @@ class KernelCall:
         return [v for v in self.params.values() if isinstance(v, ConstArray)]
 
 
-def lower(graph: Graph) -> list[KernelCall]:
+def lower(graph: Graph, target: Target | None = None) -> list[KernelCall]:
     """One KernelCall per op of ``graph`` (in ``graph.ops`` order).
+
+    ``target`` (None: the host) matters only for scratch: a target whose kernels include the
+    Cortex-M DSP ones (``uses_dsp_kernels``) gets the scratch those kernels need; parameters,
+    constant arrays and calls are the same for every target.
 
     Ops whose outputs are all constant (shape-only ops evaluated at shape inference) need no
     code and get no call.
     """
+    dsp = uses_dsp_kernels(target)
     calls: list[KernelCall] = []
     for op in graph.ops:
         if all(t.is_constant for t in graph.op_outputs(op)):
@@ -95,13 +107,19 @@ def lower(graph: Graph) -> list[KernelCall]:
         if lowerer is None:
             raise UnsupportedOpError(op.kind, op.name, sorted(_LOWERERS),
                                      detail="no C kernel for this op")
-        ctx = _Context(graph, op, f"k{len(calls)}")
+        ctx = _Context(graph, op, f"k{len(calls)}", dsp)
         for t in graph.op_outputs(op) + [t for t in graph.op_inputs(op) if t is not None]:
             if t.size == 0:
                 raise TinymlError(f"layer '{op.name}' ({op.kind}): tensor '{t.name}' is empty "
                                   f"(shape {list(t.shape)})")
         calls.append(lowerer(ctx))
     return calls
+
+
+def uses_dsp_kernels(target: Target | None) -> bool:
+    """Whether ``target`` builds the Cortex-M DSP kernels (``firmware/kernels/cortex_m``),
+    which override portable files and may need scratch the portable ones do not."""
+    return target is not None and bool(target.dsp) and DSP_KERNELS in target.kernels
 
 
 def supported_ops() -> list[str]:
@@ -116,10 +134,11 @@ def supported_ops() -> list[str]:
 class _Context:
     """The op being lowered, its tensors, and a namer for its constant arrays."""
 
-    def __init__(self, graph: Graph, op: Op, prefix: str):
+    def __init__(self, graph: Graph, op: Op, prefix: str, dsp: bool = False):
         self.graph = graph
         self.op = op
         self.prefix = prefix
+        self.dsp = dsp  # the target runs the Cortex-M DSP kernels
         self.ins = graph.op_inputs(op)
         self.outs = graph.op_outputs(op)
 
@@ -278,6 +297,25 @@ def _conv_params(ctx: _Context, x_t: Tensor, w_t: Tensor, bias_index: int, conv_
                                                                              shift))
 
 
+#: The DSP convolutions take output pixels 8 at a time when a window has at most this many
+#: values, else 4 (CONV_WIDE_K in firmware/kernels/cortex_m/conv.c).
+DSP_CONV_WIDE_K = 256
+
+
+def conv_scratch_bytes(ctx: _Context, w_t: Tensor, add: bool = False) -> int:
+    """Scratch of the CONV_2D / CONV_2D_ADD kernels: none for the portable ones; the DSP
+    kernels (firmware/kernels/cortex_m/conv.c) copy the windows (K = filter_h * filter_w *
+    filter_c values) of a block of N output pixels there as int16, 2 * N * K bytes (N = 8, or
+    4 when K > DSP_CONV_WIDE_K), plus 3 to align them to a word; CONV_2D_ADD adds two tables
+    of 256 int32 (its ADD's rescaled operands)."""
+    if not ctx.dsp:
+        return 0
+    _, kh, kw, cin = w_t.shape
+    k = kh * kw * cin
+    pixels = 8 if k <= DSP_CONV_WIDE_K else 4
+    return 2 * pixels * k + 3 + (2 * 256 * 4 if add else 0)
+
+
 def _lower_conv2d(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
@@ -287,7 +325,8 @@ def _lower_conv2d(ctx: _Context) -> KernelCall:
                  and w_t.shape[3] == x_t.shape[3])
     params = _conv_params(ctx, x_t, w_t, 2, out.scale(), out.zero_point(), pointwise)
     function = "tinyml_conv2d_1x1_s8" if pointwise else "tinyml_conv2d_s8"
-    return _call(ctx, function, "tinyml_conv2d_params", params, _io_args(ctx))
+    return _call(ctx, function, "tinyml_conv2d_params", params, _io_args(ctx) + ["scratch"],
+                 scratch_bytes=conv_scratch_bytes(ctx, w_t))
 
 
 def _lower_conv2d_add(ctx: _Context) -> KernelCall:
@@ -309,7 +348,8 @@ def _lower_conv2d_add(ctx: _Context) -> KernelCall:
                   add_skip_shift=skip_pair[1], add_output_multiplier=mo, add_output_shift=so,
                   add_output_offset=out.zero_point(), add_act_min=lo, add_act_max=hi)
     return _call(ctx, "tinyml_conv2d_add_s8", "tinyml_conv2d_add_params", params,
-                 _io_args(ctx, [0, 2]), in_place=(2, 0))
+                 _io_args(ctx, [0, 2]) + ["scratch"],
+                 scratch_bytes=conv_scratch_bytes(ctx, ctx.ins[1], add=True), in_place=(2, 0))
 
 
 def _lower_depthwise(ctx: _Context) -> KernelCall:

@@ -114,9 +114,12 @@ def _arena_at(offset: int) -> str:
 
 
 class _Emitter:
-    def __init__(self, graph: Graph, calls: list[KernelCall], plan: MemoryPlan):
+    def __init__(self, graph: Graph, calls: list[KernelCall], plan: MemoryPlan, patch=None,
+                 profile: bool = False):
         self.graph = graph
         self.plan = plan
+        self.patch = patch  # a tinyml.schedule.patches.PatchSchedule, or None
+        self.profile = profile
         self.calls = {id(c.op): c for c in calls}
         self.used: set[str] = {"arena"}
         self.arrays: list[dict] = []
@@ -154,6 +157,11 @@ class _Emitter:
     def layers(self) -> list[dict]:
         layers = []
         for step, index in enumerate(self.plan.order):
+            if self.patch is not None and index in self.patch.stage:
+                if index == self.patch.stage[0]:  # the patch stage: one loop, where it starts
+                    from tinyml.codegen.patch_codegen import emit_patch_stage
+                    layers += emit_patch_stage(self, self.patch, step, len(layers))
+                continue
             op = self.graph.ops[index]
             call = self.calls.get(id(op))
             ins = [t for t in self.graph.op_inputs(op) if t is not None and not t.is_constant]
@@ -177,7 +185,8 @@ class _Emitter:
             for arg in call.args:
                 kind, _, name = arg.partition(":")
                 if kind == "scratch":
-                    args.append(_arena_at(self.plan.scratch_offset[index]))
+                    offset = self.plan.scratch_offset.get(index)
+                    args.append("NULL" if offset is None else _arena_at(offset))
                 else:
                     args.append(self.pointer(name))
             layers.append(dict(comment=comment, alias=False, step=step, var=var,
@@ -211,14 +220,15 @@ class _Emitter:
 def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, target: Target,
                      output_dir: str | Path, *, model_file: str, macs: int,
                      example_input: np.ndarray | None = None, profile: bool = False,
-                     stage: bool = False) -> GeneratedProject:
+                     stage: bool = False, patch=None) -> GeneratedProject:
     """Render the project into ``output_dir`` (replacing what a previous compile wrote).
 
     ``profile`` adds per-layer counter hooks to ``model.c`` (``tinyml_profile_start()`` before
     the first layer, ``tinyml_profile_layer(k)`` after layer k), for the profiling build only.
-    ``stage`` leaves the project in a staging directory (see the module docstring)."""
+    ``stage`` leaves the project in a staging directory (see the module docstring).
+    ``patch``: the patch schedule (tinyml.schedule.patches) ``plan`` belongs to, if any."""
     output_dir = Path(output_dir)
-    emitter = _Emitter(graph, calls, plan)
+    emitter = _Emitter(graph, calls, plan, patch, profile)
     layers = emitter.layers()
     inputs, outputs = emitter.io(graph.inputs), emitter.io(graph.outputs)
     example = None

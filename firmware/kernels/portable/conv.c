@@ -42,11 +42,13 @@ static int8_t conv_element(const tinyml_conv2d_params *p, const int8_t *in_b, in
                              p->act_min, p->act_max);
 }
 
-void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output)
+void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                      int8_t *scratch)
 {
     const int32_t groups = p->input_c / p->filter_c;
     const int32_t per_group = p->output_c / groups;
     int32_t b, oy, ox, oc;
+    (void)scratch; /* the portable kernels need none */
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
         for (oy = 0; oy < p->output_h; ++oy) {
@@ -61,10 +63,12 @@ void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t
     }
 }
 
-void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output)
+void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                          int8_t *scratch)
 {
     const int32_t depth = p->input_c;
     int32_t b, oy, ox, oc, ic;
+    (void)scratch; /* the portable kernels need none */
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + b * p->input_h * p->input_w * depth;
         for (oy = 0; oy < p->output_h; ++oy) {
@@ -89,10 +93,11 @@ void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, in
 }
 
 void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
-                          const int8_t *skip, int8_t *output)
+                          const int8_t *skip, int8_t *output, int8_t *scratch)
 {
     tinyml_conv2d_params conv;
     int32_t groups, per_group, b, oy, ox, oc;
+    (void)scratch; /* the portable kernels need none */
     conv.batches = p->batches;
     conv.input_h = p->input_h;
     conv.input_w = p->input_w;

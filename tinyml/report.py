@@ -1,0 +1,233 @@
+"""``tinyml report``: a model's memory profile on a target, before and after patch scheduling.
+
+Why: tinyml decides on its own whether to run the first layers patch by patch
+(:mod:`tinyml.schedule.patches`); the user should see why. The report is the picture MCUNetV2
+draws, for the user's own model: the bytes alive during each layer layer by layer and with the
+patch schedule, the peak layer of each, the extra MACs that recomputed halos cost, and a
+per-layer table. It is one self-contained HTML file (the plot is a PNG embedded in base64),
+and its figures are the ones ``tinyml compile --json`` prints for the same options: both come
+from :func:`tinyml.compiler.plan`.
+
+matplotlib draws the plot; it is imported only here, so other commands do not need it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinyml.compiler import Compilation, plan
+from tinyml.errors import TinymlError
+from tinyml.schedule.patches import DEFAULT_OVERHEAD, PatchOption, why_not_patched
+
+
+@dataclass
+class LayerRow:
+    index: int                 # position in the execution order
+    name: str
+    op: str
+    output: str                # output shape, e.g. "48x48x8"
+    macs: int                  # layer by layer
+    patched_macs: int          # with the patch schedule (halos recomputed)
+    bytes_layerwise: int       # bytes alive while the layer runs, layer by layer
+    bytes_patched: int         # the same with the patch schedule
+    in_stage: bool
+
+
+def layer_rows(result: Compilation) -> list[LayerRow]:
+    """Per layer, in execution order, what the two schedules keep alive and compute."""
+    graph = result.graph
+    layerwise = result.layerwise_plan or result.plan
+    before = {index: layerwise.live_bytes[step] for step, index in enumerate(layerwise.order)}
+    after = dict(before)
+    stage: set[int] = set()
+    patched_macs: dict[int, int] = {}
+    schedule = result.patch
+    if schedule is not None:
+        live = schedule.plan.live_bytes
+        stage = set(schedule.stage)
+        after = {}
+        owner = None
+        for step in range(len(schedule.steps) - 1, -1, -1):  # a copy belongs to its reader
+            s = schedule.steps[step]
+            owner = s.layer if not s.is_copy else owner
+            after[owner] = max(after.get(owner, 0), live[step])
+        for j, index in enumerate(schedule.plan.order[len(schedule.stage):]):
+            after[index] = live[len(schedule.steps) + j]
+        patched_macs = schedule.layer_macs
+    rows = []
+    for position, index in enumerate(layerwise.order):
+        op = graph.ops[index]
+        macs = int(op.spec.macs(op, graph.op_inputs(op), graph.op_outputs(op)))
+        shape = graph.tensors[op.outputs[0]].shape
+        rows.append(LayerRow(position, op.name, op.kind,
+                             "x".join(str(d) for d in shape[1:] or shape),
+                             macs, patched_macs.get(index, macs), before.get(index, 0),
+                             after.get(index, 0), index in stage))
+    return rows
+
+
+def figures(result: Compilation) -> dict:
+    """The summary figures: the same keys and values as ``compile --json``."""
+    report = result.report()
+    keys = ("target", "peak_sram_bytes", "peak_sram_bytes_layerwise", "arena_bytes",
+            "scratch_bytes", "macs", "peak_layer", "patch")
+    return {k: report[k] for k in keys}
+
+
+def _plot(result: Compilation, rows: list[LayerRow]) -> bytes:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise TinymlError("tinyml report needs matplotlib (pip install matplotlib)") from None
+    xs = [r.index for r in rows]
+    fig = Figure(figsize=(11, 6.5), dpi=100)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.4]})
+    layerwise = (result.layerwise_plan or result.plan).arena_bytes / 1024
+    top.step(xs, [r.bytes_layerwise / 1024 for r in rows], where="mid", color="#555555",
+             linestyle="--", zorder=3, label=f"layer by layer (arena {layerwise:,.1f} KB)")
+    stage = [r.index for r in rows if r.in_stage]
+    if result.patch is not None:
+        patched = result.plan.arena_bytes / 1024
+        top.step(xs, [r.bytes_patched / 1024 for r in rows], where="mid", color="#1f6fb4",
+                 linewidth=2, label=f"patch schedule (arena {patched:,.1f} KB)")
+        top.axhline(patched, color="#1f6fb4", linestyle=":", linewidth=1)
+        top.axvspan(min(stage) - 0.5, max(stage) + 0.5, color="#1f6fb4", alpha=0.08,
+                    label=f"patch stage ({result.patch.grid[0]}x{result.patch.grid[1]} "
+                          f"patches)")
+    top.axhline(layerwise, color="#888888", linestyle=":", linewidth=1)
+    for attr, color in (("bytes_layerwise", "#888888"), ("bytes_patched", "#1f6fb4")):
+        if attr == "bytes_patched" and result.patch is None:
+            continue
+        peak = max(rows, key=lambda r: getattr(r, attr))
+        top.annotate(f"peak: {peak.name[-40:]}", (peak.index, getattr(peak, attr) / 1024),
+                     textcoords="offset points", xytext=(8, 6), fontsize=8, color=color)
+    sram = result.target.sram_bytes
+    if sram:
+        top.axhline(sram / 1024, color="#c0392b", linestyle="--", linewidth=1,
+                    label=f"{result.target.name} SRAM ({sram / 1024:,.0f} KB)")
+    top.set_ylabel("bytes alive (KB)")
+    top.set_title("Memory per layer: activations, input, output and scratch alive while it runs")
+    top.legend(fontsize=8, loc="upper right")
+    top.grid(alpha=0.3)
+    bottom.bar(xs, [r.macs / 1e6 for r in rows], color="#888888", label="layer by layer")
+    extra = [(r.patched_macs - r.macs) / 1e6 for r in rows]
+    if result.patch is not None:
+        bottom.bar(xs, extra, bottom=[r.macs / 1e6 for r in rows], color="#e67e22",
+                   label=f"recomputed halos (+{100 * result.patch.mac_overhead:.1f} % MACs)")
+    bottom.set_ylabel("MMACs")
+    bottom.set_xlabel("layer (execution order)")
+    bottom.legend(fontsize=8, loc="upper right")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _cell(key: str, value, text: str | None = None) -> str:
+    raw = json.dumps(value)
+    return (f'<td data-key="{html.escape(key)}" data-value="{html.escape(raw)}">'
+            f'{html.escape(text if text is not None else str(value))}</td>')
+
+
+def render(result: Compilation, why: str = "--patch off") -> str:
+    """The report as one HTML document (``why``: the reason there is no patch schedule)."""
+    rows = layer_rows(result)
+    data = figures(result)
+    png = base64.b64encode(_plot(result, rows)).decode()
+    patch = result.patch
+    summary = [
+        ("Peak SRAM", "peak_sram_bytes", data["peak_sram_bytes"],
+         f"{data['peak_sram_bytes']:,} B"),
+        ("Peak SRAM, layer by layer", "peak_sram_bytes_layerwise",
+         data["peak_sram_bytes_layerwise"], f"{data['peak_sram_bytes_layerwise']:,} B"),
+        ("Peak layer", "peak_layer", data["peak_layer"], None),
+        ("MACs per inference (model)", "macs", data["macs"], f"{data['macs']:,}"),
+    ]
+    if patch is not None:
+        saving = 1 - data["peak_sram_bytes"] / max(data["peak_sram_bytes_layerwise"], 1)
+        summary += [
+            ("Split layer", "patch.split_layer", patch.split_layer, None),
+            ("Patch grid", "patch.grid", list(patch.grid), f"{patch.grid[0]} x {patch.grid[1]}"),
+            ("MAC overhead", "patch.mac_overhead", patch.mac_overhead,
+             f"{100 * patch.mac_overhead:.2f} %"),
+            ("MACs executed (halos included)", "patch.macs", patch.macs, f"{patch.macs:,}"),
+            ("Saving", "saving", saving, f"{100 * saving:.1f} % less SRAM"),
+        ]
+        verdict = (f"The first {len(patch.stage)} layers run patch by patch "
+                   f"({patch.grid[0]}x{patch.grid[1]} tiles of the output of "
+                   f"'{patch.split_layer}'), which lowers peak SRAM from "
+                   f"{data['peak_sram_bytes_layerwise']:,} B to {data['peak_sram_bytes']:,} B "
+                   f"for {100 * patch.mac_overhead:.1f} % extra MACs.")
+    else:
+        summary.append(("Patch schedule", "patch", None, "none"))
+        verdict = f"No patch schedule: {why}. The layers run one after the other."
+    target = result.target
+    if target.sram_bytes:
+        summary.append(("Target SRAM", "sram_bytes", target.sram_bytes,
+                        f"{target.sram_bytes:,} B ({target.part or target.name})"))
+    summary_html = "\n".join(f"<tr><th>{html.escape(label)}</th>{_cell(key, value, text)}</tr>"
+                             for label, key, value, text in summary)
+    table = "\n".join(
+        f'<tr class="{"stage" if r.in_stage else ""}"><td>{r.index}</td>'
+        f"<td>{html.escape(r.name)}</td><td>{r.op}</td><td>{r.output}</td>"
+        f"<td>{r.macs:,}</td><td>{r.patched_macs:,}</td><td>{r.bytes_layerwise:,}</td>"
+        f"<td>{r.bytes_patched:,}</td><td>{'yes' if r.in_stage else ''}</td></tr>"
+        for r in rows)
+    title = f"tinyml memory report: {result.model.name} on {target.name}"
+    script = json.dumps(data).replace("</", "<\\/")  # raw text inside <script>
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }}
+td:nth-child(n+5) {{ text-align: right; }}
+#summary td {{ text-align: left; }}
+tr.stage {{ background: #eef5fb; }}
+</style>
+</head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(verdict)}</p>
+<table id="summary">
+{summary_html}
+</table>
+<img alt="memory per layer, layer by layer and with the patch schedule"
+     src="data:image/png;base64,{png}">
+<h2>Layers</h2>
+<p>Bytes alive while a layer runs: its inputs and outputs, every tensor still to be read, the
+input image during the patch stage, and kernel scratch. Peak SRAM (the arena) is at least the
+largest of them. Rows of the patch stage are shaded.</p>
+<table id="layers">
+<tr><th>#</th><th>layer</th><th>op</th><th>output</th><th>MACs</th><th>MACs patched</th>
+<th>bytes, layer by layer</th><th>bytes, patched</th><th>patch stage</th></tr>
+{table}
+</table>
+<script type="application/json" id="figures">{script}</script>
+</body>
+</html>
+"""
+
+
+def write_report(model: str | Path, target: str, output: str | Path, *, patch: str = "auto",
+                 patch_overhead: float = DEFAULT_OVERHEAD) -> Compilation:
+    """Plan ``model`` for ``target`` (as ``compile`` would) and write the HTML report."""
+    result = plan(model, target, patch=patch, patch_overhead=patch_overhead)
+    why = "--patch off"
+    if result.patch is None and PatchOption.parse(patch).mode == "auto":
+        why = why_not_patched(result.graph, result.calls, result.plan, patch_overhead)
+    text = render(result, why)
+    output = Path(output)
+    if output.parent and not output.parent.exists():
+        raise TinymlError(f"cannot write {output}: directory {output.parent} does not exist")
+    output.write_text(text)
+    return result

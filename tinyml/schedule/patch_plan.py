@@ -1,0 +1,218 @@
+"""The arena of a patch-scheduled graph: patch buffers, the split tensor, the input, the rest.
+
+Why a plan of its own: during the patch stage the full input image and the full split tensor
+are alive the whole time (every patch reads the first and writes a tile of the second), while
+the stage's own activations exist only at patch size and only for one patch at a time. After
+the stage the graph runs layer by layer from the split tensor. Both parts reuse the ordinary
+planner's machinery (:mod:`tinyml.schedule.liveness` for in-place chains and lifetimes,
+:mod:`tinyml.schedule.placement` for offsets), on one time axis:
+
+- steps ``0 .. S-1``: the S steps of one patch (kernel calls and window copies, see
+  :class:`StageMemory`); a patch buffer's lifetime within a patch is its lifetime in every
+  patch, so one patch's liveness is the stage's;
+- steps ``S ..``: the remaining layers, in the graph's order (or the minimum-peak order of
+  :mod:`tinyml.schedule.ordering` when they branch);
+- the input lives over ``0 .. S-1``; the split tensor from step 0 to its last reader.
+
+Every placement strategy is tried with in-place execution on and off; the smallest arena wins,
+as in :func:`tinyml.schedule.plan_memory`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from tinyml.ir import Graph
+from tinyml.schedule.liveness import Buffer, Liveness, Segment, analyze
+from tinyml.schedule.ordering import min_peak_order, order_peak
+from tinyml.schedule.placement import STRATEGIES, place
+from tinyml.schedule.planner import MemoryPlan, _branches
+from tinyml.schedule.policy import op_requirements
+
+
+@dataclass
+class Requirement:
+    """What one stage step asks of the planner (the fields of lowering's KernelCall that
+    :func:`tinyml.schedule.policy.op_requirements` reads)."""
+
+    op: object
+    scratch_bytes: int = 0
+    in_place: tuple[int, int] | None = None
+
+
+@dataclass
+class StageMemory:
+    """One patch of the stage, as the planner sees it.
+
+    ``graph`` has one op per step, its tensors at their largest patch size; the full input is
+    marked constant there (it is no patch buffer: it is planned with the whole graph), and the
+    last op writes ``tile``, the patch's piece of ``split``, copied into ``split`` at the end
+    of the patch. ``requirements`` has one entry per op; ``labels`` names each step's layer.
+    """
+
+    graph: Graph
+    requirements: list[Requirement]
+    input: str
+    input_bytes: int
+    split: str
+    tile: str
+    labels: list[str]
+    layers: list[int | None]            # per step, the graph.ops index of a kernel step
+
+    @property
+    def steps(self) -> int:
+        return len(self.graph.ops)
+
+    def liveness(self, use_in_place: bool = True) -> Liveness:
+        scratch, candidates = op_requirements(self.graph, self.requirements)
+        return analyze(self.graph, list(range(self.steps)), scratch, candidates, use_in_place)
+
+
+@dataclass
+class PatchedPlan:
+    """The whole-graph plan (``plan``: input, split and the later layers' tensors, with
+    ``plan.order`` = the stage's ops then the later ones) and the stage's patch buffers."""
+
+    plan: MemoryPlan
+    stage_offsets: dict[str, int]       # patch buffer name -> offset
+    stage_sizes: dict[str, int]         # patch buffer name -> bytes (largest patch)
+    stage_scratch: dict[int, tuple[int, int]] = field(default_factory=dict)  # step -> (off, B)
+    stage_in_place: list[tuple[int, str, str]] = field(default_factory=list)  # (step, in, out)
+
+
+def tail_graph(graph: Graph, first: int, split: str) -> Graph:
+    """The layers from ``graph.ops[first]`` on, as a graph whose input is ``split`` (sharing
+    the tensors of ``graph``; for planning only)."""
+    tail = Graph(graph.name)
+    tail.tensors = graph.tensors
+    tail.ops = list(graph.ops[first:])
+    tail.inputs = [split]
+    tail.outputs = list(graph.outputs)
+    return tail
+
+
+def tail_orders(tail: Graph, calls: Sequence) -> dict[str, list[int]]:
+    """Candidate orders of the later layers (indices into ``tail.ops``)."""
+    orders = {"graph": list(range(len(tail.ops)))}
+    if _branches(tail):
+        scratch, candidates = op_requirements(tail, calls)
+        best, peak = min_peak_order(tail, scratch, candidates)
+        if peak < order_peak(tail, orders["graph"], scratch, candidates):
+            orders["min_peak"] = best
+    return orders
+
+
+def tail_peak(tail: Graph, calls: Sequence) -> int:
+    """Most bytes alive at once in the later layers (their arena's lower bound)."""
+    scratch, candidates = op_requirements(tail, calls)
+    best = None
+    for order in tail_orders(tail, calls).values():
+        peak = max(analyze(tail, order, scratch, candidates).live_bytes(), default=0)
+        best = peak if best is None else min(best, peak)
+    return best or 0
+
+
+def stage_peak(stage: StageMemory, split_bytes: int) -> int:
+    """Most bytes alive at once during the stage: input, split and one patch's buffers."""
+    live = stage.liveness().live_bytes()
+    return stage.input_bytes + split_bytes + max(live, default=0)
+
+
+def plan_patched(graph: Graph, calls: Sequence, stage: StageMemory, stage_ops: list[int],
+                 alignment: int = 4, strategies: Sequence[str] = STRATEGIES) -> PatchedPlan:
+    """Place everything in one arena. ``stage_ops``: indices (into ``graph.ops``) of the
+    layers the stage runs; the later layers are the rest, in order, reading ``stage.split``.
+    ``calls``: lowering's calls of the later layers."""
+    first = max(stage_ops) + 1
+    tail = tail_graph(graph, first, stage.split)
+    by_op = {id(c.op): c for c in calls}
+    tail_calls = [by_op[id(op)] for op in tail.ops if id(op) in by_op]
+    scratch, candidates = op_requirements(tail, tail_calls)
+    steps = stage.steps
+    best = None
+    results: dict[str, int] = {}
+    for source, order in tail_orders(tail, tail_calls).items():
+        for use_in_place in (True, False):
+            s_live = stage.liveness(use_in_place)
+            t_live = analyze(tail, order, scratch, candidates, use_in_place)
+            buffers = _combine(stage, s_live, t_live, steps, steps + len(order))
+            profile = [sum(b.size_at(s) for b in buffers) for s in range(steps + len(order))]
+            for strategy in strategies:
+                placement = place(buffers, strategy, alignment, profile)
+                key = f"patch+{source}|{'in-place' if use_in_place else 'copy'}|{strategy}"
+                results[key] = placement.arena_bytes
+                if best is None or placement.arena_bytes < best[0].arena_bytes:
+                    best = (placement, buffers, s_live, t_live, source, profile)
+    placement, buffers, s_live, t_live, source, profile = best
+    return _result(graph, stage, stage_ops, first, placement, buffers, s_live, t_live, source,
+                   profile, alignment, results)
+
+
+def _shifted(buffer: Buffer, by: int) -> Buffer:
+    return Buffer(buffer.name, [Segment(s.start + by, s.end + by, s.size)
+                                for s in buffer.segments], list(buffer.tensors),
+                  buffer.scratch_of)
+
+
+def _combine(stage: StageMemory, s_live: Liveness, t_live: Liveness, steps: int,
+             total: int) -> list[Buffer]:
+    """Stage buffers at steps [0, steps), the input over the stage, the later layers' buffers
+    after it; the split tensor's buffer reaches back to step 0 (and, when no layer follows
+    the stage, ends with it: ``total`` steps in all)."""
+    buffers = [Buffer(f"stage:{b.name}" if b.scratch_of is None else f"stage-{b.name}",
+                      list(b.segments), list(b.tensors),
+                      None if b.scratch_of is None else -1 - b.scratch_of)
+               for b in s_live.buffers]
+    buffers.append(Buffer(stage.input, [Segment(0, steps - 1, stage.input_bytes)],
+                          [stage.input]))
+    for b in t_live.buffers:
+        moved = _shifted(b, steps)
+        if stage.split in b.tensors:
+            first = moved.segments[0]
+            moved.segments[0] = Segment(0, min(first.end, total - 1), first.size)
+        buffers.append(moved)
+    return buffers
+
+
+def _result(graph: Graph, stage: StageMemory, stage_ops: list[int], first: int, placement,
+            buffers: list[Buffer], s_live: Liveness, t_live: Liveness, source: str,
+            profile: list[int], alignment: int, candidates: dict[str, int]) -> PatchedPlan:
+    offsets: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    stage_offsets: dict[str, int] = {}
+    stage_sizes: dict[str, int] = {}
+    stage_scratch: dict[int, tuple[int, int]] = {}
+    scratch_offset: dict[int, int] = {}
+    scratch_size: dict[int, int] = {}
+    for buffer, offset in zip(buffers, placement.offsets):
+        if buffer.scratch_of is not None and buffer.scratch_of < 0:
+            step = -1 - buffer.scratch_of
+            stage_scratch[step] = (offset, buffer.size)
+            if stage.layers[step] is not None:  # so plan.scratch_bytes covers the stage too
+                scratch_offset[stage.layers[step]] = offset
+                scratch_size[stage.layers[step]] = buffer.size
+        elif buffer.scratch_of is not None:
+            scratch_offset[first + buffer.scratch_of] = offset
+            scratch_size[first + buffer.scratch_of] = buffer.size
+        elif buffer.name.startswith("stage:"):
+            for name in buffer.tensors:
+                stage_offsets[name] = offset
+                stage_sizes[name] = stage.graph.tensors[name].nbytes
+        else:
+            for name in buffer.tensors:
+                offsets[name] = offset
+                sizes[name] = graph.tensors[name].nbytes
+    order = list(stage_ops) + [first + i for i in t_live.order]
+    labels = stage.labels + [graph.ops[first + i].name for i in t_live.order]
+    peak_step = max(range(len(profile)), key=lambda s: (profile[s], -s)) if profile else 0
+    aliases = {t: r for t, r in t_live.root_of.items() if t != r}
+    plan = MemoryPlan(
+        order=order, offsets=offsets, sizes=sizes, scratch_offset=scratch_offset,
+        scratch_size=scratch_size, arena_bytes=placement.arena_bytes, alignment=alignment,
+        strategy=placement.strategy, order_source=f"patch+{source}",
+        in_place=[(first + u.op, u.input, u.output) for u in t_live.in_place],
+        aliases=aliases, live_bytes=profile, peak_step=peak_step,
+        peak_layer=labels[peak_step] if labels else "", candidates=candidates)
+    return PatchedPlan(plan, stage_offsets, stage_sizes, stage_scratch,
+                       [(u.op, u.input, u.output) for u in s_live.in_place])

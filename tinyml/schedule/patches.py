@@ -1,0 +1,513 @@
+"""Patch-based inference (MCUNetV2): pick a split layer and a patch grid automatically.
+
+Why: in MobileNet-like models the first layers hold large activations and few channels, so
+the peak SRAM sits there, several times what the rest of the network needs. Running those
+layers patch by patch (each patch computes one tile of the *split* tensor from the window of
+the input it needs, see :mod:`tinyml.schedule.receptive_field`) replaces their full-size
+activations with small patch buffers; the layers after the split run as usual. The price is
+recomputation: overlapping windows (halos) compute some pixels more than once.
+
+What a candidate is: the *stage* is a prefix of the execution order, starting at the graph's
+input and ending at the layer that writes the split tensor, made of spatially local ops whose
+kernels can run on a window (:data:`KERNEL_GEOMETRY`); nothing but the split tensor may leave
+it. A grid cuts the split tensor into ``rows x columns`` tiles (1 to 8 each, 2 tiles at least,
+square or not).
+
+Search (:func:`choose_patching`): every valid split x every grid whose extra MACs stay within
+the budget is estimated cheaply (one patch's liveness plus input and split, against the
+later layers' own peak); the best few estimates are then lowered for their patch sizes and
+placed exactly (:mod:`tinyml.schedule.patch_plan`), and the smallest arena wins, fewer extra
+MACs breaking ties. ``auto`` keeps it only when it beats the layer-by-layer arena.
+
+Within a patch, an op reads a window of its input buffer. Kernels with a sliding window take
+the buffer as their whole input and padding parameters that place the window (see
+:mod:`tinyml.codegen.patch_codegen`); kernels that read a dense image (1x1 convolutions,
+element-wise ops, the skip input of a fused residual convolution) get exactly their window:
+when the buffer holds more (it feeds a larger window too), a copy step crops it first, in
+place when the buffer dies there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tinyml.errors import TinymlError
+from tinyml.ir import Graph, Op, Tensor
+from tinyml.schedule.patch_plan import (PatchedPlan, Requirement, StageMemory, plan_patched,
+                                        stage_peak, tail_graph, tail_peak)
+from tinyml.schedule.planner import MemoryPlan
+from tinyml.schedule.receptive_field import (NotLocal, StageGeometry, is_spatial,
+                                             operand_windows, stage_geometry)
+
+#: Kernels that can run on one patch, by how their parameters describe it:
+#: - "window": input_h/input_w (the input buffer), output_h/output_w and pad_top/pad_left
+#:   (which place the window; taps outside the buffer are padding, as at the image border);
+#: - "plane": a window kernel with a padded plane in scratch (plane_h/plane_w as well);
+#: - "pointwise": a 1x1 convolution reading a dense image: input_h/w, output_h/w;
+#: - "elementwise": ``size`` = pixels x channels; every operand at the output's window.
+#: Kernels of window kinds read input 0 as a window; their other activation operands (the
+#: skip input of CONV_2D_ADD) must be exactly the output's window.
+KERNEL_GEOMETRY = {
+    "tinyml_conv2d_s8": "window",
+    "tinyml_conv2d_add_s8": "window",
+    "tinyml_avg_pool2d_s8": "window",
+    "tinyml_max_pool2d_s8": "window",
+    "tinyml_depthwise_conv2d_s8": "plane",
+    "tinyml_depthwise_conv2d_3x3_s8": "plane",
+    "tinyml_conv2d_1x1_s8": "pointwise",
+    "tinyml_add_s8": "elementwise",
+    "tinyml_mul_s8": "elementwise",
+    "tinyml_relu_s8": "elementwise",
+    "tinyml_relu6_s8": "elementwise",
+    "tinyml_logistic_s8": "elementwise",
+    "tinyml_hard_swish_s8": "elementwise",
+    "tinyml_requantize_s8": "elementwise",
+    "tinyml_quantize_f32_s8": "elementwise",
+}
+
+#: Largest number of tiles along one axis.
+MAX_TILES = 8
+#: Default budget of extra MACs, as a fraction of the model's.
+DEFAULT_OVERHEAD = 0.2
+#: Estimated candidates that get an exact plan.
+REFINE = 6
+
+
+# ---- the --patch option ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PatchOption:
+    """``--patch``: "auto", "off", or a forced split layer (index, layer or tensor name) and
+    grid (``N`` for N x N, or ``RxC``)."""
+
+    mode: str                      # "auto", "off" or "forced"
+    split: str | None = None
+    grid: tuple[int, int] | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> "PatchOption":
+        text = (text or "auto").strip()
+        if text in ("auto", "off"):
+            return cls(text)
+        split, sep, grid = text.rpartition(":")
+        match = re.fullmatch(r"(\d+)(?:x(\d+))?", grid)
+        if not sep or not split or match is None:
+            raise TinymlError(f"--patch '{text}': expected auto, off or SPLIT:N (a layer index "
+                              f"or name, then the grid: N for NxN or RxC, e.g. 3:4 or 3:4x2)")
+        rows = int(match.group(1))
+        cols = int(match.group(2) or rows)
+        return cls("forced", split, (rows, cols))
+
+
+# ---- the schedule --------------------------------------------------------------------------------
+
+@dataclass
+class PatchStep:
+    """One step of a patch: a kernel call, or a window copy (``call`` None) from
+    ``op.inputs[0]`` to ``op.outputs[0]``. Tensor names are patch buffers (a layer's own
+    tensor name, ``<tensor>@crop<i>`` for a cropped copy, ``<split>@tile`` for the tile), or
+    the stage's full input."""
+
+    op: Op
+    call: object | None            # lowering's KernelCall, for the patch-sized tensors
+    layer: int | None              # index into graph.ops of a kernel step
+    label: str                     # the layer this step belongs to
+
+    @property
+    def is_copy(self) -> bool:
+        return self.call is None
+
+
+@dataclass
+class PatchSchedule:
+    """A patch stage and the plan of the whole graph around it."""
+
+    split: str                     # the split tensor (written tile by tile)
+    split_layer: str               # the layer that writes it
+    split_index: int               # its index in graph.ops
+    grid: tuple[int, int]          # tiles along (rows, columns)
+    stage: list[int]               # graph.ops indices the stage runs, in order
+    input: str                     # the stage's input (the graph input, held whole)
+    tile: str                      # the last step's output: one tile of the split tensor
+    steps: list[PatchStep]
+    geometry: StageGeometry        # spans of every patch buffer (and the input), per patch
+    buffers: dict[str, Tensor]     # patch buffers at their largest patch size
+    memory: PatchedPlan
+    macs: int                      # MACs of one inference, halos included
+    layerwise_macs: int
+    layer_macs: dict[int, int] = field(default_factory=dict)  # stage layer -> patched MACs
+
+    @property
+    def plan(self) -> MemoryPlan:
+        return self.memory.plan
+
+    @property
+    def mac_overhead(self) -> float:
+        """Extra MACs from recomputed halos, as a fraction of the model's MACs."""
+        return (self.macs - self.layerwise_macs) / max(self.layerwise_macs, 1)
+
+    def to_json(self) -> dict:
+        return {"split_layer": self.split_layer, "split_tensor": self.split,
+                "split_index": self.split_index, "grid": list(self.grid),
+                "patches": self.grid[0] * self.grid[1], "layers": len(self.stage),
+                "mac_overhead": self.mac_overhead, "macs": self.macs}
+
+
+# ---- candidates ----------------------------------------------------------------------------------
+
+def _calls_by_op(calls: Sequence) -> dict[int, object]:
+    return {id(c.op): c for c in calls}
+
+
+def _patchable(graph: Graph, op: Op, call) -> str | None:
+    """Why ``op`` cannot run in a patch stage, or None."""
+    if call is None:
+        return "it has no kernel"
+    if call.function not in KERNEL_GEOMETRY:
+        return f"kernel {call.function} cannot run on a window"
+    try:
+        operand_windows(graph, op)
+    except NotLocal as exc:
+        return str(exc)
+    return None
+
+
+def stage_splits(graph: Graph, calls: Sequence) -> list[int]:
+    """Indices k of graph.ops such that ops[0..k] form a valid stage ending at ops[k]'s
+    output, shallowest first. The split tensor may be the graph's only output (the whole
+    graph then runs patch by patch)."""
+    if len(graph.inputs) != 1 or not is_spatial(graph, graph.inputs[0]):
+        return []
+    by_op = _calls_by_op(calls)
+    users = graph.consumers()
+    position = {id(op): i for i, op in enumerate(graph.ops)}
+    outputs = set(graph.outputs)
+    splits = []
+    last = len(graph.ops) - 1
+    for k, op in enumerate(graph.ops):
+        if _patchable(graph, op, by_op.get(id(op))) is not None:
+            break
+        split = op.outputs[0]
+        if split in outputs and (k != last or len(outputs) != 1):
+            continue
+        if any(position[id(u)] <= k for u in users.get(split, [])):
+            continue
+        crossing = [name for prior in graph.ops[:k] for name in prior.outputs
+                    if name in outputs or any(position[id(u)] > k for u in users.get(name, []))]
+        if crossing or any(position[id(u)] > k for u in users.get(graph.inputs[0], [])):
+            continue
+        splits.append(k)
+    return splits
+
+
+def grids(height: int, width: int) -> list[tuple[int, int]]:
+    return [(r, c) for r in range(1, min(MAX_TILES, height) + 1)
+            for c in range(1, min(MAX_TILES, width) + 1) if r * c >= 2]
+
+
+def _per_output_macs(graph: Graph, op: Op) -> float:
+    outs = graph.op_outputs(op)
+    macs = op.spec.macs(op, graph.op_inputs(op), outs)
+    _, h, w, _ = outs[0].shape
+    return macs / (h * w)
+
+
+def stage_macs(graph: Graph, stage: list[Op], geometry: StageGeometry) -> dict[int, int]:
+    """MACs of each stage op (by position) over all patches."""
+    result = {}
+    for i, op in enumerate(stage):
+        per = _per_output_macs(graph, op)
+        result[i] = int(round(per * geometry.total_area(op.outputs[0])))
+    return result
+
+
+# ---- building a stage ----------------------------------------------------------------------------
+
+@dataclass
+class _Stage:
+    steps: list[PatchStep]
+    geometry: StageGeometry
+    buffers: dict[str, Tensor]
+    memory: StageMemory
+
+
+def _buffer(graph: Graph, source: str, name: str, geometry: StageGeometry) -> Tensor:
+    t = graph.tensors[source]
+    rows, cols = geometry.max_extent(name)
+    return Tensor(name, (1, rows, cols, t.shape[3]), t.dtype, t.quant)
+
+
+def _build_stage(graph: Graph, by_op: dict, k: int, grid: tuple[int, int],
+                 lower: Callable[[Graph], list] | None) -> _Stage:
+    """The steps of one patch for split ``graph.ops[k]`` and ``grid``. With ``lower`` the
+    kernel calls are lowered again for patch-sized tensors (exact scratch sizes); without it
+    the layer-by-layer calls stand in and scratch is estimated (for the search)."""
+    ops = graph.ops[:k + 1]
+    split = ops[-1].outputs[0]
+    geometry = stage_geometry(graph, ops, split, grid)
+    source = graph.inputs[0]
+    tile = f"{split}@tile"
+    geometry.rows[tile], geometry.cols[tile] = geometry.rows[split], geometry.cols[split]
+    buffers: dict[str, Tensor] = {}
+    steps: list[PatchStep] = []
+    for i, op in enumerate(ops):
+        call = by_op[id(op)]
+        kind = KERNEL_GEOMETRY[call.function]
+        inputs = list(op.inputs)
+        for j in operand_windows(graph, op):
+            name = op.inputs[j]
+            need_rows, need_cols = geometry.needs[(i, j)]
+            if j == 0 and kind in ("window", "plane"):
+                continue  # reads a window of the buffer through its padding parameters
+            if geometry.rows[name] == need_rows and geometry.cols[name] == need_cols:
+                continue
+            crop = f"{name}@crop{i}"
+            if crop not in buffers:  # (an op may read one tensor twice)
+                geometry.rows[crop], geometry.cols[crop] = need_rows, need_cols
+                buffers[crop] = _buffer(graph, name, crop, geometry)
+                steps.append(PatchStep(Op("STRIDED_SLICE", f"{op.name} (window of {name})",
+                                          [name], [crop]), None, None, op.name))
+            inputs[j] = crop
+        outputs = [tile if name == split else name for name in op.outputs]
+        buffers[outputs[0]] = _buffer(graph, op.outputs[0], outputs[0], geometry)
+        steps.append(PatchStep(Op(op.kind, op.name, inputs, outputs, op.attrs), call, i, op.name))
+    if lower is not None:
+        _relower(graph, steps, buffers, source, lower)
+    requirements = [_requirement(graph, step, geometry) for step in steps]
+    planning = Graph(graph.name)
+    planning.tensors = {**{n: t for n, t in graph.tensors.items() if t.is_constant}, **buffers}
+    full = graph.tensors[source]
+    # The full input is no patch buffer: marked constant, the stage liveness leaves it out.
+    planning.tensors[source] = Tensor(source, full.shape, full.dtype, full.quant,
+                                      data=np.zeros(0, np.int8))
+    planning.ops = [step.op for step in steps]
+    planning.inputs, planning.outputs = [], [tile]
+    memory = StageMemory(planning, requirements, source, full.nbytes, split, tile,
+                         [step.label for step in steps], [step.layer for step in steps])
+    return _Stage(steps, geometry, buffers, memory)
+
+
+def _relower(graph: Graph, steps: list[PatchStep], buffers: dict[str, Tensor], source: str,
+             lower: Callable[[Graph], list]) -> None:
+    """Lower the stage's kernels for their patch-sized tensors: the same kernels and
+    constants, with the scratch the largest patch needs."""
+    patch = Graph(graph.name)
+    patch.tensors = {**{n: t for n, t in graph.tensors.items() if t.is_constant}, **buffers,
+                     source: graph.tensors[source]}
+    kernels = [s for s in steps if not s.is_copy]
+    patch.ops = [s.op for s in kernels]
+    patch.inputs, patch.outputs = [source], [kernels[-1].op.outputs[0]]
+    calls = _calls_by_op(lower(patch))
+    for step in kernels:
+        call = calls.get(id(step.op))
+        if call is None or call.function != step.call.function:
+            raise NotLocal(f"layer '{step.op.name}' lowers to another kernel for a patch")
+        step.call = call
+
+
+def _requirement(graph: Graph, step: PatchStep, geometry: StageGeometry) -> Requirement:
+    if step.is_copy:
+        return Requirement(step.op, 0, (0, 0))  # a crop may shift a window within its buffer
+    call = step.call
+    kind = KERNEL_GEOMETRY[call.function]
+    scratch = int(call.scratch_bytes)
+    in_place = call.in_place
+    if kind == "plane":
+        rows, cols = _plane_extents(graph, step.op, geometry)
+        if call.op is not step.op:  # still the full-size call: estimate the patch's plane
+            scratch = rows * cols
+        if in_place and not all(
+                geometry.area(step.op.outputs[0], py, px) <= geometry.area(step.op.inputs[0],
+                                                                           py, px)
+                for py in range(geometry.grid[0]) for px in range(geometry.grid[1])):
+            in_place = None
+    return Requirement(step.op, scratch, tuple(in_place) if in_place else None)
+
+
+def _plane_extents(graph: Graph, op: Op, geometry: StageGeometry) -> tuple[int, int]:
+    """The largest zero-padded plane a depthwise kernel copies for one patch."""
+    a = op.attrs
+    _, kh, kw, _ = graph.tensors[op.inputs[1]].shape
+    rows, cols = geometry.max_extent(op.outputs[0])
+    return ((rows - 1) * a.stride[0] + (kh - 1) * a.dilation[0] + 1,
+            (cols - 1) * a.stride[1] + (kw - 1) * a.dilation[1] + 1)
+
+
+# ---- search --------------------------------------------------------------------------------------
+
+@dataclass
+class _Candidate:
+    estimate: int
+    overhead: float
+    k: int
+    grid: tuple[int, int]
+
+    def key(self):
+        return (self.estimate, self.overhead, self.grid[0] * self.grid[1], self.k)
+
+
+def _schedule(graph: Graph, calls: Sequence, k: int, grid: tuple[int, int],
+              lower: Callable[[Graph], list]) -> PatchSchedule:
+    by_op = _calls_by_op(calls)
+    stage = _build_stage(graph, by_op, k, grid, lower)
+    indices = list(range(k + 1))
+    memory = plan_patched(graph, calls, stage.memory, indices)
+    ops = graph.ops[:k + 1]
+    per_layer = stage_macs(graph, ops, stage.geometry)
+    layerwise = _model_macs(graph)
+    stage_layerwise = sum(_layer_macs(graph, op) for op in ops)
+    macs = layerwise - stage_layerwise + sum(per_layer.values())
+    split = ops[-1].outputs[0]
+    return PatchSchedule(split, ops[-1].name, k, grid, indices, graph.inputs[0],
+                         stage.memory.tile, stage.steps, stage.geometry, stage.buffers, memory,
+                         macs, layerwise, per_layer)
+
+
+def _layer_macs(graph: Graph, op: Op) -> int:
+    return int(op.spec.macs(op, graph.op_inputs(op), graph.op_outputs(op)))
+
+
+def _model_macs(graph: Graph) -> int:
+    return sum(_layer_macs(graph, op) for op in graph.ops)
+
+
+def estimate_candidates(graph: Graph, calls: Sequence, overhead: float,
+                        below: int | None = None) -> list[_Candidate]:
+    """Every (split, grid) within the MAC budget, with its estimated peak (bytes), best
+    first. ``below``: skip splits that cannot get under this many bytes."""
+    by_op = _calls_by_op(calls)
+    total = max(_model_macs(graph), 1)
+    source = graph.tensors[graph.inputs[0]] if graph.inputs else None
+    found: list[_Candidate] = []
+    for k in stage_splits(graph, calls):
+        ops = graph.ops[:k + 1]
+        split = graph.tensors[ops[-1].outputs[0]]
+        tail = tail_graph(graph, k + 1, split.name)
+        tail_calls = [by_op[id(op)] for op in tail.ops if id(op) in by_op]
+        later = tail_peak(tail, tail_calls)
+        if below is not None and max(source.nbytes + split.nbytes, later) >= below:
+            continue
+        base = sum(_layer_macs(graph, op) for op in ops)
+        _, height, width, _ = split.shape
+        for grid in grids(height, width):
+            try:
+                geometry = stage_geometry(graph, ops, split.name, grid)
+            except NotLocal:
+                continue
+            extra = (sum(stage_macs(graph, ops, geometry).values()) - base) / total
+            if extra > overhead + 1e-12:
+                continue
+            try:
+                stage = _build_stage(graph, by_op, k, grid, None)
+            except NotLocal:
+                continue
+            estimate = max(stage_peak(stage.memory, split.nbytes), later)
+            found.append(_Candidate(estimate, extra, k, grid))
+    return sorted(found, key=_Candidate.key)
+
+
+def choose_patching(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
+                    option: PatchOption | str | None = None, overhead: float = DEFAULT_OVERHEAD,
+                    lower: Callable[[Graph], list] | None = None) -> PatchSchedule | None:
+    """The patch schedule ``option`` asks for (None: layer by layer).
+
+    ``auto``: the smallest arena among splits and grids whose extra MACs stay within
+    ``overhead`` (a fraction of the model's MACs), if it is smaller than ``layerwise``'s.
+    A forced ``SPLIT:N`` is built as asked (a clear error if it cannot be). ``lower`` lowers a
+    graph for the target (lowering's ``lower``)."""
+    if not isinstance(option, PatchOption):
+        option = PatchOption.parse(option)
+    if overhead < 0:
+        raise TinymlError(f"--patch-overhead must be >= 0, got {overhead}")
+    if lower is None:
+        from tinyml.codegen.lowering import lower as lower_default
+        lower = lower_default
+    if option.mode == "off":
+        return None
+    if option.mode == "forced":
+        return _forced(graph, calls, option, lower)
+    candidates = estimate_candidates(graph, calls, overhead, below=layerwise.arena_bytes)
+    best: PatchSchedule | None = None
+    tried: set[tuple[int, tuple[int, int]]] = set()
+    for c in candidates:
+        if len(tried) >= REFINE:
+            break
+        if (c.k, c.grid) in tried:
+            continue
+        tried.add((c.k, c.grid))
+        try:
+            schedule = _schedule(graph, calls, c.k, c.grid, lower)
+        except NotLocal:
+            continue
+        if best is None or ((schedule.plan.arena_bytes, schedule.mac_overhead) <
+                            (best.plan.arena_bytes, best.mac_overhead)):
+            best = schedule
+    if best is None or best.plan.arena_bytes >= layerwise.arena_bytes:
+        return None
+    return best
+
+
+def why_not_patched(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
+                    overhead: float = DEFAULT_OVERHEAD) -> str:
+    """One sentence on why ``auto`` keeps a graph layer by layer (for ``tinyml report``)."""
+    if len(graph.inputs) != 1 or not is_spatial(graph, graph.inputs[0]):
+        return "the model does not have exactly one single-image 4-D input"
+    if not stage_splits(graph, calls):
+        by_op = _calls_by_op(calls)
+        op = graph.ops[0]
+        reason = _patchable(graph, op, by_op.get(id(op)))
+        if reason:
+            return f"its first layer '{op.name}' ({op.kind}) cannot run patch by patch: {reason}"
+        return "no layer can end a patch stage (tensors of earlier layers are read after it)"
+    within = estimate_candidates(graph, calls, overhead)
+    if not within:
+        cheapest = min(c.overhead for c in estimate_candidates(graph, calls, float("inf")))
+        return (f"every split and grid costs more extra MACs than the budget: at least "
+                f"{100 * cheapest:.1f} % (--patch-overhead {overhead:g})")
+    best = within[0]
+    return (f"the best split within {100 * overhead:g} % extra MACs (layer "
+            f"'{graph.ops[best.k].name}', {best.grid[0]}x{best.grid[1]} patches) needs about "
+            f"{best.estimate:,} B, no less than the {layerwise.arena_bytes:,} B of running "
+            f"layer by layer")
+
+
+def _forced(graph: Graph, calls: Sequence, option: PatchOption,
+            lower: Callable[[Graph], list]) -> PatchSchedule:
+    k = _resolve_split(graph, option.split)
+    what = f"--patch {option.split}:{option.grid[0]}x{option.grid[1]}"
+    if k not in stage_splits(graph, calls):
+        by_op = _calls_by_op(calls)
+        for i, op in enumerate(graph.ops[:k + 1]):
+            reason = _patchable(graph, op, by_op.get(id(op)))
+            if reason:
+                raise TinymlError(f"{what}: layer '{op.name}' ({op.kind}) cannot run patch by "
+                                  f"patch: {reason}")
+        raise TinymlError(f"{what}: layer '{graph.ops[k].name}' is no valid split: another "
+                          f"tensor of the layers before it is read after it")
+    _, height, width, _ = graph.tensors[graph.ops[k].outputs[0]].shape
+    rows, cols = option.grid
+    if not (1 <= rows <= height and 1 <= cols <= width) or rows * cols < 2:
+        raise TinymlError(f"{what}: the split tensor is {height}x{width}; the grid needs 1 to "
+                          f"{height} rows and 1 to {width} columns of tiles, 2 tiles at least")
+    try:
+        return _schedule(graph, calls, k, option.grid, lower)
+    except NotLocal as exc:
+        raise TinymlError(f"{what}: {exc}") from None
+
+
+def _resolve_split(graph: Graph, text: str) -> int:
+    """A layer index (into the compiled graph's layers), a layer name or a tensor name."""
+    if re.fullmatch(r"\d+", text):
+        k = int(text)
+        if k >= len(graph.ops):
+            raise TinymlError(f"--patch {text}: the compiled graph has {len(graph.ops)} layers "
+                              f"(0 to {len(graph.ops) - 1})")
+        return k
+    for k, op in enumerate(graph.ops):
+        if op.name == text or text in op.outputs:
+            return k
+    raise TinymlError(f"--patch: no layer or tensor named '{text}'")
