@@ -107,7 +107,8 @@ def _compile(args: argparse.Namespace) -> int:
         from tinyml.quantize.command import graph_quantizer
         quantize = graph_quantizer(args)
     result = compile_model(args.model, args.target, args.output, quantize=quantize,
-                           patch=args.patch, patch_overhead=args.patch_overhead)
+                           patch=args.patch, patch_overhead=args.patch_overhead,
+                           trainable=args.trainable, max_classes=args.max_classes)
     report = result.report()
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
@@ -136,6 +137,10 @@ def _compile(args: argparse.Namespace) -> int:
             rows.append(("firmware", report["elf"], "make run (emulated targets) runs it in QEMU"
                          if target.is_emulated else "links for the board"))
         rows[1:1] = _patch_rows(report)
+        if result.learn is not None:  # on-device learning (tinyml.learn)
+            rows.insert(1, ("train RAM", f"{report['train_ram_bytes']:,} B",
+                            f"{report['trainable']}: {report['train_params']:,} float32 "
+                            f"parameters, {report['max_classes']} classes; included above"))
         _print_report(f"{result.model.name} -> {report['output_dir']} ({report['target']})",
                       rows)
     sys.stdout.flush()
@@ -179,6 +184,14 @@ def _add_patch_arguments(p: argparse.ArgumentParser) -> None:
                         "the model's (default 0.2)")
 
 
+def _add_trainable_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trainable", metavar="last:K",
+                   help="on-device learning of the last K fully connected layers (float32 "
+                        "master weights in RAM; last:1 is the classifier)")
+    p.add_argument("--max-classes", type=int, metavar="M",
+                   help="with --trainable: room for M classes (new ones can be learned)")
+
+
 def _verify(args: argparse.Namespace) -> int:
     from tinyml.verify import verify
 
@@ -216,6 +229,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from tinyml.runner import run_model
 
+    if args.learn:  # a labelled stream through a learning device (tinyml.learn)
+        from tinyml.learn.runner import main as learn_main
+        return learn_main(args)
     result = run_model(args.model, args.target, args.input)
     if args.output:
         if len(result.outputs) == 1:
@@ -321,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     _add_patch_arguments(p)
     add_calibration_arguments(p, required=False)
+    _add_trainable_arguments(p)
     p.set_defaults(run=_compile)
 
     add_quantize_parser(sub)
@@ -355,6 +372,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT.npy",
                    help="save the output (.npy; .npz keyed by name for several outputs)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--learn", metavar="STREAM.npz",
+                   help="on-device learning: stream labelled samples (x, y; optionally x_test, "
+                        "y_test) through the trainable model, predicting then learning each")
+    p.add_argument("--lr", type=float, default=0.05, help="--learn: learning rate (default 0.05)")
+    p.add_argument("--lr-decay", type=float, default=40.0, metavar="STEPS",
+                   help="--learn: lr / (1 + t / STEPS) at sample t; 0 keeps it constant "
+                        "(default 40)")
+    p.add_argument("--eval-every", type=int, default=0, metavar="N",
+                   help="--learn: held-out accuracy every N samples (needs x_test, y_test)")
+    p.add_argument("--report", metavar="OUT.html",
+                   help="--learn: write the accuracy-over-time plot and figures here")
+    _add_trainable_arguments(p)
     p.set_defaults(run=_run)
 
     p = sub.add_parser("targets", help="list the compilation targets")

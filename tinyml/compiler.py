@@ -46,6 +46,8 @@ class Compilation:
     # ---- patch-based inference (tinyml.schedule.patches): ``plan`` is then the patched plan
     patch: PatchSchedule | None = None
     layerwise_plan: MemoryPlan | None = None  # the layer-by-layer plan, for comparison
+    # ---- on-device learning (tinyml.learn): ``graph`` is then the int8 backbone
+    learn: "TrainableBuild | None" = None
 
     def report(self) -> dict:
         """The ``--json`` figures."""
@@ -62,6 +64,7 @@ class Compilation:
             "patch": self.patch.to_json() if self.patch else None,
             "output_dir": str(self.project.output_dir) if self.project else None,
             **{k: v for k, v in self.sizes.items() if k != "flash_bytes"},
+            **(self.learn.report() if self.learn is not None else {}),
         }
 
 
@@ -78,20 +81,30 @@ def check_int8(graph: Graph) -> None:
                     f"or tinyml quantize)")
 
 
-def plan(model: str | Path, target: str | Target = "host",
+def plan(model: str | Path | Graph, target: str | Target = "host",
          quantize: Callable[[Graph], Graph] | None = None, *, patch: str | None = "auto",
-         patch_overhead: float = DEFAULT_OVERHEAD) -> Compilation:
+         patch_overhead: float = DEFAULT_OVERHEAD, trainable: str | None = None,
+         max_classes: int | None = None) -> Compilation:
     """Everything up to (not including) writing files. ``quantize`` turns the imported float
     graph into an int8 one first (``tinyml compile --calib``, tinyml.quantize). ``patch``:
     "auto" (patch-based inference of the first layers when it lowers peak SRAM within
-    ``patch_overhead`` extra MACs), "off", or "SPLIT:N" (see tinyml.schedule.patches)."""
-    model = Path(model)
+    ``patch_overhead`` extra MACs), "off", or "SPLIT:N" (see tinyml.schedule.patches).
+    ``trainable`` ("last:K") and ``max_classes``: on-device learning of the last K fully
+    connected layers (tinyml.learn); ``graph`` is then the backbone."""
     target = load_target(target) if isinstance(target, str) else target
-    source = load_model(model)
+    if isinstance(model, Graph):  # an in-memory graph (tinyml.nas plans candidates so)
+        source, model = model, Path(f"{model.name}.graph")
+    else:
+        model = Path(model)
+        source = load_model(model)
     if quantize is not None:
         source = quantize(source)
     check_int8(source)
     graph = run_passes(copy.deepcopy(source))
+    learn = None
+    if trainable is not None or max_classes is not None:
+        from tinyml.learn.project import prepare
+        graph, learn = prepare(graph, source, trainable or "last:1", max_classes, target.name)
     calls = lower(graph, target)
     memory = plan_memory(graph, calls)
     result = Compilation(model, target, source, graph, calls, memory, summarize(source).macs)
@@ -101,6 +114,9 @@ def plan(model: str | Path, target: str | Target = "host",
                                    lower=lambda g: lower(g, target))
     if result.patch is not None:
         result.plan = result.patch.plan
+    if learn is not None:  # the training scratch shares the arena
+        result.learn = learn
+        result.plan = learn.plan_memory(result.plan)
     return result
 
 
@@ -108,19 +124,21 @@ def compile_model(model: str | Path, target: str | Target, output_dir: str | Pat
                   example_input: np.ndarray | None = None, *, profile: bool = False,
                   build: bool = True,
                   quantize: Callable[[Graph], Graph] | None = None, patch: str | None = "auto",
-                  patch_overhead: float = DEFAULT_OVERHEAD) -> Compilation:
+                  patch_overhead: float = DEFAULT_OVERHEAD, trainable: str | None = None,
+                  max_classes: int | None = None) -> Compilation:
     """Compile ``model`` for ``target`` into the C project ``output_dir``.
 
     Cortex-M targets (unless ``build`` is false) also build ``example.elf`` and measure it;
     ``profile`` generates the per-layer counter hooks of the profiling build. ``patch`` and
-    ``patch_overhead``: see :func:`plan`."""
-    result = plan(model, target, quantize, patch=patch, patch_overhead=patch_overhead)
+    ``patch_overhead``, ``trainable`` and ``max_classes``: see :func:`plan`."""
+    result = plan(model, target, quantize, patch=patch, patch_overhead=patch_overhead,
+                  trainable=trainable, max_classes=max_classes)
     budget.check_plan(result)
     staged = result.target.is_firmware and build
     result.project = generate_project(
         result.graph, result.calls, result.plan, result.target, output_dir,
         model_file=result.model.name, macs=result.macs, example_input=example_input,
-        profile=profile, stage=staged, patch=result.patch)
+        profile=profile, stage=staged, patch=result.patch, learn=result.learn)
     if staged:
         try:
             _build_and_measure(result)

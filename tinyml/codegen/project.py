@@ -220,13 +220,15 @@ class _Emitter:
 def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, target: Target,
                      output_dir: str | Path, *, model_file: str, macs: int,
                      example_input: np.ndarray | None = None, profile: bool = False,
-                     stage: bool = False, patch=None) -> GeneratedProject:
+                     stage: bool = False, patch=None, learn=None) -> GeneratedProject:
     """Render the project into ``output_dir`` (replacing what a previous compile wrote).
 
     ``profile`` adds per-layer counter hooks to ``model.c`` (``tinyml_profile_start()`` before
     the first layer, ``tinyml_profile_layer(k)`` after layer k), for the profiling build only.
     ``stage`` leaves the project in a staging directory (see the module docstring).
-    ``patch``: the patch schedule (tinyml.schedule.patches) ``plan`` belongs to, if any."""
+    ``patch``: the patch schedule (tinyml.schedule.patches) ``plan`` belongs to, if any.
+    ``learn``: a trainable head (tinyml.learn.project.TrainableBuild) on top of ``graph``, the
+    backbone: adds learn.c, learn.json and the training kernels (tinyml.learn)."""
     output_dir = Path(output_dir)
     emitter = _Emitter(graph, calls, plan, patch, profile)
     layers = emitter.layers()
@@ -236,6 +238,11 @@ def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, ta
         example = c_array_body(np.asarray(example_input).reshape(-1))
     kernels = _kernel_sources(target)
     firmware = firmware_files(target)
+    learn_context = None
+    if learn is not None:  # on-device learning: the float head replaces the graph's output
+        learn_context = learn.template_context(plan)
+        outputs = [learn.output_description()]
+        kernels.update(learn.kernel_sources())
     context = dict(
         version=__version__, model_file=model_file, target=target, layers=layers,
         arrays=emitter.arrays, inputs=inputs, outputs=outputs, arena_bytes=plan.arena_bytes,
@@ -248,14 +255,19 @@ def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, ta
         # Firmware Makefiles keep the core's -m flags apart from the overridable CFLAGS.
         arch_flags=" ".join(f for f in target.cflags if f.startswith("-m")),
         other_cflags=" ".join(f for f in target.cflags if not f.startswith("-m")),
+        learn=learn_context,
     )
     env = _environment()
     flavour = "firmware" if target.is_firmware else "project"
     templates = {name: f"project/{name}.j2" for name in
                  ("model.h", "model.c", "weights.h", "weights.c", "CMakeLists.txt", "README.md")}
     templates.update({name: f"{flavour}/{name}.j2" for name in ("main.c", "Makefile")})
+    if learn is not None:
+        templates["learn.c"] = "project/learn.c.j2"
     rendered = {name: env.get_template(path).render(**context)
                 for name, path in templates.items()}
+    if learn is not None:
+        rendered["learn.json"] = learn.metadata_json()
     copies = {f"kernels/{n}": path for n, path in kernels.items()}
     copies.update({f"firmware/{n}": path for n, path in firmware.items()})
     staging = _stage(output_dir, rendered, copies)
