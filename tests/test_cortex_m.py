@@ -84,6 +84,25 @@ def test_other_cores_bit_exact(target):
     assert report["machine"] == load_target(target).qemu_machine
 
 
+def test_dsp_kernels_take_fewer_instructions_than_portable_ones():
+    """The same model, layer by layer, on cortex-m4 (DSP kernels) and cortex-m3 (portable
+    ones): every convolution, depthwise convolution and fully connected layer runs in fewer
+    instructions with the DSP kernels, and so does the whole inference. No fixed figures:
+    those are measured in benchmarks/mlperf_tiny.py."""
+    dsp = verify(mlperf_model("kws_ref_model"), "cortex-m4", samples=1).to_json()
+    portable = verify(mlperf_model("kws_ref_model"), "cortex-m3", samples=1).to_json()
+    check_report(dsp, 1)
+    check_report(portable, 1)
+    assert dsp["instructions_per_inference"] < portable["instructions_per_inference"]
+    pairs = list(zip(dsp["layer_instructions"], portable["layer_instructions"]))
+    assert [a["name"] for a, _ in pairs] == [b["name"] for _, b in pairs]
+    kernels = [(a, b) for a, b in pairs
+               if a["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert {a["op"] for a, _ in kernels} == {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+    slower = [a["name"] for a, b in kernels if not 0 < a["instructions"] < b["instructions"]]
+    assert slower == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["cortex-m3", "cortex-m7", "cortex-m33"])
 @pytest.mark.parametrize("name", INT8_MODELS)

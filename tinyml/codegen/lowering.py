@@ -385,8 +385,37 @@ def _lower_depthwise(ctx: _Context) -> KernelCall:
     function = "tinyml_depthwise_conv2d_3x3_s8" if three else "tinyml_depthwise_conv2d_s8"
     in_place = (0, 0) if m == 1 and oh * ow <= h * w else None
     return _call(ctx, function, "tinyml_depthwise_conv2d_params", params,
-                 _io_args(ctx) + ["scratch"], scratch_bytes=plane_h * plane_w,
+                 _io_args(ctx) + ["scratch"],
+                 scratch_bytes=depthwise_scratch_bytes(ctx, plane_h, plane_w, kh, kw),
                  in_place=in_place)
+
+
+def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, kw: int) -> int:
+    """Scratch of the DEPTHWISE_CONV_2D kernels: the portable ones copy a channel's plane as
+    int8 (plane_h * plane_w bytes); the DSP ones (firmware/kernels/cortex_m/depthwise_conv.c)
+    as int16, in rows of an even number of values, possibly transposed (whichever of
+    plane_h * even(plane_w) and plane_w * even(plane_h) is larger), then the filter of one
+    channel as int16 pairs (4 bytes per pair of taps of a filter row); or, for small outputs,
+    the tables of their pixel-by-pixel path, whichever is larger; plus 3 bytes to align to a
+    word."""
+    if not ctx.dsp:
+        return plane_h * plane_w
+
+    def even(n: int) -> int:
+        return n + (n & 1)
+
+    values = max(plane_h * even(plane_w), plane_w * even(plane_h))
+    plane = 2 * values + 4 * kh * ((kw + 1) // 2)
+    # Small outputs without a depth multiplier may go pixel by pixel (DW_PIXEL_* in the
+    # kernel, for filters of at most 25 taps, undilated vertically, and 12 to 32 channels):
+    # per tap and group of four channels 8 bytes of weights, per channel 16 bytes of
+    # constants, and a ring of filter_h rows of plane_w pixels.
+    channels, attrs = ctx.ins[0].shape[3], ctx.op.attrs
+    pixel = 0
+    if attrs.depth_multiplier == 1 and kh * kw <= 25 and 12 <= channels <= 32 and \
+            attrs.dilation[0] == 1:
+        pixel = 8 * kh * kw * (channels // 4) + 16 * channels + kh * plane_w * channels
+    return max(plane, pixel) + 3
 
 
 def _lower_fully_connected(ctx: _Context) -> KernelCall:
@@ -416,7 +445,14 @@ def _lower_fully_connected(ctx: _Context) -> KernelCall:
                   bias=ctx.array("bias", "int32_t", bias),
                   **_multiplier_arrays(ctx, multiplier, shift))
     return _call(ctx, "tinyml_fully_connected_s8", "tinyml_fully_connected_params", params,
-                 _io_args(ctx))
+                 _io_args(ctx) + ["scratch"], scratch_bytes=fc_scratch_bytes(ctx, depth))
+
+
+def fc_scratch_bytes(ctx: _Context, depth: int) -> int:
+    """Scratch of the FULLY_CONNECTED kernels: none for the portable one; the DSP one
+    (firmware/kernels/cortex_m/fully_connected.c) copies an input row there as int16, 2 bytes
+    per value, plus 3 to align it to a word."""
+    return 2 * depth + 3 if ctx.dsp else 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -66,6 +66,15 @@
 #define TINYML_NO_LIBCALLS
 #endif
 
+/* Keeps GCC's first instruction scheduling pass away from a hot loop: it hoists the loop's
+ * loads ahead of their uses, which in a loop that needs all the registers spills values and
+ * costs more instructions than the reordering saves on an in-order core. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TINYML_NO_SCHEDULE __attribute__((optimize("no-schedule-insns")))
+#else
+#define TINYML_NO_SCHEDULE
+#endif
+
 /* Unrolls the next loop completely (a loop over the few pixels of a block): GCC's -O2
  * leaves such loops rolled, with their values in memory. */
 #if defined(__GNUC__) && !defined(__clang__)

@@ -11,10 +11,11 @@
 #include "fixedpoint.h"
 
 void tinyml_fully_connected_s8(const tinyml_fully_connected_params *p, const int8_t *input,
-                               int8_t *output)
+                               int8_t *output, int8_t *scratch)
 {
     const int32_t depth = p->input_depth;
     int32_t b, o, i;
+    (void)scratch; /* the portable kernel needs none */
     for (b = 0; b < p->batches; ++b) {
         const int8_t *x = input + b * depth;
         const int8_t *w = p->filter;
