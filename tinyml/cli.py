@@ -389,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("targets", help="list the compilation targets")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(run=_targets)
+
+    from tinyml.fleet.command import add_fleet_parser  # light: Flower is imported on use
+    add_fleet_parser(sub)
     return parser
 
 
