@@ -541,3 +541,22 @@ def test_conv_builds_for_dsp_cores_with_simd(tmp_path, target_name):
     disassembly = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
                                  text=True).stdout
     assert "smlad" in disassembly and "sxtb16" in disassembly and "smlal" in disassembly
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
+@pytest.mark.parametrize("case", ["conv_1x1", "conv_relu6_clamp", "conv_grouped",
+                                  "conv_same_stride2_relu", "residual_add_relu"])
+def test_zoo_conv_layers_bit_exact_in_qemu(case, tmp_path):
+    """The target build runs assembly loops (conv_mac8) where the host build runs their C
+    twin: the op zoo's convolutions (odd group counts, 1x1, groups, the ADD fusion) on
+    emulated cortex-m4 against tflite-micro."""
+    from tinyml.sim import qemu
+    from tinyml.verify import verify
+    import test_reference_int8_ops as zoo
+    if not qemu.available():
+        pytest.skip("no qemu-system-arm")
+    path = tmp_path / f"{case}.tflite"
+    path.write_bytes(zoo._model_bytes(zoo.CASES[case]))
+    report = verify(path, "cortex-m4", samples=4, profile=False).to_json()
+    assert report["samples"] == 6
+    assert report["mismatched_outputs"] == 0, report

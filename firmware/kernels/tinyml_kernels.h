@@ -189,8 +189,8 @@ typedef struct {
     const int32_t *shift;        /* output_depth entries */
 } tinyml_fully_connected_params;
 
-/* scratch: none for the portable kernel (lowering declares 0 bytes, the call passes NULL);
- * the Cortex-M DSP kernel keeps an int16 copy of one input row there. */
+/* scratch: none (lowering declares 0 bytes, the call passes NULL); the Cortex-M DSP kernel
+ * reads the int8 input row directly. */
 void tinyml_fully_connected_s8(const tinyml_fully_connected_params *p, const int8_t *input,
                                int8_t *output, int8_t *scratch);
 

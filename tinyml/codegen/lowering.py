@@ -449,10 +449,10 @@ def _lower_fully_connected(ctx: _Context) -> KernelCall:
 
 
 def fc_scratch_bytes(ctx: _Context, depth: int) -> int:
-    """Scratch of the FULLY_CONNECTED kernels: none for the portable one; the DSP one
-    (firmware/kernels/cortex_m/fully_connected.c) copies an input row there as int16, 2 bytes
-    per value, plus 3 to align it to a word."""
-    return 2 * depth + 3 if ctx.dsp else 0
+    """Scratch of the FULLY_CONNECTED kernels: none. The DSP one
+    (firmware/kernels/cortex_m/fully_connected.c) reads the int8 input directly rather than
+    an int16 copy, which would cost 2 bytes of RAM per input value."""
+    return 0
 
 
 # --------------------------------------------------------------------------------------------

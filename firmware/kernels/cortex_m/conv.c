@@ -232,9 +232,42 @@ static void conv_column(int16_t *block, int32_t n, int32_t p, const tinyml_conv2
 
 /* ---- multiply-accumulate -------------------------------------------------------------------- */
 
+#if TINYML_DSP_ASM
+/* One group of four values for a block of 8 pixels (conv_mac8): 27 instructions, the filter
+ * and column pointers advanced by post-increment loads. */
+#define CONV_GROUP8_ASM                                                                      \
+    "ldr %[odd], [%[w]], #4\n\t"                                                             \
+    "sxtb16 %[even], %[odd]\n\t"                                                             \
+    "sxtb16 %[odd], %[odd], ror #8\n\t"                                                      \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a0], %[x0], %[even], %[a0]\n\t"                                                 \
+    "smlad %[a0], %[x1], %[odd], %[a0]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a1], %[x0], %[even], %[a1]\n\t"                                                 \
+    "smlad %[a1], %[x1], %[odd], %[a1]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a2], %[x0], %[even], %[a2]\n\t"                                                 \
+    "smlad %[a2], %[x1], %[odd], %[a2]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a3], %[x0], %[even], %[a3]\n\t"                                                 \
+    "smlad %[a3], %[x1], %[odd], %[a3]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a4], %[x0], %[even], %[a4]\n\t"                                                 \
+    "smlad %[a4], %[x1], %[odd], %[a4]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a5], %[x0], %[even], %[a5]\n\t"                                                 \
+    "smlad %[a5], %[x1], %[odd], %[a5]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a6], %[x0], %[even], %[a6]\n\t"                                                 \
+    "smlad %[a6], %[x1], %[odd], %[a6]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a7], %[x0], %[even], %[a7]\n\t"                                                 \
+    "smlad %[a7], %[x1], %[odd], %[a7]\n\t"
+#endif
+
 /* acc[p] += pixel p's column . filter row w (K values), block of 8 pixels. Per group of four
  * values: one LDR and two SXTB16 for the filter, eight LDRD for the columns, sixteen SMLAD:
- * 32 MACs in 27 instructions (and the loop's 3). */
+ * 32 MACs in 27 instructions, and the loop's 3 per two groups. */
 static TINYML_ALWAYS_INLINE void conv_mac8(const int16_t *block, int32_t k, const int8_t *w,
                                            int32_t acc[8])
 {
@@ -243,6 +276,32 @@ static TINYML_ALWAYS_INLINE void conv_mac8(const int16_t *block, int32_t k, cons
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     int32_t a4 = acc[4], a5 = acc[5], a6 = acc[6], a7 = acc[7];
     int32_t even, odd, x0, x1, t;
+#if TINYML_DSP_ASM
+    /* The loop in assembly, unrolled twice, its end pointer in memory: it needs all 14
+     * allocatable registers, and GCC 12 otherwise spills an accumulator as well. An odd
+     * group count runs one group first. */
+    if ((k >> 2) & 1) {
+        __asm__ volatile(CONV_GROUP8_ASM
+                         : [col] "+&r"(col), [w] "+&r"(w), [a0] "+&r"(a0), [a1] "+&r"(a1),
+                           [a2] "+&r"(a2), [a3] "+&r"(a3), [a4] "+&r"(a4), [a5] "+&r"(a5),
+                           [a6] "+&r"(a6), [a7] "+&r"(a7), [even] "=&r"(even),
+                           [odd] "=&r"(odd), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                         :
+                         : "memory");
+    }
+    if (col != groups_end) {
+        __asm__ volatile("1:\n\t" CONV_GROUP8_ASM CONV_GROUP8_ASM
+                         "ldr %[x0], %[end]\n\t"
+                         "cmp %[col], %[x0]\n\t"
+                         "bne 1b"
+                         : [col] "+&r"(col), [w] "+&r"(w), [a0] "+&r"(a0), [a1] "+&r"(a1),
+                           [a2] "+&r"(a2), [a3] "+&r"(a3), [a4] "+&r"(a4), [a5] "+&r"(a5),
+                           [a6] "+&r"(a6), [a7] "+&r"(a7), [even] "=&r"(even),
+                           [odd] "=&r"(odd), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                         : [end] "m"(groups_end)
+                         : "cc", "memory");
+    }
+#else
     while (col != groups_end) {
         tinyml_s8x4_interleaved(tinyml_read_s8x4(w), &even, &odd);
         w += 4;
@@ -264,6 +323,7 @@ static TINYML_ALWAYS_INLINE void conv_mac8(const int16_t *block, int32_t k, cons
         a7 = __smlad(x1, odd, __smlad(x0, even, a7));
         col += 16;
     }
+#endif
     for (t = k & 3; t > 0; --t) {
         const int32_t f = *w++;
         TINYML_READ_2WORDS(col, 0, x0, x1);
@@ -401,15 +461,26 @@ static TINYML_ALWAYS_INLINE void conv_channel(const conv_outputs *o, const int16
             v[p] = tinyml_wrap_add(tinyml_dsp_mbqm_long(v[p], r), o->zero_point);
         }
     }
-    if (o->act_min == -128 && o->act_max == 127) {
+    /* The clamp as int32 compares (an int8_t result would cost a needless SXTB each): SSAT
+     * covers an upper bound of 127 in one instruction, as with RELU. */
+    if (o->act_max == 127) {
+        const int32_t lo = o->act_min;
         TINYML_UNROLL
         for (p = 0; p < n; ++p) {
             v[p] = tinyml_ssat8(v[p]);
         }
+        if (lo != -128) {
+            TINYML_UNROLL
+            for (p = 0; p < n; ++p) {
+                v[p] = v[p] < lo ? lo : v[p];
+            }
+        }
     } else {
+        const int32_t lo = o->act_min, hi = o->act_max;
         TINYML_UNROLL
         for (p = 0; p < n; ++p) {
-            v[p] = tinyml_dsp_clamp(v[p], 0, o->act_min, o->act_max);
+            v[p] = v[p] < lo ? lo : v[p];
+            v[p] = v[p] > hi ? hi : v[p];
         }
     }
 }

@@ -5,79 +5,114 @@
  * (summed in another order; addition modulo 2^32 is associative), the same filter-offset
  * term and bias, the same requantization (dsp_common.h's exact forms of it).
  *
- * Scheme: the input row is first copied to scratch as int16, per group of four values
- * (x0..x3) the words (x0, x2) and (x1, x3): the "interleaved" lane order in which SXTB16 and
- * SXTB16 ROR #8 unpack four filter bytes. Output rows are then taken four at a time, so that
- * one LDRD of the copy serves four filter rows; per row and group, one load and two SXTB16
- * unpack the filter bytes and two SMLAD accumulate them: 16 MACs in 21 instructions, two
- * groups per loop iteration. Rows left over (output_depth mod 4) run the same loop for one
- * row; values left over (input_depth mod 4) a scalar tail on the int8 input.
+ * Scheme: no scratch. Output rows are taken four at a time and both operands are read as
+ * int8 words: per group of four input values (x0..x3), one load and SXTB16 / SXTB16 ROR #8
+ * unpack them to (x0, x2), (x1, x3) once for the four rows; per row, one load and the same two
+ * unpack the filter bytes in the same lane order and two SMLAD accumulate: 16 MACs in 23
+ * instructions. (An int16 copy of the input row would save the two input SXTB16 per group but
+ * costs 2 bytes of RAM per input value, which on small models is more than the rest of their
+ * arena.) Rows left over (output_depth mod 4) run the same loop for one row; values left over
+ * (input_depth mod 4) a scalar tail.
  *
- * Requantization per output: the short form with the zero point folded in (as conv.c's
- * conv_channel) for the usual shifts, else the long form; SSAT when the activation range is
- * all of int8, else the clamp.
+ * The accumulators start at the bias plus the filter-offset term. Requantization: when every
+ * output shares one multiplier and shift of the usual kind (per-tensor weights, right shift
+ * 2..23), the short form with the zero point folded in (as conv.c's conv_channel), prepared
+ * once per call; otherwise each output's own constants in the cheapest exact form. SSAT
+ * when the activation range is all of int8, else the clamp.
  *
- * Scratch (lowering's fc_scratch_bytes): 2 * input_depth bytes, plus 3 for word alignment.
+ * Scratch (lowering's fc_scratch_bytes): none.
  */
 #include <stdint.h>
 
 #include "tinyml_kernels.h"
 #include "dsp_common.h"
 
-/* The input row x (depth values) as interleaved int16 pairs in xs: 2 words per group of four,
- * the last depth mod 4 values not copied. */
-static TINYML_NO_LIBCALLS void fc_convert(const int8_t *x, int32_t depth, int32_t *xs)
-{
-    int32_t groups = depth >> 2;
-    for (; groups > 0; --groups, x += 4, xs += 2) {
-        tinyml_s8x4_interleaved(tinyml_read_s8x4(x), &xs[0], &xs[1]);
-    }
-}
-
-/* One group of four values for four rows: the converted input words at *xs (advanced), the
- * filter bytes at w, w + d1, w + d2, w + d3. */
-static TINYML_ALWAYS_INLINE void fc_group4(const int32_t **xs, const int8_t *w, int32_t d1,
-                                           int32_t d2, int32_t d3, int32_t *a0, int32_t *a1,
-                                           int32_t *a2, int32_t *a3)
+/* One group of four values for four rows: the input word at *x, the filter bytes of rows
+ * 0 and 1 at *wa and *wa + d, of rows 2 and 3 at *wb and *wb + d; the three pointers advance
+ * by 4. Two row pointers with one register offset keep the loop in 13 registers. */
+static TINYML_ALWAYS_INLINE void fc_group4(const int8_t **x, const int8_t **wa,
+                                           const int8_t **wb, int32_t d, int32_t *a0,
+                                           int32_t *a1, int32_t *a2, int32_t *a3)
 {
     int32_t xe, xo, we, wo;
-    tinyml_read_2words(xs, &xe, &xo);
-    tinyml_s8x4_interleaved(tinyml_read_s8x4(w), &we, &wo);
-    *a0 = __smlad(xo, wo, __smlad(xe, we, *a0));
-    tinyml_s8x4_interleaved(tinyml_read_s8x4(w + d1), &we, &wo);
+    tinyml_s8x4_interleaved(tinyml_read_s8x4(*x), &xe, &xo);
+    tinyml_s8x4_interleaved(tinyml_read_s8x4(*wa + d), &we, &wo);
     *a1 = __smlad(xo, wo, __smlad(xe, we, *a1));
-    tinyml_s8x4_interleaved(tinyml_read_s8x4(w + d2), &we, &wo);
-    *a2 = __smlad(xo, wo, __smlad(xe, we, *a2));
-    tinyml_s8x4_interleaved(tinyml_read_s8x4(w + d3), &we, &wo);
+    tinyml_s8x4_interleaved(tinyml_read_s8x4(*wa), &we, &wo);
+    *a0 = __smlad(xo, wo, __smlad(xe, we, *a0));
+    tinyml_s8x4_interleaved(tinyml_read_s8x4(*wb + d), &we, &wo);
     *a3 = __smlad(xo, wo, __smlad(xe, we, *a3));
+    tinyml_s8x4_interleaved(tinyml_read_s8x4(*wb), &we, &wo);
+    *a2 = __smlad(xo, wo, __smlad(xe, we, *a2));
+    *x += 4;
+    *wa += 4;
+    *wb += 4;
 }
 
-/* acc[r] = x . row r (r < 4, rows `depth` bytes apart from w): xs the converted input, x the
- * int8 one (for the tail). One weight pointer with the other rows at register offsets keeps
- * the loop's values in registers. */
-static TINYML_NOINLINE TINYML_NO_SCHEDULE void fc_dot4(const int32_t *xs, const int8_t *x,
-                                                       const int8_t *w, int32_t depth,
-                                                       int32_t acc[4])
+#if TINYML_DSP_ASM
+/* One group in assembly: 23 instructions, the pointers advanced by post-increment loads. */
+#define FC_GROUP4_ASM                                                                        \
+    "ldr %[xo], [%[x]], #4\n\t"                                                              \
+    "ldr %[t], [%[wa], %[d]]\n\t"                                                            \
+    "sxtb16 %[xe], %[xo]\n\t"                                                                \
+    "sxtb16 %[xo], %[xo], ror #8\n\t"                                                        \
+    "sxtb16 %[we], %[t]\n\t"                                                                 \
+    "sxtb16 %[t], %[t], ror #8\n\t"                                                          \
+    "smlad %[a1], %[xe], %[we], %[a1]\n\t"                                                   \
+    "smlad %[a1], %[xo], %[t], %[a1]\n\t"                                                    \
+    "ldr %[t], [%[wa]], #4\n\t"                                                              \
+    "sxtb16 %[we], %[t]\n\t"                                                                 \
+    "sxtb16 %[t], %[t], ror #8\n\t"                                                          \
+    "smlad %[a0], %[xe], %[we], %[a0]\n\t"                                                   \
+    "smlad %[a0], %[xo], %[t], %[a0]\n\t"                                                    \
+    "ldr %[t], [%[wb], %[d]]\n\t"                                                            \
+    "sxtb16 %[we], %[t]\n\t"                                                                 \
+    "sxtb16 %[t], %[t], ror #8\n\t"                                                          \
+    "smlad %[a3], %[xe], %[we], %[a3]\n\t"                                                   \
+    "smlad %[a3], %[xo], %[t], %[a3]\n\t"                                                    \
+    "ldr %[t], [%[wb]], #4\n\t"                                                              \
+    "sxtb16 %[we], %[t]\n\t"                                                                 \
+    "sxtb16 %[t], %[t], ror #8\n\t"                                                          \
+    "smlad %[a2], %[xe], %[we], %[a2]\n\t"                                                   \
+    "smlad %[a2], %[xo], %[t], %[a2]\n\t"
+#endif
+
+/* acc[r] += x . row r (r < 4, rows `depth` bytes apart from w). On the target the loop over
+ * pairs of groups is assembly (48 instructions per 32 MACs): GCC 12 spills its end pointer
+ * and adds a separate increment per pointer. */
+static TINYML_NOINLINE TINYML_NO_SCHEDULE void fc_dot4(const int8_t *x, const int8_t *w,
+                                                       int32_t depth, int32_t acc[4])
 {
-    const int32_t d1 = depth, d2 = 2 * depth, d3 = 3 * depth;
-    const int32_t *pairs_end = xs + 4 * (depth >> 3);
-    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, i;
-    while (xs != pairs_end) {
-        fc_group4(&xs, w, d1, d2, d3, &a0, &a1, &a2, &a3);
-        w += 4;
-        fc_group4(&xs, w, d1, d2, d3, &a0, &a1, &a2, &a3);
-        w += 4;
+    const int8_t *wa = w, *wb = w + 2 * depth;
+    const int8_t *pairs_end = x + (depth & ~7);
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], i;
+#if TINYML_DSP_ASM
+    if (x != pairs_end) {
+        int32_t xe, xo, we, t;
+        __asm__ volatile("1:\n\t" FC_GROUP4_ASM FC_GROUP4_ASM
+                         "cmp %[x], %[end]\n\t"
+                         "bne 1b"
+                         : [x] "+&r"(x), [wa] "+&r"(wa), [wb] "+&r"(wb), [a0] "+&r"(a0),
+                           [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [xe] "=&r"(xe),
+                           [xo] "=&r"(xo), [we] "=&r"(we), [t] "=&r"(t)
+                         : [d] "r"(depth), [end] "r"(pairs_end)
+                         : "cc", "memory");
     }
+#else
+    while (x != pairs_end) {
+        fc_group4(&x, &wa, &wb, depth, &a0, &a1, &a2, &a3);
+        fc_group4(&x, &wa, &wb, depth, &a0, &a1, &a2, &a3);
+    }
+#endif
     if (depth & 4) {
-        fc_group4(&xs, w, d1, d2, d3, &a0, &a1, &a2, &a3);
-        w += 4;
+        fc_group4(&x, &wa, &wb, depth, &a0, &a1, &a2, &a3);
     }
-    for (i = depth & ~3; i < depth; ++i, ++w) {
+    for (i = 0; i < (depth & 3); ++i) {
         const int32_t v = x[i];
-        a0 += v * w[0];
-        a1 += v * w[d1];
-        a2 += v * w[d2];
-        a3 += v * w[d3];
+        a0 += v * wa[i];
+        a1 += v * wa[i + depth];
+        a2 += v * wb[i];
+        a3 += v * wb[i + depth];
     }
     acc[0] = a0;
     acc[1] = a1;
@@ -85,27 +120,28 @@ static TINYML_NOINLINE TINYML_NO_SCHEDULE void fc_dot4(const int32_t *xs, const 
     acc[3] = a3;
 }
 
-/* x . w for one row. */
-static TINYML_NOINLINE TINYML_NO_SCHEDULE int32_t fc_dot1(const int32_t *xs, const int8_t *x,
-                                                          const int8_t *w, int32_t depth)
+/* acc + x . w for one row. */
+static TINYML_NOINLINE TINYML_NO_SCHEDULE int32_t fc_dot1(const int8_t *x, const int8_t *w,
+                                                          int32_t depth, int32_t acc)
 {
-    const int32_t *end = xs + 2 * (depth >> 2);
-    int32_t acc = 0, xe, xo, we, wo, i;
-    while (xs != end) {
-        tinyml_read_2words(&xs, &xe, &xo);
+    const int8_t *end = x + (depth & ~3);
+    int32_t xe, xo, we, wo, i;
+    while (x != end) {
+        tinyml_s8x4_interleaved(tinyml_read_s8x4(x), &xe, &xo);
         tinyml_s8x4_interleaved(tinyml_read_s8x4(w), &we, &wo);
         acc = __smlad(xo, wo, __smlad(xe, we, acc));
+        x += 4;
         w += 4;
     }
-    for (i = depth & ~3; i < depth; ++i) {
-        acc += x[i] * *w++;
+    for (i = 0; i < (depth & 3); ++i) {
+        acc += x[i] * w[i];
     }
     return acc;
 }
 
 /* The sum of the depth input values (for the filter offset of per-tensor weights with a
  * nonzero zero point). */
-static int32_t fc_sum(const int8_t *x, int32_t depth)
+static TINYML_NOINLINE int32_t fc_sum(const int8_t *x, int32_t depth)
 {
     const int32_t ones = 0x00010001;
     int32_t sum = 0, i = 0, even, odd;
@@ -119,70 +155,150 @@ static int32_t fc_sum(const int8_t *x, int32_t depth)
     return sum;
 }
 
-/* The usual case first (the short requantization form): GCC otherwise lays the long form out
- * as the straight path. */
-#if defined(__GNUC__)
-#define FC_LIKELY(x) __builtin_expect(!!(x), 1)
-#else
-#define FC_LIKELY(x) (x)
-#endif
+/* The output stage shared by every output (fc_outputs_shared): the short form of the
+ * requantization with the zero point folded into its rounding constant, (h + zp * 2^e) >> e
+ * being (h >> e) + zp inside int32 for right shifts 2..23 (|h| <= 2^30 + 2^21,
+ * |zp| * 2^e <= 2^29), then the clamp. */
+typedef struct {
+    int32_t m;
+    int32_t h;
+    int32_t e;
+    int32_t act_min;
+    int32_t act_max;
+} fc_shared;
 
-/* The output stage of one output: acc (the dot product, the filter term and the bias)
- * requantized by (m, s), plus the zero point zp, clamped to [lo, hi] (SSAT when `full`).
- * Usual shifts (right shift 2..23) take the short form with the zero point folded into its
- * rounding constant: (h + zp * 2^e) >> e is (h >> e) + zp inside int32, and
- * 2^(e-1) + zp * 2^e = (2 zp + 1) * 2^(e-1) = zp2 << (e - 1). */
-static TINYML_ALWAYS_INLINE int8_t fc_output(int32_t acc, int32_t m, int32_t s, int32_t zp,
-                                             int32_t zp2, int32_t full, int32_t lo, int32_t hi)
+/* Whether every output has the multiplier and shift of output 0, of the usual kind (right
+ * shift 2..23); if so *c gets the constants. Per-tensor weights always share them. */
+static TINYML_NOINLINE int fc_outputs_shared(const tinyml_fully_connected_params *p, fc_shared *c)
 {
-    int32_t v;
-    if (FC_LIKELY(tinyml_dsp_short_applies(m, s) && s >= -23)) {
-        const int32_t e = -s - 1;
-        v = tinyml_dsp_mbqm_short_raw(acc, m, (int32_t)((uint32_t)zp2 << (e - 1)), e);
-    } else {
-        v = tinyml_wrap_add(tinyml_dsp_mbqm(acc, tinyml_dsp_requant_prepare(m, s)), zp);
+    const int32_t m0 = p->multiplier[0], s0 = p->shift[0];
+    int32_t i;
+    if (!(tinyml_dsp_short_applies(m0, s0) && s0 >= -23)) {
+        return 0;
     }
-    if (full) {
-        return (int8_t)tinyml_ssat8(v);
+    for (i = 1; i < p->output_depth; ++i) {
+        if (p->multiplier[i] != m0 || p->shift[i] != s0) {
+            return 0;
+        }
     }
-    v = v < lo ? lo : v;
-    return (int8_t)(v > hi ? hi : v);
+    c->m = m0;
+    c->e = -s0 - 1;
+    c->h = (int32_t)((1u << (c->e - 1)) + ((uint32_t)p->output_offset << c->e));
+    c->act_min = p->act_min;
+    c->act_max = p->act_max;
+    return 1;
+}
+
+/* v clamped to the activation range: SSAT alone when it is all of int8, else SSAT and the
+ * two bounds (which lie inside int8, so the SSAT changes nothing). */
+static TINYML_ALWAYS_INLINE int8_t fc_clamp(int32_t v, int32_t full, int32_t lo, int32_t hi)
+{
+    v = tinyml_ssat8(v);
+    if (!full) {
+        v = v < lo ? lo : v;
+        v = v > hi ? hi : v;
+    }
+    return (int8_t)v;
+}
+
+/* The outputs of one input row x with shared output constants c. */
+static TINYML_ALWAYS_INLINE void fc_rows_shared(const tinyml_fully_connected_params *p,
+                                                const fc_shared *cp, const int8_t *x,
+                                                int32_t filter_term, int8_t *out, int32_t full)
+{
+    const fc_shared c = *cp;
+    const int32_t depth = p->input_depth, units = p->output_depth;
+    const int32_t *bias = p->bias;
+    const int8_t *w = p->filter;
+    int32_t u = 0, r;
+    for (; u + 4 <= units; u += 4, w += 4 * depth) {
+        int32_t acc[4];
+        TINYML_UNROLL
+        for (r = 0; r < 4; ++r) {
+            acc[r] = tinyml_wrap_add(bias[u + r], filter_term);
+        }
+        fc_dot4(x, w, depth, acc);
+        TINYML_UNROLL
+        for (r = 0; r < 4; ++r) {
+            out[u + r] = fc_clamp(tinyml_dsp_mbqm_short_raw(acc[r], c.m, c.h, c.e), full,
+                                  c.act_min, c.act_max);
+        }
+    }
+    for (; u < units; ++u, w += depth) {
+        const int32_t acc = fc_dot1(x, w, depth, tinyml_wrap_add(bias[u], filter_term));
+        out[u] = fc_clamp(tinyml_dsp_mbqm_short_raw(acc, c.m, c.h, c.e), full, c.act_min,
+                          c.act_max);
+    }
+}
+
+static TINYML_NOINLINE void fc_rows_shared_full(const tinyml_fully_connected_params *p,
+                                                const fc_shared *c, const int8_t *x,
+                                                int32_t filter_term, int8_t *out)
+{
+    fc_rows_shared(p, c, x, filter_term, out, 1);
+}
+
+static TINYML_NOINLINE void fc_rows_shared_clamp(const tinyml_fully_connected_params *p,
+                                                 const fc_shared *c, const int8_t *x,
+                                                 int32_t filter_term, int8_t *out)
+{
+    fc_rows_shared(p, c, x, filter_term, out, 0);
+}
+
+/* Output u of one input row from its accumulator with its own constants, in the cheapest
+ * exact form of the requantization. */
+static int8_t fc_output_own(const tinyml_fully_connected_params *p, int32_t acc, int32_t u)
+{
+    const tinyml_dsp_requant r = tinyml_dsp_requant_prepare(p->multiplier[u], p->shift[u]);
+    const int32_t v = tinyml_wrap_add(tinyml_dsp_mbqm(acc, r), p->output_offset);
+    return fc_clamp(v, 0, p->act_min, p->act_max);
+}
+
+/* The units outputs of one input row x, each with its own constants (per-channel weights
+ * with different multipliers, or unusual shifts). */
+static TINYML_NOINLINE void fc_rows_own(const tinyml_fully_connected_params *p, const int8_t *x,
+                                        int32_t filter_term, int8_t *out)
+{
+    const int32_t depth = p->input_depth, units = p->output_depth;
+    const int8_t *w = p->filter;
+    int32_t u = 0, r;
+    for (; u + 4 <= units; u += 4, w += 4 * depth) {
+        int32_t acc[4];
+        for (r = 0; r < 4; ++r) {
+            acc[r] = tinyml_wrap_add(p->bias[u + r], filter_term);
+        }
+        fc_dot4(x, w, depth, acc);
+        for (r = 0; r < 4; ++r) {
+            out[u + r] = fc_output_own(p, acc[r], u + r);
+        }
+    }
+    for (; u < units; ++u, w += depth) {
+        out[u] = fc_output_own(
+            p, fc_dot1(x, w, depth, tinyml_wrap_add(p->bias[u], filter_term)), u);
+    }
 }
 
 void tinyml_fully_connected_s8(const tinyml_fully_connected_params *p, const int8_t *input,
                                int8_t *output, int8_t *scratch)
 {
-    const uint32_t misalignment = (uint32_t)((uintptr_t)scratch & 3u);
-    int32_t *xs = (int32_t *)(void *)(scratch + (misalignment ? 4 - misalignment : 0));
     const int32_t depth = p->input_depth, units = p->output_depth;
-    const int32_t zp = p->output_offset, zp2 = 2 * p->output_offset + 1;
-    const int32_t lo = p->act_min, hi = p->act_max, full = lo == -128 && hi == 127;
-    const int32_t *bias = p->bias, *multiplier = p->multiplier, *shift = p->shift;
-    int32_t b, o, r;
-    for (b = 0; b < p->batches; ++b, output += units) {
-        const int8_t *x = input + b * depth;
-        const int8_t *w = p->filter;
+    const int32_t full = p->act_min == -128 && p->act_max == 127;
+    fc_shared c;
+    const int shared = fc_outputs_shared(p, &c);
+    int32_t b;
+    (void)scratch;
+    for (b = 0; b < p->batches; ++b, input += depth, output += units) {
         /* The filter offset's term, wrapped as the reference's int32 arithmetic. */
         const int32_t filter_term =
             p->filter_offset != 0
-                ? (int32_t)((uint32_t)fc_sum(x, depth) * (uint32_t)p->filter_offset)
+                ? (int32_t)((uint32_t)fc_sum(input, depth) * (uint32_t)p->filter_offset)
                 : 0;
-        fc_convert(x, depth, xs);
-        for (o = 0; o + 4 <= units; o += 4, w += 4 * depth) {
-            int32_t acc[4];
-            fc_dot4(xs, x, w, depth, acc);
-            TINYML_UNROLL
-            for (r = 0; r < 4; ++r) {
-                const int32_t sum = tinyml_wrap_add(tinyml_wrap_add(acc[r], filter_term),
-                                                    bias[o + r]);
-                output[o + r] =
-                    fc_output(sum, multiplier[o + r], shift[o + r], zp, zp2, full, lo, hi);
-            }
-        }
-        for (; o < units; ++o, w += depth) {
-            const int32_t sum = tinyml_wrap_add(
-                tinyml_wrap_add(fc_dot1(xs, x, w, depth), filter_term), bias[o]);
-            output[o] = fc_output(sum, multiplier[o], shift[o], zp, zp2, full, lo, hi);
+        if (!shared) {
+            fc_rows_own(p, input, filter_term, output);
+        } else if (full) {
+            fc_rows_shared_full(p, &c, input, filter_term, output);
+        } else {
+            fc_rows_shared_clamp(p, &c, input, filter_term, output);
         }
     }
 }
