@@ -341,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_compile)
 
     add_quantize_parser(sub)
+    from tinyml.nas.command import add_nas_parser
+    add_nas_parser(sub)
 
     p = sub.add_parser("verify", help="compile, run the C code on samples, compare bit for bit")
     p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx)")

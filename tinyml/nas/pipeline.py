@@ -1,0 +1,364 @@
+"""``tinyml nas`` end to end: budgets in, a trained int8 model and its firmware out.
+
+Phases and their share of ``--time-budget``:
+
+1. feasibility: the smallest candidate of the space is compiled; if even it misfits, one line
+   says what it needs (:class:`~tinyml.errors.TinymlError`), before anything is trained;
+2. search-space optimization (:mod:`.space_optimization`): constraint checks only, no training;
+3. evolution (:mod:`.evolution`) until :data:`EVOLUTION_SHARE` of the budget;
+4. final training of the best candidate and of the baseline (MobileNetV2 scaled by width and
+   resolution to fit the same budgets, the fitting one with the most MACs) for the same number
+   of epochs, as many as the remaining time allows (:data:`FINAL_EPOCHS`);
+5. int8: tinyml's quantizer on :data:`CALIBRATION_IMAGES` training images, the exported
+   ``.tflite`` run by TFLM on the test split (the accuracy the device will have);
+6. the firmware: ``tinyml compile`` of that ``.tflite`` for the target with the budgets in
+   place of the part's; its ELF and measured stack give ``ram_bytes`` and ``flash_bytes``;
+7. the report (:mod:`.report`) and ``result.json``.
+
+Everything lands in the output directory: ``model.keras``, ``model_int8.tflite``,
+``firmware/``, ``baseline.keras``, ``baseline_int8.tflite``, ``report.html``, ``result.json``
+and the search log ``nas_log.jsonl`` (which a rerun resumes from).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tinyml.errors import TinymlError
+from tinyml.nas.calibration import image_model
+from tinyml.nas.constraints import Budget, ConstraintChecker, Fit
+from tinyml.nas.evolution import Candidate, Evolution
+from tinyml.nas.log import SearchLog
+from tinyml.nas.search_space import BASELINE_WIDTHS, Arch, SearchSpace, mobilenet_v2
+from tinyml.nas.space_optimization import choose_subspace, score_subspaces
+from tinyml.targets import Target, load_target
+
+EVOLUTION_SHARE = 0.5
+#: Final training epochs: at least / at most (the time left decides in between).
+FINAL_EPOCHS = (10, 40)
+#: Seconds kept for quantization, TFLM evaluation, the firmware build and QEMU, the report.
+RESERVE_S = 120.0
+CALIBRATION_IMAGES = 200
+
+Status = Callable[[str, float], None]
+
+
+@dataclass
+class NasOptions:
+    data: str
+    sram_bytes: int
+    flash_bytes: int
+    output: Path
+    target: str = "cortex-m4"
+    time_budget_s: float = 1200.0
+    seed: int = 0
+    space: SearchSpace = field(default_factory=SearchSpace)
+    space_samples: int = 8          # genomes drawn per (resolution, width) sub-space
+    population: int = 6
+    parents: int = 2
+    proxy_epochs: int = 3
+    final_epochs: tuple[int, int] = FINAL_EPOCHS
+    baseline: bool = True
+    patch_overhead: float = 0.2
+
+    def settings(self) -> dict:
+        """What a resumed search must share with the interrupted one."""
+        return {"data": self.data, "sram_bytes": self.sram_bytes,
+                "flash_bytes": self.flash_bytes, "target": self.target, "seed": self.seed,
+                "space": json.loads(json.dumps(dataclasses.asdict(self.space))),
+                "space_samples": self.space_samples, "population": self.population,
+                "parents": self.parents, "proxy_epochs": self.proxy_epochs,
+                "patch_overhead": self.patch_overhead}
+
+
+def budgeted_target(target: Target, budget: Budget) -> Target:
+    """``target`` with the user's budgets in place of its reference part's."""
+    return dataclasses.replace(
+        target, sram_bytes=budget.sram_bytes, flash_bytes=budget.flash_bytes,
+        part=f"NAS budget {budget.sram_bytes:,} B SRAM, {budget.flash_bytes:,} B flash")
+
+
+def describe(arch: Arch) -> str:
+    return (f"{arch.family} {arch.resolution}x{arch.resolution} px, width {arch.width:g}, "
+            f"{arch.depth} blocks")
+
+
+def infeasible_message(arch: Arch, fit: Fit, budget: Budget) -> str:
+    needs = []
+    if fit.ram_bytes > budget.sram_bytes:
+        schedule = "with patch-based inference" if fit.patch_schedule else "layer by layer"
+        needs.append(f"{fit.ram_bytes:,} B of SRAM ({schedule}: arena {fit.arena_bytes:,} B + "
+                     f"static data and stack {fit.ram_bytes - fit.arena_bytes:,} B) against "
+                     f"--sram {budget.sram_bytes:,} B")
+    if fit.flash_bytes > budget.flash_bytes:
+        needs.append(f"{fit.flash_bytes:,} B of flash (constants {fit.constant_bytes:,} B + "
+                     f"code {fit.code_bytes:,} B) against --flash {budget.flash_bytes:,} B")
+    return (f"the budget is infeasible: the smallest candidate of the search space "
+            f"({describe(arch)}) needs " + " and ".join(needs))
+
+
+class _Clock:
+    def __init__(self, budget_s: float):
+        self.start = time.monotonic()
+        self.budget = budget_s
+
+    def at(self, share: float) -> float:
+        return self.start + self.budget * share
+
+    @property
+    def deadline(self) -> float:
+        return self.start + self.budget
+
+    def fraction(self) -> float:
+        return min(1.0, (time.monotonic() - self.start) / max(self.budget, 1e-9))
+
+
+def run_nas(options: NasOptions, status: Status | None = None) -> dict:
+    from tinyml.nas.training import load_data
+
+    status = status or (lambda text, fraction: None)
+    clock = _Clock(options.time_budget_s)
+    budget = Budget(options.sram_bytes, options.flash_bytes, options.patch_overhead)
+    if budget.sram_bytes <= 0 or budget.flash_bytes <= 0:
+        raise TinymlError("--sram and --flash must be positive")
+    target = load_target(options.target)
+    if not target.is_firmware:
+        raise TinymlError(f"tinyml nas needs a Cortex-M target (see 'tinyml targets'), not "
+                          f"'{target.name}'")
+    data = load_data(options.data)
+    output = Path(options.output)
+    if output.exists() and not output.is_dir():
+        raise TinymlError(f"{output}: exists and is not a directory")
+    space = options.space
+    status("calibration", clock.fraction())
+    image = image_model(target, cache_dir=output)
+    checker = ConstraintChecker(target, budget, image)
+
+    # ---- 1. feasibility ------------------------------------------------------------------------
+    smallest = space.arch(space.smallest_genome(), min(space.resolutions), min(space.widths),
+                          data.classes, data.channels)
+    smallest_fit = checker.check(smallest)
+    if not smallest_fit.fits:
+        raise TinymlError(infeasible_message(smallest, smallest_fit, budget))
+
+    output.mkdir(parents=True, exist_ok=True)
+    log = SearchLog(output, options.settings())
+
+    def on_check(arch: Arch, fit: Fit, phase: str) -> None:
+        log.record_check({"arch": arch.key(), "phase": phase, **fit.to_json()})
+        status(f"{phase}: {checker.checked} candidates checked", clock.fraction())
+
+    on_check(smallest, smallest_fit, "feasibility")
+
+    # ---- 2. search-space optimization -----------------------------------------------------------
+    scores = score_subspaces(space, checker, data.classes, data.channels,
+                             options.space_samples, options.seed, on_check)
+    chosen = choose_subspace(scores)
+    resolution, width = (chosen.resolution, chosen.width) if chosen else \
+        (smallest.resolution, smallest.width)
+    log.append({"event": "subspace", "resolution": resolution, "width": width,
+                "scores": [s.to_json() for s in scores]})
+
+    # ---- 3. evolution ---------------------------------------------------------------------------
+    tr, va = data.validation_split(options.seed)
+    x_all = data.resized("train", resolution)
+
+    def evaluate(arch: Arch, genome, fit: Fit, generation: int) -> dict:
+        key = arch.key()
+        cached = log.proxy(key)
+        if cached is not None:
+            return {**cached, "resumed": True}
+        from tinyml.nas.training import train
+        status(f"evolution: training candidate {len(evolution.evaluated) + 1} "
+               f"(generation {generation})", clock.fraction())
+        trained = train(arch, x_all[tr], data.y_train[tr], options.proxy_epochs, x_all[va],
+                        data.y_train[va], options.seed)
+        loss = float(trained.model.evaluate(x_all[va], data.y_train[va], verbose=0,
+                                            batch_size=256)[0])
+        event = {"arch": key, "generation": generation, "genome": genome.to_json(),
+                 "accuracy": trained.accuracy, "loss": loss, "seconds": trained.seconds,
+                 "epoch_seconds": trained.epoch_seconds,
+                 "macs": fit.macs, "ram_bytes": fit.ram_bytes, "flash_bytes": fit.flash_bytes,
+                 "instructions": fit.instructions, "arena_bytes": fit.arena_bytes,
+                 "patch": fit.patch}
+        log.record_proxy(event)
+        return event
+
+    evolution = Evolution(space, resolution, width, data.classes, data.channels, checker,
+                          evaluate, options.seed, options.population, options.parents,
+                          on_check=on_check)
+    ranked = evolution.run(clock.at(EVOLUTION_SHARE))
+    if not ranked:  # nothing random fitted in time: the smallest candidate is the answer
+        fallback = space.arch(space.smallest_genome(), resolution, width, data.classes,
+                              data.channels)
+        if not checker.check(fallback).fits:
+            fallback = smallest
+        genome = space.smallest_genome()
+        fit = checker.check(fallback)
+        result = evaluate(fallback, genome, fit, 0)
+        ranked = [Candidate(fallback, genome, fit, result["accuracy"], result["loss"],
+                            result["seconds"], 0)]
+    best = ranked[0]
+
+    # ---- 4. final training (and the baseline, for the same epochs) ----------------------------
+    baseline_arch = baseline_fit = None
+    if options.baseline:
+        baseline_arch, baseline_fit = choose_baseline(space, checker, data.classes,
+                                                      data.channels, on_check)
+    epochs = final_epochs(options, best, baseline_arch, clock)
+    log.append({"event": "final", "arch": best.arch.key(), "epochs": epochs,
+                "baseline": baseline_arch.key() if baseline_arch else None})
+    status(f"final training: {epochs} epochs", clock.fraction())
+    final = train_and_quantize(best.arch, data, epochs, output / "model", options.seed)
+
+    # ---- 5. firmware --------------------------------------------------------------------------
+    status("compiling the firmware", clock.fraction())
+    compilation = compile_firmware(output / "model_int8.tflite", budgeted_target(target, budget),
+                                   output / "firmware", best.fit, budget)
+
+    baseline = None
+    if baseline_arch is not None:
+        status(f"baseline training: {epochs} epochs", clock.fraction())
+        baseline = train_and_quantize(baseline_arch, data, epochs, output / "baseline",
+                                      options.seed)
+
+    sizes = compilation.sizes
+    report = {
+        "ram_bytes": sizes["ram_bytes"], "flash_bytes": sizes["flash_bytes"],
+        "test_accuracy": final["int8_accuracy"],
+        "baseline_accuracy": baseline["int8_accuracy"] if baseline else None,
+        "candidates_evaluated": len(log.proxies),
+        "candidates_checked": len(log.checks),
+        "float_test_accuracy": final["float_accuracy"],
+        "baseline_float_accuracy": baseline["float_accuracy"] if baseline else None,
+        "sram_budget_bytes": budget.sram_bytes, "flash_budget_bytes": budget.flash_bytes,
+        "target": target.name,
+        "arch": best.arch.key(), "resolution": best.arch.resolution, "width": best.arch.width,
+        "macs": compilation.macs, "proxy_accuracy": best.accuracy,
+        "peak_sram_bytes": compilation.plan.arena_bytes,
+        "peak_sram_bytes_layerwise": (compilation.layerwise_plan or compilation.plan).arena_bytes,
+        "patch": compilation.patch.to_json() if compilation.patch else None,
+        "stack_bytes": sizes["stack_bytes"],
+        **{k: sizes[k] for k in ("text_bytes", "rodata_bytes", "data_bytes", "bss_bytes")},
+        "estimated_ram_bytes": best.fit.ram_bytes,
+        "estimated_flash_bytes": best.fit.flash_bytes,
+        "instructions_per_inference": compilation.example_run.get("instructions"),
+        "predicted_instructions": image.latency.predict(compilation)["instructions"],
+        "baseline_arch": baseline_arch.key() if baseline_arch else None,
+        "baseline_width": baseline_arch.width if baseline_arch else None,
+        "baseline_resolution": baseline_arch.resolution if baseline_arch else None,
+        "baseline_macs": baseline_fit.macs if baseline_fit else None,
+        "baseline_estimated_ram_bytes": baseline_fit.ram_bytes if baseline_fit else None,
+        "baseline_estimated_flash_bytes": baseline_fit.flash_bytes if baseline_fit else None,
+        "epochs": epochs, "proxy_epochs": options.proxy_epochs,
+        "subspace": {"resolution": resolution, "width": width},
+        "seconds": round(time.monotonic() - clock.start, 1),
+        "output_dir": str(output),
+        "keras_model": str(output / "model.keras"),
+        "tflite_model": str(output / "model_int8.tflite"),
+        "firmware": str(output / "firmware"),
+        "report": str(output / "report.html"),
+        "log": str(log.path),
+    }
+    from tinyml.nas.report import write_report
+    status("writing the report", clock.fraction())
+    write_report(output / "report.html", report, log.events, scores)
+    (output / "result.json").write_text(json.dumps(report, indent=2) + "\n")
+    log.append({"event": "done", "result": report})
+    return report
+
+
+def choose_baseline(space: SearchSpace, checker: ConstraintChecker, classes: int,
+                    channels: int, on_check=None) -> tuple[Arch | None, Fit | None]:
+    """MobileNetV2 scaled by width and resolution: the fitting one with the most MACs."""
+    best: tuple[Arch, Fit] | None = None
+    for resolution in space.resolutions:
+        for width in BASELINE_WIDTHS:
+            arch = mobilenet_v2(width, resolution, classes, channels)
+            fit = checker.check(arch)
+            if on_check:
+                on_check(arch, fit, "baseline")
+            if fit.fits and (best is None or fit.macs > best[1].macs):
+                best = (arch, fit)
+            if not fit.fits:
+                break  # wider only needs more
+    return best if best else (None, None)
+
+
+def final_epochs(options: NasOptions, best: Candidate, baseline: Arch | None,
+                 clock: _Clock) -> int:
+    """As many epochs as the time left allows for the final model and the baseline."""
+    low, high = options.final_epochs
+    proxy = max(options.proxy_epochs, 1)
+    per_epoch = best.epoch_seconds or best.seconds / proxy
+    # Building, tracing and evaluating: what the proxy run took beyond its epochs, twice.
+    fixed = 2 * max(best.seconds - per_epoch * proxy, 0.0)
+    if baseline is not None:
+        # Deeper networks train slower per epoch, roughly with their number of blocks.
+        per_epoch *= 1 + max(1.0, baseline.depth / max(best.arch.depth, 1))
+    left = clock.deadline - time.monotonic() - RESERVE_S - fixed
+    return int(min(high, max(low, left // max(per_epoch, 1e-3))))
+
+
+def train_and_quantize(arch: Arch, data, epochs: int, stem: Path, seed: int) -> dict:
+    """Train on the whole training split, save ``<stem>.keras``, quantize with tinyml on
+    training images, save ``<stem>_int8.tflite`` and measure both on the test split."""
+    from tinyml.nas.training import train
+    from tinyml.quantize import quantize_model
+
+    x_train = data.resized("train", arch.resolution)
+    x_test = data.resized("test", arch.resolution)
+    trained = train(arch, x_train, data.y_train, epochs, x_test, data.y_test, seed)
+    keras_path = stem.with_suffix(".keras")
+    trained.model.save(keras_path)
+    calib = np.random.default_rng(seed).permutation(len(x_train))[:CALIBRATION_IMAGES]
+    quantized = quantize_model(keras_path, x_train[np.sort(calib)])
+    tflite = stem.parent / f"{stem.name}_int8.tflite"
+    tflite.write_bytes(quantized.to_tflite())
+    return {"float_accuracy": trained.accuracy, "seconds": trained.seconds,
+            "int8_accuracy": int8_accuracy(tflite, quantized.graph, x_test, data.y_test)}
+
+
+def int8_accuracy(tflite: Path, graph, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of the int8 model as TFLM runs it (tinyml's reference, which is
+    bit-exact with it, when tflite-micro is not installed)."""
+    from tinyml.quantize.params import quantize_array
+    from tinyml.sim import tflm
+
+    quant = graph.tensors[graph.inputs[0]].quant
+    inputs = [quantize_array(x[i:i + 1], quant) for i in range(len(x))]
+    if tflm.available():
+        runner = tflm.TflmRunner(tflite)
+        outputs = [runner.run([sample], 1)[0] for sample in inputs]
+    else:
+        from tinyml import reference
+        outputs = [reference.run(graph, [sample])[graph.outputs[0]] for sample in inputs]
+    predicted = np.array([int(np.argmax(o.reshape(-1))) for o in outputs])
+    return float(np.mean(predicted == y))
+
+
+def compile_firmware(tflite: Path, target: Target, output: Path, fit: Fit, budget: Budget):
+    """``tinyml compile`` with the budgets; the schedule the search chose first, the other
+    one if the measured image misfits with it."""
+    from tinyml.budget import BudgetError
+    from tinyml.compiler import compile_model
+
+    if output.exists():
+        shutil.rmtree(output)
+    attempts = [fit.patch] + [p for p in ("off", "auto") if p != fit.patch]
+    error: BudgetError | None = None
+    for patch in attempts:
+        try:
+            return compile_model(tflite, target, output, patch=patch,
+                                 patch_overhead=budget.patch_overhead)
+        except BudgetError as exc:
+            error = exc
+    raise TinymlError(f"the searched model does not fit once built: {error}")
