@@ -173,7 +173,8 @@ def main(argv=None) -> int:
     write_report(runs, work / "fleet_reptile.html", title="TinyReptile vs FedAvg on a Flower "
                  f"fleet ({args.devices} devices, {args.rounds} rounds)",
                  summary={k: report[k] for k in ("reptile_accuracy", "fedavg_accuracy",
-                                                 "random_accuracy", "rounds_completed")})
+                                                 "random_accuracy", "rounds_completed")},
+                 shots=args.shots)
     report["report"] = str(work / "fleet_reptile.html")
     if args.json:
         print(json.dumps(report, indent=2))

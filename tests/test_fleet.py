@@ -30,6 +30,7 @@ from tinyml.fleet.strategy import FedAvg, Reptile, make_strategy, weighted_mean
 from tinyml.fleet.validation import check_update
 
 RNG = np.random.default_rng(0)
+KWS = Path(__file__).resolve().parents[1] / "examples" / "tiny_kws_int8.tflite"
 
 
 # ---- strategy math --------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def test_registry_tracks_devices_models_and_events(tmp_path):
         reg.device_answered("dev-0", 1, True)
         reg.device_answered("dev-1", 1, False)
         reg.log_event("reptile", 1, "dev-1", "rejected", "1 non-finite value(s) (NaN/Inf)")
-        reg.device_missing("dev-2", 1, "no reply")
+        reg.device_missing("reptile", "dev-2", 1, "no reply within 5 s")
         params = np.arange(5, dtype=np.float32)
         reg.record_model("reptile", 1, "reptile", params, 0.8, 1, 1)
     with Registry(path) as reg:   # a second connection sees it all
@@ -161,6 +162,9 @@ def test_registry_tracks_devices_models_and_events(tmp_path):
         model = reg.models("reptile")[0]
         assert model["params_hash"] == params_hash(params) and model["accuracy"] == 0.8
         assert reg.events()[0]["kind"] == "rejected"
+        missing = [e for e in reg.events("reptile") if e["device_id"] == "dev-2"]
+        assert [(e["round"], e["kind"], e["detail"]) for e in missing] == [
+            (1, "failed", "no reply within 5 s")]
     out = subprocess.run([sys.executable, "-m", "tinyml.cli", "fleet", "status", "--workdir",
                           str(tmp_path), "--json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -185,6 +189,154 @@ def test_data_file_is_checked(tmp_path):
     np.savez(bad, x=np.zeros((3, 2)), y=np.zeros(3))
     with pytest.raises(TinymlError, match="device"):
         load_data(bad)
+
+
+def _settings(data: Path, devices: int, **options):
+    from tinyml.fleet.workspace import FleetSettings
+
+    return FleetSettings(model=str(KWS), target="host", runner="host", devices=devices,
+                         data=str(data), trainable="last:1", **options)
+
+
+def _pairs_data(path: Path, y: np.ndarray, device: np.ndarray, shape=(4,), **extra) -> Path:
+    x = np.random.default_rng(1).normal(0, 1.5, (len(y), *shape)).astype(np.float32)
+    np.savez(path, x=x, y=y, device=device, **extra)
+    return path
+
+
+def test_data_every_client_app_would_fail_on_is_refused_naming_the_device(tmp_path):
+    """Labels other than 0/1, or fewer training rows of a label than an episode takes, fail
+    in create() (one line, the device named), before anything is compiled or written."""
+    from tinyml.fleet.workspace import create
+
+    ws = tmp_path / "ws"
+    ok = np.array([0, 1] * 10)                       # 10 of each label: max(5, 10) rows
+    two_devices = np.repeat([0, 1], 20)
+    cases = {
+        r"device dev-01 has labels \[2\]": np.concatenate([ok, np.where(ok == 1, 2, 0)]),
+        r"device dev-01 has 9 training row\(s\) of label 1": np.concatenate(
+            [ok, np.r_[np.zeros(11, int), np.ones(9, int)]]),
+    }
+    for message, y in cases.items():
+        data = _pairs_data(tmp_path / "d.npz", y, two_devices)
+        with pytest.raises(TinymlError, match=message) as info:
+            create(ws, _settings(data, 2))
+        assert "\n" not in str(info.value)
+        assert not ws.exists()
+    # Held-out rows do not count for the episodes: 10 of each label, 2 of them held out.
+    split = np.r_[np.zeros(20, int), np.zeros(18, int), np.ones(2, int)]
+    data = _pairs_data(tmp_path / "d.npz", np.r_[ok, ok], two_devices, split=split)
+    with pytest.raises(TinymlError, match="dev-01 has 9 training row"):
+        create(ws, _settings(data, 2))
+
+
+def compile_input_shape():
+    """The kws model's input shape without the batch dimension."""
+    from tinyml.learn.device import compile_trainable
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        graph = compile_trainable(KWS, "host", Path(tmp) / "p").graph
+    return graph.tensors[graph.inputs[0]].shape[1:]
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler (cc)")
+def test_workspace_created_again_with_other_settings_starts_over(tmp_path):
+    """Same settings: the workspace (and its checkpoint) is reused. Other settings: recompiled,
+    checkpoints and progress gone. A checkpoint of another size is refused at resume. A
+    device without held-out rows (no split) reports no accuracy rather than NaN."""
+    from tinyml.fleet.client_app import local_round
+    from tinyml.fleet.command import round_line
+    from tinyml.fleet.server_app import resume_point
+    from tinyml.fleet.workspace import create
+
+    shape = tuple(compile_input_shape())
+    data = _pairs_data(tmp_path / "d.npz", np.array([0, 1] * 10), np.zeros(20, int), shape)
+    ws = create(tmp_path / "ws", _settings(data, 1, min_clients=1, reptile_steps=12))
+    phi = ws.initial_params()
+    Checkpoint("reptile", 3, phi + 1).save(ws.checkpoint("reptile"))
+    ws.progress("reptile").parent.mkdir()
+    ws.progress("reptile").write_text(json.dumps({"event": "round", "round": 3}) + "\n")
+    ws = create(tmp_path / "ws", _settings(data, 1, min_clients=1, reptile_steps=12))
+    resumed = resume_point(ws, "reptile", "reptile")
+    assert resumed.round == 3 and np.array_equal(resumed.params, phi + 1)
+    assert resume_point(ws, "fedavg", "fedavg").round == 0
+
+    ws = create(tmp_path / "ws", _settings(data, 1, min_clients=1, reptile_steps=12, lr=0.02))
+    assert not ws.checkpoint("reptile").exists() and not ws.progress("reptile").exists()
+    assert resume_point(ws, "reptile", "reptile").round == 0
+    Checkpoint("reptile", 3, phi[:-1]).save(ws.checkpoint("reptile"))   # another fleet's
+    with pytest.raises(TinymlError, match=f"holds {phi.size - 1} parameters.*has {phi.size}"):
+        resume_point(ws, "reptile", "reptile")
+
+    params, metrics = local_round(ws, 0, phi, "reptile", 1)
+    assert "adapt-accuracy" not in metrics and metrics["steps"] == 12
+    assert params.shape == phi.shape and np.all(np.isfinite(params))
+    outcome = aggregate_round(phi, [Reply("dev-00", params, metrics)], Reptile(1), 1,
+                              max_update_norm=100, min_clients=1)
+    assert outcome.accuracy is None and outcome.aggregated
+    assert "accuracy after adaptation -," in round_line("reptile", outcome.to_json(), 1)
+
+
+def test_accuracy_of_no_examples_is_none_not_nan():
+    from tinyml.fleet import device_ops
+
+    assert device_ops.accuracy(None, np.zeros((0, 4), np.float32), np.zeros(0, int)) is None
+
+
+def test_board_target_is_refused_and_emulated_runs_in_qemu():
+    from tinyml.fleet.command import settings_for
+
+    assert settings_for("m.tflite", "host", 2, "d.npz").runner == "host"
+    assert settings_for("m.tflite", "cortex-m4", 2, "d.npz").runner == "qemu"
+    with pytest.raises(TinymlError, match="nrf52840-dk.*board"):
+        settings_for("m.tflite", "nrf52840-dk", 2, "d.npz")
+
+
+def test_rounds_of_a_longer_earlier_run_do_not_count():
+    from tinyml.fleet.command import rounds_of_this_run
+
+    history = [{"event": "start", "resumed_from": 0}]
+    history += [{"event": "round", "round": r, "accuracy": r / 100} for r in range(1, 21)]
+    history += [{"event": "done"}, {"event": "start", "resumed_from": 20}, {"event": "done"}]
+    by_round = rounds_of_this_run(history, 10)
+    assert sorted(by_round) == list(range(1, 11)) and max(by_round) == 10
+
+
+def test_bad_min_clients_and_lr_are_refused_before_anything_starts(tmp_path):
+    from tinyml.fleet.command import check_run_options
+
+    check_run_options(2, 1, min_clients=2, lr=0.01)
+    for bad in ({"min_clients": 0}, {"min_clients": 3}, {"lr": 0.0}, {"lr": -0.1},
+                {"lr": float("nan")}):
+        with pytest.raises(TinymlError, match="--min-clients|--lr"):
+            check_run_options(2, 1, **bad)
+    work = tmp_path / "ws"
+    for flags, message in ((["--min-clients", "3"], "--min-clients 3"), (["--lr", "0"], "--lr 0")):
+        out = subprocess.run([sys.executable, "-m", "tinyml.cli", "fleet", "--model", "m.tflite",
+                              "--data", "d.npz", "--devices", "2", "--workdir", str(work),
+                              *flags], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert message in out.stderr and not work.exists()
+
+
+def test_report_names_the_fleets_shots_and_leaves_the_backend_alone(tmp_path):
+    """The report says the FleetSettings' shots; drawing it neither imports pyplot nor
+    switches the caller's matplotlib backend (a library must not)."""
+    script = (
+        "import sys, matplotlib; matplotlib.use('svg');"
+        "from tinyml.fleet.report import write_report;"
+        "rec = [{'round': r, 'accuracy': a, 'clients': 2, 'epsilon': 1.0, 'rejected': {},"
+        " 'failed': {}} for r, a in ((1, 0.5), (2, None), (3, 0.75))];"
+        f"write_report({{'reptile': rec}}, r'{tmp_path}/report.html', shots=7);"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["svg", "False"]
+    html = (tmp_path / "report.html").read_text()
+    assert "7 examples per class" in html and "5 examples" not in html
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ---- a Reptile round on the real firmware against numpy ----------------------------------------

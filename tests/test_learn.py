@@ -11,7 +11,9 @@ marked slow.
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -173,9 +175,25 @@ def test_two_trainable_layers_match_the_reference(tmp_path):
         assert device.params_size() == 64 * 12 + 12 + 12 * 5 + 5
         ref = _replay(result, device, 100, lr=0.05, seed=11)
         _assert_params_close(device.get_params(), ref.params)
+    # Here the training scratch is larger than the small backbone's arena: the arena grows.
+    report, widest = result.report(), 64
+    params = 64 * 12 + 12 + 12 * 5 + 5
+    scratch = 4 * (params + 4 * widest)
+    state = 4 * (64 + 12 + 5 + 5) + 4                 # inputs, logits, probabilities, flag
+    backbone_arena = _independent_arena_bytes(result.graph)
+    assert backbone_arena < scratch == report["train_scratch_bytes"]
+    assert report["backbone_arena_bytes"] == backbone_arena
+    assert report["arena_bytes"] == scratch
+    assert report["train_ram_bytes"] == 4 * params + state + scratch - backbone_arena
 
 
-def test_compile_json_reports_train_ram(tmp_path):
+def _independent_arena_bytes(backbone) -> int:
+    """The backbone's arena, planned by the compiler with no trainable head at all."""
+    from tinyml.compiler import plan
+    return plan(copy.deepcopy(backbone), "host").plan.arena_bytes
+
+
+def test_compile_json_reports_train_ram(tmp_path, kws_project):
     out = tmp_path / "p"
     proc = subprocess.run([sys.executable, "-m", "tinyml.cli", "compile", str(KWS), "-o",
                            str(out), "--trainable", "last:1", "--max-classes", "6", "--json"],
@@ -185,12 +203,12 @@ def test_compile_json_reports_train_ram(tmp_path):
     params = 16 * 6 + 6
     state = (16 + 6 + 6) * 4 + 4                         # features, logits, probabilities, flag
     scratch = (params + 4 * 16) * 4                       # gradients, deltas, guard vectors
-    growth = max(0, scratch - report["train_scratch_in_arena_bytes"]) \
-        if scratch > report["train_scratch_in_arena_bytes"] else 0
+    backbone_arena = _independent_arena_bytes(kws_project.graph)
+    assert report["backbone_arena_bytes"] == backbone_arena
+    assert report["arena_bytes"] == max(backbone_arena, scratch)
     assert report["train_params_bytes"] == 4 * params
     assert report["train_scratch_bytes"] == scratch
-    assert report["train_ram_bytes"] == 4 * params + state + growth
-    assert report["arena_bytes"] >= scratch
+    assert report["train_ram_bytes"] == 4 * params + state + max(0, scratch - backbone_arena)
     header = (out / "model.h").read_text()
     assert "int tinyml_learn(int label, float lr);" in header
     assert f"#define TINYML_TRAIN_RAM_BYTES {report['train_ram_bytes']}" in header
@@ -230,6 +248,143 @@ def test_run_learn_streams_and_writes_report(tmp_path):
     assert data["train_ram_bytes"] > 0
     assert "data:image/png;base64," in report.read_text()
     assert report.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _run_learn(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "tinyml.cli", "run", str(KWS), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@needs_cc
+def test_run_learn_infers_max_classes_without_blaming_an_unpassed_option(tmp_path):
+    """Labels 0-2 on the 4-class model: the device keeps the model's 4 classes; labels up to
+    5: it gets 6."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1.5, (12, 1, 49, 10, 1)).astype(np.float32)
+    for top, classes in ((3, 4), (6, 6)):
+        stream = tmp_path / f"s{top}.npz"
+        np.savez(stream, x=x, y=np.arange(12) % top)
+        proc = _run_learn("--learn", stream, "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["max_classes"] == classes
+
+
+@pytest.mark.parametrize("name, message", [("missing/r.html", "does not exist"),
+                                           ("r.png", "HTML file")])
+def test_run_learn_refuses_a_bad_report_path_before_any_work(tmp_path, name, message):
+    """Checked before the model is even read (a missing model would be the error otherwise),
+    so a bad path does not cost a whole stream; nothing is written."""
+    proc = _run_learn("--learn", tmp_path / "absent.npz", "--report", tmp_path / name)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_learning_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    from tinyml.learn.report import write_learning_report
+    from tinyml.learn.stream import StreamResult
+
+    labels = np.arange(30) % 3
+    result = StreamResult(labels, np.where(np.arange(30) < 10, 0, labels), np.ones(30, bool))
+    before = matplotlib.get_backend()
+    try:
+        matplotlib.use("svg")
+        path = write_learning_report(result, tmp_path / "r.html", "t", [("a", "1")])
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+    assert "data:image/png;base64," in path.read_text()
+    assert path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+GOOD_X = np.zeros((4, 1, 49, 10, 1), np.float32)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(x=GOOD_X, y=np.zeros((4, 1), np.int64)), "1-D array"),
+    (dict(x=GOOD_X, y=np.zeros(4, np.float32)), "must be integers"),
+    (dict(x=GOOD_X, y=np.array([0, 1, -1, 2])), "negative label -1"),
+    (dict(x=np.array(["a", "b", "c", "d"]), y=np.zeros(4, np.int64)), "numeric array"),
+    (dict(x=GOOD_X[:3], y=np.zeros(4, np.int64)), "3 samples but y 4 labels"),
+    (dict(x=np.zeros((4, 49, 11)), y=np.zeros(4, np.int64)), "model's input is [1, 49, 10, 1]"),
+    (dict(x=GOOD_X, y=np.zeros(4, np.int64), x_test=GOOD_X), "x_test and y_test"),
+    (dict(x=GOOD_X, y=np.zeros(4, np.int64), x_test=GOOD_X, y_test=np.zeros((4, 2), int)),
+     "y_test has shape [4, 2]"),
+])
+def test_malformed_stream_fails_with_one_line(tmp_path, arrays, message):
+    from tinyml.learn.stream import load_stream
+
+    path = tmp_path / "s.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(TinymlError) as caught:
+        load_stream(path, (1, 49, 10, 1))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_stream_samples_may_leave_out_the_batch_dimension(tmp_path):
+    from tinyml.learn.stream import load_stream
+
+    path = tmp_path / "s.npz"
+    np.savez(path, x=np.zeros((4, 49, 10, 1), np.int8), y=np.arange(4))
+    assert load_stream(path, (1, 49, 10, 1)).x.shape == (4, 49, 10, 1)
+
+
+def test_device_refuses_a_project_of_another_protocol(tmp_path, kws_project):
+    from tinyml.learn.codegen import PROTOCOL_VERSION
+
+    project = tmp_path / "p"
+    shutil.copytree(kws_project.project.output_dir, project, ignore=shutil.ignore_patterns("build"))
+    meta = json.loads((project / "learn.json").read_text())
+    assert meta["protocol"] == PROTOCOL_VERSION
+    meta["protocol"] = PROTOCOL_VERSION + 1
+    (project / "learn.json").write_text(json.dumps(meta))
+    with pytest.raises(TinymlError, match=f"protocol {PROTOCOL_VERSION + 1}, this tinyml speaks"):
+        open_device(project)
+    assert not (project / "build").exists()      # refused before building anything
+
+
+@needs_cc
+def test_host_build_is_cached_and_rebuilt_when_a_source_changes(tmp_path, kws_project):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tinyml.learn.device import build_host
+
+    project = tmp_path / "p"
+    shutil.copytree(kws_project.project.output_dir, project, ignore=shutil.ignore_patterns("build"))
+    with ThreadPoolExecutor(2) as pool:     # two opens of one project at once
+        first, second = pool.map(lambda _: build_host(project), range(2))
+    assert first == second
+    built = first.stat().st_mtime_ns
+    assert build_host(project) == first and first.stat().st_mtime_ns == built
+    assert sorted(p.name for p in first.parent.iterdir()) == [first.name]  # no temp left
+    with (project / "kernels" / "tinyml_kernels.h").open("a") as header:
+        header.write("\n/* changed */\n")
+    rebuilt = build_host(project)
+    assert rebuilt != first and rebuilt.exists()
+    with open_device(project) as device:
+        assert device.params_size() == 16 * MAX_CLASSES + MAX_CLASSES
+
+
+def test_failed_start_leaks_no_pipe_or_temp_folder(tmp_path, monkeypatch):
+    """QEMU start-up failing after the named pipes are open (here: QEMU cannot be executed)."""
+    import tempfile
+
+    from tinyml.learn import device as device_module
+    from tinyml.sim import qemu
+
+    result = compile_model(KWS, "cortex-m4", tmp_path / "m4", trainable="last:1", build=False)
+    monkeypatch.setattr(device_module, "build_firmware", lambda *_: tmp_path / "none.elf")
+    monkeypatch.setattr(qemu, "available", lambda: True)
+    monkeypatch.setattr(qemu, "command", lambda *_: [str(tmp_path / "no-such-qemu")])
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    fds = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError):
+        open_device(result.project.output_dir, "qemu")
+    assert set(os.listdir("/proc/self/fd")) <= fds
+    assert list(scratch.iterdir()) == []
 
 
 # ---- emulated Cortex-M4 (QEMU) ---------------------------------------------------------------

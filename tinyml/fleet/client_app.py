@@ -62,8 +62,10 @@ def local_round(workspace: Workspace, device: int, phi: np.ndarray, strategy: st
         else:
             out = device_ops.train_fedavg(dev, phi, data["x"], data["y"],
                                           epochs=s.fedavg_epochs, lr=s.lr, rng=rng)
-    metrics = {"num-examples": int(len(data["y"])), "adapt-accuracy": adapted,
-               "steps": out.steps, "rejected-steps": out.rejected_steps}
+    metrics = {"num-examples": int(len(data["y"])), "steps": out.steps,
+               "rejected-steps": out.rejected_steps}
+    if adapted is not None:   # no held-out rows: no accuracy (the round's mean skips it)
+        metrics["adapt-accuracy"] = adapted
     return out.params, metrics
 
 

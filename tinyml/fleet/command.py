@@ -13,6 +13,7 @@ same command again after a crash and the server resumes from its last checkpoint
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -61,8 +62,6 @@ def _fleet(args) -> int:
     for name in ("model", "data"):
         if getattr(args, name) is None:
             raise TinymlError(f"tinyml fleet: --{name} is required")
-    if args.devices < 1 or args.rounds < 1:
-        raise TinymlError("tinyml fleet: --devices and --rounds must be at least 1")
     result = fleet_run(args.model, args.target, args.devices, args.rounds, args.data,
                        strategy=args.strategy, workdir=args.workdir, simulation=args.simulation,
                        trainable=args.trainable, lr=args.lr, min_clients=args.min_clients,
@@ -79,11 +78,43 @@ def _fleet(args) -> int:
     return 0 if result["rounds_completed"] == args.rounds else 1
 
 
+def check_run_options(devices: int, rounds: int, *, min_clients: int = 2,
+                      lr: float = 0.01) -> None:
+    """The numbers a run cannot start with, refused before anything is compiled or started."""
+    if devices < 1 or rounds < 1:
+        raise TinymlError("tinyml fleet: --devices and --rounds must be at least 1")
+    if not 1 <= min_clients <= devices:
+        raise TinymlError(f"tinyml fleet: --min-clients {min_clients} must be between 1 and "
+                          f"--devices ({devices}), else no round could aggregate")
+    if not (math.isfinite(lr) and lr > 0):
+        raise TinymlError(f"tinyml fleet: --lr {lr:g} must be a positive number")
+
+
+def rounds_of_this_run(history: list[dict], rounds: int) -> dict[int, dict]:
+    """The progress file's round records up to ``rounds``, by round. The file keeps the
+    history of earlier, longer runs too: those rounds do not count for a run of ``rounds``."""
+    return {r["round"]: r for r in history if r["event"] == "round" and r["round"] <= rounds}
+
+
+def round_line(strategy: str, record: dict, rounds: int) -> str:
+    """The line printed per round; a round whose devices had no held-out rows has no
+    accuracy ("-")."""
+    acc = "-" if record["accuracy"] is None else f"{100 * record['accuracy']:.1f} %"
+    extra = ""
+    if record["rejected"]:
+        extra += f", rejected {sorted(record['rejected'])}"
+    if record["failed"]:
+        extra += f", failed {sorted(record['failed'])}"
+    return (f"[{strategy}] round {record['round']}/{rounds}: accuracy after adaptation {acc}, "
+            f"{record['clients']} device(s){extra}")
+
+
 def settings_for(model, target, devices, data, **options):
     from tinyml.fleet.workspace import FleetSettings
+    from tinyml.learn.runner import device_runner
     from tinyml.targets import load_target
 
-    runner = "qemu" if load_target(target).is_emulated else "host"
+    runner = device_runner(load_target(target))   # a board (not emulated) is refused
     return FleetSettings(model=str(Path(model).resolve()), target=target, runner=runner,
                          devices=devices, data=str(Path(data).resolve()), **options)
 
@@ -93,8 +124,11 @@ def fleet_run(model, target, devices, rounds, data, *, strategy="reptile",
               kill=None, faults=None, **options) -> dict:
     """Create (or reuse) the workspace and run ``rounds`` rounds; the result as a dict."""
     from tinyml.fleet.report import write_report
-    from tinyml.fleet.workspace import create
+    from tinyml.fleet.workspace import FleetSettings, create
 
+    check_run_options(devices, rounds,
+                      min_clients=options.get("min_clients", FleetSettings.min_clients),
+                      lr=options.get("lr", FleetSettings.lr))
     settings = settings_for(model, target, devices, data, faults=faults or {}, **options)
     ws = create(workdir, settings)
     run = strategy
@@ -104,14 +138,7 @@ def fleet_run(model, target, devices, rounds, data, *, strategy="reptile",
 
     def show(record):
         if progress:
-            acc = "-" if record["accuracy"] is None else f"{100 * record['accuracy']:.1f} %"
-            extra = ""
-            if record["rejected"]:
-                extra += f", rejected {sorted(record['rejected'])}"
-            if record["failed"]:
-                extra += f", failed {sorted(record['failed'])}"
-            print(f"[{strategy}] round {record['round']}/{rounds}: accuracy after adaptation "
-                  f"{acc}, {record['clients']} device(s){extra}", flush=True)
+            print(round_line(strategy, record, rounds), flush=True)
 
     if simulation:
         from tinyml.fleet.simulation import run_simulation
@@ -120,13 +147,12 @@ def fleet_run(model, target, devices, rounds, data, *, strategy="reptile",
         from tinyml.fleet.deployment import Fleet
         with Fleet(ws) as fleet:
             records = fleet.run(strategy, rounds, run, on_round=show, kill=kill)
-    history = [r for r in ws.read_progress(run) if r["event"] == "round"]
     starts = [r for r in records if r["event"] == "start"]
-    by_round = {r["round"]: r for r in history}
+    by_round = rounds_of_this_run(ws.read_progress(run), rounds)
     write_report({strategy: [by_round[k] for k in sorted(by_round)]}, ws.root / "report.html",
-                 title=f"tinyml fleet: {strategy}, {devices} devices")
+                 title=f"tinyml fleet: {strategy}, {devices} devices", shots=ws.settings.shots)
     return {"strategy": strategy, "devices": devices, "rounds": rounds,
-            "rounds_completed": max(by_round) if by_round else 0,
+            "rounds_completed": max(by_round, default=0),
             "resumed_from": starts[0]["resumed_from"] if starts else None,
             "accuracy": [by_round[k]["accuracy"] for k in sorted(by_round)],
             "rejected": {k: v["rejected"] for k, v in by_round.items() if v["rejected"]},

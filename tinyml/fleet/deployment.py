@@ -220,6 +220,8 @@ class Fleet:
                 if record["event"] == "done":
                     submit.wait(timeout=60)
                     return records
+                if record["event"] == "error":
+                    raise TinymlError(record["message"])
             started = (records[-1]["round"] + 1 if records and records[-1]["event"] == "round"
                        else next((r["resumed_from"] + 1 for r in reversed(records)
                                   if r["event"] == "start"), None))

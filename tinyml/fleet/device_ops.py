@@ -73,14 +73,19 @@ def train_fedavg(device, phi: np.ndarray, x: np.ndarray, y: np.ndarray, *, epoch
     return LocalResult(device.get_params(), len(order), rejected)
 
 
-def accuracy(device, x: np.ndarray, y: np.ndarray) -> float:
+def accuracy(device, x: np.ndarray, y: np.ndarray) -> float | None:
+    """Fraction of ``x`` the device labels ``y``; None for no examples (not NaN: a device
+    without held-out rows has no accuracy to report)."""
+    if len(y) == 0:
+        return None
     return float(np.mean([device.predict(s) == int(label) for s, label in zip(x, y)]))
 
 
 def adapt_and_evaluate(device, phi: np.ndarray, support_x: np.ndarray, support_y: np.ndarray,
                        query_x: np.ndarray, query_y: np.ndarray, *, steps: int, lr: float,
-                       rng: np.random.Generator) -> float:
-    """Accuracy on the query examples after ``steps`` SGD steps from ``phi`` on the support."""
+                       rng: np.random.Generator) -> float | None:
+    """Accuracy on the query examples after ``steps`` SGD steps from ``phi`` on the support
+    (None without query examples)."""
     device.set_params(phi)
     _run_steps(device, support_x, support_y, cycle_order(len(support_y), steps, rng), lr)
     return accuracy(device, query_x, query_y)

@@ -105,10 +105,13 @@ class Registry:
                 ("online" if accepted else "rejected", server_round, 0 if accepted else 1,
                  time.time(), device_id))
 
-    def device_missing(self, device_id: str, server_round: int, reason: str) -> None:
+    def device_missing(self, run: str, device_id: str, server_round: int, reason: str) -> None:
+        """The device failed or said nothing in ``server_round``: offline, and a ``failed``
+        event with the reason."""
         with self.db:
             self.db.execute("UPDATE devices SET status='offline', updated_at=? WHERE device_id=?",
                             (time.time(), device_id))
+        self.log_event(run, server_round, device_id, "failed", reason)
 
     def log_event(self, run: str, server_round: int, device_id: str | None, kind: str,
                   detail: str) -> None:

@@ -14,16 +14,17 @@ from pathlib import Path
 
 
 def plot_accuracy(runs: dict[str, list[dict]], png: str | Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The accuracy-per-round plot as a PNG. A bare ``Figure`` (no pyplot): the library
+    neither switches the caller's matplotlib backend nor keeps figures alive."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
     for name, records in runs.items():
         rounds = [r["round"] for r in records if r.get("accuracy") is not None]
         acc = [100 * r["accuracy"] for r in records if r.get("accuracy") is not None]
         ax.plot(rounds, acc, marker="o", label=name)
-    from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("accuracy after adaptation (%)")
@@ -33,13 +34,16 @@ def plot_accuracy(runs: dict[str, list[dict]], png: str | Path) -> Path:
     fig.tight_layout()
     png = Path(png)
     fig.savefig(png, dpi=110)
-    plt.close(fig)
     return png
 
 
 def write_report(runs: dict[str, list[dict]], path: str | Path, title: str = "tinyml fleet",
-                 summary: dict | None = None) -> Path:
+                 summary: dict | None = None, shots: int | None = None) -> Path:
+    """The HTML report; ``shots``: the fleet's examples per class of an adaptation
+    (FleetSettings.shots), as the text says."""
     path = Path(path)
+    support = (f"{shots} examples per class" if shots is not None
+               else "a few examples per class")
     png = plot_accuracy(runs, path.with_suffix(".png"))
     image = base64.b64encode(png.read_bytes()).decode()
     parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
@@ -49,8 +53,8 @@ def write_report(runs: dict[str, list[dict]], path: str | Path, title: str = "ti
             f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
             for k, v in summary.items()) + "</table>")
     parts.append(f"<p><img src='data:image/png;base64,{image}'></p><p>Per round: the fleet's "
-                 "own devices adapting from the global init before training (5 examples per "
-                 "class, on-device SGD), accuracy on their held-out examples. FedAvg has "
+                 f"own devices adapting from the global init before training ({support}, "
+                 "on-device SGD), accuracy on their held-out examples. FedAvg has "
                  "trained on these devices' labels, so this curve flatters it; adaptation on "
                  "new devices is the comparison of the inits.</p>")
     for name, records in runs.items():

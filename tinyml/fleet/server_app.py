@@ -24,6 +24,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from tinyml.errors import TinymlError
 from tinyml.fleet.checkpoint import Checkpoint, load_checkpoint
 from tinyml.fleet.registry import Registry
 from tinyml.fleet.rounds import Reply, aggregate_round
@@ -84,16 +85,35 @@ def main(grid: Grid, context: Context) -> None:
               expected_nodes=int(cfg["expected-nodes"]), node_wait=float(cfg["node-wait"]))
 
 
+def resume_point(workspace: Workspace, run: str, strategy_name: str) -> Checkpoint:
+    """The run's checkpoint, or round 0 at the initial parameters. A checkpoint whose
+    parameters are not the size of this fleet's model (written by a fleet compiled with
+    other settings) is refused: every device would reject it in every round."""
+    initial = workspace.initial_params()
+    path = workspace.checkpoint(run)
+    checkpoint = load_checkpoint(path)
+    if checkpoint is None or checkpoint.strategy != strategy_name:
+        return Checkpoint(strategy_name, 0, initial)
+    if checkpoint.params.size != initial.size:
+        raise TinymlError(f"checkpoint {path} holds {checkpoint.params.size} parameters, the "
+                          f"fleet's model has {initial.size} (written by another fleet); "
+                          f"delete it or run with --fresh")
+    return checkpoint
+
+
 def run_fleet(grid: Grid, workspace: Workspace, *, strategy_name: str, rounds: int, run: str,
               expected_nodes: int, node_wait: float) -> None:
     s = workspace.settings
     strategy = make_strategy(strategy_name, rounds, s.eps_start, s.eps_end)
-    checkpoint = load_checkpoint(workspace.checkpoint(run))
-    if checkpoint is None or checkpoint.strategy != strategy_name:
-        checkpoint = Checkpoint(strategy_name, 0, workspace.initial_params())
-    phi = checkpoint.params
     progress = workspace.progress(run)
     progress.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        checkpoint = resume_point(workspace, run, strategy_name)
+    except TinymlError as exc:
+        # The command following the progress file raises it (Fleet.run, run_simulation).
+        _emit(progress, {"event": "error", "run": run, "message": str(exc)})
+        raise
+    phi = checkpoint.params
     _emit(progress, {"event": "start", "run": run, "strategy": strategy_name, "rounds": rounds,
                      "resumed_from": checkpoint.round})
     nodes = wait_for_nodes(grid, expected_nodes, node_wait)
@@ -134,8 +154,7 @@ def run_fleet(grid: Grid, workspace: Workspace, *, strategy_name: str, rounds: i
                 registry.device_answered(device, server_round, False)
                 registry.log_event(run, server_round, device, "rejected", reason)
             for device, reason in outcome.failed.items():
-                registry.device_missing(device, server_round, reason)
-                registry.log_event(run, server_round, device, "failed", reason)
+                registry.device_missing(run, device, server_round, reason)
             if not outcome.aggregated:
                 registry.log_event(run, server_round, None, "skipped",
                                    f"{len(outcome.accepted)} accepted update(s), fewer than "

@@ -46,6 +46,9 @@ def run_simulation(ws: Workspace, strategy: str, rounds: int, run: str, *, on_ro
         for record in records:
             if record["event"] == "round":
                 on_round(record)
+    errors = [r["message"] for r in records if r["event"] == "error"]
+    if errors:
+        raise TinymlError(errors[0])
     if not any(r["event"] == "done" for r in records):
         raise TinymlError(f"the simulated run '{run}' ended before its last round")
     return records

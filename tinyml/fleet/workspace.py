@@ -9,12 +9,16 @@ Layout (created by :func:`create`, read back by :class:`Workspace`)::
     initial_params.npy    the head's parameters as compiled (the random init)
     checkpoints/RUN.npz   global parameters and round of each run (:mod:`.checkpoint`)
     progress/RUN.jsonl    one line per completed round, written by the server
+                          (both belong to the settings of fleet.json: a fleet created again
+                          with other settings recompiles and starts its runs over)
     registry.sqlite       devices, models, events (:mod:`.registry`)
     logs/                 SuperLink, SuperNode and ``flwr run`` output
 
 The data file (``--data``) is read where it is: an .npz with ``x`` (samples), ``y`` (labels),
 ``device`` (which device holds each row) and optionally ``split`` (1: held out for the
-adaptation metric; default 0).
+adaptation metric; default 0). Labels are 0 and 1 (each device holds a 2-way task), and each
+device needs ``max(shots, reptile_shots)`` training rows of each label for its episodes
+(:func:`check_data`). Without held-out rows a device reports no accuracy (``-``).
 """
 
 from __future__ import annotations
@@ -135,20 +139,49 @@ def load_data(path: str | Path) -> dict[str, np.ndarray]:
     return data
 
 
+def check_data(data: dict[str, np.ndarray], settings: FleetSettings) -> None:
+    """What every device's ClientApp needs of its rows, checked before anything starts (else
+    each ClientApp would fail in every round while the run "completes"): rows at all, labels
+    0 and 1 only, and enough training rows of each label for its few-shot episodes."""
+    where = f"--data {settings.data}"
+    present = set(np.unique(data["device"]).tolist())
+    absent = [i for i in range(settings.devices) if i not in present]
+    if absent:
+        raise TinymlError(f"{where}: no rows for device(s) {absent[:5]} of {settings.devices}")
+    split = data.get("split", np.zeros(len(data["y"]), np.int64))
+    bad_split = sorted(set(np.unique(split).tolist()) - {0, 1})
+    if bad_split:
+        raise TinymlError(f"{where}: split values {bad_split[:5]}; split is 0 (train) or 1 "
+                          f"(held out)")
+    need = max(settings.shots, settings.reptile_shots)
+    for i in range(settings.devices):
+        mine = data["device"] == i
+        labels = sorted(set(np.unique(data["y"][mine]).tolist()) - {0, 1})
+        if labels:
+            raise TinymlError(f"{where}: device {Workspace.device_id(i)} has labels "
+                              f"{labels[:5]}; each device's task is 2-way, labels 0 and 1")
+        train_y = data["y"][mine & (split == 0)]
+        for label in (0, 1):
+            count = int(np.sum(train_y == label))
+            if count < need:
+                raise TinymlError(
+                    f"{where}: device {Workspace.device_id(i)} has {count} training row(s) of "
+                    f"label {label}; its episodes need {need} (max of shots={settings.shots}, "
+                    f"reptile_shots={settings.reptile_shots})")
+
+
 def create(root: str | Path, settings: FleetSettings) -> Workspace:
     """Compile the model (trainable) once, copy it to each device, register the devices.
-    Reuses a workspace whose fleet.json matches, so a restarted fleet keeps its state."""
+    Reuses a workspace whose fleet.json matches, so a restarted fleet keeps its state; one
+    whose fleet.json differs is recompiled and its checkpoints and progress deleted (their
+    parameters belong to the old settings: another --trainable, another size)."""
     from tinyml.learn.device import compile_trainable
     from tinyml.fleet.registry import Registry
     from tinyml.targets import load_target
 
     root = Path(root).resolve()
     data = load_data(settings.data)
-    present = set(np.unique(data["device"]).tolist())
-    absent = [i for i in range(settings.devices) if i not in present]
-    if absent:
-        raise TinymlError(f"--data {settings.data}: no rows for device(s) {absent[:5]} of "
-                          f"{settings.devices}")
+    check_data(data, settings)
     config = root / "fleet.json"
     wanted = json.dumps(asdict(settings), indent=2, sort_keys=True)
     if config.exists() and config.read_text() == wanted and (root / "initial_params.npy").exists():
@@ -161,8 +194,16 @@ def create(root: str | Path, settings: FleetSettings) -> Workspace:
     root.mkdir(parents=True, exist_ok=True)
     staging = root / "model.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    result = compile_trainable(settings.model, settings.target, staging,
-                               trainable=settings.trainable)
+    try:
+        result = compile_trainable(settings.model, settings.target, staging,
+                                   trainable=settings.trainable)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)   # the old fleet stays as it was
+        raise
+    shutil.rmtree(root / "checkpoints", ignore_errors=True)
+    shutil.rmtree(root / "progress", ignore_errors=True)
+    for stale in root.glob("*_final_params.npy"):
+        stale.unlink()
     shutil.rmtree(root / "model", ignore_errors=True)
     staging.rename(root / "model")
     report = result.report()

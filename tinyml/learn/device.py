@@ -31,6 +31,7 @@ bias [out] (``learn.json`` in the project lists the layers).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
@@ -46,11 +47,11 @@ import numpy as np
 
 from tinyml.errors import TinymlError
 from tinyml.ir import DTYPES
+from tinyml.learn.codegen import PROTOCOL_VERSION
 from tinyml.paths import FIRMWARE_DIR
 from tinyml.reference.fixedpoint import tflite_round
 
 HARNESS = FIRMWARE_DIR / "harness" / "learn_harness.c"
-PROTOCOL_VERSION = 1
 STATUS_APPLIED, STATUS_REJECTED = 0, 1
 _STATUS_MEANING = {-1: "label outside the head's classes", -2: "no forward pass to learn from",
                    -100: "unknown command"}
@@ -66,18 +67,41 @@ def compile_trainable(model, target: str, output_dir, *, trainable: str = "last:
 
 
 def read_metadata(project_dir: str | Path) -> dict:
+    """learn.json of a trainable project, refused when written for another protocol."""
     path = Path(project_dir) / "learn.json"
     if not path.exists():
         raise TinymlError(f"{project_dir} is not a trainable project (no learn.json): compile "
                           f"it with --trainable last:K")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except ValueError as exc:
+        raise TinymlError(f"{path}: not valid JSON ({exc})") from None
+    if meta.get("protocol") != PROTOCOL_VERSION:
+        raise TinymlError(f"{path}: device protocol {meta.get('protocol')}, this tinyml speaks "
+                          f"protocol {PROTOCOL_VERSION}; recompile the project with --trainable")
+    return meta
 
 
 # ---- builds -----------------------------------------------------------------------------------
 
+def _build_key(command: list[str], inputs: list[Path]) -> str:
+    """What the binary is made of: the compile command and the bytes of every source and
+    header it reads. Equal keys mean the build would produce the same binary."""
+    digest = hashlib.sha256("\0".join(command).encode())
+    for path in inputs:
+        digest.update(f"\0{path.name}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def build_host(project_dir: str | Path, *, sanitize: bool = False) -> Path:
     """The project and the learning harness, compiled natively (-std=c99 -Wall -Wextra
-    -Werror; ``sanitize``: AddressSanitizer and UndefinedBehaviorSanitizer)."""
+    -Werror; ``sanitize``: AddressSanitizer and UndefinedBehaviorSanitizer).
+
+    Cached: the binary's name carries a hash of the command and of every source and header,
+    so reopening an unchanged project (a fleet opens its device once per message) skips the
+    compiler. Each build writes a private temporary file and renames it into place, so
+    processes opening the same project at once never run a half-written binary."""
     from tinyml.sim.host import SANITIZE_FLAGS, STRICT_FLAGS
 
     project_dir = Path(project_dir)
@@ -86,16 +110,29 @@ def build_host(project_dir: str | Path, *, sanitize: bool = False) -> Path:
         raise TinymlError("no host C compiler (cc, gcc or clang) found on PATH")
     out = project_dir / "build" / "learn-host"
     out.mkdir(parents=True, exist_ok=True)
-    binary = out / ("learn_device_san" if sanitize else "learn_device")
     sources = [project_dir / "model.c", project_dir / "weights.c", project_dir / "learn.c",
                *sorted((project_dir / "kernels").glob("*.c")), HARNESS]
+    headers = [*sorted(project_dir.glob("*.h")), *sorted((project_dir / "kernels").glob("*.h"))]
     flags = STRICT_FLAGS + (["-O1"] + SANITIZE_FLAGS if sanitize else ["-O2"])
-    result = subprocess.run([cc, *flags, f"-I{project_dir}", f"-I{project_dir / 'kernels'}",
-                             *map(str, sources), "-o", str(binary), "-lm"],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines() or [f"exit {result.returncode}"]
-        raise TinymlError(f"host build of the learning device failed: {lines[0]}")
+    command = [cc, *flags, f"-I{project_dir}", f"-I{project_dir / 'kernels'}",
+               *map(str, sources)]
+    key = _build_key(command, sources + headers)
+    binary = out / f"{'learn_device_san' if sanitize else 'learn_device'}-{key}"
+    if binary.exists():
+        return binary
+    handle, partial = tempfile.mkstemp(prefix=f".{binary.name}.", suffix=".tmp", dir=out)
+    os.close(handle)
+    partial = Path(partial)
+    try:
+        result = subprocess.run([*command, "-o", str(partial), "-lm"],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            lines = result.stderr.strip().splitlines() or [f"exit {result.returncode}"]
+            raise TinymlError(f"host build of the learning device failed: {lines[0]}")
+        os.chmod(partial, 0o755)
+        os.replace(partial, binary)
+    finally:
+        partial.unlink(missing_ok=True)
     return binary
 
 
@@ -178,11 +215,11 @@ class LearningDevice:
         self.num_classes = int(self.meta["num_classes"])
         self._tmp = None
         self._fds: list[int] = []
-        if runner == "host":
-            self._start_host(sanitize, timeout)
-        else:
-            self._start_qemu(timeout)
-        try:
+        try:  # whatever fails half-way, the pipes, the process and the temp folder go
+            if runner == "host":
+                self._start_host(sanitize, timeout)
+            else:
+                self._start_qemu(timeout)
             status, version, input_bytes, params, classes = struct.unpack(
                 "<iIIII", self._ask(b"H", 20))
         except BaseException:

@@ -12,7 +12,8 @@ What learning needs besides the int8 inference, in float32:
   arena, and the arena grows only if it is larger than what inference needs.
 
 ``train_ram_bytes`` is what training adds to the RAM of the image: the persistent part plus
-the arena's growth.
+the arena's growth (``arena_bytes - backbone_arena_bytes``, where ``backbone_arena_bytes`` is
+the arena inference alone plans).
 """
 
 from __future__ import annotations
@@ -46,8 +47,7 @@ class TrainingMemory:
                 "train_params_bytes": self.params_bytes,
                 "train_state_bytes": self.state_bytes,
                 "train_scratch_bytes": self.scratch_bytes,
-                "train_scratch_in_arena_bytes": min(self.scratch_bytes,
-                                                    self.backbone_arena_bytes)}
+                "backbone_arena_bytes": self.backbone_arena_bytes}
 
 
 def state_offsets(head: TrainableHead) -> list[int]:

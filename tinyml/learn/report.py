@@ -2,7 +2,8 @@
 
 The plot shows the prequential accuracy (sliding window over the stream: each sample scored
 by the prediction made before learning from it) and, when the stream carried held-out data,
-the held-out accuracy at each evaluation. The PNG is embedded, so the file stands alone.
+the held-out accuracy at each evaluation. The PNG is embedded, so the file stands alone;
+it is also saved next to it (same name, .png).
 """
 
 from __future__ import annotations
@@ -12,15 +13,30 @@ import html
 import io
 from pathlib import Path
 
+from tinyml.errors import TinymlError
 from tinyml.learn.stream import WINDOW, StreamResult
 
 
-def accuracy_plot_png(result: StreamResult, title: str) -> bytes:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def check_report_path(path: str | Path) -> Path:
+    """Refuse, before any work, a report that could not be written: its folder must exist,
+    and a .png name would be overwritten by the side PNG written next to the HTML."""
+    path = Path(path)
+    if path.suffix.lower() == ".png":
+        raise TinymlError(f"--report {path}: the report is an HTML file (the plot is embedded "
+                          f"and also saved as {path.stem}.png); name it e.g. {path.stem}.html")
+    if not path.parent.is_dir():
+        raise TinymlError(f"--report {path}: folder '{path.parent}' does not exist")
+    if path.is_dir():
+        raise TinymlError(f"--report {path}: is a folder, expected an HTML file name")
+    return path
 
-    figure, axes = plt.subplots(figsize=(8, 4.2), dpi=110)
+
+def accuracy_plot_png(result: StreamResult, title: str) -> bytes:
+    # A bare Figure (no pyplot): nothing global, the caller's backend stays as it is.
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 4.2), dpi=110)
+    axes = figure.subplots()
     steps = range(1, result.samples_seen + 1)
     axes.plot(steps, 100 * result.accuracy_curve(), label=f"prequential ({WINDOW}-sample window)")
     if result.evaluations:
@@ -38,14 +54,13 @@ def accuracy_plot_png(result: StreamResult, title: str) -> bytes:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    plt.close(figure)
     return buffer.getvalue()
 
 
 def write_learning_report(result: StreamResult, path: str | Path, title: str,
                           figures: list[tuple[str, str]]) -> Path:
     """``figures``: (name, value) rows of the table under the plot."""
-    path = Path(path)
+    path = check_report_path(path)
     png = accuracy_plot_png(result, title)
     rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                      for k, v in figures)

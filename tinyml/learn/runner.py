@@ -26,6 +26,29 @@ def device_runner(target) -> str:
                       f"on the host or an emulated Cortex-M target")
 
 
+def _model_facts(model, trainable: str) -> tuple[tuple[int, ...], int]:
+    """The model's input shape and how many classes its trainable head already has, read
+    before compiling so the stream can be checked and ``--max-classes`` inferred."""
+    import copy
+
+    from tinyml.frontends import load_model
+    from tinyml.ir import Graph
+    from tinyml.learn.head import split_head
+    from tinyml.passes import run_passes
+
+    graph = model if isinstance(model, Graph) else load_model(Path(model))
+    graph = run_passes(copy.deepcopy(graph))
+    _, head = split_head(graph, trainable)
+    return tuple(graph.tensors[graph.inputs[0]].shape), head.model_classes
+
+
+def inferred_max_classes(labels: np.ndarray, model_classes: int) -> int | None:
+    """``--max-classes`` when the user left it out: room for the stream's largest label, or
+    None (the model's own classes) when every label is already one of them."""
+    needed = int(labels.max()) + 1 if labels.size else 0
+    return needed if needed > model_classes else None
+
+
 def learn_from_stream(model, target: str, stream_path, *, trainable: str = "last:1",
                       max_classes: int | None = None, lr: float = 0.05,
                       decay_steps: float = 40.0, eval_every: int = 0,
@@ -34,11 +57,12 @@ def learn_from_stream(model, target: str, stream_path, *, trainable: str = "last
     from tinyml.learn.device import compile_trainable, open_device
     from tinyml.targets import load_target
 
-    stream = load_stream(stream_path)
+    runner = device_runner(load_target(target))
+    input_shape, model_classes = _model_facts(model, trainable)
+    stream = load_stream(stream_path, input_shape)
     if max_classes is None:
         labels = stream.y if stream.y_test is None else np.concatenate([stream.y, stream.y_test])
-        max_classes = int(labels.max()) + 1 if labels.size else None
-    runner = device_runner(load_target(target))
+        max_classes = inferred_max_classes(labels, model_classes)
     with tempfile.TemporaryDirectory(prefix="tinyml-learn-") as tmp:
         compilation = compile_trainable(model, target, Path(tmp) / "project",
                                         trainable=trainable, max_classes=max_classes)
@@ -70,6 +94,10 @@ def main(args) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    report_path = args.report or None
+    if report_path:  # before compiling: a bad path must not cost a whole stream
+        from tinyml.learn.report import check_report_path
+        check_report_path(report_path)
     console = Console(file=sys.stderr)
     with Progress(TextColumn("learning"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[note]}"), console=console,
@@ -97,7 +125,6 @@ def main(args) -> int:
         rows.append(("held-out accuracy", f"{100 * e['accuracy']:.1f} %",
                      "per class: " + ", ".join(f"{c}: {100 * a:.0f} %"
                                                for c, a in e["per_class"].items())))
-    report_path = args.report or None
     if report_path:
         from tinyml.learn.report import write_learning_report
         write_learning_report(result, report_path, title, [(k, v) for k, v, _ in rows])

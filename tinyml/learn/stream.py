@@ -36,7 +36,10 @@ class LearningStream:
     y_test: np.ndarray | None = None
 
 
-def load_stream(path: str | Path) -> LearningStream:
+def load_stream(path: str | Path, sample_shape: tuple[int, ...] | None = None) -> LearningStream:
+    """The stream of ``path``, checked: ``x`` numeric [N, ...], ``y`` [N] integer labels >= 0
+    (and the same for ``x_test``/``y_test``); with ``sample_shape`` (the model's input), each
+    sample must have that shape (its leading batch dimension of 1 may be left out)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -47,17 +50,42 @@ def load_stream(path: str | Path) -> LearningStream:
             raise TinymlError(f"{path}: no '{key}' array (a stream holds x [N, ...] samples and "
                               f"y [N] labels)")
     stream = LearningStream(arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test"))
-    for xs, ys, what in ((stream.x, stream.y, "x/y"), (stream.x_test, stream.y_test,
-                                                       "x_test/y_test")):
+    for xs, ys, what in ((stream.x, stream.y, ("x", "y")),
+                         (stream.x_test, stream.y_test, ("x_test", "y_test"))):
         if xs is None and ys is None:
             continue
-        if xs is None or ys is None or len(xs) != len(ys):
-            raise TinymlError(f"{path}: {what} must both be present with one label per sample")
-        if ys.dtype.kind not in "iu":
-            raise TinymlError(f"{path}: labels must be integers, got {ys.dtype}")
+        if xs is None or ys is None:
+            raise TinymlError(f"{path}: {what[0]} and {what[1]} must both be present")
+        _check_pair(path, xs, ys, what, sample_shape)
     if len(stream.x) == 0:
         raise TinymlError(f"{path}: the stream is empty")
     return stream
+
+
+def _check_pair(path, xs: np.ndarray, ys: np.ndarray, names: tuple[str, str],
+                sample_shape: tuple[int, ...] | None) -> None:
+    """One-line errors for what would otherwise fail deep inside the device driver."""
+    x_name, y_name = names
+    if ys.ndim != 1:
+        raise TinymlError(f"{path}: {y_name} has shape {list(ys.shape)}; labels must be a 1-D "
+                          f"array [N]")
+    if ys.dtype.kind not in "iu":
+        raise TinymlError(f"{path}: {y_name} labels must be integers, got {ys.dtype}")
+    if ys.size and int(ys.min()) < 0:
+        raise TinymlError(f"{path}: {y_name} holds the negative label {int(ys.min())}; labels "
+                          f"are class indices >= 0")
+    if xs.dtype.kind not in "iuf" or xs.ndim < 1:
+        raise TinymlError(f"{path}: {x_name} must be a numeric array [N, ...], got {xs.dtype} "
+                          f"of shape {list(xs.shape)}")
+    if len(xs) != len(ys):
+        raise TinymlError(f"{path}: {x_name} has {len(xs)} samples but {y_name} {len(ys)} "
+                          f"labels; one label per sample")
+    if sample_shape is not None:
+        shape = tuple(int(d) for d in sample_shape)
+        accepted = [shape] + ([shape[1:]] if len(shape) > 1 and shape[0] == 1 else [])
+        if tuple(xs.shape[1:]) not in accepted:
+            raise TinymlError(f"{path}: {x_name} samples have shape {list(xs.shape[1:])}, the "
+                              f"model's input is {list(shape)}")
 
 
 def decayed_lr(lr: float, step: int, decay_steps: float) -> float:
@@ -91,7 +119,7 @@ class StreamResult:
         return self.evaluations[-1] if self.evaluations else {}
 
 
-def evaluate(device, x: np.ndarray, y: np.ndarray, classes: list[int] | None = None) -> dict:
+def evaluate(device, x: np.ndarray, y: np.ndarray) -> dict:
     """Held-out accuracy overall and per class."""
     predictions = np.array([device.predict(sample) for sample in x])
     per_class = {int(c): float(np.mean(predictions[y == c] == c)) for c in np.unique(y)}
@@ -103,6 +131,10 @@ def run_stream(device, stream: LearningStream, *, lr: float = 0.05, decay_steps:
                eval_every: int = 0,
                progress: Callable[[int, int], None] | None = None) -> StreamResult:
     """Predict-then-learn over the stream; ``progress(done, total)`` after each sample."""
+    _check_pair("stream", stream.x, stream.y, ("x", "y"), device.input_shape)
+    if stream.x_test is not None:
+        _check_pair("stream", stream.x_test, stream.y_test, ("x_test", "y_test"),
+                    device.input_shape)
     n = len(stream.y)
     bad = [int(v) for v in np.unique(stream.y) if not 0 <= v < device.num_classes]
     if bad:
