@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -43,7 +44,9 @@ def test_parse_sizes_and_durations():
     assert parse_bytes("32768", "--sram") == 32768
     assert parse_duration("15m") == 900 and parse_duration("1h30m") == 5400
     assert parse_duration("90") == 90
-    for bad in ("64XB", "-1KB", "KB"):
+    assert parse_bytes("1", "--sram") == 1 and parse_bytes("1.5KB", "--sram") == 1536
+    # not finite, or under one byte (it would round to 0): no budget
+    for bad in ("64XB", "-1KB", "KB", "nan", "inf", "-inf", "1e400", "0.0001KB", "0.5"):
         with pytest.raises(TinymlError, match="--sram"):
             parse_bytes(bad, "--sram")
     with pytest.raises(TinymlError, match="--time-budget"):
@@ -204,6 +207,88 @@ def test_infeasible_sram_says_what_the_smallest_candidate_needs(tmp_path):
     smallest = space.arch(space.smallest_genome(), 16, 0.25, 10)
     arena = plan(quantized_graph(smallest), "cortex-m4", patch="auto").plan.arena_bytes
     assert f"arena {arena:,} B" in lines[0]
+
+
+@pytest.mark.parametrize("size", ["nan", "inf"])
+def test_non_finite_sram_is_a_one_line_error(tmp_path, size):
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "tinyml.cli", "nas", "--data", "digits",
+                             "--sram", size, "--flash", "128KB", "-o", str(out)],
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"tinyml: error: --sram '{size}': expected a size of at least 1 B such as 64KB, 256KB "
+        f"or 1MB"]
+    assert not out.exists()
+
+
+def test_infeasible_budget_on_an_uncalibrated_target_writes_nothing(tmp_path):
+    """cortex-m0plus has no stored calibration: it is calibrated now (builds and QEMU runs,
+    about 15 s) and kept in memory; the infeasible budget then leaves no output directory."""
+    pytest.importorskip("sklearn")
+    from tinyml.nas.calibration import data_path
+    from tinyml.sim import qemu
+
+    if not qemu.available() or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("qemu-system-arm or arm-none-eabi-gcc not installed")
+    assert not data_path("cortex-m0plus").exists()
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "tinyml.cli", "nas", "--data", "digits",
+                             "--sram", "2KB", "--flash", "128KB", "--target", "cortex-m0plus",
+                             "-o", str(out)], capture_output=True, text=True, timeout=300,
+                            cwd=REPO)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tinyml: error: the budget is infeasible")
+    assert not out.exists()
+
+
+def test_calibration_is_kept_in_the_output_for_a_resumed_search(tmp_path):
+    """Once the output directory exists the calibration of a target without stored data is
+    written there, and a rerun reads it back instead of calibrating (no build happens: the
+    read-back model is the very one written); a target with stored data writes nothing."""
+    from tinyml.nas.calibration import ImageModel, data_path, image_model, keep_calibration
+    from tinyml.targets import load_target
+
+    model = ImageModel.from_json(json.loads(data_path("cortex-m4").read_text()))
+    keep_calibration(model, load_target("cortex-m4"), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    m0 = load_target("cortex-m0plus")
+    keep_calibration(model, m0, tmp_path)
+    assert image_model(m0, cache_dir=tmp_path).to_json() == model.to_json()
+
+
+def test_report_draws_without_switching_the_callers_backend(tmp_path):
+    """The Pareto plot is drawn on a Figure of its own: a program that uses pyplot with its
+    own backend keeps it after writing the report."""
+    script = f"""
+import matplotlib
+matplotlib.use("svg")
+import matplotlib.pyplot as plt
+from pathlib import Path
+from tinyml.nas.report import write_report
+result = {{"arch": "a", "target": "cortex-m4", "test_accuracy": 0.9, "float_test_accuracy": 0.91,
+          "baseline_accuracy": None, "baseline_arch": None, "ram_bytes": 1000,
+          "sram_budget_bytes": 2048, "stack_bytes": 300, "estimated_ram_bytes": 1100,
+          "flash_bytes": 5000, "flash_budget_bytes": 8192, "text_bytes": 3000,
+          "rodata_bytes": 1900, "data_bytes": 100, "estimated_flash_bytes": 5100,
+          "peak_sram_bytes": 600, "peak_sram_bytes_layerwise": 800, "patch": None,
+          "instructions_per_inference": 12345, "predicted_instructions": 12000, "macs": 9999,
+          "subspace": {{}}, "candidates_evaluated": 2, "candidates_checked": 5,
+          "proxy_epochs": 1, "epochs": 3, "seconds": 10.0}}
+proxies = [{{"event": "proxy", "arch": a, "accuracy": acc, "macs": m, "instructions": 10 * m,
+            "generation": 0, "ram_bytes": 900, "flash_bytes": 4000, "patch": "off"}}
+           for a, acc, m in (("a", 0.9, 9999), ("b", 0.8, 5000))]
+write_report(Path({str(tmp_path / "report.html")!r}), result, proxies, [])
+print(matplotlib.get_backend())
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "svg"
+    text = (tmp_path / "report.html").read_text()
+    png = base64.b64decode(text.split("data:image/png;base64,")[1].split("'")[0])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
 
 
 # ---- smoke search --------------------------------------------------------------------------------

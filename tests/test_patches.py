@@ -301,13 +301,49 @@ def test_vww_auto_patching_plan():
     assert report["peak_sram_bytes_layerwise"] == 55296
     assert patch is not None and report["peak_sram_bytes"] <= VWW_BUDGET
     assert 0 < patch["mac_overhead"] <= 0.2
-    assert patch["macs"] == round(report["macs"] * (1 + patch["mac_overhead"]))
+    assert patch["macs"] == _patched_macs_of_chain(result.graph, patch, report["macs"])
     # The input image (27,648 B) and the split tensor are in the arena with the patch buffers.
     source = result.graph.tensors[result.graph.inputs[0]]
     split = result.graph.tensors[patch["split_tensor"]]
     buffers = result.patch.memory.stage_sizes
     assert source.nbytes + split.nbytes + max(buffers.values()) <= report["peak_sram_bytes"]
     assert result.plan.offsets[source.name] != result.plan.offsets[split.name]
+
+
+def _patched_macs_of_chain(graph, patch: dict, layerwise_macs: int) -> int:
+    """MACs of one patched inference, counted here: the split tensor cut into near-equal
+    tiles, each tile's input rows and columns derived back layer by layer from the kernel
+    taps (stage layers form a chain), every stage layer's MACs per output pixel (its weight
+    count: kh*kw*cin*cout, or kh*kw*channels for a depthwise one) times the summed area of
+    its per-patch outputs; the layers after the split as layer by layer."""
+    stage = graph.ops[:patch["split_index"] + 1]
+    for before, op in zip(stage, stage[1:]):
+        assert op.inputs[0] == before.outputs[0], "the count below assumes a chain"
+    rows_tiles, cols_tiles = patch["grid"]
+
+    def cut(size, parts):  # near-equal tiles, the larger ones first
+        sizes = [size // parts + (i < size % parts) for i in range(parts)]
+        edges = np.concatenate([[0], np.cumsum(sizes)])
+        return [(int(a), int(b)) for a, b in zip(edges, edges[1:])]
+
+    _, h, w, _ = graph.tensors[stage[-1].outputs[0]].shape
+    rows, cols = cut(h, rows_tiles), cut(w, cols_tiles)  # output spans, per patch index
+    stage_layerwise = stage_patched = 0
+    for op in reversed(stage):
+        per_pixel = int(np.prod(graph.tensors[op.inputs[1]].shape))
+        _, oh, ow, _ = graph.tensors[op.outputs[0]].shape
+        stage_layerwise += per_pixel * oh * ow
+        stage_patched += per_pixel * sum((r1 - r0) * (c1 - c0)
+                                         for r0, r1 in rows for c0, c1 in cols)
+        _, kh, kw, _ = graph.tensors[op.inputs[1]].shape
+        _, ih, iw, _ = graph.tensors[op.inputs[0]].shape
+        top, _, left, _ = op.attrs.padding
+        (sr, sc), (dr, dc) = op.attrs.stride, op.attrs.dilation
+        rows = [(max(0, a * sr - top), min(ih, (b - 1) * sr - top + (kh - 1) * dr + 1))
+                for a, b in rows]
+        cols = [(max(0, a * sc - left), min(iw, (b - 1) * sc - left + (kw - 1) * dc + 1))
+                for a, b in cols]
+    return layerwise_macs - stage_layerwise + stage_patched
 
 
 def test_vww_patched_is_bit_exact_on_host():
@@ -328,7 +364,42 @@ def test_patch_off_and_models_patching_cannot_help():
     assert report["patch"] is None
     assert report["peak_sram_bytes"] == report["peak_sram_bytes_layerwise"] == 16000
     why = why_not_patched(kws.graph, kws.calls, kws.plan)
-    assert "needs about 16,000 B, no less than the 16,000 B of running layer by layer" in why
+    assert _quoted_arena_is_the_exact_plan(kws, why) == 16000
+    vww = plan(mlperf_model("vww_96_int8"), "host", patch_overhead=0.0)
+    assert vww.patch is None
+    why = why_not_patched(vww.graph, vww.calls, vww.plan, 0.0)
+    assert _quoted_arena_is_the_exact_plan(vww, why) >= 55296
+
+
+def _quoted_arena_is_the_exact_plan(result, why: str) -> int:
+    """The arena ``why`` quotes for its best candidate is the exact plan of that split and
+    grid, forced, and no less than the layer-by-layer arena it is compared with."""
+    match = re.fullmatch(r"the best split within [\d.]+ % extra MACs \(layer '(.+)', "
+                         r"(\d+)x(\d+) patches\) needs ([\d,]+) B, no less than the ([\d,]+) B "
+                         r"of running layer by layer", why)
+    assert match, why
+    layer, rows, cols = match.group(1), match.group(2), match.group(3)
+    quoted, layerwise = (int(match.group(i).replace(",", "")) for i in (4, 5))
+    forced = choose_patching(result.graph, result.calls, result.plan, f"{layer}:{rows}x{cols}")
+    assert forced.split_layer == layer and quoted == forced.plan.arena_bytes
+    assert layerwise == result.plan.arena_bytes <= quoted
+    return quoted
+
+
+def one_pixel(x):
+    """A 1x1 image: no tensor can be cut into tiles."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    y = L.Conv2D(8, 1, activation="relu")(x)
+    return L.Dense(4)(L.Flatten()(y))
+
+
+def test_report_says_why_a_one_pixel_model_has_no_patches(tmp_path):
+    model = tflite_zoo.convert(one_pixel, [(1, 1, 1, 8)])
+    out = tmp_path / "report.html"
+    result = tinyml("report", str(model), "--target", "host", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "no tensor can be cut into 2 or more tiles" in out.read_text()
 
 
 def test_overhead_budget_is_respected():

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinyml.codegen.lowering import lower
 from tinyml.compiler import Compilation, plan
 from tinyml.errors import TinymlError
 from tinyml.schedule.patches import DEFAULT_OVERHEAD, PatchOption, why_not_patched
@@ -224,7 +225,8 @@ def write_report(model: str | Path, target: str, output: str | Path, *, patch: s
     result = plan(model, target, patch=patch, patch_overhead=patch_overhead)
     why = "--patch off"
     if result.patch is None and PatchOption.parse(patch).mode == "auto":
-        why = why_not_patched(result.graph, result.calls, result.plan, patch_overhead)
+        why = why_not_patched(result.graph, result.calls, result.plan, patch_overhead,
+                              lower=lambda g: lower(g, result.target))
     text = render(result, why)
     output = Path(output)
     if output.parent and not output.parent.exists():

@@ -42,6 +42,8 @@ DATA_DIR = Path(__file__).parent / "data"
 #: Bytes added to the deepest measured stack: kernels of candidates not calibrated on may
 #: need a little more (the final firmware is measured, this only keeps the search honest).
 STACK_MARGIN = 128
+#: Where a search keeps the calibration of a target without stored data (in its output).
+CACHE_FILE = "calibration.json"
 
 
 @dataclass
@@ -88,23 +90,28 @@ def data_path(target: str) -> Path:
 def image_model(target: Target, cache_dir: Path | None = None,
                 refresh: bool = True) -> ImageModel:
     """The stored model of ``target``, refreshed on one ELF built now (:func:`refreshed`);
-    else one in ``cache_dir``; else calibrate now (a few builds and QEMU runs) and keep it in
-    ``cache_dir``."""
+    else one kept in ``cache_dir`` by :func:`keep_calibration`; else calibrate now (a few
+    builds and QEMU runs). Nothing is written: the caller keeps a fresh calibration only once
+    its output directory is sure to be made (an infeasible search leaves nothing behind)."""
     stored = data_path(target.name)
     if stored.exists():
         model = ImageModel.from_json(json.loads(stored.read_text()))
         return refreshed(model, target) if refresh and target.is_emulated else model
-    cached = cache_dir / "calibration.json" if cache_dir else None
+    cached = cache_dir / CACHE_FILE if cache_dir else None
     if cached is not None and cached.exists():
         return ImageModel.from_json(json.loads(cached.read_text()))
     if not target.is_emulated:
         raise TinymlError(f"target '{target.name}' has no NAS calibration data and is not "
                           f"emulated: calibrate on '{target.emulated_by}' or an emulated target")
-    model = calibrate(target)
-    if cache_dir is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        (cache_dir / "calibration.json").write_text(json.dumps(model.to_json(), indent=1))
-    return model
+    return calibrate(target)
+
+
+def keep_calibration(model: ImageModel, target: Target, cache_dir: Path) -> None:
+    """Write ``model`` to the existing ``cache_dir`` when ``target`` has no stored data, so
+    that a resumed search reuses it instead of calibrating again."""
+    path = cache_dir / CACHE_FILE
+    if not data_path(target.name).exists() and not path.exists():
+        path.write_text(json.dumps(model.to_json(), indent=1))
 
 
 #: Calibration candidates: (seed of the genome, resolution, width). They cover kernels 3/5/7,

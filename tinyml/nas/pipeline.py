@@ -17,7 +17,9 @@ Phases and their share of ``--time-budget``:
 
 Everything lands in the output directory: ``model.keras``, ``model_int8.tflite``,
 ``firmware/``, ``baseline.keras``, ``baseline_int8.tflite``, ``report.html``, ``result.json``
-and the search log ``nas_log.jsonl`` (which a rerun resumes from).
+and the search log ``nas_log.jsonl`` (which a rerun resumes from); for a target without
+stored calibration data, ``calibration.json`` too (written only once the budget is known to
+be feasible).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 from tinyml.errors import TinymlError
-from tinyml.nas.calibration import image_model
+from tinyml.nas.calibration import image_model, keep_calibration
 from tinyml.nas.constraints import Budget, ConstraintChecker, Fit
 from tinyml.nas.evolution import Candidate, Evolution
 from tinyml.nas.log import SearchLog
@@ -150,6 +152,7 @@ def run_nas(options: NasOptions, status: Status | None = None) -> dict:
         raise TinymlError(infeasible_message(smallest, smallest_fit, budget))
 
     output.mkdir(parents=True, exist_ok=True)
+    keep_calibration(image, target, output)
     log = SearchLog(output, options.settings())
 
     def on_check(arch: Arch, fit: Fit, phase: str) -> None:

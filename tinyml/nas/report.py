@@ -38,11 +38,11 @@ def _png(figure) -> str:
 
 
 def _pareto_plot(proxies: list[dict], chosen: str) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own, not pyplot: a library must not switch the caller's backend.
+    from matplotlib.figure import Figure
 
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure = Figure(figsize=(11, 4.2))
+    axes = figure.subplots(1, 2)
     for ax, cost, label in ((axes[0], "macs", "MACs per inference"),
                             (axes[1], "instructions", "predicted instructions per inference")):
         xs = [p[cost] for p in proxies]
@@ -60,9 +60,7 @@ def _pareto_plot(proxies: list[dict], chosen: str) -> str:
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right", fontsize=8)
     figure.suptitle("search: proxy accuracy against cost (every candidate fits the budgets)")
-    data = _png(figure)
-    plt.close(figure)
-    return data
+    return _png(figure)
 
 
 def _row(cells) -> str:

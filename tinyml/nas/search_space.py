@@ -14,6 +14,7 @@ the depth brings back a meaningful block).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -207,7 +208,8 @@ def mobilenet_v2(width: float, resolution: int, classes: int, channels_in: int =
 
 
 def parse_bytes(text: str, what: str) -> int:
-    """'64KB', '256kb', '1MB', '32768' -> bytes (KB = 1024 B)."""
+    """'64KB', '256kb', '1MB', '32768' -> bytes (KB = 1024 B). A finite size of at least one
+    byte: 'nan', 'inf' or '0.0001KB' are no budget."""
     raw = str(text).strip().upper().replace(" ", "")
     units = {"KIB": 1024, "KB": 1024, "K": 1024, "MIB": 1 << 20, "MB": 1 << 20, "M": 1 << 20,
              "B": 1, "": 1}
@@ -215,10 +217,11 @@ def parse_bytes(text: str, what: str) -> int:
         if raw.endswith(unit):
             number = raw[:len(raw) - len(unit)]
             try:
-                value = float(number)
+                value = float(number) * units[unit]
             except ValueError:
                 break
-            if value <= 0:
+            if not math.isfinite(value) or value < 1:
                 break
-            return int(value * units[unit])
-    raise TinymlError(f"{what} '{text}': expected a size such as 64KB, 256KB or 1MB")
+            return int(value)
+    raise TinymlError(f"{what} '{text}': expected a size of at least 1 B such as 64KB, 256KB "
+                      f"or 1MB")

@@ -431,6 +431,16 @@ def choose_patching(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
     if option.mode == "forced":
         return _forced(graph, calls, option, lower)
     candidates = estimate_candidates(graph, calls, overhead, below=layerwise.arena_bytes)
+    best = _refine(graph, calls, candidates, lower)
+    if best is None or best.plan.arena_bytes >= layerwise.arena_bytes:
+        return None
+    return best
+
+
+def _refine(graph: Graph, calls: Sequence, candidates: Sequence[_Candidate],
+            lower: Callable[[Graph], list]) -> PatchSchedule | None:
+    """The exact schedule of the best :data:`REFINE` estimates with the smallest arena (fewer
+    extra MACs breaking ties); None when none of them can be lowered for its patch size."""
     best: PatchSchedule | None = None
     tried: set[tuple[int, tuple[int, int]]] = set()
     for c in candidates:
@@ -446,33 +456,46 @@ def choose_patching(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
         if best is None or ((schedule.plan.arena_bytes, schedule.mac_overhead) <
                             (best.plan.arena_bytes, best.mac_overhead)):
             best = schedule
-    if best is None or best.plan.arena_bytes >= layerwise.arena_bytes:
-        return None
     return best
 
 
 def why_not_patched(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
-                    overhead: float = DEFAULT_OVERHEAD) -> str:
-    """One sentence on why ``auto`` keeps a graph layer by layer (for ``tinyml report``)."""
+                    overhead: float = DEFAULT_OVERHEAD,
+                    lower: Callable[[Graph], list] | None = None) -> str:
+    """One sentence on why ``auto`` keeps a graph layer by layer (for ``tinyml report``).
+    The arena it quotes is the exact plan of the best candidate, built as
+    :func:`choose_patching` builds it (``lower``: as there, None for the host's lowering)."""
     if len(graph.inputs) != 1 or not is_spatial(graph, graph.inputs[0]):
         return "the model does not have exactly one single-image 4-D input"
-    if not stage_splits(graph, calls):
+    splits = stage_splits(graph, calls)
+    if not splits:
         by_op = _calls_by_op(calls)
         op = graph.ops[0]
         reason = _patchable(graph, op, by_op.get(id(op)))
         if reason:
             return f"its first layer '{op.name}' ({op.kind}) cannot run patch by patch: {reason}"
         return "no layer can end a patch stage (tensors of earlier layers are read after it)"
+    if not any(grids(*graph.tensors[graph.ops[k].outputs[0]].shape[1:3]) for k in splits):
+        return "no tensor can be cut into 2 or more tiles (every possible split tensor is 1x1)"
     within = estimate_candidates(graph, calls, overhead)
     if not within:
-        cheapest = min(c.overhead for c in estimate_candidates(graph, calls, float("inf")))
+        every = estimate_candidates(graph, calls, float("inf"))
+        if not every:
+            return "no split and grid has a valid patch layout"
+        cheapest = min(c.overhead for c in every)
         return (f"every split and grid costs more extra MACs than the budget: at least "
                 f"{100 * cheapest:.1f} % (--patch-overhead {overhead:g})")
-    best = within[0]
+    if lower is None:
+        from tinyml.codegen.lowering import lower as lower_default
+        lower = lower_default
+    best = _refine(graph, calls, within, lower)
+    if best is None:
+        return (f"no split and grid within {100 * overhead:g} % extra MACs lowers for its "
+                f"patch size")
     return (f"the best split within {100 * overhead:g} % extra MACs (layer "
-            f"'{graph.ops[best.k].name}', {best.grid[0]}x{best.grid[1]} patches) needs about "
-            f"{best.estimate:,} B, no less than the {layerwise.arena_bytes:,} B of running "
-            f"layer by layer")
+            f"'{best.split_layer}', {best.grid[0]}x{best.grid[1]} patches) needs "
+            f"{best.plan.arena_bytes:,} B, no less than the {layerwise.arena_bytes:,} B of "
+            f"running layer by layer")
 
 
 def _forced(graph: Graph, calls: Sequence, option: PatchOption,
