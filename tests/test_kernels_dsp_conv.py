@@ -97,6 +97,26 @@ def dsp_calls(graph):
     return calls
 
 
+def dull_layers(jobs, results) -> list[str]:
+    """Layers whose outputs take fewer than 3 values over all their samples (a saturated
+    constant rather than real outputs), for the DSP kernel tests' sanity checks."""
+    values: dict[str, list[np.ndarray]] = {}
+    for job, got in zip(jobs, results):
+        for value in got.values():
+            values.setdefault(job.label.split("#")[0], []).append(value.ravel())
+    return [k for k, v in values.items()
+            if np.concatenate(v).size >= 16 and np.unique(np.concatenate(v)).size < 3]
+
+
+def mlperf_compiled(name: str, seed: int):
+    """An MLPerf Tiny model after tinyml.passes, with one random int8 input."""
+    passes = pytest.importorskip("tinyml.passes")
+    graph = passes.run_passes(load_tflite(mlperf_model(name)))
+    shape = graph.tensors[graph.inputs[0]].shape
+    feeds = [np.random.default_rng(seed).integers(-128, 128, shape).astype(np.int8)]
+    return graph, feeds
+
+
 def run_cases(harness, graphs_and_feeds, samples: int = 2, flavor: str = "sanitized"):
     """Every conv call of each graph on `samples` inputs (the first: the builder's feeds),
     against the reference. Returns the mismatch counts and the outputs."""
@@ -195,12 +215,7 @@ def test_random_convolutions_match_reference(harness):
     assert base._bad(counts) == {}
     # Real outputs, not a saturated constant: as in test_kernels_c, layers take at least 3
     # values over their samples (but for a few whose windows lie mostly in the padding).
-    values: dict[str, list[np.ndarray]] = {}
-    for job, got in zip(jobs, results):
-        for value in got.values():
-            values.setdefault(job.label.split("#")[0], []).append(value.ravel())
-    dull = [k for k, v in values.items()
-            if np.concatenate(v).size >= 16 and np.unique(np.concatenate(v)).size < 3]
+    dull = dull_layers(jobs, results)
     assert len(dull) <= len(cases) // 10, dull
 
 
@@ -282,11 +297,7 @@ def test_conv2d_add_matches_reference(harness):
 def test_mlperf_convolutions_match_reference(harness, name):
     """Every convolution of the compiled graph (after tinyml.passes) on two inputs, with the
     optimized build (the sanitized one runs the random cases above)."""
-    passes = pytest.importorskip("tinyml.passes")
-    graph = passes.run_passes(load_tflite(mlperf_model(name)))
-    shape = graph.tensors[graph.inputs[0]].shape
-    rng = np.random.default_rng(5)
-    feeds = [rng.integers(-128, 128, shape).astype(np.int8)]
+    graph, feeds = mlperf_compiled(name, 5)
     counts, jobs, _ = run_cases(harness, [(graph, feeds)], samples=2, flavor="optimized")
     assert len(jobs) >= 2 * sum(op.kind.startswith("CONV_2D") for op in graph.ops)
     assert base._bad(counts) == {}

@@ -21,10 +21,8 @@ import numpy as np
 import pytest
 
 import test_kernels_c as base
-from conftest import mlperf_model
-from test_kernels_dsp_conv import M4, DspHarness, _output_scale
+from test_kernels_dsp_conv import M4, DspHarness, _output_scale, dull_layers, mlperf_compiled
 from tinyml.codegen.lowering import lower
-from tinyml.frontends.tflite import load_tflite
 from tinyml.ir import Quantization, Tensor
 from tinyml.ir import ops as irops
 
@@ -165,12 +163,7 @@ def test_random_depthwise_convolutions_match_reference(harness):
                for job in jobs)
     assert base._bad(counts) == {}
     # Real outputs, not a saturated constant.
-    values: dict[str, list[np.ndarray]] = {}
-    for job, got in zip(jobs, results):
-        for value in got.values():
-            values.setdefault(job.label.split("#")[0], []).append(value.ravel())
-    dull = [k for k, v in values.items()
-            if np.concatenate(v).size >= 16 and np.unique(np.concatenate(v)).size < 3]
+    dull = dull_layers(jobs, results)
     assert len(dull) <= len(cases) // 10, dull
 
 
@@ -207,11 +200,7 @@ def test_requantization_shifts_outside_the_short_path(harness):
 @pytest.mark.parametrize("name", ["kws_ref_model", "vww_96_int8"])
 def test_mlperf_depthwise_layers_match_reference(harness, name):
     """Every depthwise layer of the compiled graph on two inputs, optimized build."""
-    passes = pytest.importorskip("tinyml.passes")
-    graph = passes.run_passes(load_tflite(mlperf_model(name)))
-    shape = graph.tensors[graph.inputs[0]].shape
-    rng = np.random.default_rng(6)
-    feeds = [rng.integers(-128, 128, shape).astype(np.int8)]
+    graph, feeds = mlperf_compiled(name, 6)
     counts, jobs, _ = run_cases(harness, [(graph, feeds)], samples=2, flavor="optimized")
     assert len(jobs) >= 2 * sum(op.kind == "DEPTHWISE_CONV_2D" for op in graph.ops)
     assert base._bad(counts) == {}

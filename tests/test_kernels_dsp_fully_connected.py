@@ -21,10 +21,8 @@ import numpy as np
 import pytest
 
 import test_kernels_c as base
-from conftest import mlperf_model
-from test_kernels_dsp_conv import DSP, KERNELS, M4, DspHarness
+from test_kernels_dsp_conv import DSP, KERNELS, M4, DspHarness, dull_layers, mlperf_compiled
 from tinyml.codegen.lowering import lower
-from tinyml.frontends.tflite import load_tflite
 from tinyml.ir import Quantization, Tensor
 from tinyml.ir import ops as irops
 from tinyml.targets import load_target
@@ -94,12 +92,7 @@ def test_random_fully_connected_match_reference(harness):
     assert any(p["filter_offset"] != 0 for p in params)
     assert any(p["batches"] > 1 for p in params)
     assert base._bad(counts) == {}
-    values: dict[str, list[np.ndarray]] = {}
-    for job, got in zip(jobs, results):
-        for value in got.values():
-            values.setdefault(job.label.split("#")[0], []).append(value.ravel())
-    dull = [k for k, v in values.items()
-            if np.concatenate(v).size >= 16 and np.unique(np.concatenate(v)).size < 3]
+    dull = dull_layers(jobs, results)
     # (A few layers are dull by construction: RELU6 with an output zero point near 127.)
     assert len(dull) <= len(cases) * 3 // 20, dull
 
@@ -129,11 +122,7 @@ def test_requantization_shifts_outside_the_short_path(harness):
 
 @pytest.mark.parametrize("name", ["ad01_int8", "kws_ref_model"])
 def test_mlperf_fully_connected_layers_match_reference(harness, name):
-    passes = pytest.importorskip("tinyml.passes")
-    graph = passes.run_passes(load_tflite(mlperf_model(name)))
-    shape = graph.tensors[graph.inputs[0]].shape
-    rng = np.random.default_rng(7)
-    feeds = [rng.integers(-128, 128, shape).astype(np.int8)]
+    graph, feeds = mlperf_compiled(name, 7)
     counts, jobs, _ = run_cases(harness, [(graph, feeds)], samples=2, flavor="optimized")
     assert len(jobs) >= 2 * sum(op.kind == "FULLY_CONNECTED" for op in graph.ops)
     assert base._bad(counts) == {}
