@@ -125,6 +125,38 @@ typedef struct {
 void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
                           const int8_t *skip, int8_t *output, int8_t *scratch);
 
+/* The convolution part of a CONV_2D_ADD's parameters, for the kernels that compute it as a
+ * CONV_2D (portable and Cortex-M). */
+static inline tinyml_conv2d_params tinyml_conv2d_add_conv(const tinyml_conv2d_add_params *p)
+{
+    tinyml_conv2d_params conv;
+    conv.batches = p->batches;
+    conv.input_h = p->input_h;
+    conv.input_w = p->input_w;
+    conv.input_c = p->input_c;
+    conv.output_h = p->output_h;
+    conv.output_w = p->output_w;
+    conv.output_c = p->output_c;
+    conv.filter_h = p->filter_h;
+    conv.filter_w = p->filter_w;
+    conv.filter_c = p->filter_c;
+    conv.stride_h = p->stride_h;
+    conv.stride_w = p->stride_w;
+    conv.dilation_h = p->dilation_h;
+    conv.dilation_w = p->dilation_w;
+    conv.pad_top = p->pad_top;
+    conv.pad_left = p->pad_left;
+    conv.input_offset = p->input_offset;
+    conv.output_offset = p->output_offset;
+    conv.act_min = p->act_min;
+    conv.act_max = p->act_max;
+    conv.filter = p->filter;
+    conv.bias = p->bias;
+    conv.multiplier = p->multiplier;
+    conv.shift = p->shift;
+    return conv;
+}
+
 /* ---- DEPTHWISE_CONV_2D -------------------------------------------------------------------
  * Output channel c * depth_multiplier + m reads input channel c. Filter channel-major:
  * [output_c][filter_h][filter_w]. Per input channel the kernel copies the channel's plane,

@@ -733,30 +733,7 @@ void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input
     conv_add add;
     /* Word-aligned scratch: the two tables, then the block. */
     int32_t *tables = (int32_t *)(void *)conv_block_buffer(scratch);
-    conv.batches = p->batches;
-    conv.input_h = p->input_h;
-    conv.input_w = p->input_w;
-    conv.input_c = p->input_c;
-    conv.output_h = p->output_h;
-    conv.output_w = p->output_w;
-    conv.output_c = p->output_c;
-    conv.filter_h = p->filter_h;
-    conv.filter_w = p->filter_w;
-    conv.filter_c = p->filter_c;
-    conv.stride_h = p->stride_h;
-    conv.stride_w = p->stride_w;
-    conv.dilation_h = p->dilation_h;
-    conv.dilation_w = p->dilation_w;
-    conv.pad_top = p->pad_top;
-    conv.pad_left = p->pad_left;
-    conv.input_offset = p->input_offset;
-    conv.output_offset = p->output_offset;
-    conv.act_min = p->act_min;
-    conv.act_max = p->act_max;
-    conv.filter = p->filter;
-    conv.bias = p->bias;
-    conv.multiplier = p->multiplier;
-    conv.shift = p->shift;
+    conv = tinyml_conv2d_add_conv(p);
     conv_add_table(tables, p->add_conv_offset, p->add_left_shift,
                    tinyml_dsp_requant_prepare(p->add_conv_multiplier, p->add_conv_shift));
     conv_add_table(tables + 256, p->add_skip_offset, p->add_left_shift,
