@@ -4,13 +4,19 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+# Every distribution the venv gets, at an exact version (`make lock` refreshes it). The stamp
+# carries the lock's hash, so a changed lock rebuilds the venv from scratch.
+LOCK := requirements.lock
+LOCK_HASH := $(shell sha256sum $(LOCK) 2>/dev/null | cut -c1-16)
+STAMP := $(VENV)/.installed-$(LOCK_HASH)
+# `make test-latest`: the same suite against the newest releases pyproject.toml allows.
+LATEST_VENV := .venv-latest
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-all system-deps clean
+.PHONY: demo test test-all test-latest lock system-deps clean
 
 EXAMPLE := examples/tiny_kws_int8.tflite
 
@@ -29,6 +35,25 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
+# Drift found on purpose: a throw-away venv with the newest releases pyproject.toml allows
+# (no lock), then the default suite. Not part of `make test`.
+test-latest: system-deps
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade -e '.[test]'
+	$(LATEST_VENV)/bin/python -m pip list --format=freeze > $(LATEST_VENV)/versions.txt
+	TINYML_UNLOCKED=1 $(LATEST_VENV)/bin/python -m pytest -q
+
+# Refresh the lock: resolve pyproject.toml's ranges (with the test extra) to the newest releases
+# with pip-tools, which resolves as pip installs (Requires-Python upper bounds included), for
+# this CPython 3.11. Review the diff, then run `make test`.
+lock:
+	test -x .venv-lock/bin/pip-compile || { $(PYTHON) -m venv .venv-lock && \
+		.venv-lock/bin/pip install -q 'pip-tools>=7.4,<8'; }
+	.venv-lock/bin/pip-compile -q --upgrade --extra test --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml
+
 # The Arm toolchain and QEMU (for firmware builds and emulation), and venv support for Python.
 system-deps:
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -41,10 +66,15 @@ system-deps:
 			apt-get install -y -qq python3-venv >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml | system-deps
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
+# The venv from the lock alone: its exact versions (setuptools included, which then builds
+# tinyml's editable install without fetching anything unlocked), then tinyml with no deps.
+$(STAMP): $(LOCK) pyproject.toml | system-deps
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) build out
+	rm -rf $(VENV) $(LATEST_VENV) .venv-lock build out

@@ -571,6 +571,24 @@ def test_cli_compile_float_model_with_calibration(tmp_path):
     assert (tmp_path / "proj" / "model.c").exists()
 
 
+def test_cli_verify_float_model_with_calibration():
+    """``verify --calib`` quantizes like ``compile --calib``, then checks the generated C bit for
+    bit against the reference and TFLM running the same int8 graph exported as TFLite."""
+    result = tinyml("verify", str(_float_zoo("cnn_mix")), "--calib", "random",
+                    "--calib-samples", "10", "--samples", "20", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["mismatched_outputs"] == 0 and report["samples"] == 22
+    assert report["oracle"] == "reference+tflite-micro"
+
+
+def test_cli_verify_float_model_without_calibration_says_how():
+    result = tinyml("verify", str(_float_zoo("cnn_mix")))
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "--calib" in lines[0], result.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--calib", "nothing.npz"], "no such file"),
     (["--calib", "random", "--method", "best"], "invalid choice"),

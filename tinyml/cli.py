@@ -195,9 +195,13 @@ def _add_trainable_arguments(p: argparse.ArgumentParser) -> None:
 def _verify(args: argparse.Namespace) -> int:
     from tinyml.verify import verify
 
+    quantize = None
+    if args.calib:  # a float model: quantize it first, as compile --calib does
+        from tinyml.quantize.command import graph_quantizer
+        quantize = graph_quantizer(args)
     report = verify(args.model, args.target, samples=args.samples, seed=args.seed,
                     sanitize=args.sanitize, profile=not args.no_profile, patch=args.patch,
-                    patch_overhead=args.patch_overhead).to_json()
+                    patch_overhead=args.patch_overhead, quantize=quantize).to_json()
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -345,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_nas_parser(sub)
 
     p = sub.add_parser("verify", help="compile, run the C code on samples, compare bit for bit")
-    p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx)")
+    p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx), or a float "
+                                 "model with --calib")
     p.add_argument("--target", default="host", help="see 'tinyml targets' (default: host)")
     p.add_argument("--samples", type=int, default=100, help="random samples (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random samples")
@@ -355,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="emulated targets: skip the per-layer profiling build")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_patch_arguments(p)
+    add_calibration_arguments(p, required=False)
     p.set_defaults(run=_verify)
 
     p = sub.add_parser("report", help="HTML memory report: per-layer SRAM before and after "

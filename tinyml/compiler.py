@@ -35,7 +35,7 @@ from tinyml.targets import Target, load_target
 class Compilation:
     model: Path
     target: Target
-    source_graph: Graph          # as imported (the reference runs this one)
+    source_graph: Graph          # as imported, or quantized from it (the reference runs this)
     graph: Graph                 # after passes (what the C code computes)
     calls: list[KernelCall]
     plan: MemoryPlan
@@ -48,6 +48,8 @@ class Compilation:
     layerwise_plan: MemoryPlan | None = None  # the layer-by-layer plan, for comparison
     # ---- on-device learning (tinyml.learn): ``graph`` is then the int8 backbone
     learn: "TrainableBuild | None" = None
+    #: The source graph is tinyml's quantization of a float model (``--calib``).
+    quantized: bool = False
 
     def report(self) -> dict:
         """The ``--json`` figures."""
@@ -107,7 +109,8 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
         graph, learn = prepare(graph, source, trainable or "last:1", max_classes, target.name)
     calls = lower(graph, target)
     memory = plan_memory(graph, calls)
-    result = Compilation(model, target, source, graph, calls, memory, summarize(source).macs)
+    result = Compilation(model, target, source, graph, calls, memory, summarize(source).macs,
+                         quantized=quantize is not None)
     # ---- patch-based inference: replaces the plan when chosen --------------------------------
     result.layerwise_plan = memory
     result.patch = choose_patching(graph, calls, memory, patch, patch_overhead,

@@ -18,6 +18,7 @@ import statistics
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -82,10 +83,13 @@ def make_samples(graph: Graph, count: int, seed: int = 0) -> list[list[np.ndarra
 def verify(model: str | Path, target: str = "host", samples: int = 100, seed: int = 0,
            sanitize: bool = False, output_dir: str | Path | None = None,
            profile: bool = True, patch: str | None = "auto",
-           patch_overhead: float = 0.2) -> VerifyReport:
+           patch_overhead: float = 0.2,
+           quantize: Callable[[Graph], Graph] | None = None) -> VerifyReport:
     """Compile ``model`` for ``target``, run it on the samples, compare with the oracles.
     ``profile`` (emulated targets) adds the per-layer instruction counts. ``patch`` and
-    ``patch_overhead``: patch-based inference, as for ``compile``."""
+    ``patch_overhead``: patch-based inference, as for ``compile``. ``quantize`` turns a float
+    model into the int8 graph that is compiled and verified (``verify --calib``, as
+    ``compile --calib``); TFLM then runs that graph exported as an int8 TFLite file."""
     model = Path(model)
     target_spec = load_target(target)
     require_runnable(target_spec)
@@ -95,7 +99,7 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
     with tempfile.TemporaryDirectory(prefix="tinyml-verify-") as tmp:
         project = Path(output_dir) if output_dir else Path(tmp) / "project"
         result = compile_model(model, target, project, patch=patch,
-                               patch_overhead=patch_overhead)
+                               patch_overhead=patch_overhead, quantize=quantize)
         inputs = make_samples(result.source_graph, samples, seed)
         if result.target.is_host:
             binary = host.build(project, sanitize=sanitize)
@@ -118,8 +122,9 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
                                             "bss_bytes", "flash_bytes", "ram_bytes")},
         }
         if profile:
+            # A quantized float model is profiled as the int8 graph already made from it.
             report.measured["layer_instructions"] = profile_layers(
-                model, result.target, inputs[0], Path(tmp) / "profile", run.outputs[0],
+                model if quantize is None else result.source_graph, result.target, inputs[0], Path(tmp) / "profile", run.outputs[0],
                 patch=patch, patch_overhead=patch_overhead)
         return report
 
@@ -132,7 +137,7 @@ def require_runnable(target: Target) -> None:
                           f"emulated target of the same core")
 
 
-def profile_layers(model: str | Path, target: Target, sample: list[np.ndarray],
+def profile_layers(model: str | Path | Graph, target: Target, sample: list[np.ndarray],
                    project_dir: str | Path,
                    expected: list[np.ndarray] | None = None, *, patch: str | None = "auto",
                    patch_overhead: float = 0.2) -> list[dict]:
@@ -156,14 +161,29 @@ def profile_layers(model: str | Path, target: Target, sample: list[np.ndarray],
             for index, layer in enumerate(result.project.layers)]
 
 
+def _tflite_of(result: Compilation) -> Path | bytes | None:
+    """The TFLite model TFLM runs for ``result``: the model file itself, or, for a graph tinyml
+    quantized (``--calib``), that graph exported as int8 TFLite (None when it has an op the
+    exporter does not write: the reference is then the only oracle)."""
+    if not result.quantized:
+        return result.model if detect_format(result.model) == "tflite" else None
+    from tinyml.quantize.tflite_export import export_tflite
+    try:
+        return export_tflite(result.source_graph, description="tinyml verify --calib")
+    except TinymlError:
+        return None
+
+
 def _compare(result: Compilation, produced: list[list[np.ndarray]],
              samples: list[list[np.ndarray]], sanitize: bool) -> VerifyReport:
     graph = result.source_graph
     oracles = ["reference"]
     runner = None
-    if detect_format(result.model) == "tflite" and tflm.available():
-        runner = tflm.TflmRunner(result.model)
-        oracles.append("tflite-micro")
+    if tflm.available():
+        tflite = _tflite_of(result)
+        if tflite is not None:
+            runner = tflm.TflmRunner(tflite)
+            oracles.append("tflite-micro")
     mismatched, worst = 0, 0.0
     for sample, outputs in zip(samples, produced):
         expected = [reference.run(graph, sample)]
