@@ -81,11 +81,42 @@ class KernelCall:
     args: list[str]
     scratch_bytes: int = 0
     in_place: tuple[int, int] | None = None
+    #: How the kernel runs on one patch (see :class:`Lowering`); None: whole tensors only.
+    geometry: str | None = None
 
     @property
     def arrays(self) -> list[ConstArray]:
         """The constant arrays among ``params`` (what weights.c must define)."""
         return [v for v in self.params.values() if isinstance(v, ConstArray)]
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """How one op kind lowers: the function, and every C kernel it may call with that kernel's
+    patch geometry (how tinyml.schedule.patches runs it on one patch: "window", "plane",
+    "pointwise", "elementwise"; None: it runs on whole tensors only)."""
+
+    lower: Callable[["_Context"], KernelCall]
+    kernels: dict[str, str | None]
+
+
+_LOWERERS: dict[str, Lowering] = {}
+
+
+def lowers(*kinds: str, kernels: dict[str, str | None]):
+    """Register a function as the lowering of op ``kinds``, declaring the C kernels it calls."""
+    def register(fn):
+        for kind in kinds:
+            assert kind not in _LOWERERS, kind
+            _LOWERERS[kind] = Lowering(fn, dict(kernels))
+        return fn
+    return register
+
+
+def c_kernels() -> dict[str, str | None]:
+    """Every C kernel a lowering may call, with its patch geometry."""
+    return {name: geometry for lowering in _LOWERERS.values()
+            for name, geometry in lowering.kernels.items()}
 
 
 def lower(graph: Graph, target: Target | None = None) -> list[KernelCall]:
@@ -112,7 +143,7 @@ def lower(graph: Graph, target: Target | None = None) -> list[KernelCall]:
             if t.size == 0:
                 raise TinymlError(f"layer '{op.name}' ({op.kind}): tensor '{t.name}' is empty "
                                   f"(shape {list(t.shape)})")
-        calls.append(lowerer(ctx))
+        calls.append(lowerer.lower(ctx))
     return calls
 
 
@@ -212,8 +243,13 @@ class _Context:
 
 def _call(ctx: _Context, function: str, params_type: str, params: dict, args: list[str],
           scratch_bytes: int = 0, in_place: tuple[int, int] | None = None) -> KernelCall:
+    declared = _LOWERERS[ctx.op.kind].kernels
+    if function not in declared:
+        raise AssertionError(f"the lowering of {ctx.op.kind} calls {function}, which it does not "
+                             f"declare (lowers(..., kernels=...))")
     clean = {k: v if isinstance(v, (ConstArray, float)) else int(v) for k, v in params.items()}
-    return KernelCall(ctx.op, function, params_type, clean, args, int(scratch_bytes), in_place)
+    return KernelCall(ctx.op, function, params_type, clean, args, int(scratch_bytes), in_place,
+                      declared[function])
 
 
 def _io_args(ctx: _Context, inputs: list[int] | None = None) -> list[str]:
@@ -316,6 +352,7 @@ def conv_scratch_bytes(ctx: _Context, w_t: Tensor, add: bool = False) -> int:
     return 2 * pixels * k + 3 + (2 * 256 * 4 if add else 0)
 
 
+@lowers("CONV_2D", kernels={"tinyml_conv2d_s8": "window", "tinyml_conv2d_1x1_s8": "pointwise"})
 def _lower_conv2d(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
@@ -329,6 +366,7 @@ def _lower_conv2d(ctx: _Context) -> KernelCall:
                  scratch_bytes=conv_scratch_bytes(ctx, w_t))
 
 
+@lowers("CONV_2D_ADD", kernels={"tinyml_conv2d_add_s8": "window"})
 def _lower_conv2d_add(ctx: _Context) -> KernelCall:
     from tinyml.reference.kernels.fused import conv_add_parts
     conv, mid, add = conv_add_parts(ctx.op, ctx.ins, ctx.out)
@@ -352,6 +390,9 @@ def _lower_conv2d_add(ctx: _Context) -> KernelCall:
                  scratch_bytes=conv_scratch_bytes(ctx, ctx.ins[1], add=True), in_place=(2, 0))
 
 
+@lowers("DEPTHWISE_CONV_2D", kernels={
+    "tinyml_depthwise_conv2d_s8": "plane",
+    "tinyml_depthwise_conv2d_3x3_s8": "plane"})
 def _lower_depthwise(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
@@ -418,6 +459,7 @@ def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, 
     return max(plane, pixel) + 3
 
 
+@lowers("FULLY_CONNECTED", kernels={"tinyml_fully_connected_s8": None})
 def _lower_fully_connected(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
@@ -497,6 +539,7 @@ def _elementwise_common(ctx: _Context) -> tuple[Tensor, Tensor, Tensor, dict, st
     return a_t, b_t, out, params, "_s8" if flat else "_broadcast_s8", in_place
 
 
+@lowers("ADD", kernels={"tinyml_add_s8": "elementwise", "tinyml_add_broadcast_s8": None})
 def _lower_add(ctx: _Context) -> KernelCall:
     a_t, b_t, out, params, suffix, in_place = _elementwise_common(ctx)
     (m1, s1), (m2, s2), (mo, so) = add_multipliers(a_t.scale(), b_t.scale(), out.scale())
@@ -509,6 +552,7 @@ def _lower_add(ctx: _Context) -> KernelCall:
                  _io_args(ctx, [0, 1]), in_place=in_place)
 
 
+@lowers("MUL", kernels={"tinyml_mul_s8": "elementwise", "tinyml_mul_broadcast_s8": None})
 def _lower_mul(ctx: _Context) -> KernelCall:
     a_t, b_t, out, params, suffix, in_place = _elementwise_common(ctx)
     multiplier, shift = mul_multiplier(a_t.scale(), b_t.scale(), out.scale())
@@ -524,6 +568,9 @@ def _lower_mul(ctx: _Context) -> KernelCall:
 # Pooling and MEAN
 
 
+@lowers("AVERAGE_POOL_2D", "MAX_POOL_2D", kernels={
+    "tinyml_avg_pool2d_s8": "window",
+    "tinyml_max_pool2d_s8": "window"})
 def _lower_pool(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
@@ -547,6 +594,7 @@ def _lower_pool(ctx: _Context) -> KernelCall:
     return _call(ctx, function, "tinyml_pool2d_params", params, _io_args(ctx))
 
 
+@lowers("MEAN", kernels={"tinyml_mean_s8": None})
 def _lower_mean(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
@@ -573,6 +621,7 @@ def _unary_int8(ctx: _Context) -> tuple[Tensor, Tensor]:
     return ctx.int8(ctx.ins[0], "input"), ctx.int8(ctx.out, "output")
 
 
+@lowers("SOFTMAX", kernels={"tinyml_softmax_s8": None})
 def _lower_softmax(ctx: _Context) -> KernelCall:
     x_t, out = _unary_int8(ctx)
     multiplier, left_shift, diff_min = softmax_int8_params(ctx.op, x_t, out)
@@ -583,6 +632,7 @@ def _lower_softmax(ctx: _Context) -> KernelCall:
                  in_place=(0, 0))
 
 
+@lowers("LOGISTIC", kernels={"tinyml_logistic_s8": "elementwise"})
 def _lower_logistic(ctx: _Context) -> KernelCall:
     x_t, out = _unary_int8(ctx)
     multiplier, left_shift, radius = logistic_int8_params(ctx.op, x_t, out)
@@ -593,6 +643,7 @@ def _lower_logistic(ctx: _Context) -> KernelCall:
                  in_place=(0, 0))
 
 
+@lowers("HARD_SWISH", kernels={"tinyml_hard_swish_s8": "elementwise"})
 def _lower_hard_swish(ctx: _Context) -> KernelCall:
     x_t, out = _unary_int8(ctx)
     om, oe, rm, re = hard_swish_int8_params(ctx.op, x_t, out)
@@ -603,6 +654,9 @@ def _lower_hard_swish(ctx: _Context) -> KernelCall:
                  _io_args(ctx), in_place=(0, 0))
 
 
+@lowers("RELU", "RELU6", "CLIP", kernels={
+    "tinyml_relu_s8": "elementwise",
+    "tinyml_relu6_s8": "elementwise"})
 def _lower_relu(ctx: _Context) -> KernelCall:
     x_t, out = _unary_int8(ctx)
     if ctx.op.kind == "RELU6":
@@ -624,6 +678,9 @@ def _lower_relu(ctx: _Context) -> KernelCall:
 # QUANTIZE and DEQUANTIZE
 
 
+@lowers("QUANTIZE", kernels={
+    "tinyml_quantize_f32_s8": "elementwise",
+    "tinyml_requantize_s8": "elementwise"})
 def _lower_quantize(ctx: _Context) -> KernelCall:
     x_t = ctx.ins[0]
     out = ctx.int8(ctx.out, "output")
@@ -640,6 +697,7 @@ def _lower_quantize(ctx: _Context) -> KernelCall:
                  _io_args(ctx), in_place=(0, 0))
 
 
+@lowers("DEQUANTIZE", kernels={"tinyml_dequantize_s8_f32": None})
 def _lower_dequantize(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     if ctx.out.dtype != "float32":
@@ -663,6 +721,7 @@ def _movable(ctx: _Context, t: Tensor, role: str) -> int:
     return 1
 
 
+@lowers("RESHAPE", kernels={"tinyml_reshape": None})
 def _lower_reshape(ctx: _Context) -> KernelCall:
     x_t = ctx.ins[0]
     _movable(ctx, x_t, "input")
@@ -672,6 +731,7 @@ def _lower_reshape(ctx: _Context) -> KernelCall:
                  _io_args(ctx), in_place=(0, 0))
 
 
+@lowers("TRANSPOSE", kernels={"tinyml_transpose": None})
 def _lower_transpose(ctx: _Context) -> KernelCall:
     x_t = ctx.ins[0]
     size = _movable(ctx, x_t, "input")
@@ -698,6 +758,7 @@ def _lower_transpose(ctx: _Context) -> KernelCall:
     return _call(ctx, "tinyml_transpose", "tinyml_transpose_params", params, _io_args(ctx))
 
 
+@lowers("PAD", kernels={"tinyml_pad": None})
 def _lower_pad(ctx: _Context) -> KernelCall:
     x_t = ctx.ins[0]
     size = _movable(ctx, x_t, "input")
@@ -733,6 +794,7 @@ def _lower_pad(ctx: _Context) -> KernelCall:
     return _call(ctx, "tinyml_pad", "tinyml_pad_params", params, _io_args(ctx))
 
 
+@lowers("CONCATENATION", kernels={"tinyml_concatenation": None})
 def _lower_concatenation(ctx: _Context) -> KernelCall:
     out = ctx.out
     size = _movable(ctx, out, "output")
@@ -751,28 +813,3 @@ def _lower_concatenation(ctx: _Context) -> KernelCall:
                   slice_bytes=ctx.array("slice_bytes", "int32_t", slices))
     return _call(ctx, "tinyml_concatenation", "tinyml_concatenation_params", params,
                  _io_args(ctx, list(range(len(ctx.ins)))))
-
-
-_LOWERERS: dict[str, Callable[[_Context], KernelCall]] = {
-    "CONV_2D": _lower_conv2d,
-    "CONV_2D_ADD": _lower_conv2d_add,
-    "DEPTHWISE_CONV_2D": _lower_depthwise,
-    "FULLY_CONNECTED": _lower_fully_connected,
-    "ADD": _lower_add,
-    "MUL": _lower_mul,
-    "AVERAGE_POOL_2D": _lower_pool,
-    "MAX_POOL_2D": _lower_pool,
-    "MEAN": _lower_mean,
-    "SOFTMAX": _lower_softmax,
-    "LOGISTIC": _lower_logistic,
-    "HARD_SWISH": _lower_hard_swish,
-    "RELU": _lower_relu,
-    "RELU6": _lower_relu,
-    "CLIP": _lower_relu,
-    "QUANTIZE": _lower_quantize,
-    "DEQUANTIZE": _lower_dequantize,
-    "RESHAPE": _lower_reshape,
-    "TRANSPOSE": _lower_transpose,
-    "PAD": _lower_pad,
-    "CONCATENATION": _lower_concatenation,
-}

@@ -31,7 +31,7 @@ from __future__ import annotations
 from tinyml.codegen.c_syntax import c_comment, c_literal, c_type, identifier
 from tinyml.codegen.lowering import ConstArray
 from tinyml.ir.tensor import itemsize
-from tinyml.schedule.patches import KERNEL_GEOMETRY, PatchSchedule, PatchStep
+from tinyml.schedule.patches import PatchSchedule, PatchStep
 
 COPY_HELPER = """\
 /* Copy `rows` rows of `row_bytes` bytes from src (rows src_stride bytes apart) to dst (rows
@@ -165,7 +165,7 @@ class PatchStageEmitter:
     def _kernel(self, step: PatchStep, position: int) -> list[str]:
         call = step.call
         op = step.op
-        kind = KERNEL_GEOMETRY[call.function]
+        kind = call.geometry
         var = self._local(call.params_type)
         base = self._base(step, position)
         out_rows, out_cols = self._axes(op.outputs[0])

@@ -1,10 +1,10 @@
 """TFLite frontend: a ``.tflite`` flatbuffer (float or int8) into the graph IR.
 
 The flatbuffer is decoded with the official schema bindings shipped in ``ai_edge_litert``
-(``schema_py_generated``); nothing here decodes bytes by hand. TFLite ops map one to one onto
-IR ops (the IR is named after them), SAME padding becomes explicit padding, constant operands
-that are really attributes (RESHAPE's shape, PAD's paddings, MEAN's axes, TRANSPOSE's perm)
-become typed attributes, and SQUEEZE becomes RESHAPE.
+(``schema_py_generated``); nothing here decodes bytes by hand. This module imports tensors
+(types, shapes, quantization, buffers) and dispatches each operator to its builtin's import
+function in :mod:`tinyml.frontends.tflite_ops`, which maps it onto an IR op (the IR is named
+after TFLite's builtins).
 """
 
 from __future__ import annotations
@@ -14,36 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from tinyml.errors import ModelFormatError, ShapeError, UnsupportedOpError
+from tinyml.frontends.tflite_ops import TFLITE_IMPORTERS, TfliteOp
 from tinyml.ir import Graph, Op, Quantization, Tensor
-from tinyml.ir import ops as irops
 
 _TENSOR_TYPES = {
     "FLOAT32": "float32", "FLOAT16": "float16", "INT8": "int8", "UINT8": "uint8",
     "INT16": "int16", "INT32": "int32", "INT64": "int64", "BOOL": "bool",
 }
 
-_ACTIVATIONS = {"NONE": "NONE", "RELU": "RELU", "RELU6": "RELU6", "RELU_N1_TO_1": "RELU_N1_TO_1"}
-
-#: TFLite builtins this frontend reads (the IR op they become is built in ``_convert_op``).
-SUPPORTED_TFLITE_OPS = (
-    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D",
-    "MAX_POOL_2D", "MEAN", "RESHAPE", "SQUEEZE", "SOFTMAX", "CONCATENATION", "PAD", "PADV2",
-    "RELU", "RELU6", "LOGISTIC", "HARD_SWISH", "QUANTIZE", "DEQUANTIZE", "TRANSPOSE", "SHAPE",
-    "STRIDED_SLICE", "PACK", "GATHER", "CAST",
-)
-
-
-#: The options table each op's conversion reads. LiteRT reads a table of another type (a corrupt
-#: builtin_options_type) as absent, and so does the importer, instead of failing on the wrong
-#: table's missing fields.
-_OPTIONS = {
-    "CONV_2D": "Conv2DOptionsT", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptionsT",
-    "FULLY_CONNECTED": "FullyConnectedOptionsT", "ADD": "AddOptionsT", "MUL": "MulOptionsT",
-    "AVERAGE_POOL_2D": "Pool2DOptionsT", "MAX_POOL_2D": "Pool2DOptionsT",
-    "MEAN": "ReducerOptionsT", "RESHAPE": "ReshapeOptionsT", "SOFTMAX": "SoftmaxOptionsT",
-    "CONCATENATION": "ConcatenationOptionsT", "STRIDED_SLICE": "StridedSliceOptionsT",
-    "PACK": "PackOptionsT", "GATHER": "GatherOptionsT",
-}
+#: TFLite builtins this frontend reads (tinyml.frontends.tflite_ops has one function each).
+SUPPORTED_TFLITE_OPS = tuple(sorted(TFLITE_IMPORTERS))
 
 
 def _schema():
@@ -167,12 +147,6 @@ class _Importer:
                                    f"{list(shape)}")
         return np.frombuffer(raw, dtype=np_dtype).reshape(shape).copy()
 
-    def _const(self, index: int, op_name: str, what: str) -> np.ndarray:
-        t = self.graph.tensors[self._name(index)]
-        if not t.is_constant:
-            raise UnsupportedOpError(op_name, self._layer, detail=f"{what} must be a constant")
-        return t.data
-
     # ---- ops ------------------------------------------------------------------------------
 
     def _opcode(self, op) -> str:
@@ -188,123 +162,24 @@ class _Importer:
             name = f"CUSTOM({custom})"
         return name
 
-    def _activation(self, options) -> str:
-        act = self.act_names.get(options.fusedActivationFunction, "?")
-        if act not in _ACTIVATIONS:
-            raise UnsupportedOpError(self._kind, self._layer,
-                                     detail=f"fused activation {act} is not supported")
-        return act
-
-    def _padding(self, options, x_shape, kernel_hw, stride, dilation) -> tuple[int, int, int, int]:
-        if options.padding == self.schema.Padding.VALID:
-            return (0, 0, 0, 0)
-        top, bottom = irops.same_padding(x_shape[1], kernel_hw[0], stride[0], dilation[0])
-        left, right = irops.same_padding(x_shape[2], kernel_hw[1], stride[1], dilation[1])
-        return (top, bottom, left, right)
-
     def _convert_op(self, index: int, op) -> None:
         kind = self._opcode(op)
         inputs = [self._name(i) if i >= 0 else "" for i in _ints(op.inputs)]
         outputs = [self._name(i) for i in _ints(op.outputs)]
         if not outputs:
             raise ModelFormatError(f"{self.graph.name}: operator #{index} ({kind}) has no output")
-        self._kind = kind
-        self._layer = outputs[0].split(";")[0]
-        layer = self._layer
-        if kind not in SUPPORTED_TFLITE_OPS:
+        layer = outputs[0].split(";")[0]
+        importer = TFLITE_IMPORTERS.get(kind)
+        if importer is None:
             raise UnsupportedOpError(kind, layer, SUPPORTED_TFLITE_OPS)
-        o = op.builtinOptions
-        if kind in _OPTIONS and type(o).__name__ != _OPTIONS[kind]:
-            o = None
-        if o is None and kind in ("CONCATENATION", "STRIDED_SLICE", "PACK"):
-            o = getattr(self.schema, _OPTIONS[kind])()  # absent: every field at its default
-        g = self.graph
-        shape = lambda name: g.tensors[name].shape  # noqa: E731
-        ir_kind, attrs = kind, None
-
-        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            w = shape(inputs[1])
-            if len(w) != 4 or len(shape(inputs[0])) != 4:
-                raise ModelFormatError(f"{g.name}: layer '{layer}' ({kind}) needs 4-D input "
-                                       f"and filter")
-            stride = (o.strideH, o.strideW)
-            dilation = (o.dilationHFactor or 1, o.dilationWFactor or 1)
-            padding = self._padding(o, shape(inputs[0]), (w[1], w[2]), stride, dilation)
-            common = dict(stride=stride, dilation=dilation, padding=padding,
-                          activation=self._activation(o))
-            if kind == "CONV_2D":
-                attrs = irops.Conv2DAttrs(**common)
-            else:
-                cin = shape(inputs[0])[3]
-                multiplier = w[3] // cin if cin and w[3] % cin == 0 else o.depthMultiplier
-                attrs = irops.DepthwiseConv2DAttrs(**common, depth_multiplier=int(multiplier))
-        elif kind == "FULLY_CONNECTED":
-            if o is not None and o.weightsFormat != 0:
-                raise UnsupportedOpError(kind, layer, detail="shuffled weights format")
-            attrs = irops.FullyConnectedAttrs(
-                activation=self._activation(o) if o is not None else "NONE",
-                keep_num_dims=bool(o.keepNumDims) if o is not None else False)
-        elif kind in ("ADD", "MUL"):
-            attrs = irops.ElementwiseAttrs(self._activation(o) if o is not None else "NONE")
-        elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-            stride = (o.strideH, o.strideW)
-            kernel = (o.filterHeight, o.filterWidth)
-            attrs = irops.Pool2DAttrs(filter=kernel, stride=stride,
-                                      padding=self._padding(o, shape(inputs[0]), kernel, stride,
-                                                            (1, 1)),
-                                      activation=self._activation(o))
-        elif kind == "MEAN":
-            axes = tuple(int(a) for a in np.asarray(self._const(op.inputs[1], kind, "axes"))
-                         .reshape(-1))
-            attrs = irops.ReduceAttrs(axes=axes, keep_dims=bool(o.keepDims) if o else False)
-            inputs = inputs[:1]
-        elif kind in ("RESHAPE", "SQUEEZE"):
-            ir_kind = "RESHAPE"
-            target = shape(outputs[0])
-            if kind == "RESHAPE" and len(inputs) > 1 and inputs[1] and \
-                    not g.tensors[inputs[1]].is_constant:
-                inputs = inputs[:2]  # computed at shape inference (SHAPE/PACK chains)
-                attrs = irops.ReshapeAttrs(None)
-            else:
-                if kind == "RESHAPE" and len(inputs) > 1 and inputs[1]:
-                    target = tuple(int(v) for v in g.tensors[inputs[1]].data.reshape(-1))
-                elif kind == "RESHAPE" and o is not None and o.newShape is not None \
-                        and len(o.newShape):
-                    target = tuple(int(v) for v in o.newShape)
-                attrs = irops.ReshapeAttrs(tuple(target))
-                inputs = inputs[:1]
-        elif kind == "SOFTMAX":
-            attrs = irops.SoftmaxAttrs(beta=float(o.beta) if o is not None else 1.0)
-        elif kind == "CONCATENATION":
-            attrs = irops.ConcatenationAttrs(axis=int(o.axis), activation=self._activation(o))
-        elif kind in ("PAD", "PADV2"):
-            ir_kind = "PAD"
-            pads = np.asarray(self._const(op.inputs[1], kind, "paddings")).reshape(-1, 2)
-            value = None
-            if kind == "PADV2" and len(inputs) > 2 and inputs[2]:
-                value = self._const(op.inputs[2], kind, "constant value").reshape(-1)[0].item()
-            attrs = irops.PadAttrs(tuple((int(b), int(a)) for b, a in pads), value)
-            inputs = inputs[:1]
-        elif kind == "TRANSPOSE":
-            perm = np.asarray(self._const(op.inputs[1], kind, "perm")).reshape(-1)
-            attrs = irops.TransposeAttrs(tuple(int(p) for p in perm))
-            inputs = inputs[:1]
-        elif kind == "QUANTIZE":
-            attrs = irops.CastAttrs(g.tensors[outputs[0]].dtype)
-        elif kind == "CAST":
-            attrs = irops.CastAttrs(g.tensors[outputs[0]].dtype)
-        elif kind == "STRIDED_SLICE":
-            if o.ellipsisMask or o.newAxisMask:
-                raise UnsupportedOpError(kind, layer, detail="ellipsis/new-axis masks")
-            attrs = irops.StridedSliceAttrs(int(o.beginMask), int(o.endMask),
-                                            int(o.shrinkAxisMask), bool(o.offset))
-        elif kind == "PACK":
-            attrs = irops.AxisAttrs(int(o.axis))
-        elif kind == "GATHER":
-            if o is not None and o.batchDims:
-                raise UnsupportedOpError(kind, layer, detail="batch_dims")
-            attrs = irops.AxisAttrs(int(o.axis) if o is not None else 0)
-        g.add_op(Op(ir_kind, layer, inputs, outputs, attrs))
+        options = op.builtinOptions
+        if importer.options is not None and type(options).__name__ != importer.options:
+            options = None
+        if options is None and importer.default_options:
+            options = getattr(self.schema, importer.options)()  # every field at its default
+        ir_kind, attrs, ir_inputs = importer.convert(TfliteOp(
+            kind, layer, inputs, outputs, options, self.graph, self.schema, self.act_names))
+        self.graph.add_op(Op(ir_kind, layer, ir_inputs, outputs, attrs))
 
 
 def _ints(values) -> list[int]:

@@ -514,6 +514,33 @@ def _no_macs(op, ins, outs):
 # The table
 
 
+# --------------------------------------------------------------------------------------------
+# Traits: what the memory planner, the patch scheduler and the quantizer need to know of an op.
+# Every spec states them (no defaults), so a new op cannot be skipped by a table it is missing
+# from: the tables those modules use are derived from here.
+
+#: How an op's output pixels depend on its input pixels (NHWC images), for receptive fields
+#: and patch stages (tinyml.schedule), and for running element-wise ops in place:
+SPATIAL = {
+    "elementwise": "each output element reads the same element of every activation operand",
+    "pixel": "each output pixel reads the same pixel of its activation operands (channels mix)",
+    "window": "each output pixel reads a window of input 0 (filter, stride, dilation, padding)",
+    "global": "an output pixel may read any input pixel (or the op is not an image op)",
+}
+
+#: How tinyml's quantizer gives an op's float output its int8 quantization (tinyml.quantize):
+QUANT_RULES = {
+    "range": "the output's calibrated range (a consumer may widen it: see 'shared')",
+    "range_pinned": "the output's calibrated range, which the op's semantics pin (no widening)",
+    "input": "the input's: the op moves, selects or clamps values without rescaling them",
+    "unit": "TFLite's fixed [0, 1) output: scale 1/256, zero point -128",
+    "shared": "one quantization for every input and the output (their widest range)",
+    "none": "not quantized by tinyml: folded, evaluated or inserted around quantization",
+}
+
+SpatialFn = Callable[["Op"], str]
+
+
 @dataclass(frozen=True)
 class OpSpec:
     kind: str
@@ -521,11 +548,37 @@ class OpSpec:
     infer: InferFn
     #: Number of tensor inputs: (required, maximum); maximum None means variadic.
     arity: tuple[int, int | None]
+    #: A :data:`SPATIAL` key, or a function of the op for ops whose geometry depends on their
+    #: attributes (a reduction over channels is "pixel", over the image "global").
+    spatial: str | SpatialFn
+    #: A :data:`QUANT_RULES` key.
+    quantize: str
     macs: MacsFn = _no_macs
     #: Computes constant outputs during shape inference when all inputs are constant.
     evaluate: EvalFn | None = None
     #: Evaluated as soon as input *shapes* are known (SHAPE needs no input data).
     needs_input_data: bool = True
+
+    def __post_init__(self):
+        assert callable(self.spatial) or self.spatial in SPATIAL, (self.kind, self.spatial)
+        assert self.quantize in QUANT_RULES, (self.kind, self.quantize)
+
+    def geometry(self, op: "Op") -> str:
+        """This op's :data:`SPATIAL` kind."""
+        return self.spatial(op) if callable(self.spatial) else self.spatial
+
+
+def _channels_only(axes) -> bool:
+    """Whether ``axes`` of a 4-D NHWC tensor name the channel axis alone."""
+    return tuple(a % 4 for a in axes) == (3,)
+
+
+def _mean_spatial(op) -> str:
+    return "pixel" if _channels_only(op.attrs.axes) else "global"
+
+
+def _concat_spatial(op) -> str:
+    return "pixel" if _channels_only((op.attrs.axis,)) else "global"
 
 
 def _spec(*args, **kwargs) -> OpSpec:
@@ -533,35 +586,52 @@ def _spec(*args, **kwargs) -> OpSpec:
 
 
 OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
-    _spec("CONV_2D", Conv2DAttrs, _infer_conv, (2, 3), _macs_conv),
-    _spec("DEPTHWISE_CONV_2D", DepthwiseConv2DAttrs, _infer_conv, (2, 3), _macs_depthwise),
-    _spec("CONV_2D_ADD", Conv2DAddAttrs, _infer_conv_add, (3, 4), _macs_conv),
-    _spec("FULLY_CONNECTED", FullyConnectedAttrs, _infer_fully_connected, (2, 3),
-          _macs_fully_connected),
-    _spec("ADD", ElementwiseAttrs, _infer_elementwise, (2, 2)),
-    _spec("MUL", ElementwiseAttrs, _infer_elementwise, (2, 2)),
-    _spec("AVERAGE_POOL_2D", Pool2DAttrs, _infer_pool, (1, 1)),
-    _spec("MAX_POOL_2D", Pool2DAttrs, _infer_pool, (1, 1)),
-    _spec("MEAN", ReduceAttrs, _infer_mean, (1, 1)),
-    _spec("RESHAPE", ReshapeAttrs, _infer_reshape, (1, 2), evaluate=_eval_reshape),
-    _spec("SOFTMAX", SoftmaxAttrs, _infer_softmax, (1, 1)),
-    _spec("CONCATENATION", ConcatenationAttrs, _infer_concat, (1, None), evaluate=_eval_concat),
-    _spec("PAD", PadAttrs, _infer_pad, (1, 1)),
-    _spec("TRANSPOSE", TransposeAttrs, _infer_transpose, (1, 1), evaluate=_eval_transpose),
-    _spec("RELU", NoAttrs, _infer_same, (1, 1)),
-    _spec("RELU6", NoAttrs, _infer_same, (1, 1)),
-    _spec("CLIP", ClipAttrs, _infer_same, (1, 1)),
-    _spec("LOGISTIC", NoAttrs, _infer_same, (1, 1)),
-    _spec("HARD_SWISH", NoAttrs, _infer_same, (1, 1)),
-    _spec("QUANTIZE", CastAttrs, _infer_quantize, (1, 1)),
-    _spec("DEQUANTIZE", NoAttrs, _infer_dequantize, (1, 1)),
-    _spec("BATCH_NORM", BatchNormAttrs, _infer_batch_norm, (5, 5)),
-    _spec("SHAPE", NoAttrs, _infer_shape, (1, 1), evaluate=_eval_shape, needs_input_data=False),
-    _spec("STRIDED_SLICE", StridedSliceAttrs, _infer_strided_slice, (3, 4),
+    _spec("CONV_2D", Conv2DAttrs, _infer_conv, (2, 3), "window", "range", _macs_conv),
+    _spec("DEPTHWISE_CONV_2D", DepthwiseConv2DAttrs, _infer_conv, (2, 3), "window", "range",
+          _macs_depthwise),
+    # Made by tinyml.passes after quantization; its skip input is read element by element.
+    _spec("CONV_2D_ADD", Conv2DAddAttrs, _infer_conv_add, (3, 4), "window", "none", _macs_conv),
+    _spec("FULLY_CONNECTED", FullyConnectedAttrs, _infer_fully_connected, (2, 3), "global",
+          "range", _macs_fully_connected),
+    _spec("ADD", ElementwiseAttrs, _infer_elementwise, (2, 2), "elementwise", "range"),
+    _spec("MUL", ElementwiseAttrs, _infer_elementwise, (2, 2), "elementwise", "range"),
+    _spec("AVERAGE_POOL_2D", Pool2DAttrs, _infer_pool, (1, 1), "window", "input"),
+    _spec("MAX_POOL_2D", Pool2DAttrs, _infer_pool, (1, 1), "window", "input"),
+    _spec("MEAN", ReduceAttrs, _infer_mean, (1, 1), _mean_spatial, "range"),
+    _spec("RESHAPE", ReshapeAttrs, _infer_reshape, (1, 2), "global", "input",
+          evaluate=_eval_reshape),
+    _spec("SOFTMAX", SoftmaxAttrs, _infer_softmax, (1, 1), "pixel", "unit"),
+    _spec("CONCATENATION", ConcatenationAttrs, _infer_concat, (1, None), _concat_spatial,
+          "shared", evaluate=_eval_concat),
+    _spec("PAD", PadAttrs, _infer_pad, (1, 1), "global", "input"),
+    _spec("TRANSPOSE", TransposeAttrs, _infer_transpose, (1, 1), "global", "input",
+          evaluate=_eval_transpose),
+    _spec("RELU", NoAttrs, _infer_same, (1, 1), "elementwise", "range"),
+    _spec("RELU6", NoAttrs, _infer_same, (1, 1), "elementwise", "input"),
+    _spec("CLIP", ClipAttrs, _infer_same, (1, 1), "elementwise", "range_pinned"),
+    _spec("LOGISTIC", NoAttrs, _infer_same, (1, 1), "elementwise", "unit"),
+    _spec("HARD_SWISH", NoAttrs, _infer_same, (1, 1), "elementwise", "range_pinned"),
+    _spec("QUANTIZE", CastAttrs, _infer_quantize, (1, 1), "elementwise", "none"),
+    _spec("DEQUANTIZE", NoAttrs, _infer_dequantize, (1, 1), "elementwise", "none"),
+    # Import-only: folded into the convolution before it or evaluated at shape inference.
+    _spec("BATCH_NORM", BatchNormAttrs, _infer_batch_norm, (5, 5), "elementwise", "none"),
+    _spec("SHAPE", NoAttrs, _infer_shape, (1, 1), "global", "none", evaluate=_eval_shape,
+          needs_input_data=False),
+    _spec("STRIDED_SLICE", StridedSliceAttrs, _infer_strided_slice, (3, 4), "global", "none",
           evaluate=_eval_strided_slice),
-    _spec("PACK", AxisAttrs, _infer_pack, (1, None), evaluate=_eval_pack),
-    _spec("GATHER", AxisAttrs, _infer_gather, (2, 2), evaluate=_eval_gather),
-    _spec("CAST", CastAttrs, _infer_cast, (1, 1), evaluate=_eval_cast),
+    _spec("PACK", AxisAttrs, _infer_pack, (1, None), "global", "none", evaluate=_eval_pack),
+    _spec("GATHER", AxisAttrs, _infer_gather, (2, 2), "global", "none", evaluate=_eval_gather),
+    _spec("CAST", CastAttrs, _infer_cast, (1, 1), "elementwise", "none", evaluate=_eval_cast),
 ]}
+
+
+def kinds_where(spatial: str | None = None, quantize: str | None = None,
+                arity: tuple[int, int | None] | None = None) -> tuple[str, ...]:
+    """Op kinds whose (attribute-independent) traits match: the tables other modules need."""
+    return tuple(k for k, s in OP_SPECS.items()
+                 if (spatial is None or s.spatial == spatial)
+                 and (quantize is None or s.quantize == quantize)
+                 and (arity is None or s.arity == arity))
+
 
 SUPPORTED_OPS = tuple(OP_SPECS)

@@ -41,20 +41,20 @@ import numpy as np
 
 from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op, Quantization, Tensor
-from tinyml.ir.ops import CastAttrs
+from tinyml.ir.ops import OP_SPECS, CastAttrs, kinds_where
 from tinyml.quantize.calibrate import Calibration
 from tinyml.quantize.params import (UNIT_INTERVAL, activation_quantization, bias_int32,
                                     dequantize_array, quantize_array, symmetric_weights)
 from tinyml.reference.fixedpoint import tflite_round
 
-OWN_RANGE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "MEAN", "RELU",
-             "HARD_SWISH", "CLIP")
-SAME_AS_INPUT = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "PAD", "TRANSPOSE", "RELU6")
-FIXED_OUTPUT = ("SOFTMAX", "LOGISTIC")
-#: Producers whose output may take a concatenation's quantization instead of its own (CLIP's
-#: range is its clamp, HARD_SWISH's scale has a floor).
-RETARGETABLE = tuple(k for k in OWN_RANGE if k not in ("CLIP", "HARD_SWISH"))
-QUANTIZABLE = OWN_RANGE + SAME_AS_INPUT + FIXED_OUTPUT + ("CONCATENATION",)
+# The output quantization rule of each op kind is its ``quantize`` trait (tinyml.ir.ops).
+SAME_AS_INPUT = kinds_where(quantize="input")
+FIXED_OUTPUT = kinds_where(quantize="unit")
+SHARED = kinds_where(quantize="shared")
+#: Producers whose output may take a concatenation's quantization instead of its own ("range";
+#: CLIP's range is its clamp and HARD_SWISH's scale has a floor: "range_pinned").
+RETARGETABLE = kinds_where(quantize="range")
+QUANTIZABLE = tuple(k for k, spec in OP_SPECS.items() if spec.quantize != "none")
 #: Weight axis that indexes output channels.
 WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
 
@@ -103,7 +103,7 @@ def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> Activ
             quant[out] = quant[x]
         elif op.kind in FIXED_OUTPUT:
             quant[out] = Quantization([UNIT_INTERVAL[0]], [UNIT_INTERVAL[1]])
-        elif op.kind == "CONCATENATION":
+        elif op.kind in SHARED:
             quant[out] = _plan_concat(fg, op, ranges, quant, producers, consumers, requantize)
         else:
             if op.kind == "CLIP" and not op.attrs.min <= 0.0 <= op.attrs.max:

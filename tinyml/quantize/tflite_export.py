@@ -26,6 +26,7 @@ CONV_2D_ADD of the compiler's passes) are refused with a TinymlError.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -36,10 +37,19 @@ from tinyml.ir import ops as irops
 _TYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int8": "INT8", "uint8": "UINT8",
           "int16": "INT16", "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
 BUFFER_ALIGNMENT = 16
-EXPORTABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL",
-              "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "CONCATENATION",
-              "PAD", "TRANSPOSE", "RELU", "RELU6", "LOGISTIC", "HARD_SWISH", "QUANTIZE",
-              "DEQUANTIZE")
+#: IR op kind -> the function writing it as TFLite operators (see :func:`exports`).
+TFLITE_EXPORTERS: dict[str, "ExportFn"] = {}
+
+
+def exports(*kinds: str):
+    """Register ``fn(exporter, op, inputs, outputs)`` as the TFLite writer of IR ``kinds``;
+    ``inputs``/``outputs`` are the op's tensors' indices in the file (-1: an omitted input)."""
+    def register(fn):
+        for kind in kinds:
+            assert kind not in TFLITE_EXPORTERS, kind
+            TFLITE_EXPORTERS[kind] = fn
+        return fn
+    return register
 
 
 def _schema():
@@ -151,7 +161,7 @@ class _Exporter:
         self.index[name] = len(self.tensors) - 1
         return self.index[name]
 
-    def _constant(self, base: str, values: np.ndarray, like: Tensor | None = None) -> int:
+    def constant(self, base: str, values: np.ndarray, like: Tensor | None = None) -> int:
         name = base
         i = 1
         while name in self.index or name in self.graph.tensors:
@@ -176,7 +186,7 @@ class _Exporter:
             self.code_index[key] = len(self.codes) - 1
         return self.code_index[key]
 
-    def _emit(self, kind: str, inputs: list[int], outputs: list[int], options=None,
+    def emit(self, kind: str, inputs: list[int], outputs: list[int], options=None,
               options_type: str | None = None, version: int = 1) -> None:
         s = self.schema
         o = s.OperatorT()
@@ -188,124 +198,26 @@ class _Exporter:
             o.builtinOptions = options
         self.operators.append(o)
 
-    def _fail(self, op: Op, detail: str) -> TinymlError:
+    def fail(self, op: Op, detail: str) -> TinymlError:
         return TinymlError(f"layer '{op.name}' ({op.kind}): cannot be written to TFLite: "
                            f"{detail}")
 
-    def _activation(self, op: Op, name: str) -> int:
+    def fused_activation(self, op: Op, name: str) -> int:
         if name not in irops.ACTIVATIONS:
-            raise self._fail(op, f"fused activation {name}")
+            raise self.fail(op, f"fused activation {name}")
         return getattr(self.schema.ActivationFunctionType, name)
 
     def _operator(self, op: Op) -> None:
-        if op.kind not in EXPORTABLE:
-            raise self._fail(op, f"TFLite has no builtin for it (exportable: "
-                                 f"{', '.join(EXPORTABLE)})")
-        s = self.schema
-        g = self.graph
+        exporter = TFLITE_EXPORTERS.get(op.kind)
+        if exporter is None:
+            raise self.fail(op, f"TFLite has no builtin for it (exportable: "
+                                 f"{', '.join(sorted(TFLITE_EXPORTERS))})")
         ins = [self._tensor(n) if n else -1 for n in op.inputs]
         outs = [self._tensor(n) for n in op.outputs]
-        a = op.attrs
-        x = g.tensors[op.inputs[0]]
-        out = g.tensors[op.outputs[0]]
-        int8 = x.dtype == "int8"
-        kind = op.kind
-
-        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            w = g.tensors[op.inputs[1]]
-            kernel = (w.shape[1], w.shape[2])
-            padding, ins[0] = self._conv_padding(op, x, kernel, a.stride, a.dilation, ins[0])
-            if kind == "CONV_2D":
-                o = s.Conv2DOptionsT()
-                grouped = w.shape[3] != x.shape[3]
-                version = 6 if grouped else 3 if int8 else 1
-                options_type = "Conv2DOptions"
-            else:
-                o = s.DepthwiseConv2DOptionsT()
-                o.depthMultiplier = a.depth_multiplier
-                version = 3 if int8 else 2 if a.dilation != (1, 1) else 1
-                options_type = "DepthwiseConv2DOptions"
-            o.padding = padding
-            o.strideH, o.strideW = a.stride
-            o.dilationHFactor, o.dilationWFactor = a.dilation
-            o.fusedActivationFunction = self._activation(op, a.activation)
-            self._emit(kind, ins, outs, o, options_type, version)
-        elif kind == "FULLY_CONNECTED":
-            o = s.FullyConnectedOptionsT()
-            o.fusedActivationFunction = self._activation(op, a.activation)
-            o.keepNumDims = a.keep_num_dims
-            has_bias = len(op.inputs) > 2 and op.inputs[2]
-            version = 6 if not has_bias else 5 if a.keep_num_dims else 4 if int8 else 1
-            self._emit(kind, ins[:3] if has_bias else ins[:2], outs, o,
-                       "FullyConnectedOptions", version)
-        elif kind in ("ADD", "MUL"):
-            o = s.AddOptionsT() if kind == "ADD" else s.MulOptionsT()
-            o.fusedActivationFunction = self._activation(op, a.activation)
-            version = 2 if int8 else 1
-            if kind == "MUL" and int8:
-                b = g.tensors[op.inputs[1]]
-                if float(x.scale()) * float(b.scale()) / float(out.scale()) >= 1.0:
-                    version = 3
-            self._emit(kind, ins, outs, o, "AddOptions" if kind == "ADD" else "MulOptions",
-                       version)
-        elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-            o = s.Pool2DOptionsT()
-            padding = self._padding_mode(x, a.filter, a.stride, (1, 1), a.padding)
-            if padding is None:
-                raise self._fail(op, f"explicit padding {list(a.padding)} is neither SAME nor "
-                                     f"VALID")
-            o.padding = padding
-            o.strideH, o.strideW = a.stride
-            o.filterHeight, o.filterWidth = a.filter
-            o.fusedActivationFunction = self._activation(op, a.activation)
-            self._emit(kind, ins, outs, o, "Pool2DOptions", 2 if int8 else 1)
-        elif kind == "MEAN":
-            o = s.ReducerOptionsT()
-            o.keepDims = a.keep_dims
-            axes = self._constant(f"{op.name}/axes", np.asarray(a.axes, np.int32))
-            self._emit(kind, ins + [axes], outs, o, "ReducerOptions", 2 if int8 else 1)
-        elif kind == "RESHAPE":
-            o = s.ReshapeOptionsT()
-            o.newShape = [int(d) for d in out.shape]
-            shape = self._constant(f"{op.name}/shape", np.asarray(out.shape, np.int32))
-            self._emit(kind, ins[:1] + [shape], outs, o, "ReshapeOptions", 1)
-        elif kind == "SOFTMAX":
-            o = s.SoftmaxOptionsT()
-            o.beta = float(a.beta)
-            self._emit(kind, ins, outs, o, "SoftmaxOptions", 2 if int8 else 1)
-        elif kind == "CONCATENATION":
-            o = s.ConcatenationOptionsT()
-            o.axis = int(a.axis)
-            o.fusedActivationFunction = self._activation(op, a.activation)
-            self._emit(kind, ins, outs, o, "ConcatenationOptions", 2 if int8 else 1)
-        elif kind == "PAD":
-            pads = self._constant(f"{op.name}/paddings", np.asarray(a.pads, np.int32)
-                                  .reshape(-1, 2))
-            version = 2 if int8 else 1
-            if a.value is None:
-                self._emit("PAD", ins + [pads], outs, s.PadOptionsT(), "PadOptions", version)
-            else:
-                value = self._constant(f"{op.name}/value",
-                                       np.asarray([a.value], DTYPES[x.dtype]), like=x)
-                self._emit("PADV2", ins + [pads, value], outs, s.PadV2OptionsT(),
-                           "PadV2Options", version)
-        elif kind == "TRANSPOSE":
-            perm = self._constant(f"{op.name}/perm", np.asarray(a.perm, np.int32))
-            version = 4 if len(x.shape) > 4 else 2 if int8 else 1
-            self._emit(kind, ins + [perm], outs, s.TransposeOptionsT(), "TransposeOptions",
-                       version)
-        elif kind in ("RELU", "RELU6", "LOGISTIC"):
-            self._emit(kind, ins, outs, version=2 if int8 else 1)
-        elif kind == "HARD_SWISH":
-            self._emit(kind, ins, outs, version=1)
-        elif kind == "QUANTIZE":
-            self._emit(kind, ins, outs, version=1)
-        elif kind == "DEQUANTIZE":
-            self._emit(kind, ins, outs, version=2 if x.dtype == "int8" else
-                       3 if x.dtype in ("int16", "float16") else 1)
+        exporter(self, op, ins, outs)
 
     @staticmethod
-    def _padding_mode(x: Tensor, kernel, stride, dilation, padding) -> int | None:
+    def padding_mode(x: Tensor, kernel, stride, dilation, padding) -> int | None:
         """SAME or VALID when the explicit padding is one of them, else None."""
         s = _schema()
         if tuple(padding) == (0, 0, 0, 0):
@@ -316,11 +228,11 @@ class _Exporter:
             return s.Padding.SAME
         return None
 
-    def _conv_padding(self, op: Op, x: Tensor, kernel, stride, dilation, x_index: int
+    def conv_padding(self, op: Op, x: Tensor, kernel, stride, dilation, x_index: int
                       ) -> tuple[int, int]:
         """(padding mode, input index): a PAD op in front when the padding is explicit."""
         a = op.attrs
-        mode = self._padding_mode(x, kernel, stride, dilation, a.padding)
+        mode = self.padding_mode(x, kernel, stride, dilation, a.padding)
         if mode is not None:
             return mode, x_index
         pt, pb, pl, pr = a.padding
@@ -329,8 +241,154 @@ class _Exporter:
         while name in self.index or name in self.graph.tensors:
             name += "_"
         padded = self._add(name, shape, x.dtype, x.quant, None)
-        pads = self._constant(f"{op.name}/paddings",
+        pads = self.constant(f"{op.name}/paddings",
                               np.asarray([[0, 0], [pt, pb], [pl, pr], [0, 0]], np.int32))
-        self._emit("PAD", [x_index, pads], [padded], self.schema.PadOptionsT(), "PadOptions",
+        self.emit("PAD", [x_index, pads], [padded], self.schema.PadOptionsT(), "PadOptions",
                    2 if x.dtype == "int8" else 1)
         return self.schema.Padding.VALID, padded
+
+
+# ---- one writer per op ------------------------------------------------------------------------
+
+ExportFn = Callable[[_Exporter, Op, list[int], list[int]], None]
+
+
+def _is_int8(ex: _Exporter, op: Op) -> bool:
+    return ex.graph.tensors[op.inputs[0]].dtype == "int8"
+
+
+@exports("CONV_2D", "DEPTHWISE_CONV_2D")
+def _conv(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    s, g, a = ex.schema, ex.graph, op.attrs
+    x, w = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]]
+    int8 = x.dtype == "int8"
+    kernel = (w.shape[1], w.shape[2])
+    padding, ins[0] = ex.conv_padding(op, x, kernel, a.stride, a.dilation, ins[0])
+    if op.kind == "CONV_2D":
+        o = s.Conv2DOptionsT()
+        grouped = w.shape[3] != x.shape[3]
+        version = 6 if grouped else 3 if int8 else 1
+        options_type = "Conv2DOptions"
+    else:
+        o = s.DepthwiseConv2DOptionsT()
+        o.depthMultiplier = a.depth_multiplier
+        version = 3 if int8 else 2 if a.dilation != (1, 1) else 1
+        options_type = "DepthwiseConv2DOptions"
+    o.padding = padding
+    o.strideH, o.strideW = a.stride
+    o.dilationHFactor, o.dilationWFactor = a.dilation
+    o.fusedActivationFunction = ex.fused_activation(op, a.activation)
+    ex.emit(op.kind, ins, outs, o, options_type, version)
+
+
+@exports("FULLY_CONNECTED")
+def _fully_connected(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    a = op.attrs
+    o = ex.schema.FullyConnectedOptionsT()
+    o.fusedActivationFunction = ex.fused_activation(op, a.activation)
+    o.keepNumDims = a.keep_num_dims
+    has_bias = len(op.inputs) > 2 and op.inputs[2]
+    version = 6 if not has_bias else 5 if a.keep_num_dims else 4 if _is_int8(ex, op) else 1
+    ex.emit(op.kind, ins[:3] if has_bias else ins[:2], outs, o, "FullyConnectedOptions",
+             version)
+
+
+@exports("ADD", "MUL")
+def _binary(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    s, g = ex.schema, ex.graph
+    o = s.AddOptionsT() if op.kind == "ADD" else s.MulOptionsT()
+    o.fusedActivationFunction = ex.fused_activation(op, op.attrs.activation)
+    int8 = _is_int8(ex, op)
+    version = 2 if int8 else 1
+    if op.kind == "MUL" and int8:
+        x, b, out = (g.tensors[n] for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
+        if float(x.scale()) * float(b.scale()) / float(out.scale()) >= 1.0:
+            version = 3
+    ex.emit(op.kind, ins, outs, o, "AddOptions" if op.kind == "ADD" else "MulOptions",
+             version)
+
+
+@exports("AVERAGE_POOL_2D", "MAX_POOL_2D")
+def _pool(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    a = op.attrs
+    o = ex.schema.Pool2DOptionsT()
+    padding = ex.padding_mode(ex.graph.tensors[op.inputs[0]], a.filter, a.stride, (1, 1),
+                               a.padding)
+    if padding is None:
+        raise ex.fail(op, f"explicit padding {list(a.padding)} is neither SAME nor VALID")
+    o.padding = padding
+    o.strideH, o.strideW = a.stride
+    o.filterHeight, o.filterWidth = a.filter
+    o.fusedActivationFunction = ex.fused_activation(op, a.activation)
+    ex.emit(op.kind, ins, outs, o, "Pool2DOptions", 2 if _is_int8(ex, op) else 1)
+
+
+@exports("MEAN")
+def _mean(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.ReducerOptionsT()
+    o.keepDims = op.attrs.keep_dims
+    axes = ex.constant(f"{op.name}/axes", np.asarray(op.attrs.axes, np.int32))
+    ex.emit(op.kind, ins + [axes], outs, o, "ReducerOptions", 2 if _is_int8(ex, op) else 1)
+
+
+@exports("RESHAPE")
+def _reshape(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    out = ex.graph.tensors[op.outputs[0]]
+    o = ex.schema.ReshapeOptionsT()
+    o.newShape = [int(d) for d in out.shape]
+    shape = ex.constant(f"{op.name}/shape", np.asarray(out.shape, np.int32))
+    ex.emit(op.kind, ins[:1] + [shape], outs, o, "ReshapeOptions", 1)
+
+
+@exports("SOFTMAX")
+def _softmax(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.SoftmaxOptionsT()
+    o.beta = float(op.attrs.beta)
+    ex.emit(op.kind, ins, outs, o, "SoftmaxOptions", 2 if _is_int8(ex, op) else 1)
+
+
+@exports("CONCATENATION")
+def _concatenation(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.ConcatenationOptionsT()
+    o.axis = int(op.attrs.axis)
+    o.fusedActivationFunction = ex.fused_activation(op, op.attrs.activation)
+    ex.emit(op.kind, ins, outs, o, "ConcatenationOptions", 2 if _is_int8(ex, op) else 1)
+
+
+@exports("PAD")
+def _pad(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    s, a = ex.schema, op.attrs
+    x = ex.graph.tensors[op.inputs[0]]
+    pads = ex.constant(f"{op.name}/paddings", np.asarray(a.pads, np.int32).reshape(-1, 2))
+    version = 2 if x.dtype == "int8" else 1
+    if a.value is None:
+        ex.emit("PAD", ins + [pads], outs, s.PadOptionsT(), "PadOptions", version)
+    else:
+        value = ex.constant(f"{op.name}/value", np.asarray([a.value], DTYPES[x.dtype]), like=x)
+        ex.emit("PADV2", ins + [pads, value], outs, s.PadV2OptionsT(), "PadV2Options", version)
+
+
+@exports("TRANSPOSE")
+def _transpose(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    x = ex.graph.tensors[op.inputs[0]]
+    perm = ex.constant(f"{op.name}/perm", np.asarray(op.attrs.perm, np.int32))
+    version = 4 if len(x.shape) > 4 else 2 if x.dtype == "int8" else 1
+    ex.emit(op.kind, ins + [perm], outs, ex.schema.TransposeOptionsT(), "TransposeOptions",
+             version)
+
+
+@exports("RELU", "RELU6", "LOGISTIC")
+def _unary(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    ex.emit(op.kind, ins, outs, version=2 if _is_int8(ex, op) else 1)
+
+
+@exports("HARD_SWISH", "QUANTIZE")
+def _version_one(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    ex.emit(op.kind, ins, outs, version=1)
+
+
+@exports("DEQUANTIZE")
+def _dequantize(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    dtype = ex.graph.tensors[op.inputs[0]].dtype
+    ex.emit(op.kind, ins, outs,
+             version=2 if dtype == "int8" else 3 if dtype in ("int16", "float16") else 1)

@@ -9,7 +9,7 @@ recomputation: overlapping windows (halos) compute some pixels more than once.
 
 What a candidate is: the *stage* is a prefix of the execution order, starting at the graph's
 input and ending at the layer that writes the split tensor, made of spatially local ops whose
-kernels can run on a window (:data:`KERNEL_GEOMETRY`); nothing but the split tensor may leave
+kernels can run on a window (``KernelCall.geometry``); nothing but the split tensor may leave
 it. A grid cuts the split tensor into ``rows x columns`` tiles (1 to 8 each, 2 tiles at least,
 square or not).
 
@@ -43,7 +43,8 @@ from tinyml.schedule.planner import MemoryPlan
 from tinyml.schedule.receptive_field import (NotLocal, StageGeometry, is_spatial,
                                              operand_windows, stage_geometry)
 
-#: Kernels that can run on one patch, by how their parameters describe it:
+#: How a kernel runs on one patch (``KernelCall.geometry``, declared with its lowering in
+#: tinyml.codegen.lowering), by how its parameters describe the patch:
 #: - "window": input_h/input_w (the input buffer), output_h/output_w and pad_top/pad_left
 #:   (which place the window; taps outside the buffer are padding, as at the image border);
 #: - "plane": a window kernel with a padded plane in scratch (plane_h/plane_w as well);
@@ -51,23 +52,6 @@ from tinyml.schedule.receptive_field import (NotLocal, StageGeometry, is_spatial
 #: - "elementwise": ``size`` = pixels x channels; every operand at the output's window.
 #: Kernels of window kinds read input 0 as a window; their other activation operands (the
 #: skip input of CONV_2D_ADD) must be exactly the output's window.
-KERNEL_GEOMETRY = {
-    "tinyml_conv2d_s8": "window",
-    "tinyml_conv2d_add_s8": "window",
-    "tinyml_avg_pool2d_s8": "window",
-    "tinyml_max_pool2d_s8": "window",
-    "tinyml_depthwise_conv2d_s8": "plane",
-    "tinyml_depthwise_conv2d_3x3_s8": "plane",
-    "tinyml_conv2d_1x1_s8": "pointwise",
-    "tinyml_add_s8": "elementwise",
-    "tinyml_mul_s8": "elementwise",
-    "tinyml_relu_s8": "elementwise",
-    "tinyml_relu6_s8": "elementwise",
-    "tinyml_logistic_s8": "elementwise",
-    "tinyml_hard_swish_s8": "elementwise",
-    "tinyml_requantize_s8": "elementwise",
-    "tinyml_quantize_f32_s8": "elementwise",
-}
 
 #: Largest number of tiles along one axis.
 MAX_TILES = 8
@@ -167,7 +151,7 @@ def _patchable(graph: Graph, op: Op, call) -> str | None:
     """Why ``op`` cannot run in a patch stage, or None."""
     if call is None:
         return "it has no kernel"
-    if call.function not in KERNEL_GEOMETRY:
+    if call.geometry is None:
         return f"kernel {call.function} cannot run on a window"
     try:
         operand_windows(graph, op)
@@ -256,7 +240,7 @@ def _build_stage(graph: Graph, by_op: dict, k: int, grid: tuple[int, int],
     steps: list[PatchStep] = []
     for i, op in enumerate(ops):
         call = by_op[id(op)]
-        kind = KERNEL_GEOMETRY[call.function]
+        kind = call.geometry
         inputs = list(op.inputs)
         for j in operand_windows(graph, op):
             name = op.inputs[j]
@@ -313,7 +297,7 @@ def _requirement(graph: Graph, step: PatchStep, geometry: StageGeometry) -> Requ
     if step.is_copy:
         return Requirement(step.op, 0, (0, 0))  # a crop may shift a window within its buffer
     call = step.call
-    kind = KERNEL_GEOMETRY[call.function]
+    kind = call.geometry
     scratch = int(call.scratch_bytes)
     in_place = call.in_place
     if kind == "plane":

@@ -3,11 +3,12 @@
 Why separate: the authoritative answers come from lowering (``KernelCall.in_place`` and
 ``KernelCall.scratch_bytes``, since only the chosen C kernel knows them). Until a graph is
 lowered (in tests, in ``tinyml inspect``, in benchmarks) the planner uses the defaults here,
-which describe the portable kernels of issue 3's architecture:
+which describe the portable kernels:
 
-- element-wise ops and activations (ADD, MUL, RELU, RELU6, CLIP, LOGISTIC, HARD_SWISH, int8
-  requantizing QUANTIZE) read element i before writing element i, so the output may take the
-  place of an input of the same size (for ADD/MUL either operand with the output's shape);
+- element-wise ops (spatial trait "elementwise" in ``tinyml.ir.ops``: ADD, MUL, the
+  activations, an int8 requantizing QUANTIZE, ...) have kernels that read element i before
+  writing element i, so the output may take the place of any operand with the output's shape
+  and element size;
 - DEPTHWISE_CONV_2D with depth multiplier 1 runs in place TinyEngine-style: per channel it
   copies the channel's plane into scratch, then writes that channel's outputs, which land only
   on the same channel's (already copied) inputs, whatever the stride; scratch is one input
@@ -19,13 +20,15 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
-from tinyml.ir import Graph, Op
+from tinyml.ir import OP_SPECS, Graph, Op
 
 #: (input index, output index) pairs an op may run in place on, in order of preference.
 InPlace = tuple[int, int]
 
-ELEMENTWISE_UNARY = ("RELU", "RELU6", "CLIP", "LOGISTIC", "HARD_SWISH")
-ELEMENTWISE_BINARY = ("ADD", "MUL")
+
+def is_elementwise(op: Op) -> bool:
+    """Whether ``op``'s kernel reads element i of each operand before writing element i."""
+    return OP_SPECS[op.kind].geometry(op) == "elementwise"
 
 
 def default_in_place(graph: Graph, op: Op) -> list[InPlace]:
@@ -36,11 +39,9 @@ def default_in_place(graph: Graph, op: Op) -> list[InPlace]:
         return []
     out = outs[0]
     ins = graph.op_inputs(op)
-    if op.kind in ELEMENTWISE_UNARY or (op.kind == "QUANTIZE" and ins[0].dtype == out.dtype):
-        return [(0, 0)] if ins[0].nbytes == out.nbytes else []
-    if op.kind in ELEMENTWISE_BINARY:
+    if is_elementwise(op):
         return [(j, 0) for j, t in enumerate(ins)
-                if t is not None and t.shape == out.shape and t.dtype == out.dtype]
+                if t is not None and t.shape == out.shape and t.nbytes == out.nbytes]
     if op.kind == "DEPTHWISE_CONV_2D":
         x = ins[0]
         same_channels = x.shape[-1] == out.shape[-1]
@@ -83,8 +84,8 @@ def op_requirements(graph: Graph, calls: Sequence | None = None,
         if calls is not None:
             size = int(call.scratch_bytes) if call is not None else 0
             pairs = [tuple(call.in_place)] if call is not None and call.in_place else []
-            if pairs and op.kind in ELEMENTWISE_BINARY:
-                # Element-wise kernels may overwrite either operand of the output's shape.
+            if pairs and is_elementwise(op):
+                # Element-wise kernels may overwrite any operand of the output's shape.
                 pairs += [p for p in default_in_place(graph, op) if p not in pairs]
         else:
             size = _lookup(scratch, op, estimate_scratch(graph, op))

@@ -24,17 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tinyml.ir import Graph, Op
+from tinyml.ir import OP_SPECS, Graph, Op
 
 #: A half-open range [start, stop) of rows or columns of a full tensor.
 Span = tuple[int, int]
-
-#: Ops that read a sliding window of input 0 (the filter or pool window, stride, dilation and
-#: explicit padding of their attributes).
-WINDOW_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D")
-#: Ops whose output pixel (y, x) reads input pixel (y, x) only.
-ELEMENTWISE_OPS = ("ADD", "MUL", "RELU", "RELU6", "CLIP", "LOGISTIC", "HARD_SWISH", "QUANTIZE")
-
 
 @dataclass(frozen=True)
 class Window:
@@ -92,9 +85,12 @@ def operand_windows(graph: Graph, op: Op) -> dict[int, tuple[Window, Window]]:
             continue
         if not is_spatial(graph, name):
             raise NotLocal(f"{op.kind} input '{name}' is not a single-image 4-D tensor")
-        if op.kind in WINDOW_OPS and j == 0:
+        # The spatial trait of the op (tinyml.ir.ops.SPATIAL); CONV_2D_ADD's skip input is read
+        # at the output's own pixel.
+        geometry = OP_SPECS[op.kind].geometry(op)
+        if geometry == "window" and j == 0:
             windows[j] = _window_of(graph, op)
-        elif op.kind in ELEMENTWISE_OPS or (op.kind == "CONV_2D_ADD" and j == 2):
+        elif geometry in ("elementwise", "pixel") or (op.kind == "CONV_2D_ADD" and j == 2):
             if graph.tensors[name].shape[1:3] != out.shape[1:3]:
                 raise NotLocal(f"{op.kind} broadcasts '{name}' over the image")
             windows[j] = (SAME, SAME)
