@@ -400,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tinyml.fleet.command import add_fleet_parser  # light: Flower is imported on use
     add_fleet_parser(sub)
+    from tinyml.op_support import add_ops_parser
+    add_ops_parser(sub)
     return parser
 
 

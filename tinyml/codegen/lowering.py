@@ -113,6 +113,11 @@ def lowers(*kinds: str, kernels: dict[str, str | None]):
     return register
 
 
+def lowering_for(kind: str) -> Lowering | None:
+    """The registered lowering of op ``kind``, if it compiles."""
+    return _LOWERERS.get(kind)
+
+
 def c_kernels() -> dict[str, str | None]:
     """Every C kernel a lowering may call, with its patch geometry."""
     return {name: geometry for lowering in _LOWERERS.values()

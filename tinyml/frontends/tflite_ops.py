@@ -79,16 +79,20 @@ class Importer:
     options: str | None
     #: Build the options table with every field at its default when the file has none.
     default_options: bool
+    #: The IR op kind the builtin becomes (for ``tinyml ops``; the function decides per op).
+    becomes: str
 
 
 TFLITE_IMPORTERS: dict[str, Importer] = {}
 
 
-def imports(kind: str, options: str | None = None, default_options: bool = False):
-    """Register a function as the importer of builtin ``kind``."""
+def imports(kind: str, options: str | None = None, default_options: bool = False,
+            becomes: str | None = None):
+    """Register a function as the importer of builtin ``kind``, which becomes the IR op
+    ``becomes`` (default: the IR op of the same name)."""
     def register(fn: Callable[[TfliteOp], Imported]):
         assert kind not in TFLITE_IMPORTERS, kind
-        TFLITE_IMPORTERS[kind] = Importer(fn, options, default_options)
+        TFLITE_IMPORTERS[kind] = Importer(fn, options, default_options, becomes or kind)
         return fn
     return register
 
@@ -185,7 +189,7 @@ def _softmax(op: TfliteOp) -> Imported:
 # ---- data movement ----------------------------------------------------------------------------
 
 @imports("RESHAPE", "ReshapeOptionsT")
-@imports("SQUEEZE")
+@imports("SQUEEZE", becomes="RESHAPE")
 def _reshape(op: TfliteOp) -> Imported:
     g, inputs = op.graph, op.inputs
     target = op.shape(op.outputs[0])
@@ -207,7 +211,7 @@ def _concatenation(op: TfliteOp) -> Imported:
 
 
 @imports("PAD")
-@imports("PADV2")
+@imports("PADV2", becomes="PAD")
 def _pad(op: TfliteOp) -> Imported:
     pads = np.asarray(op.const(1, "paddings")).reshape(-1, 2)
     value = None

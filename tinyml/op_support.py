@@ -1,0 +1,194 @@
+"""``tinyml ops``: which operators tinyml compiles, so a user knows before training.
+
+Two lists: every builtin TensorFlow Lite Micro's op resolver can register (the runtime users
+compare against), and every ONNX operator of the default domain. Each row says whether tinyml
+imports it and what it becomes: compiled to int8 C (and, for those, whether a Cortex-M DSP
+kernel exists and whether it can run inside a patch stage), evaluated at compile time (shape
+computations), or folded into a neighbour; otherwise the reason it is not supported.
+
+The status is derived from the registries (TFLite importers, lowerings and their declared C
+kernels, ONNX converters), never written by hand; only the reasons for what is missing are.
+"""
+
+from __future__ import annotations
+
+from tinyml.paths import KERNELS_DIR
+
+#: The builtins of TFLM's MicroMutableOpResolver (tensorflow/tflite-micro
+#: tensorflow/lite/micro/micro_mutable_op_resolver.h at 90b983c2, 2026-08-20; CUSTOM aside).
+TFLM_BUILTINS = (
+    "ABS", "ADD", "ADD_N", "ARG_MAX", "ARG_MIN", "ASSIGN_VARIABLE", "AVERAGE_POOL_2D",
+    "BATCH_MATMUL", "BATCH_TO_SPACE_ND", "BROADCAST_ARGS", "BROADCAST_TO", "CALL_ONCE", "CAST",
+    "CEIL", "CONCATENATION", "CONV_2D", "COS", "CUMSUM", "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE",
+    "DEQUANTIZE", "DIV", "DYNAMIC_UPDATE_SLICE", "ELU", "EMBEDDING_LOOKUP", "EQUAL", "EXP",
+    "EXPAND_DIMS", "FILL", "FLOOR", "FLOOR_DIV", "FLOOR_MOD", "FULLY_CONNECTED", "GATHER",
+    "GATHER_ND", "GREATER", "GREATER_EQUAL", "HARD_SWISH", "IF", "L2_NORMALIZATION",
+    "L2_POOL_2D", "LEAKY_RELU", "LESS", "LESS_EQUAL", "LOG", "LOGICAL_AND", "LOGICAL_NOT",
+    "LOGICAL_OR", "LOGISTIC", "LOG_SOFTMAX", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM",
+    "MIRROR_PAD", "MUL", "NEG", "NOT_EQUAL", "PACK", "PAD", "PADV2", "PRELU", "QUANTIZE",
+    "READ_VARIABLE", "REDUCE_ALL", "REDUCE_MAX", "REDUCE_MIN", "RELU", "RELU6", "RESHAPE",
+    "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "REVERSE_V2", "ROUND", "RSQRT", "SELECT_V2",
+    "SHAPE", "SIN", "SLICE", "SOFTMAX", "SPACE_TO_BATCH_ND", "SPACE_TO_DEPTH", "SPLIT",
+    "SPLIT_V", "SQRT", "SQUARE", "SQUARED_DIFFERENCE", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM",
+    "SVDF", "TANH", "TRANSPOSE", "TRANSPOSE_CONV", "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNPACK",
+    "VAR_HANDLE", "WHILE", "ZEROS_LIKE",
+)
+
+_FLOAT_ONLY = "TFLM runs it in float32 only, so an int8 model has none"
+_STATE = ("resource variables (state kept between invocations) are not supported yet")
+#: Why a builtin is not supported, where there is more to say than "not implemented yet".
+TFLITE_REASONS = {
+    "IF": "control flow: tinyml compiles one static graph",
+    "WHILE": "control flow: tinyml compiles one static graph",
+    "CALL_ONCE": _STATE,
+    "VAR_HANDLE": _STATE,
+    "READ_VARIABLE": _STATE,
+    "ASSIGN_VARIABLE": _STATE,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "sequence ops are not supported yet",
+    "SVDF": "sequence ops are not supported yet",
+    "BATCH_MATMUL": "a matrix product of two activations (attention) is not supported yet",
+    "BROADCAST_ARGS": "a shape computation on int32/int64 that tinyml does not evaluate yet",
+    **{k: _FLOAT_ONLY for k in ("CEIL", "FLOOR", "FLOOR_DIV", "FLOOR_MOD", "ROUND", "SIN",
+                                "COS")},
+}
+#: ONNX operators that can never be one static int8 graph, by family.
+ONNX_REASONS = {
+    **{k: "control flow: tinyml compiles one static graph" for k in ("If", "Loop", "Scan")},
+    **{k: "sequence values are not tensors of a static graph" for k in (
+        "SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceErase", "SequenceInsert",
+        "SequenceLength", "SequenceMap", "SplitToSequence", "ConcatFromSequence")},
+    **{k: "random numbers have no bit-exact reference" for k in (
+        "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
+        "Bernoulli", "Dropout")},
+    **{k: "strings are not numeric tensors" for k in (
+        "StringConcat", "StringNormalizer", "StringSplit", "RegexFullMatch")},
+    **{k: "recurrent ops are not supported yet" for k in ("LSTM", "GRU", "RNN")},
+}
+NOT_YET = "not implemented in tinyml yet"
+
+
+def _dsp_kernels() -> set[str]:
+    """C kernels with a Cortex-M DSP version (firmware/kernels/cortex_m, same names)."""
+    import re
+    names: set[str] = set()
+    for path in (KERNELS_DIR / "cortex_m").glob("*.c"):
+        names |= set(re.findall(r"^void\s+(tinyml_\w+)\s*\(", path.read_text(), flags=re.M))
+    return names
+
+
+def _ir_status(kind: str, dsp: set[str]) -> dict:
+    """What tinyml does with IR op ``kind``."""
+    from tinyml.codegen.lowering import lowering_for
+    from tinyml.ir.ops import OP_SPECS
+    lowering = lowering_for(kind)
+    if lowering is not None:
+        return {"status": "supported", "ir_op": kind, "dtypes": ["int8"],
+                "dsp_kernel": any(k in dsp for k in lowering.kernels),
+                "patchable": any(g is not None for g in lowering.kernels.values())}
+    spec = OP_SPECS.get(kind)
+    if spec is not None and spec.evaluate is not None:
+        return {"status": "constant", "ir_op": kind,
+                "reason": "evaluated at compile time when its inputs are constant (shape "
+                          "computations); not compiled on activations"}
+    if kind == "BATCH_NORM":
+        return {"status": "folded", "ir_op": kind,
+                "reason": "folded into the convolution before it"}
+    return {"status": "unsupported", "ir_op": kind, "reason": "imported, but has no C kernel"}
+
+
+def tflite_matrix() -> list[dict]:
+    """One row per TFLM builtin (and per further builtin tinyml imports)."""
+    from tinyml.frontends.tflite_ops import TFLITE_IMPORTERS
+    dsp = _dsp_kernels()
+    rows = []
+    for builtin in sorted(set(TFLM_BUILTINS) | set(TFLITE_IMPORTERS)):
+        importer = TFLITE_IMPORTERS.get(builtin)
+        row = {"op": builtin, "in_tflm": builtin in TFLM_BUILTINS}
+        if importer is None:
+            row.update(status="unsupported", reason=TFLITE_REASONS.get(builtin, NOT_YET))
+        else:
+            row.update(_ir_status(importer.becomes, dsp))
+        rows.append(row)
+    return rows
+
+
+def onnx_matrix() -> list[dict]:
+    """One row per operator of ONNX's default domain (latest opset): converted or why not."""
+    import onnx.defs
+
+    from tinyml.frontends.onnx_ops import CONVERTERS
+    names = {s.name for s in onnx.defs.get_all_schemas() if s.domain == ""}
+    rows = []
+    for name in sorted(names | set(CONVERTERS)):
+        if name in CONVERTERS:
+            rows.append({"op": name, "status": "supported", "dtypes": ["float32", "qdq-int8"]})
+        else:
+            rows.append({"op": name, "status": "unsupported",
+                         "reason": ONNX_REASONS.get(name, NOT_YET)})
+    return rows
+
+
+def summary(rows: list[dict], key: str = "in_tflm") -> dict:
+    """Counts of a matrix: supported (compiled), constant/folded, unsupported."""
+    considered = [r for r in rows if r.get(key, True)]
+    counts = {"total": len(considered)}
+    for status in ("supported", "constant", "folded", "unsupported"):
+        counts[status] = sum(r["status"] == status for r in considered)
+    return counts
+
+
+# ---- the command -------------------------------------------------------------------------------
+
+def add_ops_parser(sub) -> None:
+    p = sub.add_parser("ops", help="the operator support matrix: TFLM's builtins and ONNX's "
+                                   "operators, compiled or why not")
+    p.add_argument("--onnx", action="store_true", help="list ONNX operators instead of TFLite "
+                                                       "builtins")
+    p.add_argument("--json", action="store_true",
+                   help='print {"tflite": [...], "onnx": [...], "summary": {...}}')
+    p.set_defaults(run=run_ops)
+
+
+def _details(row: dict) -> str:
+    if row["status"] != "supported":
+        return row.get("reason", "")
+    extras = ["+".join(row["dtypes"])]
+    if row.get("dsp_kernel"):
+        extras.append("Cortex-M DSP kernel")
+    if row.get("patchable"):
+        extras.append("patchable")
+    if row.get("ir_op") not in (None, row["op"]):
+        extras.append(f"as {row['ir_op']}")
+    return ", ".join(extras)
+
+
+def run_ops(args) -> int:
+    import json
+    import sys
+
+    tflite, onnx_rows = tflite_matrix(), onnx_matrix()
+    counts = {"tflm_builtins": summary(tflite), "onnx_ops": summary(onnx_rows, key="")}
+    if args.json:
+        sys.stdout.write(json.dumps({"tflite": tflite, "onnx": onnx_rows, "summary": counts},
+                                    indent=2) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    rows, key = (onnx_rows, "onnx_ops") if args.onnx else (tflite, "tflm_builtins")
+    c = counts[key]
+    title = (f"{'ONNX operators' if args.onnx else 'TFLM builtins'}: {c['supported']} compiled"
+             f", {c['constant'] + c['folded']} evaluated or folded at compile time, "
+             f"{c['unsupported']} not supported, of {c['total']}")
+    table = Table(title=Text(title), title_justify="left")
+    for column in ("op", "status", "details"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(Text(row["op"]), Text(row["status"]), Text(_details(row)))
+    console = Console(file=sys.stdout)
+    if not console.is_terminal:
+        natural = Console(file=sys.stdout, width=400).measure(table).maximum
+        console = Console(file=sys.stdout, width=min(max(natural, 80), 400))
+    console.print(table)
+    return 0
