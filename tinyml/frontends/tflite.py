@@ -5,6 +5,9 @@ The flatbuffer is decoded with the official schema bindings shipped in ``ai_edge
 IR ops (the IR is named after them), SAME padding becomes explicit padding, constant operands
 that are really attributes (RESHAPE's shape, PAD's paddings, MEAN's axes, TRANSPOSE's perm)
 become typed attributes, and SQUEEZE becomes RESHAPE.
+
+Files are read as TFLM reads them, quirks of older converters included
+(:mod:`.tflite_quirks`); what was normalized ends up in ``Graph.notes``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from tinyml.errors import ModelFormatError, ShapeError, UnsupportedOpError
-from tinyml.ir import Graph, Op, Quantization, Tensor
+from tinyml.frontends import tflite_quirks
+from tinyml.ir import Graph, Op, Tensor
 from tinyml.ir import ops as irops
 
 _TENSOR_TYPES = {
@@ -87,6 +91,7 @@ class _Importer:
         self.type_names = _enum_names(schema.TensorType)
         self.act_names = _enum_names(schema.ActivationFunctionType)
         self.tensor_names: dict[int, str] = {}
+        self.quirks = tflite_quirks.Quirks()
 
     def run(self) -> Graph:
         model = self.model
@@ -96,6 +101,7 @@ class _Importer:
         if not model.subgraphs:
             raise ModelFormatError(f"{self.graph.name}: TFLite model has no subgraph")
         sub = model.subgraphs[0]
+        self.op_codes = [self._code_name(code) for code in model.operatorCodes or []]
         tensors = sub.tensors or []
         for index, t in enumerate(tensors):
             self._import_tensor(index, t)
@@ -106,6 +112,7 @@ class _Importer:
         for name in self.graph.inputs:
             if self.graph.tensors[name].is_constant:
                 raise ModelFormatError(f"{self.graph.name}: graph input '{name}' is a constant")
+        self.graph.notes = self.quirks.notes()
         return self.graph.finalize()
 
     # ---- tensors --------------------------------------------------------------------------
@@ -128,32 +135,27 @@ class _Importer:
         if any(d < 0 for d in shape):
             raise ShapeError(f"{self.graph.name}: tensor '{name}' has unresolvable dynamic shape "
                              f"{list(signature or shape)}")
-        quant = None
-        q = t.quantization
-        if q is not None and q.scale is not None and len(q.scale) > 0:
-            scale = np.asarray(q.scale, dtype=np.float32)
-            zero = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0] * len(scale),
-                              dtype=np.int64)
-            if zero.size == 1 and scale.size > 1:
-                zero = np.repeat(zero, scale.size)
-            axis = int(q.quantizedDimension) if scale.size > 1 else None
-            quant = Quantization(scale, zero, axis)
+        if t.sparsity is not None:
+            raise ModelFormatError(f"{self.graph.name}: tensor '{name}' is stored sparse: not "
+                                   f"supported (TFLM does not read sparse tensors either)")
+        quant = tflite_quirks.quantization(t.quantization, shape, name, self.quirks)
         data = self._buffer(t.buffer, dtype, shape, name)
         self.graph.add_tensor(Tensor(name, shape, dtype, quant, data))
         self.tensor_names[index] = name
 
     def _buffer(self, index: int, dtype: str, shape: tuple[int, ...], name: str):
         buffers = self.model.buffers or []
-        if index <= 0 or index >= len(buffers):
-            if index >= len(buffers) and index > 0:
+        if index < 0 or index >= len(buffers):
+            if index > 0:
                 raise ModelFormatError(f"{self.graph.name}: tensor '{name}' refers to missing "
                                        f"buffer #{index}")
-            return None
+            return None  # buffer 0 is the empty sentinel (TFLM reads it like any other)
         buf = buffers[index]
         if buf.offset and buf.offset > 1:  # large models keep buffers after the flatbuffer
             raw = self.data[buf.offset:buf.offset + buf.size]
             if len(raw) != buf.size:
                 raise ModelFormatError(f"{self.graph.name}: buffer of '{name}' is truncated")
+            self.quirks.add("offset_buffers", name)
         elif buf.data is not None and len(buf.data) > 0:
             raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
         else:
@@ -176,17 +178,35 @@ class _Importer:
     # ---- ops ------------------------------------------------------------------------------
 
     def _opcode(self, op) -> str:
-        codes = self.model.operatorCodes or []
-        if not 0 <= op.opcodeIndex < len(codes):
+        if not 0 <= op.opcodeIndex < len(self.op_codes):
             raise ModelFormatError(f"{self.graph.name}: operator refers to missing opcode "
                                    f"#{op.opcodeIndex}")
-        code = codes[op.opcodeIndex]
-        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        return self.op_codes[op.opcodeIndex]
+
+    def _code_name(self, code) -> str:
+        builtin = tflite_quirks.builtin_code(code, self.quirks, self.op_names)
         name = self.op_names.get(builtin, f"BUILTIN_{builtin}")
         if name == "CUSTOM":
             custom = code.customCode.decode("utf-8", "replace") if code.customCode else "?"
             name = f"CUSTOM({custom})"
         return name
+
+    def _default_options(self, kind: str, note: bool = True):
+        """Options of an op whose file has none: TFLM parses them into a zero-initialized
+        struct (``BuiltinDataAllocator::AllocatePOD``), so every field is 0. Ops whose zeros
+        cannot run (a zero stride or pool size; a zero softmax beta, on which TFLM aborts)
+        are refused instead."""
+        unknown = "beta is" if kind == "SOFTMAX" else "strides are"
+        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX"):
+            raise ModelFormatError(f"{self.graph.name}: layer '{self._layer}' ({kind}) has no "
+                                   f"{_OPTIONS[kind][:-1]}: its {unknown} unknown")
+        if note:
+            self.quirks.add("no_options", self._layer)
+        options = getattr(self.schema, _OPTIONS[kind])()
+        for field, value in vars(options).items():
+            if isinstance(value, (bool, int, float)):
+                setattr(options, field, type(value)(0))
+        return options
 
     def _activation(self, options) -> str:
         act = self.act_names.get(options.fusedActivationFunction, "?")
@@ -216,8 +236,9 @@ class _Importer:
         o = op.builtinOptions
         if kind in _OPTIONS and type(o).__name__ != _OPTIONS[kind]:
             o = None
-        if o is None and kind in ("CONCATENATION", "STRIDED_SLICE", "PACK"):
-            o = getattr(self.schema, _OPTIONS[kind])()  # absent: every field at its default
+        if o is None and kind in _OPTIONS:
+            # RESHAPE with a shape operand needs no options: converters omit them.
+            o = self._default_options(kind, note=not (kind == "RESHAPE" and len(inputs) > 1))
         g = self.graph
         shape = lambda name: g.tensors[name].shape  # noqa: E731
         ir_kind, attrs = kind, None
@@ -239,13 +260,12 @@ class _Importer:
                 multiplier = w[3] // cin if cin and w[3] % cin == 0 else o.depthMultiplier
                 attrs = irops.DepthwiseConv2DAttrs(**common, depth_multiplier=int(multiplier))
         elif kind == "FULLY_CONNECTED":
-            if o is not None and o.weightsFormat != 0:
+            if o.weightsFormat != 0:
                 raise UnsupportedOpError(kind, layer, detail="shuffled weights format")
             attrs = irops.FullyConnectedAttrs(
-                activation=self._activation(o) if o is not None else "NONE",
-                keep_num_dims=bool(o.keepNumDims) if o is not None else False)
+                activation=self._activation(o), keep_num_dims=bool(o.keepNumDims))
         elif kind in ("ADD", "MUL"):
-            attrs = irops.ElementwiseAttrs(self._activation(o) if o is not None else "NONE")
+            attrs = irops.ElementwiseAttrs(self._activation(o))
         elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
             stride = (o.strideH, o.strideW)
             kernel = (o.filterHeight, o.filterWidth)
@@ -256,7 +276,7 @@ class _Importer:
         elif kind == "MEAN":
             axes = tuple(int(a) for a in np.asarray(self._const(op.inputs[1], kind, "axes"))
                          .reshape(-1))
-            attrs = irops.ReduceAttrs(axes=axes, keep_dims=bool(o.keepDims) if o else False)
+            attrs = irops.ReduceAttrs(axes=axes, keep_dims=bool(o.keepDims))
             inputs = inputs[:1]
         elif kind in ("RESHAPE", "SQUEEZE"):
             ir_kind = "RESHAPE"
@@ -268,13 +288,12 @@ class _Importer:
             else:
                 if kind == "RESHAPE" and len(inputs) > 1 and inputs[1]:
                     target = tuple(int(v) for v in g.tensors[inputs[1]].data.reshape(-1))
-                elif kind == "RESHAPE" and o is not None and o.newShape is not None \
-                        and len(o.newShape):
+                elif kind == "RESHAPE" and o.newShape is not None and len(o.newShape):
                     target = tuple(int(v) for v in o.newShape)
                 attrs = irops.ReshapeAttrs(tuple(target))
                 inputs = inputs[:1]
         elif kind == "SOFTMAX":
-            attrs = irops.SoftmaxAttrs(beta=float(o.beta) if o is not None else 1.0)
+            attrs = irops.SoftmaxAttrs(beta=float(o.beta))
         elif kind == "CONCATENATION":
             attrs = irops.ConcatenationAttrs(axis=int(o.axis), activation=self._activation(o))
         elif kind in ("PAD", "PADV2"):
@@ -301,9 +320,9 @@ class _Importer:
         elif kind == "PACK":
             attrs = irops.AxisAttrs(int(o.axis))
         elif kind == "GATHER":
-            if o is not None and o.batchDims:
+            if o.batchDims:
                 raise UnsupportedOpError(kind, layer, detail="batch_dims")
-            attrs = irops.AxisAttrs(int(o.axis) if o is not None else 0)
+            attrs = irops.AxisAttrs(int(o.axis))
         g.add_op(Op(ir_kind, layer, inputs, outputs, attrs))
 
 
