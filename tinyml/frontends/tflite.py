@@ -103,6 +103,7 @@ class _Importer:
         sub = model.subgraphs[0]
         self.op_codes = [self._code_name(code) for code in model.operatorCodes or []]
         tensors = sub.tensors or []
+        self._check_ops(sub, tensors)
         for index, t in enumerate(tensors):
             self._import_tensor(index, t)
         for index, op in enumerate(sub.operators or []):
@@ -114,6 +115,22 @@ class _Importer:
                 raise ModelFormatError(f"{self.graph.name}: graph input '{name}' is a constant")
         self.graph.notes = self.quirks.notes()
         return self.graph.finalize()
+
+    def _check_ops(self, sub, tensors) -> None:
+        """Report an unsupported op before reading any tensor: files that use one often have
+        tensors of types the IR lacks too (uint32 in TFLM's audio front ends), and the op is
+        what the user needs to hear about."""
+        for index, op in enumerate(sub.operators or []):
+            kind = self._opcode(op)
+            if kind in SUPPORTED_TFLITE_OPS:
+                continue
+            layer = f"operator #{index}"
+            outputs = _ints(op.outputs)
+            if outputs and 0 <= outputs[0] < len(tensors):
+                raw = tensors[outputs[0]].name
+                layer = raw.decode("utf-8", "replace").split(";")[0] if raw else \
+                    f"tensor_{outputs[0]}"
+            raise UnsupportedOpError(kind, layer, SUPPORTED_TFLITE_OPS)
 
     # ---- tensors --------------------------------------------------------------------------
 
