@@ -12,7 +12,7 @@
   bound of the arena a memory planner can reach.
 
 Notes: what the frontend normalized while reading the file (``Graph.notes``, e.g. a quirk of an
-older TFLite converter); the JSON has a ``notes`` list only when there are any.
+older TFLite converter), one line per kind; the JSON's ``notes`` list is empty for most files.
 
 Layer names are the source model's (for TFLite: the first of the ``;``-joined names the
 converter gives a fused op's output). :func:`readable_names` shortens them for the table.
@@ -51,16 +51,15 @@ class GraphSummary:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        """``{"layers": [...], "totals": {...}}`` (and ``"notes": [...]`` when the import
-        normalized something) with plain ints, lists and strings only."""
-        notes = {"notes": list(self.notes)} if self.notes else {}
+        """``{"layers": [...], "totals": {...}, "notes": [...]}`` with plain ints, lists and
+        strings only."""
         return {
             "layers": [asdict(layer) for layer in self.layers],
             "totals": {"macs": self.macs, "param_bytes": self.param_bytes,
                        "layers": len(self.layers),
                        "peak_activation_bytes": self.peak_activation_bytes,
                        "input_bytes": self.input_bytes, "output_bytes": self.output_bytes},
-            **notes,
+            "notes": list(self.notes),
         }
 
 

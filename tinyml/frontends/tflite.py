@@ -166,7 +166,8 @@ class _Importer:
             if index > 0:
                 raise ModelFormatError(f"{self.graph.name}: tensor '{name}' refers to missing "
                                        f"buffer #{index}")
-            return None  # buffer 0 is the empty sentinel (TFLM reads it like any other)
+            return None  # index 0 of a file without buffers: no data
+        # Buffer 0 is the empty sentinel by convention, but TFLM reads it like any other.
         buf = buffers[index]
         if buf.offset and buf.offset > 1:  # large models keep buffers after the flatbuffer
             raw = self.data[buf.offset:buf.offset + buf.size]
