@@ -335,3 +335,26 @@ def test_every_quirk_at_once_verifies_bit_exact(pristine, tmp_path, capsys):
     assert main(["inspect", "--json", str(path)]) == 0
     import json
     assert len(json.loads(capsys.readouterr().out)["notes"]) == 3
+
+
+def test_unsupported_op_is_named_before_unknown_tensor_types(pristine, tmp_path):
+    """TFLM's audio front end has uint32 tensors, which the IR lacks, behind custom ops:
+    the error names the op, what the user can act on, not the element type."""
+    from tinyml.errors import UnsupportedOpError
+
+    def custom_softmax_uint32(model, schema):
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+        code.customCode = b"SignalWindow"
+        model.operatorCodes.append(code)
+        sub = model.subgraphs[0]
+        op = next(op for op in sub.operators
+                  if _kind(model, op) == schema.BuiltinOperator.SOFTMAX)
+        op.opcodeIndex = len(model.operatorCodes) - 1
+        op.builtinOptions, op.builtinOptionsType = None, 0
+        sub.tensors[op.outputs[0]].type = schema.TensorType.UINT32
+
+    path = _write(tmp_path, "custom", _edit(pristine, custom_softmax_uint32))
+    with pytest.raises(UnsupportedOpError, match=r"unsupported op CUSTOM\(SignalWindow\) in "
+                                                 r"layer '"):
+        load_model(path)
