@@ -145,7 +145,7 @@ def litert_ops(path: Path) -> list[dict]:
 
 
 def _check_json_against_litert(path: Path, summary: dict):
-    assert set(summary) == {"layers", "totals"}
+    assert set(summary) == {"layers", "totals", "notes"}
     totals, layers = summary["totals"], summary["layers"]
     assert totals["layers"] == len(layers) == len(litert_ops(path))
     expected = independent_macs(path)

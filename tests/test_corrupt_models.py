@@ -255,7 +255,7 @@ def check(result: dict) -> str:
             summary = json.loads(out)
         except ValueError:
             return "exit 0 but stdout is not JSON"
-        if set(summary) != {"layers", "totals"} or \
+        if set(summary) != {"layers", "totals", "notes"} or \
                 summary["totals"]["layers"] != len(summary["layers"]):
             return "exit 0 but the JSON is not an inspect summary"
         return ""

@@ -97,6 +97,8 @@ def _print_table(summary) -> None:
         natural = Console(file=sys.stdout, width=400).measure(table).maximum
         console = Console(file=sys.stdout, width=min(max(natural, 80), 400))
     console.print(table)
+    for note in summary.notes:  # what the import normalized (tinyml.summary)
+        console.print(Text(f"note: {note}"), soft_wrap=True)
 
 
 def _compile(args: argparse.Namespace) -> int:

@@ -11,6 +11,9 @@
   live in RAM while it runs when nothing is computed in place. The peak over layers is a lower
   bound of the arena a memory planner can reach.
 
+Notes: what the frontend normalized while reading the file (``Graph.notes``, e.g. a quirk of an
+older TFLite converter), one line per kind; the JSON's ``notes`` list is empty for most files.
+
 Layer names are the source model's (for TFLite: the first of the ``;``-joined names the
 converter gives a fused op's output). :func:`readable_names` shortens them for the table.
 """
@@ -18,7 +21,7 @@ converter gives a fused op's output). :func:`readable_names` shortens them for t
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from tinyml.ir import Graph
 
@@ -45,15 +48,18 @@ class GraphSummary:
     peak_activation_bytes: int
     input_bytes: int
     output_bytes: int
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        """``{"layers": [...], "totals": {...}}`` with plain ints, lists and strings only."""
+        """``{"layers": [...], "totals": {...}, "notes": [...]}`` with plain ints, lists and
+        strings only."""
         return {
             "layers": [asdict(layer) for layer in self.layers],
             "totals": {"macs": self.macs, "param_bytes": self.param_bytes,
                        "layers": len(self.layers),
                        "peak_activation_bytes": self.peak_activation_bytes,
                        "input_bytes": self.input_bytes, "output_bytes": self.output_bytes},
+            "notes": list(self.notes),
         }
 
 
@@ -86,7 +92,8 @@ def summarize(graph: Graph) -> GraphSummary:
         param_bytes=total_params,
         peak_activation_bytes=max((layer.activation_bytes for layer in layers), default=0),
         input_bytes=sum(graph.tensors[n].nbytes for n in graph.inputs),
-        output_bytes=sum(graph.tensors[n].nbytes for n in graph.outputs))
+        output_bytes=sum(graph.tensors[n].nbytes for n in graph.outputs),
+        notes=list(graph.notes))
 
 
 def _dtype(activations, outs) -> str:

@@ -5,6 +5,9 @@ The flatbuffer is decoded with the official schema bindings shipped in ``ai_edge
 (types, shapes, quantization, buffers) and dispatches each operator to its builtin's import
 function in :mod:`tinyml.frontends.tflite_ops`, which maps it onto an IR op (the IR is named
 after TFLite's builtins).
+
+Files are read as TFLM reads them, quirks of older converters included
+(:mod:`.tflite_quirks`); what was normalized ends up in ``Graph.notes``.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from tinyml.errors import ModelFormatError, ShapeError, UnsupportedOpError
+from tinyml.frontends import tflite_quirks
 from tinyml.frontends.tflite_ops import TFLITE_IMPORTERS, TfliteOp
-from tinyml.ir import Graph, Op, Quantization, Tensor
+from tinyml.ir import Graph, Op, Tensor
 
 _TENSOR_TYPES = {
     "FLOAT32": "float32", "FLOAT16": "float16", "INT8": "int8", "UINT8": "uint8",
@@ -67,6 +71,7 @@ class _Importer:
         self.type_names = _enum_names(schema.TensorType)
         self.act_names = _enum_names(schema.ActivationFunctionType)
         self.tensor_names: dict[int, str] = {}
+        self.quirks = tflite_quirks.Quirks()
 
     def run(self) -> Graph:
         model = self.model
@@ -76,7 +81,9 @@ class _Importer:
         if not model.subgraphs:
             raise ModelFormatError(f"{self.graph.name}: TFLite model has no subgraph")
         sub = model.subgraphs[0]
+        self.op_codes = [self._code_name(code) for code in model.operatorCodes or []]
         tensors = sub.tensors or []
+        self._check_ops(sub, tensors)
         for index, t in enumerate(tensors):
             self._import_tensor(index, t)
         for index, op in enumerate(sub.operators or []):
@@ -86,7 +93,24 @@ class _Importer:
         for name in self.graph.inputs:
             if self.graph.tensors[name].is_constant:
                 raise ModelFormatError(f"{self.graph.name}: graph input '{name}' is a constant")
+        self.graph.notes = self.quirks.notes()
         return self.graph.finalize()
+
+    def _check_ops(self, sub, tensors) -> None:
+        """Report an unsupported op before reading any tensor: files that use one often have
+        tensors of types the IR lacks too (uint32 in TFLM's audio front ends), and the op is
+        what the user needs to hear about."""
+        for index, op in enumerate(sub.operators or []):
+            kind = self._opcode(op)
+            if kind in SUPPORTED_TFLITE_OPS:
+                continue
+            layer = f"operator #{index}"
+            outputs = _ints(op.outputs)
+            if outputs and 0 <= outputs[0] < len(tensors):
+                raw = tensors[outputs[0]].name
+                layer = raw.decode("utf-8", "replace").split(";")[0] if raw else \
+                    f"tensor_{outputs[0]}"
+            raise UnsupportedOpError(kind, layer, SUPPORTED_TFLITE_OPS)
 
     # ---- tensors --------------------------------------------------------------------------
 
@@ -108,32 +132,28 @@ class _Importer:
         if any(d < 0 for d in shape):
             raise ShapeError(f"{self.graph.name}: tensor '{name}' has unresolvable dynamic shape "
                              f"{list(signature or shape)}")
-        quant = None
-        q = t.quantization
-        if q is not None and q.scale is not None and len(q.scale) > 0:
-            scale = np.asarray(q.scale, dtype=np.float32)
-            zero = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0] * len(scale),
-                              dtype=np.int64)
-            if zero.size == 1 and scale.size > 1:
-                zero = np.repeat(zero, scale.size)
-            axis = int(q.quantizedDimension) if scale.size > 1 else None
-            quant = Quantization(scale, zero, axis)
+        if t.sparsity is not None:
+            raise ModelFormatError(f"{self.graph.name}: tensor '{name}' is stored sparse: not "
+                                   f"supported (TFLM does not read sparse tensors either)")
+        quant = tflite_quirks.quantization(t.quantization, shape, name, self.quirks)
         data = self._buffer(t.buffer, dtype, shape, name)
         self.graph.add_tensor(Tensor(name, shape, dtype, quant, data))
         self.tensor_names[index] = name
 
     def _buffer(self, index: int, dtype: str, shape: tuple[int, ...], name: str):
         buffers = self.model.buffers or []
-        if index <= 0 or index >= len(buffers):
-            if index >= len(buffers) and index > 0:
+        if index < 0 or index >= len(buffers):
+            if index > 0:
                 raise ModelFormatError(f"{self.graph.name}: tensor '{name}' refers to missing "
                                        f"buffer #{index}")
-            return None
+            return None  # index 0 of a file without buffers: no data
+        # Buffer 0 is the empty sentinel by convention, but TFLM reads it like any other.
         buf = buffers[index]
         if buf.offset and buf.offset > 1:  # large models keep buffers after the flatbuffer
             raw = self.data[buf.offset:buf.offset + buf.size]
             if len(raw) != buf.size:
                 raise ModelFormatError(f"{self.graph.name}: buffer of '{name}' is truncated")
+            self.quirks.add("offset_buffers", name)
         elif buf.data is not None and len(buf.data) > 0:
             raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
         else:
@@ -150,17 +170,35 @@ class _Importer:
     # ---- ops ------------------------------------------------------------------------------
 
     def _opcode(self, op) -> str:
-        codes = self.model.operatorCodes or []
-        if not 0 <= op.opcodeIndex < len(codes):
+        if not 0 <= op.opcodeIndex < len(self.op_codes):
             raise ModelFormatError(f"{self.graph.name}: operator refers to missing opcode "
                                    f"#{op.opcodeIndex}")
-        code = codes[op.opcodeIndex]
-        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        return self.op_codes[op.opcodeIndex]
+
+    def _code_name(self, code) -> str:
+        builtin = tflite_quirks.builtin_code(code, self.quirks, self.op_names)
         name = self.op_names.get(builtin, f"BUILTIN_{builtin}")
         if name == "CUSTOM":
             custom = code.customCode.decode("utf-8", "replace") if code.customCode else "?"
             name = f"CUSTOM({custom})"
         return name
+
+    def _default_options(self, kind: str, table: str, layer: str, note: bool = True):
+        """Options of an op whose file has none: TFLM parses them into a zero-initialized
+        struct (``BuiltinDataAllocator::AllocatePOD``), so every field is 0. Ops whose zeros
+        cannot run (a zero stride or pool size; a zero softmax beta, on which TFLM aborts)
+        are refused instead."""
+        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX"):
+            unknown = "beta is" if kind == "SOFTMAX" else "strides are"
+            raise ModelFormatError(f"{self.graph.name}: layer '{layer}' ({kind}) has no "
+                                   f"{table[:-1]}: its {unknown} unknown")
+        if note:
+            self.quirks.add("no_options", layer)
+        options = getattr(self.schema, table)()
+        for field, value in vars(options).items():
+            if isinstance(value, (bool, int, float)):
+                setattr(options, field, type(value)(0))
+        return options
 
     def _convert_op(self, index: int, op) -> None:
         kind = self._opcode(op)
@@ -175,8 +213,10 @@ class _Importer:
         options = op.builtinOptions
         if importer.options is not None and type(options).__name__ != importer.options:
             options = None
-        if options is None and importer.default_options:
-            options = getattr(self.schema, importer.options)()  # every field at its default
+        if options is None and importer.options is not None:
+            # RESHAPE with a shape operand needs no options: converters omit them.
+            options = self._default_options(
+                kind, importer.options, layer, note=not (kind == "RESHAPE" and len(inputs) > 1))
         ir_kind, attrs, ir_inputs = importer.convert(TfliteOp(
             kind, layer, inputs, outputs, options, self.graph, self.schema, self.act_names))
         self.graph.add_op(Op(ir_kind, layer, ir_inputs, outputs, attrs))

@@ -34,7 +34,7 @@ class TfliteOp:
     layer: str                 # the IR op's name (its first output's name, up to a ';')
     inputs: list[str]          # IR tensor names ("" for an omitted optional input)
     outputs: list[str]
-    options: object | None     # the decoded options table (None when absent or of another type)
+    options: object | None     # the decoded options table (None for builtins that have none)
     graph: "Graph"
     schema: object             # ai_edge_litert's schema_py_generated
     activation_names: dict[int, str]
@@ -75,10 +75,9 @@ class TfliteOp:
 @dataclass(frozen=True)
 class Importer:
     convert: Callable[[TfliteOp], Imported]
-    #: The options table type it reads (schema class name); another type reads as absent.
+    #: The options table type it reads (schema class name). A table of another type reads as
+    #: absent, and an absent one as TFLM's zero-initialized defaults (see the importer).
     options: str | None
-    #: Build the options table with every field at its default when the file has none.
-    default_options: bool
     #: The IR op kind the builtin becomes (for ``tinyml ops``; the function decides per op).
     becomes: str
 
@@ -86,13 +85,12 @@ class Importer:
 TFLITE_IMPORTERS: dict[str, Importer] = {}
 
 
-def imports(kind: str, options: str | None = None, default_options: bool = False,
-            becomes: str | None = None):
+def imports(kind: str, options: str | None = None, becomes: str | None = None):
     """Register a function as the importer of builtin ``kind``, which becomes the IR op
     ``becomes`` (default: the IR op of the same name)."""
     def register(fn: Callable[[TfliteOp], Imported]):
         assert kind not in TFLITE_IMPORTERS, kind
-        TFLITE_IMPORTERS[kind] = Importer(fn, options, default_options, becomes or kind)
+        TFLITE_IMPORTERS[kind] = Importer(fn, options, becomes or kind)
         return fn
     return register
 
@@ -107,9 +105,6 @@ def _conv(op: TfliteOp) -> Imported:
         raise ModelFormatError(f"{op.graph.name}: layer '{op.layer}' ({op.kind}) needs 4-D "
                                f"input and filter")
     o = op.options
-    if o is None:
-        raise ModelFormatError(f"{op.graph.name}: layer '{op.layer}' ({op.kind}) has no "
-                               f"options")
     stride = (o.strideH, o.strideW)
     dilation = (o.dilationHFactor or 1, o.dilationWFactor or 1)
     common = dict(stride=stride, dilation=dilation,
@@ -162,9 +157,6 @@ def _cast(op: TfliteOp) -> Imported:
 @imports("MAX_POOL_2D", "Pool2DOptionsT")
 def _pool(op: TfliteOp) -> Imported:
     o = op.options
-    if o is None:
-        raise ModelFormatError(f"{op.graph.name}: layer '{op.layer}' ({op.kind}) has no "
-                               f"options")
     stride = (o.strideH, o.strideW)
     kernel = (o.filterHeight, o.filterWidth)
     return op.kind, irops.Pool2DAttrs(
@@ -204,7 +196,7 @@ def _reshape(op: TfliteOp) -> Imported:
     return "RESHAPE", irops.ReshapeAttrs(tuple(target)), inputs[:1]
 
 
-@imports("CONCATENATION", "ConcatenationOptionsT", default_options=True)
+@imports("CONCATENATION", "ConcatenationOptionsT")
 def _concatenation(op: TfliteOp) -> Imported:
     return op.kind, irops.ConcatenationAttrs(axis=int(op.options.axis),
                                              activation=op.activation()), op.inputs
@@ -234,7 +226,7 @@ def _shape(op: TfliteOp) -> Imported:
     return op.kind, None, op.inputs
 
 
-@imports("STRIDED_SLICE", "StridedSliceOptionsT", default_options=True)
+@imports("STRIDED_SLICE", "StridedSliceOptionsT")
 def _strided_slice(op: TfliteOp) -> Imported:
     o = op.options
     if o.ellipsisMask or o.newAxisMask:
@@ -243,7 +235,7 @@ def _strided_slice(op: TfliteOp) -> Imported:
                                             int(o.shrinkAxisMask), bool(o.offset)), op.inputs
 
 
-@imports("PACK", "PackOptionsT", default_options=True)
+@imports("PACK", "PackOptionsT")
 def _pack(op: TfliteOp) -> Imported:
     return op.kind, irops.AxisAttrs(int(op.options.axis)), op.inputs
 

@@ -48,6 +48,10 @@ class Graph:
         self.ops: list[Op] = []
         self.inputs: list[str] = []
         self.outputs: list[str] = []
+        #: What the frontend normalized while reading the file (a quirk of an older converter,
+        #: a field TFLM ignores...): one line per kind of quirk, for ``tinyml inspect``. Not
+        #: errors: the graph means what the runtime the file was written for computes.
+        self.notes: list[str] = []
 
     # ---- building -------------------------------------------------------------------------
 
