@@ -1,0 +1,237 @@
+"""The data_movement ops (slices, splits, resizes, depth/space, mirror pad, broadcast, reverse,
+gathers) against TFLM, on models the TFLite converter makes from small Keras models.
+
+Each case checks that the converter emitted the op (and variant) the case is about, then
+requires every tensor of the reference interpreter to equal TFLM's, bit for bit, on seeded
+random inputs plus the all-minimum and all-maximum inputs; the compiled C then runs under
+AddressSanitizer and UndefinedBehaviorSanitizer (``verify --sanitize``) and must match both
+oracles on every sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from oracles import tflm_interpreter
+from test_reference_int8_ops import compare_all_tensors
+from tflite_zoo import convert
+from tinyml.frontends.tflite import load_tflite_bytes
+
+SEEDS = range(4)
+
+
+def _tf():
+    import tensorflow as tf
+    return tf
+
+
+def _lambda(fn):
+    return _tf().keras.layers.Lambda(fn)
+
+
+# ---- models (module level: tflite_zoo caches conversions by their code) ---------------------
+
+def cropping(x):
+    return _tf().keras.layers.Cropping2D(((1, 2), (2, 1)))(x)
+
+
+def slice_channels(x):
+    return _lambda(lambda t: _tf().slice(t, [0, 1, 0, 1], [1, 3, 4, 2]))(x)
+
+
+def split_equal(x):
+    def f(t):
+        a, b, c = _tf().split(t, 3, axis=-1)
+        return _tf().concat([c, a, b], axis=-1)
+    return _lambda(f)(x)
+
+
+def split_sizes(x):
+    def f(t):
+        a, b, c = _tf().split(t, [1, 3, 2], axis=2)
+        return _tf().concat([b, c, a], axis=2)
+    return _lambda(f)(x)
+
+
+def unstack_rows(x):
+    def f(t):
+        return _tf().concat(_tf().unstack(t, axis=1)[::-1], axis=-1)
+    return _lambda(f)(x)
+
+
+def upsample_nearest(x):
+    # Keras 3's UpSampling2D(interpolation="nearest") converts to RESHAPE and TILE, and TFLM
+    # has no TILE kernel; tf.image.resize is the nearest-neighbour upsampling TFLM runs.
+    return _lambda(lambda t: _tf().image.resize(t, (6, 8), "nearest"))(x)
+
+
+def upsample_bilinear(x):
+    return _tf().keras.layers.UpSampling2D((2, 3), interpolation="bilinear")(x)
+
+
+def resize_bilinear_odd(x):
+    return _lambda(lambda t: _tf().image.resize(t, (7, 5), "bilinear"))(x)
+
+
+def resize_bilinear_align(x):
+    return _lambda(lambda t: _tf().compat.v1.image.resize_bilinear(
+        t, (9, 4), align_corners=True))(x)
+
+
+def resize_bilinear_legacy(x):
+    return _lambda(lambda t: _tf().compat.v1.image.resize_bilinear(t, (5, 11)))(x)
+
+
+def resize_nearest_odd(x):
+    return _lambda(lambda t: _tf().image.resize(t, (7, 3), "nearest"))(x)
+
+
+def resize_nearest_align(x):
+    return _lambda(lambda t: _tf().compat.v1.image.resize_nearest_neighbor(
+        t, (9, 5), align_corners=True))(x)
+
+
+def depth_to_space(x):
+    return _lambda(lambda t: _tf().nn.depth_to_space(t, 2))(x)
+
+
+def space_to_depth(x):
+    return _lambda(lambda t: _tf().nn.space_to_depth(t, 2))(x)
+
+
+def pad_reflect(x):
+    return _lambda(lambda t: _tf().pad(t, [[0, 0], [2, 1], [1, 3], [0, 0]], "REFLECT"))(x)
+
+
+def pad_symmetric(x):
+    return _lambda(lambda t: _tf().pad(t, [[0, 0], [3, 1], [0, 2], [1, 0]], "SYMMETRIC"))(x)
+
+
+def pad_constant(x):
+    return _lambda(lambda t: _tf().pad(t, [[0, 0], [1, 2], [2, 0], [0, 1]],
+                                       constant_values=0.75))(x)
+
+
+def broadcast(x):
+    return _lambda(lambda t: _tf().broadcast_to(t, (1, 4, 5, 3)))(x)
+
+
+def reverse(x):
+    return _lambda(lambda t: _tf().reverse(t, [1, 2]))(x)
+
+
+def gather_rows(x):
+    return _lambda(lambda t: _tf().gather(t, [2, 0, 1, 1, 3], axis=1))(x)
+
+
+def gather_nd(x):
+    return _lambda(lambda t: _tf().gather_nd(t, [[0, 1, 2], [0, 0, 0], [0, 3, 1]]))(x)
+
+
+@dataclass
+class Case:
+    build: Callable
+    shape: tuple[int, ...]
+    ops: tuple[str, ...]
+    check: Callable | None = None
+    options: dict = field(default_factory=dict)
+
+
+def _attrs(kind, **expected):
+    def check(graph):
+        op = next(o for o in graph.ops if o.kind == kind)
+        for name, value in expected.items():
+            assert getattr(op.attrs, name) == value, (name, op.attrs)
+    return check
+
+
+CASES = {
+    "cropping2d": Case(cropping, (1, 7, 8, 3), ("STRIDED_SLICE",)),
+    "slice": Case(slice_channels, (1, 5, 4, 4), ("SLICE",)),
+    "split": Case(split_equal, (1, 4, 5, 6), ("SPLIT", "CONCATENATION")),
+    "split_v": Case(split_sizes, (1, 3, 6, 4), ("SPLIT_V",)),
+    "unpack": Case(unstack_rows, (1, 3, 4, 5), ("UNPACK",)),
+    "upsample_nearest": Case(upsample_nearest, (1, 3, 4, 5), ("RESIZE_NEAREST_NEIGHBOR",)),
+    "upsample_bilinear": Case(upsample_bilinear, (1, 4, 3, 5), ("RESIZE_BILINEAR",),
+                              _attrs("RESIZE_BILINEAR", half_pixel_centers=True)),
+    "resize_bilinear_odd": Case(resize_bilinear_odd, (1, 4, 6, 3), ("RESIZE_BILINEAR",)),
+    "resize_bilinear_align_corners": Case(resize_bilinear_align, (1, 5, 6, 3),
+                                          ("RESIZE_BILINEAR",),
+                                          _attrs("RESIZE_BILINEAR", align_corners=True)),
+    "resize_bilinear_legacy": Case(resize_bilinear_legacy, (1, 3, 4, 2), ("RESIZE_BILINEAR",),
+                                   _attrs("RESIZE_BILINEAR", align_corners=False,
+                                          half_pixel_centers=False)),
+    "resize_nearest_odd": Case(resize_nearest_odd, (1, 5, 4, 3),
+                               ("RESIZE_NEAREST_NEIGHBOR",)),
+    "resize_nearest_align_corners": Case(resize_nearest_align, (1, 4, 3, 2),
+                                         ("RESIZE_NEAREST_NEIGHBOR",),
+                                         _attrs("RESIZE_NEAREST_NEIGHBOR", align_corners=True)),
+    "depth_to_space": Case(depth_to_space, (1, 3, 4, 12), ("DEPTH_TO_SPACE",)),
+    "space_to_depth": Case(space_to_depth, (1, 4, 6, 3), ("SPACE_TO_DEPTH",)),
+    "mirror_pad_reflect": Case(pad_reflect, (1, 4, 5, 3), ("MIRROR_PAD",),
+                               _attrs("MIRROR_PAD", mode="REFLECT")),
+    "mirror_pad_symmetric": Case(pad_symmetric, (1, 4, 5, 3), ("MIRROR_PAD",),
+                                 _attrs("MIRROR_PAD", mode="SYMMETRIC")),
+    "padv2_constant": Case(pad_constant, (1, 3, 4, 2), ("PAD",)),
+    "broadcast_to": Case(broadcast, (1, 1, 5, 3), ("BROADCAST_TO",)),
+    "reverse": Case(reverse, (1, 3, 4, 5), ("REVERSE_V2",)),
+    "gather": Case(gather_rows, (1, 4, 3, 2), ("GATHER",)),
+    "gather_nd": Case(gather_nd, (1, 4, 3, 5), ("GATHER_ND",)),
+}
+
+
+def _model_bytes(case: Case) -> bytes:
+    return convert(case.build, [case.shape], **case.options).read_bytes()
+
+
+def _inputs(graph, seed: int) -> list[np.ndarray]:
+    t = graph.tensors[graph.inputs[0]]
+    if seed == -1:
+        return [np.full(t.shape, -128, np.int8)]
+    if seed == -2:
+        return [np.full(t.shape, 127, np.int8)]
+    return [np.random.default_rng(seed).integers(-128, 128, t.shape).astype(np.int8)]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_tflm_on_every_tensor(name):
+    case = CASES[name]
+    data = _model_bytes(case)
+    graph = load_tflite_bytes(data, name=name)
+    kinds = {op.kind for op in graph.ops if not all(graph.tensors[t].is_constant
+                                                     for t in op.outputs)}
+    assert set(case.ops) <= kinds, f"converter emitted {sorted(kinds)}, expected {case.ops}"
+    if case.check is not None:
+        case.check(graph)
+    interpreter = tflm_interpreter(data)
+    total: dict[str, int] = {}
+    compared = 0
+    for seed in [*SEEDS, -1, -2]:
+        mismatches = compare_all_tensors(graph, interpreter, _inputs(graph, seed))
+        compared += 1
+        for tensor, count in mismatches.items():
+            total[tensor] = total.get(tensor, 0) + count
+    assert compared == len(SEEDS) + 2
+    assert not total, f"{name}: elements differing from TFLM per tensor: {total}"
+
+
+#: Compiled by default (one per kernel path); the rest run with the slow tests.
+COMPILED_DEFAULT = {"cropping2d", "split_v", "unpack", "upsample_bilinear",
+                    "resize_bilinear_align_corners", "mirror_pad_symmetric", "gather_nd"}
+
+
+@pytest.mark.parametrize("name", [n if n in COMPILED_DEFAULT else
+                                  pytest.param(n, marks=pytest.mark.slow) for n in CASES])
+def test_compiled_c_matches_under_sanitizers(name, tmp_path):
+    """The generated C (the C kernels with the lowering's tables), under ASan and UBSan,
+    equals the reference and TFLM on random, all-minimum and all-maximum inputs."""
+    from tinyml.verify import verify
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(_model_bytes(CASES[name]))
+    report = verify(path, "host", samples=4, sanitize=True).to_json()
+    assert "tflite-micro" in report["oracle"], report
+    assert report["samples"] == 6 and report["mismatched_outputs"] == 0, report
