@@ -235,3 +235,81 @@ def test_compiled_c_matches_under_sanitizers(name, tmp_path):
     report = verify(path, "host", samples=4, sanitize=True).to_json()
     assert "tflite-micro" in report["oracle"], report
     assert report["samples"] == 6 and report["mismatched_outputs"] == 0, report
+
+
+def several_moves(x):
+    tf = _tf()
+    layers = tf.keras.layers
+    y = layers.Conv2D(8, 3, padding="same", bias_initializer="random_normal")(x)
+    y = layers.Cropping2D(((1, 0), (0, 1)))(y)
+
+    def moves(t):
+        t = tf.image.resize(t, (10, 12), "bilinear")
+        t = tf.pad(t, [[0, 0], [1, 1], [2, 0], [0, 0]], "REFLECT")
+        a, b = tf.split(t, 2, axis=-1)
+        t = tf.concat([tf.reverse(b, [2]), a], axis=-1)
+        t = tf.nn.space_to_depth(t, 2)
+        return tf.gather(t, [3, 1, 0], axis=1)
+    return _lambda(moves)(y)
+
+
+def test_several_ops_bit_exact_in_qemu_cortex_m4(tmp_path):
+    from tinyml.verify import verify
+    path = tmp_path / "moves.tflite"
+    path.write_bytes(convert(several_moves, [(1, 9, 11, 3)]).read_bytes())
+    graph = load_tflite_bytes(path.read_bytes(), name="moves")
+    kinds = {op.kind for op in graph.ops}
+    assert {"STRIDED_SLICE", "RESIZE_BILINEAR", "MIRROR_PAD", "SPLIT", "REVERSE_V2",
+            "SPACE_TO_DEPTH", "GATHER"} <= kinds, kinds
+    report = verify(path, "cortex-m4", samples=4, profile=False).to_json()
+    assert "tflite-micro" in report["oracle"], report
+    assert report["samples"] == 6 and report["mismatched_outputs"] == 0, report
+
+
+def float_moves(x):
+    """Every op of the family on a float model, for tinyml's own quantizer."""
+    tf = _tf()
+    layers = tf.keras.layers
+    y = layers.Conv2D(6, 3, padding="same", bias_initializer="random_normal")(x)
+    y = layers.Cropping2D(((1, 0), (0, 1)))(y)
+
+    def moves(t):
+        t = tf.image.resize(t, (8, 10), "bilinear")
+        t = tf.pad(t, [[0, 0], [1, 1], [2, 0], [0, 0]], "SYMMETRIC")
+        a, b, c = tf.split(t, [1, 3, 2], axis=-1)
+        t = tf.concat([tf.reverse(b, [2]), a, c], axis=-1)
+        t = tf.slice(t, [0, 0, 1, 0], [1, 10, 8, 6])
+        t = tf.nn.depth_to_space(tf.nn.space_to_depth(t, 2), 2)
+        t = tf.image.resize(t, (5, 4), "nearest")
+        rows = tf.unstack(t, axis=1)
+        t = tf.concat(rows[::-1], axis=-1)
+        t = tf.gather(t, [1, 3, 0], axis=1)
+        t = tf.pad(t, [[0, 0], [1, 0], [0, 2]], constant_values=-0.5)
+        t = tf.broadcast_to(t[:, :1], (1, 3, 32))[:, :, 1:]
+        return tf.gather_nd(t, [[0, 2], [0, 0]])
+    return _lambda(moves)(y)
+
+
+def test_quantizer_makes_int8_ops_tflm_runs_bit_exact():
+    """A float model through tinyml's quantizer (output quantization = input's for every
+    op), exported to TFLite: TFLM equals the reference on every tensor."""
+    from quantize_oracles import tflm_tensor_mismatches
+    from tinyml.quantize import quantize_model
+    model = quantize_model(convert(float_moves, [(1, 9, 11, 3)], int8=False),
+                           "random:-1,1", samples=20)
+    kinds = {op.kind for op in model.graph.ops}
+    assert {"STRIDED_SLICE", "RESIZE_BILINEAR", "MIRROR_PAD", "SPLIT_V", "REVERSE_V2",
+            "SLICE", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "RESIZE_NEAREST_NEIGHBOR",
+            "UNPACK", "GATHER", "PAD", "BROADCAST_TO", "GATHER_ND"} <= kinds, kinds
+    for op in model.graph.ops:
+        if op.kind not in ("CONV_2D", "QUANTIZE", "CONCATENATION"):
+            x = model.graph.tensors[op.inputs[0]]
+            for name in op.outputs:
+                assert model.graph.tensors[name].quant == x.quant, op.name
+    rng = np.random.default_rng(3)
+    shape = model.graph.tensors[model.graph.inputs[0]].shape
+    samples = [[rng.integers(-128, 128, shape).astype(np.int8)] for _ in range(4)]
+    samples += [[np.full(shape, v, np.int8)] for v in (-128, 127)]
+    mismatches, compared = tflm_tensor_mismatches(model.to_tflite(), model.graph, samples)
+    assert compared >= len(samples) * len(model.graph.ops)
+    assert not mismatches, f"elements differing from TFLM per tensor: {mismatches}"
