@@ -313,3 +313,72 @@ def test_quantizer_makes_int8_ops_tflm_runs_bit_exact():
     mismatches, compared = tflm_tensor_mismatches(model.to_tflite(), model.graph, samples)
     assert compared >= len(samples) * len(model.graph.ops)
     assert not mismatches, f"elements differing from TFLM per tensor: {mismatches}"
+
+
+# ---- ONNX: float against onnxruntime, QDQ within 1 LSB of its own arithmetic -----------------
+
+def _onnx_moves(resize_mode: str = "nearest"):
+    """NCHW as PyTorch exports it: conv, DepthToSpace, Resize (nearest x2 and linear to an
+    odd size), reflect Pad, SpaceToDepth, a Tile of a unit dimension, Expand, Slice, Split."""
+    from onnx import helper
+    from onnx_cases import make_model
+    rng = np.random.default_rng(0)
+    w = lambda *s: (rng.standard_normal(s) * 0.3).astype(np.float32)  # noqa: E731
+    inits = {"w1": w(8, 3, 3, 3), "b1": w(8) / 3,
+             "scales": np.array([1, 1, 2, 2], np.float32),
+             "sizes": np.array([1, 2, 9, 13], np.int64), "roi": np.array([], np.float32),
+             "pads": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64),
+             "reps": np.array([1, 1, 1, 4], np.int64),
+             "shape": np.array([1, 1, 3, 1], np.int64),
+             "starts": np.array([1, 0], np.int64), "ends": np.array([7, 12], np.int64),
+             "axes": np.array([2, 3], np.int64), "split": np.array([3, 5], np.int64)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("DepthToSpace", ["c1"], ["d2s"], blocksize=2, mode="DCR"),
+        helper.make_node("Resize", ["d2s", "roi", "scales"], ["up"], mode="nearest",
+                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node("Resize", ["up", "roi", "", "sizes"], ["rs"], mode=resize_mode,
+                         coordinate_transformation_mode="half_pixel",
+                         nearest_mode="round_prefer_ceil"),
+        helper.make_node("Pad", ["rs", "pads"], ["pad"], mode="reflect"),
+        helper.make_node("Slice", ["pad", "starts", "ends", "axes"], ["sl"]),
+        helper.make_node("SpaceToDepth", ["sl"], ["s2d"], blocksize=2),
+        helper.make_node("ReduceMean", ["s2d"], ["mean"], axes=[2], keepdims=1),
+        helper.make_node("Expand", ["mean", "shape"], ["exp"]),
+        helper.make_node("ReduceMean", ["exp"], ["mean2"], axes=[3], keepdims=1),
+        helper.make_node("Tile", ["mean2", "reps"], ["tile"]),
+        helper.make_node("Split", ["tile", "split"], ["p0", "p1"], axis=1),
+        helper.make_node("Concat", ["p1", "p0"], ["y"], axis=1),
+    ]
+    return make_model(nodes, {"x": [1, 3, 6, 7]}, ["y"], inits, name=f"moves_{resize_mode}")
+
+
+@pytest.mark.parametrize("resize_mode", ["nearest", "linear"])
+def test_onnx_float_matches_onnxruntime(resize_mode):
+    from test_frontend_onnx import _check_float, _kinds
+    imp, _ = _check_float(_onnx_moves(resize_mode))
+    kinds = _kinds(imp.graph)
+    for kind in ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "MIRROR_PAD", "BROADCAST_TO",
+                 "RESIZE_BILINEAR" if resize_mode == "linear" else "RESIZE_NEAREST_NEIGHBOR"):
+        assert kind in kinds, (kind, kinds)
+
+
+@pytest.mark.parametrize("resize_mode", ["nearest", "linear"])
+def test_onnx_qdq_stays_int8_within_one_lsb(resize_mode, tmp_path):
+    from test_frontend_onnx import _quantize, _run_qdq
+    path = _quantize(_onnx_moves(resize_mode), (1, 3, 6, 7), tmp_path, resize_mode,
+                     per_channel=True)
+    imp, e2e, isolated, _ = _run_qdq(path, runs=6)
+    graph = imp.graph
+    # onnxruntime's quantizer leaves ReduceMean, Expand and Tile float here; the rest of the
+    # family must stay int8 (a QDQ view moved, not dequantized).
+    moves = [op for op in graph.ops if op.kind in (
+        "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "MIRROR_PAD", "STRIDED_SLICE",
+        "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR")]
+    assert len(moves) == 8, [op.kind for op in graph.ops]
+    for op in moves:
+        assert graph.tensors[op.inputs[0]].dtype == "int8", op.name
+    assert isolated and all(d.worst <= 1 for d in isolated.values()), isolated
+    exact = {t: d for t, d in isolated.items() if d.op != "RESIZE_BILINEAR"
+             and d.op in {op.kind for op in moves}}
+    assert exact and all(d.worst == 0 for d in exact.values()), exact
