@@ -39,6 +39,10 @@ def cropping(x):
     return _tf().keras.layers.Cropping2D(((1, 2), (2, 1)))(x)
 
 
+def strided_slice_shrink(x):
+    return _lambda(lambda t: t[:, ::-2, 1:5, 1])(x)
+
+
 def slice_channels(x):
     return _lambda(lambda t: _tf().slice(t, [0, 1, 0, 1], [1, 3, 4, 2]))(x)
 
@@ -149,8 +153,17 @@ def _attrs(kind, **expected):
     return check
 
 
+def _pad_value_nonzero(graph):
+    """PADV2: a pad value other than the zero point (0.75 in real terms)."""
+    op = next(o for o in graph.ops if o.kind == "PAD")
+    assert op.attrs.value is not None and op.attrs.value != graph.tensors[op.inputs[0]]\
+        .zero_point(), op.attrs
+
+
 CASES = {
     "cropping2d": Case(cropping, (1, 7, 8, 3), ("STRIDED_SLICE",)),
+    "strided_slice_reverse_shrink": Case(strided_slice_shrink, (1, 7, 6, 3), ("STRIDED_SLICE",),
+                                         _attrs("STRIDED_SLICE", shrink_axis_mask=8)),
     "slice": Case(slice_channels, (1, 5, 4, 4), ("SLICE",)),
     "split": Case(split_equal, (1, 4, 5, 6), ("SPLIT", "CONCATENATION")),
     "split_v": Case(split_sizes, (1, 3, 6, 4), ("SPLIT_V",)),
@@ -176,7 +189,8 @@ CASES = {
                                _attrs("MIRROR_PAD", mode="REFLECT")),
     "mirror_pad_symmetric": Case(pad_symmetric, (1, 4, 5, 3), ("MIRROR_PAD",),
                                  _attrs("MIRROR_PAD", mode="SYMMETRIC")),
-    "padv2_constant": Case(pad_constant, (1, 3, 4, 2), ("PAD",)),
+    "padv2_constant": Case(pad_constant, (1, 3, 4, 2), ("PAD",),
+                           lambda g: _pad_value_nonzero(g)),
     "broadcast_to": Case(broadcast, (1, 1, 5, 3), ("BROADCAST_TO",)),
     "reverse": Case(reverse, (1, 3, 4, 5), ("REVERSE_V2",)),
     "gather": Case(gather_rows, (1, 4, 3, 2), ("GATHER",)),
@@ -382,3 +396,64 @@ def test_onnx_qdq_stays_int8_within_one_lsb(resize_mode, tmp_path):
     exact = {t: d for t, d in isolated.items() if d.op != "RESIZE_BILINEAR"
              and d.op in {op.kind for op in moves}}
     assert exact and all(d.worst == 0 for d in exact.values()), exact
+
+
+# ---- constant outputs and refusals -------------------------------------------------------------
+
+def _graph_with(kind, inputs, attrs=None):
+    from tinyml.ir import Graph, Op, Quantization, Tensor
+    g = Graph(kind.lower())
+    q = Quantization(np.float32([0.05]), np.int64([3]))
+    g.add_tensor(Tensor("x", (1, 2, 3, 4), "int8", q))
+    for name, data in inputs.items():
+        g.add_tensor(Tensor(name, np.shape(data), str(np.asarray(data).dtype), None,
+                            np.asarray(data)))
+    g.add_tensor(Tensor("y", (), "int8", q))
+    g.add_op(Op(kind, kind.lower(), ["x", *inputs], ["y"], attrs))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def test_fill_and_zeros_like_outputs_are_constants_evaluated_at_import():
+    from tinyml.ir import Graph, Op, Tensor
+    g = Graph("fill")
+    g.add_tensor(Tensor("x", (1, 3, 2), "float32"))
+    g.add_tensor(Tensor("dims", (2,), "int32", None, np.int32([2, 5])))
+    g.add_tensor(Tensor("value", (), "float32", None, np.float32(0.25)))
+    g.add_tensor(Tensor("filled", (), "float32"))
+    g.add_tensor(Tensor("zeros", (), "float32"))
+    g.add_op(Op("FILL", "fill", ["dims", "value"], ["filled"]))
+    g.add_op(Op("ZEROS_LIKE", "zeros", ["x"], ["zeros"]))
+    g.inputs, g.outputs = ["x"], ["filled", "zeros"]
+    g = g.finalize()
+    assert g.tensors["filled"].is_constant and g.tensors["zeros"].is_constant
+    np.testing.assert_array_equal(g.tensors["filled"].data, np.full((2, 5), 0.25, np.float32))
+    np.testing.assert_array_equal(g.tensors["zeros"].data, np.zeros((1, 3, 2), np.float32))
+
+
+def test_gather_with_activation_indices_is_refused_in_one_line():
+    from tinyml.codegen.lowering import lower
+    from tinyml.errors import UnsupportedOpError
+    from tinyml.ir import Graph, Op, Quantization, Tensor
+    g = Graph("gather")
+    q = Quantization(np.float32([0.05]), np.int64([3]))
+    g.add_tensor(Tensor("x", (1, 4, 3), "int8", q))
+    g.add_tensor(Tensor("idx", (2,), "int32"))
+    g.add_tensor(Tensor("y", (), "int8", q))
+    g.add_op(Op("GATHER", "pick", ["x", "idx"], ["y"], None))
+    g.inputs, g.outputs = ["x", "idx"], ["y"]
+    with pytest.raises(UnsupportedOpError, match="GATHER.*'pick'.*indices must be constant"):
+        lower(g.finalize())
+
+
+def test_out_of_range_gather_indices_are_refused():
+    from tinyml.errors import UnsupportedOpError
+    from tinyml.ir.ops import AxisAttrs
+    from tinyml.reference import run
+    from tinyml.codegen.lowering import lower
+    from tinyml.errors import TinymlError
+    g = _graph_with("GATHER", {"idx": np.int32([0, 3])}, AxisAttrs(axis=1)).finalize()
+    with pytest.raises(UnsupportedOpError, match="GATHER.*indices outside"):
+        lower(g)
+    with pytest.raises(TinymlError, match="GATHER.*indices outside"):
+        run(g, [np.zeros((1, 2, 3, 4), np.int8)])

@@ -476,7 +476,11 @@ def _infer_gather(op, ins):
 
 
 def _eval_gather(op, ins):
-    return [np.take(np.asarray(ins[0].data), np.asarray(ins[1].data), axis=op.attrs.axis)]
+    x, idx = np.asarray(ins[0].data), np.asarray(ins[1].data)
+    size = x.shape[normalize_axis(op.attrs.axis, x.ndim, op)] if x.ndim else 0
+    if idx.size and (idx.min() < 0 or idx.max() >= size):
+        raise _fail(op, f"indices outside [0, {size})")
+    return [np.take(x, idx, axis=op.attrs.axis)]
 
 
 def _eval_cast(op, ins):
