@@ -331,7 +331,7 @@ def test_quantizer_makes_int8_ops_tflm_runs_bit_exact():
 
 # ---- ONNX: float against onnxruntime, QDQ within 1 LSB of its own arithmetic -----------------
 
-def _onnx_moves(resize_mode: str = "nearest"):
+def _onnx_moves(resize_mode: str = "nearest", reductions: bool = True):
     """NCHW as PyTorch exports it: conv, DepthToSpace, Resize (nearest x2 and linear to an
     odd size), reflect Pad, SpaceToDepth, a Tile of a unit dimension, Expand, Slice, Split."""
     from onnx import helper
@@ -364,7 +364,11 @@ def _onnx_moves(resize_mode: str = "nearest"):
         helper.make_node("Split", ["tile", "split"], ["p0", "p1"], axis=1),
         helper.make_node("Concat", ["p1", "p0"], ["y"], axis=1),
     ]
-    return make_model(nodes, {"x": [1, 3, 6, 7]}, ["y"], inits, name=f"moves_{resize_mode}")
+    if not reductions:  # onnxruntime's quantizer leaves them float: no int8 C for them
+        nodes[-6:] = [helper.make_node("Split", ["s2d", "split"], ["p0", "p1"], axis=1),
+                      helper.make_node("Concat", ["p1", "p0"], ["y"], axis=1)]
+    return make_model(nodes, {"x": [1, 3, 6, 7]}, ["y"], inits,
+                      name=f"moves_{resize_mode}_{int(reductions)}")
 
 
 @pytest.mark.parametrize("resize_mode", ["nearest", "linear"])
@@ -457,3 +461,30 @@ def test_out_of_range_gather_indices_are_refused():
         lower(g)
     with pytest.raises(TinymlError, match="GATHER.*indices outside"):
         run(g, [np.zeros((1, 2, 3, 4), np.int8)])
+
+
+def test_onnx_qdq_model_compiles_and_matches_under_sanitizers(tmp_path):
+    """The int8 graph of a QDQ model (Slice and Split as STRIDED_SLICE, the image moves, the
+    int8 bilinear resize) compiles; the C equals the reference under ASan and UBSan."""
+    from test_frontend_onnx import _quantize
+    from tinyml.verify import verify
+    path = _quantize(_onnx_moves("linear", reductions=False), (1, 3, 6, 7), tmp_path, "c",
+                     per_channel=True)
+    report = verify(path, "host", samples=4, sanitize=True).to_json()
+    assert report["samples"] == 6 and report["mismatched_outputs"] == 0, report
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_onnx_upsample_opset9_matches_onnxruntime(mode):
+    from onnx import helper
+    from onnx_cases import make_model
+    from test_frontend_onnx import _check_float, _kinds
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Upsample", ["r", "scales"], ["up"], mode=mode),
+             helper.make_node("Relu", ["up"], ["y"])]
+    model = make_model(nodes, {"x": [1, 2, 3, 4]}, ["y"],
+                       {"scales": np.array([1, 1, 2, 3], np.float32)}, opset=9,
+                       name=f"upsample_{mode}")
+    imp, _ = _check_float(model)
+    assert ("RESIZE_BILINEAR" if mode == "linear" else "RESIZE_NEAREST_NEIGHBOR") in \
+        _kinds(imp.graph)
