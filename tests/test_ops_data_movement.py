@@ -488,3 +488,19 @@ def test_onnx_upsample_opset9_matches_onnxruntime(mode):
     imp, _ = _check_float(model)
     assert ("RESIZE_BILINEAR" if mode == "linear" else "RESIZE_NEAREST_NEIGHBOR") in \
         _kinds(imp.graph)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_tflite_export_runs_bit_exact_in_tflm(name):
+    """tinyml's TFLite writer: the imported graph written back runs in TFLM, every tensor
+    equal to the reference (the options, constant operands and versions TFLM reads)."""
+    from tinyml.quantize.tflite_export import export_tflite
+    graph = load_tflite_bytes(_model_bytes(CASES[name]), name=name)
+    exported = export_tflite(graph)
+    reread = load_tflite_bytes(exported, name=name)
+    assert [op.kind for op in reread.ops] == [op.kind for op in graph.ops
+                                              if not all(graph.tensors[t].is_constant
+                                                         for t in op.outputs)]
+    interpreter = tflm_interpreter(exported)
+    for seed in (0, -1, -2):
+        assert not compare_all_tensors(reread, interpreter, _inputs(reread, seed)), seed
