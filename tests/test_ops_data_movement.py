@@ -136,6 +136,22 @@ def gather_nd(x):
     return _lambda(lambda t: _tf().gather_nd(t, [[0, 1, 2], [0, 0, 0], [0, 3, 1]]))(x)
 
 
+def several_moves(x):
+    tf = _tf()
+    layers = tf.keras.layers
+    y = layers.Conv2D(8, 3, padding="same", bias_initializer="random_normal")(x)
+    y = layers.Cropping2D(((1, 0), (0, 1)))(y)
+
+    def moves(t):
+        t = tf.image.resize(t, (10, 12), "bilinear")
+        t = tf.pad(t, [[0, 0], [1, 1], [2, 0], [0, 0]], "REFLECT")
+        a, b = tf.split(t, 2, axis=-1)
+        t = tf.concat([tf.reverse(b, [2]), a], axis=-1)
+        t = tf.nn.space_to_depth(t, 2)
+        return tf.gather(t, [3, 1, 0], axis=1)
+    return _lambda(moves)(y)
+
+
 @dataclass
 class Case:
     build: Callable
@@ -195,6 +211,9 @@ CASES = {
     "reverse": Case(reverse, (1, 3, 4, 5), ("REVERSE_V2",)),
     "gather": Case(gather_rows, (1, 4, 3, 2), ("GATHER",)),
     "gather_nd": Case(gather_nd, (1, 4, 3, 5), ("GATHER_ND",)),
+    "several_moves": Case(several_moves, (1, 9, 11, 3),
+                          ("STRIDED_SLICE", "RESIZE_BILINEAR", "MIRROR_PAD", "SPLIT",
+                           "REVERSE_V2", "SPACE_TO_DEPTH", "GATHER")),
 }
 
 
@@ -234,8 +253,8 @@ def test_matches_tflm_on_every_tensor(name):
 
 
 #: Compiled by default (one per kernel path); the rest run with the slow tests.
-COMPILED_DEFAULT = {"cropping2d", "split_v", "unpack", "upsample_bilinear",
-                    "resize_bilinear_align_corners", "mirror_pad_symmetric", "gather_nd"}
+#: ("several_moves" runs the three C kernels in one build.)
+COMPILED_DEFAULT = {"several_moves", "unpack", "resize_bilinear_align_corners", "gather_nd"}
 
 
 @pytest.mark.parametrize("name", [n if n in COMPILED_DEFAULT else
@@ -251,26 +270,10 @@ def test_compiled_c_matches_under_sanitizers(name, tmp_path):
     assert report["samples"] == 6 and report["mismatched_outputs"] == 0, report
 
 
-def several_moves(x):
-    tf = _tf()
-    layers = tf.keras.layers
-    y = layers.Conv2D(8, 3, padding="same", bias_initializer="random_normal")(x)
-    y = layers.Cropping2D(((1, 0), (0, 1)))(y)
-
-    def moves(t):
-        t = tf.image.resize(t, (10, 12), "bilinear")
-        t = tf.pad(t, [[0, 0], [1, 1], [2, 0], [0, 0]], "REFLECT")
-        a, b = tf.split(t, 2, axis=-1)
-        t = tf.concat([tf.reverse(b, [2]), a], axis=-1)
-        t = tf.nn.space_to_depth(t, 2)
-        return tf.gather(t, [3, 1, 0], axis=1)
-    return _lambda(moves)(y)
-
-
 def test_several_ops_bit_exact_in_qemu_cortex_m4(tmp_path):
     from tinyml.verify import verify
     path = tmp_path / "moves.tflite"
-    path.write_bytes(convert(several_moves, [(1, 9, 11, 3)]).read_bytes())
+    path.write_bytes(_model_bytes(CASES["several_moves"]))
     graph = load_tflite_bytes(path.read_bytes(), name="moves")
     kinds = {op.kind for op in graph.ops}
     assert {"STRIDED_SLICE", "RESIZE_BILINEAR", "MIRROR_PAD", "SPLIT", "REVERSE_V2",
