@@ -1251,7 +1251,8 @@ def resize(b: Builder, node, attrs: dict) -> None:
     has = lambda i: i is not None and len(node.input) > i and node.input[i]  # noqa: E731
     if has(sizes_input):
         out = _ints(b.const_array(b.get(node.input[sizes_input]), "sizes"))
-        scales = [o / n for o, n in zip(out, x.shape)]
+        # ONNX then scales by output / input, as TFLite does.
+        scales = [float(np.float32(o) / np.float32(n)) for o, n in zip(out, x.shape)]
     elif has(scale_input):
         scales = [float(s) for s in
                   np.asarray(b.const_array(b.get(node.input[scale_input]), "scales")).reshape(-1)]
