@@ -270,7 +270,9 @@ def test_compiled_c_matches_under_sanitizers(name, tmp_path):
     assert report["samples"] == 6 and report["mismatched_outputs"] == 0, report
 
 
-def test_several_ops_bit_exact_in_qemu_cortex_m4(tmp_path):
+@pytest.mark.parametrize("target", ["cortex-m4", pytest.param("cortex-m0plus",
+                                                                 marks=pytest.mark.slow)])
+def test_several_ops_bit_exact_in_qemu(target, tmp_path):
     from tinyml.verify import verify
     path = tmp_path / "moves.tflite"
     path.write_bytes(_model_bytes(CASES["several_moves"]))
@@ -278,7 +280,7 @@ def test_several_ops_bit_exact_in_qemu_cortex_m4(tmp_path):
     kinds = {op.kind for op in graph.ops}
     assert {"STRIDED_SLICE", "RESIZE_BILINEAR", "MIRROR_PAD", "SPLIT", "REVERSE_V2",
             "SPACE_TO_DEPTH", "GATHER"} <= kinds, kinds
-    report = verify(path, "cortex-m4", samples=4, profile=False).to_json()
+    report = verify(path, target, samples=4, profile=False).to_json()
     assert "tflite-micro" in report["oracle"], report
     assert report["samples"] == 6 and report["mismatched_outputs"] == 0, report
 
