@@ -26,10 +26,12 @@ from tinyml.reference.kernels import KERNELS
 NOT_COMPILED = {
     "BATCH_NORM": "folded into the convolution before it (tinyml.passes.fold_batch_norm)",
     "SHAPE": "evaluated at shape inference, then folded",
-    "STRIDED_SLICE": "evaluated at shape inference (shape computations), then folded",
     "PACK": "evaluated at shape inference (shape computations), then folded",
-    "GATHER": "evaluated at shape inference (shape computations), then folded",
     "CAST": "evaluated at shape inference (shape computations), then folded",
+    # ---- data_movement ops
+    "FILL": "its output is constant (dims and value known): evaluated at shape inference",
+    "ZEROS_LIKE": "its output is constant (zeros of a known shape): evaluated at shape "
+                  "inference",
 }
 #: Kinds with no TFLite builtin of their own, and why.
 NOT_EXPORTED = {

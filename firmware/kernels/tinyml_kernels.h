@@ -442,6 +442,54 @@ typedef struct {
 
 void tinyml_reshape(const tinyml_reshape_params *p, const void *input, void *output);
 
+/* ---- data_movement ops ---------------------------------------------------------------- */
+
+/* SLICE, STRIDED_SLICE, REVERSE_V2, BROADCAST_TO, MIRROR_PAD, RESIZE_NEAREST_NEIGHBOR,
+ * DEPTH_TO_SPACE, SPACE_TO_DEPTH, GATHER and GATHER_ND: every output element, in row-major
+ * order over shape, is the input element at byte offset
+ * offsets[i0] + offsets[shape[0] + i1] + offsets[shape[0] + shape[1] + i2] + ... (one table
+ * per axis, concatenated). inner_contiguous: the last axis's table steps by element_size, so
+ * rows are copied whole. */
+typedef struct {
+    int32_t element_size;
+    int32_t inner_contiguous;
+    const int32_t *shape;     /* 4 entries */
+    const int32_t *offsets;   /* shape[0] + shape[1] + shape[2] + shape[3] entries, bytes */
+} tinyml_index_copy_params;
+
+void tinyml_index_copy(const tinyml_index_copy_params *p, const void *input, void *output);
+
+/* SPLIT, SPLIT_V and UNPACK: variadic. Call as tinyml_split(&p, in, out_0, ..., out_{n-1}).
+ * For each of outer_size slices of the input, output k receives the next slice_bytes[k]. */
+typedef struct {
+    int32_t num_outputs;
+    int32_t outer_size;
+    const int32_t *slice_bytes;   /* num_outputs entries */
+} tinyml_split_params;
+
+void tinyml_split(const tinyml_split_params *p, const void *input, ...);
+
+/* RESIZE_BILINEAR int8 (TFLM ResizeBilinearInteger): per output row y, input rows y0[y] and
+ * y1[y] weighted by 1024 - wy[y] and wy[y] (same for columns); the 20-bit sum of the four
+ * raw codes is rounded half away from zero. */
+typedef struct {
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t depth;
+    int32_t output_h;
+    int32_t output_w;
+    const int32_t *y0;   /* output_h entries each */
+    const int32_t *y1;
+    const int32_t *wy;
+    const int32_t *x0;   /* output_w entries each */
+    const int32_t *x1;
+    const int32_t *wx;
+} tinyml_resize_bilinear_params;
+
+void tinyml_resize_bilinear_s8(const tinyml_resize_bilinear_params *p, const int8_t *input,
+                               int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -818,3 +818,92 @@ def _lower_concatenation(ctx: _Context) -> KernelCall:
                   slice_bytes=ctx.array("slice_bytes", "int32_t", slices))
     return _call(ctx, "tinyml_concatenation", "tinyml_concatenation_params", params,
                  _io_args(ctx, list(range(len(ctx.ins)))))
+
+
+# ---- data_movement ops ------------------------------------------------------------------------
+
+
+def _compact_tables(dims: list[int], tables: list[np.ndarray], element_size: int
+                    ) -> tuple[list[int], list[np.ndarray], bool]:
+    """Index tables (bytes) for the 4-D C loop: size-1 axes folded into the first table,
+    neighbours merged while the merged table stays an arithmetic progression (a longer
+    contiguous row), leading axes merged (outer sum) beyond four. Returns (dims, tables,
+    whether the last table steps by ``element_size``)."""
+    base = 0
+    kept_dims, kept = [], []
+    for d, t in zip(dims, tables):
+        if d == 1:
+            base += int(t[0])
+        else:
+            kept_dims.append(int(d))
+            kept.append(np.asarray(t, np.int64))
+
+    def affine(t):
+        return t.size < 2 or bool((np.diff(t) == t[1] - t[0]).all())
+
+    k = len(kept) - 2
+    while k >= 0:
+        merged = (kept[k][:, None] + kept[k + 1][None, :]).reshape(-1)
+        if affine(kept[k]) and affine(kept[k + 1]) and affine(merged):
+            kept[k:k + 2] = [merged]
+            kept_dims[k:k + 2] = [kept_dims[k] * kept_dims[k + 1]]
+        k -= 1
+    while len(kept) > MAX_DIMS:
+        kept[:2] = [(kept[0][:, None] + kept[1][None, :]).reshape(-1)]
+        kept_dims[:2] = [kept_dims[0] * kept_dims[1]]
+    pad = MAX_DIMS - len(kept)
+    kept_dims = [1] * pad + kept_dims
+    kept = [np.zeros(1, np.int64)] * pad + kept
+    kept[0] = kept[0] + base
+    inner = kept[-1]
+    contiguous = inner.size < 2 or bool((np.diff(inner) == element_size).all())
+    return kept_dims, kept, contiguous
+
+
+@lowers("SLICE", "STRIDED_SLICE", "REVERSE_V2", "BROADCAST_TO", "MIRROR_PAD",
+        "RESIZE_NEAREST_NEIGHBOR", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "GATHER", "GATHER_ND",
+        kernels={"tinyml_index_copy": None})
+def _lower_index_copy(ctx: _Context) -> KernelCall:
+    from tinyml.reference.kernels.data_movement import index_tables
+    x_t = ctx.ins[0]
+    size = _movable(ctx, x_t, "input")
+    if ctx.out.dtype != x_t.dtype:
+        raise ctx.error(f"changes the element type ({x_t.dtype} -> {ctx.out.dtype})")
+    dims, tables = index_tables(ctx.op, ctx.ins, ctx.out.shape)
+    dims, tables, contiguous = _compact_tables(dims, [t * size for t in tables], size)
+    params = dict(element_size=size, inner_contiguous=int(contiguous),
+                  shape=ctx.array("shape", "int32_t", dims),
+                  offsets=ctx.array("offsets", "int32_t", np.concatenate(tables)))
+    return _call(ctx, "tinyml_index_copy", "tinyml_index_copy_params", params, _io_args(ctx))
+
+
+@lowers("SPLIT", "SPLIT_V", "UNPACK", kernels={"tinyml_split": None})
+def _lower_split(ctx: _Context) -> KernelCall:
+    x_t = ctx.ins[0]
+    size = _movable(ctx, x_t, "input")
+    for t in ctx.outs:
+        if t.dtype != x_t.dtype:
+            raise ctx.error(f"output '{t.name}' is {t.dtype}, the input {x_t.dtype}")
+    axis = normalize_axis(ctx.op.attrs.axis, len(x_t.shape), ctx.op)
+    outer = int(np.prod(x_t.shape[:axis], dtype=np.int64))
+    slices = [t.size // outer * size for t in ctx.outs]
+    params = dict(num_outputs=len(ctx.outs), outer_size=outer,
+                  slice_bytes=ctx.array("slice_bytes", "int32_t", slices))
+    return _call(ctx, "tinyml_split", "tinyml_split_params", params, _io_args(ctx))
+
+
+@lowers("RESIZE_BILINEAR", kernels={"tinyml_resize_bilinear_s8": None})
+def _lower_resize_bilinear(ctx: _Context) -> KernelCall:
+    from tinyml.reference.kernels.data_movement import bilinear_axis
+    x_t, out = _unary_int8(ctx)
+    a = ctx.op.attrs
+    n, h, w, c = x_t.shape
+    oh, ow = a.size
+    y0, y1, wy = bilinear_axis(oh, h, a.align_corners, a.half_pixel_centers)
+    x0, x1, wx = bilinear_axis(ow, w, a.align_corners, a.half_pixel_centers)
+    params = dict(batches=n, input_h=h, input_w=w, depth=c, output_h=oh, output_w=ow,
+                  y0=ctx.array("y0", "int32_t", y0), y1=ctx.array("y1", "int32_t", y1),
+                  wy=ctx.array("wy", "int32_t", wy), x0=ctx.array("x0", "int32_t", x0),
+                  x1=ctx.array("x1", "int32_t", x1), wx=ctx.array("wx", "int32_t", wx))
+    return _call(ctx, "tinyml_resize_bilinear_s8", "tinyml_resize_bilinear_params", params,
+                 _io_args(ctx))

@@ -935,8 +935,8 @@ def pad(b: Builder, node, attrs: dict) -> None:
     x = _activation_input(b, b.get(node.input[0]))
     mode = attrs.get("mode", b"constant")
     mode = mode.decode() if isinstance(mode, bytes) else mode
-    if mode != "constant":
-        raise _fail(b, f"{mode} padding (only constant)")
+    if mode not in ("constant", "reflect"):
+        raise _fail(b, f"{mode} padding (constant and reflect only)")
     if "pads" in attrs:
         raw, value = [int(p) for p in attrs["pads"]], float(attrs.get("value", 0.0))
         axes = list(range(x.rank))
@@ -957,6 +957,9 @@ def pad(b: Builder, node, attrs: dict) -> None:
         pads[a] = (raw[i], raw[i + len(axes)])
     if any(p < 0 for pair in pads for p in pair):
         raise _fail(b, "negative padding (cropping)")
+    if mode == "reflect":  # data_movement ops
+        _mirror_pad(b, x, pads, node.output[0])
+        return
     _pad_value(b, x, x.primary, pads, value, node.output[0])
 
 
@@ -1144,3 +1147,171 @@ def dequantize_linear(b: Builder, node, attrs: dict) -> None:
         return
     value = b.alias(name, x)
     value.view, value.dtype = True, "float32"
+
+
+# ---- data_movement ops ------------------------------------------------------------------------
+# Image rearrangements run NHWC (TFLite's layout); all but linear Resize commute with
+# dequantization, so a QDQ view stays int8 through them.
+
+
+def _move(b: Builder, x: Value, perm: Perm, kind: str, attrs, name: str) -> Value:
+    """A value-moving IR op on ``x`` stored in ``perm``: int8 for a QDQ view, else float."""
+    x_ir = b.tensor(x, perm)
+    out = b.emit(kind, [x_ir], attrs, name=name, quant=_copy_quant(b.quant_of(x_ir)))
+    return _commuting_output(b, name, x, out, perm)
+
+
+def _image_input(b: Builder, node) -> Value:
+    x = _activation_input(b, b.get(node.input[0]))
+    if x.rank != 4:
+        raise _fail(b, f"{x.rank}-D input (NCHW images only)")
+    return x
+
+
+@converter("DepthToSpace", "SpaceToDepth")
+def depth_space(b: Builder, node, attrs: dict) -> None:
+    x = _image_input(b, node)
+    mode = attrs.get("mode", b"DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "DCR":
+        raise _fail(b, f"mode {mode} (TFLite's DEPTH_TO_SPACE is ONNX's DCR)")
+    kind = "DEPTH_TO_SPACE" if node.op_type == "DepthToSpace" else "SPACE_TO_DEPTH"
+    _move(b, x, layout.channels_last(4), kind, irops.BlockAttrs(int(attrs["blocksize"])),
+          node.output[0])
+
+
+def _onnx_nearest(out_size: int, in_size: int, scale: float, mode: str,
+                  nearest_mode: str) -> np.ndarray | None:
+    """ONNX Resize's nearest source index per output coordinate (None: unknown mode)."""
+    x = np.arange(out_size, dtype=np.float64)
+    coords = {
+        "half_pixel": (x + 0.5) / scale - 0.5,
+        "pytorch_half_pixel": (x + 0.5) / scale - 0.5 if out_size > 1 else 0 * x,
+        "asymmetric": x / scale,
+        "tf_half_pixel_for_nn": (x + 0.5) / scale,
+        "align_corners": x * (in_size - 1) / (out_size - 1) if out_size > 1 else 0 * x,
+    }.get(mode)
+    rounding = {"round_prefer_floor": lambda v: np.ceil(v - 0.5),
+                "round_prefer_ceil": lambda v: np.floor(v + 0.5),
+                "floor": np.floor, "ceil": np.ceil}.get(nearest_mode)
+    if coords is None or rounding is None:
+        return None
+    return np.clip(rounding(coords), 0, in_size - 1).astype(np.int64)
+
+
+def _resize_flags(b: Builder, mode: str, nearest_mode: str, linear: bool,
+                  sizes: list[tuple[int, int, float]]) -> tuple[bool, bool]:
+    """TFLite's (align_corners, half_pixel_centers) computing what ONNX's Resize computes
+    on these (output, input, scale) axes, or a one-line error."""
+    from tinyml.reference.kernels.data_movement import nearest_source
+    if linear:
+        flags = {"half_pixel": (False, True), "pytorch_half_pixel": (False, True),
+                 "align_corners": (True, False), "asymmetric": (False, False)}.get(mode)
+        if mode == "pytorch_half_pixel" and any(out == 1 for out, _, _ in sizes):
+            flags = None
+        if flags is None:
+            raise _fail(b, f"linear resize with coordinate_transformation_mode {mode}")
+        if mode != "align_corners" and any(np.float32(scale) != np.float32(out) / np.float32(n)
+                                           for out, n, scale in sizes):
+            raise _fail(b, "scales that are not output size / input size")
+        return flags
+    for flags in ((False, False), (True, False), (False, True)):
+        if all(np.array_equal(nearest_source(out, n, *flags),
+                              _onnx_nearest(out, n, scale, mode, nearest_mode))
+               for out, n, scale in sizes):
+            return flags
+    raise _fail(b, f"nearest resize ({mode}, {nearest_mode}) picks pixels no TFLite "
+                   f"RESIZE_NEAREST_NEIGHBOR mode picks")
+
+
+@converter("Resize", "Upsample")
+def resize(b: Builder, node, attrs: dict) -> None:
+    x = _image_input(b, node)
+
+    def text(key, default):
+        v = attrs.get(key, default)
+        return v.decode() if isinstance(v, bytes) else v
+
+    mode = text("mode", "nearest")
+    if mode not in ("nearest", "linear"):
+        raise _fail(b, f"{mode} interpolation (nearest and linear only)")
+    if int(attrs.get("antialias", 0)):
+        raise _fail(b, "antialiasing")
+    if node.op_type == "Upsample":
+        transform, nearest_mode = "asymmetric", "floor"
+        scale_input = 1 if len(node.input) > 1 else None
+        sizes_input = None
+    else:
+        transform = text("coordinate_transformation_mode", "half_pixel")
+        nearest_mode = text("nearest_mode", "round_prefer_floor")
+        scale_input = 1 if len(node.input) == 2 else 2  # opset 10: (X, scales)
+        sizes_input = 3
+        if text("keep_aspect_ratio_policy", "stretch") != "stretch" or "axes" in attrs:
+            raise _fail(b, "axes / keep_aspect_ratio_policy")
+    has = lambda i: i is not None and len(node.input) > i and node.input[i]  # noqa: E731
+    if has(sizes_input):
+        out = _ints(b.const_array(b.get(node.input[sizes_input]), "sizes"))
+        # ONNX then scales by output / input, as TFLite does.
+        scales = [float(np.float32(o) / np.float32(n)) for o, n in zip(out, x.shape)]
+    elif has(scale_input):
+        scales = [float(s) for s in
+                  np.asarray(b.const_array(b.get(node.input[scale_input]), "scales")).reshape(-1)]
+        out = [int(np.floor(n * np.float32(s))) for n, s in zip(x.shape, scales)]
+    else:
+        scales = [float(s) for s in attrs.get("scales", [])]
+        out = [int(np.floor(n * np.float32(s))) for n, s in zip(x.shape, scales)]
+    if len(out) != 4 or out[:2] != list(x.shape[:2]):
+        raise _fail(b, f"resizing {list(x.shape)} to {out} (height and width only)")
+    linear = mode == "linear"
+    align, half = _resize_flags(b, transform, nearest_mode, linear,
+                                [(out[k], x.shape[k], scales[k]) for k in (2, 3)])
+    kind = "RESIZE_BILINEAR" if linear else "RESIZE_NEAREST_NEIGHBOR"
+    a = irops.ResizeAttrs((out[2], out[3]), align, half)
+    nhwc = layout.channels_last(4)
+    if not linear:
+        _move(b, x, nhwc, kind, a, node.output[0])
+        return
+    if _is_view8(b, x):
+        sink = b.find_sink(node)
+        if sink is not None:
+            # TFLM interpolates int8 codes at the input's scale; requantized if the
+            # QuantizeLinear's differs.
+            x_ir = b.tensor(x, nhwc)
+            _finish_int8(b, node, sink, kind, [x_ir], a, nhwc, _copy_quant(b.quant_of(x_ir)))
+            return
+    out_ir = b.emit(kind, [b.float_tensor(x, nhwc)], a, name=node.output[0], dtype="float32")
+    b.activation(node.output[0], out_ir, nhwc)
+
+
+@converter("Tile", "Expand")
+def tile(b: Builder, node, attrs: dict) -> None:
+    """A broadcast (Tile repeating only unit dimensions, or Expand) as BROADCAST_TO."""
+    x = _activation_input(b, b.get(node.input[0]))
+    arg = _ints(b.const_array(b.get(node.input[1]),
+                              "repeats" if node.op_type == "Tile" else "shape"))
+    if node.op_type == "Tile":
+        if len(arg) != x.rank or any(r != 1 and d != 1 for d, r in zip(x.shape, arg)):
+            raise _fail(b, f"repeats {arg} of shape {list(x.shape)} (only a broadcast of unit "
+                           f"dimensions: TFLM has no TILE kernel)")
+        shape = [d * r for d, r in zip(x.shape, arg)]
+    else:
+        try:
+            shape = list(np.broadcast_shapes(tuple(x.shape), tuple(arg)))
+        except ValueError:
+            raise _malformed(b, f"cannot expand {list(x.shape)} to {arg}") from None
+    if len(shape) == x.rank:
+        perm = x.primary
+        stored = tuple(shape[p] for p in perm)
+    else:
+        perm = layout.identity(len(shape))
+        x = _reshape(b, x, (1,) * (len(shape) - x.rank) + tuple(x.shape),
+                     f"{node.output[0]}/ranked")
+        stored = tuple(shape)
+    _move(b, x, perm, "BROADCAST_TO", irops.BroadcastToAttrs(stored), node.output[0])
+
+
+def _mirror_pad(b: Builder, x: Value, pads: list[tuple[int, int]], name: str) -> Value:
+    """ONNX Pad mode reflect: TFLite MIRROR_PAD REFLECT."""
+    perm = x.primary
+    return _move(b, x, perm, "MIRROR_PAD",
+                 irops.MirrorPadAttrs(tuple(pads[p] for p in perm), "REFLECT"), name)

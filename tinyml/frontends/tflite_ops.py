@@ -246,3 +246,89 @@ def _gather(op: TfliteOp) -> Imported:
     if o is not None and o.batchDims:
         raise op.fail("batch_dims")
     return op.kind, irops.AxisAttrs(int(o.axis) if o is not None else 0), op.inputs
+
+
+# ---- data_movement ops ------------------------------------------------------------------------
+
+def _ints(values) -> tuple[int, ...]:
+    return tuple(int(v) for v in np.asarray(values).reshape(-1))
+
+
+def _axis(op: TfliteOp, position: int, rank: int) -> int:
+    axis = _ints(op.const(position, "axis"))[0]
+    if not -rank <= axis < rank:
+        raise op.fail(f"axis {axis} out of range for rank {rank}")
+    return axis % rank
+
+
+@imports("SLICE")
+def _slice(op: TfliteOp) -> Imported:
+    return op.kind, irops.SliceAttrs(_ints(op.const(1, "begin")), _ints(op.const(2, "size"))), \
+        op.inputs[:1]
+
+
+@imports("SPLIT", "SplitOptionsT", default_options=True)
+def _split(op: TfliteOp) -> Imported:
+    x = op.shape(op.inputs[1])
+    axis = _axis(op, 0, len(x))
+    count = len(op.outputs)
+    if count == 0 or x[axis] % count:
+        raise op.fail(f"dimension {axis} of size {x[axis]} does not split into {count}")
+    return op.kind, irops.SplitAttrs(axis, (x[axis] // count,) * count), op.inputs[1:2]
+
+
+@imports("SPLIT_V", "SplitVOptionsT", default_options=True)
+def _split_v(op: TfliteOp) -> Imported:
+    x = op.shape(op.inputs[0])
+    axis = _axis(op, 2, len(x))
+    sizes = list(_ints(op.const(1, "size_splits")))
+    if sizes.count(-1) == 1:
+        sizes[sizes.index(-1)] = x[axis] - (sum(sizes) + 1)
+    return op.kind, irops.SplitAttrs(axis, tuple(sizes)), op.inputs[:1]
+
+
+@imports("UNPACK", "UnpackOptionsT", default_options=True)
+def _unpack(op: TfliteOp) -> Imported:
+    return op.kind, irops.AxisAttrs(int(op.options.axis)), op.inputs[:1]
+
+
+@imports("RESIZE_NEAREST_NEIGHBOR", "ResizeNearestNeighborOptionsT", default_options=True)
+@imports("RESIZE_BILINEAR", "ResizeBilinearOptionsT", default_options=True)
+def _resize(op: TfliteOp) -> Imported:
+    size = _ints(op.const(1, "size"))
+    if len(size) != 2:
+        raise op.fail(f"size {list(size)} is not (height, width)")
+    o = op.options
+    return op.kind, irops.ResizeAttrs((size[0], size[1]), bool(o.alignCorners),
+                                      bool(o.halfPixelCenters)), op.inputs[:1]
+
+
+@imports("DEPTH_TO_SPACE", "DepthToSpaceOptionsT", default_options=True)
+@imports("SPACE_TO_DEPTH", "SpaceToDepthOptionsT", default_options=True)
+def _depth_space(op: TfliteOp) -> Imported:
+    return op.kind, irops.BlockAttrs(int(op.options.blockSize)), op.inputs[:1]
+
+
+@imports("MIRROR_PAD", "MirrorPadOptionsT", default_options=True)
+def _mirror_pad(op: TfliteOp) -> Imported:
+    pads = np.asarray(op.const(1, "paddings")).reshape(-1, 2)
+    mode = "REFLECT" if op.options.mode == op.schema.MirrorPadMode.REFLECT else "SYMMETRIC"
+    return op.kind, irops.MirrorPadAttrs(tuple((int(b), int(a)) for b, a in pads), mode), \
+        op.inputs[:1]
+
+
+@imports("BROADCAST_TO")
+def _broadcast_to(op: TfliteOp) -> Imported:
+    return op.kind, irops.BroadcastToAttrs(_ints(op.const(1, "shape"))), op.inputs[:1]
+
+
+@imports("REVERSE_V2")
+def _reverse(op: TfliteOp) -> Imported:
+    return op.kind, irops.AxesAttrs(_ints(op.const(1, "axis"))), op.inputs[:1]
+
+
+@imports("GATHER_ND")
+@imports("FILL")
+@imports("ZEROS_LIKE")
+def _tensor_operands(op: TfliteOp) -> Imported:
+    return op.kind, None, op.inputs

@@ -17,6 +17,7 @@ and FULLY_CONNECTED (the convention of MLPerf Tiny and MCUNet); every other op c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -475,7 +476,11 @@ def _infer_gather(op, ins):
 
 
 def _eval_gather(op, ins):
-    return [np.take(np.asarray(ins[0].data), np.asarray(ins[1].data), axis=op.attrs.axis)]
+    x, idx = np.asarray(ins[0].data), np.asarray(ins[1].data)
+    size = x.shape[normalize_axis(op.attrs.axis, x.ndim, op)] if x.ndim else 0
+    if idx.size and (idx.min() < 0 or idx.max() >= size):
+        raise _fail(op, f"indices outside [0, {size})")
+    return [np.take(x, idx, axis=op.attrs.axis)]
 
 
 def _eval_cast(op, ins):
@@ -623,6 +628,222 @@ OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
     _spec("GATHER", AxisAttrs, _infer_gather, (2, 2), "global", "none", evaluate=_eval_gather),
     _spec("CAST", CastAttrs, _infer_cast, (1, 1), "elementwise", "none", evaluate=_eval_cast),
 ]}
+
+
+# ---- data_movement ops -----------------------------------------------------------------------
+# Ops that move values without arithmetic (RESIZE_BILINEAR interpolates, in its own integer
+# arithmetic); FILL and ZEROS_LIKE only ever make constants.
+
+
+@dataclass(frozen=True)
+class SliceAttrs:
+    """SLICE: ``size`` entries of -1 mean "to the end of the dimension"."""
+
+    begin: tuple[int, ...] = ()
+    size: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class SplitAttrs:
+    """SPLIT and SPLIT_V along ``axis`` into pieces of ``sizes`` (resolved at import)."""
+
+    axis: int = 0
+    sizes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResizeAttrs:
+    """RESIZE_NEAREST_NEIGHBOR and RESIZE_BILINEAR of NHWC images to ``size`` (height, width)."""
+
+    size: tuple[int, int] = (1, 1)
+    align_corners: bool = False
+    half_pixel_centers: bool = False
+
+
+@dataclass(frozen=True)
+class BlockAttrs:
+    """DEPTH_TO_SPACE and SPACE_TO_DEPTH (TensorFlow's NHWC, DCR channel order)."""
+
+    block_size: int = 2
+
+
+@dataclass(frozen=True)
+class MirrorPadAttrs:
+    """MIRROR_PAD: (before, after) per dimension; REFLECT omits the edge, SYMMETRIC repeats it."""
+
+    pads: tuple[tuple[int, int], ...] = ()
+    mode: str = "REFLECT"
+
+
+@dataclass(frozen=True)
+class BroadcastToAttrs:
+    shape: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class AxesAttrs:
+    """REVERSE_V2."""
+
+    axes: tuple[int, ...] = ()
+
+
+def _infer_slice(op, ins):
+    x = ins[0]
+    a: SliceAttrs = op.attrs
+    if len(a.begin) != len(x.shape) or len(a.size) != len(x.shape):
+        raise _fail(op, f"begin {list(a.begin)} / size {list(a.size)} do not match the "
+                        f"{len(x.shape)}-D input")
+    shape = []
+    for d, b, s in zip(x.shape, a.begin, a.size):
+        s = d - b if s == -1 else s
+        if b < 0 or s < 0 or b + s > d:
+            raise _fail(op, f"slice begin {list(a.begin)} size {list(a.size)} out of range "
+                            f"for shape {list(x.shape)}")
+        shape.append(s)
+    return [(tuple(shape), x.dtype)]
+
+
+def _eval_slice(op, ins):
+    (shape, _), = _infer_slice(op, ins)
+    index = tuple(slice(b, b + s) for b, s in zip(op.attrs.begin, shape))
+    return [np.asarray(ins[0].data)[index]]
+
+
+def _infer_split(op, ins):
+    x = ins[0]
+    axis = normalize_axis(op.attrs.axis, len(x.shape), op)
+    sizes = op.attrs.sizes
+    if any(s < 0 for s in sizes) or sum(sizes) != x.shape[axis]:
+        raise _fail(op, f"cannot split dimension {axis} of size {x.shape[axis]} into "
+                        f"{list(sizes)}")
+    return [(x.shape[:axis] + (s,) + x.shape[axis + 1:], x.dtype) for s in sizes]
+
+
+def _infer_unpack(op, ins):
+    x = ins[0]
+    axis = normalize_axis(op.attrs.axis, len(x.shape), op)
+    return [(x.shape[:axis] + x.shape[axis + 1:], x.dtype)] * x.shape[axis]
+
+
+def _infer_resize(op, ins):
+    x = ins[0]
+    _rank(op, x, 4)
+    a: ResizeAttrs = op.attrs
+    if a.align_corners and a.half_pixel_centers:
+        raise _fail(op, "align_corners and half_pixel_centers are exclusive")
+    if min(a.size) <= 0:
+        raise _fail(op, f"invalid output size {list(a.size)}")
+    return [((x.shape[0], a.size[0], a.size[1], x.shape[3]), x.dtype)]
+
+
+def _infer_depth_to_space(op, ins):
+    x = ins[0]
+    _rank(op, x, 4)
+    b = op.attrs.block_size
+    n, h, w, c = x.shape
+    if b < 1 or c % (b * b):
+        raise _fail(op, f"{c} channels are not a multiple of block size {b} squared")
+    return [((n, h * b, w * b, c // (b * b)), x.dtype)]
+
+
+def _infer_space_to_depth(op, ins):
+    x = ins[0]
+    _rank(op, x, 4)
+    b = op.attrs.block_size
+    n, h, w, c = x.shape
+    if b < 1 or h % b or w % b:
+        raise _fail(op, f"{h}x{w} image is not a multiple of block size {b}")
+    return [((n, h // b, w // b, c * b * b), x.dtype)]
+
+
+def _infer_mirror_pad(op, ins):
+    x = ins[0]
+    a: MirrorPadAttrs = op.attrs
+    if len(a.pads) != len(x.shape):
+        raise _fail(op, f"{len(a.pads)} paddings for a {len(x.shape)}-D input")
+    limit = 1 if a.mode == "REFLECT" else 0
+    for d, (b, e) in zip(x.shape, a.pads):
+        if b < 0 or e < 0 or max(b, e) > d - limit:
+            raise _fail(op, f"{a.mode} padding {list(a.pads)} too large for shape "
+                            f"{list(x.shape)}")
+    return [(tuple(d + b + e for d, (b, e) in zip(x.shape, a.pads)), x.dtype)]
+
+
+def _infer_broadcast_to(op, ins):
+    shape = tuple(op.attrs.shape)
+    if len(ins[0].shape) > len(shape) or _broadcast(op, [ins[0].shape, shape]) != shape:
+        raise _fail(op, f"cannot broadcast {list(ins[0].shape)} to {list(shape)}")
+    return [(shape, ins[0].dtype)]
+
+
+def _infer_reverse(op, ins):
+    for axis in op.attrs.axes:
+        normalize_axis(axis, len(ins[0].shape), op)
+    return _infer_same(op, ins)
+
+
+def _infer_gather_nd(op, ins):
+    x, idx = ins
+    if not idx.shape or idx.shape[-1] > len(x.shape):
+        raise _fail(op, f"indices of shape {list(idx.shape)} for a {len(x.shape)}-D input")
+    return [(idx.shape[:-1] + x.shape[idx.shape[-1]:], x.dtype)]
+
+
+def _eval_gather_nd(op, ins):
+    x, idx = np.asarray(ins[0].data), np.asarray(ins[1].data)
+    flat = idx.reshape(-1, idx.shape[-1])
+    rows = [x[tuple(int(v) for v in i)] for i in flat]
+    return [np.asarray(rows, x.dtype).reshape(idx.shape[:-1] + x.shape[idx.shape[-1]:])]
+
+
+def _fill_shape(op, ins) -> tuple[int, ...]:
+    dims, value = ins
+    if not dims.is_constant:
+        raise _fail(op, "dims are not known at compile time")
+    if value.size != 1:
+        raise _fail(op, "the fill value must be a scalar")
+    return tuple(int(d) for d in np.asarray(dims.data).reshape(-1))
+
+
+def _infer_fill(op, ins):
+    return [(_fill_shape(op, ins), ins[1].dtype)]
+
+
+def _eval_fill(op, ins):
+    from tinyml.ir.tensor import DTYPES
+    value = np.asarray(ins[1].data).reshape(-1)[0]
+    return [np.full(_fill_shape(op, ins), value, DTYPES[ins[1].dtype])]
+
+
+def _eval_zeros_like(op, ins):
+    from tinyml.ir.tensor import DTYPES
+    return [np.zeros(ins[0].shape, DTYPES[ins[0].dtype])]
+
+
+OP_SPECS.update({s.kind: s for s in [
+    _spec("SLICE", SliceAttrs, _infer_slice, (1, 1), "global", "input", evaluate=_eval_slice),
+    _spec("SPLIT", SplitAttrs, _infer_split, (1, 1), "global", "input"),
+    _spec("SPLIT_V", SplitAttrs, _infer_split, (1, 1), "global", "input"),
+    _spec("UNPACK", AxisAttrs, _infer_unpack, (1, 1), "global", "input"),
+    _spec("RESIZE_NEAREST_NEIGHBOR", ResizeAttrs, _infer_resize, (1, 1), "global", "input"),
+    # TFLM interpolates the int8 codes themselves: the output must keep the input's
+    # quantization (the converter gives it the input's).
+    _spec("RESIZE_BILINEAR", ResizeAttrs, _infer_resize, (1, 1), "global", "input"),
+    _spec("DEPTH_TO_SPACE", BlockAttrs, _infer_depth_to_space, (1, 1), "global", "input"),
+    _spec("SPACE_TO_DEPTH", BlockAttrs, _infer_space_to_depth, (1, 1), "global", "input"),
+    _spec("MIRROR_PAD", MirrorPadAttrs, _infer_mirror_pad, (1, 1), "global", "input"),
+    _spec("BROADCAST_TO", BroadcastToAttrs, _infer_broadcast_to, (1, 1), "global", "input"),
+    _spec("REVERSE_V2", AxesAttrs, _infer_reverse, (1, 1), "global", "input"),
+    _spec("GATHER_ND", NoAttrs, _infer_gather_nd, (2, 2), "global", "input",
+          evaluate=_eval_gather_nd),
+    _spec("FILL", NoAttrs, _infer_fill, (2, 2), "global", "none", evaluate=_eval_fill),
+    _spec("ZEROS_LIKE", NoAttrs, _infer_same, (1, 1), "global", "none",
+          evaluate=_eval_zeros_like, needs_input_data=False),
+]})
+# STRIDED_SLICE and GATHER also run on activations (Cropping2D, tf.gather with constant
+# indices): their values move without rescaling.
+OP_SPECS["STRIDED_SLICE"] = dataclasses.replace(OP_SPECS["STRIDED_SLICE"], quantize="input")
+OP_SPECS["GATHER"] = dataclasses.replace(OP_SPECS["GATHER"], quantize="input")
 
 
 def kinds_where(spatial: str | None = None, quantize: str | None = None,

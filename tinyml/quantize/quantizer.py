@@ -95,13 +95,15 @@ def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> Activ
         if op.kind not in QUANTIZABLE:
             raise _fail(op, f"has no int8 quantization in tinyml (quantizable ops: "
                             f"{', '.join(sorted(QUANTIZABLE))})")
+        x = op.inputs[0]
+        if op.kind in SAME_AS_INPUT:  # SPLIT, UNPACK: every output keeps the input's
+            for out in op.outputs:
+                quant[out] = quant[x]
+            continue
         if len(op.outputs) != 1:
             raise _fail(op, "expected one output")
         out = op.outputs[0]
-        x = op.inputs[0]
-        if op.kind in SAME_AS_INPUT:
-            quant[out] = quant[x]
-        elif op.kind in FIXED_OUTPUT:
+        if op.kind in FIXED_OUTPUT:
             quant[out] = Quantization([UNIT_INTERVAL[0]], [UNIT_INTERVAL[1]])
         elif op.kind in SHARED:
             quant[out] = _plan_concat(fg, op, ranges, quant, producers, consumers, requantize)
@@ -213,7 +215,8 @@ class _Builder:
 
     def convert(self, op: Op) -> None:
         fg = self.fg
-        out = self._activation(op.outputs[0])
+        outs = [self._activation(name) for name in op.outputs]
+        out = outs[0]
         if op.kind in WEIGHT_AXIS:
             inputs = self._weighted(op)
         elif op.kind == "CLIP":
@@ -241,7 +244,7 @@ class _Builder:
             q = self.plan.quant[op.inputs[0]]
             code = int(quantize_array(np.float32(attrs.value), q))
             attrs = dataclasses.replace(attrs, value=code)
-        self.graph.add_op(Op(op.kind, op.name, inputs, [out], attrs))
+        self.graph.add_op(Op(op.kind, op.name, inputs, outs, attrs))
 
     def _input(self, op: Op, index: int) -> str:
         name = op.inputs[index]

@@ -392,3 +392,110 @@ def _dequantize(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     dtype = ex.graph.tensors[op.inputs[0]].dtype
     ex.emit(op.kind, ins, outs,
              version=2 if dtype == "int8" else 3 if dtype in ("int16", "float16") else 1)
+
+
+# ---- data_movement ops ------------------------------------------------------------------------
+# Versions: TFLite's op versioning for the element type (int8 kernels are version 2; resizes
+# with align_corners / half_pixel_centers need 3).
+
+
+def _int32(ex: _Exporter, op: Op, what: str, values) -> int:
+    return ex.constant(f"{op.name}/{what}", np.asarray(values, np.int32))
+
+
+@exports("SLICE")
+def _slice(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    begin = _int32(ex, op, "begin", op.attrs.begin)
+    size = _int32(ex, op, "size", ex.graph.tensors[op.outputs[0]].shape)
+    ex.emit(op.kind, ins[:1] + [begin, size], outs, ex.schema.SliceOptionsT(), "SliceOptions",
+            2 if _is_int8(ex, op) else 1)
+
+
+@exports("STRIDED_SLICE")
+def _strided_slice(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    a = op.attrs
+    o = ex.schema.StridedSliceOptionsT()
+    o.beginMask, o.endMask, o.shrinkAxisMask, o.offset = (a.begin_mask, a.end_mask,
+                                                          a.shrink_axis_mask, a.offset)
+    ex.emit(op.kind, ins, outs, o, "StridedSliceOptions", 2 if _is_int8(ex, op) else 1)
+
+
+@exports("SPLIT", "SPLIT_V")
+def _split(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    a = op.attrs
+    axis = _int32(ex, op, "axis", [a.axis])
+    version = 2 if _is_int8(ex, op) else 1
+    if op.kind == "SPLIT":
+        o = ex.schema.SplitOptionsT()
+        o.numSplits = len(a.sizes)
+        ex.emit(op.kind, [axis] + ins[:1], outs, o, "SplitOptions", version)
+    else:
+        o = ex.schema.SplitVOptionsT()
+        o.numSplits = len(a.sizes)
+        sizes = _int32(ex, op, "size_splits", a.sizes)
+        ex.emit(op.kind, ins[:1] + [sizes, axis], outs, o, "SplitVOptions", version)
+
+
+@exports("UNPACK")
+def _unpack(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.UnpackOptionsT()
+    o.num, o.axis = len(op.outputs), int(op.attrs.axis)
+    ex.emit(op.kind, ins, outs, o, "UnpackOptions", 2 if _is_int8(ex, op) else 1)
+
+
+@exports("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR")
+def _resize(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    a = op.attrs
+    bilinear = op.kind == "RESIZE_BILINEAR"
+    o = (ex.schema.ResizeBilinearOptionsT() if bilinear
+         else ex.schema.ResizeNearestNeighborOptionsT())
+    o.alignCorners, o.halfPixelCenters = a.align_corners, a.half_pixel_centers
+    flagged = a.half_pixel_centers or (a.align_corners and not bilinear)
+    version = 3 if flagged else 2 if _is_int8(ex, op) else 1
+    ex.emit(op.kind, ins + [_int32(ex, op, "size", a.size)], outs, o,
+            "ResizeBilinearOptions" if bilinear else "ResizeNearestNeighborOptions", version)
+
+
+@exports("DEPTH_TO_SPACE", "SPACE_TO_DEPTH")
+def _depth_space(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    to_space = op.kind == "DEPTH_TO_SPACE"
+    o = ex.schema.DepthToSpaceOptionsT() if to_space else ex.schema.SpaceToDepthOptionsT()
+    o.blockSize = int(op.attrs.block_size)
+    ex.emit(op.kind, ins, outs, o,
+            "DepthToSpaceOptions" if to_space else "SpaceToDepthOptions",
+            2 if _is_int8(ex, op) else 1)
+
+
+@exports("MIRROR_PAD")
+def _mirror_pad(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.MirrorPadOptionsT()
+    o.mode = getattr(ex.schema.MirrorPadMode, op.attrs.mode)
+    pads = _int32(ex, op, "paddings", np.asarray(op.attrs.pads).reshape(-1, 2))
+    ex.emit(op.kind, ins + [pads], outs, o, "MirrorPadOptions", 2 if _is_int8(ex, op) else 1)
+
+
+@exports("BROADCAST_TO")
+def _broadcast_to(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    shape = _int32(ex, op, "shape", op.attrs.shape)
+    ex.emit(op.kind, ins + [shape], outs, ex.schema.BroadcastToOptionsT(),
+            "BroadcastToOptions", 2)
+
+
+@exports("REVERSE_V2")
+def _reverse(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    axes = _int32(ex, op, "axis", op.attrs.axes)
+    ex.emit(op.kind, ins + [axes], outs, ex.schema.ReverseV2OptionsT(), "ReverseV2Options",
+            2 if _is_int8(ex, op) else 1)
+
+
+@exports("GATHER")
+def _gather(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.GatherOptionsT()
+    o.axis = int(op.attrs.axis)
+    ex.emit(op.kind, ins, outs, o, "GatherOptions", 2 if _is_int8(ex, op) else 1)
+
+
+@exports("GATHER_ND")
+def _gather_nd(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    ex.emit(op.kind, ins, outs, ex.schema.GatherNdOptionsT(), "GatherNdOptions",
+            2 if _is_int8(ex, op) else 1)

@@ -55,3 +55,5 @@ from tinyml.reference.kernels import (  # noqa: E402,F401
     activations, batch_norm, conv, elementwise, fully_connected, fused, pooling, quantize,
     shape_ops, softmax,
 )
+# ---- data_movement ops
+from tinyml.reference.kernels import data_movement  # noqa: E402,F401
