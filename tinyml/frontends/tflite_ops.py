@@ -267,7 +267,7 @@ def _slice(op: TfliteOp) -> Imported:
         op.inputs[:1]
 
 
-@imports("SPLIT", "SplitOptionsT", default_options=True)
+@imports("SPLIT", "SplitOptionsT")
 def _split(op: TfliteOp) -> Imported:
     x = op.shape(op.inputs[1])
     axis = _axis(op, 0, len(x))
@@ -277,7 +277,7 @@ def _split(op: TfliteOp) -> Imported:
     return op.kind, irops.SplitAttrs(axis, (x[axis] // count,) * count), op.inputs[1:2]
 
 
-@imports("SPLIT_V", "SplitVOptionsT", default_options=True)
+@imports("SPLIT_V", "SplitVOptionsT")
 def _split_v(op: TfliteOp) -> Imported:
     x = op.shape(op.inputs[0])
     axis = _axis(op, 2, len(x))
@@ -287,13 +287,13 @@ def _split_v(op: TfliteOp) -> Imported:
     return op.kind, irops.SplitAttrs(axis, tuple(sizes)), op.inputs[:1]
 
 
-@imports("UNPACK", "UnpackOptionsT", default_options=True)
+@imports("UNPACK", "UnpackOptionsT")
 def _unpack(op: TfliteOp) -> Imported:
     return op.kind, irops.AxisAttrs(int(op.options.axis)), op.inputs[:1]
 
 
-@imports("RESIZE_NEAREST_NEIGHBOR", "ResizeNearestNeighborOptionsT", default_options=True)
-@imports("RESIZE_BILINEAR", "ResizeBilinearOptionsT", default_options=True)
+@imports("RESIZE_NEAREST_NEIGHBOR", "ResizeNearestNeighborOptionsT")
+@imports("RESIZE_BILINEAR", "ResizeBilinearOptionsT")
 def _resize(op: TfliteOp) -> Imported:
     size = _ints(op.const(1, "size"))
     if len(size) != 2:
@@ -303,13 +303,13 @@ def _resize(op: TfliteOp) -> Imported:
                                       bool(o.halfPixelCenters)), op.inputs[:1]
 
 
-@imports("DEPTH_TO_SPACE", "DepthToSpaceOptionsT", default_options=True)
-@imports("SPACE_TO_DEPTH", "SpaceToDepthOptionsT", default_options=True)
+@imports("DEPTH_TO_SPACE", "DepthToSpaceOptionsT")
+@imports("SPACE_TO_DEPTH", "SpaceToDepthOptionsT")
 def _depth_space(op: TfliteOp) -> Imported:
     return op.kind, irops.BlockAttrs(int(op.options.blockSize)), op.inputs[:1]
 
 
-@imports("MIRROR_PAD", "MirrorPadOptionsT", default_options=True)
+@imports("MIRROR_PAD", "MirrorPadOptionsT")
 def _mirror_pad(op: TfliteOp) -> Imported:
     pads = np.asarray(op.const(1, "paddings")).reshape(-1, 2)
     mode = "REFLECT" if op.options.mode == op.schema.MirrorPadMode.REFLECT else "SYMMETRIC"
