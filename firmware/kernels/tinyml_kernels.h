@@ -442,6 +442,76 @@ typedef struct {
 
 void tinyml_reshape(const tinyml_reshape_params *p, const void *input, void *output);
 
+/* ---- activations_math ops ------------------------------------------------------------------ */
+
+/* TANH: gemmlowp fixed-point tanh on the input in Q4.27; output in units of 1/128 around 0
+ * (TFLM ignores the output quantization). In place. */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t input_range_radius;
+} tinyml_tanh_params;
+
+void tinyml_tanh_s8(const tinyml_tanh_params *p, const int8_t *input, int8_t *output);
+
+/* LEAKY_RELU: x >= 0 requantized by the identity multiplier, x < 0 by the alpha multiplier
+ * (its magnitude; alpha_negative negates the product). In place. */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t alpha_multiplier;
+    int32_t alpha_shift;
+    int32_t alpha_negative;
+    int32_t identity_multiplier;
+    int32_t identity_shift;
+} tinyml_leaky_relu_params;
+
+void tinyml_leaky_relu_s8(const tinyml_leaky_relu_params *p, const int8_t *input,
+                          int8_t *output);
+
+/* PRELU with a constant alpha read at i % alpha_period (the broadcast alpha repeats with that
+ * period). tinyml_prelu_s8: a period dividing the channel count (runs on patches);
+ * tinyml_prelu_tiled_s8: any period (whole tensors). In place. */
+typedef struct {
+    int32_t size;
+    int32_t alpha_period;
+    int32_t input_zero_point;
+    int32_t alpha_zero_point;
+    int32_t output_zero_point;
+    int32_t identity_multiplier;
+    int32_t identity_shift;
+    int32_t alpha_multiplier;
+    int32_t alpha_shift;
+    const int8_t *alpha;          /* alpha_period entries */
+} tinyml_prelu_params;
+
+void tinyml_prelu_s8(const tinyml_prelu_params *p, const int8_t *input, int8_t *output);
+void tinyml_prelu_tiled_s8(const tinyml_prelu_params *p, const int8_t *input, int8_t *output);
+
+/* A 256-entry lookup table indexed by the input code as uint8 (ELU). In place. */
+typedef struct {
+    int32_t size;
+    const int8_t *table;          /* 256 entries */
+} tinyml_lut_params;
+
+void tinyml_lut_s8(const tinyml_lut_params *p, const int8_t *input, int8_t *output);
+
+/* ABS: |x - input zero point|, requantized when rescale is set, plus the output zero point.
+ * In place. */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t rescale;
+    int32_t multiplier;
+    int32_t shift;
+} tinyml_abs_params;
+
+void tinyml_abs_s8(const tinyml_abs_params *p, const int8_t *input, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

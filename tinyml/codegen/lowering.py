@@ -813,3 +813,86 @@ def _lower_concatenation(ctx: _Context) -> KernelCall:
                   slice_bytes=ctx.array("slice_bytes", "int32_t", slices))
     return _call(ctx, "tinyml_concatenation", "tinyml_concatenation_params", params,
                  _io_args(ctx, list(range(len(ctx.ins)))))
+
+
+# --------------------------------------------------------------------------------------------
+# ---- activations_math ops: TANH, LEAKY_RELU, PRELU, ELU, ABS (element-wise, in place)
+
+from tinyml.reference.kernels.activations import q4_input_params  # noqa: E402
+from tinyml.reference.kernels.activations_math import (  # noqa: E402
+    abs_int8_params, elu_int8_table, leaky_relu_int8_params, prelu_int8_params)
+
+
+@lowers("TANH", kernels={"tinyml_tanh_s8": "elementwise"})
+def _lower_tanh(ctx: _Context) -> KernelCall:
+    x_t, _ = _unary_int8(ctx)
+    multiplier, left_shift, radius = q4_input_params(x_t)
+    params = dict(size=x_t.size, input_zero_point=x_t.zero_point(),
+                  input_multiplier=multiplier, input_left_shift=left_shift,
+                  input_range_radius=radius)
+    return _call(ctx, "tinyml_tanh_s8", "tinyml_tanh_params", params, _io_args(ctx),
+                 in_place=(0, 0))
+
+
+@lowers("LEAKY_RELU", kernels={"tinyml_leaky_relu_s8": "elementwise"})
+def _lower_leaky_relu(ctx: _Context) -> KernelCall:
+    x_t, out = _unary_int8(ctx)
+    am, ash, im, ish = leaky_relu_int8_params(x_t, out, ctx.op.attrs.alpha)
+    params = dict(size=x_t.size, input_zero_point=x_t.zero_point(),
+                  output_zero_point=out.zero_point(), alpha_multiplier=abs(am),
+                  alpha_shift=ash, alpha_negative=int(am < 0), identity_multiplier=im,
+                  identity_shift=ish)
+    return _call(ctx, "tinyml_leaky_relu_s8", "tinyml_leaky_relu_params", params,
+                 _io_args(ctx), in_place=(0, 0))
+
+
+@lowers("PRELU", kernels={"tinyml_prelu_s8": "elementwise", "tinyml_prelu_tiled_s8": None})
+def _lower_prelu(ctx: _Context) -> KernelCall:
+    """Alpha is a constant array in flash, read at ``i % alpha_period``: the alpha value of
+    every output element, broadcast, repeats with that period (1 for a scalar alpha, the
+    channel count for a per-channel one, the whole tensor otherwise). A period that divides
+    the channel count also holds on any patch of whole pixels."""
+    x_t, out = _unary_int8(ctx)
+    alpha_t = ctx.ins[1]
+    if alpha_t.dtype != "int8" or alpha_t.quant is None:
+        raise ctx.fail(f"alpha '{alpha_t.name}' is {alpha_t.dtype}, int8 input needs int8 "
+                       f"quantized alpha")
+    if alpha_t.quant.per_channel and len(set(np.float32(alpha_t.quant.scale))) > 1:
+        raise ctx.fail(f"alpha '{alpha_t.name}' is quantized per channel (TFLM reads one "
+                       f"scale)")
+    if x_t.shape != out.shape:
+        raise ctx.fail(f"input {list(x_t.shape)} is broadcast to {list(out.shape)}")
+    alpha = np.broadcast_to(ctx.constant(alpha_t, "alpha").astype(np.int64),
+                            out.shape).reshape(-1)
+    channels = out.shape[-1] if out.shape else 1
+    period = next(p for p in (1, channels, alpha.size)
+                  if alpha.size % p == 0 and np.array_equal(alpha, np.resize(alpha[:p],
+                                                                             alpha.size)))
+    m1, s1, m2, s2 = prelu_int8_params(x_t, alpha_t, out)
+    params = dict(size=x_t.size, alpha_period=period, input_zero_point=x_t.zero_point(),
+                  alpha_zero_point=alpha_t.zero_point(), output_zero_point=out.zero_point(),
+                  identity_multiplier=m1, identity_shift=s1, alpha_multiplier=m2,
+                  alpha_shift=s2, alpha=ctx.array("alpha", "int8_t", alpha[:period]))
+    function = "tinyml_prelu_s8" if channels % period == 0 else "tinyml_prelu_tiled_s8"
+    return _call(ctx, function, "tinyml_prelu_params", params, _io_args(ctx), in_place=(0, 0))
+
+
+@lowers("ELU", kernels={"tinyml_lut_s8": "elementwise"})
+def _lower_elu(ctx: _Context) -> KernelCall:
+    x_t, out = _unary_int8(ctx)
+    table = elu_int8_table(ctx.op, x_t, out)
+    params = dict(size=x_t.size, table=ctx.array("table", "int8_t", table))
+    return _call(ctx, "tinyml_lut_s8", "tinyml_lut_params", params, _io_args(ctx),
+                 in_place=(0, 0))
+
+
+@lowers("ABS", kernels={"tinyml_abs_s8": "elementwise"})
+def _lower_abs(ctx: _Context) -> KernelCall:
+    x_t, out = _unary_int8(ctx)
+    rescale = abs_int8_params(x_t, out)
+    multiplier, shift = rescale if rescale is not None else (0, 0)
+    params = dict(size=x_t.size, input_zero_point=x_t.zero_point(),
+                  output_zero_point=out.zero_point(), rescale=int(rescale is not None),
+                  multiplier=multiplier, shift=shift)
+    return _call(ctx, "tinyml_abs_s8", "tinyml_abs_params", params, _io_args(ctx),
+                 in_place=(0, 0))

@@ -250,3 +250,18 @@ def _gather(op: TfliteOp) -> Imported:
     if o is not None and o.batchDims:
         raise op.fail("batch_dims")
     return op.kind, irops.AxisAttrs(int(o.axis) if o is not None else 0), op.inputs
+
+
+# ---- activations_math ops ---------------------------------------------------------------------
+
+@imports("TANH")
+@imports("PRELU")
+@imports("ELU")
+@imports("ABS")
+def _activation_math(op: TfliteOp) -> Imported:
+    return op.kind, None, op.inputs
+
+
+@imports("LEAKY_RELU", "LeakyReluOptionsT", default_options=True)
+def _leaky_relu(op: TfliteOp) -> Imported:
+    return op.kind, irops.LeakyReluAttrs(alpha=float(op.options.alpha)), op.inputs

@@ -392,3 +392,23 @@ def _dequantize(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     dtype = ex.graph.tensors[op.inputs[0]].dtype
     ex.emit(op.kind, ins, outs,
              version=2 if dtype == "int8" else 3 if dtype in ("int16", "float16") else 1)
+
+
+# ---- activations_math ops
+
+
+@exports("TANH", "ELU", "ABS")
+def _unary_math(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    ex.emit(op.kind, ins, outs, version=2 if _is_int8(ex, op) else 1)
+
+
+@exports("PRELU")
+def _prelu(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    ex.emit(op.kind, ins, outs, version=1)
+
+
+@exports("LEAKY_RELU")
+def _leaky_relu(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.LeakyReluOptionsT()
+    o.alpha = float(op.attrs.alpha)
+    ex.emit(op.kind, ins, outs, o, "LeakyReluOptions", version=1)

@@ -1,0 +1,235 @@
+"""TANH, LEAKY_RELU, PRELU, ELU and ABS in int8: reference and C kernels vs TFLM, bit for bit.
+
+Models come from TensorFlow's converter (Keras layers), except ELU: the converter keeps ELU in
+float between a DEQUANTIZE and a QUANTIZE, so its int8 form (which TFLM runs, with a lookup
+table) comes from tinyml's quantizer, exported as TFLite and run in TFLM.
+
+Each element-wise op gets every int8 code (all 256 per channel), for converter quantizations
+over calibration ranges spanning orders of magnitude and for edited input/output
+quantizations (arbitrary scale pairs and zero points, i.e. many multipliers and rounding
+boundaries). Every op is evaluated on the exact input values TFLM saw, every tensor of an
+end-to-end reference run is compared with TFLM's, and the C kernels run on TFLM's inputs
+(out of place and in place, under ASan and UBSan).
+
+Builtins the brief asked for that TFLM does not run in int8 are not registered; see
+``test_tflm_has_no_int8_kernel`` for the evidence kept as a test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oracles import tflm_interpreter
+from test_kernels_c import Harness, graph_jobs, mismatches
+from test_reference_int8_nonlinear import (ALL_CODES, CALIBRATIONS, Oracle, _count,
+                                           _set_quantization)
+from tflite_zoo import convert
+from tinyml.codegen.lowering import lower
+from tinyml.reference import run
+from tinyml.reference.kernels import KERNELS, KernelCall
+
+KINDS = ("TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS")
+#: Every int8 code in each of 4 channels (PRELU's alpha differs per channel).
+CHANNEL_CODES = np.repeat(ALL_CODES, 4, axis=3)
+
+
+# --------------------------------------------------------------------------------------------
+# Models (module-level functions: tflite_zoo caches conversions by their code)
+
+
+def tanh(x):
+    import tensorflow as tf
+    return tf.keras.layers.Activation("tanh")(x)
+
+
+def leaky_relu(x):
+    import tensorflow as tf
+    return tf.keras.layers.LeakyReLU(0.2)(x)
+
+
+def leaky_relu_steep(x):
+    import tensorflow as tf
+    return tf.keras.layers.LeakyReLU(1.7)(x)
+
+
+def prelu_channel(x):
+    import tensorflow as tf
+    init = tf.keras.initializers.RandomUniform(-0.4, 0.9, seed=1)
+    return tf.keras.layers.PReLU(alpha_initializer=init, shared_axes=[1, 2])(x)
+
+
+def prelu_full(x):
+    import tensorflow as tf
+    init = tf.keras.initializers.RandomUniform(0.0, 0.5, seed=2)
+    return tf.keras.layers.PReLU(alpha_initializer=init)(x)
+
+
+def abs_(x):
+    import tensorflow as tf
+    return tf.keras.layers.Lambda(lambda v: tf.abs(v))(x)
+
+
+def elu(x):
+    import tensorflow as tf
+    return tf.keras.layers.ELU()(x)
+
+
+#: name -> (builder, input codes, the op kind it makes)
+MODELS = {
+    "tanh": (tanh, ALL_CODES, "TANH"),
+    "leaky_relu": (leaky_relu, ALL_CODES, "LEAKY_RELU"),
+    "leaky_relu_steep": (leaky_relu_steep, ALL_CODES, "LEAKY_RELU"),
+    "prelu_channel": (prelu_channel, CHANNEL_CODES, "PRELU"),
+    "prelu_full": (prelu_full, CHANNEL_CODES, "PRELU"),
+    "abs": (abs_, ALL_CODES, "ABS"),
+}
+
+
+def _data(name: str, calibration: str = "unit") -> bytes:
+    build, codes, _ = MODELS[name]
+    return convert(build, [codes.shape], calibration=CALIBRATIONS[calibration]).read_bytes()
+
+
+def _op_mismatches(oracle: Oracle, x: np.ndarray) -> dict[str, int]:
+    """Mismatching elements per tensor: each op of this family fed with TFLM's own input
+    values, and every tensor of an end-to-end reference run."""
+    expected = oracle.tflm_tensors(x)
+    counts: dict[str, int] = {}
+    for op in oracle.graph.ops:
+        if op.kind in KINDS:
+            call = KernelCall(op, [expected[n] for n in op.inputs], oracle.graph.op_inputs(op),
+                              oracle.graph.op_outputs(op))
+            counts[f"{op.kind}:{op.outputs[0]}"] = _count(KERNELS[op.kind](call),
+                                                          expected[op.outputs[0]])
+    for name, value in run(oracle.graph, [x], keep_all=True).items():
+        counts[name] = counts.get(name, 0) + _count(value, expected[name])
+    return counts
+
+
+def _bad(counts: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in counts.items() if v}
+
+
+# --------------------------------------------------------------------------------------------
+# Reference vs TFLM
+
+
+@pytest.mark.parametrize("calibration", ["tiny", "unit", "skewed", "negative", "huge"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_converter_model_all_codes(name, calibration):
+    _, codes, kind = MODELS[name]
+    oracle = Oracle(_data(name, calibration), name)
+    assert oracle.kinds() == [kind]
+    counts = _op_mismatches(oracle, codes)
+    assert len(counts) >= 3  # the op, its input and output tensors
+    assert _bad(counts) == {}
+
+
+def _random_quantization(rng: np.random.Generator) -> dict[str, tuple[float, int]]:
+    scale = 10 ** rng.uniform(-4, 1)
+    return {"input": (scale, int(rng.integers(-128, 128))),
+            "output": (scale * 10 ** rng.uniform(-1.5, 1.5), int(rng.integers(-128, 128)))}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_random_quantization(name):
+    _, codes, _ = MODELS[name]
+    data = _data(name)
+    rng = np.random.default_rng(31)
+    for _ in range(25):
+        edits = _random_quantization(rng)
+        oracle = Oracle(_set_quantization(data, edits), name)
+        assert _bad(_op_mismatches(oracle, codes)) == {}, edits
+
+
+def test_tanh_ignores_output_quantization_and_saturates():
+    # TFLM writes tanh in units of 1/128 around 0 whatever the output says; a large input
+    # scale puts most codes outside the input radius, which saturate to -128 / 127.
+    oracle = Oracle(_data("tanh", "huge"), "tanh")
+    g = oracle.graph
+    y = g.tensors[g.outputs[0]]
+    assert (np.float32(y.scale()), y.zero_point()) == (np.float32(1 / 128), 0)
+    out = run(g, [ALL_CODES])[g.outputs[0]].ravel()
+    assert out[0] == -128 and out[-1] == 127 and np.count_nonzero(np.abs(out) == 127) > 100
+    edited = Oracle(_set_quantization(_data("tanh"), {"output": (0.3, 17)}), "tanh")
+    assert _bad(_op_mismatches(edited, ALL_CODES)) == {}
+
+
+def test_prelu_alpha_is_per_channel_and_negative_side_uses_it():
+    oracle = Oracle(_data("prelu_channel"), "prelu")
+    (op,) = oracle.graph.ops
+    alpha = oracle.graph.tensors[op.inputs[1]]
+    assert alpha.is_constant and alpha.size == 4 and alpha.shape[-1] == 4
+    assert len(set(np.asarray(alpha.data).ravel().tolist())) == 4
+    out = run(oracle.graph, [CHANNEL_CODES])[oracle.graph.outputs[0]]
+    # Same codes in every channel; different alphas make the negative side differ.
+    assert len({tuple(out[..., c].ravel()[:64]) for c in range(4)}) == 4
+
+
+# --------------------------------------------------------------------------------------------
+# ELU: int8 from tinyml's quantizer, run in TFLM
+
+
+def _elu_int8(calibration: str):
+    from tinyml.quantize import quantize_model
+    path = convert(elu, [ALL_CODES.shape], int8=False)
+    return quantize_model(path, calibration, samples=16)
+
+
+@pytest.mark.parametrize("calibration", ["random:-1,1", "random:-8,3", "random:-0.05,0.02",
+                                         "random:-300,40"])
+def test_elu_quantized_by_tinyml_matches_tflm(calibration):
+    from quantize_oracles import tflm_tensor_mismatches
+    model = _elu_int8(calibration)
+    assert [op.kind for op in model.graph.ops] == ["ELU"]
+    exported = model.to_tflite()
+    samples = [[ALL_CODES]]
+    mism, compared = tflm_tensor_mismatches(exported, model.graph, samples)
+    assert compared >= 2 and not mism
+    rng = np.random.default_rng(5)
+    for _ in range(15):
+        edits = _random_quantization(rng)
+        oracle = Oracle(_set_quantization(exported, edits), "elu")
+        assert _bad(_op_mismatches(oracle, ALL_CODES)) == {}, edits
+
+
+# --------------------------------------------------------------------------------------------
+# C kernels vs TFLM
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    return Harness(tmp_path_factory.mktemp("kernels"))
+
+
+def _tflm_samples(oracle: Oracle, xs: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    return [oracle.tflm_tensors(x) for x in xs]
+
+
+def test_c_kernels_match_tflm(harness):
+    """Every model above over three calibrations and six random quantizations (ELU over its
+    quantizer-made model), each C kernel on TFLM's values, out of place and in place."""
+    rng = np.random.default_rng(8)
+    cases = []
+    for name, (_, codes, _) in MODELS.items():
+        datas = [_data(name, c) for c in ("tiny", "skewed", "huge")]
+        base = _data(name)
+        datas += [_set_quantization(base, _random_quantization(rng)) for _ in range(6)]
+        cases += [(Oracle(d, name), codes) for d in datas]
+    elu_data = _elu_int8("random:-6,3").to_tflite()
+    cases += [(Oracle(_set_quantization(elu_data, _random_quantization(rng)), "elu"), ALL_CODES)
+              for _ in range(6)]
+    jobs, expected = [], []
+    for n, (oracle, codes) in enumerate(cases):
+        xs = [codes, rng.integers(-128, 128, codes.shape).astype(np.int8)]
+        for s, values in enumerate(_tflm_samples(oracle, xs)):
+            batch = graph_jobs(oracle.graph, lower(oracle.graph), values, f"{n}#{s}")
+            jobs += batch
+            expected += [{name: values[name] for name in job.outputs} for job in batch]
+    counts = mismatches(jobs, harness.run(jobs), expected)
+    functions = {job.call.function for job in jobs}
+    assert {"tinyml_tanh_s8", "tinyml_leaky_relu_s8", "tinyml_prelu_s8", "tinyml_prelu_tiled_s8",
+            "tinyml_lut_s8", "tinyml_abs_s8"} <= functions
+    assert sum(1 for k in counts if k.endswith(":in-place")) == len(counts) // 2
+    assert _bad(counts) == {}
