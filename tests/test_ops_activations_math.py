@@ -233,3 +233,69 @@ def test_c_kernels_match_tflm(harness):
             "tinyml_lut_s8", "tinyml_abs_s8"} <= functions
     assert sum(1 for k in counts if k.endswith(":in-place")) == len(counts) // 2
     assert _bad(counts) == {}
+
+
+# --------------------------------------------------------------------------------------------
+# Whole models: compiled, run and verified (QEMU on cortex-m4, the host under sanitizers)
+
+
+def activation_mix(x):
+    """A small CNN with every op of this family between convolutions."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    init = tf.keras.initializers.RandomUniform(-0.3, 0.6, seed=4)
+    x = L.Conv2D(8, 3, padding="same")(x)
+    x = L.Activation("tanh")(x)
+    x = L.DepthwiseConv2D(3, padding="same")(x)
+    x = L.LeakyReLU(0.1)(x)
+    x = L.Conv2D(8, 1)(x)
+    x = L.PReLU(alpha_initializer=init, shared_axes=[1, 2])(x)
+    x = L.Conv2D(8, 3, strides=2)(x)
+    x = L.Lambda(lambda v: tf.abs(v))(x)
+    return L.Dense(5)(L.Flatten()(x))
+
+
+def activation_mix_elu(x):
+    import tensorflow as tf
+    x = tf.keras.layers.Conv2D(6, 3, padding="same")(x)
+    return activation_mix(tf.keras.layers.ELU()(x))
+
+
+MIX_SHAPE = (1, 12, 12, 3)
+
+
+def _kinds(path) -> set[str]:
+    from tinyml.frontends import load_model
+    return {op.kind for op in load_model(path).ops}
+
+
+def test_mix_model_verifies_in_qemu_cortex_m4():
+    from tinyml.verify import verify
+    path = convert(activation_mix, [MIX_SHAPE])
+    assert {"TANH", "LEAKY_RELU", "PRELU", "ABS"} <= _kinds(path)
+    report = verify(path, "cortex-m4", samples=20, profile=False)
+    assert report.samples == 22 and "tflite-micro" in report.oracle
+    assert report.mismatched_outputs == 0 and report.max_abs_diff == 0
+
+
+def test_mix_model_runs_in_patches_in_place_on_host_sanitized(tmp_path):
+    """Split after ABS on a 3x3 grid: TANH, LEAKY_RELU, PRELU (per-channel alpha) and ABS all
+    run patch by patch, in place, and the outputs stay bit-exact under ASan and UBSan."""
+    from tinyml.verify import verify
+    path = convert(activation_mix, [MIX_SHAPE])
+    report = verify(path, "host", samples=10, sanitize=True, patch="7:3", output_dir=tmp_path)
+    assert report.sanitized and report.mismatched_outputs == 0 and report.max_abs_diff == 0
+    source = (tmp_path / "model.c").read_text()
+    for function in ("tinyml_tanh_s8", "tinyml_leaky_relu_s8", "tinyml_prelu_s8",
+                     "tinyml_abs_s8"):
+        assert f"{function}(&" in source and ".size = p" in source, function
+
+
+def test_mix_model_with_elu_quantized_by_tinyml_verifies_on_host_sanitized():
+    from tinyml.quantize import quantize_model
+    from tinyml.verify import verify
+    path = convert(activation_mix_elu, [MIX_SHAPE], int8=False)
+    report = verify(path, "host", samples=10, sanitize=True,
+                    quantize=lambda g: quantize_model(g, "random:-2,2", samples=16).graph)
+    assert report.sanitized and report.samples == 12 and "tflite-micro" in report.oracle
+    assert report.mismatched_outputs == 0 and report.max_abs_diff == 0
