@@ -299,3 +299,83 @@ def test_mix_model_with_elu_quantized_by_tinyml_verifies_on_host_sanitized():
                     quantize=lambda g: quantize_model(g, "random:-2,2", samples=16).graph)
     assert report.sanitized and report.samples == 12 and "tflite-micro" in report.oracle
     assert report.mismatched_outputs == 0 and report.max_abs_diff == 0
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX: float against onnxruntime, QDQ (onnxruntime.quantization) against its QDQ arithmetic
+
+
+def _onnx_mix(seed: int = 0):
+    """Conv -> Tanh -> Conv -> LeakyRelu -> Conv -> PRelu (per channel) -> Conv -> Elu -> Abs."""
+    from onnx import helper
+    from onnx_cases import make_model
+    rng = np.random.default_rng(seed)
+    w = lambda *s: (rng.standard_normal(s) * 0.4).astype(np.float32)  # noqa: E731
+    inits = {"w1": w(8, 3, 3, 3), "b1": w(8), "w2": w(8, 8, 1, 1), "b2": w(8),
+             "w3": w(8, 8, 3, 3) / 2, "b3": w(8), "w4": w(6, 8, 1, 1), "b4": w(6),
+             "slope": rng.uniform(-0.3, 0.8, (8, 1, 1)).astype(np.float32)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Tanh", ["c1"], ["t"]),
+        helper.make_node("Conv", ["t", "w2", "b2"], ["c2"]),
+        helper.make_node("LeakyRelu", ["c2"], ["lr"], alpha=0.15),
+        helper.make_node("Conv", ["lr", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1]),
+        helper.make_node("PRelu", ["c3", "slope"], ["pr"]),
+        helper.make_node("Conv", ["pr", "w4", "b4"], ["c4"]),
+        helper.make_node("Elu", ["c4"], ["el"]),
+        helper.make_node("Abs", ["el"], ["y"]),
+    ]
+    return make_model(nodes, {"x": [1, 3, 10, 10]}, ["y"], inits, opset=13, name="act_mix")
+
+
+def test_onnx_float_ops_match_onnxruntime():
+    from onnx_cases import compare_all, onnx_names, ort_values
+    from tinyml.frontends.onnx import import_onnx
+    model = _onnx_mix()
+    imp = import_onnx(model, name="act_mix")
+    kinds = {op.kind for op in imp.graph.ops}
+    assert {"TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS"} <= kinds
+    rng = np.random.default_rng(3)
+    diffs: dict = {}
+    for _ in range(5):
+        x = rng.standard_normal((1, 3, 10, 10)).astype(np.float32) * 2
+        theirs = ort_values(model, {"x": x}, onnx_names(imp))
+        compare_all(imp, run(imp.graph, [x], keep_all=True), theirs, diffs)
+    checked = {d.op for d in diffs.values() if d.count}
+    assert {"TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS"} <= checked
+    assert all(d.worst < 1e-5 for d in diffs.values()), {t: d.worst for t, d in diffs.items()}
+
+
+#: quantize_static variants: by default it leaves PRelu's slope float (tinyml quantizes it
+#: per tensor) and Elu and Abs unquantized (they stay float ops); listing the op types puts
+#: every op in a QDQ group.
+QDQ_OPTIONS = {
+    "default": ({}, ("TANH", "LEAKY_RELU", "PRELU")),
+    "all_ops": ({"op_types_to_quantize": ["Conv", "Tanh", "LeakyRelu", "PRelu", "Elu", "Abs"]},
+                ("TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS")),
+}
+
+
+@pytest.mark.parametrize("variant", list(QDQ_OPTIONS))
+def test_onnx_qdq_ops_are_int8_within_one_lsb(variant, tmp_path):
+    """quantize_static's QDQ groups become int8 TANH, LEAKY_RELU, PRELU, ELU and ABS; each
+    op recomputed from onnxruntime's own inputs is within 1 LSB of the QDQ arithmetic
+    (float op on dequantized values, half-to-even rounding) that onnxruntime runs."""
+    from test_frontend_onnx import _quantize, _report, _run_qdq
+    options, int8_kinds = QDQ_OPTIONS[variant]
+    path = _quantize(_onnx_mix(), (1, 3, 10, 10), tmp_path, "act", **options)
+    imp, e2e, isolated, outputs = _run_qdq(path, runs=8)
+    ours = {op.kind: op for op in imp.graph.ops}
+    for kind in int8_kinds:
+        op = ours.get(kind)
+        assert op is not None, (kind, sorted(ours))
+        assert imp.graph.tensors[op.inputs[0]].dtype == "int8", kind
+        assert imp.graph.tensors[op.outputs[0]].dtype == "int8", kind
+    print(_report(f"QDQ activations ({variant}), each op from onnxruntime's inputs:", isolated))
+    # TANH writes 1/128 units, requantized (QUANTIZE) to the QuantizeLinear's scale.
+    checked = {d.op for d in isolated.values() if d.count}
+    assert set(int8_kinds) - {"TANH"} <= checked and "QUANTIZE" in checked
+    assert all(d.worst <= 1 for d in isolated.values()), _report("isolated:", isolated)
+    from oracles import relative_error
+    expected, got = zip(*outputs)
+    assert relative_error(np.array(expected), np.array(got)) < 0.05
