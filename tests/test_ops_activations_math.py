@@ -29,7 +29,7 @@ from tinyml.codegen.lowering import lower
 from tinyml.reference import run
 from tinyml.reference.kernels import KERNELS, KernelCall
 
-KINDS = ("TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS")
+KINDS = ("TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS", "LOG_SOFTMAX")
 #: Every int8 code in each of 4 channels (PRELU's alpha differs per channel).
 CHANNEL_CODES = np.repeat(ALL_CODES, 4, axis=3)
 
@@ -252,7 +252,7 @@ def activation_mix(x):
     x = L.PReLU(alpha_initializer=init, shared_axes=[1, 2])(x)
     x = L.Conv2D(8, 3, strides=2)(x)
     x = L.Lambda(lambda v: tf.abs(v))(x)
-    return L.Dense(5)(L.Flatten()(x))
+    return L.Lambda(lambda v: tf.nn.log_softmax(v))(L.Dense(5)(L.Flatten()(x)))
 
 
 def activation_mix_elu(x):
@@ -272,7 +272,7 @@ def _kinds(path) -> set[str]:
 def test_mix_model_verifies_in_qemu_cortex_m4():
     from tinyml.verify import verify
     path = convert(activation_mix, [MIX_SHAPE])
-    assert {"TANH", "LEAKY_RELU", "PRELU", "ABS"} <= _kinds(path)
+    assert {"TANH", "LEAKY_RELU", "PRELU", "ABS", "LOG_SOFTMAX"} <= _kinds(path)
     report = verify(path, "cortex-m4", samples=20, profile=False)
     assert report.samples == 22 and "tflite-micro" in report.oracle
     assert report.mismatched_outputs == 0 and report.max_abs_diff == 0
@@ -306,7 +306,8 @@ def test_mix_model_with_elu_quantized_by_tinyml_verifies_on_host_sanitized():
 
 
 def _onnx_mix(seed: int = 0):
-    """Conv -> Tanh -> Conv -> LeakyRelu -> Conv -> PRelu (per channel) -> Conv -> Elu -> Abs."""
+    """Conv -> Tanh -> Conv -> LeakyRelu -> Conv -> PRelu (per channel) -> Conv -> Elu -> Abs
+    -> LogSoftmax over the channels."""
     from onnx import helper
     from onnx_cases import make_model
     rng = np.random.default_rng(seed)
@@ -323,7 +324,8 @@ def _onnx_mix(seed: int = 0):
         helper.make_node("PRelu", ["c3", "slope"], ["pr"]),
         helper.make_node("Conv", ["pr", "w4", "b4"], ["c4"]),
         helper.make_node("Elu", ["c4"], ["el"]),
-        helper.make_node("Abs", ["el"], ["y"]),
+        helper.make_node("Abs", ["el"], ["ab"]),
+        helper.make_node("LogSoftmax", ["ab"], ["y"], axis=1),
     ]
     return make_model(nodes, {"x": [1, 3, 10, 10]}, ["y"], inits, opset=13, name="act_mix")
 
@@ -334,7 +336,7 @@ def test_onnx_float_ops_match_onnxruntime():
     model = _onnx_mix()
     imp = import_onnx(model, name="act_mix")
     kinds = {op.kind for op in imp.graph.ops}
-    assert {"TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS"} <= kinds
+    assert {"TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS", "LOG_SOFTMAX"} <= kinds
     rng = np.random.default_rng(3)
     diffs: dict = {}
     for _ in range(5):
@@ -342,7 +344,7 @@ def test_onnx_float_ops_match_onnxruntime():
         theirs = ort_values(model, {"x": x}, onnx_names(imp))
         compare_all(imp, run(imp.graph, [x], keep_all=True), theirs, diffs)
     checked = {d.op for d in diffs.values() if d.count}
-    assert {"TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS"} <= checked
+    assert {"TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS", "LOG_SOFTMAX"} <= checked
     assert all(d.worst < 1e-5 for d in diffs.values()), {t: d.worst for t, d in diffs.items()}
 
 
@@ -351,16 +353,19 @@ def test_onnx_float_ops_match_onnxruntime():
 #: every op in a QDQ group.
 QDQ_OPTIONS = {
     "default": ({}, ("TANH", "LEAKY_RELU", "PRELU")),
-    "all_ops": ({"op_types_to_quantize": ["Conv", "Tanh", "LeakyRelu", "PRelu", "Elu", "Abs"]},
-                ("TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS")),
+    "all_ops": ({"op_types_to_quantize": ["Conv", "Tanh", "LeakyRelu", "PRelu", "Elu", "Abs",
+                                          "LogSoftmax"]},
+                ("TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS", "LOG_SOFTMAX")),
 }
 
 
 @pytest.mark.parametrize("variant", list(QDQ_OPTIONS))
 def test_onnx_qdq_ops_are_int8_within_one_lsb(variant, tmp_path):
-    """quantize_static's QDQ groups become int8 TANH, LEAKY_RELU, PRELU, ELU and ABS; each
-    op recomputed from onnxruntime's own inputs is within 1 LSB of the QDQ arithmetic
-    (float op on dequantized values, half-to-even rounding) that onnxruntime runs."""
+    """quantize_static's QDQ groups become int8 TANH, LEAKY_RELU, PRELU, ELU, ABS and
+    LOG_SOFTMAX; each op recomputed from onnxruntime's own inputs is within 1 LSB of the QDQ
+    arithmetic (float op on dequantized values, half-to-even rounding) that onnxruntime runs,
+    or, after TFLM's fixed output quantization of TANH and LOG_SOFTMAX, within half that
+    step (in output steps) plus one."""
     from test_frontend_onnx import _quantize, _report, _run_qdq
     options, int8_kinds = QDQ_OPTIONS[variant]
     path = _quantize(_onnx_mix(), (1, 3, 10, 10), tmp_path, "act", **options)
@@ -372,10 +377,83 @@ def test_onnx_qdq_ops_are_int8_within_one_lsb(variant, tmp_path):
         assert imp.graph.tensors[op.inputs[0]].dtype == "int8", kind
         assert imp.graph.tensors[op.outputs[0]].dtype == "int8", kind
     print(_report(f"QDQ activations ({variant}), each op from onnxruntime's inputs:", isolated))
-    # TANH writes 1/128 units, requantized (QUANTIZE) to the QuantizeLinear's scale.
-    checked = {d.op for d in isolated.values() if d.count}
-    assert set(int8_kinds) - {"TANH"} <= checked and "QUANTIZE" in checked
-    assert all(d.worst <= 1 for d in isolated.values()), _report("isolated:", isolated)
+    # TANH and LOG_SOFTMAX write TFLM's fixed quantization (1/128, 16/256), requantized by a
+    # QUANTIZE to the QuantizeLinear's scale: the fixed step bounds their error.
+    producers = imp.graph.producers()
+    fixed = {op.outputs[0]: op for op in imp.graph.ops if op.kind == "QUANTIZE"
+             and getattr(producers.get(op.inputs[0]), "kind", None) in ("TANH", "LOG_SOFTMAX")}
+    checked = {d.op for t, d in isolated.items() if d.count and t not in fixed}
+    assert set(int8_kinds) - {"TANH", "LOG_SOFTMAX"} <= checked
+    assert len([t for t in fixed if isolated[t].count]) == len(fixed) >= 1
+    for tensor, d in isolated.items():
+        bound = 1
+        if tensor in fixed:
+            g = imp.graph
+            step = g.tensors[fixed[tensor].inputs[0]].scale()
+            bound = max(1, int(np.ceil(0.5 * step / g.tensors[tensor].scale())) + 1)
+        assert d.worst <= bound, (tensor, bound, _report("isolated:", isolated))
     from oracles import relative_error
     expected, got = zip(*outputs)
     assert relative_error(np.array(expected), np.array(got)) < 0.05
+
+
+# --------------------------------------------------------------------------------------------
+# LOG_SOFTMAX
+
+
+def log_softmax(x):
+    import tensorflow as tf
+    return tf.keras.layers.Lambda(lambda v: tf.nn.log_softmax(v))(x)
+
+
+LOG_SOFTMAX_SHAPES = {"2d": (1, 10), "4d": (1, 3, 4, 16), "wide": (2, 300)}
+
+
+def _log_softmax_oracle(shape, calibration="unit", edits=None) -> Oracle:
+    data = convert(log_softmax, [shape], calibration=CALIBRATIONS[calibration]).read_bytes()
+    return Oracle(data if edits is None else _set_quantization(data, edits), "log_softmax")
+
+
+@pytest.mark.parametrize("calibration", ["tiny", "unit", "wide", "huge"])
+@pytest.mark.parametrize("shape", list(LOG_SOFTMAX_SHAPES))
+def test_log_softmax_seeded_rows(shape, calibration):
+    from test_reference_int8_nonlinear import _softmax_rows
+    oracle = _log_softmax_oracle(LOG_SOFTMAX_SHAPES[shape], calibration)
+    assert oracle.kinds() == ["LOG_SOFTMAX"]
+    y = oracle.graph.tensors[oracle.graph.outputs[0]]
+    assert (np.float32(y.scale()), y.zero_point()) == (np.float32(16 / 256), 127)
+    rng = np.random.default_rng(11)
+    for _ in range(6):
+        x = _softmax_rows(rng, LOG_SOFTMAX_SHAPES[shape])
+        assert _bad(_op_mismatches(oracle, x)) == {}
+
+
+def test_log_softmax_random_input_quantization():
+    from test_reference_int8_nonlinear import _softmax_rows
+    rng = np.random.default_rng(12)
+    for _ in range(20):
+        edits = {"input": (10 ** rng.uniform(-4, 1), int(rng.integers(-128, 128)))}
+        oracle = _log_softmax_oracle((1, 3, 4, 16), edits=edits)
+        for _ in range(3):
+            assert _bad(_op_mismatches(oracle, _softmax_rows(rng, (1, 3, 4, 16)))) == {}, edits
+
+
+def test_log_softmax_c_kernel_matches_tflm(harness):
+    from test_reference_int8_nonlinear import _softmax_rows
+    rng = np.random.default_rng(13)
+    cases = [(_log_softmax_oracle(shape, c), shape) for shape in LOG_SOFTMAX_SHAPES.values()
+             for c in ("tiny", "unit", "huge")]
+    cases += [(_log_softmax_oracle((1, 3, 4, 16), edits={
+        "input": (10 ** rng.uniform(-4, 1), int(rng.integers(-128, 128)))}), (1, 3, 4, 16))
+        for _ in range(6)]
+    jobs, expected = [], []
+    for n, (oracle, shape) in enumerate(cases):
+        xs = [_softmax_rows(rng, shape) for _ in range(3)]
+        for s, values in enumerate(_tflm_samples(oracle, xs)):
+            batch = graph_jobs(oracle.graph, lower(oracle.graph), values, f"{n}#{s}")
+            jobs += batch
+            expected += [{name: values[name] for name in job.outputs} for job in batch]
+    counts = mismatches(jobs, harness.run(jobs), expected)
+    assert {job.call.function for job in jobs} == {"tinyml_log_softmax_s8"}
+    assert len(counts) == 2 * 3 * len(cases)  # out of place and in place
+    assert _bad(counts) == {}

@@ -512,6 +512,22 @@ typedef struct {
 
 void tinyml_abs_s8(const tinyml_abs_params *p, const int8_t *input, int8_t *output);
 
+/* LOG_SOFTMAX over rows of depth values: exps of the scaled differences to the row maximum
+ * summed in Q12.19, their fixed-point log in Q5.26 subtracted; output scale 16/256, zero
+ * point 127. In place (each row is read whole before any of it is written). */
+typedef struct {
+    int32_t rows;
+    int32_t depth;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t reverse_scaling_divisor;
+    int32_t reverse_scaling_shift;  /* <= 0 */
+    int32_t diff_min;
+} tinyml_log_softmax_params;
+
+void tinyml_log_softmax_s8(const tinyml_log_softmax_params *p, const int8_t *input,
+                           int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -816,11 +816,13 @@ def _lower_concatenation(ctx: _Context) -> KernelCall:
 
 
 # --------------------------------------------------------------------------------------------
-# ---- activations_math ops: TANH, LEAKY_RELU, PRELU, ELU, ABS (element-wise, in place)
+# ---- activations_math ops: TANH, LEAKY_RELU, PRELU, ELU, ABS (element-wise, in place),
+# LOG_SOFTMAX
 
 from tinyml.reference.kernels.activations import q4_input_params  # noqa: E402
 from tinyml.reference.kernels.activations_math import (  # noqa: E402
-    abs_int8_params, elu_int8_table, leaky_relu_int8_params, prelu_int8_params)
+    abs_int8_params, elu_int8_table, leaky_relu_int8_params, log_softmax_int8_params,
+    prelu_int8_params)
 
 
 @lowers("TANH", kernels={"tinyml_tanh_s8": "elementwise"})
@@ -896,3 +898,16 @@ def _lower_abs(ctx: _Context) -> KernelCall:
                   multiplier=multiplier, shift=shift)
     return _call(ctx, "tinyml_abs_s8", "tinyml_abs_params", params, _io_args(ctx),
                  in_place=(0, 0))
+
+
+@lowers("LOG_SOFTMAX", kernels={"tinyml_log_softmax_s8": None})
+def _lower_log_softmax(ctx: _Context) -> KernelCall:
+    x_t, out = _unary_int8(ctx)
+    multiplier, left_shift, divisor, reverse_shift, diff_min = \
+        log_softmax_int8_params(ctx.op, x_t, out)
+    depth = x_t.shape[-1]
+    params = dict(rows=x_t.size // depth, depth=depth, input_multiplier=multiplier,
+                  input_left_shift=left_shift, reverse_scaling_divisor=divisor,
+                  reverse_scaling_shift=reverse_shift, diff_min=diff_min)
+    return _call(ctx, "tinyml_log_softmax_s8", "tinyml_log_softmax_params", params,
+                 _io_args(ctx), in_place=(0, 0))

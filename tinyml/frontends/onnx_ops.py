@@ -760,7 +760,7 @@ def reduce(b: Builder, node, attrs: dict) -> None:
     b.activation(name, out, out_perm)
 
 
-@converter("Softmax")
+@converter("Softmax", "LogSoftmax")
 def softmax(b: Builder, node, attrs: dict) -> None:
     x = _activation_input(b, b.get(node.input[0]))
     default = -1 if b.opset >= 13 else 1
@@ -786,14 +786,17 @@ def _softmax_last(b: Builder, node, x: Value, name: str, allow_int8: bool,
         # current one with ``axis`` moved last.
         perm = layout.identity(x.rank) if axis == x.rank - 1 else tuple(
             p for p in x.primary if p != axis) + (axis,)
+    # LogSoftmax: TFLM's int8 LOG_SOFTMAX has its own fixed output quantization.
+    kind, attrs_, fixed = (("SOFTMAX", irops.SoftmaxAttrs(), UNIT_INTERVAL_QUANT)
+                           if node.op_type == "Softmax" else
+                           ("LOG_SOFTMAX", None, LOG_SOFTMAX_QUANT))
     if allow_int8 and _is_view8(b, x):
         sink = b.find_sink(node)
         if sink is not None:
-            _finish_int8(b, node, sink, "SOFTMAX", [b.tensor(x, perm)], irops.SoftmaxAttrs(),
-                         perm, Quantization(*UNIT_INTERVAL_QUANT))
+            _finish_int8(b, node, sink, kind, [b.tensor(x, perm)], attrs_, perm,
+                         Quantization(*fixed))
             return b.values[sink.quantize.output[0]]
-    out = b.emit("SOFTMAX", [b.float_tensor(x, perm)], irops.SoftmaxAttrs(), name=name,
-                 dtype="float32")
+    out = b.emit(kind, [b.float_tensor(x, perm)], attrs_, name=name, dtype="float32")
     return b.activation(name, out, perm)
 
 
@@ -1151,6 +1154,8 @@ def dequantize_linear(b: Builder, node, attrs: dict) -> None:
 
 #: The converter's (and TFLM's) int8 TANH output: units of 1/128 around zero.
 TANH_QUANT = (1.0 / 128.0, 0)
+#: TFLM's fixed int8 LOG_SOFTMAX output (log-probabilities <= 0).
+LOG_SOFTMAX_QUANT = (16.0 / 256.0, 127)
 
 
 @converter("Tanh", "LeakyRelu", "Elu", "Abs")

@@ -255,6 +255,7 @@ def _gather(op: TfliteOp) -> Imported:
 # ---- activations_math ops ---------------------------------------------------------------------
 
 @imports("TANH")
+@imports("LOG_SOFTMAX")
 @imports("PRELU")
 @imports("ELU")
 @imports("ABS")

@@ -542,6 +542,7 @@ QUANT_RULES = {
     "input": "the input's: the op moves, selects or clamps values without rescaling them",
     "unit": "TFLite's fixed [0, 1) output: scale 1/256, zero point -128",
     "symmetric_unit": "TFLite's fixed [-1, 1) output (TANH): scale 1/128, zero point 0",
+    "log_probability": "TFLite's fixed LOG_SOFTMAX output (<= 0): scale 16/256, zero point 127",
     "shared": "one quantization for every input and the output (their widest range)",
     "none": "not quantized by tinyml: folded, evaluated or inserted around quantization",
 }
@@ -637,6 +638,8 @@ OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
     _spec("PRELU", NoAttrs, _infer_elementwise, (2, 2), "elementwise", "range"),
     _spec("ELU", NoAttrs, _infer_same, (1, 1), "elementwise", "range"),
     _spec("ABS", NoAttrs, _infer_same, (1, 1), "elementwise", "range"),
+    # Over the last axis, as SOFTMAX.
+    _spec("LOG_SOFTMAX", NoAttrs, _infer_softmax, (1, 1), "pixel", "log_probability"),
 ]}
 
 

@@ -10,7 +10,8 @@ rule its producer's int8 kernel imposes in TFLM:
   moves or compares codes without rescaling (TFLM's int8 RELU6 even ignores its output
   quantization), so the output must carry the input's quantization;
 - *fixed* (SOFTMAX, LOGISTIC): TFLM requires scale 1/256 and zero point -128; TANH's
-  kernel writes units of 1/128 around zero (scale 1/128, zero point 0);
+  kernel writes units of 1/128 around zero (scale 1/128, zero point 0); LOG_SOFTMAX's
+  scale 16/256 and zero point 127;
 - CONCATENATION: TFLM requires every input to have the output's quantization. The output
   covers the union of the inputs' ranges; an input whose producer has its own range and no
   other reader simply takes that quantization, any other input is requantized by an int8
@@ -44,7 +45,7 @@ from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op, Quantization, Tensor
 from tinyml.ir.ops import OP_SPECS, CastAttrs, kinds_where
 from tinyml.quantize.calibrate import Calibration
-from tinyml.quantize.params import (SYMMETRIC_UNIT_INTERVAL, UNIT_INTERVAL,
+from tinyml.quantize.params import (LOG_PROBABILITY, SYMMETRIC_UNIT_INTERVAL, UNIT_INTERVAL,
                                     activation_quantization, bias_int32, dequantize_array,
                                     quantize_array, symmetric_weights)
 from tinyml.reference.fixedpoint import tflite_round
@@ -53,7 +54,8 @@ from tinyml.reference.fixedpoint import tflite_round
 SAME_AS_INPUT = kinds_where(quantize="input")
 #: (scale, zero point) of the ops whose int8 kernel fixes the output quantization.
 FIXED_OUTPUT = {**{k: UNIT_INTERVAL for k in kinds_where(quantize="unit")},
-                **{k: SYMMETRIC_UNIT_INTERVAL for k in kinds_where(quantize="symmetric_unit")}}
+                **{k: SYMMETRIC_UNIT_INTERVAL for k in kinds_where(quantize="symmetric_unit")},
+                **{k: LOG_PROBABILITY for k in kinds_where(quantize="log_probability")}}
 SHARED = kinds_where(quantize="shared")
 #: Producers whose output may take a concatenation's quantization instead of its own ("range";
 #: CLIP's range is its clamp and HARD_SWISH's scale has a floor: "range_pinned").

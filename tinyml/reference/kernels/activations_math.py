@@ -1,4 +1,4 @@
-"""TANH, LEAKY_RELU, PRELU, ELU and ABS.
+"""TANH, LEAKY_RELU, PRELU, ELU, ABS and LOG_SOFTMAX.
 
 int8 follows TFLM's kernels, each with its own way of reaching the output scale:
 
@@ -12,7 +12,10 @@ int8 follows TFLM's kernels, each with its own way of reaching the output scale:
   (in double); alpha broadcasts against the input (per channel, for Keras' PReLU with
   shared spatial axes);
 - ELU is a 256-entry table TFLM builds in Prepare with float arithmetic (``expf``);
-- ABS takes |x - input zero point| and rescales it only when the two scales differ.
+- ABS takes |x - input zero point| and rescales it only when the two scales differ;
+- LOG_SOFTMAX (over the last axis) sums gemmlowp exps of the scaled differences to the row
+  maximum in Q12.19, takes TFLite's fixed-point log of the sum in Q5.26 and subtracts it;
+  the output has TFLM's fixed quantization, scale 16/256 and zero point 127.
 
 Where TFLM computes a constant in float32 (LEAKY_RELU's and ABS's scale ratios, ELU's
 table), the numpy code does the same operations in ``np.float32`` in the same order.
@@ -28,11 +31,13 @@ import numpy as np
 from tinyml.errors import TinymlError, UnsupportedOpError
 from tinyml.ir import Op, Tensor
 from tinyml.reference import gemmlowp as gl
-from tinyml.reference.fixedpoint import (multiply_by_quantized_multiplier, quantize_multiplier,
-                                         rounding_divide_by_pot, tflite_round)
+from tinyml.reference.fixedpoint import (
+    INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, quantize_multiplier,
+    rounding_divide_by_pot, saturating_rounding_doubling_high_mul, tflite_round, wrap_int32)
 from tinyml.reference.kernels import KernelCall, kernel
 from tinyml.reference.kernels.activations import (LOGISTIC_INPUT_INTEGER_BITS,
                                                   q4_input_params)
+from tinyml.reference.kernels.softmax import preprocess_softmax_scaling
 
 #: TANH's Q0.31 result is shifted down to units of 1/128 (TFLM's ``kOutputScale``).
 TANH_OUTPUT_BITS = 7
@@ -195,3 +200,107 @@ def abs_(call: KernelCall) -> np.ndarray:
     if rescale is not None:
         value = multiply_by_quantized_multiplier(value, *rescale)
     return np.clip(value + out.zero_point(), -128, 127).astype(np.int8)
+
+
+# ---- LOG_SOFTMAX ---------------------------------------------------------------------------
+
+#: TFLM's int8 LOG_SOFTMAX: scaled differences in Q5.26, exps summed in Q12.19, the result
+#: (values <= 0) in units of 16/256 from 127.
+LOG_SOFTMAX_INPUT_BITS = 5
+LOG_SOFTMAX_SUM_BITS = 12
+LOG_SOFTMAX_OUTPUT_BITS = 4
+LOG_SOFTMAX_OUTPUT = (16.0 / 256.0, 127)
+
+
+def log_softmax_int8_params(op: Op, x_t: Tensor, out: Tensor) -> tuple[int, int, int, int, int]:
+    """``LogSoftmaxPrepare`` (``PreprocessLogSoftmaxScalingExp`` with beta 1): (input
+    multiplier, input left shift, reverse scaling divisor, reverse scaling left shift,
+    diff_min); refuses an output quantization other than TFLM's (16/256, 127)."""
+    scale, zero_point = LOG_SOFTMAX_OUTPUT
+    if np.float32(out.scale()) != np.float32(scale) or out.zero_point() != zero_point:
+        raise TinymlError(f"layer '{op.name}' (LOG_SOFTMAX): int8 output must have scale "
+                          f"16/256 and zero point 127 (TFLM requires it), got scale "
+                          f"{out.scale():.6g} and zero point {out.zero_point()}")
+    multiplier, left_shift = preprocess_softmax_scaling(1.0, x_t.scale(), LOG_SOFTMAX_INPUT_BITS)
+    reverse = float(1 << (31 - left_shift)) / float(multiplier)
+    divisor, reverse_shift = quantize_multiplier(reverse)  # < 1: shift <= 0
+    diff_min = -gl.calculate_input_radius(LOG_SOFTMAX_INPUT_BITS, left_shift)
+    return multiplier, left_shift, divisor, reverse_shift, diff_min
+
+
+def _shift_left_saturating(x, exponent):
+    """TFLite ``SaturatingRoundingMultiplyByPOTParam`` for exponents >= 0 (per element)."""
+    x, exponent = np.asarray(x, np.int64), np.asarray(exponent, np.int64)
+    threshold = (np.int64(1) << (31 - exponent)) - 1
+    shifted = wrap_int32(x << exponent)
+    return np.where(exponent == 0, x, np.where(x > threshold, INT32_MAX,
+                                               np.where(x < -threshold, INT32_MIN, shifted)))
+
+
+#: Constants of TFLite's ``log_x_for_x_greater_than_or_equal_to_1_impl``, in Q0.31.
+_LOG_2 = 1488522236
+_SQRT_SQRT_HALF = 1805811301
+_SQRT_HALF = 1518500250
+_ONE_QUARTER = 536870912
+_ALPHA_N, _ALPHA_D, _ALPHA_I, _ALPHA_F = 117049297, 127690142, 1057819769, 638450708
+
+
+def log_x_for_x_greater_than_or_equal_to_1(x, input_bits: int, output_bits: int):
+    """TFLite's fixed-point natural log: ln(x) in Q(output_bits) for x >= 1 in Q(input_bits).
+
+    x = 2^z * r with r normalized in two ways (around sqrt(1/2) and 1); the better of the two
+    is kept, and ln(r) comes from a rational approximation in (r - 2^-1/4)."""
+    mul = saturating_rounding_doubling_high_mul
+    accum_bits = output_bits + 1
+    shifted_quarter = gl.rescale(_ONE_QUARTER, 0, accum_bits)
+    z_a = np.asarray(x, np.int64)
+    z_a_headroom_plus_1 = gl.count_leading_zeros_u32(z_a)
+    r_a_tmp = _shift_left_saturating(z_a, z_a_headroom_plus_1 - 1)
+    r_a = _shift_left_saturating(mul(r_a_tmp, _SQRT_HALF), 1)
+    z_a_pow_2_adj = np.clip(_shift_left_saturating(input_bits - z_a_headroom_plus_1,
+                                                   31 - accum_bits) + shifted_quarter,
+                            INT32_MIN, INT32_MAX)
+    z_b = mul(z_a, _SQRT_HALF)
+    z_b_headroom = gl.count_leading_zeros_u32(z_b) - 1
+    r_b = _shift_left_saturating(z_a, z_b_headroom)
+    z_b_pow_2_adj = np.clip(_shift_left_saturating(input_bits - z_b_headroom, 31 - accum_bits)
+                            - shifted_quarter, INT32_MIN, INT32_MAX)
+    r = np.minimum(r_a, r_b)
+    z_pow_2_adj = np.maximum(z_a_pow_2_adj, z_b_pow_2_adj)
+    p = gl.rounding_half_sum(r, _SQRT_SQRT_HALF)
+    q = gl.sub(r, _SQRT_SQRT_HALF)
+    q = gl.add(q, q)
+    common_sq = mul(q, q)
+    num = gl.add(mul(q, r), mul(mul(q, common_sq), _ALPHA_N))
+    denom_minus_one = gl.add(mul(p, gl.add(gl.add(_ALPHA_I, q), mul(_ALPHA_D, common_sq))),
+                             mul(_ALPHA_F, q))
+    recip_denom = gl.one_over_one_plus_x_for_x_in_0_1(denom_minus_one)
+    num_scaled = gl.rescale(num, 0, accum_bits)
+    return gl.rescale(gl.add(mul(z_pow_2_adj, _LOG_2), mul(num_scaled, recip_denom)),
+                      accum_bits, output_bits)
+
+
+@kernel("LOG_SOFTMAX")
+def log_softmax(call: KernelCall) -> np.ndarray:
+    if not call.quantized:
+        x = call.inputs[0].astype(np.float32)
+        shifted = x - x.max(axis=-1, keepdims=True)
+        return (shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))).astype(np.float32)
+    _int8_only(call)
+    x_t, out = call.in_tensors[0], call.out
+    multiplier, left_shift, divisor, reverse_shift, diff_min = \
+        log_softmax_int8_params(call.op, x_t, out)
+    x = call.inputs[0].astype(np.int64)
+    diff = x - x.max(axis=-1, keepdims=True)
+    diff_q5 = multiply_by_quantized_multiplier(diff, multiplier, left_shift)
+    exps = gl.rescale(gl.exp_on_negative_values(diff_q5, LOG_SOFTMAX_INPUT_BITS), 0,
+                      LOG_SOFTMAX_SUM_BITS)
+    sum_of_exps = wrap_int32(np.where(diff >= diff_min, exps, 0).sum(axis=-1, keepdims=True))
+    log_sum = log_x_for_x_greater_than_or_equal_to_1(sum_of_exps, LOG_SOFTMAX_SUM_BITS,
+                                                     LOG_SOFTMAX_INPUT_BITS)
+    adjusted_diff_min = np.maximum(diff_min - 1, multiply_by_quantized_multiplier(
+        wrap_int32(log_sum + INT32_MIN), divisor, reverse_shift))
+    y = rounding_divide_by_pot(wrap_int32(diff_q5 - log_sum),
+                               31 - LOG_SOFTMAX_INPUT_BITS - LOG_SOFTMAX_OUTPUT_BITS) + 127
+    y = np.where(diff > adjusted_diff_min, np.clip(y, -128, 127), -128)
+    return y.astype(np.int8)
