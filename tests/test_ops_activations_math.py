@@ -29,7 +29,7 @@ from tinyml.codegen.lowering import lower
 from tinyml.reference import run
 from tinyml.reference.kernels import KERNELS, KernelCall
 
-KINDS = ("TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS", "LOG_SOFTMAX")
+KINDS = ("TANH", "LEAKY_RELU", "PRELU", "ELU", "ABS", "RSQRT", "LOG_SOFTMAX")
 #: Every int8 code in each of 4 channels (PRELU's alpha differs per channel).
 CHANNEL_CODES = np.repeat(ALL_CODES, 4, axis=3)
 
@@ -457,3 +457,97 @@ def test_log_softmax_c_kernel_matches_tflm(harness):
     assert {job.call.function for job in jobs} == {"tinyml_log_softmax_s8"}
     assert len(counts) == 2 * 3 * len(cases)  # out of place and in place
     assert _bad(counts) == {}
+
+
+# --------------------------------------------------------------------------------------------
+# RSQRT (its input must not be negative: TFLM fails the inference there)
+
+
+def rsqrt(x):
+    import tensorflow as tf
+    return tf.keras.layers.Lambda(lambda v: tf.math.rsqrt(v))(x)
+
+
+POSITIVE = {
+    "small": lambda r, s: r.uniform(0.001, 0.05, s),
+    "unit": lambda r, s: r.uniform(0.05, 4.0, s),
+    "large": lambda r, s: r.uniform(1.0, 900.0, s),
+}
+
+
+def _rsqrt_data(calibration: str) -> bytes:
+    return convert(rsqrt, [ALL_CODES.shape], calibration=POSITIVE[calibration]).read_bytes()
+
+
+@pytest.mark.parametrize("calibration", list(POSITIVE))
+def test_rsqrt_all_codes(calibration):
+    oracle = Oracle(_rsqrt_data(calibration), "rsqrt")
+    assert oracle.kinds() == ["RSQRT"]
+    assert oracle.graph.tensors[oracle.graph.inputs[0]].zero_point() == -128
+    assert _bad(_op_mismatches(oracle, ALL_CODES)) == {}
+
+
+def test_rsqrt_random_quantization_and_c_kernel(harness):
+    rng = np.random.default_rng(17)
+    data = _rsqrt_data("unit")
+    jobs, expected = [], []
+    for n in range(25):
+        edits = _random_quantization(rng)
+        edits["input"] = (edits["input"][0], -128)
+        oracle = Oracle(_set_quantization(data, edits), "rsqrt")
+        assert _bad(_op_mismatches(oracle, ALL_CODES)) == {}, edits
+        values = oracle.tflm_tensors(ALL_CODES)
+        batch = graph_jobs(oracle.graph, lower(oracle.graph), values, f"rsqrt{n}")
+        jobs += batch
+        expected += [{name: values[name] for name in job.outputs} for job in batch]
+    counts = mismatches(jobs, harness.run(jobs), expected)
+    assert len(counts) == 2 * 25 and _bad(counts) == {}
+
+
+def test_rsqrt_of_a_negative_input_is_refused_as_tflm_refuses_it():
+    from tinyml.errors import TinymlError, UnsupportedOpError
+    data = _set_quantization(_rsqrt_data("unit"), {"input": (0.02, -100)})
+    oracle = Oracle(data, "rsqrt")
+    with pytest.raises(RuntimeError):
+        oracle.tflm_tensors(ALL_CODES)  # code -128 < zero point -100
+    with pytest.raises(TinymlError, match="below the zero point"):
+        run(oracle.graph, [ALL_CODES])
+    with pytest.raises(UnsupportedOpError, match="RSQRT.*zero point -100"):
+        lower(oracle.graph)
+    positive = np.clip(ALL_CODES, -100, 127).astype(np.int8)
+    assert _bad(_op_mismatches(oracle, positive)) == {}
+
+
+# --------------------------------------------------------------------------------------------
+# Builtins the converter writes in int8 that TFLM cannot run: not registered, refused clearly
+
+
+def sqrt(x):
+    import tensorflow as tf
+    return tf.keras.layers.Lambda(lambda v: tf.math.sqrt(v))(x)
+
+
+def exp(x):
+    import tensorflow as tf
+    return tf.keras.layers.Lambda(lambda v: tf.math.exp(v))(x)
+
+
+def gelu(x):
+    import tensorflow as tf
+    return tf.keras.layers.Activation("gelu")(x)
+
+
+@pytest.mark.parametrize("build, builtin", [(sqrt, "SQRT"), (exp, "EXP"), (gelu, "GELU")])
+def test_tflm_has_no_int8_kernel(build, builtin):
+    """The converter writes int8 SQRT and EXP, which TFLM's kernels refuse (float only), and
+    a GELU builtin for Keras' gelu (exact or tanh-approximated), which TFLM has no kernel
+    for: tinyml invents no semantics for them and names the op and the layer."""
+    from tinyml.errors import UnsupportedOpError
+    from tinyml.frontends import load_model
+    path = convert(build, [(1, 4, 4, 8)], calibration=POSITIVE["unit"])
+    with pytest.raises(RuntimeError):
+        interpreter = tflm_interpreter(path)
+        interpreter.set_input(np.zeros((1, 4, 4, 8), np.int8), 0)
+        interpreter.invoke()
+    with pytest.raises(UnsupportedOpError, match=f"unsupported op {builtin} in layer"):
+        load_model(path)

@@ -491,7 +491,7 @@ typedef struct {
 void tinyml_prelu_s8(const tinyml_prelu_params *p, const int8_t *input, int8_t *output);
 void tinyml_prelu_tiled_s8(const tinyml_prelu_params *p, const int8_t *input, int8_t *output);
 
-/* A 256-entry lookup table indexed by the input code as uint8 (ELU). In place. */
+/* A 256-entry lookup table indexed by the input code as uint8 (ELU, RSQRT). In place. */
 typedef struct {
     int32_t size;
     const int8_t *table;          /* 256 entries */

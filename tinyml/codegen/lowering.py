@@ -816,13 +816,13 @@ def _lower_concatenation(ctx: _Context) -> KernelCall:
 
 
 # --------------------------------------------------------------------------------------------
-# ---- activations_math ops: TANH, LEAKY_RELU, PRELU, ELU, ABS (element-wise, in place),
-# LOG_SOFTMAX
+# ---- activations_math ops: TANH, LEAKY_RELU, PRELU, ELU, ABS, RSQRT (element-wise, in
+# place), LOG_SOFTMAX
 
 from tinyml.reference.kernels.activations import q4_input_params  # noqa: E402
 from tinyml.reference.kernels.activations_math import (  # noqa: E402
     abs_int8_params, elu_int8_table, leaky_relu_int8_params, log_softmax_int8_params,
-    prelu_int8_params)
+    prelu_int8_params, rsqrt_int8_table)
 
 
 @lowers("TANH", kernels={"tinyml_tanh_s8": "elementwise"})
@@ -879,10 +879,18 @@ def _lower_prelu(ctx: _Context) -> KernelCall:
     return _call(ctx, function, "tinyml_prelu_params", params, _io_args(ctx), in_place=(0, 0))
 
 
-@lowers("ELU", kernels={"tinyml_lut_s8": "elementwise"})
-def _lower_elu(ctx: _Context) -> KernelCall:
+@lowers("ELU", "RSQRT", kernels={"tinyml_lut_s8": "elementwise"})
+def _lower_lookup_table(ctx: _Context) -> KernelCall:
+    """ELU's table is TFLM's own; RSQRT's is the reference evaluated on each input code
+    (TFLM computes per element, on the same 256 possible values)."""
     x_t, out = _unary_int8(ctx)
-    table = elu_int8_table(ctx.op, x_t, out)
+    if ctx.op.kind == "ELU":
+        table = elu_int8_table(ctx.op, x_t, out)
+    elif x_t.zero_point() != -128:
+        raise ctx.fail(f"input zero point {x_t.zero_point()} lets inputs be negative, which "
+                       f"TFLM's int8 RSQRT fails the inference on (zero point -128 only)")
+    else:
+        table = rsqrt_int8_table(x_t, out)
     params = dict(size=x_t.size, table=ctx.array("table", "int8_t", table))
     return _call(ctx, "tinyml_lut_s8", "tinyml_lut_params", params, _io_args(ctx),
                  in_place=(0, 0))

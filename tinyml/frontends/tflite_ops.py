@@ -255,6 +255,7 @@ def _gather(op: TfliteOp) -> Imported:
 # ---- activations_math ops ---------------------------------------------------------------------
 
 @imports("TANH")
+@imports("RSQRT")
 @imports("LOG_SOFTMAX")
 @imports("PRELU")
 @imports("ELU")

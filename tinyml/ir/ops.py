@@ -638,6 +638,7 @@ OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
     _spec("PRELU", NoAttrs, _infer_elementwise, (2, 2), "elementwise", "range"),
     _spec("ELU", NoAttrs, _infer_same, (1, 1), "elementwise", "range"),
     _spec("ABS", NoAttrs, _infer_same, (1, 1), "elementwise", "range"),
+    _spec("RSQRT", NoAttrs, _infer_same, (1, 1), "elementwise", "range"),
     # Over the last axis, as SOFTMAX.
     _spec("LOG_SOFTMAX", NoAttrs, _infer_softmax, (1, 1), "pixel", "log_probability"),
 ]}

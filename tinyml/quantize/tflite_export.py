@@ -397,7 +397,7 @@ def _dequantize(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
 # ---- activations_math ops
 
 
-@exports("TANH", "ELU", "ABS", "LOG_SOFTMAX")
+@exports("TANH", "ELU", "ABS", "RSQRT", "LOG_SOFTMAX")
 def _unary_math(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     ex.emit(op.kind, ins, outs, version=2 if _is_int8(ex, op) else 1)
 

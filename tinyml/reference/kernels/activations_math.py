@@ -1,4 +1,4 @@
-"""TANH, LEAKY_RELU, PRELU, ELU, ABS and LOG_SOFTMAX.
+"""TANH, LEAKY_RELU, PRELU, ELU, ABS, RSQRT and LOG_SOFTMAX.
 
 int8 follows TFLM's kernels, each with its own way of reaching the output scale:
 
@@ -13,6 +13,9 @@ int8 follows TFLM's kernels, each with its own way of reaching the output scale:
   shared spatial axes);
 - ELU is a 256-entry table TFLM builds in Prepare with float arithmetic (``expf``);
 - ABS takes |x - input zero point| and rescales it only when the two scales differ;
+- RSQRT computes 1/sqrt(x - zero point) with TFLite's fixed-point Newton-Raphson inverse
+  square root (``GetInvSqrtQuantizedMultiplierExp``) and two requantizations; TFLM fails the
+  inference on an input below the zero point (a negative value);
 - LOG_SOFTMAX (over the last axis) sums gemmlowp exps of the scaled differences to the row
   maximum in Q12.19, takes TFLite's fixed-point log of the sum in Q5.26 and subtracts it;
   the output has TFLM's fixed quantization, scale 16/256 and zero point 127.
@@ -304,3 +307,75 @@ def log_softmax(call: KernelCall) -> np.ndarray:
                                31 - LOG_SOFTMAX_INPUT_BITS - LOG_SOFTMAX_OUTPUT_BITS) + 127
     y = np.where(diff > adjusted_diff_min, np.clip(y, -128, 127), -128)
     return y.astype(np.int8)
+
+
+# ---- RSQRT ---------------------------------------------------------------------------------
+
+#: RSQRT keeps 1/sqrt(x) shifted left by 20 bits between its two requantizations.
+RSQRT_SHIFT = 20
+
+
+def rsqrt_int8_params(x_t: Tensor, out: Tensor) -> tuple[int, int]:
+    """``SetRsqrtOutputMultiplier``: QuantizeMultiplier of 1 / (sqrtf(input_scale) *
+    output_scale), the product in float32, the division in double."""
+    product = np.sqrt(np.float32(x_t.scale()), dtype=np.float32) * np.float32(out.scale())
+    return quantize_multiplier(1.0 / float(product))
+
+
+def inv_sqrt_quantized_multiplier(value: int) -> tuple[int, int]:
+    """TFLite ``GetInvSqrtQuantizedMultiplierExp(value, kReverseShift)`` for value >= 0:
+    1/sqrt(value) as (multiplier, left shift), by five Newton-Raphson steps in Q3.28."""
+    mul = saturating_rounding_doubling_high_mul
+    if value <= 1:
+        return INT32_MAX, 0
+    shift = 11
+    while value >= 1 << 29:
+        value //= 4
+        shift += 1
+    pairs = (int(gl.count_leading_zeros_u32(value)) - 1) // 2 - 1
+    shift -= pairs
+    value <<= 2 * pairs
+    half_input = int(rounding_divide_by_pot(value >> 1, 1))
+    half_three = (1 << 28) + (1 << 27)
+    x = 1 << 28  # 1.0 in Q3.28
+    for _ in range(5):
+        x3 = int(gl.rescale(mul(mul(x, x), x), 9, 3))
+        x = int(gl.rescale(gl.sub(mul(half_three, x), mul(half_input, x3)), 6, 3))
+    x = int(mul(x, 1518500250))  # * sqrt(2) / 2
+    if shift < 0:
+        x, shift = int(wrap_int32(x << -shift)), 0
+    return x, -shift
+
+
+def rsqrt_int8_table(x_t: Tensor, out: Tensor) -> np.ndarray:
+    """The output code of every input code at or above the input zero point (indexed by the
+    code as uint8; codes below it are left 0: TFLM refuses them)."""
+    multiplier, shift = rsqrt_int8_params(x_t, out)
+    table = np.zeros(256, np.int8)
+    for code in range(x_t.zero_point(), 128):
+        value = code - x_t.zero_point()
+        if value == 0:
+            y = 127  # TFLM: "any value close to 0 represents the max output value"
+        else:
+            inv_multiplier, inv_shift = inv_sqrt_quantized_multiplier(value)
+            data = multiply_by_quantized_multiplier(1, inv_multiplier, inv_shift + RSQRT_SHIFT)
+            y = int(multiply_by_quantized_multiplier(data, multiplier, shift - RSQRT_SHIFT)) + \
+                out.zero_point()
+        table[code & 0xFF] = min(max(y, -128), 127)
+    return table
+
+
+@kernel("RSQRT")
+def rsqrt(call: KernelCall) -> np.ndarray:
+    if not call.quantized:
+        x = call.inputs[0].astype(np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (np.float32(1) / np.sqrt(x)).astype(np.float32)
+    _int8_only(call)
+    x_t = call.in_tensors[0]
+    codes = call.inputs[0].astype(np.int8)
+    if codes.size and int(codes.min()) < x_t.zero_point():
+        raise TinymlError(f"layer '{call.op.name}' (RSQRT): input code {int(codes.min())} is "
+                          f"below the zero point {x_t.zero_point()} (a negative value); "
+                          f"TFLM fails the inference there")
+    return rsqrt_int8_table(x_t, call.out)[codes.view(np.uint8)]
