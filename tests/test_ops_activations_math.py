@@ -295,6 +295,7 @@ def test_mix_model_with_elu_quantized_by_tinyml_verifies_on_host_sanitized():
     from tinyml.quantize import quantize_model
     from tinyml.verify import verify
     path = convert(activation_mix_elu, [MIX_SHAPE], int8=False)
+    assert {"ELU", "TANH", "LEAKY_RELU", "PRELU", "ABS", "LOG_SOFTMAX"} <= _kinds(path)
     report = verify(path, "host", samples=10, sanitize=True,
                     quantize=lambda g: quantize_model(g, "random:-2,2", samples=16).graph)
     assert report.sanitized and report.samples == 12 and "tflite-micro" in report.oracle

@@ -859,9 +859,9 @@ def _lower_prelu(ctx: _Context) -> KernelCall:
     if alpha_t.dtype != "int8" or alpha_t.quant is None:
         raise ctx.fail(f"alpha '{alpha_t.name}' is {alpha_t.dtype}, int8 input needs int8 "
                        f"quantized alpha")
-    if alpha_t.quant.per_channel and len(set(np.float32(alpha_t.quant.scale))) > 1:
+    if alpha_t.quant.per_channel:
         raise ctx.fail(f"alpha '{alpha_t.name}' is quantized per channel (TFLM reads one "
-                       f"scale)")
+                       f"scale and zero point)")
     if x_t.shape != out.shape:
         raise ctx.fail(f"input {list(x_t.shape)} is broadcast to {list(out.shape)}")
     alpha = np.broadcast_to(ctx.constant(alpha_t, "alpha").astype(np.int64),

@@ -24,8 +24,8 @@ is the clamp (up to half a step, the zero point's rounding).
 
 Then constants are quantized by role (:mod:`.params`): weights per channel symmetric (axis 0,
 or 3 for depthwise filters), biases int32 at input_scale x weight_scale, constant operands of
-ADD/MUL/PRELU and CONCATENATION per tensor. Requantization multipliers are not stored: lowering and
-the reference derive them from these scales exactly as TFLM does.
+ADD/MUL, PRELU's alpha and CONCATENATION per tensor. Requantization multipliers are not
+stored: lowering and the reference derive them from these scales exactly as TFLM does.
 
 Optional bias correction (Nagel et al., "Data-free quantization", 2019, in its empirical
 form): weight rounding shifts each output channel's mean by ``(W - W_q) . E[x]``; adding that
