@@ -208,18 +208,19 @@ def _tflm_samples(oracle: Oracle, xs: list[np.ndarray]) -> list[dict[str, np.nda
 
 
 def test_c_kernels_match_tflm(harness):
-    """Every model above over three calibrations and six random quantizations (ELU over its
-    quantizer-made model), each C kernel on TFLM's values, out of place and in place."""
+    """Every model above over three calibrations and three random quantizations (ELU: four
+    of its quantizer-made model), each C kernel on TFLM's values, out of place and in place.
+    (The reference equals TFLM on many more quantizations: the tests above.)"""
     rng = np.random.default_rng(8)
     cases = []
     for name, (_, codes, _) in MODELS.items():
         datas = [_data(name, c) for c in ("tiny", "skewed", "huge")]
         base = _data(name)
-        datas += [_set_quantization(base, _random_quantization(rng)) for _ in range(6)]
+        datas += [_set_quantization(base, _random_quantization(rng)) for _ in range(3)]
         cases += [(Oracle(d, name), codes) for d in datas]
     elu_data = _elu_int8("random:-6,3").to_tflite()
     cases += [(Oracle(_set_quantization(elu_data, _random_quantization(rng)), "elu"), ALL_CODES)
-              for _ in range(6)]
+              for _ in range(4)]
     jobs, expected = [], []
     for n, (oracle, codes) in enumerate(cases):
         xs = [codes, rng.integers(-128, 128, codes.shape).astype(np.int8)]

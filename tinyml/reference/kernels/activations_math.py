@@ -322,46 +322,49 @@ def rsqrt_int8_params(x_t: Tensor, out: Tensor) -> tuple[int, int]:
     return quantize_multiplier(1.0 / float(product))
 
 
-def inv_sqrt_quantized_multiplier(value: int) -> tuple[int, int]:
-    """TFLite ``GetInvSqrtQuantizedMultiplierExp(value, kReverseShift)`` for value >= 0:
-    1/sqrt(value) as (multiplier, left shift), by five Newton-Raphson steps in Q3.28."""
+def inv_sqrt_quantized_multiplier(value) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite ``GetInvSqrtQuantizedMultiplierExp(value, kReverseShift)`` per element of
+    ``value`` >= 0: 1/sqrt(value) as (multiplier, left shift), by five Newton-Raphson steps
+    in Q3.28 on the value normalized to [2^27, 2^29)."""
     mul = saturating_rounding_doubling_high_mul
-    if value <= 1:
-        return INT32_MAX, 0
-    shift = 11
-    while value >= 1 << 29:
-        value //= 4
-        shift += 1
-    pairs = (int(gl.count_leading_zeros_u32(value)) - 1) // 2 - 1
-    shift -= pairs
-    value <<= 2 * pairs
-    half_input = int(rounding_divide_by_pot(value >> 1, 1))
+    value = np.asarray(value, np.int64)
+    small = value <= 1
+    v = np.where(small, 4, value)
+    shift = np.full(v.shape, 11, np.int64)
+    while np.any(v >= 1 << 29):
+        big = v >= 1 << 29
+        v, shift = np.where(big, v // 4, v), shift + big
+    pairs = (gl.count_leading_zeros_u32(v) - 1) // 2 - 1
+    shift = shift - pairs
+    v = v << (2 * pairs)
+    half_input = rounding_divide_by_pot(v >> 1, 1)
     half_three = (1 << 28) + (1 << 27)
-    x = 1 << 28  # 1.0 in Q3.28
+    x = np.full(v.shape, 1 << 28, np.int64)  # 1.0 in Q3.28
     for _ in range(5):
-        x3 = int(gl.rescale(mul(mul(x, x), x), 9, 3))
-        x = int(gl.rescale(gl.sub(mul(half_three, x), mul(half_input, x3)), 6, 3))
-    x = int(mul(x, 1518500250))  # * sqrt(2) / 2
-    if shift < 0:
-        x, shift = int(wrap_int32(x << -shift)), 0
-    return x, -shift
+        x3 = gl.rescale(mul(mul(x, x), x), 9, 3)
+        x = gl.rescale(gl.sub(mul(half_three, x), mul(half_input, x3)), 6, 3)
+    x = mul(x, 1518500250)  # * sqrt(2) / 2
+    negative = shift < 0
+    x = np.where(negative, wrap_int32(x << np.where(negative, -shift, 0)), x)
+    shift = np.where(negative, 0, shift)
+    # Values 0 and 1 (1 is exact; 0 has no inverse square root) give INT32_MAX, shift 0.
+    return np.where(small, INT32_MAX, x), np.where(small, 0, -shift)
 
 
 def rsqrt_int8_table(x_t: Tensor, out: Tensor) -> np.ndarray:
     """The output code of every input code at or above the input zero point (indexed by the
     code as uint8; codes below it are left 0: TFLM refuses them)."""
     multiplier, shift = rsqrt_int8_params(x_t, out)
+    codes = np.arange(x_t.zero_point(), 128, dtype=np.int64)
+    value = codes - x_t.zero_point()
+    inv_multiplier, inv_shift = inv_sqrt_quantized_multiplier(value)
+    data = multiply_by_quantized_multiplier(np.ones_like(value), inv_multiplier,
+                                            inv_shift + RSQRT_SHIFT)
+    y = multiply_by_quantized_multiplier(data, multiplier, shift - RSQRT_SHIFT) + out.zero_point()
+    # TFLM: "any value close to 0 represents the max output value".
+    y = np.where(value == 0, 127, y)
     table = np.zeros(256, np.int8)
-    for code in range(x_t.zero_point(), 128):
-        value = code - x_t.zero_point()
-        if value == 0:
-            y = 127  # TFLM: "any value close to 0 represents the max output value"
-        else:
-            inv_multiplier, inv_shift = inv_sqrt_quantized_multiplier(value)
-            data = multiply_by_quantized_multiplier(1, inv_multiplier, inv_shift + RSQRT_SHIFT)
-            y = int(multiply_by_quantized_multiplier(data, multiplier, shift - RSQRT_SHIFT)) + \
-                out.zero_point()
-        table[code & 0xFF] = min(max(y, -128), 127)
+    table[codes & 0xFF] = np.clip(y, -128, 127)
     return table
 
 
