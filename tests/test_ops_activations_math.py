@@ -167,6 +167,37 @@ def test_prelu_alpha_is_per_channel_and_negative_side_uses_it():
     assert len({tuple(out[..., c].ravel()[:64]) for c in range(4)}) == 4
 
 
+def _set_leaky_alpha(data: bytes, alpha: float) -> bytes:
+    from test_reference_int8_nonlinear import _edit_flatbuffer
+
+    def edit(model, schema):
+        for op in model.subgraphs[0].operators:
+            op.builtinOptions.alpha = alpha
+    return _edit_flatbuffer(data, edit)
+
+
+def test_leaky_relu_any_alpha_and_abs_without_rescale(harness):
+    """LEAKY_RELU with a negative, zero or large alpha (TFLM multiplies by the magnitude and
+    negates), and ABS whose output scale equals its input's (TFLM then only adds the zero
+    point): reference and C kernel vs TFLM."""
+    oracles = [Oracle(_set_leaky_alpha(_data("leaky_relu"), a), "leaky")
+               for a in (-0.3, -1.5, 0.0, 3.0)]
+    x = Oracle(_data("abs"), "abs").graph
+    x_scale = x.tensors[x.inputs[0]].scale()
+    oracles.append(Oracle(_set_quantization(_data("abs"), {"output": (x_scale, 5)}), "abs"))
+    jobs, expected = [], []
+    for n, oracle in enumerate(oracles):
+        assert _bad(_op_mismatches(oracle, ALL_CODES)) == {}
+        values = oracle.tflm_tensors(ALL_CODES)
+        calls = lower(oracle.graph)
+        jobs += graph_jobs(oracle.graph, calls, values, f"{n}")
+        expected += [{name: values[name] for name in job.outputs} for job in jobs[len(expected):]]
+    assert jobs[-1].call.params["rescale"] == 0
+    assert [j.call.params["alpha_negative"] for j in jobs[:4:2]] == [1, 1]
+    counts = mismatches(jobs, harness.run(jobs), expected)
+    assert len(counts) == 2 * len(oracles) and _bad(counts) == {}
+
+
 # --------------------------------------------------------------------------------------------
 # ELU: int8 from tinyml's quantizer, run in TFLM
 
