@@ -261,8 +261,8 @@ def test_c_kernels_match_tflm(harness):
             expected += [{name: values[name] for name in job.outputs} for job in batch]
     counts = mismatches(jobs, harness.run(jobs), expected)
     functions = {job.call.function for job in jobs}
-    assert {"tinyml_tanh_s8", "tinyml_leaky_relu_s8", "tinyml_prelu_s8", "tinyml_prelu_tiled_s8",
-            "tinyml_lut_s8", "tinyml_abs_s8"} <= functions
+    assert {"tinyml_leaky_relu_s8", "tinyml_prelu_s8", "tinyml_prelu_tiled_s8", "tinyml_lut_s8",
+            "tinyml_abs_s8"} <= functions
     assert sum(1 for k in counts if k.endswith(":in-place")) == len(counts) // 2
     assert _bad(counts) == {}
 
@@ -311,14 +311,15 @@ def test_mix_model_verifies_in_qemu_cortex_m4():
 
 
 def test_mix_model_runs_in_patches_in_place_on_host_sanitized(tmp_path):
-    """Split after ABS on a 3x3 grid: TANH, LEAKY_RELU, PRELU (per-channel alpha) and ABS all
-    run patch by patch, in place, and the outputs stay bit-exact under ASan and UBSan."""
+    """Split after ABS on a 3x3 grid: TANH (a table), LEAKY_RELU, PRELU (per-channel alpha)
+    and ABS all run patch by patch, in place, and the outputs stay bit-exact under ASan and
+    UBSan."""
     from tinyml.verify import verify
     path = convert(activation_mix, [MIX_SHAPE])
     report = verify(path, "host", samples=10, sanitize=True, patch="7:3", output_dir=tmp_path)
     assert report.sanitized and report.mismatched_outputs == 0 and report.max_abs_diff == 0
     source = (tmp_path / "model.c").read_text()
-    for function in ("tinyml_tanh_s8", "tinyml_leaky_relu_s8", "tinyml_prelu_s8",
+    for function in ("tinyml_lut_s8", "tinyml_leaky_relu_s8", "tinyml_prelu_s8",
                      "tinyml_abs_s8"):
         assert f"{function}(&" in source and ".size = p" in source, function
 

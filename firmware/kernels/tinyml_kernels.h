@@ -444,18 +444,6 @@ void tinyml_reshape(const tinyml_reshape_params *p, const void *input, void *out
 
 /* ---- activations_math ops ------------------------------------------------------------------ */
 
-/* TANH: gemmlowp fixed-point tanh on the input in Q4.27; output in units of 1/128 around 0
- * (TFLM ignores the output quantization). In place. */
-typedef struct {
-    int32_t size;
-    int32_t input_zero_point;
-    int32_t input_multiplier;
-    int32_t input_left_shift;
-    int32_t input_range_radius;
-} tinyml_tanh_params;
-
-void tinyml_tanh_s8(const tinyml_tanh_params *p, const int8_t *input, int8_t *output);
-
 /* LEAKY_RELU: x >= 0 requantized by the identity multiplier, x < 0 by the alpha multiplier
  * (its magnitude; alpha_negative negates the product). In place. */
 typedef struct {
@@ -491,7 +479,9 @@ typedef struct {
 void tinyml_prelu_s8(const tinyml_prelu_params *p, const int8_t *input, int8_t *output);
 void tinyml_prelu_tiled_s8(const tinyml_prelu_params *p, const int8_t *input, int8_t *output);
 
-/* A 256-entry lookup table indexed by the input code as uint8 (ELU, RSQRT). In place. */
+/* A 256-entry lookup table indexed by the input code as uint8: TANH, ELU and RSQRT, whose
+ * int8 output depends on the input code alone (the table is TFLM's arithmetic evaluated on
+ * every code at compile time; ELU's is TFLM's own table). In place. */
 typedef struct {
     int32_t size;
     const int8_t *table;          /* 256 entries */

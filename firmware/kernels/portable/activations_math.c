@@ -1,37 +1,16 @@
 /*
- * int8 TANH, LEAKY_RELU, PRELU, ELU (a lookup table) and ABS, element by element: each
- * kernel reads element i before writing element i, so all of them may run in place; and
- * LOG_SOFTMAX row by row (a row is read whole before it is written). Every constant
- * (multipliers, shifts, radius, table) is derived at compile time by
+ * int8 LEAKY_RELU, PRELU and ABS, and a 256-entry lookup table (TANH, ELU, RSQRT), element
+ * by element: each kernel reads element i before writing element i, so all of them may run
+ * in place; and LOG_SOFTMAX row by row (a row is read whole before it is written). Every
+ * constant (multipliers, shifts, tables) is derived at compile time by
  * tinyml.codegen.lowering with the reference's own functions.
  */
 #include "tinyml_kernels.h"
 #include "fixedpoint.h"
 
-#define TANH_INPUT_INTEGER_BITS 4
-#define TANH_OUTPUT_SHIFT (31 - 7)
-
 static int8_t clamp_s8(int32_t x)
 {
     return (int8_t)tinyml_min_i32(tinyml_max_i32(x, -128), 127);
-}
-
-void tinyml_tanh_s8(const tinyml_tanh_params *p, const int8_t *input, int8_t *output)
-{
-    int32_t i;
-    for (i = 0; i < p->size; ++i) {
-        const int32_t x = (int32_t)input[i] - p->input_zero_point;
-        int32_t y;
-        if (x <= -p->input_range_radius) {
-            y = -128;
-        } else if (x >= p->input_range_radius) {
-            y = 127;
-        } else {
-            const int32_t q4 = tinyml_mbqm(x, p->input_multiplier, p->input_left_shift);
-            y = tinyml_rdbpot(tinyml_tanh_fixed(q4, TANH_INPUT_INTEGER_BITS), TANH_OUTPUT_SHIFT);
-        }
-        output[i] = clamp_s8(y);
-    }
 }
 
 void tinyml_leaky_relu_s8(const tinyml_leaky_relu_params *p, const int8_t *input,

@@ -219,9 +219,8 @@ static inline int32_t tinyml_exp_on_negative_values(int32_t a, int32_t integer_b
     return a == 0 ? TINYML_INT32_MAX : result;
 }
 
-/* 1 / ((1 + a) / 2) in Q2.29 for a in [0, 1) in Q0.31: three Newton-Raphson steps on the
- * half denominator (gemmlowp's one_over_one_plus_x and one_minus_x_over_one_plus_x). */
-static inline int32_t tinyml_reciprocal_of_half_denominator(int32_t a)
+/* 1 / (1 + a) in Q0.31 for a in [0, 1) in Q0.31 (three Newton-Raphson steps in Q2.29). */
+static inline int32_t tinyml_one_over_one_plus_x_for_x_in_0_1(int32_t a)
 {
     const int32_t half_denominator = tinyml_rounding_half_sum(a, TINYML_INT32_MAX);
     const int32_t forty_eight_over_seventeen = 1515870810;
@@ -235,36 +234,7 @@ static inline int32_t tinyml_reciprocal_of_half_denominator(int32_t a)
         const int32_t one_minus = tinyml_wrap_sub((int32_t)1 << 29, half_denominator_times_x);
         x = tinyml_wrap_add(x, tinyml_rescale(tinyml_srdhm(x, one_minus), 4, 2));
     }
-    return x;
-}
-
-/* 1 / (1 + a) in Q0.31 for a in [0, 1) in Q0.31. */
-static inline int32_t tinyml_one_over_one_plus_x_for_x_in_0_1(int32_t a)
-{
-    return tinyml_rescale(tinyml_reciprocal_of_half_denominator(a), 1, 0);
-}
-
-/* (1 - a) / (1 + a) in Q0.31 for a in [0, 1) in Q0.31. */
-static inline int32_t tinyml_one_minus_x_over_one_plus_x_for_x_in_0_1(int32_t a)
-{
-    return tinyml_rescale(
-        tinyml_wrap_sub(tinyml_reciprocal_of_half_denominator(a), (int32_t)1 << 29), 2, 0);
-}
-
-/* tanh(a) in Q0.31 for a in Q(integer_bits): -|a| doubled (the format relabelled as
- * Q(integer_bits + 1)) goes through exp, (1 - e) / (1 + e) is -tanh(-|a|), the sign is
- * restored. */
-static inline int32_t tinyml_tanh_fixed(int32_t a, int32_t integer_bits)
-{
-    if (a == 0) {
-        return 0;
-    }
-    {
-        const int32_t n = a < 0 ? a : tinyml_wrap_sub(0, a);
-        const int32_t t = tinyml_one_minus_x_over_one_plus_x_for_x_in_0_1(
-            tinyml_exp_on_negative_values(n, integer_bits + 1));
-        return a < 0 ? tinyml_wrap_sub(0, t) : t;
-    }
+    return tinyml_rescale(x, 1, 0);
 }
 
 /* logistic(a) = 1 / (1 + exp(-a)) in Q0.31 for a in Q(integer_bits). */

@@ -4,7 +4,8 @@ int8 follows TFLM's kernels, each with its own way of reaching the output scale:
 
 - TANH evaluates gemmlowp's fixed-point tanh on the input in Q4.27 (the input moved there as
   LOGISTIC's is) and writes the Q0.31 result in units of 1/128 with no zero point: TFLM
-  ignores the output's quantization, which the converter always sets to (1/128, 0);
+  ignores the output's quantization, which the converter always sets to (1/128, 0). The
+  generated C looks the result up in a table of all 256 codes made with this function;
 - LEAKY_RELU requantizes x >= 0 with input_scale / output_scale and x < 0 with
   input_scale * alpha / output_scale (both ratios in float32, then QuantizeMultiplier);
 - PRELU does the same with a quantized alpha tensor: the negative side multiplies the
@@ -61,9 +62,18 @@ def tanh(call: KernelCall) -> np.ndarray:
     if not call.quantized:
         return np.tanh(call.inputs[0].astype(np.float32)).astype(np.float32)
     _int8_only(call)
-    x_t = call.in_tensors[0]
+    return _tanh_int8(call.in_tensors[0], call.inputs[0])
+
+
+def tanh_int8_table(x_t: Tensor) -> np.ndarray:
+    """TANH's output code for every input code (indexed by the code as uint8)."""
+    return _tanh_int8(x_t, np.arange(256, dtype=np.uint8).view(np.int8))
+
+
+def _tanh_int8(x_t: Tensor, codes: np.ndarray) -> np.ndarray:
+    """TFLM's ``reference_integer_ops::Tanh`` on int8 ``codes``."""
     multiplier, left_shift, radius = q4_input_params(x_t)
-    x = call.inputs[0].astype(np.int64) - x_t.zero_point()
+    x = codes.astype(np.int64) - x_t.zero_point()
     inside = (x > -radius) & (x < radius)
     q4 = multiply_by_quantized_multiplier(np.where(inside, x, 0), multiplier, left_shift)
     q0 = gl.tanh(q4, LOGISTIC_INPUT_INTEGER_BITS)
