@@ -874,15 +874,12 @@ def _lower_lookup_table(ctx: _Context) -> KernelCall:
     every code, the same values TFLM computes element by element: about 400 Cortex-M4
     instructions per TANH element become a load, for 256 bytes of flash."""
     x_t, out = _unary_int8(ctx)
-    if ctx.op.kind == "ELU":
-        table = elu_int8_table(ctx.op, x_t, out)
-    elif ctx.op.kind == "TANH":
-        table = tanh_int8_table(x_t)
-    elif x_t.zero_point() != -128:
+    kind = ctx.op.kind
+    if kind == "RSQRT" and x_t.zero_point() != -128:
         raise ctx.fail(f"input zero point {x_t.zero_point()} lets inputs be negative, which "
                        f"TFLM's int8 RSQRT fails the inference on (zero point -128 only)")
-    else:
-        table = rsqrt_int8_table(x_t, out)
+    table = (elu_int8_table(ctx.op, x_t, out) if kind == "ELU" else
+             tanh_int8_table(x_t) if kind == "TANH" else rsqrt_int8_table(x_t, out))
     params = dict(size=x_t.size, table=ctx.array("table", "int8_t", table))
     return _call(ctx, "tinyml_lut_s8", "tinyml_lut_params", params, _io_args(ctx),
                  in_place=(0, 0))
