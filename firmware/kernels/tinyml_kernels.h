@@ -489,6 +489,81 @@ typedef struct {
 
 void tinyml_resize_bilinear_s8(const tinyml_resize_bilinear_params *p, const int8_t *input,
                                int8_t *output);
+/* ---- activations_math ops ------------------------------------------------------------------ */
+
+/* LEAKY_RELU: x >= 0 requantized by the identity multiplier, x < 0 by the alpha multiplier
+ * (its magnitude; alpha_negative negates the product). In place. */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t alpha_multiplier;
+    int32_t alpha_shift;
+    int32_t alpha_negative;
+    int32_t identity_multiplier;
+    int32_t identity_shift;
+} tinyml_leaky_relu_params;
+
+void tinyml_leaky_relu_s8(const tinyml_leaky_relu_params *p, const int8_t *input,
+                          int8_t *output);
+
+/* PRELU with a constant alpha read at i % alpha_period (the broadcast alpha repeats with that
+ * period). tinyml_prelu_s8: a period dividing the channel count (runs on patches);
+ * tinyml_prelu_tiled_s8: any period (whole tensors). In place. */
+typedef struct {
+    int32_t size;
+    int32_t alpha_period;
+    int32_t input_zero_point;
+    int32_t alpha_zero_point;
+    int32_t output_zero_point;
+    int32_t identity_multiplier;
+    int32_t identity_shift;
+    int32_t alpha_multiplier;
+    int32_t alpha_shift;
+    const int8_t *alpha;          /* alpha_period entries */
+} tinyml_prelu_params;
+
+void tinyml_prelu_s8(const tinyml_prelu_params *p, const int8_t *input, int8_t *output);
+void tinyml_prelu_tiled_s8(const tinyml_prelu_params *p, const int8_t *input, int8_t *output);
+
+/* A 256-entry lookup table indexed by the input code as uint8: TANH, ELU and RSQRT, whose
+ * int8 output depends on the input code alone (the table is TFLM's arithmetic evaluated on
+ * every code at compile time; ELU's is TFLM's own table). In place. */
+typedef struct {
+    int32_t size;
+    const int8_t *table;          /* 256 entries */
+} tinyml_lut_params;
+
+void tinyml_lut_s8(const tinyml_lut_params *p, const int8_t *input, int8_t *output);
+
+/* ABS: |x - input zero point|, requantized when rescale is set, plus the output zero point.
+ * In place. */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t rescale;
+    int32_t multiplier;
+    int32_t shift;
+} tinyml_abs_params;
+
+void tinyml_abs_s8(const tinyml_abs_params *p, const int8_t *input, int8_t *output);
+
+/* LOG_SOFTMAX over rows of depth values: exps of the scaled differences to the row maximum
+ * summed in Q12.19, their fixed-point log in Q5.26 subtracted; output scale 16/256, zero
+ * point 127. In place (each row is read whole before any of it is written). */
+typedef struct {
+    int32_t rows;
+    int32_t depth;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t reverse_scaling_divisor;
+    int32_t reverse_scaling_shift;  /* <= 0 */
+    int32_t diff_min;
+} tinyml_log_softmax_params;
+
+void tinyml_log_softmax_s8(const tinyml_log_softmax_params *p, const int8_t *input,
+                           int8_t *output);
 
 #ifdef __cplusplus
 }

@@ -907,3 +907,97 @@ def _lower_resize_bilinear(ctx: _Context) -> KernelCall:
                   x1=ctx.array("x1", "int32_t", x1), wx=ctx.array("wx", "int32_t", wx))
     return _call(ctx, "tinyml_resize_bilinear_s8", "tinyml_resize_bilinear_params", params,
                  _io_args(ctx))
+
+# --------------------------------------------------------------------------------------------
+# ---- activations_math ops: LEAKY_RELU, PRELU, ABS, and TANH, ELU, RSQRT as lookup tables
+# (element-wise, in place); LOG_SOFTMAX
+
+from tinyml.reference.kernels.activations_math import (  # noqa: E402
+    abs_int8_params, elu_int8_table, leaky_relu_int8_params, log_softmax_int8_params,
+    prelu_int8_params, rsqrt_int8_table, tanh_int8_table)
+
+
+@lowers("LEAKY_RELU", kernels={"tinyml_leaky_relu_s8": "elementwise"})
+def _lower_leaky_relu(ctx: _Context) -> KernelCall:
+    x_t, out = _unary_int8(ctx)
+    am, ash, im, ish = leaky_relu_int8_params(x_t, out, ctx.op.attrs.alpha)
+    params = dict(size=x_t.size, input_zero_point=x_t.zero_point(),
+                  output_zero_point=out.zero_point(), alpha_multiplier=abs(am),
+                  alpha_shift=ash, alpha_negative=int(am < 0), identity_multiplier=im,
+                  identity_shift=ish)
+    return _call(ctx, "tinyml_leaky_relu_s8", "tinyml_leaky_relu_params", params,
+                 _io_args(ctx), in_place=(0, 0))
+
+
+@lowers("PRELU", kernels={"tinyml_prelu_s8": "elementwise", "tinyml_prelu_tiled_s8": None})
+def _lower_prelu(ctx: _Context) -> KernelCall:
+    """Alpha is a constant array in flash, read at ``i % alpha_period``: the alpha value of
+    every output element, broadcast, repeats with that period (1 for a scalar alpha, the
+    channel count for a per-channel one, the whole tensor otherwise). A period that divides
+    the channel count also holds on any patch of whole pixels."""
+    x_t, out = _unary_int8(ctx)
+    alpha_t = ctx.ins[1]
+    if alpha_t.dtype != "int8" or alpha_t.quant is None:
+        raise ctx.fail(f"alpha '{alpha_t.name}' is {alpha_t.dtype}, int8 input needs int8 "
+                       f"quantized alpha")
+    if alpha_t.quant.per_channel:
+        raise ctx.fail(f"alpha '{alpha_t.name}' is quantized per channel (TFLM reads one "
+                       f"scale and zero point)")
+    if x_t.shape != out.shape:
+        raise ctx.fail(f"input {list(x_t.shape)} is broadcast to {list(out.shape)}")
+    alpha = np.broadcast_to(ctx.constant(alpha_t, "alpha").astype(np.int64),
+                            out.shape).reshape(-1)
+    channels = out.shape[-1] if out.shape else 1
+    period = next(p for p in (1, channels, alpha.size)
+                  if alpha.size % p == 0 and np.array_equal(alpha, np.resize(alpha[:p],
+                                                                             alpha.size)))
+    m1, s1, m2, s2 = prelu_int8_params(x_t, alpha_t, out)
+    params = dict(size=x_t.size, alpha_period=period, input_zero_point=x_t.zero_point(),
+                  alpha_zero_point=alpha_t.zero_point(), output_zero_point=out.zero_point(),
+                  identity_multiplier=m1, identity_shift=s1, alpha_multiplier=m2,
+                  alpha_shift=s2, alpha=ctx.array("alpha", "int8_t", alpha[:period]))
+    function = "tinyml_prelu_s8" if channels % period == 0 else "tinyml_prelu_tiled_s8"
+    return _call(ctx, function, "tinyml_prelu_params", params, _io_args(ctx), in_place=(0, 0))
+
+
+@lowers("TANH", "ELU", "RSQRT", kernels={"tinyml_lut_s8": "elementwise"})
+def _lower_lookup_table(ctx: _Context) -> KernelCall:
+    """A table of the output code of each of the 256 input codes. ELU's is TFLM's own; TANH's
+    and RSQRT's are the reference (TFLM's per-element fixed-point arithmetic) evaluated on
+    every code, the same values TFLM computes element by element: about 400 Cortex-M4
+    instructions per TANH element become a load, for 256 bytes of flash."""
+    x_t, out = _unary_int8(ctx)
+    kind = ctx.op.kind
+    if kind == "RSQRT" and x_t.zero_point() != -128:
+        raise ctx.fail(f"input zero point {x_t.zero_point()} lets inputs be negative, which "
+                       f"TFLM's int8 RSQRT fails the inference on (zero point -128 only)")
+    table = (elu_int8_table(ctx.op, x_t, out) if kind == "ELU" else
+             tanh_int8_table(x_t) if kind == "TANH" else rsqrt_int8_table(x_t, out))
+    params = dict(size=x_t.size, table=ctx.array("table", "int8_t", table))
+    return _call(ctx, "tinyml_lut_s8", "tinyml_lut_params", params, _io_args(ctx),
+                 in_place=(0, 0))
+
+
+@lowers("ABS", kernels={"tinyml_abs_s8": "elementwise"})
+def _lower_abs(ctx: _Context) -> KernelCall:
+    x_t, out = _unary_int8(ctx)
+    rescale = abs_int8_params(x_t, out)
+    multiplier, shift = rescale if rescale is not None else (0, 0)
+    params = dict(size=x_t.size, input_zero_point=x_t.zero_point(),
+                  output_zero_point=out.zero_point(), rescale=int(rescale is not None),
+                  multiplier=multiplier, shift=shift)
+    return _call(ctx, "tinyml_abs_s8", "tinyml_abs_params", params, _io_args(ctx),
+                 in_place=(0, 0))
+
+
+@lowers("LOG_SOFTMAX", kernels={"tinyml_log_softmax_s8": None})
+def _lower_log_softmax(ctx: _Context) -> KernelCall:
+    x_t, out = _unary_int8(ctx)
+    multiplier, left_shift, divisor, reverse_shift, diff_min = \
+        log_softmax_int8_params(ctx.op, x_t, out)
+    depth = x_t.shape[-1]
+    params = dict(rows=x_t.size // depth, depth=depth, input_multiplier=multiplier,
+                  input_left_shift=left_shift, reverse_scaling_divisor=divisor,
+                  reverse_scaling_shift=reverse_shift, diff_min=diff_min)
+    return _call(ctx, "tinyml_log_softmax_s8", "tinyml_log_softmax_params", params,
+                 _io_args(ctx), in_place=(0, 0))

@@ -760,7 +760,7 @@ def reduce(b: Builder, node, attrs: dict) -> None:
     b.activation(name, out, out_perm)
 
 
-@converter("Softmax")
+@converter("Softmax", "LogSoftmax")
 def softmax(b: Builder, node, attrs: dict) -> None:
     x = _activation_input(b, b.get(node.input[0]))
     default = -1 if b.opset >= 13 else 1
@@ -786,14 +786,17 @@ def _softmax_last(b: Builder, node, x: Value, name: str, allow_int8: bool,
         # current one with ``axis`` moved last.
         perm = layout.identity(x.rank) if axis == x.rank - 1 else tuple(
             p for p in x.primary if p != axis) + (axis,)
+    # LogSoftmax: TFLM's int8 LOG_SOFTMAX has its own fixed output quantization.
+    kind, attrs_, fixed = (("SOFTMAX", irops.SoftmaxAttrs(), UNIT_INTERVAL_QUANT)
+                           if node.op_type == "Softmax" else
+                           ("LOG_SOFTMAX", None, LOG_SOFTMAX_QUANT))
     if allow_int8 and _is_view8(b, x):
         sink = b.find_sink(node)
         if sink is not None:
-            _finish_int8(b, node, sink, "SOFTMAX", [b.tensor(x, perm)], irops.SoftmaxAttrs(),
-                         perm, Quantization(*UNIT_INTERVAL_QUANT))
+            _finish_int8(b, node, sink, kind, [b.tensor(x, perm)], attrs_, perm,
+                         Quantization(*fixed))
             return b.values[sink.quantize.output[0]]
-    out = b.emit("SOFTMAX", [b.float_tensor(x, perm)], irops.SoftmaxAttrs(), name=name,
-                 dtype="float32")
+    out = b.emit(kind, [b.float_tensor(x, perm)], attrs_, name=name, dtype="float32")
     return b.activation(name, out, perm)
 
 
@@ -1315,3 +1318,63 @@ def _mirror_pad(b: Builder, x: Value, pads: list[tuple[int, int]], name: str) ->
     perm = x.primary
     return _move(b, x, perm, "MIRROR_PAD",
                  irops.MirrorPadAttrs(tuple(pads[p] for p in perm), "REFLECT"), name)
+
+# --------------------------------------------------------------------------------------------
+# ---- activations_math ops: Tanh, LeakyRelu, Elu, Abs, PRelu
+
+#: The converter's (and TFLM's) int8 TANH output: units of 1/128 around zero.
+TANH_QUANT = (1.0 / 128.0, 0)
+#: TFLM's fixed int8 LOG_SOFTMAX output (log-probabilities <= 0).
+LOG_SOFTMAX_QUANT = (16.0 / 256.0, 127)
+
+
+@converter("Tanh", "LeakyRelu", "Elu", "Abs")
+def activation_math(b: Builder, node, attrs: dict) -> None:
+    x = _activation_input(b, b.get(node.input[0]))
+    kind = {"Tanh": "TANH", "LeakyRelu": "LEAKY_RELU", "Elu": "ELU", "Abs": "ABS"}[node.op_type]
+    attrs_ = None
+    if kind == "LEAKY_RELU":
+        attrs_ = irops.LeakyReluAttrs(alpha=float(attrs.get("alpha", 0.01)))
+    if kind == "ELU" and float(attrs.get("alpha", 1.0)) != 1.0:
+        raise _fail(b, f"alpha {float(attrs['alpha']):g} (TFLite's ELU has alpha 1)")
+    perm = x.primary
+    if _is_view8(b, x):
+        sink = b.find_sink(node)
+        if sink is not None:
+            fixed = Quantization(*TANH_QUANT) if kind == "TANH" else None
+            _finish_int8(b, node, sink, kind, [b.tensor(x, perm)], attrs_, perm, fixed)
+            return
+    out = b.emit(kind, [b.float_tensor(x, perm)], attrs_, name=node.output[0], dtype="float32")
+    b.activation(node.output[0], out, perm)
+
+
+@converter("PRelu")
+def prelu(b: Builder, node, attrs: dict) -> None:
+    """PRelu's slope broadcasts against the input (ONNX: unidirectionally, e.g. [C, 1, 1]
+    per channel of NCHW); it must be a constant, which becomes PRELU's alpha."""
+    x, slope = (_activation_input(b, v, what) for v, what in zip(_inputs(b, node)[:2],
+                                                                   ("input", "slope")))
+    if not slope.is_const:
+        raise _fail(b, "the slope must be a constant")
+    rank, perm = _common_layout(b, [x, slope])
+    if _is_view8(b, x) and (_is_qconst8(slope) or slope.qconst is None):
+        sink = b.find_sink(node)
+        if sink is not None:
+            inputs = [_operand(b, x, rank, perm, True), _int8_slope(b, slope, rank, perm)]
+            _finish_int8(b, node, sink, "PRELU", inputs, None, perm)
+            return
+    inputs = [_operand(b, v, rank, perm, False) for v in (x, slope)]
+    out = b.emit("PRELU", inputs, name=node.output[0], dtype="float32")
+    b.activation(node.output[0], out, perm)
+
+
+def _int8_slope(b: Builder, slope: Value, rank: int, perm: Perm) -> str:
+    """PRELU's int8 alpha: a quantized slope as it is; a float one (onnxruntime's
+    quantize_static leaves PRelu's slope float) per tensor over its own range, as the TFLite
+    converter and tinyml's quantizer quantize alpha."""
+    from tinyml.quantize.params import activation_quantization, quantize_array
+    if slope.qconst is not None:
+        return _operand(b, slope, rank, perm, True)
+    data = np.asarray(b.graph.tensors[_operand(b, slope, rank, perm, False)].data, np.float32)
+    q = activation_quantization(float(data.min()), float(data.max()))
+    return b.new_const(f"{slope.name}/int8", quantize_array(data, q), q)

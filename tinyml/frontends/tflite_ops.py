@@ -332,3 +332,19 @@ def _reverse(op: TfliteOp) -> Imported:
 @imports("ZEROS_LIKE")
 def _tensor_operands(op: TfliteOp) -> Imported:
     return op.kind, None, op.inputs
+
+# ---- activations_math ops ---------------------------------------------------------------------
+
+@imports("TANH")
+@imports("RSQRT")
+@imports("LOG_SOFTMAX")
+@imports("PRELU")
+@imports("ELU")
+@imports("ABS")
+def _activation_math(op: TfliteOp) -> Imported:
+    return op.kind, None, op.inputs
+
+
+@imports("LEAKY_RELU", "LeakyReluOptionsT")
+def _leaky_relu(op: TfliteOp) -> Imported:
+    return op.kind, irops.LeakyReluAttrs(alpha=float(op.options.alpha)), op.inputs

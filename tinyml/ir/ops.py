@@ -181,6 +181,13 @@ class CastAttrs:
     dtype: str = "float32"
 
 
+@dataclass(frozen=True)
+class LeakyReluAttrs:
+    """LEAKY_RELU: x for x >= 0, alpha * x below."""
+
+    alpha: float = 0.2
+
+
 # --------------------------------------------------------------------------------------------
 # Helpers shared by frontends and kernels
 
@@ -539,6 +546,8 @@ QUANT_RULES = {
     "range_pinned": "the output's calibrated range, which the op's semantics pin (no widening)",
     "input": "the input's: the op moves, selects or clamps values without rescaling them",
     "unit": "TFLite's fixed [0, 1) output: scale 1/256, zero point -128",
+    "symmetric_unit": "TFLite's fixed [-1, 1) output (TANH): scale 1/128, zero point 0",
+    "log_probability": "TFLite's fixed LOG_SOFTMAX output (<= 0): scale 16/256, zero point 127",
     "shared": "one quantization for every input and the output (their widest range)",
     "none": "not quantized by tinyml: folded, evaluated or inserted around quantization",
 }
@@ -627,6 +636,16 @@ OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
     _spec("PACK", AxisAttrs, _infer_pack, (1, None), "global", "none", evaluate=_eval_pack),
     _spec("GATHER", AxisAttrs, _infer_gather, (2, 2), "global", "none", evaluate=_eval_gather),
     _spec("CAST", CastAttrs, _infer_cast, (1, 1), "elementwise", "none", evaluate=_eval_cast),
+    # ---- activations_math ops
+    _spec("TANH", NoAttrs, _infer_same, (1, 1), "elementwise", "symmetric_unit"),
+    _spec("LEAKY_RELU", LeakyReluAttrs, _infer_same, (1, 1), "elementwise", "range"),
+    # Input 1 is the (constant) alpha, broadcast against the input (per channel, usually).
+    _spec("PRELU", NoAttrs, _infer_elementwise, (2, 2), "elementwise", "range"),
+    _spec("ELU", NoAttrs, _infer_same, (1, 1), "elementwise", "range"),
+    _spec("ABS", NoAttrs, _infer_same, (1, 1), "elementwise", "range"),
+    _spec("RSQRT", NoAttrs, _infer_same, (1, 1), "elementwise", "range"),
+    # Over the last axis, as SOFTMAX.
+    _spec("LOG_SOFTMAX", NoAttrs, _infer_softmax, (1, 1), "pixel", "log_probability"),
 ]}
 
 

@@ -25,6 +25,11 @@ QMIN, QMAX = -128, 127
 WEIGHT_QMAX = 127
 #: TFLM's fixed output quantization of SOFTMAX and LOGISTIC (probabilities in [0, 1)).
 UNIT_INTERVAL = (1.0 / 256.0, -128)
+#: The converter's output quantization of TANH (values in [-1, 1)): TFLM's int8 TANH writes
+#: codes in units of 1/128 around 0 whatever the output's quantization says.
+SYMMETRIC_UNIT_INTERVAL = (1.0 / 128.0, 0)
+#: TFLM's fixed output quantization of LOG_SOFTMAX (log-probabilities, <= 0).
+LOG_PROBABILITY = (16.0 / 256.0, 127)
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 

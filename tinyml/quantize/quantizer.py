@@ -9,7 +9,9 @@ rule its producer's int8 kernel imposes in TFLM:
 - *same as input* (MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE, PAD, TRANSPOSE, RELU6): the kernel
   moves or compares codes without rescaling (TFLM's int8 RELU6 even ignores its output
   quantization), so the output must carry the input's quantization;
-- *fixed* (SOFTMAX, LOGISTIC): TFLM requires scale 1/256 and zero point -128;
+- *fixed* (SOFTMAX, LOGISTIC): TFLM requires scale 1/256 and zero point -128; TANH's
+  kernel writes units of 1/128 around zero (scale 1/128, zero point 0); LOG_SOFTMAX's
+  scale 16/256 and zero point 127;
 - CONCATENATION: TFLM requires every input to have the output's quantization. The output
   covers the union of the inputs' ranges; an input whose producer has its own range and no
   other reader simply takes that quantization, any other input is requantized by an int8
@@ -22,8 +24,8 @@ is the clamp (up to half a step, the zero point's rounding).
 
 Then constants are quantized by role (:mod:`.params`): weights per channel symmetric (axis 0,
 or 3 for depthwise filters), biases int32 at input_scale x weight_scale, constant operands of
-ADD/MUL and CONCATENATION per tensor. Requantization multipliers are not stored: lowering and
-the reference derive them from these scales exactly as TFLM does.
+ADD/MUL, PRELU's alpha and CONCATENATION per tensor. Requantization multipliers are not
+stored: lowering and the reference derive them from these scales exactly as TFLM does.
 
 Optional bias correction (Nagel et al., "Data-free quantization", 2019, in its empirical
 form): weight rounding shifts each output channel's mean by ``(W - W_q) . E[x]``; adding that
@@ -43,13 +45,17 @@ from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op, Quantization, Tensor
 from tinyml.ir.ops import OP_SPECS, CastAttrs, kinds_where
 from tinyml.quantize.calibrate import Calibration
-from tinyml.quantize.params import (UNIT_INTERVAL, activation_quantization, bias_int32,
-                                    dequantize_array, quantize_array, symmetric_weights)
+from tinyml.quantize.params import (LOG_PROBABILITY, SYMMETRIC_UNIT_INTERVAL, UNIT_INTERVAL,
+                                    activation_quantization, bias_int32, dequantize_array,
+                                    quantize_array, symmetric_weights)
 from tinyml.reference.fixedpoint import tflite_round
 
 # The output quantization rule of each op kind is its ``quantize`` trait (tinyml.ir.ops).
 SAME_AS_INPUT = kinds_where(quantize="input")
-FIXED_OUTPUT = kinds_where(quantize="unit")
+#: (scale, zero point) of the ops whose int8 kernel fixes the output quantization.
+FIXED_OUTPUT = {**{k: UNIT_INTERVAL for k in kinds_where(quantize="unit")},
+                **{k: SYMMETRIC_UNIT_INTERVAL for k in kinds_where(quantize="symmetric_unit")},
+                **{k: LOG_PROBABILITY for k in kinds_where(quantize="log_probability")}}
 SHARED = kinds_where(quantize="shared")
 #: Producers whose output may take a concatenation's quantization instead of its own ("range";
 #: CLIP's range is its clamp and HARD_SWISH's scale has a floor: "range_pinned").
@@ -104,7 +110,8 @@ def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> Activ
             raise _fail(op, "expected one output")
         out = op.outputs[0]
         if op.kind in FIXED_OUTPUT:
-            quant[out] = Quantization([UNIT_INTERVAL[0]], [UNIT_INTERVAL[1]])
+            scale, zero_point = FIXED_OUTPUT[op.kind]
+            quant[out] = Quantization([scale], [zero_point])
         elif op.kind in SHARED:
             quant[out] = _plan_concat(fg, op, ranges, quant, producers, consumers, requantize)
         else:
@@ -233,7 +240,7 @@ class _Builder:
                     inputs.append("")
                 elif not t.is_constant:
                     inputs.append(self._input(op, i))
-                elif op.kind in ("ADD", "MUL") and t.dtype == "float32":
+                elif op.kind in ("ADD", "MUL", "PRELU") and t.dtype == "float32":
                     inputs.append(self._per_tensor_constant(name))
                 elif t.dtype == "float32":
                     raise _fail(op, f"constant float input '{name}' has no int8 role")

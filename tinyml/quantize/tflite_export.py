@@ -499,3 +499,22 @@ def _gather(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
 def _gather_nd(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     ex.emit(op.kind, ins, outs, ex.schema.GatherNdOptionsT(), "GatherNdOptions",
             2 if _is_int8(ex, op) else 1)
+
+# ---- activations_math ops
+
+
+@exports("TANH", "ELU", "ABS", "RSQRT", "LOG_SOFTMAX")
+def _unary_math(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    ex.emit(op.kind, ins, outs, version=2 if _is_int8(ex, op) else 1)
+
+
+@exports("PRELU")
+def _prelu(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    ex.emit(op.kind, ins, outs, version=1)
+
+
+@exports("LEAKY_RELU")
+def _leaky_relu(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.LeakyReluOptionsT()
+    o.alpha = float(op.attrs.alpha)
+    ex.emit(op.kind, ins, outs, o, "LeakyReluOptions", version=1)

@@ -1,5 +1,5 @@
-"""gemmlowp's fixed-point math, vectorized: what TFLM's int8 SOFTMAX, LOGISTIC and HARD_SWISH
-compute with.
+"""gemmlowp's fixed-point math, vectorized: what TFLM's int8 SOFTMAX, LOGISTIC, TANH and
+HARD_SWISH compute with.
 
 Why it exists: those kernels do not requantize with one multiplier as convolutions do; they
 evaluate exp(), 1/(1+x) and the logistic function in Q-format integers with gemmlowp's
@@ -146,11 +146,10 @@ def exp_on_negative_values(a, integer_bits: int):
     return np.where(a == 0, INT32_MAX, result)
 
 
-def one_over_one_plus_x_for_x_in_0_1(a):
-    """gemmlowp ``one_over_one_plus_x_for_x_in_0_1``: 1/(1+a) in Q0.31 for a in Q0.31.
-
-    Three Newton-Raphson steps on the half denominator, computed in Q2.29.
-    """
+def _reciprocal_of_half_denominator(a):
+    """1/((1 + a)/2) in Q2.29 for a in Q0.31: gemmlowp's three Newton-Raphson steps on the
+    half denominator, shared by ``one_over_one_plus_x_for_x_in_0_1`` and
+    ``one_minus_x_over_one_plus_x_for_x_in_0_1``."""
     half_denominator = rounding_half_sum(a, INT32_MAX)
     x = add(_FORTY_EIGHT_OVER_SEVENTEEN,
             saturating_rounding_doubling_high_mul(half_denominator,
@@ -161,8 +160,32 @@ def one_over_one_plus_x_for_x_in_0_1(a):
         one_minus = sub(one_q2, half_denominator_times_x)
         # x * one_minus is in Q4.27; Rescale<2> brings it back to Q2.29.
         x = add(x, rescale(saturating_rounding_doubling_high_mul(x, one_minus), 4, 2))
+    return x
+
+
+def one_over_one_plus_x_for_x_in_0_1(a):
+    """gemmlowp ``one_over_one_plus_x_for_x_in_0_1``: 1/(1+a) in Q0.31 for a in Q0.31."""
     # ExactMulByPot<-1> reinterprets Q2.29 as Q1.30; Rescale<0> then shifts left by one.
-    return rescale(x, 1, 0)
+    return rescale(_reciprocal_of_half_denominator(a), 1, 0)
+
+
+def one_minus_x_over_one_plus_x_for_x_in_0_1(a):
+    """gemmlowp ``one_minus_x_over_one_plus_x_for_x_in_0_1``: (1-a)/(1+a) in Q0.31, as
+    2/(1+a) - 1 in Q2.29 brought to Q0.31."""
+    return rescale(sub(_reciprocal_of_half_denominator(a), 1 << 29), 2, 0)
+
+
+def tanh(a, integer_bits: int):
+    """gemmlowp ``tanh``: tanh(a) in Q0.31 for a in Q(integer_bits).
+
+    -|a| doubled (``ExactMulByPot<1>`` only relabels the format as Q(integer_bits + 1)) goes
+    through exp; (1 - e) / (1 + e) is -tanh of the negative value; the sign is restored.
+    """
+    a = _i64(a)
+    negative = a < 0
+    n = np.where(negative, a, wrap_int32(-a))
+    t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(n, integer_bits + 1))
+    return np.where(a == 0, 0, np.where(negative, wrap_int32(-t), t))
 
 
 def logistic(a, integer_bits: int):
@@ -253,8 +276,9 @@ __all__ = [
     "INT16_MAX", "INT16_MIN", "INT32_MAX", "INT32_MIN", "add", "calculate_input_radius",
     "count_leading_zeros_u32", "downscale_int32_to_int16_multiplier", "exp_on_negative_values",
     "exp_on_interval_between_negative_one_quarter_and_0_excl", "get_reciprocal", "logistic",
-    "one_over_one_plus_x_for_x_in_0_1", "rescale", "rounding_divide_by_pot_int16",
-    "rounding_half_sum", "saturating_doubling_high_mul_int16", "saturating_left_shift_int16",
+    "one_minus_x_over_one_plus_x_for_x_in_0_1", "one_over_one_plus_x_for_x_in_0_1", "rescale",
+    "rounding_divide_by_pot_int16", "rounding_half_sum", "saturating_doubling_high_mul_int16",
+    "saturating_left_shift_int16",
     "saturating_rounding_doubling_high_mul_int16", "saturating_rounding_multiply_by_pot", "sub",
-    "wrap_int16",
+    "tanh", "wrap_int16",
 ]

@@ -57,3 +57,5 @@ from tinyml.reference.kernels import (  # noqa: E402,F401
 )
 # ---- data_movement ops
 from tinyml.reference.kernels import data_movement  # noqa: E402,F401
+
+from tinyml.reference.kernels import activations_math  # noqa: E402,F401

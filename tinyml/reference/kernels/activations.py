@@ -128,6 +128,12 @@ def logistic_int8_params(op: Op, x_t: Tensor, out: Tensor) -> tuple[int, int, in
     if out.zero_point() != -128:
         raise TinymlError(f"layer '{op.name}' (LOGISTIC): int8 output zero point must be -128 "
                           f"(TFLM requires it), got {out.zero_point()}")
+    return q4_input_params(x_t)
+
+
+def q4_input_params(x_t: Tensor) -> tuple[int, int, int]:
+    """(input multiplier, input left shift, input radius) that move int8 input codes to
+    gemmlowp's Q4.27, as TFLM's int8 LOGISTIC and TANH derive them in Prepare."""
     # frexp of input_scale * 2^27, no renormalization.
     real = float(x_t.scale()) * float(1 << (31 - LOGISTIC_INPUT_INTEGER_BITS))
     fraction, left_shift = math.frexp(real)
