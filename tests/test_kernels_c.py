@@ -62,15 +62,20 @@ pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no host C co
 
 
 def header_structs() -> dict[str, list[str]]:
-    """Field names of every params struct in the header, in declaration order."""
+    """Field designators of every params struct in the header, in declaration order; a field
+    whose type is an earlier struct of the header is expanded (``conv.input_h``)."""
     text = re.sub(r"/\*.*?\*/", "", HEADER.read_text(), flags=re.S)
-    structs = {}
+    structs: dict[str, list[str]] = {}
     for body, name in re.findall(r"typedef struct \{(.*?)\}\s*(\w+)\s*;", text, flags=re.S):
         fields = []
         for decl in body.split(";"):
-            decl = decl.strip()
-            if decl:
-                fields.append(re.findall(r"\w+", decl)[-1])
+            words = re.findall(r"\w+", decl)
+            if not words:
+                continue
+            if len(words) == 2 and words[0] in structs:
+                fields += [f"{words[1]}.{inner}" for inner in structs[words[0]]]
+            else:
+                fields.append(words[-1])
         structs[name] = fields
     return structs
 
@@ -102,6 +107,11 @@ class _Blob:
         offset = len(self.data)
         self.data += raw + bytes(-len(raw) % 16)
         return offset, len(raw)
+
+
+def _array_var(designator: str) -> str:
+    """The C variable holding a params field's array copy (``conv.filter``: ``a_conv_filter``)."""
+    return "a_" + designator.replace(".", "_")
 
 
 def _c_int(value: int) -> str:
@@ -187,17 +197,18 @@ class Harness:
         call = job.call
         fields = self.structs.get(call.params_type)
         assert fields is not None, f"{call.params_type} is not declared in {HEADER.name}"
-        assert sorted(call.params) == sorted(fields), (
-            f"{call.function}: params {sorted(call.params)} vs struct fields {sorted(fields)}")
+        params = dict(call.fields())
+        assert sorted(params) == sorted(fields), (
+            f"{call.function}: params {sorted(params)} vs struct fields {sorted(fields)}")
         lines = [f"static void job_{index}(void)", "{"]
         frees = []
         # Constant arrays: one exact-size copy each.
         for key in fields:
-            value = call.params[key]
+            value = params[key]
             if isinstance(value, ConstArray):
                 offset, size = blob.add(value.values)
-                lines.append(f"    void *a_{key} = dup_blob({offset}, {size}, {size});")
-                frees.append(f"a_{key}")
+                lines.append(f"    void *{_array_var(key)} = dup_blob({offset}, {size}, {size});")
+                frees.append(_array_var(key))
         # Tensor buffers: one per distinct tensor; an in-place output shares its input's.
         buffers: dict[str, str] = {}
         in_place_pair = None
@@ -238,9 +249,9 @@ class Harness:
             frees.append("scratch")
         initializers = []
         for key in fields:
-            value = call.params[key]
+            value = params[key]
             if isinstance(value, ConstArray):
-                initializers.append(f"        .{key} = (const {value.ctype} *)a_{key},")
+                initializers.append(f"        .{key} = (const {value.ctype} *){_array_var(key)},")
             elif isinstance(value, float):
                 initializers.append(f"        .{key} = {_c_float(value)},")
             else:

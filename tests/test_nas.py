@@ -169,7 +169,7 @@ def test_constraint_graph_matches_keras_frontend(tmp_path):
     pytest.importorskip("tensorflow")
     from tinyml.budget import layer_constant_bytes
     from tinyml.compiler import plan
-    from tinyml.nas.constraints import quantized_graph
+    from tinyml.nas.ir_builder import quantized_graph
 
     space = SearchSpace()
     archs = [space.arch(space.random_genome(np.random.default_rng(1)), 24, 0.5, 10),
@@ -190,7 +190,7 @@ def test_constraint_graph_matches_keras_frontend(tmp_path):
 def test_infeasible_sram_says_what_the_smallest_candidate_needs(tmp_path):
     pytest.importorskip("sklearn")
     from tinyml.compiler import plan
-    from tinyml.nas.constraints import quantized_graph
+    from tinyml.nas.ir_builder import quantized_graph
 
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "tinyml.cli", "nas", "--data", "digits",

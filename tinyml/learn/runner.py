@@ -90,7 +90,7 @@ def summary(result: StreamResult, report: dict) -> dict:
 
 
 def main(args) -> int:
-    """The CLI's ``run --learn`` (args from tinyml.cli)."""
+    """The CLI's ``run --learn`` (args parsed by :mod:`tinyml.cli`)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -133,7 +133,7 @@ def main(args) -> int:
     if args.json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
-        from tinyml.cli import _print_report
-        _print_report(title, rows)
+        from tinyml.console import print_report
+        print_report(title, rows)
     sys.stdout.flush()
     return 0
