@@ -8,7 +8,7 @@ the same 200 seeded inputs drawn uniformly in the model's input range, and the o
 each int8 model (run in TFLM) against the float model is measured on 100 other inputs; see
 ``tests/quantize_oracles.py`` for the exact protocol. tinyml runs with every calibration method
 (minmax, percentile, mse), with and without bias correction; the converter once (its
-calibration is min/max). The acceptance test (tests/test_quantize_mlperf.py) requires tinyml's
+calibration is min/max). The test (tests/test_quantize_mlperf.py) requires tinyml's
 default (minmax with bias correction) to reach the converter's SQNR minus 1 dB.
 
 Random inputs are not the data the models were trained on: the figures compare the two
@@ -75,7 +75,7 @@ def main() -> int:
     default = [figures[("minmax", True)][0] - converter for _, converter, _, figures in rows]
     if default:
         print(f"\ntinyml default minus converter: min {min(default):+.2f} dB, max "
-              f"{max(default):+.2f} dB (acceptance: >= -1 dB)")
+              f"{max(default):+.2f} dB (bar: >= -1 dB)")
     return 0
 
 

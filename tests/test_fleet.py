@@ -1,4 +1,4 @@
-"""Issue 9: the federated fleet (tinyml.fleet).
+"""The federated fleet (tinyml.fleet).
 
 Fast checks of the server's arithmetic against numpy written here (Reptile's step with its
 annealed eps, FedAvg's weighted mean), of what the server rejects (NaN/Inf, wrong size, too

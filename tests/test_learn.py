@@ -1,11 +1,11 @@
-"""On-device learning (tinyml.learn, issue 8): the generated firmware against the numpy
+"""On-device learning (tinyml.learn): the generated firmware against the numpy
 reference of its updates (tinyml/learn/reference.py), the NaN/Inf guard, the parameter API,
 the training memory, and the learning CLI.
 
 The host tests build the generated C with -std=c99 -Wall -Wextra -Werror (one with ASan and
 UBSan) and drive it through the device protocol (tinyml.learn.device). The backbone features
 the reference learns from are computed by the int8 reference interpreter (tinyml.reference,
-bit-exact with TFLM), independently of the C code. QEMU and the digits acceptance run are
+bit-exact with TFLM), independently of the C code. QEMU and the digits benchmark run are
 marked slow.
 """
 
@@ -434,8 +434,8 @@ def test_cortex_m4_learns_like_the_reference_and_ram_includes_training(tmp_path)
 
 @needs_qemu
 @pytest.mark.slow
-def test_digits_acceptance_on_cortex_m4():
-    """Issue 8's acceptance: a CNN trained on digits 0-4 learns 5-9 on the emulated
+def test_digits_5_to_9_learned_on_cortex_m4():
+    """A CNN trained on digits 0-4 learns 5-9 on the emulated
     Cortex-M4 through its classifier head in one pass over 500 samples."""
     pytest.importorskip("sklearn")
     pytest.importorskip("tensorflow")

@@ -1,6 +1,6 @@
 """Graph passes preserve the reference interpreter's results bit for bit.
 
-Every pass is checked the way the brief of issue 3 asks: run the reference interpreter on the
+Every pass is checked against the interpreter itself: run the reference interpreter on the
 graph before and after ``run_passes`` and compare every graph output and every intermediate
 tensor that exists in both graphs, on the MLPerf Tiny int8 models and on the int8 test zoo.
 The clamp fusion, whose int8 legality is subtle (TFLM's RELU rescales, a fused RELU clamps), is

@@ -4,8 +4,8 @@ generated C (``tinyml verify``).
 
 Models are small Keras functions converted to *float* TFLite by the converter (tests/
 tflite_zoo.py) and small ONNX graphs with batch normalizations, quantized by tinyml on seeded
-data; together they reach every op the quantizer handles. The acceptance figures (real data,
-MLPerf Tiny vs the TFLite converter) are in test_quantize_digits.py and
+data; together they reach every op the quantizer handles. The figures on real data (digits,
+and MLPerf Tiny vs the TFLite converter) are in test_quantize_digits.py and
 test_quantize_mlperf.py.
 """
 

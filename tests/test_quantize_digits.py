@@ -1,4 +1,4 @@
-"""Acceptance on real data: a small CNN trained here on scikit-learn's bundled digits (8x8
+"""On real data: a small CNN trained here on scikit-learn's bundled digits (8x8
 images of handwritten digits, 1797 samples, no download), quantized by tinyml on 200 training
 images, against the float model and the TFLite converter's full-int8 model calibrated on the
 same 200 images.

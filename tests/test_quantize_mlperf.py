@@ -1,4 +1,4 @@
-"""Acceptance on the MLPerf Tiny float models: tinyml's quantizer against the TFLite converter.
+"""On the MLPerf Tiny float models: tinyml's quantizer against the TFLite converter.
 
 For each float model (the four float .tflite files and the three Keras .h5 files) both
 quantizers calibrate on the same 200 seeded inputs drawn uniformly in the model's input range

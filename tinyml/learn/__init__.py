@@ -1,4 +1,4 @@
-"""On-device learning: a trainable float32 head on a frozen int8 backbone (issue 8).
+"""On-device learning: a trainable float32 head on a frozen int8 backbone.
 
 - :mod:`.head`: which layers train (``--trainable last:K``), split off the graph, as floats;
 - :mod:`.memory`: the training RAM, planned with the inference arena;

@@ -3,7 +3,7 @@
 Why separate: the authoritative answers come from lowering (``KernelCall.in_place`` and
 ``KernelCall.scratch_bytes``, since only the chosen C kernel knows them). Until a graph is
 lowered (in tests, in ``tinyml inspect``, in benchmarks) the planner uses the defaults here,
-which describe the portable kernels of issue 3's architecture:
+which describe the portable kernels (``firmware/kernels/portable``):
 
 - element-wise ops and activations (ADD, MUL, RELU, RELU6, CLIP, LOGISTIC, HARD_SWISH, int8
   requantizing QUANTIZE) read element i before writing element i, so the output may take the
