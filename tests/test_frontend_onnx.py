@@ -28,8 +28,8 @@ import pytest
 from onnx import helper
 
 from conftest import FLOAT_TFLITE_MODELS, INT8_MODELS, KERAS_H5_MODELS, MLPERF_DIR, mlperf_model
-from onnx_cases import compare_all, compare_isolated, make_model, onnx_names, ort_values
-from oracles import relative_error, tflm_interpreter, tflm_run
+from support.onnx_cases import compare_all, compare_isolated, make_model, onnx_names, ort_values
+from support.oracles import relative_error, tflm_interpreter, tflm_run
 from tinyml.errors import ModelFormatError, ShapeError, TinymlError, UnsupportedOpError
 from tinyml.frontends import load_model
 from tinyml.frontends.onnx import import_onnx, load_onnx

@@ -162,3 +162,18 @@ def test_type_checking_imports_are_ignored():
 def test_no_import_cycle_in_tinyml():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_test_module_imports_another():
+    """What tests share lives in tests/support; a test module imported by another would run
+    its module-level code (and fixtures) twice and tie unrelated tests together."""
+    tests = Path(__file__).resolve().parent
+    names = {path.stem for path in tests.glob("test_*.py")}
+    offenders = []
+    for path in sorted(tests.glob("test_*.py")):
+        for node in _runtime_imports(ast.parse(path.read_text(), filename=str(path))):
+            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""])
+            offenders += [f"{path.name} imports {m}" for m in modules
+                          if m.split(".")[0] in names]
+    assert not offenders, "\n".join(offenders)

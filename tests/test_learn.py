@@ -166,7 +166,7 @@ def _two_layer_head(inputs):
 def test_two_trainable_layers_match_the_reference(tmp_path):
     """last:2: back-propagation through a hidden RELU layer of the head."""
     pytest.importorskip("tensorflow")
-    from tflite_zoo import convert
+    from support.tflite_zoo import convert
     model = convert(_two_layer_head, [(1, 6, 6, 1)])
     result = compile_model(model, "host", tmp_path / "p", trainable="last:2", max_classes=5)
     assert [l["activation"] for l in json.loads(

@@ -21,9 +21,9 @@ import time
 import numpy as np
 import pytest
 
-import tflite_zoo
+from support import tflite_zoo
 from conftest import mlperf_model
-from oracles import tflm_interpreter
+from support.oracles import tflm_interpreter
 from tinyml import reference
 from tinyml.codegen.lowering import lower
 from tinyml.codegen.project import generate_project

@@ -23,8 +23,8 @@ import sys
 import numpy as np
 import pytest
 
-from oracles import tflm_interpreter
-from quantize_oracles import converter_int8_keras, tflm_tensor_mismatches
+from support.oracles import tflm_interpreter
+from support.quantize_oracles import converter_int8_keras, tflm_tensor_mismatches
 from tinyml.frontends.tflite import load_tflite_bytes
 from tinyml.quantize import evaluate, load_dataset, quantize_model
 from tinyml.quantize.params import quantize_array

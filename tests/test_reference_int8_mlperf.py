@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import INT8_MODELS, mlperf_model
-from oracles import tflm_interpreter
+from support.oracles import tflm_interpreter
 from tinyml.frontends.tflite import load_tflite
 from tinyml.reference import run
 
