@@ -107,7 +107,7 @@ def main(argv=None) -> int:
 
     from tinyml.fleet import digits_pairs
     from tinyml.fleet.command import fleet_run
-    from tinyml.fleet.report import write_report
+    from tinyml.fleet.fleet_report import write_report
     from tinyml.fleet.workspace import Workspace
 
     started = time.time()

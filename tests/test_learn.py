@@ -282,7 +282,7 @@ def test_run_learn_refuses_a_bad_report_path_before_any_work(tmp_path, name, mes
 
 def test_learning_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path):
     matplotlib = pytest.importorskip("matplotlib")
-    from tinyml.learn.report import write_learning_report
+    from tinyml.learn.learning_report import write_learning_report
     from tinyml.learn.stream import StreamResult
 
     labels = np.arange(30) % 3

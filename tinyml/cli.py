@@ -166,7 +166,7 @@ def _patch_rows(report: dict) -> list[tuple[str, str, str]]:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tinyml.report import write_report
+    from tinyml.memory_report import write_report
 
     result = write_report(args.model, args.target, args.output, patch=args.patch,
                           patch_overhead=args.patch_overhead)

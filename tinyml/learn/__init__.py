@@ -7,5 +7,5 @@
   clipping, the NaN/Inf guard);
 - :mod:`.device`: a compiled trainable firmware as a long-lived process (host or QEMU);
 - :mod:`.stream`: ``tinyml run --learn``: a labelled stream through the device;
-- :mod:`.report`: accuracy over time, plotted into an HTML report.
+- :mod:`.learning_report`: accuracy over time, plotted into an HTML report.
 """

@@ -13,7 +13,7 @@ Phases and their share of ``--time-budget``:
    ``.tflite`` run by TFLM on the test split (the accuracy the device will have);
 6. the firmware: ``tinyml compile`` of that ``.tflite`` for the target with the budgets in
    place of the part's; its ELF and measured stack give ``ram_bytes`` and ``flash_bytes``;
-7. the report (:mod:`.report`) and ``result.json``.
+7. the report (:mod:`.search_report`) and ``result.json``.
 
 Everything lands in the output directory: ``model.keras``, ``model_int8.tflite``,
 ``firmware/``, ``baseline.keras``, ``baseline_int8.tflite``, ``report.html``, ``result.json``
@@ -318,7 +318,7 @@ def _result(run: _Run, best: Candidate, final: dict, compilation, epochs: int,
 
 def _write_outputs(run: _Run, report: dict, scores: list) -> None:
     """The last stage: report.html, result.json and the log's closing line."""
-    from tinyml.nas.report import write_report
+    from tinyml.nas.search_report import write_report
     run.status("writing the report", run.clock.fraction())
     write_report(run.output / "report.html", report, run.log.events, scores)
     (run.output / "result.json").write_text(json.dumps(report, indent=2) + "\n")
