@@ -259,12 +259,12 @@ def _evolve(run: _Run, smallest: Arch, resolution: int, width: float) -> Candida
                           on_check=run.on_check)
     ranked = evolution.run(run.clock.at(EVOLUTION_SHARE))
     if not ranked:  # nothing random fitted in time: the smallest candidate is the answer
-        fallback = space.arch(space.smallest_genome(), resolution, width, data.classes,
-                              data.channels)
-        if not run.checker.check(fallback).fits:
-            fallback = smallest
         genome = space.smallest_genome()
+        fallback = space.arch(genome, resolution, width, data.classes, data.channels)
         fit = run.checker.check(fallback)
+        if not fit.fits:
+            fallback, fit = smallest, run.checker.check(smallest)
+        run.on_check(fallback, fit, "fallback")  # the log holds a check of every trained arch
         result = evaluate(fallback, genome, fit, 0)
         ranked = [Candidate(fallback, genome, fit, result["accuracy"], result["loss"],
                             result["seconds"], 0)]
