@@ -1,4 +1,4 @@
-"""Issue 9's first acceptance check: TinyReptile vs FedAvg vs random init on a Flower fleet.
+"""TinyReptile vs FedAvg vs random init on a Flower fleet, measured on new devices.
 
 N emulated devices (the trainable firmware built for the host, or run in QEMU with --target
 cortex-m4), each holding a different 2-way task over a pair of handwritten digits
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
 
     from tinyml.fleet import digits_pairs
     from tinyml.fleet.command import fleet_run
-    from tinyml.fleet.report import write_report
+    from tinyml.fleet.fleet_report import write_report
     from tinyml.fleet.workspace import Workspace
 
     started = time.time()

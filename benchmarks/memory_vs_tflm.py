@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MLPERF_DIR = REPO.parent / "shared" / "models" / "mlperf_tiny"
 MODELS = ["kws_ref_model", "vww_96_int8", "pretrainedResnet_quant", "ad01_int8"]
-#: The issue's acceptance target: tinyml's arena <= this fraction of TFLM's.
+#: The bar this benchmark checks: tinyml's arena <= this fraction of TFLM's.
 TARGET_RATIO = 0.70
 
 sys.path.insert(0, str(REPO))

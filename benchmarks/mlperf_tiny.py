@@ -12,14 +12,14 @@ For each model, measured in this run:
   ``-icount shift=0`` (one instruction per nanosecond).
 - TFLM's arena, measured with the ``tflite-micro`` Python package (its recording allocator;
   see ``benchmarks/memory_vs_tflm.py``). That build runs on the 64-bit host, whose pointers
-  make TFLM's persistent structures larger than on a 32-bit core; the issue's 32-bit figures
-  are shown beside it.
+  make TFLM's persistent structures larger than on a 32-bit core; the 32-bit figures of
+  ``TFLM_PUBLISHED`` are shown beside it.
 
-TFLM's instruction counts are NOT measured here: they come from the issue's table (QEMU 7.2
-``mps2-an386``, ``-icount shift=0``, TFLM built for cortex-m4+fp, release,
-arm-none-eabi-gcc 12.2). Building TFLM for a Cortex-M needs its C++ sources, which are not
-available offline on this machine. The ratios use those published figures; the acceptance
-bar is 0.8x TFLM with CMSIS-NN kernels.
+TFLM's instruction counts are NOT measured here: they are the figures recorded in
+``TFLM_PUBLISHED``, measured on the same set-up (QEMU 7.2 ``mps2-an386``, ``-icount
+shift=0``, TFLM built for cortex-m4+fp, release, arm-none-eabi-gcc 12.2). Building TFLM for a
+Cortex-M needs its C++ sources, which are not available offline on this machine. The ratios
+use those recorded figures; the bar is 0.8x TFLM with CMSIS-NN kernels.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 MODELS = ["kws_ref_model", "vww_96_int8", "pretrainedResnet_quant", "ad01_int8"]
 
-#: The issue's figures for TFLM on QEMU mps2-an386 (not measured here, see the docstring):
+#: TFLM's figures on QEMU mps2-an386 (recorded, not measured here; see the docstring):
 #: instructions per inference with reference kernels and with CMSIS-NN, and the arena with
 #: reference kernels on the 32-bit target.
 TFLM_PUBLISHED = {
@@ -48,7 +48,7 @@ TFLM_PUBLISHED = {
                                    arena_32bit=54_340),
     "ad01_int8": dict(reference=1_953_200, cmsis_nn=583_840, arena_32bit=2_260),
 }
-#: Acceptance bar: instructions at most this fraction of TFLM + CMSIS-NN's.
+#: The bar: instructions at most this fraction of TFLM + CMSIS-NN's.
 BAR = 0.8
 
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{instructions / published['reference']:.2f}",
             f"[{style}]{vs_cmsis:.2f}[/]", f"{r['seconds']:.1f} s")
     console.print(table)
-    # The acceptance figures alone, so that no column is cut on a narrow terminal.
+    # The headline figures alone, so that no column is cut on a narrow terminal.
     bar_table = Table(title=f"Instructions per inference on {args.target} vs the bar "
                             f"({BAR}x TFLM + CMSIS-NN*)")
     for column in ("model", "exact", "instructions", "TFLM CMSIS-NN*", "bar", "vs CMSIS-NN",
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "RAM = .data + .bss (arena included) + measured stack of the firmware image; flash = "
         "code + constants + .data. TFLM arena: measured now with the tflite-micro package (a "
         "64-bit host build). exact = samples bit-identical to tflite-micro and the reference.\n"
-        "* Not measured here: the issue's published figures for TFLM on the same emulator set-up "
+        "* Not measured here: recorded figures for TFLM on the same emulator set-up "
         "(QEMU 7.2 mps2-an386, -icount shift=0, cortex-m4+fp, release, arm-none-eabi-gcc 12.2). "
         "TFLM cannot be built for Cortex-M on this machine: its C++ sources are not available "
         f"offline. Bar: instructions <= {BAR}x TFLM with CMSIS-NN"

@@ -6,9 +6,9 @@ Run: ``.venv/bin/python benchmarks/quantize_vs_converter.py [--models NAME ...]`
 For each float model (the .tflite files and the Keras .h5 files) both quantizers calibrate on
 the same 200 seeded inputs drawn uniformly in the model's input range, and the output SQNR of
 each int8 model (run in TFLM) against the float model is measured on 100 other inputs; see
-``tests/quantize_oracles.py`` for the exact protocol. tinyml runs with every calibration method
-(minmax, percentile, mse), with and without bias correction; the converter once (its
-calibration is min/max). The acceptance test (tests/test_quantize_mlperf.py) requires tinyml's
+``tests/support/quantize_oracles.py`` for the exact protocol. tinyml runs with every
+calibration method (minmax, percentile, mse), with and without bias correction; the
+converter once (its calibration is min/max). tests/test_quantize_mlperf.py requires tinyml's
 default (minmax with bias correction) to reach the converter's SQNR minus 1 dB.
 
 Random inputs are not the data the models were trained on: the figures compare the two
@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="*", default=MODELS, help="file names in "
                         f"{MLPERF_DIR}")
     args = parser.parse_args()
-    from quantize_oracles import mlperf_case, tinyml_on_case
+    from support.quantize_oracles import mlperf_case, tinyml_on_case
 
     rows = []
     for name in args.models:
@@ -75,7 +75,7 @@ def main() -> int:
     default = [figures[("minmax", True)][0] - converter for _, converter, _, figures in rows]
     if default:
         print(f"\ntinyml default minus converter: min {min(default):+.2f} dB, max "
-              f"{max(default):+.2f} dB (acceptance: >= -1 dB)")
+              f"{max(default):+.2f} dB (bar: >= -1 dB)")
     return 0
 
 

@@ -21,39 +21,14 @@ import numpy as np
 import pytest
 
 from conftest import FLOAT_TFLITE_MODELS, INT8_MODELS, REPO, mlperf_model
+from support.small_models import make_onnx_sources, small_onnx_model, zoo_models
 from tinyml.cli import main
 
 TINYML = Path(sys.executable).with_name("tinyml")
 
 
 # ----------------------------------------------------------------------------------------------
-# Zoo models: small Keras models converted by TFLiteConverter (tests/tflite_zoo.py)
-
-
-def zoo_convnet(x):
-    """Every MAC-bearing op in the variants that change the count: strided SAME conv, dilated
-    conv, depthwise with multiplier 2, 1x1 conv, dense on a 3-D tensor (keep_num_dims) and a
-    plain dense layer."""
-    import tensorflow as tf
-    L = tf.keras.layers
-    y = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
-    y = L.Conv2D(8, 3, dilation_rate=2, padding="valid", activation="relu")(y)
-    y = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu6")(y)
-    y = L.Conv2D(12, 1)(y)
-    y = L.Reshape((-1, 12))(y)
-    y = L.Dense(6, activation="relu")(y)
-    y = L.Flatten()(y)
-    return L.Dense(5, activation="softmax")(y)
-
-
-ZOO_INPUT = [(1, 20, 18, 3)]
-
-
-def zoo_models() -> list[Path]:
-    """The zoo model as int8 and as float TFLite files (cached by tflite_zoo)."""
-    from tflite_zoo import convert
-    return [convert(zoo_convnet, ZOO_INPUT, int8=True),
-            convert(zoo_convnet, ZOO_INPUT, int8=False)]
+# Zoo models: small Keras models converted by TFLiteConverter (tests/support/small_models.py)
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +278,7 @@ def test_error_tflite_suffix_wrong_header(tmp_path):
 
 def test_error_unsupported_op(tmp_path):
     import tensorflow as tf
-    from tflite_zoo import convert
+    from support.tflite_zoo import convert
 
     def sine(x):
         return tf.keras.layers.Lambda(lambda t: tf.math.sin(t), name="wave")(
@@ -389,7 +364,7 @@ def test_table_prints_names_literally(tmp_path, capsys):
 def test_error_line_escapes_control_characters(tmp_path):
     """A layer name with a newline and a terminal escape still gives one printable line."""
     import tensorflow as tf
-    from tflite_zoo import convert
+    from support.tflite_zoo import convert
 
     def sine(x):
         return tf.keras.layers.Lambda(lambda t: tf.math.sin(t), name="wave")(
@@ -441,7 +416,6 @@ def test_bug_on_a_valid_file_is_not_masked(monkeypatch):
 
 
 def _onnx_sources(tmp_path) -> list[Path]:
-    from test_corrupt_models import make_onnx_sources
     return make_onnx_sources(tmp_path)
 
 
@@ -477,9 +451,8 @@ def test_json_macs_onnx_float_and_int8(tmp_path, capsys):
 
 def test_error_onnx_dynamic_dimension(tmp_path):
     import onnx
-    from test_corrupt_models import _small_onnx_model
 
-    model = _small_onnx_model()
+    model = small_onnx_model()
     model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
     path = tmp_path / "dynamic.onnx"
     onnx.save(model, path)

@@ -21,7 +21,7 @@ EXAMPLE = REPO / "examples" / "tiny_kws_int8.tflite"
 
 @pytest.mark.parametrize("name", INT8_MODELS)
 def test_mlperf_verify_on_host_bit_exact(name):
-    """Acceptance: 0 mismatched outputs on 100 samples (+ extremes), strict C99 build."""
+    """0 mismatched outputs on 100 samples (+ extremes), strict C99 build."""
     report = verify(mlperf_model(name), "host", samples=100)
     print(report.to_json())
     assert report.samples == 102

@@ -398,6 +398,7 @@ if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--worker":
 import pytest  # noqa: E402  (the worker above does not need pytest)
 
 from conftest import FLOAT_TFLITE_MODELS, INT8_MODELS, MLPERF_DIR  # noqa: E402
+from support.small_models import make_onnx_sources, zoo_models  # noqa: E402
 
 TINYML = Path(sys.executable).with_name("tinyml")
 
@@ -446,7 +447,6 @@ def _fuzz(fmt: str, sources: list[Path], tmp_path: Path, shards: int = 1) -> Non
 
 @pytest.fixture(scope="module")
 def tflite_sources() -> list[Path]:
-    from test_cli import zoo_models
     mlperf = [MLPERF_DIR / f"{name}.tflite" for name in INT8_MODELS + FLOAT_TFLITE_MODELS]
     return [p for p in mlperf if p.exists()] + zoo_models()
 
@@ -455,72 +455,9 @@ def test_corrupt_tflite(tflite_sources, tmp_path):
     _fuzz("tflite", tflite_sources, tmp_path)
 
 
-def _small_onnx_model():
-    """Conv, batch norm, depthwise conv, pooling, flatten, gemm, softmax, built with
-    onnx.helper (NCHW float, as PyTorch exports them)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-
-    def const(name, *shape, scale=0.3):
-        return numpy_helper.from_array(rng.normal(0, scale, shape).astype(np.float32), name)
-
-    inits = [const("w1", 8, 3, 3, 3), const("b1", 8), const("g", 8), const("beta", 8),
-             const("mean", 8), numpy_helper.from_array(
-                 rng.uniform(0.5, 1.5, 8).astype(np.float32), "var"),
-             const("w2", 8, 1, 3, 3), const("b2", 8), const("wf", 5, 8), const("bf", 5)]
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
-        helper.make_node("BatchNormalization", ["c1", "g", "beta", "mean", "var"], ["bn"]),
-        helper.make_node("Relu", ["bn"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], group=8),
-        helper.make_node("MaxPool", ["c2"], ["mp"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("GlobalAveragePool", ["mp"], ["gap"]),
-        helper.make_node("Flatten", ["gap"], ["flat"]),
-        helper.make_node("Gemm", ["flat", "wf", "bf"], ["logits"], transB=1),
-        helper.make_node("Softmax", ["logits"], ["prob"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "small_cnn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
-        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", 5])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    onnx.checker.check_model(model, full_check=True)
-    return model
-
-
 @pytest.fixture(scope="module")
 def onnx_sources(tmp_path_factory) -> list[Path]:
     return make_onnx_sources(tmp_path_factory.mktemp("onnx_sources"))
-
-
-def make_onnx_sources(root: Path) -> list[Path]:
-    """The small CNN in float, and quantized to int8 QDQ by onnxruntime (the QDQ import path
-    reads scales and zero points, which corruption reaches too)."""
-    import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
-
-    float_path, int8_path = root / "small_cnn.onnx", root / "small_cnn_int8.onnx"
-    model = _small_onnx_model()
-    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1  # static for calibration
-    onnx.save(model, float_path)
-
-    class Samples(CalibrationDataReader):
-        def __init__(self):
-            rng = np.random.default_rng(1)
-            self.data = iter([{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)}
-                              for _ in range(8)])
-
-        def get_next(self):
-            return next(self.data, None)
-
-    quantize_static(str(float_path), str(int8_path), Samples(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    per_channel=True)
-    onnx.save(_small_onnx_model(), float_path)  # the float source keeps its symbolic batch
-    return [float_path, int8_path]
 
 
 def test_corrupt_onnx(onnx_sources, tmp_path):

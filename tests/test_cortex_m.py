@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import INT8_MODELS, REPO, mlperf_model
+from support import int8_op_models as zoo
+from support import nonlinear_models as nonlinear
 from tinyml import reference
 from tinyml.compiler import compile_model, plan
 from tinyml.errors import TinymlError
@@ -117,9 +119,6 @@ def test_bundled_model_on_cortex_m0plus():
     assert report["machine"] == "microbit" and report["ram_bytes"] <= 16 * 1024
 
 
-import test_reference_int8_ops as zoo  # noqa: E402  (op zoo models)
-import test_reference_int8_nonlinear as nonlinear  # noqa: E402
-
 ZOO_DEFAULT = ["conv_same_stride2_relu", "conv_dilated_relu6", "conv_grouped",
                "depthwise_multiplier2", "dense_per_tensor", "mul_broadcast_scales",
                "residual_add_relu", "avg_pool_same", "mean_one_axis", "pad",
@@ -131,7 +130,7 @@ ZOO_DEFAULT = ["conv_same_stride2_relu", "conv_dilated_relu6", "conv_grouped",
 def test_op_zoo_on_cortex_m0plus(case, tmp_path):
     """Every op family on Armv6-M (no hardware divide, no DSP, soft float)."""
     path = tmp_path / f"{case}.tflite"
-    path.write_bytes(zoo._model_bytes(zoo.CASES[case]))
+    path.write_bytes(zoo.model_bytes(zoo.CASES[case]))
     check_report(verify(path, "cortex-m0plus", samples=4, profile=False).to_json(), 4)
 
 
@@ -140,9 +139,9 @@ def test_nonlinear_ops_on_cortex_m0plus(kind, tmp_path):
     """gemmlowp fixed point (softmax, logistic), int16 hard-swish, ReLU requantization."""
     path = tmp_path / f"{kind}.tflite"
     if kind == "SOFTMAX":
-        path.write_bytes(nonlinear._model(nonlinear.dense_softmax, (1, 32)))
+        path.write_bytes(nonlinear.model_bytes(nonlinear.dense_softmax, (1, 32)))
     else:
-        path.write_bytes(nonlinear._model(nonlinear.ELEMENTWISE[kind],
+        path.write_bytes(nonlinear.model_bytes(nonlinear.ELEMENTWISE[kind],
                                           nonlinear.ALL_CODES.shape))
     check_report(verify(path, "cortex-m0plus", samples=6, profile=False).to_json(), 6)
 

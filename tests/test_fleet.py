@@ -1,4 +1,4 @@
-"""Issue 9: the federated fleet (tinyml.fleet).
+"""The federated fleet (tinyml.fleet).
 
 Fast checks of the server's arithmetic against numpy written here (Reptile's step with its
 annealed eps, FedAvg's weighted mean), of what the server rejects (NaN/Inf, wrong size, too
@@ -325,7 +325,7 @@ def test_report_names_the_fleets_shots_and_leaves_the_backend_alone(tmp_path):
     switches the caller's matplotlib backend (a library must not)."""
     script = (
         "import sys, matplotlib; matplotlib.use('svg');"
-        "from tinyml.fleet.report import write_report;"
+        "from tinyml.fleet.fleet_report import write_report;"
         "rec = [{'round': r, 'accuracy': a, 'clients': 2, 'epsilon': 1.0, 'rejected': {},"
         " 'failed': {}} for r, a in ((1, 0.5), (2, None), (3, 0.75))];"
         f"write_report({{'reptile': rec}}, r'{tmp_path}/report.html', shots=7);"

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import KERAS_H5_MODELS, REPO, mlperf_model
-from oracles import litert_interpreter, litert_run, relative_error
+from support.oracles import litert_interpreter, litert_run, relative_error
 from tinyml.errors import ModelFormatError, ShapeError, UnsupportedOpError
 from tinyml.frontends import load_model
 from tinyml.frontends.keras import convert_keras, graph_from_conversion

@@ -6,7 +6,7 @@
 2. Small CNNs quantized here by ``onnxruntime.quantization.quantize_static`` (QDQ, int8
    activations and weights, per-channel and per-tensor): the IR is all-int8 with TFLite
    conventions, the int8 tensors are within 1 LSB of the QDQ graph's own arithmetic
-   (onnxruntime with no fusion: see ``_run_qdq``) end to end, and each int8 op recomputed from
+   (onnxruntime with no fusion: see ``support.onnx_cases.run_qdq``) end to end, and each int8 op recomputed from
    that oracle's inputs is within 1 LSB of its output (the frequency of those 1-LSB rounding
    differences is printed and bounded).
 3. One onnx.helper model per op/layout case, checked the same way, plus the IR ops it must
@@ -29,47 +29,16 @@ import pytest
 from onnx import helper
 
 from conftest import FLOAT_TFLITE_MODELS, INT8_MODELS, KERAS_H5_MODELS, MLPERF_DIR, mlperf_model
-from onnx_cases import compare_all, compare_isolated, make_model, onnx_names, ort_values
-from oracles import relative_error, tflm_interpreter, tflm_run
+from support.onnx_cases import (check_float, compare_all, compare_isolated, make_model,
+                                 onnx_names, op_counts, ort_values, qdq_report, quantize_qdq,
+                                 run_qdq)
+from support.oracles import relative_error, tflm_interpreter, tflm_run
 from tinyml.errors import ModelFormatError, ShapeError, TinymlError, UnsupportedOpError
 from tinyml.frontends import load_model
 from tinyml.frontends.onnx import import_onnx, load_onnx
 from tinyml.reference import run
 
 _CACHE = Path(tempfile.gettempdir()) / "tinyml-test-onnx"
-
-
-def _kinds(graph) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for op in graph.ops:
-        counts[op.kind] = counts.get(op.kind, 0) + 1
-    return counts
-
-
-def _check_float(model: onnx.ModelProto, runs: int = 3, seed: int = 0, tol: float = 1e-4):
-    """Import ``model``, run it on seeded inputs; every output and intermediate float tensor
-    must match onnxruntime within ``tol`` relative to its range. Returns the import and the
-    worst relative error."""
-    imp = import_onnx(model, name=model.graph.name)
-    graph = imp.graph
-    rng = np.random.default_rng(seed)
-    diffs: dict = {}
-    worst_output = 0.0
-    for _ in range(runs):
-        feeds = {name: rng.uniform(-1, 1, graph.tensors[name].shape).astype(np.float32)
-                 for name in graph.inputs}
-        theirs = ort_values(model, feeds, onnx_names(imp))
-        ours = run(graph, feeds, keep_all=True)
-        for out, onnx_out in zip(graph.outputs, [o.name for o in model.graph.output]):
-            expected = theirs[onnx_out]
-            assert ours[out].shape == expected.shape, (out, ours[out].shape, expected.shape)
-            worst_output = max(worst_output, relative_error(expected, ours[out]))
-        compare_all(imp, ours, theirs, diffs)
-    compared = [t for t, d in diffs.items() if graph.tensors[t].dtype == "float32"]
-    assert compared, "no intermediate tensor was compared"
-    bad = {t: d.worst for t, d in diffs.items() if d.worst > tol}
-    assert worst_output < tol and not bad, (worst_output, bad)
-    return imp, max([worst_output] + [d.worst for d in diffs.values()])
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,10 +102,10 @@ def test_mlperf_float_export_matches_onnxruntime(name, kind, mlperf_onnx):
     path = mlperf_onnx[(name, kind)]
     graph = load_model(path)  # through format detection, as the CLI reads it
     model = onnx.load(str(path))
-    imp, worst = _check_float(model, runs=5, seed=1234)
-    assert _kinds(graph) == _kinds(imp.graph)
+    imp, worst = check_float(model, runs=5, seed=1234)
+    assert op_counts(graph) == op_counts(imp.graph)
     # tf2onnx's NHWC->NCHW transposes cancel against the IR's NHWC layout.
-    assert "TRANSPOSE" not in _kinds(imp.graph), _kinds(imp.graph)
+    assert "TRANSPOSE" not in op_counts(imp.graph), op_counts(imp.graph)
     print(f"{name} ({kind}): worst relative error {worst:.2e}")
 
 
@@ -149,7 +118,7 @@ def test_mlperf_int8_export_is_bit_exact_with_tflm(name, mlperf_onnx):
     imp = import_onnx(onnx.load(str(mlperf_onnx[(name, "tflite")])), name=name)
     graph = imp.graph
     tflite_graph = load_model(source)
-    assert _kinds(graph) == _kinds(tflite_graph)
+    assert op_counts(graph) == op_counts(tflite_graph)
     # The TFLite frontend keeps the flatbuffer's tensor order and names, which tf2onnx keeps.
     index = {tensor: i for i, tensor in enumerate(tflite_graph.tensors)}
     tflm = tflm_interpreter(source)
@@ -231,72 +200,13 @@ def _qdq_wide(seed: int = 0) -> onnx.ModelProto:
     return make_model(nodes, {"x": ["N", 3, 15, 17]}, ["prob"], inits, opset=14, name="wide")
 
 
-def _quantize(model: onnx.ModelProto, shape, tmp_path: Path, tag: str, **options):
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
-
-    class Calibration(CalibrationDataReader):
-        def __init__(self):
-            rng = np.random.default_rng(7)
-            self.batches = iter([{"x": rng.standard_normal(shape).astype(np.float32)}
-                                 for _ in range(32)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    src, dst = tmp_path / f"{tag}-float.onnx", tmp_path / f"{tag}-qdq.onnx"
-    onnx.save(model, str(src))
-    options.setdefault("activation_type", QuantType.QInt8)
-    quantize_static(str(src), str(dst), Calibration(), quant_format=QuantFormat.QDQ,
-                    weight_type=QuantType.QInt8, **options)
-    return dst
-
-
-def _run_qdq(path: Path, runs: int, seed: int = 1):
-    """End-to-end and per-op (isolated) differences against the QDQ graph's own arithmetic.
-
-    onnxruntime runs with graph optimizations off, so it fuses nothing: each DequantizeLinear,
-    float op and QuantizeLinear runs as written, which is the arithmetic the ONNX spec defines
-    for a QDQ graph (float32 on exactly dequantized values, round half to even at the
-    QuantizeLinear). Its fused integer kernels are no oracle here: on x86 the u8s8 convolution
-    path (uint8 activations) sums pairs in 16 bits that can saturate, and which kernel runs
-    depends on the CPU and the release. The one rule that still differs from TFLite's is the
-    requantization rounding (a float multiply and half-to-even against a fixed-point multiply),
-    hence the 1-LSB tolerance at rounding boundaries."""
-    model = onnx.load(str(path))
-    imp = import_onnx(model, name=path.stem)
-    graph = imp.graph
-    rng = np.random.default_rng(seed)
-    e2e, isolated = {}, {}
-    outputs = []
-    for _ in range(runs):
-        x = rng.standard_normal(graph.tensors[graph.inputs[0]].shape).astype(np.float32)
-        feeds = {graph.inputs[0]: x}
-        theirs = ort_values(model, feeds, onnx_names(imp), optimize=False)
-        ours = run(graph, [x], keep_all=True)
-        compare_all(imp, ours, theirs, e2e)
-        compare_isolated(imp, feeds, theirs, isolated)
-        outputs.append((theirs[model.graph.output[0].name], ours[graph.outputs[0]]))
-    return imp, e2e, isolated, outputs
-
-
-def _report(title: str, diffs: dict) -> str:
-    lines = [title]
-    for tensor, d in diffs.items():
-        if d.count:
-            unit = "LSB" if d.op != "DEQUANTIZE" else "of range"
-            lines.append(f"  {d.op:<18} {tensor[:48]:<48} {d.mismatches:>6}/{d.count:<6} "
-                         f"({100 * d.mismatches / d.count:5.2f}%) max {d.worst:.3g} {unit}")
-    return "\n".join(lines)
-
-
 def _assert_int8_graph(graph, float_inputs: int = 1) -> None:
     """The QDQ groups became int8 IR ops: float only at the input QUANTIZE and the output
     DEQUANTIZE, per-tensor int8 activations, symmetric int8 weights, int32 biases."""
     compute = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "MEAN",
                "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "LOGISTIC", "HARD_SWISH",
                "CONCATENATION", "PAD", "CLIP", "RELU", "RELU6")
-    assert _kinds(graph).get("DEQUANTIZE") == 1, _kinds(graph)
+    assert op_counts(graph).get("DEQUANTIZE") == 1, op_counts(graph)
     quantizers = [op for op in graph.ops if op.kind == "QUANTIZE"
                   and graph.tensors[op.inputs[0]].dtype == "float32"]
     assert len(quantizers) == float_inputs
@@ -321,28 +231,28 @@ def _assert_int8_graph(graph, float_inputs: int = 1) -> None:
 
 @pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "per_tensor"])
 def test_qdq_cnn_within_one_lsb_of_onnxruntime(per_channel, tmp_path):
-    path = _quantize(_qdq_cnn(), (1, 3, 16, 16), tmp_path, "cnn", per_channel=per_channel)
-    imp, e2e, isolated, outputs = _run_qdq(path, runs=20)
+    path = quantize_qdq(_qdq_cnn(), (1, 3, 16, 16), tmp_path, "cnn", per_channel=per_channel)
+    imp, e2e, isolated, outputs = run_qdq(path, runs=20)
     graph = imp.graph
     _assert_int8_graph(graph)
-    kinds = _kinds(graph)
+    kinds = op_counts(graph)
     assert kinds["CONV_2D"] == 2 and kinds["DEPTHWISE_CONV_2D"] == 1, kinds
     assert any(graph.tensors[op.inputs[1]].quant.per_channel for op in graph.ops
                if op.kind == "CONV_2D") == per_channel
-    print(_report(f"QDQ CNN ({'per-channel' if per_channel else 'per-tensor'}), end to end:",
+    print(qdq_report(f"QDQ CNN ({'per-channel' if per_channel else 'per-tensor'}), end to end:",
                   e2e))
-    print(_report("each op from onnxruntime's inputs:", isolated))
+    print(qdq_report("each op from onnxruntime's inputs:", isolated))
     # The int8 output before the final DequantizeLinear. (Inside the network a 1-LSB input
     # difference can grow to 2 LSB through a convolution: see the isolated check for the
     # per-op guarantee.)
     final = graph.ops[-1].inputs[0]
     assert final in e2e and e2e[final].count == 20 * 10
-    assert e2e[final].worst <= 1, _report("end to end:", e2e)
-    assert all(d.worst <= 1 for d in isolated.values()), _report("isolated:", isolated)
+    assert e2e[final].worst <= 1, qdq_report("end to end:", e2e)
+    assert all(d.worst <= 1 for d in isolated.values()), qdq_report("isolated:", isolated)
     # 1-LSB differences are rounding-boundary cases, not a systematic offset.
     for tensor, d in isolated.items():
         if d.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD"):
-            assert d.mismatches <= max(0.01 * d.count, 4), _report("isolated:", isolated)
+            assert d.mismatches <= max(0.01 * d.count, 4), qdq_report("isolated:", isolated)
     # The same on the float outputs: within one step of the output scale.
     expected, got = (np.array(v, np.float64) for v in zip(*outputs))
     assert np.abs(expected - got).max() <= 1.0001 * graph.tensors[final].scale()
@@ -368,27 +278,27 @@ def test_qdq_op_coverage_each_op_within_one_lsb(variant, tmp_path):
     options = dict(QDQ_VARIANTS[variant])
     if "activation_type" in options:
         options["activation_type"] = getattr(QuantType, options["activation_type"])
-    path = _quantize(_qdq_wide(), (1, 3, 15, 17), tmp_path, "wide", **options)
-    imp, e2e, isolated, outputs = _run_qdq(path, runs=8)
+    path = quantize_qdq(_qdq_wide(), (1, 3, 15, 17), tmp_path, "wide", **options)
+    imp, e2e, isolated, outputs = run_qdq(path, runs=8)
     graph = imp.graph
     _assert_int8_graph(graph)
-    kinds = _kinds(graph)
+    kinds = op_counts(graph)
     for kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D", "CONCATENATION", "HARD_SWISH", "PAD",
                  "LOGISTIC", "MUL", "MEAN", "FULLY_CONNECTED", "ADD", "SOFTMAX"):
         assert kind in kinds, (kind, kinds)
     if variant in ("symmetric", "kept_activations"):
         assert [op.attrs.activation for op in graph.ops if op.kind == "CONV_2D"][0] == "RELU"
         assert "CLIP" in kinds
-    print(_report(f"QDQ op coverage ({variant}), each op from onnxruntime's inputs:", isolated))
+    print(qdq_report(f"QDQ op coverage ({variant}), each op from onnxruntime's inputs:", isolated))
     assert len(isolated) >= 12
-    assert all(d.worst <= 1 for d in isolated.values()), _report("isolated:", isolated)
+    assert all(d.worst <= 1 for d in isolated.values()), qdq_report("isolated:", isolated)
     # Rounding-boundary cases only (TFLM's fixed-point hard-swish differs a little more).
     bounds = {"CONV_2D": 0.01, "FULLY_CONNECTED": 0.01, "ADD": 0.01, "MUL": 0.01,
               "HARD_SWISH": 0.05, "MAX_POOL_2D": 0, "PAD": 0, "CLIP": 0}
     for tensor, d in isolated.items():
         if d.op in bounds:
             assert d.mismatches <= max(bounds[d.op] * d.count, 4 * (bounds[d.op] > 0)), \
-                _report("isolated:", isolated)
+                qdq_report("isolated:", isolated)
     expected, got = zip(*outputs)
     assert relative_error(np.array(expected), np.array(got)) < 0.05
 
@@ -405,14 +315,14 @@ def test_qdq_conv1d_stays_int8(tmp_path):
              helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1)]
     model = make_model(nodes, {"x": ["N", 4, 32]}, ["y"],
                        {"w": w(6, 4, 3), "b": w(6), "wf": w(5, 90), "bf": w(5)})
-    path = _quantize(model, (1, 4, 32), tmp_path, "conv1d", per_channel=True)
-    imp, e2e, isolated, _ = _run_qdq(path, runs=5)
+    path = quantize_qdq(model, (1, 4, 32), tmp_path, "conv1d", per_channel=True)
+    imp, e2e, isolated, _ = run_qdq(path, runs=5)
     _assert_int8_graph(imp.graph)
     conv = next(op for op in imp.graph.ops if op.kind == "CONV_2D")
     assert imp.graph.tensors[conv.inputs[1]].quant.scale.size == 6
     final = imp.graph.ops[-1].inputs[0]
-    assert e2e[final].worst <= 1, _report("end to end:", e2e)
-    assert all(d.worst <= 1 for d in isolated.values()), _report("isolated:", isolated)
+    assert e2e[final].worst <= 1, qdq_report("end to end:", e2e)
+    assert all(d.worst <= 1 for d in isolated.values()), qdq_report("isolated:", isolated)
 
 
 # --------------------------------------------------------------------------------------------
@@ -695,8 +605,8 @@ FOCUSED = {
 @pytest.mark.parametrize("case", list(FOCUSED))
 def test_focused_case_matches_onnxruntime(case):
     model, expected_ops = FOCUSED[case]()
-    imp, worst = _check_float(model)
-    kinds = _kinds(imp.graph)
+    imp, worst = check_float(model)
+    kinds = op_counts(imp.graph)
     for kind, count in expected_ops.items():
         assert kinds.get(kind, 0) == count, (kind, kinds)
     print(f"{case}: worst relative error {worst:.2e}, ops {kinds}")

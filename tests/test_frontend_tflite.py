@@ -49,7 +49,7 @@ def test_bundled_example_imports():
 
 
 def test_unsupported_op_names_op_and_layer():
-    from tflite_zoo import convert
+    from support.tflite_zoo import convert
     import tensorflow as tf
 
     def cumulative(x):

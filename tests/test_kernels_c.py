@@ -3,387 +3,49 @@
 Each test lowers int8 graphs (``tinyml.codegen.lowering.lower``) and runs every KernelCall's
 C kernel on the exact input values the oracle saw, then counts the output elements that
 differ (the target is zero everywhere). Oracles: TFLM's own tensors for converted models (the
-MLPerf Tiny int8 models, the op zoo of test_reference_int8_ops.py and the nonlinear cases of
-test_reference_int8_nonlinear.py, whose builders are imported), the reference interpreter for
-hand-built IR graphs with random quantization (which reach parameters no converter emits).
+MLPerf Tiny int8 models, the op zoo and the nonlinear cases of ``tests/support``, which
+test_reference_int8_ops.py and test_reference_int8_nonlinear.py check against TFLM too), the
+reference interpreter for hand-built IR graphs with random quantization (which reach
+parameters no converter emits).
 
-The harness generates one C driver per test: for each call it fills the params struct with
-designated initializers straight from ``KernelCall.params`` (checked field by field against
-the struct in tinyml_kernels.h, so a missing or stray parameter fails), copies every constant
-array, input, output and scratch area into a malloc'd buffer of exactly its size (garbage
-filled, so AddressSanitizer sees any overrun and no kernel can rely on zeroed memory), calls
-the kernel and writes the outputs back. Kernels that declare ``in_place`` are run a second
-time with the output in the input's buffer. Every driver is built with
-``-std=c99 -pedantic -Wall -Wextra -Werror`` and run under AddressSanitizer and
-UndefinedBehaviorSanitizer (which abort on the first report); the MLPerf models also run an
--O2 build.
+The harness (``tests/support/c_harness.py``) builds each driver with ``-std=c99 -pedantic -Wall
+-Wextra -Werror`` and runs it under AddressSanitizer and UndefinedBehaviorSanitizer; the
+MLPerf models also run an -O2 build.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import INT8_MODELS, REPO, mlperf_model
-from oracles import tflm_interpreter
-from tinyml.codegen.lowering import ConstArray, KernelCall, lower
+from conftest import INT8_MODELS, mlperf_model
+from support import int8_op_models as zoo
+from support import nonlinear_models as nonlinear
+from support.c_harness import (FLAVORS, KERNELS, SANITIZER_ENV, WARNINGS, Harness, bad_counts,
+                               check_graph, graph_jobs, mismatches, reference_samples)
+from support.graph_builder import ACTIVATIONS, Builder, acc_scale, quantization_of
+from support.oracles import tflm_interpreter
+from tinyml.codegen.lowering import lower
 from tinyml.errors import TinymlError, UnsupportedOpError
 from tinyml.frontends.tflite import load_tflite, load_tflite_bytes
-from tinyml.ir import Graph, Op, Quantization, Tensor
+from tinyml.ir import Graph
 from tinyml.ir import ops as irops
 from tinyml.reference import run
 
-KERNELS = REPO / "firmware" / "kernels"
-HEADER = KERNELS / "tinyml_kernels.h"
-WARNINGS = ["-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wvla",
-            "-Wstrict-prototypes", "-Wmissing-prototypes", "-Wdouble-promotion", "-Wcast-qual"]
-FLAVORS = {
-    "sanitized": ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
-                  "-fno-sanitize-recover=all"],
-    "optimized": ["-O2"],
-}
-SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:exitcode=23",
-                 "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1:exitcode=24"}
-
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler (cc)")
-
-
-# --------------------------------------------------------------------------------------------
-# The params structs of tinyml_kernels.h
-
-
-def header_structs() -> dict[str, list[str]]:
-    """Field names of every params struct in the header, in declaration order."""
-    text = re.sub(r"/\*.*?\*/", "", HEADER.read_text(), flags=re.S)
-    structs = {}
-    for body, name in re.findall(r"typedef struct \{(.*?)\}\s*(\w+)\s*;", text, flags=re.S):
-        fields = []
-        for decl in body.split(";"):
-            decl = decl.strip()
-            if decl:
-                fields.append(re.findall(r"\w+", decl)[-1])
-        structs[name] = fields
-    return structs
-
-
-# --------------------------------------------------------------------------------------------
-# The harness
-
-
-@dataclass
-class Job:
-    """One kernel call on concrete inputs: ``inputs`` by tensor name, ``outputs`` the
-    (dtype, shape) of each output tensor by name."""
-
-    call: KernelCall
-    inputs: dict[str, np.ndarray]
-    outputs: dict[str, tuple[np.dtype, tuple[int, ...]]]
-    in_place: bool = False
-    label: str = ""
-
-
-@dataclass
-class _Blob:
-    """Bytes the driver reads, with 16-byte aligned offsets."""
-
-    data: bytearray = field(default_factory=bytearray)
-
-    def add(self, array: np.ndarray) -> tuple[int, int]:
-        raw = np.ascontiguousarray(array).tobytes()
-        offset = len(self.data)
-        self.data += raw + bytes(-len(raw) % 16)
-        return offset, len(raw)
-
-
-def _c_int(value: int) -> str:
-    if value == -(1 << 31):
-        return "(-2147483647 - 1)"
-    return str(int(value))
-
-
-def _c_float(value: float) -> str:
-    assert math.isfinite(value) and float(np.float32(value)) == value, value
-    return float(value).hex() + "f"
-
-
-_CTYPE_OF = {np.dtype(np.int8): "int8_t", np.dtype(np.float32): "float"}
-
-
-class Harness:
-    """Compiles the kernel library once per flavor and runs generated drivers."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.structs = header_structs()
-        self._objects: dict[str, list[Path]] = {}
-        self._count = 0
-
-    def objects(self, flavor: str) -> list[Path]:
-        if flavor not in self._objects:
-            out = self.workdir / flavor
-            out.mkdir(exist_ok=True)
-            objects = []
-            for source in sorted((KERNELS / "portable").glob("*.c")):
-                obj = out / (source.stem + ".o")
-                self._cc(flavor, ["-c", str(source), "-o", str(obj)])
-                objects.append(obj)
-            self._objects[flavor] = objects
-        return self._objects[flavor]
-
-    def _cc(self, flavor: str, args: list[str]) -> None:
-        cmd = ["cc", *WARNINGS, *FLAVORS[flavor], f"-I{KERNELS}", f"-I{KERNELS / 'portable'}",
-               *args]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stderr}"
-
-    def run(self, jobs: list[Job], flavor: str = "sanitized") -> list[dict[str, np.ndarray]]:
-        """Run every job's kernel; return each job's outputs by tensor name."""
-        self._count += 1
-        name = f"driver{self._count}"
-        blob = _Blob()
-        result_size = 0
-        layouts = []
-        functions = []
-        for index, job in enumerate(jobs):
-            code, outputs, result_size = self._job_code(index, job, blob, result_size)
-            functions.append(code)
-            layouts.append(outputs)
-        source = self.workdir / f"{name}.c"
-        source.write_text(_DRIVER.format(
-            functions="\n".join(functions),
-            calls="\n".join(f"    job_{i}();" for i in range(len(jobs))),
-            result_size=max(result_size, 1)))
-        binary = self.workdir / name
-        self._cc(flavor, [str(source), *map(str, self.objects(flavor)), "-o", str(binary)])
-        blob_path, result_path = self.workdir / f"{name}.in", self.workdir / f"{name}.out"
-        blob_path.write_bytes(bytes(blob.data))
-        env = dict(os.environ, **SANITIZER_ENV)
-        proc = subprocess.run([str(binary), str(blob_path), str(result_path)],
-                              capture_output=True, text=True, env=env, timeout=600)
-        assert proc.returncode == 0 and "runtime error" not in proc.stderr, (
-            f"{binary} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-        raw = result_path.read_bytes()
-        results = []
-        for outputs in layouts:
-            values = {}
-            for tensor, (offset, dtype, shape) in outputs.items():
-                count = int(np.prod(shape, dtype=np.int64))
-                values[tensor] = np.frombuffer(raw, dtype, count, offset).reshape(shape)
-            results.append(values)
-        for path in (source, binary, blob_path, result_path):
-            path.unlink()
-        return results
-
-    def _job_code(self, index: int, job: Job, blob: _Blob, result_size: int):
-        call = job.call
-        fields = self.structs.get(call.params_type)
-        assert fields is not None, f"{call.params_type} is not declared in {HEADER.name}"
-        assert sorted(call.params) == sorted(fields), (
-            f"{call.function}: params {sorted(call.params)} vs struct fields {sorted(fields)}")
-        lines = [f"static void job_{index}(void)", "{"]
-        frees = []
-        # Constant arrays: one exact-size copy each.
-        for key in fields:
-            value = call.params[key]
-            if isinstance(value, ConstArray):
-                offset, size = blob.add(value.values)
-                lines.append(f"    void *a_{key} = dup_blob({offset}, {size}, {size});")
-                frees.append(f"a_{key}")
-        # Tensor buffers: one per distinct tensor; an in-place output shares its input's.
-        buffers: dict[str, str] = {}
-        in_place_pair = None
-        if job.in_place:
-            assert call.in_place is not None
-            i, o = call.in_place
-            in_place_pair = (call.op.inputs[i], call.op.outputs[o])
-        for arg in call.args:
-            kind, _, tensor = arg.partition(":")
-            if kind != "in" or tensor in buffers:
-                continue
-            value = np.ascontiguousarray(job.inputs[tensor])
-            capacity = value.nbytes
-            if in_place_pair and in_place_pair[0] == tensor:
-                dtype, shape = job.outputs[in_place_pair[1]]
-                capacity = max(capacity, int(np.prod(shape)) * np.dtype(dtype).itemsize)
-            offset, size = blob.add(value)
-            buffers[tensor] = f"t{len(buffers)}"
-            lines.append(f"    void *{buffers[tensor]} = dup_blob({offset}, {size}, {capacity});")
-            frees.append(buffers[tensor])
-        outputs = {}
-        for arg in call.args:
-            kind, _, tensor = arg.partition(":")
-            if kind != "out":
-                continue
-            dtype, shape = job.outputs[tensor]
-            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-            if in_place_pair and in_place_pair[1] == tensor:
-                buffers[tensor] = buffers[in_place_pair[0]]
-            else:
-                buffers[tensor] = f"t{len(buffers)}"
-                lines.append(f"    void *{buffers[tensor]} = junk({nbytes});")
-                frees.append(buffers[tensor])
-            outputs[tensor] = (result_size, np.dtype(dtype), tuple(shape))
-            result_size += nbytes + (-nbytes % 16)
-        if "scratch" in call.args:
-            lines.append(f"    void *scratch = junk({max(call.scratch_bytes, 1)});")
-            frees.append("scratch")
-        initializers = []
-        for key in fields:
-            value = call.params[key]
-            if isinstance(value, ConstArray):
-                initializers.append(f"        .{key} = (const {value.ctype} *)a_{key},")
-            elif isinstance(value, float):
-                initializers.append(f"        .{key} = {_c_float(value)},")
-            else:
-                initializers.append(f"        .{key} = {_c_int(value)},")
-        lines.append(f"    const {call.params_type} params = {{")
-        lines += initializers
-        lines.append("    };")
-        args = []
-        for arg in call.args:
-            kind, _, tensor = arg.partition(":")
-            if kind == "in":
-                args.append(f"(const void *){buffers[tensor]}")
-            elif kind == "out":
-                args.append(f"(void *){buffers[tensor]}")
-            else:
-                args.append("scratch")
-        lines.append(f"    {call.function}(&params, {', '.join(args)});")
-        for tensor, (offset, dtype, shape) in outputs.items():
-            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            lines.append(f"    memcpy(g_result + {offset}, {buffers[tensor]}, {nbytes});")
-        lines += [f"    free({name});" for name in frees]
-        lines.append("}")
-        return "\n".join(lines), outputs, result_size
-
-
-_DRIVER = r"""/* Generated by tests/test_kernels_c.py */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include "tinyml_kernels.h"
-
-static unsigned char *g_blob;
-static unsigned char *g_result;
-
-static void *junk(size_t size)
-{{
-    unsigned char *p = malloc(size);
-    size_t i;
-    if (!p) {{ exit(3); }}
-    for (i = 0; i < size; ++i) {{ p[i] = (unsigned char)(0xA5 ^ (i * 31)); }}
-    return p;
-}}
-
-static void *dup_blob(size_t offset, size_t size, size_t capacity)
-{{
-    unsigned char *p = junk(capacity ? capacity : 1);
-    memcpy(p, g_blob + offset, size);
-    return p;
-}}
-
-{functions}
-
-int main(int argc, char **argv)
-{{
-    FILE *f;
-    long size;
-    if (argc != 3) {{ return 2; }}
-    f = fopen(argv[1], "rb");
-    if (!f) {{ return 2; }}
-    fseek(f, 0, SEEK_END);
-    size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    g_blob = malloc(size > 0 ? (size_t)size : 1);
-    if (size > 0 && fread(g_blob, 1, (size_t)size, f) != (size_t)size) {{ return 2; }}
-    fclose(f);
-    g_result = junk({result_size});
-{calls}
-    f = fopen(argv[2], "wb");
-    if (!f) {{ return 2; }}
-    fwrite(g_result, 1, {result_size}, f);
-    fclose(f);
-    free(g_blob);
-    free(g_result);
-    return 0;
-}}
-"""
 
 
 @pytest.fixture(scope="module")
 def harness():
     with tempfile.TemporaryDirectory(prefix="tinyml-kernels-c-") as tmp:
         yield Harness(Path(tmp))
-
-
-# --------------------------------------------------------------------------------------------
-# Comparing a lowered graph with an oracle
-
-
-def graph_jobs(graph: Graph, calls: list[KernelCall], values: dict[str, np.ndarray],
-               label: str = "") -> list[Job]:
-    """Jobs running each call on ``values`` (every tensor's value), out of place and, for
-    kernels that declare it, in place."""
-    jobs = []
-    for call in calls:
-        inputs = {a[3:]: values[a[3:]] for a in call.args if a.startswith("in:")}
-        outputs = {}
-        for a in call.args:
-            if a.startswith("out:"):
-                t = graph.tensors[a[4:]]
-                outputs[t.name] = (np.dtype(values[t.name].dtype), t.shape)
-        jobs.append(Job(call, inputs, outputs, False, label))
-        if call.in_place is not None:
-            jobs.append(Job(call, inputs, outputs, True, label))
-    return jobs
-
-
-def mismatches(jobs: list[Job], results: list[dict[str, np.ndarray]],
-               expected: list[dict[str, np.ndarray]]) -> dict[str, int]:
-    """Differing elements per "label:layer:function[:in-place]" (floats compared bitwise)."""
-    counts: dict[str, int] = {}
-    for job, got, want in zip(jobs, results, expected):
-        key = f"{job.label}:{job.call.op.name}:{job.call.function}" + \
-            (":in-place" if job.in_place else "")
-        for name, value in got.items():
-            ref = np.asarray(want[name]).reshape(value.shape)
-            assert ref.dtype == value.dtype, (key, ref.dtype, value.dtype)
-            if value.dtype.kind == "f":
-                differ = int(np.count_nonzero(value.view(np.int32) != ref.view(np.int32)))
-            else:
-                differ = int(np.count_nonzero(value != ref))
-            counts[key] = counts.get(key, 0) + differ
-    return counts
-
-
-def _bad(counts: dict[str, int]) -> dict[str, int]:
-    return {k: v for k, v in counts.items() if v}
-
-
-def check_graph(harness: Harness, graph: Graph, samples: list[dict[str, np.ndarray]],
-                label: str = "", flavor: str = "sanitized") -> dict[str, int]:
-    """Run every op of ``graph`` through its C kernel on each sample (every tensor's value,
-    e.g. from TFLM or the reference) and count mismatches with the sample's outputs."""
-    calls = lower(graph)
-    jobs, expected = [], []
-    for s, values in enumerate(samples):
-        batch = graph_jobs(graph, calls, values, f"{label}#{s}")
-        jobs += batch
-        expected += [{name: values[name] for name in job.outputs} for job in batch]
-    return mismatches(jobs, harness.run(jobs, flavor), expected)
-
-
-def reference_samples(graph: Graph, inputs_list: list[list[np.ndarray]]):
-    return [run(graph, inputs, keep_all=True) for inputs in inputs_list]
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,7 +224,7 @@ def test_mlperf_model_ops_match_tflm(harness, name):
         in_place = [k for k in counts if k.endswith(":in-place")]
         print(f"\n{name} [{flavor}]: {len(counts)} kernel runs ({len(in_place)} in place), "
               f"{sum(counts.values())} differing elements")
-        assert _bad(counts) == {}
+        assert bad_counts(counts) == {}
         if any(op.kind == "DEPTHWISE_CONV_2D" for op in graph.ops):
             assert any("depthwise" in k for k in in_place)
 
@@ -587,24 +249,21 @@ def test_mlperf_model_after_passes(harness, name):
     counts = check_graph(harness, graph, samples, name)
     if name == "pretrainedResnet_quant":
         assert sum(1 for k in counts if "tinyml_conv2d_add_s8" in k) >= 2 * 2 * 3
-    assert _bad(counts) == {}
+    assert bad_counts(counts) == {}
 
 
 # --------------------------------------------------------------------------------------------
-# The op zoo of test_reference_int8_ops.py: converted models, every op on TFLM's tensors
-
-import test_reference_int8_ops as zoo  # noqa: E402  (the model builders and flatbuffer edits)
-import test_reference_int8_nonlinear as nonlinear  # noqa: E402
+# The op zoo (support/int8_op_models.py): converted models, every op on TFLM's tensors
 
 
 @pytest.mark.parametrize("case", list(zoo.CASES))
 def test_zoo_case_ops_match_tflm(harness, case):
-    data = zoo._model_bytes(zoo.CASES[case])
+    data = zoo.model_bytes(zoo.CASES[case])
     graph = load_tflite_bytes(data, name=case)
     interpreter = tflm_interpreter(data)
     samples = []
     for seed in range(4):
-        inputs = zoo._random_inputs(graph, np.random.default_rng(seed))
+        inputs = zoo.random_inputs(graph, np.random.default_rng(seed))
         samples.append(_tflm_values(graph, interpreter, inputs, run(graph, inputs,
                                                                    keep_all=True)))
     if case == "float_io_quantize_dequantize":
@@ -621,11 +280,11 @@ def test_zoo_case_ops_match_tflm(harness, case):
                                                                      keep_all=True)))
     counts = check_graph(harness, graph, samples, case)
     assert len(counts) >= len(graph.ops) * len(samples)
-    assert _bad(counts) == {}
+    assert bad_counts(counts) == {}
 
 
 # --------------------------------------------------------------------------------------------
-# The nonlinear cases of test_reference_int8_nonlinear.py
+# The nonlinear cases (support/nonlinear_models.py)
 
 
 def _oracle_samples(oracle, xs: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -642,13 +301,13 @@ def test_elementwise_activations_all_codes_match_tflm(harness, kind):
     six calibration ranges, then 12 random input/output quantizations (edited models)."""
     build = nonlinear.ELEMENTWISE[kind]
     jobs, expected = [], []
-    oracles = [nonlinear._oracle(build, nonlinear.ALL_CODES.shape, c)
+    oracles = [nonlinear.oracle_of(build, nonlinear.ALL_CODES.shape, c)
                for c in nonlinear.CALIBRATIONS]
-    data = nonlinear._model(build, nonlinear.ALL_CODES.shape)
+    data = nonlinear.model_bytes(build, nonlinear.ALL_CODES.shape)
     rng = np.random.default_rng(77)
     for _ in range(12):
-        edits = nonlinear._random_quantization(kind, rng)
-        oracles.append(nonlinear.Oracle(nonlinear._set_quantization(data, edits), kind))
+        edits = nonlinear.random_quantization(kind, rng)
+        oracles.append(nonlinear.Oracle(nonlinear.set_quantization(data, edits), kind))
     for n, oracle in enumerate(oracles):
         (values,) = _oracle_samples(oracle, [nonlinear.ALL_CODES])
         batch = graph_jobs(oracle.graph, lower(oracle.graph), values, f"{kind}{n}")
@@ -656,7 +315,7 @@ def test_elementwise_activations_all_codes_match_tflm(harness, kind):
         expected += [{name: values[name] for name in job.outputs} for job in batch]
     counts = mismatches(jobs, harness.run(jobs), expected)
     assert len(counts) == 2 * len(oracles)  # out of place and in place
-    assert _bad(counts) == {}
+    assert bad_counts(counts) == {}
 
 
 def test_softmax_matches_tflm(harness):
@@ -665,21 +324,21 @@ def test_softmax_matches_tflm(harness):
     oracles = []
     for shape in nonlinear.SOFTMAX_SHAPES.values():
         for calibration in ("tiny", "unit", "wide", "huge"):
-            oracles.append((nonlinear._oracle(nonlinear.softmax, shape, calibration), shape))
+            oracles.append((nonlinear.oracle_of(nonlinear.softmax, shape, calibration), shape))
     for beta in (0.05, 2.5, 1e4):
-        oracles.append((nonlinear._oracle(nonlinear.softmax, (1, 3, 4, 16), "unit", beta=beta),
+        oracles.append((nonlinear.oracle_of(nonlinear.softmax, (1, 3, 4, 16), "unit", beta=beta),
                         (1, 3, 4, 16)))
-    data = nonlinear._model(nonlinear.softmax, (1, 3, 4, 16))
+    data = nonlinear.model_bytes(nonlinear.softmax, (1, 3, 4, 16))
     rng = np.random.default_rng(99)
     for _ in range(8):
         edits = {"input": (10 ** rng.uniform(-4, 1), int(rng.integers(-128, 128)))}
-        edited = nonlinear._set_softmax_beta(nonlinear._set_quantization(data, edits),
+        edited = nonlinear.set_softmax_beta(nonlinear.set_quantization(data, edits),
                                              float(10 ** rng.uniform(-1.5, 1.5)))
         oracles.append((nonlinear.Oracle(edited, "softmax"), (1, 3, 4, 16)))
-    oracles.append((nonlinear._oracle(nonlinear.dense_softmax, (1, 32), "unit"), (1, 32)))
+    oracles.append((nonlinear.oracle_of(nonlinear.dense_softmax, (1, 32), "unit"), (1, 32)))
     jobs, expected = [], []
     for n, (oracle, shape) in enumerate(oracles):
-        xs = [nonlinear._softmax_rows(rng, shape) for _ in range(3)]
+        xs = [nonlinear.softmax_rows(rng, shape) for _ in range(3)]
         calls = lower(oracle.graph)
         for s, values in enumerate(_oracle_samples(oracle, xs)):
             batch = graph_jobs(oracle.graph, calls, values, f"softmax{n}#{s}")
@@ -687,99 +346,11 @@ def test_softmax_matches_tflm(harness):
             expected += [{name: values[name] for name in job.outputs} for job in batch]
     counts = mismatches(jobs, harness.run(jobs), expected)
     assert sum(1 for k in counts if "tinyml_softmax_s8" in k) >= 2 * 3 * len(oracles)
-    assert _bad(counts) == {}
+    assert bad_counts(counts) == {}
 
 
 # --------------------------------------------------------------------------------------------
 # Hand-built IR graphs with random quantization: the reference interpreter is the oracle
-
-
-class Builder:
-    """A one-op (or few-op) int8 graph with random quantization, constants and inputs."""
-
-    def __init__(self, name: str, seed: int):
-        self.graph = Graph(name)
-        self.rng = np.random.default_rng(seed)
-        self.feeds: dict[str, np.ndarray] = {}
-        self._n = 0
-
-    def _name(self, base: str) -> str:
-        self._n += 1
-        return f"{base}{self._n}"
-
-    def scale(self, low: float = -3.0, high: float = 0.0) -> float:
-        return float(np.float32(10 ** self.rng.uniform(low, high)))
-
-    def input(self, shape, scale: float | None = None, zero_point: int | None = None,
-              dtype: str = "int8") -> str:
-        name = self._name("x")
-        if dtype == "float32":
-            self.graph.add_tensor(Tensor(name, shape, "float32"))
-            self.feeds[name] = self.rng.normal(0, 3, shape).astype(np.float32)
-        else:
-            zp = int(self.rng.integers(-128, 128)) if zero_point is None else zero_point
-            self.graph.add_tensor(Tensor(name, shape, "int8", Quantization(
-                [self.scale() if scale is None else scale], [zp])))
-            self.feeds[name] = self.rng.integers(-128, 128, shape).astype(np.int8)
-        self.graph.inputs.append(name)
-        return name
-
-    def int8_const(self, shape, axis: int | None = None, zero_point: int = 0,
-                   scale: float | None = None) -> str:
-        name = self._name("w")
-        channels = shape[axis] if axis is not None else 1
-        scales = [self.scale(-3, -1) if scale is None else scale for _ in range(channels)]
-        data = self.rng.integers(-127, 128, shape).astype(np.int8)
-        self.graph.add_tensor(Tensor(name, shape, "int8",
-                                     Quantization(scales, [zero_point] * channels, axis),
-                                     data))
-        return name
-
-    def activation_like(self, shape, like: str) -> str:
-        """A constant int8 tensor quantized like tensor ``like`` (e.g. an ADD operand)."""
-        name = self._name("c")
-        q = self.graph.tensors[like].quant
-        self.graph.add_tensor(Tensor(name, shape, "int8", Quantization(q.scale, q.zero_point),
-                                     self.rng.integers(-128, 128, shape).astype(np.int8)))
-        return name
-
-    def bias(self, n: int, scale: float, spread: int = 4000) -> str:
-        name = self._name("b")
-        data = self.rng.integers(-spread, spread + 1, n).astype(np.int32)
-        self.graph.add_tensor(Tensor(name, (n,), "int32", Quantization([scale], [0]), data))
-        return name
-
-    def op(self, kind: str, inputs: list[str], attrs=None, scale: float | None = None,
-           zero_point: int | None = None, dtype: str = "int8") -> str:
-        name = self._name("y")
-        quant = None
-        if dtype == "int8":
-            zp = int(self.rng.integers(-128, 128)) if zero_point is None else zero_point
-            quant = Quantization([self.scale() if scale is None else scale], [zp])
-        self.graph.add_tensor(Tensor(name, (), dtype, quant))
-        self.graph.add_op(Op(kind, name, inputs, [name], attrs))
-        return name
-
-    def finish(self, *outputs: str) -> tuple[Graph, list[np.ndarray]]:
-        self.graph.outputs = list(outputs)
-        self.graph.finalize()
-        return self.graph, [self.feeds[n] for n in self.graph.inputs]
-
-
-def _quant(b: Builder, name: str) -> tuple[float, int]:
-    t = b.graph.tensors[name]
-    return t.scale(), t.zero_point()
-
-
-def _acc_scale(b: Builder, x: str, w: str, taps: int) -> float:
-    """An output scale that maps a typical accumulator to about +-64 codes (with a random
-    factor of up to 3x either way), so outputs are spread out rather than saturated."""
-    sx = b.graph.tensors[x].scale()
-    sw = float(np.mean(b.graph.tensors[w].quant.scale))
-    return float(np.float32(sx * sw * 75 * math.sqrt(taps) / 64 * 10 ** b.rng.uniform(-.5, .5)))
-
-
-ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 
 def conv_cases():
@@ -800,10 +371,10 @@ def conv_cases():
         x = b.input(shape)
         cin = shape[3] // groups
         w = b.int8_const((cout, *kernel, cin), 0 if per_channel else None)
-        sx, _ = _quant(b, x)
+        sx, _ = quantization_of(b, x)
         bias = b.bias(cout, sx * b.graph.tensors[w].scale() if not per_channel else sx)
         attrs = irops.Conv2DAttrs(stride, dilation, padding, ACTIVATIONS[i % 4])
-        y = b.op("CONV_2D", [x, w, bias], attrs, _acc_scale(b, x, w, kernel[0] * kernel[1] * cin))
+        y = b.op("CONV_2D", [x, w, bias], attrs, acc_scale(b, x, w, kernel[0] * kernel[1] * cin))
         yield b.finish(y)
 
 
@@ -822,11 +393,11 @@ def depthwise_cases():
         b = Builder(f"depthwise{i}", 200 + i)
         x = b.input(shape)
         w = b.int8_const((1, *kernel, shape[3] * m), 3 if i % 3 else None)
-        sx, _ = _quant(b, x)
+        sx, _ = quantization_of(b, x)
         bias = b.bias(shape[3] * m, sx)
         attrs = irops.DepthwiseConv2DAttrs(stride, dilation, padding, ACTIVATIONS[i % 4], m)
         y = b.op("DEPTHWISE_CONV_2D", [x, w, bias], attrs,
-                 _acc_scale(b, x, w, kernel[0] * kernel[1]))
+                 acc_scale(b, x, w, kernel[0] * kernel[1]))
         yield b.finish(y)
 
 
@@ -843,13 +414,13 @@ def fully_connected_cases():
         b = Builder(f"fc{i}", 300 + i)
         x = b.input(shape)
         w = b.int8_const((units, shape[-1]), 0 if per_channel else None, wzp)
-        sx, _ = _quant(b, x)
+        sx, _ = quantization_of(b, x)
         inputs = [x, w]
         if has_bias:
             sw = b.graph.tensors[w].quant.scale
             inputs.append(b.bias(units, float(np.float32(sx * float(sw[0])))))
         attrs = irops.FullyConnectedAttrs(ACTIVATIONS[i % 4], keep)
-        yield b.finish(b.op("FULLY_CONNECTED", inputs, attrs, _acc_scale(b, x, w, shape[-1])))
+        yield b.finish(b.op("FULLY_CONNECTED", inputs, attrs, acc_scale(b, x, w, shape[-1])))
 
 
 def elementwise_cases():
@@ -870,7 +441,7 @@ def elementwise_cases():
             b = Builder(f"{kind.lower()}{i}", 400 + i + (50 if kind == "MUL" else 0))
             x1 = b.input(sa)
             x2 = b.input(sb)
-            s1, s2 = _quant(b, x1)[0], _quant(b, x2)[0]
+            s1, s2 = quantization_of(b, x1)[0], quantization_of(b, x2)[0]
             if kind == "ADD":
                 scale = max(s1, s2) * 3 * 10 ** b.rng.uniform(-.4, .4)
             else:
@@ -880,13 +451,13 @@ def elementwise_cases():
         # The same tensor twice, and a constant operand.
         b = Builder(f"{kind.lower()}_same", 480)
         x = b.input((1, 3, 4, 5))
-        s = _quant(b, x)[0]
+        s = quantization_of(b, x)[0]
         yield b.finish(b.op(kind, [x, x], irops.ElementwiseAttrs(), s * (2 if kind == "ADD"
                                                                         else s * 100)))
         b = Builder(f"{kind.lower()}_const", 481)
         x = b.input((1, 3, 4, 5))
         c = b.activation_like((5,), x)
-        s = _quant(b, x)[0]
+        s = quantization_of(b, x)[0]
         yield b.finish(b.op(kind, [x, c], irops.ElementwiseAttrs("RELU"),
                             s * (2 if kind == "ADD" else s * 100)))
 
@@ -903,7 +474,7 @@ def pool_cases():
         for i, (shape, filt, stride, padding) in enumerate(specs):
             b = Builder(f"{kind.lower()}{i}", 500 + i)
             x = b.input(shape)
-            scale, zp = _quant(b, x)
+            scale, zp = quantization_of(b, x)
             attrs = irops.Pool2DAttrs(filt, stride, padding, ACTIVATIONS[i % 4])
             yield b.finish(b.op(kind, [x], attrs, scale, zp))
 
@@ -923,7 +494,7 @@ def mean_cases():
     for i, (shape, axes, keep) in enumerate(specs):
         b = Builder(f"mean{i}", 600 + i)
         x = b.input(shape)
-        scale, zp = _quant(b, x)
+        scale, zp = quantization_of(b, x)
         out_scale = scale if i % 3 == 0 else scale * 10 ** b.rng.uniform(-1, 1)
         yield b.finish(b.op("MEAN", [x], irops.ReduceAttrs(axes, keep), out_scale,
                             zp if i % 3 == 0 else None))
@@ -940,7 +511,7 @@ def activation_cases():
             b = Builder(f"{kind.lower()}{i}_{seed}", 700 + 10 * i + seed)
             x = b.input(codes, scale=b.scale(-3, 0.5))
             b.feeds[x] = np.arange(-128, 128, dtype=np.int8).reshape(codes)
-            scale, zp = _quant(b, x)
+            scale, zp = quantization_of(b, x)
             if kind == "LOGISTIC":
                 y = b.op(kind, [x], attrs, 1 / 256, -128)
             elif kind == "HARD_SWISH":
@@ -972,7 +543,7 @@ def quantize_cases():
         b = Builder(f"requantize{seed}", 910 + seed)
         x = b.input((2, 7, 9))
         yield b.finish(b.op("QUANTIZE", [x], irops.CastAttrs("int8"),
-                            _quant(b, x)[0] * 10 ** b.rng.uniform(-1.5, 1.5)))
+                            quantization_of(b, x)[0] * 10 ** b.rng.uniform(-1.5, 1.5)))
     for seed in range(2):
         b = Builder(f"dequantize{seed}", 920 + seed)
         x = b.input((3, 40))
@@ -982,7 +553,7 @@ def quantize_cases():
     x = b.input((1, 12), dtype="float32")
     q = b.op("QUANTIZE", [x], irops.CastAttrs("int8"), 0.05)
     w = b.int8_const((6, 12), 0)
-    y = b.op("FULLY_CONNECTED", [q, w], irops.FullyConnectedAttrs(), _acc_scale(b, q, w, 12))
+    y = b.op("FULLY_CONNECTED", [q, w], irops.FullyConnectedAttrs(), acc_scale(b, q, w, 12))
     f = b.op("DEQUANTIZE", [y], None, dtype="float32")
     yield b.finish(b.op("RESHAPE", [f], irops.ReshapeAttrs((2, 3)), dtype="float32"))
 
@@ -996,7 +567,7 @@ def data_movement_cases():
     for i, (shape, pad, value) in enumerate(pads):
         b = Builder(f"pad{i}", 1000 + i)
         x = b.input(shape)
-        scale, zp = _quant(b, x)
+        scale, zp = quantization_of(b, x)
         yield b.finish(b.op("PAD", [x], irops.PadAttrs(pad, value), scale, zp))
     b = Builder("pad_float", 1009)
     x = b.input((2, 3, 4), dtype="float32")
@@ -1008,7 +579,7 @@ def data_movement_cases():
     for i, (shape, perm) in enumerate(perms):
         b = Builder(f"transpose{i}", 1100 + i)
         x = b.input(shape)
-        scale, zp = _quant(b, x)
+        scale, zp = quantization_of(b, x)
         yield b.finish(b.op("TRANSPOSE", [x], irops.TransposeAttrs(perm), scale, zp))
     b = Builder("transpose_float", 1109)
     x = b.input((2, 3, 4), dtype="float32")
@@ -1019,7 +590,7 @@ def data_movement_cases():
     for i, (shapes, axis) in enumerate(concats):
         b = Builder(f"concat{i}", 1200 + i)
         first = b.input(shapes[0])
-        scale, zp = _quant(b, first)
+        scale, zp = quantization_of(b, first)
         names = [first] + [b.input(s, scale, zp) for s in shapes[1:]]
         yield b.finish(b.op("CONCATENATION", names, irops.ConcatenationAttrs(axis),
                             scale, zp))
@@ -1028,7 +599,7 @@ def data_movement_cases():
     yield b.finish(b.op("CONCATENATION", names, irops.ConcatenationAttrs(1), dtype="float32"))
     b = Builder("reshape", 1300)
     x = b.input((1, 4, 6))
-    scale, zp = _quant(b, x)
+    scale, zp = quantization_of(b, x)
     yield b.finish(b.op("RESHAPE", [x], irops.ReshapeAttrs((6, -1)), scale, zp))
 
 
@@ -1063,7 +634,7 @@ def test_random_quantization_graphs_match_reference(harness, family):
     jobs, expected, graphs = _family_jobs(family)
     results = harness.run(jobs)
     counts = mismatches(jobs, results, expected)
-    assert _bad(counts) == {}
+    assert bad_counts(counts) == {}
     # The cases exercise the kernels: outputs are not saturated to a single value.
     flat = {}
     for job, got in zip(jobs, results):
@@ -1113,16 +684,16 @@ def test_conv2d_add_matches_reference(harness):
         x = b.input(shape)
         cout = shape[3]
         w = b.int8_const((cout, *kernel, shape[3]), 0)
-        bias = b.bias(cout, _quant(b, x)[0])
+        bias = b.bias(cout, quantization_of(b, x)[0])
         skip = b.input(shape)
-        conv_scale = _acc_scale(b, x, w, kernel[0] * kernel[1] * shape[3])
+        conv_scale = acc_scale(b, x, w, kernel[0] * kernel[1] * shape[3])
         attrs = irops.Conv2DAddAttrs((1, 1), (1, 1), padding, ACTIVATIONS[i],
                                      conv_scale=conv_scale,
                                      conv_zero_point=int(b.rng.integers(-20, 20)),
                                      add_activation=ACTIVATIONS[(i + 1) % 4],
                                      skip_first=skip_first)
         y = b.op("CONV_2D_ADD", [x, w, skip, bias], attrs,
-                 max(conv_scale, _quant(b, skip)[0]) * 2)
+                 max(conv_scale, quantization_of(b, skip)[0]) * 2)
         graph, feeds = b.finish(y)
         calls = lower(graph)
         assert [c.function for c in calls] == ["tinyml_conv2d_add_s8"]
@@ -1132,7 +703,7 @@ def test_conv2d_add_matches_reference(harness):
             jobs += batch
             expected += [{name: values[name] for name in job.outputs} for job in batch]
     counts = mismatches(jobs, harness.run(jobs), expected)
-    assert len(counts) == 6 and _bad(counts) == {}
+    assert len(counts) == 6 and bad_counts(counts) == {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1140,7 +711,7 @@ def test_conv2d_add_matches_reference(harness):
 
 
 def test_float_graph_is_rejected_naming_op_and_layer():
-    from tflite_zoo import convert
+    from support.tflite_zoo import convert
     graph = load_tflite(convert(zoo.conv_1x1, [(1, 6, 6, 5)], int8=False))
     with pytest.raises(UnsupportedOpError,
                        match=r"unsupported op CONV_2D in layer '.+'.*float32.*int8"):

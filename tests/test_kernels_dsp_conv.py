@@ -3,8 +3,8 @@
 The DSP kernels use ACLE intrinsics (SMLAD, SXTB16, SMLAL ...). Compiled on the host with
 ``-DTINYML_ACLE_EMULATION``, they take those from ``tests/support/acle_emulation.h``, a C
 transcription of each instruction's pseudocode, and run under AddressSanitizer and
-UndefinedBehaviorSanitizer like the portable kernels in test_kernels_c.py, whose harness this
-reuses: the kernel library is the portable one with the cortex_m ``conv.c`` in place of
+UndefinedBehaviorSanitizer like the portable kernels (``tests/support/dsp_harness.py``):
+the kernel library is the portable one with the cortex_m ``conv.c`` in place of
 the portable ``conv.c``, and calls come from ``lower(graph, <cortex-m4>)``, so scratch has
 the size the DSP kernels declare (and no byte more: ASan sees any overrun).
 
@@ -28,60 +28,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import test_kernels_c as base
-from conftest import REPO, mlperf_model
+from conftest import REPO
+from support.c_harness import (KERNELS, SANITIZER_ENV, WARNINGS, bad_counts, graph_jobs,
+                               mismatches, reference_samples)
+from support.dsp_harness import DSP, M4, DspHarness, dull_layers, mlperf_compiled, output_scale
+from support.graph_builder import ACTIVATIONS, Builder, quantization_of
 from tinyml.codegen.lowering import lower, uses_dsp_kernels
-from tinyml.frontends.tflite import load_tflite
 from tinyml.ir import Quantization, Tensor
 from tinyml.ir import ops as irops
 from tinyml.targets import available_targets, load_target
 
-KERNELS = REPO / "firmware" / "kernels"
-DSP = KERNELS / "cortex_m"
-SUPPORT = REPO / "tests" / "support"
 #: The cortex_m files these tests own (other DSP kernels have their own tests).
 DSP_FILES = ("conv.c",)
-EMULATION = ["-DTINYML_ACLE_EMULATION", f"-I{SUPPORT}", f"-I{DSP}"]
 CONV_FUNCTIONS = {"tinyml_conv2d_s8", "tinyml_conv2d_1x1_s8", "tinyml_conv2d_add_s8"}
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler (cc)")
 
 
-class DspHarness(base.Harness):
-    """test_kernels_c's harness with cortex_m files (``dsp_files``, default DSP_FILES: conv.c)
-    instead of the portable ones of the same names (the other DSP kernels' tests pass
-    theirs)."""
-
-    def __init__(self, workdir: Path, dsp_files: tuple[str, ...] = DSP_FILES):
-        super().__init__(workdir)
-        self.dsp_files = dsp_files
-
-    def objects(self, flavor: str) -> list[Path]:
-        if flavor not in self._objects:
-            out = self.workdir / flavor
-            out.mkdir(exist_ok=True)
-            sources = [s for s in sorted((KERNELS / "portable").glob("*.c"))
-                       if s.name not in self.dsp_files] + \
-                [DSP / name for name in self.dsp_files]
-            objects = []
-            for source in sources:
-                obj = out / f"{source.parent.name}_{source.stem}.o"
-                self._cc(flavor, ["-c", str(source), "-o", str(obj)])
-                objects.append(obj)
-            self._objects[flavor] = objects
-        return self._objects[flavor]
-
-    def _cc(self, flavor: str, args: list[str]) -> None:
-        super()._cc(flavor, [*EMULATION, *args])
-
-
 @pytest.fixture(scope="module")
 def harness():
     with tempfile.TemporaryDirectory(prefix="tinyml-dsp-conv-") as tmp:
-        yield DspHarness(Path(tmp))
-
-
-M4 = load_target("cortex-m4")
+        yield DspHarness(Path(tmp), DSP_FILES)
 
 
 def dsp_calls(graph):
@@ -97,26 +64,6 @@ def dsp_calls(graph):
     return calls
 
 
-def dull_layers(jobs, results) -> list[str]:
-    """Layers whose outputs take fewer than 3 values over all their samples (a saturated
-    constant rather than real outputs), for the DSP kernel tests' sanity checks."""
-    values: dict[str, list[np.ndarray]] = {}
-    for job, got in zip(jobs, results):
-        for value in got.values():
-            values.setdefault(job.label.split("#")[0], []).append(value.ravel())
-    return [k for k, v in values.items()
-            if np.concatenate(v).size >= 16 and np.unique(np.concatenate(v)).size < 3]
-
-
-def mlperf_compiled(name: str, seed: int):
-    """An MLPerf Tiny model after tinyml.passes, with one random int8 input."""
-    passes = pytest.importorskip("tinyml.passes")
-    graph = passes.run_passes(load_tflite(mlperf_model(name)))
-    shape = graph.tensors[graph.inputs[0]].shape
-    feeds = [np.random.default_rng(seed).integers(-128, 128, shape).astype(np.int8)]
-    return graph, feeds
-
-
 def run_cases(harness, graphs_and_feeds, samples: int = 2, flavor: str = "sanitized"):
     """Every conv call of each graph on `samples` inputs (the first: the builder's feeds),
     against the reference. Returns the mismatch counts and the outputs."""
@@ -127,24 +74,15 @@ def run_cases(harness, graphs_and_feeds, samples: int = 2, flavor: str = "saniti
                             for _ in range(samples - 1)]
         calls = [c for c in dsp_calls(graph) if c.function in CONV_FUNCTIONS]
         assert calls, graph.name
-        for s, values in enumerate(base.reference_samples(graph, inputs)):
-            batch = base.graph_jobs(graph, calls, values, f"{graph.name}#{s}")
+        for s, values in enumerate(reference_samples(graph, inputs)):
+            batch = graph_jobs(graph, calls, values, f"{graph.name}#{s}")
             jobs += batch
             expected += [{name: values[name] for name in job.outputs} for job in batch]
     results = harness.run(jobs, flavor)
-    return base.mismatches(jobs, results, expected), jobs, results
+    return mismatches(jobs, results, expected), jobs, results
 
 
 # ---- random geometry ----------------------------------------------------------------------
-
-
-def _output_scale(b: base.Builder, x: str, w: str, taps: int) -> float:
-    """An output scale mapping a typical accumulator (sqrt(taps) * rms(x - zp) * rms(w),
-    about sqrt(taps) * 80 * 73) to about +-64 codes, times a random factor of up to 3."""
-    sx = b.graph.tensors[x].scale()
-    sw = float(np.mean(b.graph.tensors[w].quant.scale))
-    typical = np.sqrt(taps) * 80 * 73
-    return float(np.float32(sx * sw * typical / 64 * 10 ** b.rng.uniform(-.5, .5)))
 
 
 def _conv_graph(i: int, rng: np.random.Generator, pointwise: bool = False, fixed=None):
@@ -174,17 +112,17 @@ def _conv_graph(i: int, rng: np.random.Generator, pointwise: bool = False, fixed
         if shape[1] + padding[0] + padding[1] >= span_h and \
                 shape[2] + padding[2] + padding[3] >= span_w:
             break
-    b = base.Builder(f"dsp_conv{i}", 3000 + i)
+    b = Builder(f"dsp_conv{i}", 3000 + i)
     # Small input scales keep the output scale well below 6 / 30, so RELU6 leaves a range.
     x = b.input(shape, scale=b.scale(-3.5, -2))
     per_channel = bool(rng.integers(0, 4))
     w = b.int8_const((cout, *kernel, cin // groups), 0 if per_channel else None)
-    sx, _ = base._quant(b, x)
+    sx, _ = quantization_of(b, x)
     bias = b.bias(cout, sx * b.graph.tensors[w].scale() if not per_channel else sx)
     # RELU_N1_TO_1 leaves a handful of codes: the clamp paths are tested by RELU and RELU6.
-    attrs = irops.Conv2DAttrs(stride, dilation, padding, base.ACTIVATIONS[i % 3])
+    attrs = irops.Conv2DAttrs(stride, dilation, padding, ACTIVATIONS[i % 3])
     taps = kernel[0] * kernel[1] * cin // groups
-    y = b.op("CONV_2D", [x, w, bias], attrs, _output_scale(b, x, w, taps))
+    y = b.op("CONV_2D", [x, w, bias], attrs, output_scale(b, x, w, taps))
     return b.finish(y)
 
 
@@ -212,7 +150,7 @@ def test_random_convolutions_match_reference(harness):
     assert any(n < 4 for n in pixels) and any(n > 8 and n % 8 for n in pixels)
     assert any(p["input_c"] != p["filter_c"] for p in params)
     assert any(p["dilation_h"] > 1 or p["dilation_w"] > 1 for p in params)
-    assert base._bad(counts) == {}
+    assert bad_counts(counts) == {}
     # Real outputs, not a saturated constant: as in test_kernels_c, layers take at least 3
     # values over their samples (but for a few whose windows lie mostly in the padding).
     dull = dull_layers(jobs, results)
@@ -222,7 +160,7 @@ def test_random_convolutions_match_reference(harness):
 def _requant_graph(i: int, shifts: list[int]):
     """A 3x3 CONV_2D whose channel c has requantization shift about shifts[c]: the weight
     scales are chosen so input_scale * weight_scale / output_scale = 0.75 * 2^shift."""
-    b = base.Builder(f"dsp_requant{i}", 4000 + i)
+    b = Builder(f"dsp_requant{i}", 4000 + i)
     cin, cout = 5, len(shifts)
     x = b.input((1, 6, 7, cin), scale=0.02)
     out_scale = 0.05
@@ -232,7 +170,7 @@ def _requant_graph(i: int, shifts: list[int]):
     b.graph.add_tensor(Tensor(name, data.shape, "int8", Quantization(scales, [0] * cout, 0),
                               data))
     bias = b.bias(cout, 0.02, spread=300)
-    attrs = irops.Conv2DAttrs((1, 1), (1, 1), (1, 1, 1, 1), base.ACTIVATIONS[i % 4])
+    attrs = irops.Conv2DAttrs((1, 1), (1, 1), (1, 1, 1, 1), ACTIVATIONS[i % 4])
     y = b.op("CONV_2D", [x, name, bias], attrs, out_scale)
     return b.finish(y)
 
@@ -247,7 +185,7 @@ def test_requantization_shifts_outside_the_short_path(harness):
     seen = set(int(s) for job in jobs for s in job.call.params["shift"].values)
     assert {6, 1, 0, -1, -2, -23, -24, -31} <= seen
     assert all(0 in job.call.params["multiplier"].values for job in jobs)
-    assert base._bad(counts) == {}
+    assert bad_counts(counts) == {}
 
 
 def test_conv2d_add_matches_reference(harness):
@@ -268,26 +206,26 @@ def test_conv2d_add_matches_reference(harness):
         ((1, 4, 5, 32), (3, 3), (1, 1, 1, 1), False, 2),  # windows of 288: 4-pixel blocks
         ((1, 3, 5, 33), (3, 3), (1, 1, 1, 1), True, 2)]
     for i, (shape, kernel, padding, skip_first, factor) in enumerate(specs):
-        b = base.Builder(f"dsp_conv_add{i}", 5000 + i)
+        b = Builder(f"dsp_conv_add{i}", 5000 + i)
         x = b.input(shape)
         cout = shape[3]
         w = b.int8_const((cout, *kernel, shape[3]), 0)
-        bias = b.bias(cout, base._quant(b, x)[0])
+        bias = b.bias(cout, quantization_of(b, x)[0])
         skip = b.input(shape)
-        conv_scale = _output_scale(b, x, w, kernel[0] * kernel[1] * shape[3])
-        attrs = irops.Conv2DAddAttrs((1, 1), (1, 1), padding, base.ACTIVATIONS[i % 4],
+        conv_scale = output_scale(b, x, w, kernel[0] * kernel[1] * shape[3])
+        attrs = irops.Conv2DAddAttrs((1, 1), (1, 1), padding, ACTIVATIONS[i % 4],
                                      conv_scale=conv_scale,
                                      conv_zero_point=int(b.rng.integers(-20, 20)),
-                                     add_activation=base.ACTIVATIONS[(i + 1) % 4],
+                                     add_activation=ACTIVATIONS[(i + 1) % 4],
                                      skip_first=skip_first)
         y = b.op("CONV_2D_ADD", [x, w, skip, bias], attrs,
-                 max(conv_scale, base._quant(b, skip)[0]) * factor)
+                 max(conv_scale, quantization_of(b, skip)[0]) * factor)
         graphs.append(b.finish(y))
     counts, jobs, _ = run_cases(harness, graphs)
     assert sum(1 for k in counts if k.endswith(":in-place")) == 2 * len(specs)
     shifts = {job.call.params["add_output_shift"] for job in jobs}
     assert min(shifts) < -23 and max(shifts) > -2 and any(-23 <= s <= -2 for s in shifts)
-    assert base._bad(counts) == {}
+    assert bad_counts(counts) == {}
 
 
 # ---- the MLPerf Tiny models ------------------------------------------------------------------
@@ -300,7 +238,7 @@ def test_mlperf_convolutions_match_reference(harness, name):
     graph, feeds = mlperf_compiled(name, 5)
     counts, jobs, _ = run_cases(harness, [(graph, feeds)], samples=2, flavor="optimized")
     assert len(jobs) >= 2 * sum(op.kind.startswith("CONV_2D") for op in graph.ops)
-    assert base._bad(counts) == {}
+    assert bad_counts(counts) == {}
 
 
 # ---- lowering for DSP targets ----------------------------------------------------------------
@@ -368,7 +306,7 @@ def test_dsp_requantization_equals_fixedpoint(harness):
     shift = rng.integers(-40, 41, x.size)
     records = np.stack([x, m, shift], axis=1).astype(np.int32)
     proc = subprocess.run([str(binary)], input=records.tobytes(), capture_output=True,
-                          env=dict(os.environ, **base.SANITIZER_ENV))
+                          env=dict(os.environ, **SANITIZER_ENV))
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     out = np.frombuffer(proc.stdout, np.int32).reshape(-1, 3)
     assert out.shape[0] == x.size
@@ -503,7 +441,7 @@ def test_acle_emulation_matches_the_instructions(harness, tmp_path):
     host = tmp_path / "intrinsics_host"
     harness._cc("sanitized", [f"-I{KERNELS / 'portable'}", str(source), "-o", str(host)])
     proc = subprocess.run([str(host)], input=operands.tobytes(), capture_output=True,
-                          env=dict(os.environ, **base.SANITIZER_ENV))
+                          env=dict(os.environ, **SANITIZER_ENV))
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     emulated = np.frombuffer(proc.stdout, np.uint32).reshape(count, -1)
     # Cortex-M4 in QEMU, the real instructions.
@@ -544,7 +482,7 @@ def test_conv_builds_for_dsp_cores_with_simd(tmp_path, target_name):
     target = load_target(target_name)
     arch = [f for f in target.cflags if f.startswith("-m")]
     obj = tmp_path / "conv.o"
-    cmd = ["arm-none-eabi-gcc", *base.WARNINGS, "-Wconversion", "-O2", *arch,
+    cmd = ["arm-none-eabi-gcc", *WARNINGS, "-Wconversion", "-O2", *arch,
            f"-I{KERNELS}", f"-I{KERNELS / 'portable'}", f"-I{DSP}", "-c", str(DSP / "conv.c"),
            "-o", str(obj)]
     result = subprocess.run(cmd, capture_output=True, text=True)
@@ -563,11 +501,11 @@ def test_zoo_conv_layers_bit_exact_in_qemu(case, tmp_path):
     emulated cortex-m4 against tflite-micro."""
     from tinyml.sim import qemu
     from tinyml.verify import verify
-    import test_reference_int8_ops as zoo
+    from support import int8_op_models as zoo
     if not qemu.available():
         pytest.skip("no qemu-system-arm")
     path = tmp_path / f"{case}.tflite"
-    path.write_bytes(zoo._model_bytes(zoo.CASES[case]))
+    path.write_bytes(zoo.model_bytes(zoo.CASES[case]))
     report = verify(path, "cortex-m4", samples=4, profile=False).to_json()
     assert report["samples"] == 6
     assert report["mismatched_outputs"] == 0, report

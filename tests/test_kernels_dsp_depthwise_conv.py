@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import test_kernels_c as base
-from test_kernels_dsp_conv import M4, DspHarness, _output_scale, dull_layers, mlperf_compiled
+from support.c_harness import (KERNELS, WARNINGS, bad_counts, graph_jobs, mismatches,
+                               reference_samples)
+from support.dsp_harness import DSP, M4, DspHarness, dull_layers, mlperf_compiled, output_scale
+from support.graph_builder import ACTIVATIONS, Builder, quantization_of
 from tinyml.codegen.lowering import lower
 from tinyml.ir import Quantization, Tensor
 from tinyml.ir import ops as irops
@@ -75,12 +77,12 @@ def run_cases(harness, graphs_and_feeds, samples: int = 2, flavor: str = "saniti
                             for _ in range(samples - 1)]
         calls = dsp_calls(graph)
         assert calls, graph.name
-        for s, values in enumerate(base.reference_samples(graph, inputs)):
-            batch = base.graph_jobs(graph, calls, values, f"{graph.name}#{s}")
+        for s, values in enumerate(reference_samples(graph, inputs)):
+            batch = graph_jobs(graph, calls, values, f"{graph.name}#{s}")
             jobs += batch
             expected += [{name: values[name] for name in job.outputs} for job in batch]
     results = harness.run(jobs, flavor)
-    return base.mismatches(jobs, results, expected), jobs, results
+    return mismatches(jobs, results, expected), jobs, results
 
 
 def _depthwise_graph(i: int, rng: np.random.Generator, fixed=None):
@@ -103,17 +105,17 @@ def _depthwise_graph(i: int, rng: np.random.Generator, fixed=None):
         if shape[1] + padding[0] + padding[1] >= span_h and \
                 shape[2] + padding[2] + padding[3] >= span_w:
             break
-    b = base.Builder(f"dsp_dw{i}", 6000 + i)
+    b = Builder(f"dsp_dw{i}", 6000 + i)
     x = b.input(shape)
     channels = shape[3] * m
     # Per-channel (one scale repeated, so that the output scale suits every channel) or
     # per-tensor weights.
     w = b.int8_const((1, *kernel, channels), 3 if i % 4 else None, scale=b.scale(-3, -1))
-    sx, _ = base._quant(b, x)
+    sx, _ = quantization_of(b, x)
     bias = b.bias(channels, sx)
-    attrs = irops.DepthwiseConv2DAttrs(stride, dilation, padding, base.ACTIVATIONS[i % 3], m)
+    attrs = irops.DepthwiseConv2DAttrs(stride, dilation, padding, ACTIVATIONS[i % 3], m)
     y = b.op("DEPTHWISE_CONV_2D", [x, w, bias], attrs,
-             _output_scale(b, x, w, kernel[0] * kernel[1]))
+             output_scale(b, x, w, kernel[0] * kernel[1]))
     return b.finish(y)
 
 
@@ -161,7 +163,7 @@ def test_random_depthwise_convolutions_match_reference(harness):
     assert {pixel_path(p) for p in params} == {True, False}
     assert any(job.in_place and pixel_path(job.call.params) and job.call.params["pad_top"] > 0
                for job in jobs)
-    assert base._bad(counts) == {}
+    assert bad_counts(counts) == {}
     # Real outputs, not a saturated constant.
     dull = dull_layers(jobs, results)
     assert len(dull) <= len(cases) // 10, dull
@@ -169,7 +171,7 @@ def test_random_depthwise_convolutions_match_reference(harness):
 
 def _requant_graph(i: int, shifts: list[int], kernel=(3, 3), stride=(1, 1)):
     """A depthwise layer whose channel c has requantization shift about shifts[c]."""
-    b = base.Builder(f"dsp_dw_requant{i}", 7000 + i)
+    b = Builder(f"dsp_dw_requant{i}", 7000 + i)
     channels = len(shifts)
     x = b.input((1, 7, 6, channels), scale=0.02)
     out_scale = 0.05
@@ -179,7 +181,7 @@ def _requant_graph(i: int, shifts: list[int], kernel=(3, 3), stride=(1, 1)):
     b.graph.add_tensor(Tensor(name, data.shape, "int8",
                               Quantization(scales, [0] * channels, 3), data))
     bias = b.bias(channels, 0.02, spread=300)
-    attrs = irops.DepthwiseConv2DAttrs(stride, (1, 1), (1, 1, 1, 1), base.ACTIVATIONS[i % 4], 1)
+    attrs = irops.DepthwiseConv2DAttrs(stride, (1, 1), (1, 1, 1, 1), ACTIVATIONS[i % 4], 1)
     y = b.op("DEPTHWISE_CONV_2D", [x, name, bias], attrs, out_scale)
     return b.finish(y)
 
@@ -194,7 +196,7 @@ def test_requantization_shifts_outside_the_short_path(harness):
     counts, jobs, _ = run_cases(harness, cases, samples=3)
     seen = set(int(s) for job in jobs for s in job.call.params["shift"].values)
     assert {6, 1, 0, -1, -2, -23, -24, -31} <= seen
-    assert base._bad(counts) == {}
+    assert bad_counts(counts) == {}
 
 
 @pytest.mark.parametrize("name", ["kws_ref_model", "vww_96_int8"])
@@ -203,7 +205,7 @@ def test_mlperf_depthwise_layers_match_reference(harness, name):
     graph, feeds = mlperf_compiled(name, 6)
     counts, jobs, _ = run_cases(harness, [(graph, feeds)], samples=2, flavor="optimized")
     assert len(jobs) >= 2 * sum(op.kind == "DEPTHWISE_CONV_2D" for op in graph.ops)
-    assert base._bad(counts) == {}
+    assert bad_counts(counts) == {}
 
 
 def test_scratch_only_grows_for_dsp_targets():
@@ -229,12 +231,11 @@ def test_scratch_only_grows_for_dsp_targets():
 def test_depthwise_builds_for_dsp_cores_with_simd(tmp_path, target_name):
     """Strict warnings plus -Wconversion; the object really uses SMLAD."""
     import subprocess
-    from test_kernels_dsp_conv import DSP, KERNELS
     from tinyml.targets import load_target
     target = load_target(target_name)
     arch = [f for f in target.cflags if f.startswith("-m")]
     obj = tmp_path / "depthwise_conv.o"
-    cmd = ["arm-none-eabi-gcc", *base.WARNINGS, "-Wconversion", "-O2", *arch, f"-I{KERNELS}",
+    cmd = ["arm-none-eabi-gcc", *WARNINGS, "-Wconversion", "-O2", *arch, f"-I{KERNELS}",
            f"-I{KERNELS / 'portable'}", f"-I{DSP}", "-c", str(DSP / "depthwise_conv.c"), "-o",
            str(obj)]
     result = subprocess.run(cmd, capture_output=True, text=True)
@@ -263,7 +264,7 @@ def test_negative_padding_reads_inside_a_larger_input(harness):
     for i, spec in enumerate(fixed):
         graph, feeds = _depthwise_graph(100 + i, rng, spec)
         (call,) = dsp_calls(graph)
-        values = base.reference_samples(graph, [feeds])[0]
+        values = reference_samples(graph, [feeds])[0]
         name = call.op.inputs[0]
         x = values[name]
         dy, dx = 3, 2
@@ -274,8 +275,8 @@ def test_negative_padding_reads_inside_a_larger_input(harness):
                       pad_top=call.params["pad_top"] - dy,
                       pad_left=call.params["pad_left"] - dx)
         moved = dataclasses.replace(call, params=params, in_place=None)
-        (job,) = base.graph_jobs(graph, [moved], {**values, name: larger}, f"negative{i}")
+        (job,) = graph_jobs(graph, [moved], {**values, name: larger}, f"negative{i}")
         jobs.append(job)
         expected.append({out: values[out] for out in job.outputs})
-    counts = base.mismatches(jobs, harness.run(jobs, "sanitized"), expected)
-    assert len(counts) == len(fixed) and base._bad(counts) == {}
+    counts = mismatches(jobs, harness.run(jobs, "sanitized"), expected)
+    assert len(counts) == len(fixed) and bad_counts(counts) == {}

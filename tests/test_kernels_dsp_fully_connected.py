@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import test_kernels_c as base
-from test_kernels_dsp_conv import DSP, KERNELS, M4, DspHarness, dull_layers, mlperf_compiled
+from support.c_harness import (KERNELS, WARNINGS, bad_counts, graph_jobs, mismatches,
+                               reference_samples)
+from support.dsp_harness import DSP, M4, DspHarness, dull_layers, mlperf_compiled
+from support.graph_builder import ACTIVATIONS, Builder, quantization_of
 from tinyml.codegen.lowering import lower
 from tinyml.ir import Quantization, Tensor
 from tinyml.ir import ops as irops
@@ -49,28 +51,28 @@ def run_cases(harness, graphs_and_feeds, samples: int = 2, flavor: str = "saniti
         for call in calls:
             assert call.args[-1] == "scratch"
             assert call.scratch_bytes == 0
-        for s, values in enumerate(base.reference_samples(graph, inputs)):
-            batch = base.graph_jobs(graph, calls, values, f"{graph.name}#{s}")
+        for s, values in enumerate(reference_samples(graph, inputs)):
+            batch = graph_jobs(graph, calls, values, f"{graph.name}#{s}")
             jobs += batch
             expected += [{name: values[name] for name in job.outputs} for job in batch]
     results = harness.run(jobs, flavor)
-    return base.mismatches(jobs, results, expected), jobs, results
+    return mismatches(jobs, results, expected), jobs, results
 
 
 def _fc_graph(i: int, rng: np.random.Generator, depth: int, units: int, batches: int,
               per_channel: bool, weight_zero_point: int = 0):
-    b = base.Builder(f"dsp_fc{i}", 8000 + i)
+    b = Builder(f"dsp_fc{i}", 8000 + i)
     x = b.input((batches, depth))
     w = b.int8_const((units, depth), 0 if per_channel else None, weight_zero_point,
                      scale=b.scale(-3, -1))
-    sx, _ = base._quant(b, x)
+    sx, _ = quantization_of(b, x)
     sw = b.graph.tensors[w].quant.scale
     inputs = [x, w]
     if rng.random() < 0.8:
         inputs.append(b.bias(units, float(np.float32(sx * float(sw[0])))))
     typical = np.sqrt(depth) * 80 * 73
     scale = float(np.float32(sx * float(sw[0]) * typical / 64 * 10 ** rng.uniform(-.5, .5)))
-    attrs = irops.FullyConnectedAttrs(base.ACTIVATIONS[i % 4], False)
+    attrs = irops.FullyConnectedAttrs(ACTIVATIONS[i % 4], False)
     return b.finish(b.op("FULLY_CONNECTED", inputs, attrs, scale))
 
 
@@ -91,7 +93,7 @@ def test_random_fully_connected_match_reference(harness):
     assert {p["output_depth"] % 4 for p in params} == set(range(4))
     assert any(p["filter_offset"] != 0 for p in params)
     assert any(p["batches"] > 1 for p in params)
-    assert base._bad(counts) == {}
+    assert bad_counts(counts) == {}
     dull = dull_layers(jobs, results)
     # (A few layers are dull by construction: RELU6 with an output zero point near 127.)
     assert len(dull) <= len(cases) * 3 // 20, dull
@@ -103,7 +105,7 @@ def test_requantization_shifts_outside_the_short_path(harness):
     shifts = [6, 1, 0, -1, -2, -3, -9, -17, -23, -24, -27, -30, -31, -33, -40]
     cases = []
     for i, depth in enumerate((9, 24, 37)):
-        b = base.Builder(f"dsp_fc_requant{i}", 9000 + i)
+        b = Builder(f"dsp_fc_requant{i}", 9000 + i)
         x = b.input((1, depth), scale=0.02)
         out_scale = 0.05
         scales = [float(np.float32(0.75 * 2.0 ** s * out_scale / 0.02)) for s in shifts]
@@ -111,13 +113,13 @@ def test_requantization_shifts_outside_the_short_path(harness):
         b.graph.add_tensor(Tensor("w_requant", data.shape, "int8",
                                   Quantization(scales, [0] * len(shifts), 0), data))
         bias = b.bias(len(shifts), 0.02, spread=300)
-        attrs = irops.FullyConnectedAttrs(base.ACTIVATIONS[i % 4], False)
+        attrs = irops.FullyConnectedAttrs(ACTIVATIONS[i % 4], False)
         cases.append(b.finish(b.op("FULLY_CONNECTED", [x, "w_requant", bias], attrs,
                                    out_scale)))
     counts, jobs, _ = run_cases(harness, cases, samples=3)
     seen = set(int(s) for job in jobs for s in job.call.params["shift"].values)
     assert {6, 1, 0, -1, -2, -23, -24, -31} <= seen
-    assert base._bad(counts) == {}
+    assert bad_counts(counts) == {}
 
 
 @pytest.mark.parametrize("name", ["ad01_int8", "kws_ref_model"])
@@ -125,7 +127,7 @@ def test_mlperf_fully_connected_layers_match_reference(harness, name):
     graph, feeds = mlperf_compiled(name, 7)
     counts, jobs, _ = run_cases(harness, [(graph, feeds)], samples=2, flavor="optimized")
     assert len(jobs) >= 2 * sum(op.kind == "FULLY_CONNECTED" for op in graph.ops)
-    assert base._bad(counts) == {}
+    assert bad_counts(counts) == {}
 
 
 def test_no_target_declares_fully_connected_scratch():
@@ -144,7 +146,7 @@ def test_fully_connected_builds_for_dsp_cores_with_simd(tmp_path, target_name):
     target = load_target(target_name)
     arch = [f for f in target.cflags if f.startswith("-m")]
     obj = tmp_path / "fully_connected.o"
-    cmd = ["arm-none-eabi-gcc", *base.WARNINGS, "-Wconversion", "-O2", *arch, f"-I{KERNELS}",
+    cmd = ["arm-none-eabi-gcc", *WARNINGS, "-Wconversion", "-O2", *arch, f"-I{KERNELS}",
            f"-I{KERNELS / 'portable'}", f"-I{DSP}", "-c", str(DSP / "fully_connected.c"), "-o",
            str(obj)]
     result = subprocess.run(cmd, capture_output=True, text=True)
@@ -162,11 +164,11 @@ def test_zoo_dense_layers_bit_exact_in_qemu(case, tmp_path):
     zoo's dense layers on emulated cortex-m4 against tflite-micro."""
     from tinyml.sim import qemu
     from tinyml.verify import verify
-    import test_reference_int8_ops as zoo
+    from support import int8_op_models as zoo
     if not qemu.available():
         pytest.skip("no qemu-system-arm")
     path = tmp_path / f"{case}.tflite"
-    path.write_bytes(zoo._model_bytes(zoo.CASES[case]))
+    path.write_bytes(zoo.model_bytes(zoo.CASES[case]))
     report = verify(path, "cortex-m4", samples=4, profile=False).to_json()
     assert report["samples"] == 6
     assert report["mismatched_outputs"] == 0, report

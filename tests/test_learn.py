@@ -1,11 +1,11 @@
-"""On-device learning (tinyml.learn, issue 8): the generated firmware against the numpy
+"""On-device learning (tinyml.learn): the generated firmware against the numpy
 reference of its updates (tinyml/learn/reference.py), the NaN/Inf guard, the parameter API,
 the training memory, and the learning CLI.
 
 The host tests build the generated C with -std=c99 -Wall -Wextra -Werror (one with ASan and
 UBSan) and drive it through the device protocol (tinyml.learn.device). The backbone features
 the reference learns from are computed by the int8 reference interpreter (tinyml.reference,
-bit-exact with TFLM), independently of the C code. QEMU and the digits acceptance run are
+bit-exact with TFLM), independently of the C code. QEMU and the digits benchmark run are
 marked slow.
 """
 
@@ -166,7 +166,7 @@ def _two_layer_head(inputs):
 def test_two_trainable_layers_match_the_reference(tmp_path):
     """last:2: back-propagation through a hidden RELU layer of the head."""
     pytest.importorskip("tensorflow")
-    from tflite_zoo import convert
+    from support.tflite_zoo import convert
     model = convert(_two_layer_head, [(1, 6, 6, 1)])
     result = compile_model(model, "host", tmp_path / "p", trainable="last:2", max_classes=5)
     assert [l["activation"] for l in json.loads(
@@ -282,7 +282,7 @@ def test_run_learn_refuses_a_bad_report_path_before_any_work(tmp_path, name, mes
 
 def test_learning_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path):
     matplotlib = pytest.importorskip("matplotlib")
-    from tinyml.learn.report import write_learning_report
+    from tinyml.learn.learning_report import write_learning_report
     from tinyml.learn.stream import StreamResult
 
     labels = np.arange(30) % 3
@@ -434,8 +434,8 @@ def test_cortex_m4_learns_like_the_reference_and_ram_includes_training(tmp_path)
 
 @needs_qemu
 @pytest.mark.slow
-def test_digits_acceptance_on_cortex_m4():
-    """Issue 8's acceptance: a CNN trained on digits 0-4 learns 5-9 on the emulated
+def test_digits_5_to_9_learned_on_cortex_m4():
+    """A CNN trained on digits 0-4 learns 5-9 on the emulated
     Cortex-M4 through its classifier head in one pass over 500 samples."""
     pytest.importorskip("sklearn")
     pytest.importorskip("tensorflow")

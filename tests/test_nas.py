@@ -28,7 +28,7 @@ from tinyml.errors import TinymlError
 from tinyml.nas.command import parse_duration
 from tinyml.nas.latency import fit
 from tinyml.nas.log import SearchLog
-from tinyml.nas.report import pareto_front
+from tinyml.nas.search_report import pareto_front
 from tinyml.nas.search_space import (Genome, SearchSpace, make_divisible, mobilenet_v2,
                                      parse_bytes)
 
@@ -169,7 +169,7 @@ def test_constraint_graph_matches_keras_frontend(tmp_path):
     pytest.importorskip("tensorflow")
     from tinyml.budget import layer_constant_bytes
     from tinyml.compiler import plan
-    from tinyml.nas.constraints import quantized_graph
+    from tinyml.nas.ir_builder import quantized_graph
 
     space = SearchSpace()
     archs = [space.arch(space.random_genome(np.random.default_rng(1)), 24, 0.5, 10),
@@ -190,7 +190,7 @@ def test_constraint_graph_matches_keras_frontend(tmp_path):
 def test_infeasible_sram_says_what_the_smallest_candidate_needs(tmp_path):
     pytest.importorskip("sklearn")
     from tinyml.compiler import plan
-    from tinyml.nas.constraints import quantized_graph
+    from tinyml.nas.ir_builder import quantized_graph
 
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "tinyml.cli", "nas", "--data", "digits",
@@ -266,7 +266,7 @@ import matplotlib
 matplotlib.use("svg")
 import matplotlib.pyplot as plt
 from pathlib import Path
-from tinyml.nas.report import write_report
+from tinyml.nas.search_report import write_report
 result = {{"arch": "a", "target": "cortex-m4", "test_accuracy": 0.9, "float_test_accuracy": 0.91,
           "baseline_accuracy": None, "baseline_arch": None, "ram_bytes": 1000,
           "sram_budget_bytes": 2048, "stack_bytes": 300, "estimated_ram_bytes": 1100,

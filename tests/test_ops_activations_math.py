@@ -20,11 +20,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oracles import tflm_interpreter
-from test_kernels_c import Harness, graph_jobs, mismatches
-from test_reference_int8_nonlinear import (ALL_CODES, CALIBRATIONS, Oracle, _count,
-                                           _set_quantization)
-from tflite_zoo import convert
+from support.c_harness import Harness, graph_jobs, mismatches
+from support.nonlinear_models import (ALL_CODES, CALIBRATIONS, Oracle, count_differences,
+                                      set_quantization)
+from support.oracles import tflm_interpreter
+from support.tflite_zoo import convert
 from tinyml.codegen.lowering import lower
 from tinyml.reference import run
 from tinyml.reference.kernels import KERNELS, KernelCall
@@ -100,10 +100,10 @@ def _op_mismatches(oracle: Oracle, x: np.ndarray) -> dict[str, int]:
         if op.kind in KINDS:
             call = KernelCall(op, [expected[n] for n in op.inputs], oracle.graph.op_inputs(op),
                               oracle.graph.op_outputs(op))
-            counts[f"{op.kind}:{op.outputs[0]}"] = _count(KERNELS[op.kind](call),
+            counts[f"{op.kind}:{op.outputs[0]}"] = count_differences(KERNELS[op.kind](call),
                                                           expected[op.outputs[0]])
     for name, value in run(oracle.graph, [x], keep_all=True).items():
-        counts[name] = counts.get(name, 0) + _count(value, expected[name])
+        counts[name] = counts.get(name, 0) + count_differences(value, expected[name])
     return counts
 
 
@@ -139,7 +139,7 @@ def test_random_quantization(name):
     rng = np.random.default_rng(31)
     for _ in range(25):
         edits = _random_quantization(rng)
-        oracle = Oracle(_set_quantization(data, edits), name)
+        oracle = Oracle(set_quantization(data, edits), name)
         assert _bad(_op_mismatches(oracle, codes)) == {}, edits
 
 
@@ -152,7 +152,7 @@ def test_tanh_ignores_output_quantization_and_saturates():
     assert (np.float32(y.scale()), y.zero_point()) == (np.float32(1 / 128), 0)
     out = run(g, [ALL_CODES])[g.outputs[0]].ravel()
     assert out[0] == -128 and out[-1] == 127 and np.count_nonzero(np.abs(out) == 127) > 100
-    edited = Oracle(_set_quantization(_data("tanh"), {"output": (0.3, 17)}), "tanh")
+    edited = Oracle(set_quantization(_data("tanh"), {"output": (0.3, 17)}), "tanh")
     assert _bad(_op_mismatches(edited, ALL_CODES)) == {}
 
 
@@ -168,7 +168,7 @@ def test_prelu_alpha_is_per_channel_and_negative_side_uses_it():
 
 
 def _set_leaky_alpha(data: bytes, alpha: float) -> bytes:
-    from test_reference_int8_nonlinear import _edit_flatbuffer
+    from support.int8_op_models import edit_flatbuffer as _edit_flatbuffer
 
     def edit(model, schema):
         for op in model.subgraphs[0].operators:
@@ -184,7 +184,7 @@ def test_leaky_relu_any_alpha_and_abs_without_rescale(harness):
                for a in (-0.3, -1.5, 0.0, 3.0)]
     x = Oracle(_data("abs"), "abs").graph
     x_scale = x.tensors[x.inputs[0]].scale()
-    oracles.append(Oracle(_set_quantization(_data("abs"), {"output": (x_scale, 5)}), "abs"))
+    oracles.append(Oracle(set_quantization(_data("abs"), {"output": (x_scale, 5)}), "abs"))
     jobs, expected = [], []
     for n, oracle in enumerate(oracles):
         assert _bad(_op_mismatches(oracle, ALL_CODES)) == {}
@@ -211,7 +211,7 @@ def _elu_int8(calibration: str):
 @pytest.mark.parametrize("calibration", ["random:-1,1", "random:-8,3", "random:-0.05,0.02",
                                          "random:-300,40"])
 def test_elu_quantized_by_tinyml_matches_tflm(calibration):
-    from quantize_oracles import tflm_tensor_mismatches
+    from support.quantize_oracles import tflm_tensor_mismatches
     model = _elu_int8(calibration)
     assert [op.kind for op in model.graph.ops] == ["ELU"]
     exported = model.to_tflite()
@@ -221,7 +221,7 @@ def test_elu_quantized_by_tinyml_matches_tflm(calibration):
     rng = np.random.default_rng(5)
     for _ in range(15):
         edits = _random_quantization(rng)
-        oracle = Oracle(_set_quantization(exported, edits), "elu")
+        oracle = Oracle(set_quantization(exported, edits), "elu")
         assert _bad(_op_mismatches(oracle, ALL_CODES)) == {}, edits
 
 
@@ -247,10 +247,10 @@ def test_c_kernels_match_tflm(harness):
     for name, (_, codes, _) in MODELS.items():
         datas = [_data(name, c) for c in ("tiny", "skewed", "huge")]
         base = _data(name)
-        datas += [_set_quantization(base, _random_quantization(rng)) for _ in range(3)]
+        datas += [set_quantization(base, _random_quantization(rng)) for _ in range(3)]
         cases += [(Oracle(d, name), codes) for d in datas]
     elu_data = _elu_int8("random:-6,3").to_tflite()
-    cases += [(Oracle(_set_quantization(elu_data, _random_quantization(rng)), "elu"), ALL_CODES)
+    cases += [(Oracle(set_quantization(elu_data, _random_quantization(rng)), "elu"), ALL_CODES)
               for _ in range(4)]
     jobs, expected = [], []
     for n, (oracle, codes) in enumerate(cases):
@@ -296,7 +296,7 @@ def activation_mix_elu(x):
 MIX_SHAPE = (1, 12, 12, 3)
 
 
-def _kinds(path) -> set[str]:
+def op_counts(path) -> set[str]:
     from tinyml.frontends import load_model
     return {op.kind for op in load_model(path).ops}
 
@@ -304,7 +304,7 @@ def _kinds(path) -> set[str]:
 def test_mix_model_verifies_in_qemu_cortex_m4():
     from tinyml.verify import verify
     path = convert(activation_mix, [MIX_SHAPE])
-    assert {"TANH", "LEAKY_RELU", "PRELU", "ABS", "LOG_SOFTMAX"} <= _kinds(path)
+    assert {"TANH", "LEAKY_RELU", "PRELU", "ABS", "LOG_SOFTMAX"} <= op_counts(path)
     report = verify(path, "cortex-m4", samples=20, profile=False)
     assert report.samples == 22 and "tflite-micro" in report.oracle
     assert report.mismatched_outputs == 0 and report.max_abs_diff == 0
@@ -328,7 +328,7 @@ def test_mix_model_with_elu_quantized_by_tinyml_verifies_on_host_sanitized():
     from tinyml.quantize import quantize_model
     from tinyml.verify import verify
     path = convert(activation_mix_elu, [MIX_SHAPE], int8=False)
-    assert {"ELU", "TANH", "LEAKY_RELU", "PRELU", "ABS", "LOG_SOFTMAX"} <= _kinds(path)
+    assert {"ELU", "TANH", "LEAKY_RELU", "PRELU", "ABS", "LOG_SOFTMAX"} <= op_counts(path)
     report = verify(path, "host", samples=10, sanitize=True,
                     quantize=lambda g: quantize_model(g, "random:-2,2", samples=16).graph)
     assert report.sanitized and report.samples == 12 and "tflite-micro" in report.oracle
@@ -343,7 +343,7 @@ def _onnx_mix(seed: int = 0):
     """Conv -> Tanh -> Conv -> LeakyRelu -> Conv -> PRelu (per channel) -> Conv -> Elu -> Abs
     -> LogSoftmax over the channels."""
     from onnx import helper
-    from onnx_cases import make_model
+    from support.onnx_cases import make_model
     rng = np.random.default_rng(seed)
     w = lambda *s: (rng.standard_normal(s) * 0.4).astype(np.float32)  # noqa: E731
     inits = {"w1": w(8, 3, 3, 3), "b1": w(8), "w2": w(8, 8, 1, 1), "b2": w(8),
@@ -365,7 +365,7 @@ def _onnx_mix(seed: int = 0):
 
 
 def test_onnx_float_ops_match_onnxruntime():
-    from onnx_cases import compare_all, onnx_names, ort_values
+    from support.onnx_cases import compare_all, onnx_names, ort_values
     from tinyml.frontends.onnx import import_onnx
     model = _onnx_mix()
     imp = import_onnx(model, name="act_mix")
@@ -400,17 +400,17 @@ def test_onnx_qdq_ops_are_int8_within_one_lsb(variant, tmp_path):
     arithmetic (float op on dequantized values, half-to-even rounding) that onnxruntime runs,
     or, after TFLM's fixed output quantization of TANH and LOG_SOFTMAX, within half that
     step (in output steps) plus one."""
-    from test_frontend_onnx import _quantize, _report, _run_qdq
+    from support.onnx_cases import quantize_qdq, qdq_report, run_qdq
     options, int8_kinds = QDQ_OPTIONS[variant]
-    path = _quantize(_onnx_mix(), (1, 3, 10, 10), tmp_path, "act", **options)
-    imp, e2e, isolated, outputs = _run_qdq(path, runs=8)
+    path = quantize_qdq(_onnx_mix(), (1, 3, 10, 10), tmp_path, "act", **options)
+    imp, e2e, isolated, outputs = run_qdq(path, runs=8)
     ours = {op.kind: op for op in imp.graph.ops}
     for kind in int8_kinds:
         op = ours.get(kind)
         assert op is not None, (kind, sorted(ours))
         assert imp.graph.tensors[op.inputs[0]].dtype == "int8", kind
         assert imp.graph.tensors[op.outputs[0]].dtype == "int8", kind
-    print(_report(f"QDQ activations ({variant}), each op from onnxruntime's inputs:", isolated))
+    print(qdq_report(f"QDQ activations ({variant}), each op from onnxruntime's inputs:", isolated))
     # TANH and LOG_SOFTMAX write TFLM's fixed quantization (1/128, 16/256), requantized by a
     # QUANTIZE to the QuantizeLinear's scale: the fixed step bounds their error.
     producers = imp.graph.producers()
@@ -425,8 +425,8 @@ def test_onnx_qdq_ops_are_int8_within_one_lsb(variant, tmp_path):
             g = imp.graph
             step = g.tensors[fixed[tensor].inputs[0]].scale()
             bound = max(1, int(np.ceil(0.5 * step / g.tensors[tensor].scale())) + 1)
-        assert d.worst <= bound, (tensor, bound, _report("isolated:", isolated))
-    from oracles import relative_error
+        assert d.worst <= bound, (tensor, bound, qdq_report("isolated:", isolated))
+    from support.oracles import relative_error
     expected, got = zip(*outputs)
     assert relative_error(np.array(expected), np.array(got)) < 0.05
 
@@ -445,13 +445,13 @@ LOG_SOFTMAX_SHAPES = {"2d": (1, 10), "4d": (1, 3, 4, 16), "wide": (2, 300)}
 
 def _log_softmax_oracle(shape, calibration="unit", edits=None) -> Oracle:
     data = convert(log_softmax, [shape], calibration=CALIBRATIONS[calibration]).read_bytes()
-    return Oracle(data if edits is None else _set_quantization(data, edits), "log_softmax")
+    return Oracle(data if edits is None else set_quantization(data, edits), "log_softmax")
 
 
 @pytest.mark.parametrize("calibration", ["tiny", "unit", "wide", "huge"])
 @pytest.mark.parametrize("shape", list(LOG_SOFTMAX_SHAPES))
 def test_log_softmax_seeded_rows(shape, calibration):
-    from test_reference_int8_nonlinear import _softmax_rows
+    from support.nonlinear_models import softmax_rows as _softmax_rows
     oracle = _log_softmax_oracle(LOG_SOFTMAX_SHAPES[shape], calibration)
     assert oracle.kinds() == ["LOG_SOFTMAX"]
     y = oracle.graph.tensors[oracle.graph.outputs[0]]
@@ -463,7 +463,7 @@ def test_log_softmax_seeded_rows(shape, calibration):
 
 
 def test_log_softmax_random_input_quantization():
-    from test_reference_int8_nonlinear import _softmax_rows
+    from support.nonlinear_models import softmax_rows as _softmax_rows
     rng = np.random.default_rng(12)
     for _ in range(20):
         edits = {"input": (10 ** rng.uniform(-4, 1), int(rng.integers(-128, 128)))}
@@ -473,7 +473,7 @@ def test_log_softmax_random_input_quantization():
 
 
 def test_log_softmax_c_kernel_matches_tflm(harness):
-    from test_reference_int8_nonlinear import _softmax_rows
+    from support.nonlinear_models import softmax_rows as _softmax_rows
     rng = np.random.default_rng(13)
     cases = [(_log_softmax_oracle(shape, c), shape) for shape in LOG_SOFTMAX_SHAPES.values()
              for c in ("tiny", "unit", "huge")]
@@ -528,7 +528,7 @@ def test_rsqrt_random_quantization_and_c_kernel(harness):
     for n in range(25):
         edits = _random_quantization(rng)
         edits["input"] = (edits["input"][0], -128)
-        oracle = Oracle(_set_quantization(data, edits), "rsqrt")
+        oracle = Oracle(set_quantization(data, edits), "rsqrt")
         assert _bad(_op_mismatches(oracle, ALL_CODES)) == {}, edits
         values = oracle.tflm_tensors(ALL_CODES)
         batch = graph_jobs(oracle.graph, lower(oracle.graph), values, f"rsqrt{n}")
@@ -540,7 +540,7 @@ def test_rsqrt_random_quantization_and_c_kernel(harness):
 
 def test_rsqrt_of_a_negative_input_is_refused_as_tflm_refuses_it():
     from tinyml.errors import TinymlError, UnsupportedOpError
-    data = _set_quantization(_rsqrt_data("unit"), {"input": (0.02, -100)})
+    data = set_quantization(_rsqrt_data("unit"), {"input": (0.02, -100)})
     oracle = Oracle(data, "rsqrt")
     with pytest.raises(RuntimeError):
         oracle.tflm_tensors(ALL_CODES)  # code -128 < zero point -100

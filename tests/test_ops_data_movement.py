@@ -16,9 +16,9 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from oracles import tflm_interpreter
-from test_reference_int8_ops import compare_all_tensors
-from tflite_zoo import convert
+from support.int8_op_models import compare_all_tensors
+from support.oracles import tflm_interpreter
+from support.tflite_zoo import convert
 from tinyml.frontends.tflite import load_tflite_bytes
 
 SEEDS = range(4)
@@ -312,7 +312,7 @@ def float_moves(x):
 def test_quantizer_makes_int8_ops_tflm_runs_bit_exact():
     """A float model through tinyml's quantizer (output quantization = input's for every
     op), exported to TFLite: TFLM equals the reference on every tensor."""
-    from quantize_oracles import tflm_tensor_mismatches
+    from support.quantize_oracles import tflm_tensor_mismatches
     from tinyml.quantize import quantize_model
     model = quantize_model(convert(float_moves, [(1, 9, 11, 3)], int8=False),
                            "random:-1,1", samples=20)
@@ -340,7 +340,7 @@ def _onnx_moves(resize_mode: str = "nearest", reductions: bool = True):
     """NCHW as PyTorch exports it: conv, DepthToSpace, Resize (nearest x2 and linear to an
     odd size), reflect Pad, SpaceToDepth, a Tile of a unit dimension, Expand, Slice, Split."""
     from onnx import helper
-    from onnx_cases import make_model
+    from support.onnx_cases import make_model
     rng = np.random.default_rng(0)
     w = lambda *s: (rng.standard_normal(s) * 0.3).astype(np.float32)  # noqa: E731
     inits = {"w1": w(8, 3, 3, 3), "b1": w(8) / 3,
@@ -378,9 +378,9 @@ def _onnx_moves(resize_mode: str = "nearest", reductions: bool = True):
 
 @pytest.mark.parametrize("resize_mode", ["nearest", "linear"])
 def test_onnx_float_matches_onnxruntime(resize_mode):
-    from test_frontend_onnx import _check_float, _kinds
-    imp, _ = _check_float(_onnx_moves(resize_mode))
-    kinds = _kinds(imp.graph)
+    from support.onnx_cases import check_float, op_counts
+    imp, _ = check_float(_onnx_moves(resize_mode))
+    kinds = op_counts(imp.graph)
     for kind in ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "MIRROR_PAD", "BROADCAST_TO",
                  "RESIZE_BILINEAR" if resize_mode == "linear" else "RESIZE_NEAREST_NEIGHBOR"):
         assert kind in kinds, (kind, kinds)
@@ -388,10 +388,10 @@ def test_onnx_float_matches_onnxruntime(resize_mode):
 
 @pytest.mark.parametrize("resize_mode", ["nearest", "linear"])
 def test_onnx_qdq_stays_int8_within_one_lsb(resize_mode, tmp_path):
-    from test_frontend_onnx import _quantize, _run_qdq
-    path = _quantize(_onnx_moves(resize_mode), (1, 3, 6, 7), tmp_path, resize_mode,
+    from support.onnx_cases import quantize_qdq, run_qdq
+    path = quantize_qdq(_onnx_moves(resize_mode), (1, 3, 6, 7), tmp_path, resize_mode,
                      per_channel=True)
-    imp, e2e, isolated, _ = _run_qdq(path, runs=6)
+    imp, e2e, isolated, _ = run_qdq(path, runs=6)
     graph = imp.graph
     # onnxruntime's quantizer leaves ReduceMean, Expand and Tile float here; the rest of the
     # family must stay int8 (a QDQ view moved, not dequantized).
@@ -471,9 +471,9 @@ def test_out_of_range_gather_indices_are_refused():
 def test_onnx_qdq_model_compiles_and_matches_under_sanitizers(tmp_path):
     """The int8 graph of a QDQ model (Slice and Split as STRIDED_SLICE, the image moves, the
     int8 bilinear resize) compiles; the C equals the reference under ASan and UBSan."""
-    from test_frontend_onnx import _quantize
+    from support.onnx_cases import quantize_qdq
     from tinyml.verify import verify
-    path = _quantize(_onnx_moves("linear", reductions=False), (1, 3, 6, 7), tmp_path, "c",
+    path = quantize_qdq(_onnx_moves("linear", reductions=False), (1, 3, 6, 7), tmp_path, "c",
                      per_channel=True)
     report = verify(path, "host", samples=4, sanitize=True).to_json()
     assert report["samples"] == 6 and report["mismatched_outputs"] == 0, report
@@ -482,17 +482,17 @@ def test_onnx_qdq_model_compiles_and_matches_under_sanitizers(tmp_path):
 @pytest.mark.parametrize("mode", ["nearest", "linear"])
 def test_onnx_upsample_opset9_matches_onnxruntime(mode):
     from onnx import helper
-    from onnx_cases import make_model
-    from test_frontend_onnx import _check_float, _kinds
+    from support.onnx_cases import make_model
+    from support.onnx_cases import check_float, op_counts
     nodes = [helper.make_node("Relu", ["x"], ["r"]),
              helper.make_node("Upsample", ["r", "scales"], ["up"], mode=mode),
              helper.make_node("Relu", ["up"], ["y"])]
     model = make_model(nodes, {"x": [1, 2, 3, 4]}, ["y"],
                        {"scales": np.array([1, 1, 2, 3], np.float32)}, opset=9,
                        name=f"upsample_{mode}")
-    imp, _ = _check_float(model)
+    imp, _ = check_float(model)
     assert ("RESIZE_BILINEAR" if mode == "linear" else "RESIZE_NEAREST_NEIGHBOR") in \
-        _kinds(imp.graph)
+        op_counts(imp.graph)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -1,6 +1,6 @@
 """Graph passes preserve the reference interpreter's results bit for bit.
 
-Every pass is checked the way the brief of issue 3 asks: run the reference interpreter on the
+Every pass is checked against the interpreter itself: run the reference interpreter on the
 graph before and after ``run_passes`` and compare every graph output and every intermediate
 tensor that exists in both graphs, on the MLPerf Tiny int8 models and on the int8 test zoo.
 The clamp fusion, whose int8 legality is subtle (TFLM's RELU rescales, a fused RELU clamps), is
@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 
 from conftest import INT8_MODELS, REPO, mlperf_model
-from oracles import tflm_interpreter
-from tflite_zoo import convert
+from support.oracles import tflm_interpreter
+from support.tflite_zoo import convert
 from tinyml.frontends.tflite import load_tflite, load_tflite_bytes
 from tinyml.ir import Graph, Op, Quantization, Tensor
 from tinyml.ir import ops as irops
 from tinyml.passes import PASS_NAMES, alias_roots, is_alias, run_passes
 from tinyml.reference import run
 
-import test_reference_int8_ops as zoo
+from support import int8_op_models as zoo
 
 
 def _random_inputs(graph: Graph, rng: np.random.Generator) -> list[np.ndarray]:
@@ -101,7 +101,7 @@ def test_mlperf_int8_models_are_bit_identical_after_passes(name):
 
 @pytest.mark.parametrize("name", list(zoo.CASES))
 def test_zoo_models_are_bit_identical_after_passes(name):
-    graph = load_tflite_bytes(zoo._model_bytes(zoo.CASES[name]), name=name)
+    graph = load_tflite_bytes(zoo.model_bytes(zoo.CASES[name]), name=name)
     passed = run_passes(graph)
     _assert_unchanged(graph, passed, count=4)
 
@@ -306,7 +306,7 @@ def _append_clamp(kind: str, same_quant: bool):
 @pytest.mark.parametrize("kind", ["RELU", "RELU6"])
 @pytest.mark.parametrize("same_quant", [True, False])
 def test_clamp_fusion_matches_tflm_running_the_unfused_model(kind, same_quant):
-    data = zoo._edit_flatbuffer(convert(zoo.conv_1x1, [(1, 6, 6, 5)]).read_bytes(),
+    data = zoo.edit_flatbuffer(convert(zoo.conv_1x1, [(1, 6, 6, 5)]).read_bytes(),
                                 _append_clamp(kind, same_quant))
     graph = load_tflite_bytes(data, name=f"conv_{kind}")
     passed = run_passes(graph)
@@ -377,10 +377,10 @@ def test_residual_add_fuses_with_the_conv_output_quantization_recorded():
 
 
 def test_broadcast_or_shared_conv_outputs_do_not_fuse():
-    graph = load_tflite_bytes(zoo._model_bytes(zoo.CASES["add_broadcast_scales"]), "bcast")
+    graph = load_tflite_bytes(zoo.model_bytes(zoo.CASES["add_broadcast_scales"]), "bcast")
     assert not any(op.kind == "CONV_2D_ADD" for op in run_passes(graph).ops)
     # A conv output also read elsewhere must stay a tensor.
-    graph = load_tflite_bytes(zoo._model_bytes(zoo.CASES["residual_add_relu"]), "residual")
+    graph = load_tflite_bytes(zoo.model_bytes(zoo.CASES["residual_add_relu"]), "residual")
     add = next(op for op in graph.ops if op.kind == "ADD")
     conv_out = next(n for n in add.inputs if graph.producers().get(n) is not None
                     and graph.producers()[n].kind == "CONV_2D")

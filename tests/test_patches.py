@@ -21,9 +21,9 @@ import time
 import numpy as np
 import pytest
 
-import tflite_zoo
+from support import tflite_zoo
 from conftest import mlperf_model
-from oracles import tflm_interpreter
+from support.oracles import tflm_interpreter
 from tinyml import reference
 from tinyml.codegen.lowering import lower
 from tinyml.codegen.project import generate_project
@@ -290,7 +290,7 @@ def test_float_input_is_quantized_patch_by_patch_under_sanitizers(tmp_path):
 
 # ---- the search on real models -------------------------------------------------------------------
 
-VWW_BUDGET = 40960  # issue 6: TFLM's arena for vww_96_int8 is 103,680 B
+VWW_BUDGET = 40960  # 40 KB, against TFLM's 103,680 B arena for vww_96_int8
 
 
 def test_vww_auto_patching_plan():
@@ -418,7 +418,7 @@ def test_overhead_budget_is_respected():
 
 @pytest.mark.slow
 def test_vww_on_cortex_m4(tmp_path):
-    """Acceptance: peak SRAM (input image included) <= 40,960 B, <= 20 % extra MACs, and 0
+    """Peak SRAM (input image included) <= 40,960 B, <= 20 % extra MACs, and 0
     mismatches in QEMU."""
     model = str(mlperf_model("vww_96_int8"))
     result = tinyml("compile", model, "--target", "cortex-m4", "-o", str(tmp_path / "p"),
@@ -436,7 +436,7 @@ def test_vww_on_cortex_m4(tmp_path):
 
 @pytest.mark.slow
 def test_mobilenet_v2_patched_peak_is_at_most_half(tmp_path):
-    """Acceptance: Keras MobileNetV2 (alpha 0.5, 128x128x3, random weights, int8 by the TFLite
+    """Keras MobileNetV2 (alpha 0.5, 128x128x3, random weights, int8 by the TFLite
     converter): patched peak SRAM <= 0.5 x tinyml's layer-by-layer peak, bit-exact."""
     path = tflite_zoo.convert(mobilenet_v2_half, [(1, 128, 128, 3)])
     start = time.perf_counter()

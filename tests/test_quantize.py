@@ -2,10 +2,10 @@
 quantized models checked against TFLM (every tensor, bit for bit), LiteRT (op by op) and the
 generated C (``tinyml verify``).
 
-Models are small Keras functions converted to *float* TFLite by the converter (tests/
-tflite_zoo.py) and small ONNX graphs with batch normalizations, quantized by tinyml on seeded
-data; together they reach every op the quantizer handles. The acceptance figures (real data,
-MLPerf Tiny vs the TFLite converter) are in test_quantize_digits.py and
+Models are small Keras functions converted to *float* TFLite by the converter
+(tests/support/tflite_zoo.py) and small ONNX graphs with batch normalizations, quantized by
+tinyml on seeded data; together they reach every op the quantizer handles. The figures on real data (digits,
+and MLPerf Tiny vs the TFLite converter) are in test_quantize_digits.py and
 test_quantize_mlperf.py.
 """
 
@@ -20,9 +20,9 @@ import onnx
 import pytest
 from onnx import helper
 
-from onnx_cases import make_model, ort_values
-from quantize_oracles import litert_op_differences, tflm_tensor_mismatches
-from tflite_zoo import convert
+from support.onnx_cases import make_model, ort_values
+from support.quantize_oracles import litert_op_differences, tflm_tensor_mismatches
+from support.tflite_zoo import convert
 from tinyml.errors import TinymlError
 from tinyml.frontends import load_model
 from tinyml.frontends.tflite import load_tflite_bytes
@@ -336,7 +336,7 @@ def test_quantized_model_tracks_float_and_reports_layers():
         if layer.isolated_sqnr_db is not None:
             assert layer.isolated_sqnr_db > 15, layer
     # The same figure from the ORT-independent side: LiteRT's float model vs TFLM's int8.
-    from quantize_oracles import run_float_litert, run_int8_tflm, sqnr_db
+    from support.quantize_oracles import run_float_litert, run_int8_tflm, sqnr_db
     rng = np.random.default_rng(9)
     xs = [rng.uniform(-1, 1, (1, 10, 10, 3)).astype(np.float32) for _ in range(20)]
     ours = sqnr_db(run_float_litert(path, xs), run_int8_tflm(model.to_tflite(), xs))
@@ -407,7 +407,7 @@ def test_exporter_round_trips_converter_int8_model():
         if b.DataLength():
             start = b._tab.Vector(b._tab.Offset(4))
             assert start % 16 == 0
-    from oracles import tflm_interpreter
+    from support.oracles import tflm_interpreter
     rng = np.random.default_rng(0)
     a, b = tflm_interpreter(path, all_tensors=False), tflm_interpreter(exported, all_tensors=False)
     for _ in range(5):

@@ -1,4 +1,4 @@
-"""Acceptance on real data: a small CNN trained here on scikit-learn's bundled digits (8x8
+"""On real data: a small CNN trained here on scikit-learn's bundled digits (8x8
 images of handwritten digits, 1797 samples, no download), quantized by tinyml on 200 training
 images, against the float model and the TFLite converter's full-int8 model calibrated on the
 same 200 images.
@@ -23,8 +23,8 @@ import sys
 import numpy as np
 import pytest
 
-from oracles import tflm_interpreter
-from quantize_oracles import converter_int8_keras, tflm_tensor_mismatches
+from support.oracles import tflm_interpreter
+from support.quantize_oracles import converter_int8_keras, tflm_tensor_mismatches
 from tinyml.frontends.tflite import load_tflite_bytes
 from tinyml.quantize import evaluate, load_dataset, quantize_model
 from tinyml.quantize.params import quantize_array

@@ -1,4 +1,4 @@
-"""Acceptance on the MLPerf Tiny float models: tinyml's quantizer against the TFLite converter.
+"""On the MLPerf Tiny float models: tinyml's quantizer against the TFLite converter.
 
 For each float model (the four float .tflite files and the three Keras .h5 files) both
 quantizers calibrate on the same 200 seeded inputs drawn uniformly in the model's input range
@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 
 from conftest import FLOAT_TFLITE_MODELS, KERAS_H5_MODELS, mlperf_model
-from quantize_oracles import litert_op_differences, mlperf_comparison, tflm_tensor_mismatches
+from support.quantize_oracles import (litert_op_differences, mlperf_comparison,
+                                      tflm_tensor_mismatches)
 
 FAST = {"kws_ref_model_float32", "ad01_fp32"}
 MODELS = [pytest.param(name, ".tflite", marks=() if name in FAST else pytest.mark.slow)

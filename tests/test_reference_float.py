@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import FLOAT_TFLITE_MODELS, mlperf_model
-from oracles import litert_interpreter, litert_run, relative_error
+from support.oracles import litert_interpreter, litert_run, relative_error
 from tinyml.frontends import load_model
 from tinyml.reference import run
 

@@ -1,4 +1,4 @@
-"""Acceptance: the int8 reference interpreter equals TFLM bit for bit on the MLPerf Tiny models.
+"""The int8 reference interpreter equals TFLM bit for bit on the MLPerf Tiny models.
 
 For each int8 model every tensor (constants, every intermediate activation and the output)
 is compared with TFLM run with all tensors preserved, on 100 seeded random inputs plus the
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import INT8_MODELS, mlperf_model
-from oracles import tflm_interpreter
+from support.oracles import tflm_interpreter
 from tinyml.frontends.tflite import load_tflite
 from tinyml.reference import run
 

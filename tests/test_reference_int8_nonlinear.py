@@ -10,7 +10,8 @@ checked on small models that TensorFlow's converter quantizes:
   4-D inputs, with several beta values (the converter always writes beta = 1, so beta is
   edited in the flatbuffer) and behind a dense layer with small weights.
 
-Every op of these kinds is evaluated on the exact input values TFLM saw (so a difference in
+The models and the oracle are in ``tests/support/nonlinear_models.py``. Every op of these
+kinds is evaluated on the exact input values TFLM saw (so a difference in
 another kernel cannot hide or cause a mismatch) and its output must equal TFLM's tensor;
 single-op models additionally run end to end through the reference interpreter.
 """
@@ -22,161 +23,17 @@ import math
 import numpy as np
 import pytest
 
-from oracles import tflm_interpreter
-from tflite_zoo import convert
+from support.nonlinear_models import (ALL_CODES, CALIBRATIONS, ELEMENTWISE, SOFTMAX_SHAPES,
+                                      Oracle, count_differences, dense_softmax, model_bytes,
+                                      oracle_of, random_quantization, relu, relu6,
+                                      set_quantization, set_softmax_beta, sigmoid, softmax,
+                                      softmax_rows)
 from tinyml.errors import TinymlError, UnsupportedOpError
 from tinyml.frontends.tflite import load_tflite_bytes
 from tinyml.ir import Op
 from tinyml.ir.ops import ClipAttrs
 from tinyml.reference import run
 from tinyml.reference.kernels import KERNELS, KernelCall
-
-ALL_CODES = np.arange(-128, 128, dtype=np.int8).reshape(1, 16, 16, 1)
-
-# Representative datasets. tflite_zoo caches models by the *source text* of the calibration
-# function, so every lambda stays on its own line.
-CALIBRATIONS = {
-    "tiny": lambda r, s: r.uniform(-0.02, 0.02, s),
-    "unit": lambda r, s: r.normal(0.0, 1.0, s),
-    "skewed": lambda r, s: r.uniform(-1.0, 7.0, s),
-    "negative": lambda r, s: r.uniform(-12.0, 2.0, s),
-    "wide": lambda r, s: r.uniform(-30.0, 30.0, s),
-    "huge": lambda r, s: r.uniform(-500.0, 500.0, s),
-}
-
-
-# --------------------------------------------------------------------------------------------
-# Models (module-level: tflite_zoo caches conversions by the build function's source)
-
-
-def sigmoid(x):
-    import tensorflow as tf
-    return tf.keras.layers.Activation("sigmoid")(x)
-
-
-def hard_swish(x):
-    import tensorflow as tf
-    return tf.keras.layers.Activation(tf.keras.activations.hard_swish)(x)
-
-
-def relu(x):
-    import tensorflow as tf
-    return tf.keras.layers.ReLU()(x)
-
-
-def relu6(x):
-    import tensorflow as tf
-    return tf.keras.layers.ReLU(6.0)(x)
-
-
-def softmax(x):
-    import tensorflow as tf
-    return tf.keras.layers.Softmax(axis=-1)(x)
-
-
-def dense_softmax(x):
-    import tensorflow as tf
-    small = tf.keras.initializers.RandomNormal(stddev=0.08, seed=3)
-    logits = tf.keras.layers.Dense(12, kernel_initializer=small, bias_initializer=small)(x)
-    return tf.keras.layers.Softmax()(logits)
-
-
-ELEMENTWISE = {"LOGISTIC": sigmoid, "HARD_SWISH": hard_swish, "RELU": relu, "RELU6": relu6}
-NONLINEAR = ("SOFTMAX", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6", "CLIP")
-
-
-# --------------------------------------------------------------------------------------------
-# Comparing with TFLM
-
-
-def _edit_flatbuffer(data: bytes, edit) -> bytes:
-    """The model after ``edit(model, schema)`` changed its unpacked flatbuffer object tree."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    edit(model, schema)
-    builder = flatbuffers.Builder(len(data) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def _set_softmax_beta(data: bytes, beta: float) -> bytes:
-    """The same model with every SOFTMAX's beta set to ``beta``."""
-    def edit(model, schema):
-        for op in model.subgraphs[0].operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if max(code.builtinCode, code.deprecatedBuiltinCode) == \
-                    schema.BuiltinOperator.SOFTMAX:
-                op.builtinOptions.beta = beta
-    return _edit_flatbuffer(data, edit)
-
-
-def _set_quantization(data: bytes, edits: dict[str, tuple[float, int]]) -> bytes:
-    """The same model with new (scale, zero point) for the graph "input" and/or "output"."""
-    def edit(model, schema):
-        sub = model.subgraphs[0]
-        for which, (scale, zero_point) in edits.items():
-            index = (sub.inputs if which == "input" else sub.outputs)[0]
-            q = sub.tensors[index].quantization
-            q.scale, q.zeroPoint = [float(np.float32(scale))], [int(zero_point)]
-    return _edit_flatbuffer(data, edit)
-
-
-class Oracle:
-    """A model loaded by tinyml and by TFLM (every tensor preserved)."""
-
-    def __init__(self, data: bytes, name: str):
-        self.graph = load_tflite_bytes(data, name=name)
-        self.tflm = tflm_interpreter(data)
-
-    def kinds(self) -> list[str]:
-        return [op.kind for op in self.graph.ops]
-
-    def tflm_tensors(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every tensor TFLM computed for input ``x``, by graph tensor name (the frontend
-        creates graph tensors in flatbuffer order)."""
-        self.tflm.set_input(x, 0)
-        self.tflm.invoke()
-        values = {}
-        for i, name in enumerate(self.graph.tensors):
-            value = self.tflm.GetTensor(i, 0)["tensor_data"]
-            if value is not None:
-                values[name] = np.asarray(value).reshape(self.graph.tensors[name].shape)
-        return values
-
-    def mismatches(self, x: np.ndarray) -> dict[str, int]:
-        """Mismatching elements per output tensor of every nonlinear op, each op fed with
-        TFLM's own input values; plus, for graphs of nonlinear ops only, every tensor of an
-        end-to-end reference run."""
-        expected = self.tflm_tensors(x)
-        counts: dict[str, int] = {}
-        for op in self.graph.ops:
-            if op.kind not in NONLINEAR:
-                continue
-            call = KernelCall(op, [expected[n] for n in op.inputs], self.graph.op_inputs(op),
-                              self.graph.op_outputs(op))
-            got = KERNELS[op.kind](call)
-            counts[f"{op.kind}:{op.outputs[0]}"] = _count(got, expected[op.outputs[0]])
-        if all(op.kind in NONLINEAR for op in self.graph.ops):
-            values = run(self.graph, [x], keep_all=True)
-            for name, value in values.items():
-                counts[name] = counts.get(name, 0) + _count(value, expected[name])
-        return counts
-
-
-def _count(got: np.ndarray, expected: np.ndarray) -> int:
-    got, expected = np.asarray(got), np.asarray(expected)
-    assert got.shape == expected.shape and got.dtype == expected.dtype, (got.dtype, expected.dtype)
-    return int(np.count_nonzero(got != expected))
-
-
-def _model(build, shape, calibration="unit", beta=None) -> bytes:
-    data = convert(build, [shape], calibration=CALIBRATIONS[calibration]).read_bytes()
-    return data if beta is None else _set_softmax_beta(data, beta)
-
-
-def _oracle(build, shape, calibration="unit", beta=None) -> Oracle:
-    return Oracle(_model(build, shape, calibration, beta), name=f"{build.__name__}_{calibration}")
 
 
 def _bad(counts: dict[str, int]) -> dict[str, int]:
@@ -190,38 +47,27 @@ def _bad(counts: dict[str, int]) -> dict[str, int]:
 @pytest.mark.parametrize("calibration", list(CALIBRATIONS))
 @pytest.mark.parametrize("kind", list(ELEMENTWISE))
 def test_elementwise_all_codes(kind, calibration):
-    oracle = _oracle(ELEMENTWISE[kind], ALL_CODES.shape, calibration)
+    oracle = oracle_of(ELEMENTWISE[kind], ALL_CODES.shape, calibration)
     assert oracle.kinds() == [kind]
     assert _bad(oracle.mismatches(ALL_CODES)) == {}
-
-
-def _random_quantization(kind: str, rng: np.random.Generator) -> dict[str, tuple[float, int]]:
-    """Input (and, where TFLM allows any, output) quantization drawn over a wide range."""
-    scale = 10 ** rng.uniform(-4, 1)
-    edits = {"input": (scale, int(rng.integers(-128, 128)))}
-    if kind in ("RELU", "RELU6"):
-        edits["output"] = (scale * 10 ** rng.uniform(-1.5, 1.5), int(rng.integers(-128, 128)))
-    elif kind == "HARD_SWISH":  # TFLM requires output_scale >= input_scale / 128
-        edits["output"] = (scale * 10 ** rng.uniform(-2, 1), int(rng.integers(-128, 128)))
-    return edits
 
 
 @pytest.mark.parametrize("kind", list(ELEMENTWISE))
 def test_elementwise_random_quantization(kind):
     # Converted models tie the output scale to the input range; edited ones reach arbitrary
     # scale pairs and zero points, i.e. many multipliers, shifts and rounding boundaries.
-    data = _model(ELEMENTWISE[kind], ALL_CODES.shape)
+    data = model_bytes(ELEMENTWISE[kind], ALL_CODES.shape)
     rng = np.random.default_rng(2024)
     for _ in range(40):
-        edits = _random_quantization(kind, rng)
-        oracle = Oracle(_set_quantization(data, edits), name=kind.lower())
+        edits = random_quantization(kind, rng)
+        oracle = Oracle(set_quantization(data, edits), name=kind.lower())
         assert _bad(oracle.mismatches(ALL_CODES)) == {}, edits
 
 
 def test_calibrations_span_orders_of_magnitude():
     scales = []
     for calibration in CALIBRATIONS:
-        g = _oracle(sigmoid, ALL_CODES.shape, calibration).graph
+        g = oracle_of(sigmoid, ALL_CODES.shape, calibration).graph
         x = g.tensors[g.inputs[0]]
         scales.append(x.scale())
         if calibration == "skewed":
@@ -232,7 +78,7 @@ def test_calibrations_span_orders_of_magnitude():
 def test_logistic_saturates_outside_its_input_radius():
     # With a large input scale only a few codes lie inside TFLM's input radius; the rest
     # must saturate to exactly -128 / 127.
-    oracle = _oracle(sigmoid, ALL_CODES.shape, "huge")
+    oracle = oracle_of(sigmoid, ALL_CODES.shape, "huge")
     out = oracle.tflm_tensors(ALL_CODES)[oracle.graph.outputs[0]]
     assert {-128, 127} <= set(np.unique(out).tolist())
     assert _bad(oracle.mismatches(ALL_CODES)) == {}
@@ -242,7 +88,7 @@ def test_relu6_clamps_input_codes_and_relu_requantizes():
     # The converter gives both outputs their own scale: RELU rescales to it, TFLM's RELU6
     # ignores it and keeps the input codes between the input zero point and 6.0.
     for build in (relu, relu6):
-        g = _oracle(build, ALL_CODES.shape, "wide").graph
+        g = oracle_of(build, ALL_CODES.shape, "wide").graph
         x, y = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
         assert (x.scale(), x.zero_point()) != (y.scale(), y.zero_point())
         out = run(g, [ALL_CODES])[g.outputs[0]].ravel()
@@ -254,56 +100,28 @@ def test_relu6_clamps_input_codes_and_relu_requantizes():
 
 
 def test_clip_zero_to_infinity_is_relu():
-    oracle = _oracle(relu, ALL_CODES.shape, "skewed")
+    oracle = oracle_of(relu, ALL_CODES.shape, "skewed")
     (op,) = oracle.graph.ops
     expected = oracle.tflm_tensors(ALL_CODES)[op.outputs[0]]
     clip = Op("CLIP", op.name, op.inputs, op.outputs, ClipAttrs(0.0, math.inf))
     call = KernelCall(clip, [ALL_CODES], oracle.graph.op_inputs(op), oracle.graph.op_outputs(op))
-    assert _count(KERNELS["CLIP"](call), expected) == 0
+    assert count_differences(KERNELS["CLIP"](call), expected) == 0
 
 
 # --------------------------------------------------------------------------------------------
 # Softmax
 
 
-def _softmax_rows(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """int8 inputs whose rows (last axis) mix saturated and spread-out distributions."""
-    depth = shape[-1]
-    rows = []
-    for _ in range(int(np.prod(shape[:-1]))):
-        pattern = rng.integers(6)
-        if pattern == 0:  # anything
-            row = rng.integers(-128, 128, depth)
-        elif pattern == 1:  # a narrow spread around a random level: many classes count
-            width = int(rng.choice([1, 3, 8, 20]))
-            row = rng.integers(-128, 128 - width) + rng.integers(0, width + 1, depth)
-        elif pattern == 2:  # one clear winner
-            row = np.full(depth, rng.integers(-128, 0))
-            row[rng.integers(depth)] = 127
-        elif pattern == 3:  # all equal
-            row = np.full(depth, rng.integers(-128, 128))
-        elif pattern == 4:  # ties at the maximum
-            row = rng.integers(-128, 100, depth)
-            row[rng.choice(depth, size=max(2, depth // 3), replace=False)] = 100
-        else:  # extremes only
-            row = rng.choice([-128, 127], depth)
-        rows.append(row)
-    return np.clip(np.stack(rows), -128, 127).astype(np.int8).reshape(shape)
-
-
-SOFTMAX_SHAPES = {"1d": (10,), "2d": (1, 10), "4d": (1, 3, 4, 16), "wide": (2, 300)}
-
-
 @pytest.mark.parametrize("calibration", ["tiny", "unit", "wide", "huge"])
 @pytest.mark.parametrize("shape", list(SOFTMAX_SHAPES))
 def test_softmax_seeded_rows(shape, calibration):
-    oracle = _oracle(softmax, SOFTMAX_SHAPES[shape], calibration)
+    oracle = oracle_of(softmax, SOFTMAX_SHAPES[shape], calibration)
     assert oracle.kinds() == ["SOFTMAX"]
     assert oracle.graph.tensors[oracle.graph.inputs[0]].shape == SOFTMAX_SHAPES[shape]
     rng = np.random.default_rng(7)
     total: dict[str, int] = {}
     for _ in range(12):
-        for name, n in oracle.mismatches(_softmax_rows(rng, SOFTMAX_SHAPES[shape])).items():
+        for name, n in oracle.mismatches(softmax_rows(rng, SOFTMAX_SHAPES[shape])).items():
             total[name] = total.get(name, 0) + n
     assert _bad(total) == {}
 
@@ -311,28 +129,28 @@ def test_softmax_seeded_rows(shape, calibration):
 @pytest.mark.parametrize("beta", [0.05, 0.5, 2.5, 12.0, 1e4])
 @pytest.mark.parametrize("calibration", ["tiny", "unit", "wide"])
 def test_softmax_beta(beta, calibration):
-    oracle = _oracle(softmax, (1, 3, 4, 16), calibration, beta=beta)
+    oracle = oracle_of(softmax, (1, 3, 4, 16), calibration, beta=beta)
     (op,) = oracle.graph.ops
     assert op.attrs.beta == pytest.approx(beta, rel=1e-6)
     rng = np.random.default_rng(11)
     for _ in range(8):
-        assert _bad(oracle.mismatches(_softmax_rows(rng, (1, 3, 4, 16)))) == {}
+        assert _bad(oracle.mismatches(softmax_rows(rng, (1, 3, 4, 16)))) == {}
 
 
 def test_softmax_random_quantization():
-    data = _model(softmax, (1, 3, 4, 16))
+    data = model_bytes(softmax, (1, 3, 4, 16))
     rng = np.random.default_rng(99)
     for _ in range(30):
         edits = {"input": (10 ** rng.uniform(-4, 1), int(rng.integers(-128, 128)))}
         beta = float(10 ** rng.uniform(-1.5, 1.5))
-        oracle = Oracle(_set_softmax_beta(_set_quantization(data, edits), beta), name="softmax")
+        oracle = Oracle(set_softmax_beta(set_quantization(data, edits), beta), name="softmax")
         for _ in range(3):
-            counts = oracle.mismatches(_softmax_rows(rng, (1, 3, 4, 16)))
+            counts = oracle.mismatches(softmax_rows(rng, (1, 3, 4, 16)))
             assert _bad(counts) == {}, (edits, beta)
 
 
 def test_softmax_behind_dense_is_spread_out():
-    oracle = _oracle(dense_softmax, (1, 32), "unit")
+    oracle = oracle_of(dense_softmax, (1, 32), "unit")
     assert oracle.kinds() == ["FULLY_CONNECTED", "SOFTMAX"]
     rng = np.random.default_rng(5)
     distinct = set()
@@ -362,7 +180,7 @@ def test_softmax_of_mlperf_models(name):
 def test_softmax_too_small_beta_is_reported():
     # beta * input_scale * 2^26 <= 1: TFLM's Prepare aborts (a failed TFLITE_CHECK), so the
     # model is only loaded by tinyml.
-    graph = load_tflite_bytes(_model(softmax, (1, 10), "tiny", beta=1e-7))
+    graph = load_tflite_bytes(model_bytes(softmax, (1, 10), "tiny", beta=1e-7))
     with pytest.raises(TinymlError, match=r"layer '.*' \(SOFTMAX\).*too small"):
         run(graph, [np.zeros((1, 10), np.int8)])
 
@@ -370,7 +188,7 @@ def test_softmax_too_small_beta_is_reported():
 def test_softmax_sum_overflow_is_reported():
     # 600 equal codes: the Q12.19 sum of exps needs more headroom than TFLM's int8 softmax
     # has (TFLM stops on a failed TFLITE_CHECK at run time).
-    graph = load_tflite_bytes(_model(softmax, (1, 600)))
+    graph = load_tflite_bytes(model_bytes(softmax, (1, 600)))
     with pytest.raises(TinymlError, match=r"\(SOFTMAX\).*600 values"):
         run(graph, [np.zeros((1, 600), np.int8)])
     run(graph, [np.random.default_rng(0).integers(-128, 128, (1, 600)).astype(np.int8)])
@@ -378,14 +196,14 @@ def test_softmax_sum_overflow_is_reported():
 
 def test_wrong_output_quantization_is_reported():
     for build, shape, kind in ((softmax, (1, 10), "SOFTMAX"), (sigmoid, (1, 10), "LOGISTIC")):
-        graph = _oracle(build, shape).graph
+        graph = oracle_of(build, shape).graph
         graph.tensors[graph.outputs[0]].quant.zero_point[:] = 0
         with pytest.raises(TinymlError, match=rf"\({kind}\).*zero point"):
             run(graph, [np.zeros(shape, np.int8)])
 
 
 def test_int16_activations_are_rejected():
-    graph = _oracle(sigmoid, (1, 10)).graph
+    graph = oracle_of(sigmoid, (1, 10)).graph
     for name in graph.inputs + graph.outputs:
         graph.tensors[name].dtype = "int16"
     with pytest.raises(UnsupportedOpError, match="LOGISTIC.*int16"):

@@ -38,7 +38,7 @@ from tinyml.passes import run_passes
 from tinyml.reference import run
 from tinyml.schedule import STRATEGIES, execute_planned, plan_memory
 
-import test_reference_int8_ops as zoo
+from support import int8_op_models as zoo
 
 #: 0.70 x TFLM's arena (24,272 / 103,680 / 55,984 / 3,984 bytes) for the MLPerf int8 models.
 TARGETS = {"kws_ref_model": 16_990, "vww_96_int8": 72_576, "pretrainedResnet_quant": 39_188,
@@ -353,7 +353,7 @@ def test_mlperf_arena_is_at_most_70_percent_of_tflm(name, tflm_arenas):
 
 @pytest.mark.parametrize("name", list(zoo.CASES))
 def test_zoo_model_plans_execute_like_the_reference(name):
-    graph = run_passes(load_tflite_bytes(zoo._model_bytes(zoo.CASES[name]), name=name))
+    graph = run_passes(load_tflite_bytes(zoo.model_bytes(zoo.CASES[name]), name=name))
     plan = plan_memory(graph, alignment=16)
     check_plan(graph, plan)
     rng = np.random.default_rng(0)

@@ -40,7 +40,7 @@ def quirk_net(x):
 
 @pytest.fixture(scope="module")
 def pristine():
-    from tflite_zoo import convert
+    from support.tflite_zoo import convert
     return convert(quirk_net, [(1, 12, 12, 3)], int8=True).read_bytes()
 
 

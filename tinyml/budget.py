@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tinyml.codegen.lowering import ConstArray
 from tinyml.errors import TinymlError
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ def layer_constant_bytes(result: "Compilation") -> dict[str, int]:
     graph = result.graph
     sizes: dict[str, int] = {}
     for call in result.calls:
-        total = sum(v.values.nbytes for v in call.params.values() if isinstance(v, ConstArray))
+        total = sum(array.values.nbytes for array in call.arrays)
         for arg in call.args:
             kind, _, name = arg.partition(":")
             if kind == "in" and graph.tensors[name].is_constant:

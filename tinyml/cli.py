@@ -18,7 +18,13 @@ import os
 import sys
 import warnings
 
+from tinyml.console import print_report as _print_report
 from tinyml.errors import TinymlError
+# The packages' own subcommands; light: what they run is imported when they run.
+from tinyml.fleet.command import add_fleet_parser
+from tinyml.nas.command import add_nas_parser
+from tinyml.op_support import add_ops_parser
+from tinyml.quantize.command import add_calibration_arguments, add_quantize_parser
 
 EXIT_USER_ERROR = 2
 #: Exit status when stdout is closed early (``tinyml inspect m.tflite --json | head``), as a
@@ -163,7 +169,7 @@ def _patch_rows(report: dict) -> list[tuple[str, str, str]]:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tinyml.report import write_report
+    from tinyml.memory_report import write_report
 
     result = write_report(args.model, args.target, args.output, patch=args.patch,
                           patch_overhead=args.patch_overhead)
@@ -311,30 +317,15 @@ def _targets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_report(title: str, rows: list[tuple[str, str, str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=Text(title), title_justify="left", show_header=False)
-    for _ in range(3):
-        table.add_column(overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(str(cell)) for cell in row))
-    Console(file=sys.stdout).print(table)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from tinyml.quantize.command import add_calibration_arguments, add_quantize_parser
-
-    parser = _Parser(prog="tinyml", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_inspect_parser(sub) -> None:
     p = sub.add_parser("inspect", help="per-layer table of a model: shapes, MACs, bytes")
     p.add_argument("model", help="a .tflite, .onnx, .keras or .h5 file, or a SavedModel dir")
     p.add_argument("--json", action="store_true",
                    help='print {"layers": [...], "totals": {...}} instead of a table')
     p.set_defaults(run=_inspect)
 
+
+def _add_compile_parser(sub) -> None:
     p = sub.add_parser("compile", help="generate a C project (int8 graph, static memory plan)")
     p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx), or a float "
                                  "model with --calib")
@@ -346,10 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trainable_arguments(p)
     p.set_defaults(run=_compile)
 
-    add_quantize_parser(sub)
-    from tinyml.nas.command import add_nas_parser
-    add_nas_parser(sub)
 
+def _add_verify_parser(sub) -> None:
     p = sub.add_parser("verify", help="compile, run the C code on samples, compare bit for bit")
     p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx), or a float "
                                  "model with --calib")
@@ -365,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_calibration_arguments(p, required=False)
     p.set_defaults(run=_verify)
 
+
+def _add_report_parser(sub) -> None:
     p = sub.add_parser("report", help="HTML memory report: per-layer SRAM before and after "
                                       "patch scheduling, with a plot")
     p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx)")
@@ -373,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_patch_arguments(p)
     p.set_defaults(run=_report)
 
+
+def _add_run_parser(sub) -> None:
     p = sub.add_parser("run", help="one inference on a target (QEMU for Cortex-M) and its outputs")
     p.add_argument("model", help="an int8-quantized model (.tflite, QDQ .onnx)")
     p.add_argument("--target", default="host", help="see 'tinyml targets' (default: host)")
@@ -396,14 +389,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trainable_arguments(p)
     p.set_defaults(run=_run)
 
+
+def _add_targets_parser(sub) -> None:
     p = sub.add_parser("targets", help="list the compilation targets")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(run=_targets)
 
-    from tinyml.fleet.command import add_fleet_parser  # light: Flower is imported on use
-    add_fleet_parser(sub)
-    from tinyml.op_support import add_ops_parser
-    add_ops_parser(sub)
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand, each registered the same way: an ``add_*_parser`` that
+    adds it to the subparsers and sets its ``run``; those of quantize, nas and fleet live in
+    their packages, next to the code they run."""
+    parser = _Parser(prog="tinyml", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_parser in (_add_inspect_parser, _add_compile_parser, add_quantize_parser,
+                       add_nas_parser, _add_verify_parser, _add_report_parser, _add_run_parser,
+                       _add_targets_parser, add_fleet_parser, add_ops_parser):
+        add_parser(sub)
     return parser
 
 

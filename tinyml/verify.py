@@ -25,7 +25,7 @@ import numpy as np
 from tinyml import reference
 from tinyml.compiler import Compilation, compile_model
 from tinyml.errors import TinymlError
-from tinyml.frontends import detect_format
+from tinyml.frontends.formats import detect_format
 from tinyml.ir import DTYPES, Graph
 from tinyml.sim import host, tflm
 from tinyml.targets import Target, load_target

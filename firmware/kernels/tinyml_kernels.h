@@ -77,36 +77,13 @@ void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, in
                           int8_t *scratch);
 
 /* ---- CONV_2D_ADD (CONV_2D fused with a residual ADD by tinyml.passes) ---------------------
- * The first fields are a tinyml_conv2d_params: each convolution output element is computed
- * exactly as tinyml_conv2d_s8 does (requantized to the convolution's own quantization and
- * clamped to [act_min, act_max]). It is then added to the skip element at the same position
- * as tinyml_add_s8 does, with the add_* fields (the convolution result is ADD's first operand
- * unless add_skip_first). In place: output == skip. */
+ * Each convolution output element is computed exactly as tinyml_conv2d_s8 does with `conv`
+ * (requantized to the convolution's own quantization and clamped to [conv.act_min,
+ * conv.act_max]). It is then added to the skip element at the same position as tinyml_add_s8
+ * does, with the add_* fields (the convolution result is ADD's first operand unless
+ * add_skip_first). In place: output == skip. */
 typedef struct {
-    int32_t batches;
-    int32_t input_h;
-    int32_t input_w;
-    int32_t input_c;
-    int32_t output_h;
-    int32_t output_w;
-    int32_t output_c;
-    int32_t filter_h;
-    int32_t filter_w;
-    int32_t filter_c;
-    int32_t stride_h;
-    int32_t stride_w;
-    int32_t dilation_h;
-    int32_t dilation_w;
-    int32_t pad_top;
-    int32_t pad_left;
-    int32_t input_offset;
-    int32_t output_offset;       /* zero point of the convolution result */
-    int32_t act_min;
-    int32_t act_max;
-    const int8_t *filter;
-    const int32_t *bias;
-    const int32_t *multiplier;
-    const int32_t *shift;
+    tinyml_conv2d_params conv;   /* conv.output_offset: zero point of the convolution result */
     int32_t add_skip_first;      /* 1: skip is ADD's first operand */
     int32_t add_conv_offset;     /* -zero point of the convolution result */
     int32_t add_skip_offset;     /* -skip zero point */
@@ -124,38 +101,6 @@ typedef struct {
 
 void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
                           const int8_t *skip, int8_t *output, int8_t *scratch);
-
-/* The convolution part of a CONV_2D_ADD's parameters, for the kernels that compute it as a
- * CONV_2D (portable and Cortex-M). */
-static inline tinyml_conv2d_params tinyml_conv2d_add_conv(const tinyml_conv2d_add_params *p)
-{
-    tinyml_conv2d_params conv;
-    conv.batches = p->batches;
-    conv.input_h = p->input_h;
-    conv.input_w = p->input_w;
-    conv.input_c = p->input_c;
-    conv.output_h = p->output_h;
-    conv.output_w = p->output_w;
-    conv.output_c = p->output_c;
-    conv.filter_h = p->filter_h;
-    conv.filter_w = p->filter_w;
-    conv.filter_c = p->filter_c;
-    conv.stride_h = p->stride_h;
-    conv.stride_w = p->stride_w;
-    conv.dilation_h = p->dilation_h;
-    conv.dilation_w = p->dilation_w;
-    conv.pad_top = p->pad_top;
-    conv.pad_left = p->pad_left;
-    conv.input_offset = p->input_offset;
-    conv.output_offset = p->output_offset;
-    conv.act_min = p->act_min;
-    conv.act_max = p->act_max;
-    conv.filter = p->filter;
-    conv.bias = p->bias;
-    conv.multiplier = p->multiplier;
-    conv.shift = p->shift;
-    return conv;
-}
 
 /* ---- DEPTHWISE_CONV_2D -------------------------------------------------------------------
  * Output channel c * depth_multiplier + m reads input channel c. Filter channel-major:

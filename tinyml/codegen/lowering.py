@@ -38,7 +38,7 @@ from tinyml.reference.kernels import KernelCall as ReferenceCall
 from tinyml.reference.kernels.activations import (hard_swish_int8_params, logistic_int8_params,
                                                   relu6_int8_bounds, relu_int8_params)
 from tinyml.reference.kernels.elementwise import ADD_LEFT_SHIFT, add_multipliers, mul_multiplier
-from tinyml.reference.kernels.fully_connected import _check_bias_scale
+from tinyml.reference.kernels.fully_connected import check_bias_scale
 from tinyml.reference.kernels.pooling import mean_multiplier
 from tinyml.reference.kernels.quantize import requantize_multiplier
 from tinyml.reference.kernels.softmax import softmax_int8_params
@@ -77,17 +77,39 @@ class KernelCall:
     op: Op
     function: str
     params_type: str
-    params: dict[str, int | float | ConstArray]
+    params: dict[str, int | float | ConstArray | dict]
     args: list[str]
     scratch_bytes: int = 0
     in_place: tuple[int, int] | None = None
     #: How the kernel runs on one patch (see :class:`Lowering`); None: whole tensors only.
     geometry: str | None = None
 
+    def fields(self) -> list[tuple[str, int | float | ConstArray]]:
+        """The struct's fields in order as (C designator, value). A dict in ``params`` is a
+        nested struct: its fields are named through it (``conv.input_h``), as a C99
+        designated initializer names them."""
+        return list(_flatten(self.params))
+
+    def designator(self, field: str) -> str:
+        """Where ``field`` is in the struct: ``input_h``, or ``conv.input_h`` when a nested
+        struct holds it."""
+        for path, _ in self.fields():
+            if path.rpartition(".")[2] == field:
+                return path
+        raise KeyError(f"{self.params_type} has no field {field}")
+
     @property
     def arrays(self) -> list[ConstArray]:
         """The constant arrays among ``params`` (what weights.c must define)."""
-        return [v for v in self.params.values() if isinstance(v, ConstArray)]
+        return [v for _, v in self.fields() if isinstance(v, ConstArray)]
+
+
+def _flatten(params: dict, prefix: str = ""):
+    for key, value in params.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 @dataclass(frozen=True)
@@ -252,9 +274,14 @@ def _call(ctx: _Context, function: str, params_type: str, params: dict, args: li
     if function not in declared:
         raise AssertionError(f"the lowering of {ctx.op.kind} calls {function}, which it does not "
                              f"declare (lowers(..., kernels=...))")
-    clean = {k: v if isinstance(v, (ConstArray, float)) else int(v) for k, v in params.items()}
-    return KernelCall(ctx.op, function, params_type, clean, args, int(scratch_bytes), in_place,
-                      declared[function])
+    return KernelCall(ctx.op, function, params_type, _clean(params), args, int(scratch_bytes),
+                      in_place, declared[function])
+
+
+def _clean(params: dict) -> dict:
+    """Python ints for numpy integers (C literals), nested structs alike."""
+    return {k: _clean(v) if isinstance(v, dict) else
+            v if isinstance(v, (ConstArray, float)) else int(v) for k, v in params.items()}
 
 
 def _io_args(ctx: _Context, inputs: list[int] | None = None) -> list[str]:
@@ -379,7 +406,8 @@ def _lower_conv2d_add(ctx: _Context) -> KernelCall:
     skip_t = ctx.int8(ctx.ins[2], "skip input")
     out = ctx.int8(ctx.out, "output")
     ctx.int8(mid, "convolution result")
-    params = _conv_params(ctx, x_t, ctx.ins[1], 3, mid.scale(), mid.zero_point(), False)
+    params = dict(conv=_conv_params(ctx, x_t, ctx.ins[1], 3, mid.scale(), mid.zero_point(),
+                                    False))
     first, second = ((skip_t, mid) if ctx.op.attrs.skip_first else (mid, skip_t))
     pair1, pair2, (mo, so) = add_multipliers(first.scale(), second.scale(), out.scale())
     conv_pair, skip_pair = (pair2, pair1) if ctx.op.attrs.skip_first else (pair1, pair2)
@@ -480,7 +508,7 @@ def _lower_fully_connected(ctx: _Context) -> KernelCall:
                                                     units)
         filter_offset = 0
     else:
-        _check_bias_scale(ctx.reference_call())
+        check_bias_scale(ctx.reference_call())
         m, s = per_tensor_fc_multiplier(x_t.scale(), w_t.scale(), out.scale())
         multiplier, shift = np.full(units, m), np.full(units, s)
         filter_offset = -w_t.zero_point()

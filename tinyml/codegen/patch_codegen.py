@@ -148,7 +148,7 @@ class PatchStageEmitter:
         call = step.call
         var = identifier(f"patch_layer{position}", self.e.used)
         fields = []
-        for key, value in call.params.items():
+        for key, value in call.fields():
             if isinstance(value, ConstArray):
                 fields.append((key, self.e.array(value, f"{step.op.name}: {key}")))
             else:
@@ -171,32 +171,37 @@ class PatchStageEmitter:
         out_rows, out_cols = self._axes(op.outputs[0])
         in_rows, in_cols = self._axes(op.inputs[0])
         lines = [f"/* {c_comment(op.name)} ({op.kind}) */", f"{var} = {base};"]
+
+        def field(name: str) -> str:  # the geometry may sit in a nested struct (.conv)
+            return f"{var}.{call.designator(name)}"
+
         if kind == "elementwise":
             channels = self.s.buffers[op.outputs[0]].shape[3]
-            lines.append(f"{var}.size = {out_rows.size} * {out_cols.size} * {channels};")
+            lines.append(f"{field('size')} = {out_rows.size} * {out_cols.size} * {channels};")
         else:
             if not in_rows.full:
-                lines += [f"{var}.input_h = {in_rows.size};", f"{var}.input_w = {in_cols.size};"]
-            lines += [f"{var}.output_h = {out_rows.size};", f"{var}.output_w = {out_cols.size};"]
+                lines += [f"{field('input_h')} = {in_rows.size};",
+                          f"{field('input_w')} = {in_cols.size};"]
+            lines += [f"{field('output_h')} = {out_rows.size};",
+                      f"{field('output_w')} = {out_cols.size};"]
         if kind in ("window", "plane"):
             a = op.attrs
-            for field, axis_in, axis_out, pad, stride in (
+            for name, axis_in, axis_out, pad, stride in (
                     ("pad_top", in_rows, out_rows, a.padding[0], a.stride[0]),
                     ("pad_left", in_cols, out_cols, a.padding[2], a.stride[1])):
-                lines.append(f"{var}.{field} = {_pad_expression(pad, axis_in, axis_out, stride)};")
+                lines.append(f"{field(name)} = {_pad_expression(pad, axis_in, axis_out, stride)};")
         if kind == "plane":
             a = op.attrs
             _, kh, kw, _ = self.graph.tensors[op.inputs[1]].shape
-            for field, out_field, stride, k, d in (("plane_h", "output_h", a.stride[0], kh,
-                                                     a.dilation[0]),
-                                                    ("plane_w", "output_w", a.stride[1], kw,
-                                                     a.dilation[1])):
+            for name, out_name, stride, k, d in (("plane_h", "output_h", a.stride[0], kh,
+                                                   a.dilation[0]),
+                                                  ("plane_w", "output_w", a.stride[1], kw,
+                                                   a.dilation[1])):
                 extent = (k - 1) * d + 1
-                grow = f"{var}.{out_field}" if stride == 1 else \
-                    f"({var}.{out_field} - 1) * {stride}"
+                grow = field(out_name) if stride == 1 else f"({field(out_name)} - 1) * {stride}"
                 tail = extent - 1 if stride == 1 else extent
-                lines.append(f"{var}.{field} = {grow} + {tail};" if tail else
-                             f"{var}.{field} = {grow};")
+                lines.append(f"{field(name)} = {grow} + {tail};" if tail else
+                             f"{field(name)} = {grow};")
         args = [f"&{var}"]
         for arg in call.args:
             what, _, name = arg.partition(":")

@@ -176,7 +176,7 @@ class _Emitter:
                 continue
             var = identifier(f"layer{step}", self.used)
             fields = []
-            for key, value in call.params.items():
+            for key, value in call.fields():
                 if isinstance(value, ConstArray):
                     fields.append((key, self.array(value, f"{op.name}: {key}")))
                 else:

@@ -16,15 +16,12 @@ on the host or in QEMU) for each message, and for a TRAIN message
 
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from tinyml.fleet import device_ops
-from tinyml.fleet.simulation import RUN_ENV
+from tinyml.fleet.run_config import client_device
 from tinyml.fleet.workspace import Workspace
 
 app = ClientApp()
@@ -71,11 +68,7 @@ def local_round(workspace: Workspace, device: int, phi: np.ndarray, strategy: st
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    node = context.node_config
-    # Deployment: the SuperNode's node config; simulation: partition-id and the run config.
-    simulated = json.loads(os.environ.get(RUN_ENV, "{}"))
-    workspace = Workspace(str(node.get("workspace") or simulated["workspace"]))
-    device = int(node["device"] if "device" in node else node["partition-id"])
+    workspace, device = client_device(context)
     phi = msg.content["arrays"].to_numpy_ndarrays()[0].astype(np.float32)
     config = msg.content["config"]
     params, metrics = local_round(workspace, device, phi, str(config["strategy"]),

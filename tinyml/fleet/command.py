@@ -123,7 +123,7 @@ def fleet_run(model, target, devices, rounds, data, *, strategy="reptile",
               workdir=DEFAULT_WORKDIR, simulation=False, fresh=False, progress=True,
               kill=None, faults=None, **options) -> dict:
     """Create (or reuse) the workspace and run ``rounds`` rounds; the result as a dict."""
-    from tinyml.fleet.report import write_report
+    from tinyml.fleet.fleet_report import write_report
     from tinyml.fleet.workspace import FleetSettings, create
 
     check_run_options(devices, rounds,

@@ -9,9 +9,9 @@ SuperNode a ClientApp per message; the ClientApp starts the device's firmware.
 
 Each SuperNode runs in its own process group, so one device (the SuperNode, its ClientApp and
 its firmware) can be killed alone: ``kill`` = (round, [device indices]) kills those devices
-once that round has started, the robustness drill of issue 9. The process groups are written
-to ``pids.json`` in the workspace; a fleet started on a workspace whose previous fleet was
-killed first ends that fleet's leftover processes (by their recorded ids).
+once that round has started (the robustness drill of tests/test_fleet.py). The process groups
+are written to ``pids.json`` in the workspace; a fleet started on a workspace whose previous
+fleet was killed first ends that fleet's leftover processes (by their recorded ids).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The acceptance task set: 2-way tasks over pairs of handwritten digits (scikit-learn digits).
+"""The fleet benchmark's tasks: 2-way tasks over pairs of handwritten digits (scikit-learn).
 
 What makes meta-learning matter here, and how the data is cut so that nothing leaks:
 

@@ -9,15 +9,12 @@ mid-round does not stall the next rounds); updates are validated before aggregat
 the progress file ``tinyml fleet`` prints from. On start the server resumes from the
 checkpoint of its run, if there is one.
 
-Run config (``flwr run --run-config``): ``workspace`` (the fleet directory), ``strategy``
-(reptile|fedavg), ``num-rounds``, ``run`` (checkpoint and registry name), ``expected-nodes``
-and ``node-wait`` (how long to wait for them to connect).
+Its run config (keys and where they come from) is read by :mod:`.run_config`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import numpy as np
@@ -28,7 +25,7 @@ from tinyml.errors import TinymlError
 from tinyml.fleet.checkpoint import Checkpoint, load_checkpoint
 from tinyml.fleet.registry import Registry
 from tinyml.fleet.rounds import Reply, aggregate_round
-from tinyml.fleet.simulation import RUN_ENV
+from tinyml.fleet.run_config import run_config
 from tinyml.fleet.strategy import make_strategy
 from tinyml.fleet.workspace import Workspace
 
@@ -78,7 +75,7 @@ def to_reply(node: int, message: Message, names: dict[int, str]) -> Reply:
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    cfg = dict(context.run_config) or json.loads(os.environ.get(RUN_ENV, "{}"))
+    cfg = run_config(context)
     workspace = Workspace(str(cfg["workspace"]))
     run_fleet(grid, workspace, strategy_name=str(cfg["strategy"]),
               rounds=int(cfg["num-rounds"]), run=str(cfg["run"]),

@@ -8,14 +8,10 @@ is its device index). Ray is an optional extra: ``pip install 'tinyml[fleet-sim]
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
 
 from tinyml.errors import TinymlError
+from tinyml.fleet.run_config import simulated_run_config
 from tinyml.fleet.workspace import Workspace
-
-#: The run config of a simulated run (JSON), for apps that get none from Flower.
-RUN_ENV = "TINYML_FLEET_RUN"
 
 
 def run_simulation(ws: Workspace, strategy: str, rounds: int, run: str, *, on_round=None
@@ -32,15 +28,11 @@ def run_simulation(ws: Workspace, strategy: str, rounds: int, run: str, *, on_ro
     seen = len(ws.read_progress(run))
     overrides = {"workspace": str(ws.root), "strategy": strategy, "num-rounds": rounds,
                  "run": run, "expected-nodes": ws.settings.devices, "node-wait": 120.0}
-    # Flower's run_simulation takes no run config: the apps read it from the environment
-    # (Ray's local workers inherit it).
-    os.environ[RUN_ENV] = json.dumps(overrides)
-    try:
+    # Flower's run_simulation takes no run config: the apps read it from the environment.
+    with simulated_run_config(overrides):
         flower_simulation(server_app=server_app, client_app=client_app,
                           num_supernodes=ws.settings.devices,
                           backend_config={"client_resources": {"num_cpus": 1}})
-    finally:
-        os.environ.pop(RUN_ENV, None)
     records = ws.read_progress(run)[seen:]
     if on_round is not None:
         for record in records:

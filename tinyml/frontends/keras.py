@@ -79,7 +79,7 @@ def graph_from_conversion(conversion: KerasConversion, name: str = "model") -> G
 
 def convert_keras(path: str | Path) -> KerasConversion:
     """Convert a Keras model file to a float TFLite flatbuffer (in the worker process)."""
-    from tinyml.frontends import detect_format
+    from tinyml.frontends.formats import detect_format
 
     path = Path(path)
     fmt = detect_format(path)

@@ -1,4 +1,4 @@
-"""On-device learning: a trainable float32 head on a frozen int8 backbone (issue 8).
+"""On-device learning: a trainable float32 head on a frozen int8 backbone.
 
 - :mod:`.head`: which layers train (``--trainable last:K``), split off the graph, as floats;
 - :mod:`.memory`: the training RAM, planned with the inference arena;
@@ -7,5 +7,5 @@
   clipping, the NaN/Inf guard);
 - :mod:`.device`: a compiled trainable firmware as a long-lived process (host or QEMU);
 - :mod:`.stream`: ``tinyml run --learn``: a labelled stream through the device;
-- :mod:`.report`: accuracy over time, plotted into an HTML report.
+- :mod:`.learning_report`: accuracy over time, plotted into an HTML report.
 """

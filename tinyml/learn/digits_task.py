@@ -1,4 +1,4 @@
-"""The class-incremental task of issue 8's acceptance, on scikit-learn's bundled digits.
+"""A class-incremental task on scikit-learn's bundled digits: learn 5-9 on top of 0-4.
 
 A small CNN is trained (TensorFlow/Keras) on digits 0-4 only, quantized by tinyml to int8
 and compiled with ``--trainable last:1 --max-classes 10``: its classifier head then learns

@@ -90,13 +90,13 @@ def summary(result: StreamResult, report: dict) -> dict:
 
 
 def main(args) -> int:
-    """The CLI's ``run --learn`` (args from tinyml.cli)."""
+    """The CLI's ``run --learn`` (args parsed by :mod:`tinyml.cli`)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     report_path = args.report or None
     if report_path:  # before compiling: a bad path must not cost a whole stream
-        from tinyml.learn.report import check_report_path
+        from tinyml.learn.learning_report import check_report_path
         check_report_path(report_path)
     console = Console(file=sys.stderr)
     with Progress(TextColumn("learning"), BarColumn(), MofNCompleteColumn(),
@@ -126,14 +126,14 @@ def main(args) -> int:
                      "per class: " + ", ".join(f"{c}: {100 * a:.0f} %"
                                                for c, a in e["per_class"].items())))
     if report_path:
-        from tinyml.learn.report import write_learning_report
+        from tinyml.learn.learning_report import write_learning_report
         write_learning_report(result, report_path, title, [(k, v) for k, v, _ in rows])
         rows.append(("report", str(report_path), "accuracy over time (plot)"))
         data["report"] = str(report_path)
     if args.json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
-        from tinyml.cli import _print_report
-        _print_report(title, rows)
+        from tinyml.console import print_report
+        print_report(title, rows)
     sys.stdout.flush()
     return 0

@@ -19,5 +19,5 @@ How (``tinyml nas``, :func:`tinyml.nas.pipeline.run_nas`):
 5. :mod:`.evolution`: evolutionary search with a few-epoch proxy; every candidate is logged
    (:mod:`.log`, JSON lines), and a rerun on the same directory resumes from the log.
 6. :mod:`.pipeline`: final training, the scaled MobileNetV2 baseline, int8 export, the
-   compiled firmware (sizes measured on the ELF) and the report (:mod:`.report`).
+   compiled firmware (sizes measured on the ELF) and the report (:mod:`.search_report`).
 """

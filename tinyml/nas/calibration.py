@@ -230,7 +230,7 @@ def measure(arch: Arch, target: Target, workdir: Path, profile: bool = True) -> 
     sizes, the model's constant bytes, kernel symbol sizes and per-layer instructions."""
     from tinyml.budget import layer_constant_bytes
     from tinyml.compiler import compile_model
-    from tinyml.nas.constraints import quantized_graph
+    from tinyml.nas.ir_builder import quantized_graph
     from tinyml.quantize.tflite_export import export_tflite
     from tinyml.verify import make_samples, profile_layers
 

@@ -122,9 +122,7 @@ def run_nas_command(args: argparse.Namespace) -> int:
 
 
 def _print(r: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+    from tinyml.console import print_report
 
     def pct(v):
         return "-" if v is None else f"{100 * v:.2f} %"
@@ -148,10 +146,4 @@ def _print(r: dict) -> None:
         ("architecture", r["arch"], ""),
         ("written", r["output_dir"], "model.keras, model_int8.tflite, firmware/, report.html"),
     ]
-    table = Table(title=Text(f"tinyml nas ({r['target']}, {r['seconds']:.0f} s)"),
-                  title_justify="left", show_header=False)
-    for _ in range(3):
-        table.add_column(overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(str(c)) for c in row))
-    Console(file=sys.stdout).print(table)
+    print_report(f"tinyml nas ({r['target']}, {r['seconds']:.0f} s)", rows)

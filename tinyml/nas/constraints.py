@@ -19,24 +19,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 
-from tinyml.ir import Graph
 from tinyml.nas.calibration import ImageModel
-from tinyml.nas.ir_builder import build_graph
+from tinyml.nas.ir_builder import quantized_graph
 from tinyml.nas.search_space import Arch
 from tinyml.schedule.patches import DEFAULT_OVERHEAD
 from tinyml.targets import Target
-
-
-def quantized_graph(arch: Arch, seed: int = 0) -> Graph:
-    """The int8 graph of ``arch`` with random weights, as tinyml's quantizer makes it."""
-    from tinyml.quantize import quantize_model
-
-    rng = np.random.default_rng(seed)
-    images = rng.uniform(0.0, 1.0, (2, arch.resolution, arch.resolution, arch.channels_in))
-    return quantize_model(build_graph(arch, seed), images.astype(np.float32),
-                          bias_correction=False).graph
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ graph has the ops, shapes and constants of the converted Keras model of the same
 made explicit, MEAN for global pooling), so quantizing, lowering and planning it gives the same
 arena and constant bytes; ``tests/test_nas.py`` checks that against the Keras frontend. Weights
 are random (He-normal): memory and flash do not depend on their values.
+:func:`quantized_graph` quantizes it with tinyml's quantizer, as the constraint check and the
+size calibration (:mod:`tinyml.nas.calibration`) both need it.
 """
 
 from __future__ import annotations
@@ -91,3 +93,14 @@ def build_graph(arch: Arch, seed: int = 0) -> Graph:
     g.add_op(Op("SOFTMAX", "softmax", [logits], [probs], SoftmaxAttrs()))
     g.outputs = [probs]
     return g.finalize()
+
+
+def quantized_graph(arch: Arch, seed: int = 0) -> Graph:
+    """The int8 graph of ``arch`` with random weights, as tinyml's quantizer makes it (on two
+    random images: ranges do not change sizes)."""
+    from tinyml.quantize import quantize_model
+
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0.0, 1.0, (2, arch.resolution, arch.resolution, arch.channels_in))
+    return quantize_model(build_graph(arch, seed), images.astype(np.float32),
+                          bias_correction=False).graph

@@ -13,7 +13,7 @@ Phases and their share of ``--time-budget``:
    ``.tflite`` run by TFLM on the test split (the accuracy the device will have);
 6. the firmware: ``tinyml compile`` of that ``.tflite`` for the target with the budgets in
    place of the part's; its ELF and measured stack give ``ram_bytes`` and ``flash_bytes``;
-7. the report (:mod:`.report`) and ``result.json``.
+7. the report (:mod:`.search_report`) and ``result.json``.
 
 Everything lands in the output directory: ``model.keras``, ``model_int8.tflite``,
 ``firmware/``, ``baseline.keras``, ``baseline_int8.tflite``, ``report.html``, ``result.json``
@@ -35,12 +35,13 @@ from typing import Callable
 import numpy as np
 
 from tinyml.errors import TinymlError
-from tinyml.nas.calibration import image_model, keep_calibration
+from tinyml.nas.calibration import ImageModel, image_model, keep_calibration
 from tinyml.nas.constraints import Budget, ConstraintChecker, Fit
 from tinyml.nas.evolution import Candidate, Evolution
 from tinyml.nas.log import SearchLog
 from tinyml.nas.search_space import BASELINE_WIDTHS, Arch, SearchSpace, mobilenet_v2
 from tinyml.nas.space_optimization import choose_subspace, score_subspaces
+from tinyml.nas.training import Data
 from tinyml.targets import Target, load_target
 
 EVOLUTION_SHARE = 0.5
@@ -124,9 +125,60 @@ class _Clock:
 
 
 def run_nas(options: NasOptions, status: Status | None = None) -> dict:
+    """The whole search, stage by stage (the module's docstring lists them); returns the
+    figures ``result.json`` holds."""
+    run = _start(options, status or (lambda text, fraction: None))
+    smallest = _check_feasibility(run)
+    scores, resolution, width = _optimize_space(run, smallest)
+    best = _evolve(run, smallest, resolution, width)
+    baseline_arch, baseline_fit = (choose_baseline(options.space, run.checker, run.data.classes,
+                                                   run.data.channels, run.on_check)
+                                   if options.baseline else (None, None))
+    epochs = final_epochs(options, best, baseline_arch, run.clock)
+    run.log.append({"event": "final", "arch": best.arch.key(), "epochs": epochs,
+                    "baseline": baseline_arch.key() if baseline_arch else None})
+    run.status(f"final training: {epochs} epochs", run.clock.fraction())
+    final = train_and_quantize(best.arch, run.data, epochs, run.output / "model", options.seed)
+    run.status("compiling the firmware", run.clock.fraction())
+    compilation = compile_firmware(run.output / "model_int8.tflite",
+                                   budgeted_target(run.target, run.budget),
+                                   run.output / "firmware", best.fit, run.budget)
+    baseline = None
+    if baseline_arch is not None:
+        run.status(f"baseline training: {epochs} epochs", run.clock.fraction())
+        baseline = train_and_quantize(baseline_arch, run.data, epochs, run.output / "baseline",
+                                      options.seed)
+    report = _result(run, best, final, compilation, epochs, (resolution, width),
+                     baseline, baseline_arch, baseline_fit)
+    _write_outputs(run, report, scores)
+    return report
+
+
+@dataclass
+class _Run:
+    """What the stages of one search share."""
+
+    options: NasOptions
+    status: Status
+    clock: _Clock
+    budget: Budget
+    target: Target
+    data: Data
+    output: Path
+    image: ImageModel
+    checker: ConstraintChecker
+    log: SearchLog | None = None    # opened once the budget is known to be feasible
+
+    def on_check(self, arch: Arch, fit: Fit, phase: str) -> None:
+        self.log.record_check({"arch": arch.key(), "phase": phase, **fit.to_json()})
+        self.status(f"{phase}: {self.checker.checked} candidates checked",
+                    self.clock.fraction())
+
+
+def _start(options: NasOptions, status: Status) -> _Run:
+    """Check the options, load the data, calibrate the image model: nothing written yet."""
     from tinyml.nas.training import load_data
 
-    status = status or (lambda text, fraction: None)
     clock = _Clock(options.time_budget_s)
     budget = Budget(options.sram_bytes, options.flash_bytes, options.patch_overhead)
     if budget.sram_bytes <= 0 or budget.flash_bytes <= 0:
@@ -139,38 +191,45 @@ def run_nas(options: NasOptions, status: Status | None = None) -> dict:
     output = Path(options.output)
     if output.exists() and not output.is_dir():
         raise TinymlError(f"{output}: exists and is not a directory")
-    space = options.space
     status("calibration", clock.fraction())
     image = image_model(target, cache_dir=output)
-    checker = ConstraintChecker(target, budget, image)
+    return _Run(options, status, clock, budget, target, data, output, image,
+                ConstraintChecker(target, budget, image))
 
-    # ---- 1. feasibility ------------------------------------------------------------------------
+
+def _check_feasibility(run: _Run) -> Arch:
+    """Stage 1: the smallest candidate must fit, else one line says what it needs. Only then
+    is the output directory written (calibration, the search log)."""
+    space, data = run.options.space, run.data
     smallest = space.arch(space.smallest_genome(), min(space.resolutions), min(space.widths),
                           data.classes, data.channels)
-    smallest_fit = checker.check(smallest)
+    smallest_fit = run.checker.check(smallest)
     if not smallest_fit.fits:
-        raise TinymlError(infeasible_message(smallest, smallest_fit, budget))
+        raise TinymlError(infeasible_message(smallest, smallest_fit, run.budget))
+    run.output.mkdir(parents=True, exist_ok=True)
+    keep_calibration(run.image, run.target, run.output)
+    run.log = SearchLog(run.output, run.options.settings())
+    run.on_check(smallest, smallest_fit, "feasibility")
+    return smallest
 
-    output.mkdir(parents=True, exist_ok=True)
-    keep_calibration(image, target, output)
-    log = SearchLog(output, options.settings())
 
-    def on_check(arch: Arch, fit: Fit, phase: str) -> None:
-        log.record_check({"arch": arch.key(), "phase": phase, **fit.to_json()})
-        status(f"{phase}: {checker.checked} candidates checked", clock.fraction())
-
-    on_check(smallest, smallest_fit, "feasibility")
-
-    # ---- 2. search-space optimization -----------------------------------------------------------
-    scores = score_subspaces(space, checker, data.classes, data.channels,
-                             options.space_samples, options.seed, on_check)
+def _optimize_space(run: _Run, smallest: Arch) -> tuple[list, int, float]:
+    """Stage 2: the (resolution, width) sub-space to evolve in, by constraint checks only."""
+    options, data = run.options, run.data
+    scores = score_subspaces(options.space, run.checker, data.classes, data.channels,
+                             options.space_samples, options.seed, run.on_check)
     chosen = choose_subspace(scores)
     resolution, width = (chosen.resolution, chosen.width) if chosen else \
         (smallest.resolution, smallest.width)
-    log.append({"event": "subspace", "resolution": resolution, "width": width,
-                "scores": [s.to_json() for s in scores]})
+    run.log.append({"event": "subspace", "resolution": resolution, "width": width,
+                    "scores": [s.to_json() for s in scores]})
+    return scores, resolution, width
 
-    # ---- 3. evolution ---------------------------------------------------------------------------
+
+def _evolve(run: _Run, smallest: Arch, resolution: int, width: float) -> Candidate:
+    """Stage 3: evolution with proxy training until its share of the time budget; the best
+    candidate (the smallest one when nothing random fitted in time)."""
+    options, data, space, log = run.options, run.data, run.options.space, run.log
     tr, va = data.validation_split(options.seed)
     x_all = data.resized("train", resolution)
 
@@ -180,8 +239,8 @@ def run_nas(options: NasOptions, status: Status | None = None) -> dict:
         if cached is not None:
             return {**cached, "resumed": True}
         from tinyml.nas.training import train
-        status(f"evolution: training candidate {len(evolution.evaluated) + 1} "
-               f"(generation {generation})", clock.fraction())
+        run.status(f"evolution: training candidate {len(evolution.evaluated) + 1} "
+                   f"(generation {generation})", run.clock.fraction())
         trained = train(arch, x_all[tr], data.y_train[tr], options.proxy_epochs, x_all[va],
                         data.y_train[va], options.seed)
         loss = float(trained.model.evaluate(x_all[va], data.y_train[va], verbose=0,
@@ -195,55 +254,39 @@ def run_nas(options: NasOptions, status: Status | None = None) -> dict:
         log.record_proxy(event)
         return event
 
-    evolution = Evolution(space, resolution, width, data.classes, data.channels, checker,
+    evolution = Evolution(space, resolution, width, data.classes, data.channels, run.checker,
                           evaluate, options.seed, options.population, options.parents,
-                          on_check=on_check)
-    ranked = evolution.run(clock.at(EVOLUTION_SHARE))
+                          on_check=run.on_check)
+    ranked = evolution.run(run.clock.at(EVOLUTION_SHARE))
     if not ranked:  # nothing random fitted in time: the smallest candidate is the answer
-        fallback = space.arch(space.smallest_genome(), resolution, width, data.classes,
-                              data.channels)
-        if not checker.check(fallback).fits:
-            fallback = smallest
         genome = space.smallest_genome()
-        fit = checker.check(fallback)
+        fallback = space.arch(genome, resolution, width, data.classes, data.channels)
+        fit = run.checker.check(fallback)
+        if not fit.fits:
+            fallback, fit = smallest, run.checker.check(smallest)
+        run.on_check(fallback, fit, "fallback")  # the log holds a check of every trained arch
         result = evaluate(fallback, genome, fit, 0)
         ranked = [Candidate(fallback, genome, fit, result["accuracy"], result["loss"],
                             result["seconds"], 0)]
-    best = ranked[0]
+    return ranked[0]
 
-    # ---- 4. final training (and the baseline, for the same epochs) ----------------------------
-    baseline_arch = baseline_fit = None
-    if options.baseline:
-        baseline_arch, baseline_fit = choose_baseline(space, checker, data.classes,
-                                                      data.channels, on_check)
-    epochs = final_epochs(options, best, baseline_arch, clock)
-    log.append({"event": "final", "arch": best.arch.key(), "epochs": epochs,
-                "baseline": baseline_arch.key() if baseline_arch else None})
-    status(f"final training: {epochs} epochs", clock.fraction())
-    final = train_and_quantize(best.arch, data, epochs, output / "model", options.seed)
 
-    # ---- 5. firmware --------------------------------------------------------------------------
-    status("compiling the firmware", clock.fraction())
-    compilation = compile_firmware(output / "model_int8.tflite", budgeted_target(target, budget),
-                                   output / "firmware", best.fit, budget)
-
-    baseline = None
-    if baseline_arch is not None:
-        status(f"baseline training: {epochs} epochs", clock.fraction())
-        baseline = train_and_quantize(baseline_arch, data, epochs, output / "baseline",
-                                      options.seed)
-
-    sizes = compilation.sizes
-    report = {
+def _result(run: _Run, best: Candidate, final: dict, compilation, epochs: int,
+            subspace: tuple[int, float], baseline: dict | None, baseline_arch: Arch | None,
+            baseline_fit: Fit | None) -> dict:
+    """The figures of the search: measured on the firmware, estimated by the search."""
+    sizes, output, budget = compilation.sizes, run.output, run.budget
+    resolution, width = subspace
+    return {
         "ram_bytes": sizes["ram_bytes"], "flash_bytes": sizes["flash_bytes"],
         "test_accuracy": final["int8_accuracy"],
         "baseline_accuracy": baseline["int8_accuracy"] if baseline else None,
-        "candidates_evaluated": len(log.proxies),
-        "candidates_checked": len(log.checks),
+        "candidates_evaluated": len(run.log.proxies),
+        "candidates_checked": len(run.log.checks),
         "float_test_accuracy": final["float_accuracy"],
         "baseline_float_accuracy": baseline["float_accuracy"] if baseline else None,
         "sram_budget_bytes": budget.sram_bytes, "flash_budget_bytes": budget.flash_bytes,
-        "target": target.name,
+        "target": run.target.name,
         "arch": best.arch.key(), "resolution": best.arch.resolution, "width": best.arch.width,
         "macs": compilation.macs, "proxy_accuracy": best.accuracy,
         "peak_sram_bytes": compilation.plan.arena_bytes,
@@ -254,29 +297,32 @@ def run_nas(options: NasOptions, status: Status | None = None) -> dict:
         "estimated_ram_bytes": best.fit.ram_bytes,
         "estimated_flash_bytes": best.fit.flash_bytes,
         "instructions_per_inference": compilation.example_run.get("instructions"),
-        "predicted_instructions": image.latency.predict(compilation)["instructions"],
+        "predicted_instructions": run.image.latency.predict(compilation)["instructions"],
         "baseline_arch": baseline_arch.key() if baseline_arch else None,
         "baseline_width": baseline_arch.width if baseline_arch else None,
         "baseline_resolution": baseline_arch.resolution if baseline_arch else None,
         "baseline_macs": baseline_fit.macs if baseline_fit else None,
         "baseline_estimated_ram_bytes": baseline_fit.ram_bytes if baseline_fit else None,
         "baseline_estimated_flash_bytes": baseline_fit.flash_bytes if baseline_fit else None,
-        "epochs": epochs, "proxy_epochs": options.proxy_epochs,
+        "epochs": epochs, "proxy_epochs": run.options.proxy_epochs,
         "subspace": {"resolution": resolution, "width": width},
-        "seconds": round(time.monotonic() - clock.start, 1),
+        "seconds": round(time.monotonic() - run.clock.start, 1),
         "output_dir": str(output),
         "keras_model": str(output / "model.keras"),
         "tflite_model": str(output / "model_int8.tflite"),
         "firmware": str(output / "firmware"),
         "report": str(output / "report.html"),
-        "log": str(log.path),
+        "log": str(run.log.path),
     }
-    from tinyml.nas.report import write_report
-    status("writing the report", clock.fraction())
-    write_report(output / "report.html", report, log.events, scores)
-    (output / "result.json").write_text(json.dumps(report, indent=2) + "\n")
-    log.append({"event": "done", "result": report})
-    return report
+
+
+def _write_outputs(run: _Run, report: dict, scores: list) -> None:
+    """The last stage: report.html, result.json and the log's closing line."""
+    from tinyml.nas.search_report import write_report
+    run.status("writing the report", run.clock.fraction())
+    write_report(run.output / "report.html", report, run.log.events, scores)
+    (run.output / "result.json").write_text(json.dumps(report, indent=2) + "\n")
+    run.log.append({"event": "done", "result": report})
 
 
 def choose_baseline(space: SearchSpace, checker: ConstraintChecker, classes: int,

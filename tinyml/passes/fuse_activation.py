@@ -18,7 +18,7 @@ output quantization. The pass fuses only when the result is provably identical:
   -128 <= lo <= hi <= 127, ``clamp(clip(acc, -128, 127)) == clip(acc, lo, hi)`` for every
   int32 ``acc``: the check is a proof, not a sample.
 
-Float graphs are left alone: they are not compiled (issue 3), and a float RELU and a fused one
+Float graphs are left alone: only int8 graphs are compiled, and a float RELU and a fused one
 can differ in the sign of zero.
 """
 

@@ -13,7 +13,7 @@
 
 The result is a :class:`QuantizedModel`: the int8 graph (what ``tinyml compile`` and the
 reference run), its float counterpart, and helpers to quantize inputs, to measure what
-quantization cost (:func:`evaluate`, :mod:`.report`) and to write a .tflite file
+quantization cost (:func:`evaluate`, :mod:`.evaluation`) and to write a .tflite file
 (:mod:`.tflite_export`).
 """
 
@@ -26,7 +26,7 @@ import importlib
 _EXPORTS = {
     "quantize_model": "pipeline", "QuantizedModel": "pipeline",
     "Dataset": "data", "load_dataset": "data",
-    "evaluate": "report", "QuantizationReport": "report",
+    "evaluate": "evaluation", "QuantizationReport": "evaluation",
     "export_tflite": "tflite_export", "write_tflite": "tflite_export",
     "METHODS": "observers",
 }

@@ -24,6 +24,16 @@ from tinyml.schedule.policy import InPlace
 DEFAULT_BEAM = 512
 
 
+def has_branches(graph: Graph) -> bool:
+    """True when the ops have more than one topological order (only then is there an order
+    to search): a DAG has exactly one iff each op (in the graph's valid order) reads an
+    output of the op just before it."""
+    for before, after in zip(graph.ops, graph.ops[1:]):
+        if not set(before.outputs) & set(after.inputs):
+            return True
+    return False
+
+
 def min_peak_order(graph: Graph, scratch: list[int], candidates: list[list[InPlace]],
                    beam: int = DEFAULT_BEAM) -> tuple[list[int], int]:
     """An op order (indices into ``graph.ops``) with the smallest peak of live bytes found,

@@ -25,9 +25,9 @@ from typing import Sequence
 
 from tinyml.ir import Graph
 from tinyml.schedule.liveness import Buffer, Liveness, Segment, analyze
-from tinyml.schedule.ordering import min_peak_order, order_peak
+from tinyml.schedule.ordering import has_branches, min_peak_order, order_peak
 from tinyml.schedule.placement import STRATEGIES, place
-from tinyml.schedule.planner import MemoryPlan, _branches
+from tinyml.schedule.planner import MemoryPlan
 from tinyml.schedule.policy import op_requirements
 
 
@@ -95,7 +95,7 @@ def tail_graph(graph: Graph, first: int, split: str) -> Graph:
 def tail_orders(tail: Graph, calls: Sequence) -> dict[str, list[int]]:
     """Candidate orders of the later layers (indices into ``tail.ops``)."""
     orders = {"graph": list(range(len(tail.ops)))}
-    if _branches(tail):
+    if has_branches(tail):
         scratch, candidates = op_requirements(tail, calls)
         best, peak = min_peak_order(tail, scratch, candidates)
         if peak < order_peak(tail, orders["graph"], scratch, candidates):

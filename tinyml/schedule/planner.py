@@ -23,7 +23,7 @@ from typing import Callable, Mapping, Sequence
 from tinyml.errors import TinymlError
 from tinyml.ir import Graph
 from tinyml.schedule.liveness import Liveness, analyze
-from tinyml.schedule.ordering import min_peak_order, order_peak
+from tinyml.schedule.ordering import has_branches, min_peak_order, order_peak
 from tinyml.schedule.placement import STRATEGIES, Placement, place
 from tinyml.schedule.policy import InPlace, ScratchSource, op_requirements
 
@@ -95,7 +95,7 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
     scratch_bytes, candidates = op_requirements(graph, calls, scratch, in_place)
 
     orders = {"graph": list(range(len(graph.ops)))}
-    if reorder and _branches(graph):
+    if reorder and has_branches(graph):
         best, peak = min_peak_order(graph, scratch_bytes, candidates)
         if peak < order_peak(graph, orders["graph"], scratch_bytes, candidates):
             orders["min_peak"] = best
@@ -115,15 +115,6 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
     placement, live, source = winner
     return _plan(graph, placement, live, source, alignment,
                  {k: v[0].arena_bytes for k, v in results.items()})
-
-
-def _branches(graph: Graph) -> bool:
-    """True when the ops have more than one topological order: a DAG has exactly one iff each
-    op (in the graph's valid order) reads an output of the op just before it."""
-    for before, after in zip(graph.ops, graph.ops[1:]):
-        if not set(before.outputs) & set(after.inputs):
-            return True
-    return False
 
 
 def _plan(graph: Graph, placement: Placement, live: Liveness, source: str, alignment: int,

@@ -3,7 +3,7 @@
 Why separate: the authoritative answers come from lowering (``KernelCall.in_place`` and
 ``KernelCall.scratch_bytes``, since only the chosen C kernel knows them). Until a graph is
 lowered (in tests, in ``tinyml inspect``, in benchmarks) the planner uses the defaults here,
-which describe the portable kernels:
+which describe the portable kernels (``firmware/kernels/portable``):
 
 - element-wise ops (spatial trait "elementwise" in ``tinyml.ir.ops``: ADD, MUL, the
   activations, an int8 requantizing QUANTIZE, ...) have kernels that read element i before

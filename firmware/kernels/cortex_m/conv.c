@@ -729,11 +729,9 @@ void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, in
 void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
                           const int8_t *skip, int8_t *output, int8_t *scratch)
 {
-    tinyml_conv2d_params conv;
     conv_add add;
     /* Word-aligned scratch: the two tables, then the block. */
     int32_t *tables = (int32_t *)(void *)conv_block_buffer(scratch);
-    conv = tinyml_conv2d_add_conv(p);
     conv_add_table(tables, p->add_conv_offset, p->add_left_shift,
                    tinyml_dsp_requant_prepare(p->add_conv_multiplier, p->add_conv_shift));
     conv_add_table(tables + 256, p->add_skip_offset, p->add_left_shift,
@@ -744,5 +742,5 @@ void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input
     add.zero_point = p->add_output_offset;
     add.act_min = p->add_act_min;
     add.act_max = p->add_act_max;
-    conv_run(&conv, &add, input, skip, output, (int16_t *)(void *)(tables + 512), 0);
+    conv_run(&p->conv, &add, input, skip, output, (int16_t *)(void *)(tables + 512), 0);
 }

@@ -95,22 +95,21 @@ void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, in
 void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
                           const int8_t *skip, int8_t *output, int8_t *scratch)
 {
-    tinyml_conv2d_params conv;
-    int32_t groups, per_group, b, oy, ox, oc;
+    const tinyml_conv2d_params *conv = &p->conv;
+    const int32_t groups = conv->input_c / conv->filter_c;
+    const int32_t per_group = conv->output_c / groups;
+    int32_t b, oy, ox, oc;
     (void)scratch; /* the portable kernels need none */
-    conv = tinyml_conv2d_add_conv(p);
-    groups = conv.input_c / conv.filter_c;
-    per_group = conv.output_c / groups;
-    for (b = 0; b < conv.batches; ++b) {
-        const int8_t *in_b = input + b * conv.input_h * conv.input_w * conv.input_c;
-        for (oy = 0; oy < conv.output_h; ++oy) {
-            const int32_t in_y0 = oy * conv.stride_h - conv.pad_top;
-            for (ox = 0; ox < conv.output_w; ++ox) {
-                const int32_t in_x0 = ox * conv.stride_w - conv.pad_left;
-                for (oc = 0; oc < conv.output_c; ++oc) {
+    for (b = 0; b < conv->batches; ++b) {
+        const int8_t *in_b = input + b * conv->input_h * conv->input_w * conv->input_c;
+        for (oy = 0; oy < conv->output_h; ++oy) {
+            const int32_t in_y0 = oy * conv->stride_h - conv->pad_top;
+            for (ox = 0; ox < conv->output_w; ++ox) {
+                const int32_t in_x0 = ox * conv->stride_w - conv->pad_left;
+                for (oc = 0; oc < conv->output_c; ++oc) {
                     /* Read the skip element before the output (possibly the same byte). */
                     const int32_t s = (int32_t)*skip++ + p->add_skip_offset;
-                    const int32_t c = (int32_t)conv_element(&conv, in_b, in_y0, in_x0, oc,
+                    const int32_t c = (int32_t)conv_element(conv, in_b, in_y0, in_x0, oc,
                                                             per_group) + p->add_conv_offset;
                     const int32_t first = p->add_skip_first ? s : c;
                     const int32_t second = p->add_skip_first ? c : s;

@@ -26,7 +26,7 @@ from tinyml.reference.fixedpoint import (
     multiply_by_quantized_multiplier, quantize_multiplier, rounding_divide_by_pot, tflite_round,
     wrap_int32,
 )
-from tinyml.reference.kernels import KernelCall, kernel
+from tinyml.reference.kernels.registry import KernelCall, kernel
 
 
 @kernel("RELU", "RELU6", "CLIP")

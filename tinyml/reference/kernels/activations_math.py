@@ -38,7 +38,7 @@ from tinyml.reference import gemmlowp as gl
 from tinyml.reference.fixedpoint import (
     INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, quantize_multiplier,
     rounding_divide_by_pot, saturating_rounding_doubling_high_mul, tflite_round, wrap_int32)
-from tinyml.reference.kernels import KernelCall, kernel
+from tinyml.reference.kernels.registry import KernelCall, kernel
 from tinyml.reference.kernels.activations import (LOGISTIC_INPUT_INTEGER_BITS,
                                                   q4_input_params)
 from tinyml.reference.kernels.softmax import preprocess_softmax_scaling

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyml.errors import UnsupportedOpError
-from tinyml.reference.kernels import KernelCall, kernel
+from tinyml.reference.kernels.registry import KernelCall, kernel
 
 
 @kernel("BATCH_NORM")

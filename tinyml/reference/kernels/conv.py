@@ -8,7 +8,7 @@ from tinyml.errors import UnsupportedOpError
 from tinyml.reference.fixedpoint import (activation_range, float_activation,
                                          per_channel_multipliers, requantize,
                                          symmetric_quantize_floats)
-from tinyml.reference.kernels import KernelCall, kernel
+from tinyml.reference.kernels.registry import KernelCall, kernel
 from tinyml.reference.kernels.windows import windows
 
 

@@ -24,7 +24,7 @@ from tinyml.errors import TinymlError, UnsupportedOpError
 from tinyml.ir import Op, Tensor
 from tinyml.ir import ops as irops
 from tinyml.reference.fixedpoint import tflite_round
-from tinyml.reference.kernels import KernelCall, kernel
+from tinyml.reference.kernels.registry import KernelCall, kernel
 
 
 def _strides(shape) -> list[int]:

@@ -7,7 +7,7 @@ import numpy as np
 from tinyml.reference.fixedpoint import (
     activation_range, float_activation, multiply_by_quantized_multiplier_smaller_than_one_exp,
     quantize_multiplier, requantize, wrap_int32)
-from tinyml.reference.kernels import KernelCall, kernel
+from tinyml.reference.kernels.registry import KernelCall, kernel
 
 
 @kernel("ADD")

@@ -8,7 +8,7 @@ from tinyml.errors import TinymlError, UnsupportedOpError
 from tinyml.reference.fixedpoint import (activation_range, float_activation,
                                          per_channel_multipliers, per_tensor_fc_multiplier,
                                          requantize)
-from tinyml.reference.kernels import KernelCall, kernel
+from tinyml.reference.kernels.registry import KernelCall, kernel
 
 
 @kernel("FULLY_CONNECTED")
@@ -51,7 +51,7 @@ def fully_connected_int8(call: KernelCall) -> np.ndarray:
     else:
         w = w - w_t.zero_point()
         multiplier, shift = per_tensor_fc_multiplier(x_t.scale(), w_t.scale(), out.scale())
-        _check_bias_scale(call)
+        check_bias_scale(call)
     acc = (x @ w.T).astype(np.int64)
     if len(call.inputs) > 2 and call.inputs[2] is not None:
         acc = acc + call.inputs[2].astype(np.int64).reshape(units)
@@ -60,7 +60,7 @@ def fully_connected_int8(call: KernelCall) -> np.ndarray:
     return y.reshape(call.out.shape)
 
 
-def _check_bias_scale(call: KernelCall) -> None:
+def check_bias_scale(call: KernelCall) -> None:
     """TFLM refuses a per-tensor layer whose bias scale strays from input*filter scale by
     more than 2% of the output scale (the kernel applies the product scale to the bias)."""
     if len(call.in_tensors) < 3 or call.in_tensors[2] is None:

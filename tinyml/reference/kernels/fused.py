@@ -15,7 +15,7 @@ import numpy as np
 
 from tinyml.ir import Op, Quantization, Tensor
 from tinyml.ir.ops import Conv2DAttrs, Conv2DAddAttrs, ElementwiseAttrs
-from tinyml.reference.kernels import KERNELS, KernelCall, kernel
+from tinyml.reference.kernels.registry import KERNELS, KernelCall, kernel
 
 
 def conv_add_parts(op: Op, in_tensors: list[Tensor | None],

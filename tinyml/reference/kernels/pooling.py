@@ -10,7 +10,7 @@ import numpy as np
 from tinyml.errors import TinymlError
 from tinyml.reference.fixedpoint import (activation_range, float_activation,
                                          quantize_multiplier, requantize, wrap_int32)
-from tinyml.reference.kernels import KernelCall, kernel
+from tinyml.reference.kernels.registry import KernelCall, kernel
 from tinyml.reference.kernels.windows import windows
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from tinyml.ir import DTYPES
 from tinyml.errors import UnsupportedOpError
 from tinyml.reference.fixedpoint import quantize_multiplier, requantize, tflite_round
-from tinyml.reference.kernels import KernelCall, kernel
+from tinyml.reference.kernels.registry import KernelCall, kernel
 
 
 @kernel("QUANTIZE")

@@ -10,7 +10,7 @@ import numpy as np
 
 from tinyml.errors import UnsupportedOpError
 from tinyml.ir import DTYPES
-from tinyml.reference.kernels import KernelCall, kernel
+from tinyml.reference.kernels.registry import KernelCall, kernel
 
 
 @kernel("RESHAPE")

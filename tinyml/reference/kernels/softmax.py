@@ -21,7 +21,7 @@ from tinyml.reference.fixedpoint import (
 from tinyml.reference.gemmlowp import (
     calculate_input_radius, exp_on_negative_values, get_reciprocal, rescale,
 )
-from tinyml.reference.kernels import KernelCall, kernel
+from tinyml.reference.kernels.registry import KernelCall, kernel
 
 #: Integer bits of the scaled difference fed to exp() (Q5.26) and of the sum of exps (Q12.19).
 SCALED_DIFF_INTEGER_BITS = 5

@@ -9,11 +9,15 @@ value stored NHWC is compared as ``numpy.transpose(ort_value, perm)``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from support.oracles import relative_error
+from tinyml.frontends.onnx import import_onnx
+from tinyml.reference import run
 from tinyml.reference.kernels import KERNELS, KernelCall
 
 
@@ -153,3 +157,95 @@ def compare_isolated(imp, feeds: dict, ort: dict, diffs: dict | None = None) -> 
 
 def onnx_names(imp) -> list[str]:
     return sorted({name for name, _ in imp.origin.values()})
+
+
+def op_counts(graph) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for op in graph.ops:
+        counts[op.kind] = counts.get(op.kind, 0) + 1
+    return counts
+
+
+def check_float(model: onnx.ModelProto, runs: int = 3, seed: int = 0, tol: float = 1e-4):
+    """Import ``model``, run it on seeded inputs; every output and intermediate float tensor
+    must match onnxruntime within ``tol`` relative to its range. Returns the import and the
+    worst relative error."""
+    imp = import_onnx(model, name=model.graph.name)
+    graph = imp.graph
+    rng = np.random.default_rng(seed)
+    diffs: dict = {}
+    worst_output = 0.0
+    for _ in range(runs):
+        feeds = {name: rng.uniform(-1, 1, graph.tensors[name].shape).astype(np.float32)
+                 for name in graph.inputs}
+        theirs = ort_values(model, feeds, onnx_names(imp))
+        ours = run(graph, feeds, keep_all=True)
+        for out, onnx_out in zip(graph.outputs, [o.name for o in model.graph.output]):
+            expected = theirs[onnx_out]
+            assert ours[out].shape == expected.shape, (out, ours[out].shape, expected.shape)
+            worst_output = max(worst_output, relative_error(expected, ours[out]))
+        compare_all(imp, ours, theirs, diffs)
+    compared = [t for t, d in diffs.items() if graph.tensors[t].dtype == "float32"]
+    assert compared, "no intermediate tensor was compared"
+    bad = {t: d.worst for t, d in diffs.items() if d.worst > tol}
+    assert worst_output < tol and not bad, (worst_output, bad)
+    return imp, max([worst_output] + [d.worst for d in diffs.values()])
+
+
+def quantize_qdq(model: onnx.ModelProto, shape, tmp_path: Path, tag: str, **options):
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(7)
+            self.batches = iter([{"x": rng.standard_normal(shape).astype(np.float32)}
+                                 for _ in range(32)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    src, dst = tmp_path / f"{tag}-float.onnx", tmp_path / f"{tag}-qdq.onnx"
+    onnx.save(model, str(src))
+    options.setdefault("activation_type", QuantType.QInt8)
+    quantize_static(str(src), str(dst), Calibration(), quant_format=QuantFormat.QDQ,
+                    weight_type=QuantType.QInt8, **options)
+    return dst
+
+
+def run_qdq(path: Path, runs: int, seed: int = 1):
+    """End-to-end and per-op (isolated) differences against the QDQ graph's own arithmetic.
+
+    onnxruntime runs with graph optimizations off, so it fuses nothing: each DequantizeLinear,
+    float op and QuantizeLinear runs as written, which is the arithmetic the ONNX spec defines
+    for a QDQ graph (float32 on exactly dequantized values, round half to even at the
+    QuantizeLinear). Its fused integer kernels are no oracle here: on x86 the u8s8 convolution
+    path (uint8 activations) sums pairs in 16 bits that can saturate, and which kernel runs
+    depends on the CPU and the release. The one rule that still differs from TFLite's is the
+    requantization rounding (a float multiply and half-to-even against a fixed-point multiply),
+    hence the 1-LSB tolerance at rounding boundaries."""
+    model = onnx.load(str(path))
+    imp = import_onnx(model, name=path.stem)
+    graph = imp.graph
+    rng = np.random.default_rng(seed)
+    e2e, isolated = {}, {}
+    outputs = []
+    for _ in range(runs):
+        x = rng.standard_normal(graph.tensors[graph.inputs[0]].shape).astype(np.float32)
+        feeds = {graph.inputs[0]: x}
+        theirs = ort_values(model, feeds, onnx_names(imp), optimize=False)
+        ours = run(graph, [x], keep_all=True)
+        compare_all(imp, ours, theirs, e2e)
+        compare_isolated(imp, feeds, theirs, isolated)
+        outputs.append((theirs[model.graph.output[0].name], ours[graph.outputs[0]]))
+    return imp, e2e, isolated, outputs
+
+
+def qdq_report(title: str, diffs: dict) -> str:
+    lines = [title]
+    for tensor, d in diffs.items():
+        if d.count:
+            unit = "LSB" if d.op != "DEQUANTIZE" else "of range"
+            lines.append(f"  {d.op:<18} {tensor[:48]:<48} {d.mismatches:>6}/{d.count:<6} "
+                         f"({100 * d.mismatches / d.count:5.2f}%) max {d.worst:.3g} {unit}")
+    return "\n".join(lines)

@@ -78,7 +78,7 @@ def sqnr_db(reference: list[np.ndarray], values: list[np.ndarray]) -> float:
 def run_int8_tflm(model: bytes, samples: list[np.ndarray]) -> list[np.ndarray]:
     """Quantize each float sample with the model's input quantization, run TFLM, dequantize
     the output with the model's output quantization."""
-    from oracles import tflm_interpreter
+    from support.oracles import tflm_interpreter
     from tinyml.frontends.tflite import load_tflite_bytes
     from tinyml.quantize.params import quantize_array
 
@@ -95,7 +95,7 @@ def run_int8_tflm(model: bytes, samples: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def run_float_litert(model: bytes | Path, samples: list[np.ndarray]) -> list[np.ndarray]:
-    from oracles import litert_interpreter, litert_run
+    from support.oracles import litert_interpreter, litert_run
     interpreter = litert_interpreter(model)
     return [np.array(litert_run(interpreter, np.asarray(x, np.float32))) for x in samples]
 
@@ -207,7 +207,7 @@ def tflm_tensor_mismatches(exported: bytes, graph, inputs: list[list[np.ndarray]
     so its tensor i is TFLM's tensor i; tensors keep their names through export, so each is
     paired with the reference value of the same name (tensors only the export adds, such as a
     RESHAPE's shape, are compared with the re-imported graph's reference run)."""
-    from oracles import tflm_interpreter
+    from support.oracles import tflm_interpreter
     from tinyml.frontends.tflite import load_tflite_bytes
     from tinyml.reference import run
 
@@ -248,7 +248,7 @@ def litert_op_differences(exported: bytes, inputs: list[list[np.ndarray]]) -> di
     negative results that lie near a rounding tie 1 LSB higher (seen on MLPerf Tiny's own
     pretrainedResnet_quant.tflite and on the converter's int8 models too), and a 1-LSB change
     would then propagate to every later tensor of an end-to-end comparison."""
-    from oracles import litert_interpreter
+    from support.oracles import litert_interpreter
     from tinyml.frontends.tflite import load_tflite_bytes
     from tinyml.reference.kernels import KERNELS, KernelCall
 
