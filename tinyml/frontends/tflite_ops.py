@@ -250,3 +250,27 @@ def _gather(op: TfliteOp) -> Imported:
     if o is not None and o.batchDims:
         raise op.fail("batch_dims")
     return op.kind, irops.AxisAttrs(int(o.axis) if o is not None else 0), op.inputs
+
+
+# ---- binary ops: element-wise with broadcasting, comparisons, selection ----------------------
+
+@imports("SUB", "SubOptionsT")
+def _sub(op: TfliteOp) -> Imported:
+    return op.kind, irops.ElementwiseAttrs(op.activation()), op.inputs
+
+
+@imports("MAXIMUM")
+@imports("MINIMUM")
+@imports("SQUARED_DIFFERENCE")
+@imports("GREATER")
+@imports("GREATER_EQUAL")
+@imports("LESS")
+@imports("LESS_EQUAL")
+@imports("EQUAL")
+@imports("NOT_EQUAL")
+@imports("SELECT_V2")
+@imports("LOGICAL_AND")
+@imports("LOGICAL_OR")
+@imports("LOGICAL_NOT")
+def _binary_family(op: TfliteOp) -> Imported:
+    return op.kind, irops.NoAttrs(), op.inputs

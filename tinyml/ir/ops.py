@@ -487,6 +487,18 @@ def _infer_cast(op, ins):
     return [(ins[0].shape, op.attrs.dtype)]
 
 
+def _infer_compare(op, ins):
+    """Comparisons and binary logical ops: broadcast shape, TFLite BOOL elements."""
+    return [(_broadcast(op, [t.shape for t in ins]), "bool")]
+
+
+def _infer_select(op, ins):
+    """SELECT_V2: condition, x and y broadcast together; elements of x's type."""
+    if ins[0].dtype != "bool":
+        raise _fail(op, f"condition '{ins[0].name}' is {ins[0].dtype}, not bool")
+    return [(_broadcast(op, [t.shape for t in ins]), ins[1].dtype)]
+
+
 # --------------------------------------------------------------------------------------------
 # MAC counts
 
@@ -535,6 +547,7 @@ QUANT_RULES = {
     "input": "the input's: the op moves, selects or clamps values without rescaling them",
     "unit": "TFLite's fixed [0, 1) output: scale 1/256, zero point -128",
     "shared": "one quantization for every input and the output (their widest range)",
+    "bool": "a BOOL output, never quantized: the int8 inputs keep their own quantization",
     "none": "not quantized by tinyml: folded, evaluated or inserted around quantization",
 }
 
@@ -622,7 +635,22 @@ OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
     _spec("PACK", AxisAttrs, _infer_pack, (1, None), "global", "none", evaluate=_eval_pack),
     _spec("GATHER", AxisAttrs, _infer_gather, (2, 2), "global", "none", evaluate=_eval_gather),
     _spec("CAST", CastAttrs, _infer_cast, (1, 1), "elementwise", "none", evaluate=_eval_cast),
+    # ---- binary ops: element-wise with numpy broadcasting, comparisons, selection
+    _spec("SUB", ElementwiseAttrs, _infer_elementwise, (2, 2), "elementwise", "range"),
+    # TFLM compares raw int8 codes: inputs and output must share one quantization.
+    _spec("MAXIMUM", NoAttrs, _infer_elementwise, (2, 2), "elementwise", "shared"),
+    _spec("MINIMUM", NoAttrs, _infer_elementwise, (2, 2), "elementwise", "shared"),
+    _spec("SQUARED_DIFFERENCE", NoAttrs, _infer_elementwise, (2, 2), "elementwise", "range"),
+    *[_spec(kind, NoAttrs, _infer_compare, (2, 2), "elementwise", "bool")
+      for kind in ("GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "EQUAL", "NOT_EQUAL",
+                   "LOGICAL_AND", "LOGICAL_OR")],
+    _spec("LOGICAL_NOT", NoAttrs, _infer_same, (1, 1), "elementwise", "bool"),
+    # TFLM copies raw int8 codes of x or y: both and the output share one quantization.
+    _spec("SELECT_V2", NoAttrs, _infer_select, (3, 3), "elementwise", "shared"),
 ]}
+
+#: Comparisons of the binary family (int8 or float inputs, BOOL output).
+COMPARISONS = ("GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "EQUAL", "NOT_EQUAL")
 
 
 def kinds_where(spatial: str | None = None, quantize: str | None = None,

@@ -392,3 +392,24 @@ def _dequantize(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     dtype = ex.graph.tensors[op.inputs[0]].dtype
     ex.emit(op.kind, ins, outs,
              version=2 if dtype == "int8" else 3 if dtype in ("int16", "float16") else 1)
+
+
+# ---- binary ops: element-wise with broadcasting, comparisons, selection ----------------------
+# Versions as TFLite's op versioning gives them (and the converter writes): int8 kernels of
+# SUB, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE and the comparisons are version 2, the rest 1.
+
+@exports("SUB")
+def _sub(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.SubOptionsT()
+    o.fusedActivationFunction = ex.fused_activation(op, op.attrs.activation)
+    ex.emit(op.kind, ins, outs, o, "SubOptions", 2 if _is_int8(ex, op) else 1)
+
+
+@exports("MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", *irops.COMPARISONS)
+def _binary_family(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    ex.emit(op.kind, ins, outs, version=2 if _is_int8(ex, op) else 1)
+
+
+@exports("SELECT_V2", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT")
+def _select_logical(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    ex.emit(op.kind, ins, outs, version=1)
