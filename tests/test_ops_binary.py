@@ -75,6 +75,28 @@ def comparisons_select(x, y):
     return _lambda(body)([x, y])
 
 
+def mixed(x, y):
+    """Several ops of the family in one model (QEMU, sanitizers, tinyml's quantizer): SUB
+    with RELU, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE, comparisons (one against a constant),
+    logical ops, SELECT_V2, and a bool output."""
+    tf = _tf()
+
+    def body(t):
+        a, b = t
+        col = tf.reduce_mean(b, axis=2, keepdims=True)
+        d = tf.nn.relu(a - col)
+        hi, lo = tf.maximum(a, b), tf.minimum(col, a)
+        sq = tf.math.squared_difference(hi, lo)
+        mask = tf.logical_or(tf.greater(sq, d), tf.less_equal(a, -0.25))
+        return tf.where(mask, hi, col), tf.logical_and(tf.greater_equal(d, lo), mask)
+
+    return _lambda(body)([x, y])
+
+
+MIXED_OPS = {"SUB", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "GREATER", "LESS_EQUAL",
+             "GREATER_EQUAL", "LOGICAL_OR", "LOGICAL_AND", "SELECT_V2"}
+
+
 def equal_to_not_equal(model, schema):
     """Turn the converter's int8 EQUAL into NOT_EQUAL (same operands, same TFLM prepare)."""
     for code in model.operatorCodes:
@@ -92,6 +114,7 @@ CASES = {
                            {"GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "EQUAL",
                             "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT", "SELECT_V2"}, None),
     "not_equal": (comparisons_select, {"NOT_EQUAL"}, equal_to_not_equal),
+    "mixed": (mixed, MIXED_OPS, None),
 }
 
 
@@ -146,3 +169,76 @@ def test_int8_matches_tflm_on_every_tensor(name, harness):  # noqa: F811
     assert compared >= len(graph.ops)
     bad = {k: v for k, v in check_graph(harness, graph, samples, name).items() if v}
     assert not bad, f"{name}: C kernels differing from TFLM: {bad}"
+
+
+# --------------------------------------------------------------------------------------------
+# Whole models: generated C on the host (sanitizers) and in QEMU
+
+
+def _model_file(tmp_path, name: str):
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(model_bytes(name))
+    return path
+
+
+def test_mixed_model_verifies_on_host_under_sanitizers(tmp_path):
+    from tinyml.verify import verify
+    report = verify(_model_file(tmp_path, "mixed"), "host", samples=20, sanitize=True)
+    assert report.oracle == "reference+tflite-micro" and report.sanitized
+    assert report.samples == 22 and report.mismatched_outputs == 0
+
+
+def test_mixed_model_verifies_in_qemu_cortex_m4(tmp_path):
+    from tinyml.verify import verify
+    report = verify(_model_file(tmp_path, "mixed"), "cortex-m4", samples=10, profile=False)
+    assert report.oracle == "reference+tflite-micro"
+    assert report.samples == 12 and report.mismatched_outputs == 0
+    assert report.measured["instructions_per_inference"] > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Float models: the float reference against LiteRT, tinyml's quantizer against TFLM
+
+
+def _float_model():
+    return convert(mixed, SHAPES, int8=False)
+
+
+def test_float_reference_matches_litert():
+    from oracles import litert_interpreter
+    from tinyml.frontends import load_model
+    from tinyml.reference import run
+    path = _float_model()
+    graph = load_model(path)
+    assert MIXED_OPS <= {op.kind for op in graph.ops}
+    it = litert_interpreter(path)
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        xs = [rng.normal(0, 1, s).astype(np.float32) for s in SHAPES]
+        for detail, x in zip(it.get_input_details(), xs):
+            it.set_tensor(detail["index"], x)
+        it.invoke()
+        ours = run(graph, xs)
+        for detail, name in zip(it.get_output_details(), graph.outputs):
+            want = it.get_tensor(detail["index"])
+            assert ours[name].dtype == want.dtype
+            np.testing.assert_allclose(ours[name], want, rtol=1e-6, atol=1e-6)
+
+
+def test_float_model_quantized_by_tinyml_is_bit_exact_with_tflm():
+    from quantize_oracles import tflm_tensor_mismatches
+    from tinyml.quantize import quantize_model
+    model = quantize_model(_float_model(), "random:-1,1", samples=30)
+    kinds = {op.kind for op in model.graph.ops}
+    assert MIXED_OPS <= kinds, MIXED_OPS - kinds
+    for t in model.graph.tensors.values():
+        assert t.dtype in ("int8", "int32", "bool"), f"{t.name} is {t.dtype}"
+    for op in model.graph.ops:  # "shared": codes are compared or copied, never rescaled
+        if op.kind in ("MAXIMUM", "MINIMUM", "SELECT_V2"):
+            quants = {(model.graph.tensors[n].scale(), model.graph.tensors[n].zero_point())
+                      for n in op.inputs + op.outputs if model.graph.tensors[n].dtype == "int8"}
+            assert len(quants) == 1, (op.name, quants)
+    samples = input_sets(model.graph)
+    mismatches, compared = tflm_tensor_mismatches(model.to_tflite(), model.graph, samples)
+    assert compared >= len(samples) * len(model.graph.ops)
+    assert not mismatches, f"elements differing from TFLM per tensor: {mismatches}"
