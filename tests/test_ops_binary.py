@@ -19,6 +19,7 @@ from test_kernels_c import check_graph, harness  # noqa: F401  (the fixture)
 from test_reference_int8_ops import _edit_flatbuffer, compare_all_tensors, tflm_all_tensors
 from tflite_zoo import convert
 from tinyml.frontends.tflite import load_tflite_bytes
+from tinyml.ir.ops import COMPARISONS
 
 SEEDS = range(4)
 
@@ -242,3 +243,257 @@ def test_float_model_quantized_by_tinyml_is_bit_exact_with_tflm():
     mismatches, compared = tflm_tensor_mismatches(model.to_tflite(), model.graph, samples)
     assert compared >= len(samples) * len(model.graph.ops)
     assert not mismatches, f"elements differing from TFLM per tensor: {mismatches}"
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX: float graphs and QDQ graphs (onnxruntime's quantizer) against onnxruntime
+
+ONNX_SHAPES = {"x": [1, 3, 4, 5], "y": [1, 3, 1, 5]}
+
+
+def _onnx_float_model():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    nodes = [
+        helper.make_node("Sub", ["x", "y"], ["d"]),
+        helper.make_node("Max", ["x", "y"], ["hi"]),
+        helper.make_node("Min", ["d", "y", "x"], ["lo"]),
+        helper.make_node("Greater", ["hi", "lo"], ["g"]),
+        helper.make_node("LessOrEqual", ["x", "c"], ["le"]),
+        helper.make_node("GreaterOrEqual", ["d", "x"], ["ge"]),
+        helper.make_node("Less", ["y", "x"], ["lt"]),
+        helper.make_node("Equal", ["hi", "x"], ["eq"]),
+        helper.make_node("Or", ["g", "le"], ["m"]),
+        helper.make_node("Not", ["lt"], ["nlt"]),
+        helper.make_node("And", ["ge", "nlt"], ["a"]),
+        helper.make_node("Where", ["m", "hi", "lo"], ["w"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "binary",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in ONNX_SHAPES.items()],
+        [helper.make_tensor_value_info("w", TensorProto.FLOAT, [1, 3, 4, 5]),
+         helper.make_tensor_value_info("a", TensorProto.BOOL, [1, 3, 4, 5]),
+         helper.make_tensor_value_info("eq", TensorProto.BOOL, [1, 3, 4, 5])],
+        [numpy_helper.from_array(np.array(0.3, np.float32), "c")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+ONNX_KINDS = {"SUB", "MAXIMUM", "MINIMUM", "GREATER", "LESS_EQUAL", "GREATER_EQUAL", "LESS",
+              "EQUAL", "LOGICAL_OR", "LOGICAL_NOT", "LOGICAL_AND", "SELECT_V2"}
+
+
+def _onnx_feeds(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {n: rng.standard_normal(s).astype(np.float32) for n, s in ONNX_SHAPES.items()}
+
+
+def test_onnx_float_matches_onnxruntime():
+    from onnx_cases import ort_values
+    from tinyml.frontends.onnx import import_onnx
+    from tinyml.reference import run
+    model = _onnx_float_model()
+    graph = import_onnx(model, name="binary").graph
+    assert ONNX_KINDS <= {op.kind for op in graph.ops}
+    for seed in range(3):
+        feeds = _onnx_feeds(seed)
+        theirs = ort_values(model, feeds)
+        ours = run(graph, feeds)
+        for name, onnx_name in zip(graph.outputs, ("w", "a", "eq")):
+            assert ours[name].dtype == theirs[onnx_name].dtype
+            np.testing.assert_array_equal(ours[name], theirs[onnx_name])
+
+
+def _onnx_qdq_model(tmp_path):
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Data(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter([_onnx_feeds(100 + i) for i in range(16)])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    src, dst = tmp_path / "binary.onnx", tmp_path / "binary-qdq.onnx"
+    onnx.save(_onnx_float_model(), str(src))
+    quantize_static(str(src), str(dst), Data(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Sub", "Max", "Min", "Greater", "LessOrEqual",
+                                          "GreaterOrEqual", "Less", "Equal", "Where"])
+    return dst
+
+
+def test_onnx_qdq_is_int8_and_matches_onnxruntime(tmp_path):
+    """The QDQ groups become int8 ops; each int8 op, recomputed from onnxruntime's inputs, is
+    within 1 LSB of it (MAXIMUM, MINIMUM and SELECT_V2 exactly: they copy codes). A comparison
+    differs from onnxruntime's float one only where its operands are within TFLM's
+    resolution (each operand is rescaled to 2^-8 of a real unit and rounded)."""
+    import onnx
+    from onnx_cases import compare_isolated, onnx_names, ort_in_ir, ort_values
+    from tinyml.frontends.onnx import import_onnx
+    from tinyml.reference.kernels import KERNELS, KernelCall
+    path = _onnx_qdq_model(tmp_path)
+    model = onnx.load(str(path))
+    imp = import_onnx(model, name="binary_qdq")
+    g = imp.graph
+    for op in g.ops:
+        if op.kind in ONNX_KINDS and op.kind not in ("LOGICAL_OR", "LOGICAL_NOT", "LOGICAL_AND"):
+            dtypes = [g.tensors[n].dtype for n in op.inputs]
+            assert "float32" not in dtypes, (op.kind, dtypes)
+    assert ONNX_KINDS <= {op.kind for op in g.ops}
+    isolated, compared, near = {}, 0, 0
+    for seed in range(6):
+        feeds = _onnx_feeds(seed)
+        theirs = ort_values(model, feeds, onnx_names(imp), optimize=False)
+        compare_isolated(imp, feeds, theirs, isolated)
+        for op in g.ops:
+            if op.kind not in ("GREATER", "LESS_EQUAL", "GREATER_EQUAL", "LESS", "EQUAL"):
+                continue
+            ins = [g.tensors[n] for n in op.inputs]
+            codes = [t.data if t.is_constant else ort_in_ir(imp, theirs, t.name) for t in ins]
+            want = ort_in_ir(imp, theirs, op.outputs[0])
+            if want is None:
+                want = theirs[imp.origin[op.outputs[0]][0]]
+            ours = KERNELS[op.kind](KernelCall(op, codes, ins, g.op_outputs(op)))
+            a, b = np.broadcast_arrays(*[(c.astype(np.float64) - t.zero_point()) * t.scale()
+                                         for c, t in zip(codes, ins)])
+            differ = ours != want
+            compared += differ.size
+            near += int(np.count_nonzero(np.abs(a - b) <= 2.0 ** -8))
+            assert np.all(np.abs(a - b)[differ] <= 2.0 ** -8), (op.kind, np.abs(a - b)[differ])
+    assert compared >= 6 * 5 * 60
+    exact = ("MAXIMUM", "MINIMUM", "SELECT_V2")
+    assert all(d.worst <= (0 if d.op in exact else 1) for d in isolated.values()), isolated
+    assert {d.op for d in isolated.values()} >= {"SUB", "MAXIMUM", "MINIMUM", "SELECT_V2"}
+
+
+def test_onnx_qdq_compiles_and_verifies_under_sanitizers(tmp_path):
+    from tinyml.verify import verify
+    report = verify(_onnx_qdq_model(tmp_path), "host", samples=20, sanitize=True)
+    assert report.samples == 22 and report.mismatched_outputs == 0 and report.sanitized
+
+
+# --------------------------------------------------------------------------------------------
+# Hand-built int8 graphs: quantizations and broadcasts no converter emits (equal scales with
+# tied values, scalars, 5-D shapes that merge to 4), exported to TFLite and run by TFLM
+
+
+#: (shape of input 1, shape of input 2): the output is their broadcast.
+BROADCASTS = [((2, 3, 4, 5), (2, 3, 4, 5)), ((1, 4, 1, 6), (3, 1, 5, 1)), ((7,), (2, 1, 7)),
+              ((), (3, 4)), ((2, 3, 1, 4, 5), (2, 3, 6, 4, 5))]
+
+
+def _hand_built(kind: str, shapes, seed: int, tied: bool):
+    """One ``kind`` op on random int8 inputs; with ``tied`` both inputs share a quantization
+    and take few distinct values, so comparisons meet equal operands."""
+    from test_kernels_c import Builder
+    from tinyml.ir import Tensor
+    from tinyml.ir import ops as irops
+    b = Builder(f"{kind.lower()}_{seed}", seed)
+    a = b.input(shapes[0])
+    sa, za = b.graph.tensors[a].scale(), b.graph.tensors[a].zero_point()
+    shared = tied or kind in ("MAXIMUM", "MINIMUM", "SELECT_V2")
+    second = b.input(shapes[1], *((sa, za) if shared else (None, None)))
+    if tied:
+        for name in (a, second):
+            b.feeds[name] = b.rng.integers(-3, 3, b.graph.tensors[name].shape).astype(np.int8)
+    if kind == "SELECT_V2":
+        condition = "condition"
+        b.graph.add_tensor(Tensor(condition, shapes[1][-2:], "bool"))
+        b.graph.inputs.insert(0, condition)
+        b.feeds[condition] = b.rng.integers(0, 2, shapes[1][-2:]).astype(bool)
+        out = b.op(kind, [condition, a, second], irops.NoAttrs(), scale=sa, zero_point=za)
+    elif kind in irops.COMPARISONS:
+        out = b.op(kind, [a, second], irops.NoAttrs(), dtype="bool")
+    elif kind == "SUB":
+        out = b.op(kind, [a, second], irops.ElementwiseAttrs(("NONE", "RELU")[seed % 2]))
+    else:
+        out = b.op(kind, [a, second], irops.NoAttrs(), *((sa, za) if shared else (None, None)))
+    return b.finish(out)
+
+
+HAND_BUILT_KINDS = ["SUB", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "SELECT_V2",
+                    "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "EQUAL", "NOT_EQUAL"]
+
+
+@pytest.mark.parametrize("kind", HAND_BUILT_KINDS)
+def test_hand_built_graphs_match_tflm_and_c(kind, harness):  # noqa: F811
+    """Reference = TFLM on every tensor (inputs random, all-minimum, all-maximum), then the C
+    kernels = reference, all graphs of a kind in one sanitized driver."""
+    from quantize_oracles import tflm_tensor_mismatches
+    from test_kernels_c import graph_jobs, mismatches
+    from tinyml.codegen.lowering import lower
+    from tinyml.quantize.tflite_export import export_tflite
+    from tinyml.reference import run
+    jobs, expected, outputs, compared = [], [], [], 0
+    for i, shapes in enumerate(BROADCASTS):
+        for tied in (False, True):
+            graph, inputs = _hand_built(kind, shapes, 10 * i + tied, tied)
+            extremes = [[np.full(x.shape, v).astype(x.dtype) for x in inputs] for v in (0, 127)]
+            extremes[0] = [np.full(x.shape, -128, np.int8) if x.dtype == np.int8 else x
+                           for x in extremes[0]]
+            differ, count = tflm_tensor_mismatches(export_tflite(graph), graph,
+                                                   [inputs] + extremes)
+            assert not differ, (shapes, tied, differ)
+            compared += count
+            values = run(graph, inputs, keep_all=True)
+            outputs.append(values[graph.outputs[0]])
+            batch = graph_jobs(graph, lower(graph), values, f"{shapes}{'-tied' * tied}")
+            jobs += batch
+            expected += [{name: values[name] for name in job.outputs} for job in batch]
+    assert compared >= len(BROADCASTS) * 2 * 3 * 3
+    bad = {k: v for k, v in mismatches(jobs, harness.run(jobs), expected).items() if v}
+    assert not bad, bad
+    if kind in COMPARISONS:  # both outcomes occur
+        assert 0 < np.mean(np.concatenate([o.ravel() for o in outputs])) < 1
+
+
+def test_unmergeable_5d_broadcast_is_a_one_line_error():
+    from tinyml.codegen.lowering import lower
+    from tinyml.errors import UnsupportedOpError
+    graph, _ = _hand_built("SUB", ((2, 1, 3, 1, 4), (1, 5, 3, 2, 4)), 0, False)
+    with pytest.raises(UnsupportedOpError, match=r"SUB in layer 'y3'.*5 dimensions.*4"):
+        lower(graph)
+
+
+def test_sub_multipliers_are_computed_in_double_as_tflm_does():
+    """TFLM's SUB source divides its float32 scales in float, but the tflite-micro release
+    (the oracle) computes in double, as ADD does. With these scales the two differ on 24 of
+    the 65,536 input pairs: the reference equals TFLM on every pair, float32 would not."""
+    from oracles import tflm_interpreter
+    from tinyml.ir import Graph, Op, Quantization, Tensor
+    from tinyml.ir import ops as irops
+    from tinyml.quantize.tflite_export import export_tflite
+    from tinyml.reference import run
+    from tinyml.reference.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
+    scales = [float(np.float32(s)) for s in (0.0479, 0.0159, 0.0402)]
+    g = Graph("sub_pairs")
+    for name, shape, scale in (("a", (256, 1), scales[0]), ("b", (1, 256), scales[1]),
+                               ("y", (), scales[2])):
+        g.add_tensor(Tensor(name, shape, "int8", Quantization([scale], [0])))
+    g.add_op(Op("SUB", "sub", ["a", "b"], ["y"], irops.ElementwiseAttrs()))
+    g.inputs, g.outputs = ["a", "b"], ["y"]
+    g.finalize()
+    codes = np.arange(-128, 128, dtype=np.int8)
+    inputs = [codes.reshape(256, 1), codes.reshape(1, 256)]
+    interpreter = tflm_interpreter(export_tflite(g))
+    for i, x in enumerate(inputs):
+        interpreter.set_input(x, i)
+    interpreter.invoke()
+    tflm = interpreter.get_output(0)
+    np.testing.assert_array_equal(run(g, inputs)["y"], tflm)
+
+    f32 = np.float32  # the source's float arithmetic
+    twice_max = f32(2) * max(f32(scales[0]), f32(scales[1]))
+    (m1, s1), (m2, s2), (mo, so) = (
+        quantize_multiplier(float(f32(scales[0]) / twice_max)),
+        quantize_multiplier(float(f32(scales[1]) / twice_max)),
+        quantize_multiplier(float(twice_max / (f32(1 << 20) * f32(scales[2])))))
+    a, b = (x.astype(np.int64) << 20 for x in inputs)
+    diff = multiply_by_quantized_multiplier(a, m1, s1) - multiply_by_quantized_multiplier(b, m2, s2)
+    in_float = np.clip(multiply_by_quantized_multiplier(diff, mo, so), -128, 127)
+    assert np.count_nonzero(in_float != tflm) == 24

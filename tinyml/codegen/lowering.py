@@ -856,7 +856,7 @@ def _rescaled_pair_params(ctx: _Context, a_t: Tensor, b_t: Tensor, out: Tensor, 
 @lowers("SUB", kernels={"tinyml_sub_s8": "elementwise", "tinyml_sub_broadcast_s8": None})
 def _lower_sub(ctx: _Context) -> KernelCall:
     a_t, b_t, out, params, suffix, in_place = _elementwise_common(ctx)
-    multipliers = sub_multipliers(ctx.op, a_t.scale(), b_t.scale(), out.scale())
+    multipliers = sub_multipliers(a_t.scale(), b_t.scale(), out.scale())
     act = activation_range(ctx.op.attrs.activation, out.scale(), out.zero_point())
     params.update(_rescaled_pair_params(ctx, a_t, b_t, out, SUB_LEFT_SHIFT, multipliers, act))
     return _call(ctx, "tinyml_sub" + suffix, "tinyml_add_params", params,
@@ -911,10 +911,6 @@ def _lower_select(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[1], "input x")
     y_t = ctx.int8(ctx.ins[2], "input y")
     out = ctx.int8(ctx.out, "output")
-    for t in (x_t, y_t):
-        if (t.scale(), t.zero_point()) != (out.scale(), out.zero_point()):
-            raise ctx.fail(f"input '{t.name}' is quantized differently from the output (TFLM "
-                           f"copies int8 codes: requantize it first)")
     params, suffix, in_place = _broadcast_operands(ctx, [condition, x_t, y_t], out)
     return _call(ctx, "tinyml_select" + suffix, "tinyml_select_params", params,
                  _io_args(ctx, [0, 1, 2]), in_place=in_place)
