@@ -497,3 +497,18 @@ def test_sub_multipliers_are_computed_in_double_as_tflm_does():
     diff = multiply_by_quantized_multiplier(a, m1, s1) - multiply_by_quantized_multiplier(b, m2, s2)
     in_float = np.clip(multiply_by_quantized_multiplier(diff, mo, so), -128, 127)
     assert np.count_nonzero(in_float != tflm) == 24
+
+
+def test_comparison_of_an_input_with_scale_one_or_more_is_a_one_line_error():
+    """TFLM aborts (QuantizeMultiplierSmallerThanOneExp) when a comparison's int8 input has a
+    scale of 1 or more; tinyml says so, naming the layer, in the reference and in lowering."""
+    from tinyml.codegen.lowering import lower
+    from tinyml.errors import TinymlError
+    from tinyml.reference import run
+    graph, inputs = _hand_built("GREATER", ((3, 4), (3, 4)), 0, False)
+    graph.tensors[graph.inputs[1]].quant.scale[0] = 2.0
+    for action in (lambda: lower(graph), lambda: run(graph, inputs)):
+        with pytest.raises(TinymlError, match=r"layer 'y3' \(GREATER\): input 2 scale as "
+                                              r"multiplier 2 is outside \(0, 1\)") as info:
+            action()
+        assert "\n" not in str(info.value)
