@@ -33,9 +33,15 @@ COMPARE = {"GREATER": operator.gt, "GREATER_EQUAL": operator.ge, "LESS": operato
 LOGICAL = {"LOGICAL_AND": np.logical_and, "LOGICAL_OR": np.logical_or}
 
 
-def _layer_error(call_or_op, message: str) -> TinymlError:
-    op = getattr(call_or_op, "op", call_or_op)
+def _layer_error(op, message: str) -> TinymlError:
     return TinymlError(f"layer '{op.name}' ({op.kind}): {message}")
+
+
+def _int8_inputs(call: KernelCall) -> None:
+    """The integer kernels here are TFLM's int8 ones (int16 uses other shifts)."""
+    dtypes = [t.dtype for t in call.in_tensors]
+    if any(d != "int8" for d in dtypes):
+        raise _layer_error(call.op, f"inputs are {' and '.join(dtypes)} (int8 only)")
 
 
 def _smaller_than_one(op, real: float, what: str) -> tuple[int, int]:
@@ -68,6 +74,7 @@ def sub(call: KernelCall) -> np.ndarray:
     if not call.quantized:
         a, b = (x.astype(np.float32) for x in call.inputs)
         return float_activation(a - b, call.attrs.activation).astype(np.float32)
+    _int8_inputs(call)
     t1, t2 = call.in_tensors
     out = call.out
     (m1, s1), (m2, s2), (mo, so) = sub_multipliers(t1.scale(), t2.scale(), out.scale())
@@ -112,6 +119,7 @@ def squared_difference(call: KernelCall) -> np.ndarray:
         a, b = (x.astype(np.float32) for x in call.inputs)
         d = a - b
         return (d * d).astype(np.float32)
+    _int8_inputs(call)
     t1, t2 = call.in_tensors
     out = call.out
     (m1, s1), (m2, s2), (mo, so) = squared_difference_multipliers(
@@ -138,9 +146,8 @@ def comparison(call: KernelCall) -> np.ndarray:
     if not call.quantized:
         a, b = np.broadcast_arrays(*call.inputs)
         return compare(a, b).reshape(call.out.shape)
+    _int8_inputs(call)
     t1, t2 = call.in_tensors
-    if t1.dtype != "int8" or t2.dtype != "int8":
-        raise _layer_error(call, f"inputs are {t1.dtype} and {t2.dtype} (int8 and int8 only)")
     (m1, s1), (m2, s2) = comparison_multipliers(call.op, t1, t2)
     a, b = _offsets(call)
     scaled_a = multiply_by_quantized_multiplier_smaller_than_one_exp(
