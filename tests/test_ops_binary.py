@@ -512,3 +512,34 @@ def test_comparison_of_an_input_with_scale_one_or_more_is_a_one_line_error():
                                               r"multiplier 2 is outside \(0, 1\)") as info:
             action()
         assert "\n" not in str(info.value)
+
+
+def test_onnx_shape_arithmetic_with_equal_and_where_is_evaluated_at_import():
+    """tf2onnx's Reshape target Where(Equal(target, 0), Shape(x), target): comparisons and
+    selections of constants are computed at import, so no integer op is left to compile."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_cases import ort_values
+    from tinyml.frontends.onnx import import_onnx
+    from tinyml.reference import run
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Equal", ["target", "zero"], ["keep"]),
+             helper.make_node("Where", ["keep", "s", "target"], ["shape"]),
+             helper.make_node("Reshape", ["x", "shape"], ["r"]),
+             helper.make_node("Relu", ["r"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "shape_where", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             [1, 3, 4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 5])],
+        [numpy_helper.from_array(np.array([0, 3, 0, -1], np.int64), "target"),
+         numpy_helper.from_array(np.array(0, np.int64), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    g = import_onnx(model, name="shape_where").graph
+    for op in g.ops:
+        if op.kind in ("EQUAL", "SELECT_V2"):
+            assert all(g.tensors[n].is_constant for n in op.outputs), op.kind
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(run(g, {"x": x})[g.outputs[0]],
+                                  ort_values(model, {"x": x})["y"])

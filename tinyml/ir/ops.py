@@ -492,6 +492,23 @@ def _infer_compare(op, ins):
     return [(_broadcast(op, [t.shape for t in ins]), "bool")]
 
 
+def _eval_bool_family(op, ins):
+    """Comparisons, logical ops and SELECT_V2 of unquantized constants (shape arithmetic, as
+    ONNX's Where(Equal(shape, 0), ...)): computed now, so the graph keeps no integer op.
+    Quantized constants are left to the kernels (nothing is returned)."""
+    if any(t.quant is not None for t in ins):
+        return []
+    values = [np.asarray(t.data) for t in ins]
+    if op.kind == "SELECT_V2":
+        return [np.where(values[0].astype(bool), values[1], values[2])]
+    if op.kind == "LOGICAL_NOT":
+        return [np.logical_not(values[0].astype(bool))]
+    fn = {"GREATER": np.greater, "GREATER_EQUAL": np.greater_equal, "LESS": np.less,
+          "LESS_EQUAL": np.less_equal, "EQUAL": np.equal, "NOT_EQUAL": np.not_equal,
+          "LOGICAL_AND": np.logical_and, "LOGICAL_OR": np.logical_or}[op.kind]
+    return [fn(*values)]
+
+
 def _infer_select(op, ins):
     """SELECT_V2: condition, x and y broadcast together; elements of x's type."""
     if ins[0].dtype != "bool":
@@ -641,12 +658,15 @@ OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
     _spec("MAXIMUM", NoAttrs, _infer_elementwise, (2, 2), "elementwise", "shared"),
     _spec("MINIMUM", NoAttrs, _infer_elementwise, (2, 2), "elementwise", "shared"),
     _spec("SQUARED_DIFFERENCE", NoAttrs, _infer_elementwise, (2, 2), "elementwise", "range"),
-    *[_spec(kind, NoAttrs, _infer_compare, (2, 2), "elementwise", "bool")
+    *[_spec(kind, NoAttrs, _infer_compare, (2, 2), "elementwise", "bool",
+            evaluate=_eval_bool_family)
       for kind in ("GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "EQUAL", "NOT_EQUAL",
                    "LOGICAL_AND", "LOGICAL_OR")],
-    _spec("LOGICAL_NOT", NoAttrs, _infer_same, (1, 1), "elementwise", "bool"),
+    _spec("LOGICAL_NOT", NoAttrs, _infer_same, (1, 1), "elementwise", "bool",
+          evaluate=_eval_bool_family),
     # TFLM copies raw int8 codes of x or y: both and the output share one quantization.
-    _spec("SELECT_V2", NoAttrs, _infer_select, (3, 3), "elementwise", "shared"),
+    _spec("SELECT_V2", NoAttrs, _infer_select, (3, 3), "elementwise", "shared",
+          evaluate=_eval_bool_family),
 ]}
 
 #: Comparisons of the binary family (int8 or float inputs, BOOL output).
