@@ -243,6 +243,12 @@ def test_float_model_quantized_by_tinyml_is_bit_exact_with_tflm():
     mismatches, compared = tflm_tensor_mismatches(model.to_tflite(), model.graph, samples)
     assert compared >= len(samples) * len(model.graph.ops)
     assert not mismatches, f"elements differing from TFLM per tensor: {mismatches}"
+    # The quantization report treats a bool as its own 0/1 value.
+    from tinyml.quantize import evaluate, load_dataset
+    report = evaluate(model, load_dataset("random:-1,1", model.float_graph, limit=5, seed=2))
+    rows = {row.op: row for row in report.layers}
+    assert (rows["LOGICAL_AND"].scale, rows["LOGICAL_AND"].zero_point) == (1.0, 0)
+    assert report.output_sqnr_db is not None and report.output_sqnr_db > 15
 
 
 # --------------------------------------------------------------------------------------------
