@@ -549,3 +549,19 @@ def test_onnx_shape_arithmetic_with_equal_and_where_is_evaluated_at_import():
     x = np.random.default_rng(0).standard_normal((1, 3, 4, 5)).astype(np.float32)
     np.testing.assert_array_equal(run(g, {"x": x})[g.outputs[0]],
                                   ort_values(model, {"x": x})["y"])
+
+
+def test_onnx_float_model_quantized_by_tinyml_is_bit_exact_with_tflm(tmp_path):
+    """The float ONNX graph (a three-input Min, comparisons against a constant, Where) through
+    tinyml's quantizer: the int8 graph, exported, equals TFLM on every tensor."""
+    import onnx
+    from quantize_oracles import tflm_tensor_mismatches
+    from tinyml.quantize import quantize_model
+    path = tmp_path / "binary.onnx"
+    onnx.save(_onnx_float_model(), str(path))
+    model = quantize_model(path, "random:-1,1", samples=20)
+    assert ONNX_KINDS <= {op.kind for op in model.graph.ops}
+    samples = input_sets(model.graph)
+    mismatches, compared = tflm_tensor_mismatches(model.to_tflite(), model.graph, samples)
+    assert compared >= len(samples) * len(model.graph.ops)
+    assert not mismatches, mismatches
