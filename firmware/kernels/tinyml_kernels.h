@@ -509,6 +509,99 @@ typedef struct {
 
 void tinyml_log_softmax_s8(const tinyml_log_softmax_params *p, const int8_t *input,
                            int8_t *output);
+/* ---- binary ops: SUB, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE, comparisons, SELECT_V2, logical
+ * numpy broadcasting as ADD and MUL (shape / strides as there; *_s8 and tinyml_logical take
+ * operands of the output's shape, the *broadcast* variants any). BOOL tensors are one byte,
+ * 0 or 1 (TFLite's bool), passed as uint8_t. In place on an operand of the output's shape.
+ *
+ * SUB (TFLM Sub): ADD's arithmetic with the rescaled second input subtracted.
+ * SQUARED_DIFFERENCE (TFLM SquaredDifference): both inputs rescaled as in ADD (left shift 7),
+ * their difference squared and rescaled by output_multiplier / output_shift (any shift);
+ * act_min / act_max are -128 / 127. Both use tinyml_add_params. */
+void tinyml_sub_s8(const tinyml_add_params *p, const int8_t *input1, const int8_t *input2,
+                   int8_t *output);
+void tinyml_sub_broadcast_s8(const tinyml_add_params *p, const int8_t *input1,
+                             const int8_t *input2, int8_t *output);
+void tinyml_squared_difference_s8(const tinyml_add_params *p, const int8_t *input1,
+                                  const int8_t *input2, int8_t *output);
+void tinyml_squared_difference_broadcast_s8(const tinyml_add_params *p, const int8_t *input1,
+                                            const int8_t *input2, int8_t *output);
+
+/* MAXIMUM, MINIMUM (TFLM MaximumMinimum): the larger / smaller stored int8 code. */
+typedef struct {
+    int32_t size;
+    const int32_t *shape;
+    const int32_t *strides1;
+    const int32_t *strides2;
+} tinyml_broadcast_params;
+
+void tinyml_maximum_s8(const tinyml_broadcast_params *p, const int8_t *input1,
+                       const int8_t *input2, int8_t *output);
+void tinyml_maximum_broadcast_s8(const tinyml_broadcast_params *p, const int8_t *input1,
+                                 const int8_t *input2, int8_t *output);
+void tinyml_minimum_s8(const tinyml_broadcast_params *p, const int8_t *input1,
+                       const int8_t *input2, int8_t *output);
+void tinyml_minimum_broadcast_s8(const tinyml_broadcast_params *p, const int8_t *input1,
+                                 const int8_t *input2, int8_t *output);
+
+/* EQUAL, NOT_EQUAL, GREATER, GREATER_EQUAL, LESS, LESS_EQUAL (TFLM ComparisonWithScaling):
+ * each input offset, shifted left by left_shift (8) and rescaled by its own scale, then
+ * compared; op: 0 ==, 1 !=, 2 >, 3 >=, 4 <, 5 <=. */
+typedef struct {
+    int32_t size;
+    const int32_t *shape;
+    const int32_t *strides1;
+    const int32_t *strides2;
+    int32_t op;
+    int32_t input1_offset;
+    int32_t input2_offset;
+    int32_t left_shift;
+    int32_t input1_multiplier;
+    int32_t input1_shift;
+    int32_t input2_multiplier;
+    int32_t input2_shift;
+} tinyml_compare_params;
+
+void tinyml_compare_s8(const tinyml_compare_params *p, const int8_t *input1,
+                       const int8_t *input2, uint8_t *output);
+void tinyml_compare_broadcast_s8(const tinyml_compare_params *p, const int8_t *input1,
+                                 const int8_t *input2, uint8_t *output);
+
+/* SELECT_V2: x where the condition is non-zero, else y (int8 codes copied: x, y and the
+ * output share one quantization). strides1 / 2 / 3: condition, x, y. */
+typedef struct {
+    int32_t size;
+    const int32_t *shape;
+    const int32_t *strides1;
+    const int32_t *strides2;
+    const int32_t *strides3;
+} tinyml_select_params;
+
+void tinyml_select_s8(const tinyml_select_params *p, const uint8_t *condition,
+                      const int8_t *x, const int8_t *y, int8_t *output);
+void tinyml_select_broadcast_s8(const tinyml_select_params *p, const uint8_t *condition,
+                                const int8_t *x, const int8_t *y, int8_t *output);
+
+/* LOGICAL_AND (is_or 0), LOGICAL_OR (is_or 1), LOGICAL_NOT on bool tensors. */
+typedef struct {
+    int32_t size;
+    const int32_t *shape;
+    const int32_t *strides1;
+    const int32_t *strides2;
+    int32_t is_or;
+} tinyml_logical_params;
+
+void tinyml_logical(const tinyml_logical_params *p, const uint8_t *input1,
+                    const uint8_t *input2, uint8_t *output);
+void tinyml_logical_broadcast(const tinyml_logical_params *p, const uint8_t *input1,
+                              const uint8_t *input2, uint8_t *output);
+
+typedef struct {
+    int32_t size;
+} tinyml_logical_not_params;
+
+void tinyml_logical_not(const tinyml_logical_not_params *p, const uint8_t *input,
+                        uint8_t *output);
 
 #ifdef __cplusplus
 }

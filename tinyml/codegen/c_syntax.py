@@ -7,6 +7,7 @@ import re
 import numpy as np
 
 _C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
+            "bool": "uint8_t",  # TFLite BOOL: one byte, 0 or 1
             "float32": "float"}
 
 

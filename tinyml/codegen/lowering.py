@@ -37,6 +37,9 @@ from tinyml.reference.fixedpoint import (activation_range, per_channel_multiplie
 from tinyml.reference.kernels import KernelCall as ReferenceCall
 from tinyml.reference.kernels.activations import (hard_swish_int8_params, logistic_int8_params,
                                                   relu6_int8_bounds, relu_int8_params)
+from tinyml.reference.kernels.binary import (COMPARISON_LEFT_SHIFT, SQUARED_DIFFERENCE_LEFT_SHIFT,
+                                            SUB_LEFT_SHIFT, comparison_multipliers,
+                                            squared_difference_multipliers, sub_multipliers)
 from tinyml.reference.kernels.elementwise import ADD_LEFT_SHIFT, add_multipliers, mul_multiplier
 from tinyml.reference.kernels.fully_connected import check_bias_scale
 from tinyml.reference.kernels.pooling import mean_multiplier
@@ -534,42 +537,53 @@ def fc_scratch_bytes(ctx: _Context, depth: int) -> int:
 # ADD and MUL
 
 
-def _broadcast_params(ctx: _Context, a_t: Tensor, b_t: Tensor, out: Tensor):
-    """(shape, strides1, strides2, flat) of a broadcast over at most 4 merged dimensions.
+def _broadcast_params(ctx: _Context, operands: list[Tensor], out: Tensor):
+    """(shape, strides per operand, flat) of a broadcast over at most 4 merged dimensions.
 
-    Dimensions where both inputs broadcast the same way are merged, so e.g. a per-channel
-    (1, 1, 1, C) operand of a (1, H, W, C) tensor is a 2-D (H*W, C) loop.
+    Dimensions where every operand broadcasts the same way are merged, so e.g. a per-channel
+    (1, 1, 1, C) operand of a (1, H, W, C) tensor is a 2-D (H*W, C) loop. ``flat``: every
+    operand has the output's shape (a plain loop over ``size`` elements).
     """
     rank = len(out.shape)
-    a_shape, b_shape = _pad_shape(a_t.shape, rank), _pad_shape(b_t.shape, rank)
-    keys = [(a == d, b == d) for a, b, d in zip(a_shape, b_shape, out.shape)]
+    shapes = [_pad_shape(t.shape, rank) for t in operands]
+    keys = [tuple(s[i] == d for s in shapes) for i, d in enumerate(out.shape)]
     dims, merged_keys = _merge_runs(list(out.shape), keys)
     if len(dims) > MAX_DIMS:
         raise _too_many_dims(ctx, "the broadcast", dims)
-    flat = all(full_a and full_b for full_a, full_b in merged_keys)
+    flat = all(all(key) for key in merged_keys)
     pad = MAX_DIMS - len(dims)
     strides = []
-    for k in range(2):
+    for k in range(len(operands)):
         full = [key[k] for key in merged_keys]
         own = _contiguous_strides([d if f else 1 for d, f in zip(dims, full)])
         strides.append([0] * pad + [s if f else 0 for s, f in zip(own, full)])
-    return [1] * pad + dims, strides[0], strides[1], flat
+    return [1] * pad + dims, strides, flat
+
+
+def _broadcast_operands(ctx: _Context, operands: list[Tensor], out: Tensor
+                        ) -> tuple[dict, str, tuple | None]:
+    """The broadcast fields (size, shape, strides1..N) of an element-wise kernel, the kernel
+    suffix ("_s8" when no operand broadcasts, else "_broadcast_s8") and the in-place pair:
+    the first activation operand of the output's size (its element i is read before output
+    element i is written)."""
+    shape, strides, flat = _broadcast_params(ctx, operands, out)
+    params = dict(size=out.size, shape=ctx.array("shape", "int32_t", shape))
+    for k, s in enumerate(strides):
+        params[f"strides{k + 1}"] = ctx.array(f"strides{k + 1}", "int32_t", s)
+    in_place = None
+    for index, t in enumerate(operands):
+        if t.size == out.size and not t.is_constant and t.nbytes == out.nbytes:
+            in_place = (index, 0)
+            break
+    return params, "_s8" if flat else "_broadcast_s8", in_place
 
 
 def _elementwise_common(ctx: _Context) -> tuple[Tensor, Tensor, Tensor, dict, str, tuple | None]:
     a_t = ctx.int8(ctx.ins[0], "input 1")
     b_t = ctx.int8(ctx.ins[1], "input 2")
     out = ctx.int8(ctx.out, "output")
-    shape, s1, s2, flat = _broadcast_params(ctx, a_t, b_t, out)
-    params = dict(size=out.size, shape=ctx.array("shape", "int32_t", shape),
-                  strides1=ctx.array("strides1", "int32_t", s1),
-                  strides2=ctx.array("strides2", "int32_t", s2))
-    in_place = None
-    for index, t in enumerate((a_t, b_t)):
-        if t.size == out.size and not t.is_constant:
-            in_place = (index, 0)
-            break
-    return a_t, b_t, out, params, "_s8" if flat else "_broadcast_s8", in_place
+    params, suffix, in_place = _broadcast_operands(ctx, [a_t, b_t], out)
+    return a_t, b_t, out, params, suffix, in_place
 
 
 @lowers("ADD", kernels={"tinyml_add_s8": "elementwise", "tinyml_add_broadcast_s8": None})
@@ -1028,4 +1042,111 @@ def _lower_log_softmax(ctx: _Context) -> KernelCall:
                   input_left_shift=left_shift, reverse_scaling_divisor=divisor,
                   reverse_scaling_shift=reverse_shift, diff_min=diff_min)
     return _call(ctx, "tinyml_log_softmax_s8", "tinyml_log_softmax_params", params,
+                 _io_args(ctx), in_place=(0, 0))
+
+
+# --------------------------------------------------------------------------------------------
+# ---- binary ops: SUB, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE, comparisons, SELECT_V2, logical
+# All broadcast as ADD and MUL do (_broadcast_operands); the "_s8" variants take operands of
+# the output's shape (a flat loop, hence patch geometry "elementwise"), the "_broadcast_s8"
+# ones run on whole tensors. BOOL tensors are one byte (0 or 1), uint8_t in C.
+
+
+def _boolean(ctx: _Context, t: Tensor, role: str) -> Tensor:
+    if t.dtype != "bool":
+        raise ctx.fail(f"{role} '{t.name}' is {t.dtype}, expected bool")
+    return t
+
+
+def _rescaled_pair_params(ctx: _Context, a_t: Tensor, b_t: Tensor, out: Tensor, left_shift: int,
+                          multipliers, act: tuple[int, int]) -> dict:
+    """The tinyml_add_params fields SUB and SQUARED_DIFFERENCE share with ADD."""
+    (m1, s1), (m2, s2), (mo, so) = multipliers
+    return dict(input1_offset=-a_t.zero_point(), input2_offset=-b_t.zero_point(),
+                left_shift=left_shift, input1_multiplier=m1, input1_shift=s1,
+                input2_multiplier=m2, input2_shift=s2, output_multiplier=mo,
+                output_shift=so, output_offset=out.zero_point(), act_min=act[0],
+                act_max=act[1])
+
+
+@lowers("SUB", kernels={"tinyml_sub_s8": "elementwise", "tinyml_sub_broadcast_s8": None})
+def _lower_sub(ctx: _Context) -> KernelCall:
+    a_t, b_t, out, params, suffix, in_place = _elementwise_common(ctx)
+    multipliers = sub_multipliers(a_t.scale(), b_t.scale(), out.scale())
+    act = activation_range(ctx.op.attrs.activation, out.scale(), out.zero_point())
+    params.update(_rescaled_pair_params(ctx, a_t, b_t, out, SUB_LEFT_SHIFT, multipliers, act))
+    return _call(ctx, "tinyml_sub" + suffix, "tinyml_add_params", params,
+                 _io_args(ctx, [0, 1]), in_place=in_place)
+
+
+@lowers("SQUARED_DIFFERENCE", kernels={"tinyml_squared_difference_s8": "elementwise",
+                                       "tinyml_squared_difference_broadcast_s8": None})
+def _lower_squared_difference(ctx: _Context) -> KernelCall:
+    a_t, b_t, out, params, suffix, in_place = _elementwise_common(ctx)
+    multipliers = squared_difference_multipliers(ctx.op, a_t.scale(), b_t.scale(), out.scale())
+    params.update(_rescaled_pair_params(ctx, a_t, b_t, out, SQUARED_DIFFERENCE_LEFT_SHIFT,
+                                        multipliers, (-128, 127)))
+    return _call(ctx, "tinyml_squared_difference" + suffix, "tinyml_add_params", params,
+                 _io_args(ctx, [0, 1]), in_place=in_place)
+
+
+@lowers("MAXIMUM", "MINIMUM", kernels={
+    "tinyml_maximum_s8": "elementwise", "tinyml_maximum_broadcast_s8": None,
+    "tinyml_minimum_s8": "elementwise", "tinyml_minimum_broadcast_s8": None})
+def _lower_maximum_minimum(ctx: _Context) -> KernelCall:
+    _, _, _, params, suffix, in_place = _elementwise_common(ctx)
+    return _call(ctx, f"tinyml_{ctx.op.kind.lower()}" + suffix, "tinyml_broadcast_params",
+                 params, _io_args(ctx, [0, 1]), in_place=in_place)
+
+
+#: The comparison codes of tinyml_compare_params.op (tinyml_kernels.h).
+COMPARISON_CODES = {"EQUAL": 0, "NOT_EQUAL": 1, "GREATER": 2, "GREATER_EQUAL": 3, "LESS": 4,
+                    "LESS_EQUAL": 5}
+
+
+@lowers(*COMPARISON_CODES, kernels={"tinyml_compare_s8": "elementwise",
+                                    "tinyml_compare_broadcast_s8": None})
+def _lower_comparison(ctx: _Context) -> KernelCall:
+    a_t = ctx.int8(ctx.ins[0], "input 1")
+    b_t = ctx.int8(ctx.ins[1], "input 2")
+    out = _boolean(ctx, ctx.out, "output")
+    params, suffix, in_place = _broadcast_operands(ctx, [a_t, b_t], out)
+    (m1, s1), (m2, s2) = comparison_multipliers(ctx.op, a_t, b_t)
+    params.update(op=COMPARISON_CODES[ctx.op.kind], input1_offset=-a_t.zero_point(),
+                  input2_offset=-b_t.zero_point(), left_shift=COMPARISON_LEFT_SHIFT,
+                  input1_multiplier=m1, input1_shift=s1, input2_multiplier=m2,
+                  input2_shift=s2)
+    return _call(ctx, "tinyml_compare" + suffix, "tinyml_compare_params", params,
+                 _io_args(ctx, [0, 1]), in_place=in_place)
+
+
+@lowers("SELECT_V2", kernels={"tinyml_select_s8": "elementwise",
+                              "tinyml_select_broadcast_s8": None})
+def _lower_select(ctx: _Context) -> KernelCall:
+    condition = _boolean(ctx, ctx.ins[0], "condition")
+    x_t = ctx.int8(ctx.ins[1], "input x")
+    y_t = ctx.int8(ctx.ins[2], "input y")
+    out = ctx.int8(ctx.out, "output")
+    params, suffix, in_place = _broadcast_operands(ctx, [condition, x_t, y_t], out)
+    return _call(ctx, "tinyml_select" + suffix, "tinyml_select_params", params,
+                 _io_args(ctx, [0, 1, 2]), in_place=in_place)
+
+
+@lowers("LOGICAL_AND", "LOGICAL_OR", kernels={"tinyml_logical": "elementwise",
+                                              "tinyml_logical_broadcast": None})
+def _lower_logical(ctx: _Context) -> KernelCall:
+    a_t = _boolean(ctx, ctx.ins[0], "input 1")
+    b_t = _boolean(ctx, ctx.ins[1], "input 2")
+    out = _boolean(ctx, ctx.out, "output")
+    params, suffix, in_place = _broadcast_operands(ctx, [a_t, b_t], out)
+    params["is_or"] = int(ctx.op.kind == "LOGICAL_OR")
+    return _call(ctx, "tinyml_logical" + suffix.replace("_s8", ""), "tinyml_logical_params",
+                 params, _io_args(ctx, [0, 1]), in_place=in_place)
+
+
+@lowers("LOGICAL_NOT", kernels={"tinyml_logical_not": "elementwise"})
+def _lower_logical_not(ctx: _Context) -> KernelCall:
+    x_t = _boolean(ctx, ctx.ins[0], "input")
+    _boolean(ctx, ctx.out, "output")
+    return _call(ctx, "tinyml_logical_not", "tinyml_logical_not_params", dict(size=x_t.size),
                  _io_args(ctx), in_place=(0, 0))

@@ -555,14 +555,7 @@ def _binary_float(b: Builder, kind: str, x: Value, y: Value, name: str) -> Value
     return b.activation(name, out, perm)
 
 
-def _negated(b: Builder, v: Value) -> Value:
-    if v.is_const:
-        return b.constant(f"{v.name}/negated", -v.float_data().astype(np.float32))
-    minus_one = b.constant(f"{v.name}/minus_one", np.full((1,), -1.0, np.float32))
-    return _binary_float(b, "MUL", v, minus_one, f"{v.name}/negated")
-
-
-@converter("Add", "Mul", "Sub", "Div")
+@converter("Add", "Mul", "Div")
 def binary(b: Builder, node, attrs: dict) -> None:
     x, y = (_activation_input(b, v) for v in _inputs(b, node)[:2])
     op = node.op_type
@@ -576,8 +569,6 @@ def binary(b: Builder, node, attrs: dict) -> None:
     name = node.output[0]
     if op in ("Add", "Mul"):
         _binary_float(b, op.upper(), x, y, name)
-    elif op == "Sub":
-        _binary_float(b, "ADD", x, _negated(b, y), name)
     elif y.is_const:
         _binary_float(b, "MUL", x, b.constant(f"{y.name}/reciprocal", (
             np.float32(1) / y.float_data().astype(np.float32))), name)
@@ -1378,3 +1369,124 @@ def _int8_slope(b: Builder, slope: Value, rank: int, perm: Perm) -> str:
     data = np.asarray(b.graph.tensors[_operand(b, slope, rank, perm, False)].data, np.float32)
     q = activation_quantization(float(data.min()), float(data.max()))
     return b.new_const(f"{slope.name}/int8", quantize_array(data, q), q)
+
+# --------------------------------------------------------------------------------------------
+# ---- binary ops: Sub, Max, Min, comparisons, Not/And/Or, Where (the IR's binary family)
+
+#: ONNX comparison -> IR comparison (ONNX has no NotEqual: Not(Equal) stays two ops).
+_COMPARISONS = {"Greater": "GREATER", "GreaterOrEqual": "GREATER_EQUAL", "Less": "LESS",
+                "LessOrEqual": "LESS_EQUAL", "Equal": "EQUAL"}
+_LOGICAL = {"And": "LOGICAL_AND", "Or": "LOGICAL_OR", "Not": "LOGICAL_NOT"}
+
+
+def _elementwise(b: Builder, kind: str, values: list[Value], name: str, attrs=None, *,
+                 quantized: bool = False, dtype: str | None = None,
+                 quant: Quantization | None = None) -> tuple[str, Perm]:
+    """IR ``kind`` on ``values`` broadcast ONNX's way (trailing axes aligned, one common
+    layout); int8 operands when ``quantized``, real values otherwise."""
+    rank, perm = _common_layout(b, values)
+    inputs = [_operand(b, v, rank, perm, quantized) for v in values]
+    out = b.emit(kind, inputs, attrs or irops.NoAttrs(), name=name, dtype=dtype, quant=quant)
+    return out, perm
+
+
+def _int8_operands(b: Builder, values: list[Value]) -> bool:
+    return all(_is_view8(b, v) or _is_qconst8(v) for v in values)
+
+
+def _requantized(b: Builder, ir: str, target: Quantization) -> str:
+    """``ir`` at ``target``'s quantization (TFLM compares and copies int8 codes)."""
+    q = b.quant_of(ir)
+    if q is not None and q.axis is None and (np.float32(q.scale[0]), int(q.zero_point[0])) == (
+            np.float32(target.scale[0]), int(target.zero_point[0])):
+        return ir
+    return b.emit("QUANTIZE", [ir], irops.CastAttrs("int8"), name=f"{ir}/requantized",
+                  dtype="int8", quant=_copy_quant(target))
+
+
+@converter("Sub")
+def sub(b: Builder, node, attrs: dict) -> None:
+    x, y = (_activation_input(b, v) for v in _inputs(b, node)[:2])
+    if _int8_operands(b, [x, y]):
+        sink = b.find_sink(node)
+        if sink is not None:
+            rank, perm = _common_layout(b, [x, y])
+            inputs = [_operand(b, v, rank, perm, True) for v in (x, y)]
+            _finish_int8(b, node, sink, "SUB", inputs, irops.ElementwiseAttrs(), perm)
+            return
+    out, perm = _elementwise(b, "SUB", [x, y], node.output[0], irops.ElementwiseAttrs(),
+                             dtype="float32")
+    b.activation(node.output[0], out, perm)
+
+
+@converter("Max", "Min")
+def max_min(b: Builder, node, attrs: dict) -> None:
+    """Variadic Max/Min as a chain of MAXIMUM/MINIMUM. In int8 every operand is first
+    requantized to the QuantizeLinear's scale (the codes are compared as they are)."""
+    values = [_activation_input(b, v) for v in _inputs(b, node) if v is not None]
+    kind = "MAXIMUM" if node.op_type == "Max" else "MINIMUM"
+    name = node.output[0]
+    if len(values) == 1:
+        b.alias(name, values[0])
+        return
+    sink = b.find_sink(node) if _int8_operands(b, values) else None
+    if sink is not None:
+        target = sink.params.quantization()
+        rank, perm = _common_layout(b, values)
+        inputs = [_requantized(b, _operand(b, v, rank, perm, True), target) for v in values]
+        while len(inputs) > 2:
+            inputs = [b.emit(kind, inputs[:2], irops.NoAttrs(), name=f"{name}/{kind.lower()}",
+                             dtype="int8", quant=_copy_quant(target))] + inputs[2:]
+        _finish_int8(b, node, sink, kind, inputs, irops.NoAttrs(), perm)
+        return
+    rank, perm = _common_layout(b, values)
+    inputs = [_operand(b, v, rank, perm, False) for v in values]
+    out = inputs[0]
+    for i, other in enumerate(inputs[1:]):
+        last = i == len(inputs) - 2
+        out = b.emit(kind, [out, other], irops.NoAttrs(),
+                     name=name if last else f"{name}/{kind.lower()}_{i}", dtype="float32")
+    b.activation(name, out, perm)
+
+
+@converter(*_COMPARISONS)
+def comparison(b: Builder, node, attrs: dict) -> None:
+    """int8 comparison when both operands are int8 (QDQ views or quantized constants): TFLM
+    rescales each by its scale at 2^-8 resolution before comparing; else on real values."""
+    x, y = (_activation_input(b, v) for v in _inputs(b, node)[:2])
+    kind = _COMPARISONS[node.op_type]
+    out, perm = _elementwise(b, kind, [x, y], node.output[0],
+                             quantized=_int8_operands(b, [x, y]), dtype="bool")
+    b.activation(node.output[0], out, perm)
+
+
+@converter(*_LOGICAL)
+def logical(b: Builder, node, attrs: dict) -> None:
+    values = [_activation_input(b, v) for v in _inputs(b, node)]
+    if any(v.dtype != "bool" for v in values):
+        raise _fail(b, f"inputs must be bool, got {[v.dtype for v in values]}")
+    out, perm = _elementwise(b, _LOGICAL[node.op_type], values, node.output[0], dtype="bool")
+    b.activation(node.output[0], out, perm)
+
+
+@converter("Where")
+def where(b: Builder, node, attrs: dict) -> None:
+    """SELECT_V2. In int8 (x and y int8, the result quantized) both are first requantized
+    to the QuantizeLinear's scale: TFLM copies codes."""
+    condition, x, y = (_activation_input(b, v) for v in _inputs(b, node)[:3])
+    if condition.dtype != "bool":
+        raise _fail(b, f"condition is {condition.dtype}, not bool")
+    name = node.output[0]
+    sink = b.find_sink(node) if _int8_operands(b, [x, y]) else None
+    if sink is not None:
+        target = sink.params.quantization()
+        rank, perm = _common_layout(b, [condition, x, y])
+        inputs = [_operand(b, condition, rank, perm, False)] + [
+            _requantized(b, _operand(b, v, rank, perm, True), target) for v in (x, y)]
+        _finish_int8(b, node, sink, "SELECT_V2", inputs, irops.NoAttrs(), perm)
+        return
+    rank, perm = _common_layout(b, [condition, x, y])
+    inputs = [_operand(b, v, rank, perm, False) for v in (condition, x, y)]
+    out = b.emit("SELECT_V2", inputs, irops.NoAttrs(), name=name,
+                 dtype=b.graph.tensors[inputs[1]].dtype)
+    b.activation(name, out, perm)

@@ -348,3 +348,26 @@ def _activation_math(op: TfliteOp) -> Imported:
 @imports("LEAKY_RELU", "LeakyReluOptionsT")
 def _leaky_relu(op: TfliteOp) -> Imported:
     return op.kind, irops.LeakyReluAttrs(alpha=float(op.options.alpha)), op.inputs
+
+# ---- binary ops: element-wise with broadcasting, comparisons, selection ----------------------
+
+@imports("SUB", "SubOptionsT")
+def _sub(op: TfliteOp) -> Imported:
+    return op.kind, irops.ElementwiseAttrs(op.activation()), op.inputs
+
+
+@imports("MAXIMUM")
+@imports("MINIMUM")
+@imports("SQUARED_DIFFERENCE")
+@imports("GREATER")
+@imports("GREATER_EQUAL")
+@imports("LESS")
+@imports("LESS_EQUAL")
+@imports("EQUAL")
+@imports("NOT_EQUAL")
+@imports("SELECT_V2")
+@imports("LOGICAL_AND")
+@imports("LOGICAL_OR")
+@imports("LOGICAL_NOT")
+def _binary_family(op: TfliteOp) -> Imported:
+    return op.kind, irops.NoAttrs(), op.inputs

@@ -499,6 +499,35 @@ def _infer_cast(op, ins):
     return [(ins[0].shape, op.attrs.dtype)]
 
 
+def _infer_compare(op, ins):
+    """Comparisons and binary logical ops: broadcast shape, TFLite BOOL elements."""
+    return [(_broadcast(op, [t.shape for t in ins]), "bool")]
+
+
+def _eval_bool_family(op, ins):
+    """Comparisons, logical ops and SELECT_V2 of unquantized constants (shape arithmetic, as
+    ONNX's Where(Equal(shape, 0), ...)): computed now, so the graph keeps no integer op.
+    Quantized constants are left to the kernels (nothing is returned)."""
+    if any(t.quant is not None for t in ins):
+        return []
+    values = [np.asarray(t.data) for t in ins]
+    if op.kind == "SELECT_V2":
+        return [np.where(values[0].astype(bool), values[1], values[2])]
+    if op.kind == "LOGICAL_NOT":
+        return [np.logical_not(values[0].astype(bool))]
+    fn = {"GREATER": np.greater, "GREATER_EQUAL": np.greater_equal, "LESS": np.less,
+          "LESS_EQUAL": np.less_equal, "EQUAL": np.equal, "NOT_EQUAL": np.not_equal,
+          "LOGICAL_AND": np.logical_and, "LOGICAL_OR": np.logical_or}[op.kind]
+    return [fn(*values)]
+
+
+def _infer_select(op, ins):
+    """SELECT_V2: condition, x and y broadcast together; elements of x's type."""
+    if ins[0].dtype != "bool":
+        raise _fail(op, f"condition '{ins[0].name}' is {ins[0].dtype}, not bool")
+    return [(_broadcast(op, [t.shape for t in ins]), ins[1].dtype)]
+
+
 # --------------------------------------------------------------------------------------------
 # MAC counts
 
@@ -549,6 +578,7 @@ QUANT_RULES = {
     "symmetric_unit": "TFLite's fixed [-1, 1) output (TANH): scale 1/128, zero point 0",
     "log_probability": "TFLite's fixed LOG_SOFTMAX output (<= 0): scale 16/256, zero point 127",
     "shared": "one quantization for every input and the output (their widest range)",
+    "bool": "a BOOL output, never quantized: the int8 inputs keep their own quantization",
     "none": "not quantized by tinyml: folded, evaluated or inserted around quantization",
 }
 
@@ -646,7 +676,25 @@ OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
     _spec("RSQRT", NoAttrs, _infer_same, (1, 1), "elementwise", "range"),
     # Over the last axis, as SOFTMAX.
     _spec("LOG_SOFTMAX", NoAttrs, _infer_softmax, (1, 1), "pixel", "log_probability"),
+    # ---- binary ops: element-wise with numpy broadcasting, comparisons, selection
+    _spec("SUB", ElementwiseAttrs, _infer_elementwise, (2, 2), "elementwise", "range"),
+    # TFLM compares raw int8 codes: inputs and output must share one quantization.
+    _spec("MAXIMUM", NoAttrs, _infer_elementwise, (2, 2), "elementwise", "shared"),
+    _spec("MINIMUM", NoAttrs, _infer_elementwise, (2, 2), "elementwise", "shared"),
+    _spec("SQUARED_DIFFERENCE", NoAttrs, _infer_elementwise, (2, 2), "elementwise", "range"),
+    *[_spec(kind, NoAttrs, _infer_compare, (2, 2), "elementwise", "bool",
+            evaluate=_eval_bool_family)
+      for kind in ("GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "EQUAL", "NOT_EQUAL",
+                   "LOGICAL_AND", "LOGICAL_OR")],
+    _spec("LOGICAL_NOT", NoAttrs, _infer_same, (1, 1), "elementwise", "bool",
+          evaluate=_eval_bool_family),
+    # TFLM copies raw int8 codes of x or y: both and the output share one quantization.
+    _spec("SELECT_V2", NoAttrs, _infer_select, (3, 3), "elementwise", "shared",
+          evaluate=_eval_bool_family),
 ]}
+
+#: Comparisons of the binary family (int8 or float inputs, BOOL output).
+COMPARISONS = ("GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "EQUAL", "NOT_EQUAL")
 
 
 # ---- data_movement ops -----------------------------------------------------------------------

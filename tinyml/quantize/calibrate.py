@@ -45,7 +45,8 @@ def calibrate(graph: Graph, data: Dataset, method: str = "minmax",
               progress: Callable[[int], None] | None = None) -> Calibration:
     """Observe every activation of float ``graph`` over ``data``."""
     names = list(graph.inputs) + [n for op in graph.ops for n in op.outputs
-                                  if not graph.tensors[n].is_constant]
+                                  if not graph.tensors[n].is_constant
+                                  and graph.tensors[n].dtype != "bool"]  # bools: no range
     observers: dict[str, Observer] = {n: make_observer(method) for n in dict.fromkeys(names)}
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}

@@ -151,9 +151,11 @@ def run_quantize(args: argparse.Namespace) -> int:
 def _io(model) -> dict:
     """The int8 model's input and output quantization, which callers need to feed it."""
     def describe(name: str) -> dict:
+        from tinyml.quantize.evaluation import scale_and_zero_point
         t = model.graph.tensors[name]
-        return {"name": name, "shape": list(t.shape), "scale": float(t.quant.scale[0]),
-                "zero_point": int(t.quant.zero_point[0])}
+        scale, zero_point = scale_and_zero_point(t)  # (1, 0) for a bool output
+        return {"name": name, "shape": list(t.shape), "scale": scale,
+                "zero_point": zero_point}
     return {"inputs": [describe(n) for n in model.graph.inputs],
             "int8_outputs": [describe(n) for n in model.graph.outputs]}
 

@@ -134,11 +134,11 @@ def evaluate(model, data: Dataset,
         for op in ops:
             out = op.outputs[0]
             reference = f_values[twin[out]]
-            cumulative[out].add(reference, dequantize_array(q_values[out], q.tensors[out].quant))
+            cumulative[out].add(reference, _real(q_values[out], q.tensors[out]))
             isolated[out].add(reference, _isolated(q, op, f_values, twin))
         for name in q.outputs:
             f_out = f_values[twin[name]]
-            q_out = dequantize_array(q_values[name], q.tensors[name].quant)
+            q_out = _real(q_values[name], q.tensors[name])
             outputs[name].add(f_out, q_out)
             agree[name] += int(np.array_equal(np.argmax(f_out, axis=-1),
                                               np.argmax(q_out, axis=-1)))
@@ -150,8 +150,7 @@ def evaluate(model, data: Dataset,
 
     count = len(data)
     layer_rows = [LayerReport(op.name, op.kind, op.outputs[0],
-                              float(q.tensors[op.outputs[0]].quant.scale[0]),
-                              int(q.tensors[op.outputs[0]].quant.zero_point[0]),
+                              *scale_and_zero_point(q.tensors[op.outputs[0]]),
                               cumulative[op.outputs[0]].db, isolated[op.outputs[0]].db)
                   for op in ops]
     output_rows = [OutputReport(name, outputs[name].db,
@@ -175,9 +174,25 @@ def _isolated(q, op, f_values: dict, twin: dict) -> np.ndarray:
             values.append(None)
         elif t.is_constant:
             values.append(t.data)
+        elif t.quant is None:  # a BOOL operand: its float twin is the same bool
+            values.append(f_values[twin[name]])
         else:
             values.append(quantize_array(f_values[twin[name]], t.quant))
     outs = q.op_outputs(op)
     result = KERNELS[op.kind](KernelCall(op, values, tensors, outs))
     result = result[0] if isinstance(result, list) else result
-    return dequantize_array(result, outs[0].quant)
+    return _real(result, outs[0])
+
+
+def _real(values: np.ndarray, t) -> np.ndarray:
+    """The real values of an int8 tensor's codes; a BOOL tensor's are its 0s and 1s."""
+    if t.quant is None:
+        return np.asarray(values).astype(np.float64)
+    return dequantize_array(values, t.quant)
+
+
+def scale_and_zero_point(t) -> tuple[float, int]:
+    """An int8 tensor's quantization; (1, 0) for a BOOL tensor, whose codes are its values."""
+    if t.quant is None:
+        return 1.0, 0
+    return float(t.quant.scale[0]), int(t.quant.zero_point[0])

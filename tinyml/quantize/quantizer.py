@@ -12,10 +12,14 @@ rule its producer's int8 kernel imposes in TFLM:
 - *fixed* (SOFTMAX, LOGISTIC): TFLM requires scale 1/256 and zero point -128; TANH's
   kernel writes units of 1/128 around zero (scale 1/128, zero point 0); LOG_SOFTMAX's
   scale 16/256 and zero point 127;
-- CONCATENATION: TFLM requires every input to have the output's quantization. The output
-  covers the union of the inputs' ranges; an input whose producer has its own range and no
-  other reader simply takes that quantization, any other input is requantized by an int8
-  QUANTIZE op inserted before the concatenation (as the TFLite converter does).
+- CONCATENATION, MAXIMUM, MINIMUM, SELECT_V2 ("shared"): TFLM copies or compares codes, so
+  every input needs the output's quantization. The output covers the union of the inputs'
+  ranges; an input whose producer has its own range and no other reader simply takes that
+  quantization, any other input is requantized by an int8 QUANTIZE op inserted before the op
+  (as the TFLite converter does). SELECT_V2's bool condition is not part of it;
+- *bool* (the comparisons, LOGICAL_AND/OR/NOT): the output is a BOOL tensor, not quantized;
+  a comparison's int8 inputs keep their own quantizations (TFLM rescales both before
+  comparing), a constant operand gets its own range as for ADD.
 
 HARD_SWISH's output scale is raised just above input_scale / 128 when not above it (TFLM
 refuses a smaller one). TFLite has no CLIP builtin: a CLIP to [lo, hi] (lo <= 0 <= hi) becomes an int8->int8
@@ -43,7 +47,7 @@ import numpy as np
 
 from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op, Quantization, Tensor
-from tinyml.ir.ops import OP_SPECS, CastAttrs, kinds_where
+from tinyml.ir.ops import COMPARISONS, OP_SPECS, CastAttrs, kinds_where
 from tinyml.quantize.calibrate import Calibration
 from tinyml.quantize.params import (LOG_PROBABILITY, SYMMETRIC_UNIT_INTERVAL, UNIT_INTERVAL,
                                     activation_quantization, bias_int32, dequantize_array,
@@ -57,6 +61,10 @@ FIXED_OUTPUT = {**{k: UNIT_INTERVAL for k in kinds_where(quantize="unit")},
                 **{k: SYMMETRIC_UNIT_INTERVAL for k in kinds_where(quantize="symmetric_unit")},
                 **{k: LOG_PROBABILITY for k in kinds_where(quantize="log_probability")}}
 SHARED = kinds_where(quantize="shared")
+BOOLEAN = kinds_where(quantize="bool")
+#: Ops whose float constant operands are quantized per tensor with their own range (the
+#: kernel rescales each operand on its own).
+OWN_RANGE_CONSTANTS = ("ADD", "MUL", "SUB", "SQUARED_DIFFERENCE", "PRELU", *COMPARISONS)
 #: Producers whose output may take a concatenation's quantization instead of its own ("range";
 #: CLIP's range is its clamp and HARD_SWISH's scale has a floor: "range_pinned").
 RETARGETABLE = kinds_where(quantize="range")
@@ -114,6 +122,8 @@ def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> Activ
             quant[out] = Quantization([scale], [zero_point])
         elif op.kind in SHARED:
             quant[out] = _plan_concat(fg, op, ranges, quant, producers, consumers, requantize)
+        elif op.kind in BOOLEAN:
+            continue  # a BOOL output: nothing to quantize
         else:
             if op.kind == "CLIP" and not op.attrs.min <= 0.0 <= op.attrs.max:
                 raise _fail(op, f"clip to [{op.attrs.min:g}, {op.attrs.max:g}] excludes 0, "
@@ -125,12 +135,12 @@ def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> Activ
 
 
 def _plan_concat(fg, op, ranges, quant, producers, consumers, requantize) -> Quantization:
-    activations = [n for n in op.inputs if not fg.tensors[n].is_constant]
+    activations = [n for n in op.inputs if _shared_operand(fg, n)]
     low = min([ranges[n][0] for n in activations] + [ranges[op.outputs[0]][0]])
     high = max([ranges[n][1] for n in activations] + [ranges[op.outputs[0]][1]])
     q = activation_quantization(low, high)
     for index, name in enumerate(op.inputs):
-        if fg.tensors[name].is_constant or _same(quant[name], q):
+        if not _shared_operand(fg, name) or _same(quant[name], q):
             continue
         producer = producers.get(name)
         readers = {id(o) for o in consumers.get(name, [])}
@@ -141,6 +151,12 @@ def _plan_concat(fg, op, ranges, quant, producers, consumers, requantize) -> Qua
         else:
             requantize.add((id(op), index))
     return q
+
+
+def _shared_operand(fg: Graph, name: str) -> bool:
+    """A float activation input of a "shared" op (not a constant, not a bool condition)."""
+    t = fg.tensors[name]
+    return not t.is_constant and t.dtype == "float32"
 
 
 def _hard_swish_output(x: Quantization, out: Quantization, observed) -> Quantization:
@@ -195,7 +211,10 @@ class _Builder:
     def _activation(self, name: str) -> str:
         if name not in self.graph.tensors:
             t = self.fg.tensors[name]
-            self.graph.add_tensor(Tensor(name, t.shape, "int8", self.plan.quant[name]))
+            if t.dtype == "bool":
+                self.graph.add_tensor(Tensor(name, t.shape, "bool"))
+            else:
+                self.graph.add_tensor(Tensor(name, t.shape, "int8", self.plan.quant[name]))
             self.twin[name] = name
         return name
 
@@ -230,7 +249,7 @@ class _Builder:
             inputs = [self._input(op, 0)]
             self.graph.add_op(Op("QUANTIZE", op.name, inputs, [out], CastAttrs("int8")))
             return
-        elif op.kind == "CONCATENATION":
+        elif op.kind in SHARED:
             inputs = self._concat_inputs(op)
         else:
             inputs = []
@@ -240,7 +259,7 @@ class _Builder:
                     inputs.append("")
                 elif not t.is_constant:
                     inputs.append(self._input(op, i))
-                elif op.kind in ("ADD", "MUL", "PRELU") and t.dtype == "float32":
+                elif op.kind in OWN_RANGE_CONSTANTS and t.dtype == "float32":
                     inputs.append(self._per_tensor_constant(name))
                 elif t.dtype == "float32":
                     raise _fail(op, f"constant float input '{name}' has no int8 role")
@@ -256,16 +275,19 @@ class _Builder:
     def _input(self, op: Op, index: int) -> str:
         name = op.inputs[index]
         t = self.fg.tensors[name]
-        if t.dtype != "float32":
-            raise _fail(op, f"input '{name}' is {t.dtype}, not float32")
+        if t.dtype not in ("float32", "bool"):
+            raise _fail(op, f"input '{name}' is {t.dtype}, not float32 or bool")
         return self._activation(name)
 
     def _concat_inputs(self, op: Op) -> list[str]:
         q = self.plan.quant[op.outputs[0]]
         inputs = []
         for index, name in enumerate(op.inputs):
-            if self.fg.tensors[name].is_constant:
+            t = self.fg.tensors[name]
+            if t.is_constant and t.dtype == "float32":
                 inputs.append(self._per_tensor_constant(name, q))
+            elif t.is_constant:
+                inputs.append(self._copy_constant(name))
             elif (id(op), index) in self.plan.requantize:
                 source = self._input(op, index)
                 moved = self.graph.unique_name(f"{name}/requantized")

@@ -518,3 +518,23 @@ def _leaky_relu(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o = ex.schema.LeakyReluOptionsT()
     o.alpha = float(op.attrs.alpha)
     ex.emit(op.kind, ins, outs, o, "LeakyReluOptions", version=1)
+
+# ---- binary ops: element-wise with broadcasting, comparisons, selection ----------------------
+# Versions as TFLite's op versioning gives them (and the converter writes): int8 kernels of
+# SUB, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE and the comparisons are version 2, the rest 1.
+
+@exports("SUB")
+def _sub(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.SubOptionsT()
+    o.fusedActivationFunction = ex.fused_activation(op, op.attrs.activation)
+    ex.emit(op.kind, ins, outs, o, "SubOptions", 2 if _is_int8(ex, op) else 1)
+
+
+@exports("MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", *irops.COMPARISONS)
+def _binary_family(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    ex.emit(op.kind, ins, outs, version=2 if _is_int8(ex, op) else 1)
+
+
+@exports("SELECT_V2", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT")
+def _select_logical(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    ex.emit(op.kind, ins, outs, version=1)

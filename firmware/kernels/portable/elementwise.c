@@ -9,6 +9,7 @@
  */
 #include "tinyml_kernels.h"
 #include "fixedpoint.h"
+#include "broadcast.h"
 
 static int8_t add_element(const tinyml_add_params *p, int8_t a, int8_t b)
 {
@@ -43,34 +44,14 @@ void tinyml_mul_s8(const tinyml_mul_params *p, const int8_t *input1, const int8_
     }
 }
 
-/* The broadcast loops: output in order, each input through its own strides. */
-#define TINYML_BROADCAST_LOOP(ELEMENT)                                                      \
-    do {                                                                                    \
-        const int32_t *d = p->shape;                                                        \
-        const int32_t *s1 = p->strides1;                                                    \
-        const int32_t *s2 = p->strides2;                                                    \
-        int32_t i0, i1, i2, i3;                                                             \
-        for (i0 = 0; i0 < d[0]; ++i0) {                                                     \
-            for (i1 = 0; i1 < d[1]; ++i1) {                                                 \
-                for (i2 = 0; i2 < d[2]; ++i2) {                                             \
-                    const int8_t *a = input1 + i0 * s1[0] + i1 * s1[1] + i2 * s1[2];        \
-                    const int8_t *b = input2 + i0 * s2[0] + i1 * s2[1] + i2 * s2[2];        \
-                    for (i3 = 0; i3 < d[3]; ++i3) {                                         \
-                        *output++ = ELEMENT(p, a[i3 * s1[3]], b[i3 * s2[3]]);               \
-                    }                                                                       \
-                }                                                                           \
-            }                                                                               \
-        }                                                                                   \
-    } while (0)
-
 void tinyml_add_broadcast_s8(const tinyml_add_params *p, const int8_t *input1,
                              const int8_t *input2, int8_t *output)
 {
-    TINYML_BROADCAST_LOOP(add_element);
+    TINYML_BROADCAST_LOOP(p, int8_t, input1, int8_t, input2, output, add_element);
 }
 
 void tinyml_mul_broadcast_s8(const tinyml_mul_params *p, const int8_t *input1,
                              const int8_t *input2, int8_t *output)
 {
-    TINYML_BROADCAST_LOOP(mul_element);
+    TINYML_BROADCAST_LOOP(p, int8_t, input1, int8_t, input2, output, mul_element);
 }
