@@ -180,6 +180,15 @@ class CastAttrs:
     dtype: str = "float32"
 
 
+# ---- reductions ops: attributes
+@dataclass(frozen=True)
+class ArgAttrs:
+    """ARG_MAX and ARG_MIN: the axis searched and the index type of the output."""
+
+    axis: int = -1
+    output_type: str = "int32"
+
+
 # --------------------------------------------------------------------------------------------
 # Helpers shared by frontends and kernels
 
@@ -536,6 +545,9 @@ QUANT_RULES = {
     "unit": "TFLite's fixed [0, 1) output: scale 1/256, zero point -128",
     "shared": "one quantization for every input and the output (their widest range)",
     "none": "not quantized by tinyml: folded, evaluated or inserted around quantization",
+    # ---- reductions rules
+    "index": "an integer index output (ARG_MAX, ARG_MIN): not quantized, keeps its int type",
+    "signed_unit": "TFLite's fixed [-1, 1) output: scale 1/128, zero point 0 (L2_NORMALIZATION)",
 }
 
 SpatialFn = Callable[["Op"], str]
@@ -581,6 +593,28 @@ def _concat_spatial(op) -> str:
     return "pixel" if _channels_only((op.attrs.axis,)) else "global"
 
 
+
+# ---- reductions ops: shape inference and spatial traits
+
+def _infer_arg(op, ins):
+    """ARG_MAX/ARG_MIN drop the searched axis; the output holds indices of ``output_type``."""
+    x = ins[0]
+    if not x.shape:
+        raise _fail(op, "index of a scalar")
+    axis = normalize_axis(op.attrs.axis, len(x.shape), op)
+    return [(tuple(d for i, d in enumerate(x.shape) if i != axis), op.attrs.output_type)]
+
+
+def _arg_spatial(op) -> str:
+    return "pixel" if _channels_only((op.attrs.axis,)) else "global"
+
+
+def _infer_l2_norm(op, ins):
+    if not ins[0].shape:
+        raise _fail(op, "L2 normalization of a scalar")
+    return _infer_same(op, ins)
+
+
 def _spec(*args, **kwargs) -> OpSpec:
     return OpSpec(*args, **kwargs)
 
@@ -621,7 +655,15 @@ OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
           evaluate=_eval_strided_slice),
     _spec("PACK", AxisAttrs, _infer_pack, (1, None), "global", "none", evaluate=_eval_pack),
     _spec("GATHER", AxisAttrs, _infer_gather, (2, 2), "global", "none", evaluate=_eval_gather),
-    _spec("CAST", CastAttrs, _infer_cast, (1, 1), "elementwise", "none", evaluate=_eval_cast),
+    _spec("CAST", CastAttrs, _infer_cast, (1, 1), "elementwise", "none", evaluate=_eval_cast),    # ---- reductions ops
+    _spec("SUM", ReduceAttrs, _infer_mean, (1, 1), _mean_spatial, "range"),
+    # TFLM's int8 REDUCE_MAX/MIN require the output quantized as the input.
+    _spec("REDUCE_MAX", ReduceAttrs, _infer_mean, (1, 1), _mean_spatial, "input"),
+    _spec("REDUCE_MIN", ReduceAttrs, _infer_mean, (1, 1), _mean_spatial, "input"),
+    _spec("ARG_MAX", ArgAttrs, _infer_arg, (1, 1), _arg_spatial, "index"),
+    _spec("ARG_MIN", ArgAttrs, _infer_arg, (1, 1), _arg_spatial, "index"),
+    # Normalizes along the last axis: channels of one pixel for an NHWC image.
+    _spec("L2_NORMALIZATION", NoAttrs, _infer_l2_norm, (1, 1), "pixel", "signed_unit"),
 ]}
 
 

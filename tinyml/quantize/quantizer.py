@@ -55,6 +55,11 @@ SHARED = kinds_where(quantize="shared")
 #: CLIP's range is its clamp and HARD_SWISH's scale has a floor: "range_pinned").
 RETARGETABLE = kinds_where(quantize="range")
 QUANTIZABLE = tuple(k for k, spec in OP_SPECS.items() if spec.quantize != "none")
+#: reductions: integer index outputs (ARG_MAX, ARG_MIN), which stay unquantized, and the fixed
+#: [-1, 1) output of L2_NORMALIZATION (TFLM computes it in Q0.7 whatever the tensor says).
+INDEX_OUTPUT = kinds_where(quantize="index")
+SIGNED_UNIT = kinds_where(quantize="signed_unit")
+SIGNED_UNIT_INTERVAL = (1.0 / 128.0, 0)
 #: Weight axis that indexes output channels.
 WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
 
@@ -103,6 +108,10 @@ def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> Activ
             quant[out] = quant[x]
         elif op.kind in FIXED_OUTPUT:
             quant[out] = Quantization([UNIT_INTERVAL[0]], [UNIT_INTERVAL[1]])
+        elif op.kind in SIGNED_UNIT:
+            quant[out] = Quantization([SIGNED_UNIT_INTERVAL[0]], [SIGNED_UNIT_INTERVAL[1]])
+        elif op.kind in INDEX_OUTPUT:
+            continue
         elif op.kind in SHARED:
             quant[out] = _plan_concat(fg, op, ranges, quant, producers, consumers, requantize)
         else:
@@ -213,6 +222,9 @@ class _Builder:
 
     def convert(self, op: Op) -> None:
         fg = self.fg
+        if op.kind in INDEX_OUTPUT:
+            self._index_output(op)
+            return
         out = self._activation(op.outputs[0])
         if op.kind in WEIGHT_AXIS:
             inputs = self._weighted(op)
@@ -242,6 +254,17 @@ class _Builder:
             code = int(quantize_array(np.float32(attrs.value), q))
             attrs = dataclasses.replace(attrs, value=code)
         self.graph.add_op(Op(op.kind, op.name, inputs, [out], attrs))
+
+    def _index_output(self, op: Op) -> None:
+        """An op computing integer indices of an int8 activation: its output keeps the
+        float graph's integer type and has no quantization."""
+        out = op.outputs[0]
+        t = self.fg.tensors[out]
+        if t.dtype not in ("int32", "int64"):
+            raise _fail(op, f"output '{out}' is {t.dtype}, expected integer indices")
+        self.graph.add_tensor(Tensor(out, t.shape, t.dtype))
+        self.twin[out] = out
+        self.graph.add_op(Op(op.kind, op.name, [self._input(op, 0)], [out], op.attrs))
 
     def _input(self, op: Op, index: int) -> str:
         name = op.inputs[index]

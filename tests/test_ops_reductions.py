@@ -1,0 +1,316 @@
+"""Reductions and normalization (MEAN over any axes, SUM, REDUCE_MAX, REDUCE_MIN, ARG_MAX,
+ARG_MIN, L2_NORMALIZATION) against TFLM, on models the TFLite converter makes.
+
+Each case checks that the converter emitted the op, then requires every tensor of tinyml's
+reference to equal TFLM's bit for bit on seeded random inputs plus the all-minimum and
+all-maximum inputs; then the generated C is verified on the host under ASan/UBSan (it must
+equal the reference and TFLM on every output).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from oracles import tflm_interpreter
+from test_reference_int8_ops import _edit_flatbuffer, _first_op, compare_all_tensors
+from tflite_zoo import convert
+from tinyml.errors import TinymlError
+from tinyml.frontends.tflite import load_tflite_bytes
+from tinyml.reference import run
+
+SEEDS = range(4)
+
+
+def _tf():
+    import tensorflow as tf
+    return tf
+
+
+def _lambda(fn):
+    return _tf().keras.layers.Lambda(fn)
+
+
+# ---- models (module level: tflite_zoo caches conversions by their bytecode) -----------------
+
+def mean_channels(x):
+    return _lambda(lambda t: _tf().reduce_mean(t, axis=-1, keepdims=True))(x)
+
+
+def mean_width(x):
+    return _lambda(lambda t: _tf().reduce_mean(t, axis=2))(x)
+
+
+def mean_height_channels(x):
+    return _lambda(lambda t: _tf().reduce_mean(t, axis=[1, 3], keepdims=True))(x)
+
+
+def mean_all(x):
+    return _lambda(lambda t: _tf().reduce_mean(t, axis=[1, 2, 3]))(x)
+
+
+def mean_3d(x):
+    return _lambda(lambda t: _tf().reduce_mean(t, axis=1))(x)
+
+
+def sum_channels(x):
+    return _lambda(lambda t: _tf().reduce_sum(t, axis=-1, keepdims=True))(x)
+
+
+def sum_image(x):
+    return _lambda(lambda t: _tf().reduce_sum(t, axis=[1, 2]))(x)
+
+
+def sum_height_channels(x):
+    return _lambda(lambda t: _tf().reduce_sum(t, axis=[1, 3]))(x)
+
+
+def max_channels(x):
+    return _lambda(lambda t: _tf().reduce_max(t, axis=-1))(x)
+
+
+def max_width_keep(x):
+    return _lambda(lambda t: _tf().reduce_max(t, axis=2, keepdims=True))(x)
+
+
+def min_height(x):
+    return _lambda(lambda t: _tf().reduce_min(t, axis=1))(x)
+
+
+def min_all(x):
+    return _lambda(lambda t: _tf().reduce_min(t, axis=[1, 2, 3], keepdims=True))(x)
+
+
+def global_max_pool(x):
+    return _tf().keras.layers.GlobalMaxPooling2D()(x)
+
+
+def global_max_pool_keep(x):
+    return _tf().keras.layers.GlobalMaxPooling2D(keepdims=True)(x)
+
+
+def argmax_channels(x):
+    return _lambda(lambda t: _tf().math.argmax(t, axis=-1, output_type=_tf().int32))(x)
+
+
+def argmin_height(x):
+    return _lambda(lambda t: _tf().math.argmin(t, axis=1, output_type=_tf().int32))(x)
+
+
+def argmax_dense(x):
+    """The classifier head users write: logits, then the class index."""
+    y = _tf().keras.layers.Dense(6, bias_initializer="random_normal")(x)
+    return _lambda(lambda t: _tf().math.argmax(t, axis=-1, output_type=_tf().int32))(y)
+
+
+def l2_normalize_channels(x):
+    return _lambda(lambda t: _tf().math.l2_normalize(t, axis=-1))(x)
+
+
+def l2_normalize_conv(x):
+    y = _tf().keras.layers.Conv2D(8, 3, padding="same", bias_initializer="random_normal")(x)
+    return _lambda(lambda t: _tf().math.l2_normalize(t, axis=-1))(y)
+
+
+def several(x):
+    """Several reductions in one graph, for the firmware test."""
+    tf, layers = _tf(), _tf().keras.layers
+    y = layers.Conv2D(6, 3, padding="same", bias_initializer="random_normal")(x)
+    y = _lambda(lambda t: tf.math.l2_normalize(t, axis=-1))(y)
+    peak = layers.GlobalMaxPooling2D()(y)
+    low = _lambda(lambda t: tf.reduce_min(t, axis=[1, 2]))(y)
+    total = _lambda(lambda t: tf.reduce_sum(t, axis=[1, 2]))(y)
+    mean = _lambda(lambda t: tf.reduce_mean(t, axis=[1, 3]))(y)
+    z = layers.Concatenate()([peak, low, total, mean])
+    return _lambda(lambda t: tf.math.argmax(t, axis=-1, output_type=tf.int32))(z)
+
+
+@dataclass
+class Case:
+    build: Callable
+    shape: tuple[int, ...]
+    ops: tuple[str, ...]
+    check: Callable | None = None
+    options: dict = field(default_factory=dict)
+
+
+def _same_quantization(kind):
+    def check(graph):
+        op = next(o for o in graph.ops if o.kind == kind)
+        x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+        assert (x.scale(), x.zero_point()) == (y.scale(), y.zero_point())
+    return check
+
+
+def _index_output(graph):
+    op = next(o for o in graph.ops if o.kind in ("ARG_MAX", "ARG_MIN"))
+    assert graph.tensors[op.outputs[0]].dtype == "int32"
+
+
+CASES = {
+    "mean_channels": Case(mean_channels, (1, 5, 6, 4), ("MEAN",)),
+    "mean_width": Case(mean_width, (1, 5, 6, 4), ("MEAN",)),
+    "mean_height_channels": Case(mean_height_channels, (1, 5, 6, 4), ("MEAN",)),
+    "mean_all": Case(mean_all, (1, 5, 6, 4), ("MEAN",)),
+    "mean_3d": Case(mean_3d, (1, 7, 5), ("MEAN",)),
+    "sum_channels": Case(sum_channels, (1, 5, 6, 4), ("SUM",)),
+    "sum_image": Case(sum_image, (1, 5, 6, 4), ("SUM",)),
+    "sum_height_channels": Case(sum_height_channels, (1, 5, 6, 4), ("SUM",)),
+    "max_channels": Case(max_channels, (1, 5, 6, 4), ("REDUCE_MAX",),
+                         _same_quantization("REDUCE_MAX")),
+    "max_width_keep": Case(max_width_keep, (1, 5, 6, 4), ("REDUCE_MAX",)),
+    "min_height": Case(min_height, (1, 5, 6, 4), ("REDUCE_MIN",),
+                       _same_quantization("REDUCE_MIN")),
+    "min_all": Case(min_all, (1, 5, 6, 4), ("REDUCE_MIN",)),
+    "global_max_pool": Case(global_max_pool, (1, 5, 6, 4), ("REDUCE_MAX",)),
+    "global_max_pool_keep": Case(global_max_pool_keep, (1, 5, 6, 4), ("REDUCE_MAX",)),
+    "argmax_channels": Case(argmax_channels, (1, 5, 6, 4), ("ARG_MAX",), _index_output),
+    "argmin_height": Case(argmin_height, (1, 5, 6, 4), ("ARG_MIN",), _index_output),
+    "argmax_dense": Case(argmax_dense, (1, 12), ("FULLY_CONNECTED", "ARG_MAX"), _index_output),
+    "l2_normalize_channels": Case(l2_normalize_channels, (1, 5, 6, 4), ("L2_NORMALIZATION",)),
+    "l2_normalize_conv": Case(l2_normalize_conv, (1, 6, 6, 3),
+                              ("CONV_2D", "L2_NORMALIZATION")),
+}
+
+
+def _model(case: Case) -> bytes:
+    return convert(case.build, [case.shape], **case.options).read_bytes()
+
+
+def _inputs(graph, seeds=SEEDS) -> list[list[np.ndarray]]:
+    """Seeded random int8 inputs, then the all-minimum and all-maximum inputs."""
+    t = graph.tensors[graph.inputs[0]]
+    values = [np.random.default_rng(s).integers(-128, 128, t.shape).astype(np.int8)
+              for s in seeds]
+    values += [np.full(t.shape, -128, np.int8), np.full(t.shape, 127, np.int8)]
+    return [[v] for v in values]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_reference_matches_tflm_on_every_tensor(name):
+    case = CASES[name]
+    data = _model(case)
+    graph = load_tflite_bytes(data, name=name)
+    kinds = {op.kind for op in graph.ops}
+    assert set(case.ops) <= kinds, f"converter emitted {sorted(kinds)}, expected {case.ops}"
+    if case.check is not None:
+        case.check(graph)
+    interpreter = tflm_interpreter(data)
+    compared = 0
+    for inputs in _inputs(graph):
+        assert not compare_all_tensors(graph, interpreter, inputs), name
+        compared += 1
+    assert compared == len(SEEDS) + 2
+
+
+# ---- the generated C ------------------------------------------------------------------------
+
+def _model_path(case: Case):
+    return convert(case.build, [case.shape], **case.options)
+
+
+def _host_verify(path):
+    from tinyml.verify import verify
+    return verify(path, "host", samples=8, sanitize=True, profile=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_c_matches_reference_and_tflm_under_sanitizers(name):
+    """Every case (a few seconds each: slow); the default run verifies the model of
+    several reductions below."""
+    report = _host_verify(_model_path(CASES[name]))
+    assert report.oracle == "reference+tflite-micro"
+    assert report.samples == 10  # 8 random, all-minimum, all-maximum
+    assert report.mismatched_outputs == 0, report.to_json()
+
+
+SEVERAL = Case(several, (1, 6, 6, 3), ("CONV_2D", "L2_NORMALIZATION", "REDUCE_MAX", "REDUCE_MIN",
+                                       "SUM", "MEAN", "ARG_MAX"))
+
+
+def test_several_reductions_match_tflm_on_every_tensor():
+    data = _model(SEVERAL)
+    graph = load_tflite_bytes(data, name="several")
+    assert set(SEVERAL.ops) <= {op.kind for op in graph.ops}
+    interpreter = tflm_interpreter(data)
+    for inputs in _inputs(graph):
+        assert not compare_all_tensors(graph, interpreter, inputs)
+
+
+def test_several_reductions_verify_on_the_host_under_sanitizers():
+    report = _host_verify(_model_path(SEVERAL))
+    assert report.oracle == "reference+tflite-micro" and report.sanitized
+    assert report.samples == 10
+    assert report.mismatched_outputs == 0, report.to_json()
+
+
+def test_several_reductions_verify_in_qemu_on_cortex_m4():
+    from tinyml.verify import verify
+    report = verify(_model_path(SEVERAL), "cortex-m4", samples=8, profile=False)
+    assert report.oracle == "reference+tflite-micro"
+    assert report.samples == 10
+    assert report.mismatched_outputs == 0, report.to_json()
+
+
+# ---- float models quantized by tinyml ---------------------------------------------------------
+
+def several_float(x):
+    """The float model users quantize with ``tinyml compile --calib``: every reduction, with
+    ARG_MAX reading a REDUCE_MAX of an L2-normalized convolution."""
+    tf, layers = _tf(), _tf().keras.layers
+    y = layers.Conv2D(6, 3, padding="same", bias_initializer="random_normal")(x)
+    y = _lambda(lambda t: tf.math.l2_normalize(t, axis=-1))(y)
+    peak = _lambda(lambda t: tf.reduce_max(t, axis=[1, 2]))(y)
+    low = _lambda(lambda t: tf.reduce_min(t, axis=1))(y)
+    total = _lambda(lambda t: tf.reduce_sum(t, axis=[1, 2]))(low)
+    mean = _lambda(lambda t: tf.reduce_mean(t, axis=-1))(y)
+    index = _lambda(lambda t: tf.math.argmin(t, axis=1, output_type=tf.int32))(mean)
+    z = layers.Add()([peak, total])
+    return [_lambda(lambda t: tf.math.argmax(t, axis=-1, output_type=tf.int32))(z), index]
+
+
+def test_float_model_quantized_by_tinyml_is_bit_exact_with_tflm():
+    """tinyml's quantizer gives SUM and MEAN calibrated ranges, REDUCE_MAX/MIN their input's
+    quantization (TFLM's requirement), L2_NORMALIZATION the fixed 1/128 scale and leaves the
+    ARG indices int32; the exported file runs in TFLM equal to the reference on every tensor."""
+    from quantize_oracles import tflm_tensor_mismatches
+    from tinyml.quantize import quantize_model
+
+    model = quantize_model(convert(several_float, [(1, 6, 6, 3)], int8=False), "random:-1,1",
+                           samples=20)
+    g = model.graph
+    kinds = {op.kind for op in g.ops}
+    assert {"SUM", "MEAN", "REDUCE_MAX", "REDUCE_MIN", "ARG_MAX", "ARG_MIN",
+            "L2_NORMALIZATION"} <= kinds, kinds
+    for op in g.ops:
+        x, y = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
+        if op.kind in ("REDUCE_MAX", "REDUCE_MIN"):
+            assert (x.scale(), x.zero_point()) == (y.scale(), y.zero_point())
+        if op.kind in ("ARG_MAX", "ARG_MIN"):
+            assert y.dtype == "int32" and y.quant is None
+        if op.kind == "L2_NORMALIZATION":
+            assert (y.scale(), y.zero_point()) == (1.0 / 128.0, 0)
+    samples = _inputs(g)
+    mismatches, compared = tflm_tensor_mismatches(model.to_tflite(), g, samples)
+    assert compared >= len(samples) * len(g.ops)
+    assert not mismatches, mismatches
+
+
+def test_float_model_verifies_with_calibration_under_sanitizers():
+    """``verify --calib``: tinyml quantizes the float model, compiles it, and the C equals
+    the reference and TFLM (running the exported int8 graph) on every output."""
+    import json
+    import subprocess
+    import sys
+    path = convert(several_float, [(1, 6, 6, 3)], int8=False)
+    result = subprocess.run([sys.executable, "-m", "tinyml.cli", "verify", str(path), "--calib",
+                             "random:-1,1", "--calib-samples", "10", "--samples", "8",
+                             "--sanitize", "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["mismatched_outputs"] == 0 and report["samples"] == 10
+    assert report["oracle"] == "reference+tflite-micro" and report["sanitized"]
