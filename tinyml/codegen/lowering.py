@@ -715,9 +715,10 @@ def _lower_dequantize(ctx: _Context) -> KernelCall:
 
 
 def _movable(ctx: _Context, t: Tensor, role: str) -> int:
-    """Element size of a tensor a data-movement kernel may copy (int8 activations, or
-    float32 at the float edges of an int8 graph)."""
-    if t.dtype == "float32":
+    """Element size of a tensor a data-movement kernel may copy (int8 activations, float32
+    at the float edges of an int8 graph, or the int32 indices ARG_MAX/ARG_MIN compute,
+    which an ONNX graph reshapes and transposes back to its layout)."""
+    if t.dtype in ("float32", "int32"):
         return 4
     ctx.int8(t, role)
     return 1
@@ -785,6 +786,8 @@ def _lower_pad(ctx: _Context) -> KernelCall:
     value = ctx.op.attrs.value
     if x_t.dtype == "float32":
         bits = np.array([0.0 if value is None else value], np.float32).view(np.int32)[0]
+    elif x_t.quant is None:  # int32 indices
+        bits = 0 if value is None else int(value)
     else:
         bits = x_t.zero_point() if value is None else int(value)
     params = dict(element_size=size,

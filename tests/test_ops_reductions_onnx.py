@@ -1,0 +1,135 @@
+"""ONNX reductions and normalization (ReduceSum, ReduceMax, ReduceMin, ReduceMean over any
+axes, ArgMax, ArgMin, LpNormalization with p=2) against onnxruntime: float models on every
+intermediate tensor, and QDQ models (quantized by onnxruntime) op by op within the 1 LSB that
+separates TFLite's fixed-point rounding from the QDQ float arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from onnx_cases import ort_values
+from test_frontend_onnx import _check_float, _kinds, _quantize, _report, _run_qdq
+from tinyml.errors import UnsupportedOpError
+from tinyml.frontends.onnx import import_onnx
+from tinyml.reference import run
+
+
+def _reductions_model(opset: int = 13) -> onnx.ModelProto:
+    """A convolution (so activations are stored NHWC and every axis is remapped), then each
+    reduction over several axes; ArgMax/ArgMin read the convolution directly."""
+    rng = np.random.default_rng(21)
+    w = (rng.standard_normal((6, 3, 3, 3)) * 0.3).astype(np.float32)
+    b = (rng.standard_normal(6) * 0.1).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("ReduceSum", ["c", "sum_axes"], ["sum"], keepdims=0),
+        helper.make_node("ReduceMax", ["c"], ["max"], axes=[1], keepdims=1),
+        helper.make_node("ReduceMin", ["c"], ["min"], axes=[2, 3], keepdims=0),
+        helper.make_node("ReduceMean", ["c"], ["mean"], axes=[1, 3], keepdims=1),
+        helper.make_node("ArgMax", ["c"], ["argmax"], axis=1, keepdims=0),
+        helper.make_node("ArgMin", ["c"], ["argmin"], axis=-1, keepdims=1),
+        helper.make_node("LpNormalization", ["c"], ["l2"], axis=1, p=2),
+    ]
+    inits = {"w": w, "b": b, "sum_axes": np.array([2, 3], np.int64)}
+    outputs = {"sum": [1, 6], "max": [1, 1, 5, 6], "min": [1, 6], "mean": [1, 1, 5, 1],
+               "argmax": [1, 5, 6], "argmin": [1, 6, 5, 1], "l2": [1, 6, 5, 6]}
+    graph = helper.make_graph(
+        nodes, "reductions",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 5, 6])],
+        [helper.make_tensor_value_info(n, onnx.TensorProto.INT64 if n.startswith("arg")
+                                       else onnx.TensorProto.FLOAT, s)
+         for n, s in outputs.items()],
+        [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+EXPECTED = {"SUM": 1, "REDUCE_MAX": 1, "REDUCE_MIN": 1, "MEAN": 1, "ARG_MAX": 1, "ARG_MIN": 1,
+            "L2_NORMALIZATION": 1}
+
+
+def _indices_equal(model, graph, inputs):
+    """ArgMax/ArgMin: the same indices as onnxruntime (int32 here, int64 there)."""
+    names = [o.name for o in model.graph.output]
+    for x in inputs:
+        theirs = ort_values(model, {"x": x}, optimize=False)
+        ours = run(graph, [x])
+        for ir, name in zip(graph.outputs, names):
+            if name.startswith("arg"):
+                assert ours[ir].dtype == np.int32
+                np.testing.assert_array_equal(ours[ir], theirs[name])
+
+
+def test_float_reductions_match_onnxruntime_on_every_tensor():
+    model = _reductions_model()
+    imp, worst = _check_float(model, tol=1e-5)
+    kinds = _kinds(imp.graph)
+    for kind, count in EXPECTED.items():
+        assert kinds.get(kind) == count, (kind, kinds)
+    rng = np.random.default_rng(3)
+    _indices_equal(model, imp.graph,
+                   [rng.uniform(-1, 1, (1, 3, 5, 6)).astype(np.float32) for _ in range(3)])
+
+
+def test_qdq_reductions_within_one_lsb_of_onnxruntime(tmp_path):
+    # onnxruntime quantizes these ops' outputs only when asked to by name.
+    path = _quantize(_reductions_model(), (1, 3, 5, 6), tmp_path, "reductions",
+                     per_channel=True, op_types_to_quantize=[
+                         "Conv", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceMean", "ArgMax",
+                         "ArgMin", "LpNormalization"])
+    imp, e2e, isolated, outputs = _run_qdq(path, runs=8)
+    graph = imp.graph
+    kinds = _kinds(graph)
+    for kind in EXPECTED:
+        assert kind in kinds, (kind, kinds)
+    for op in graph.ops:
+        if op.kind in EXPECTED and op.kind not in ("ARG_MAX", "ARG_MIN"):
+            assert graph.tensors[op.inputs[0]].dtype == "int8", (op.kind, kinds)
+    print(_report("QDQ reductions, each op from onnxruntime's inputs:", isolated))
+    reduced = {d.op for d in isolated.values()}
+    assert {"SUM", "REDUCE_MAX", "REDUCE_MIN", "MEAN"} <= reduced, reduced
+    assert all(d.worst <= 1 for d in isolated.values()), _report("isolated:", isolated)
+    for d in isolated.values():
+        if d.op in ("REDUCE_MAX", "REDUCE_MIN"):  # selection: exact
+            assert d.mismatches == 0, _report("isolated:", isolated)
+
+
+def test_unsupported_variants_name_the_cause():
+    cases = ((helper.make_node("LpNormalization", ["x"], ["y"], axis=1, p=1),
+              onnx.TensorProto.FLOAT, [1, 3, 4, 4], "p=1"),
+             (helper.make_node("ArgMax", ["x"], ["y"], axis=1, select_last_index=1),
+              onnx.TensorProto.INT64, [1, 1, 4, 4], "select_last_index"))
+    for node, out_type, out_shape, detail in cases:
+        graph = helper.make_graph(
+            [node], "bad", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT,
+                                                          [1, 3, 4, 4])],
+            [helper.make_tensor_value_info("y", out_type, out_shape)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        with pytest.raises(UnsupportedOpError, match=detail):
+            import_onnx(model, name="bad")
+
+
+def test_qdq_reductions_indices_and_compiled_c(tmp_path):
+    """ArgMax/ArgMin of a QDQ model search the int8 codes: the same indices as onnxruntime;
+    the whole model (int32 indices reshaped for keepdims included) compiles and the C equals
+    the reference under the sanitizers."""
+    from tinyml.verify import verify
+    path = _quantize(_reductions_model(), (1, 3, 5, 6), tmp_path, "reductions",
+                     per_channel=True, op_types_to_quantize=["Conv", "ArgMax", "ArgMin"])
+    model = onnx.load(str(path))
+    graph = import_onnx(model, name="reductions").graph
+    rng = np.random.default_rng(5)
+    _indices_equal(model, graph, [rng.standard_normal((1, 3, 5, 6)).astype(np.float32)
+                                  for _ in range(4)])
+    qdq = _quantize(_reductions_model(), (1, 3, 5, 6), tmp_path, "all", per_channel=True,
+                    op_types_to_quantize=["Conv", "ReduceSum", "ReduceMax", "ReduceMin",
+                                          "ReduceMean", "ArgMax", "ArgMin", "LpNormalization"])
+    report = verify(qdq, "host", samples=6, sanitize=True, profile=False)
+    assert report.samples == 8 and report.mismatched_outputs == 0, report.to_json()
