@@ -314,3 +314,61 @@ def test_float_model_verifies_with_calibration_under_sanitizers():
     report = json.loads(result.stdout)
     assert report["mismatched_outputs"] == 0 and report["samples"] == 10
     assert report["oracle"] == "reference+tflite-micro" and report["sanitized"]
+
+
+# ---- what TFLM refuses is refused, with the cause and the layer --------------------------------
+
+def argmax_int64(x):
+    return _lambda(lambda t: _tf().math.argmax(t, axis=-1))(x)
+
+
+def _requantize_output(kind, factor):
+    def edit(model, schema):
+        sub, op = _first_op(model, schema, kind)
+        q = sub.tensors[op.outputs[0]].quantization
+        q.scale = [q.scale[0] * factor]
+    return edit
+
+
+@pytest.mark.parametrize("kind, build, message", [
+    ("REDUCE_MAX", max_channels, "input and output quantization differ"),
+    ("L2_NORMALIZATION", l2_normalize_channels, "scale 1/128 and zero point 0"),
+])
+def test_quantization_tflm_refuses_is_refused(kind, build, message, tmp_path):
+    """TFLM refuses REDUCE_MAX/MIN whose output is quantized unlike its input; it computes
+    L2_NORMALIZATION in Q0.7 whatever the output says. The reference and the compiler refuse
+    such files with one line naming the layer."""
+    from tinyml.compiler import compile_model
+    data = _edit_flatbuffer(_model(Case(build, (1, 5, 6, 4), (kind,))),
+                            _requantize_output(kind, 2.0))
+    if kind == "REDUCE_MAX":
+        with pytest.raises(RuntimeError):
+            interpreter = tflm_interpreter(data)
+            interpreter.set_input(np.zeros((1, 5, 6, 4), np.int8), 0)
+            interpreter.invoke()
+    graph = load_tflite_bytes(data, name=kind)
+    with pytest.raises(TinymlError, match=message):
+        run(graph, [np.zeros((1, 5, 6, 4), np.int8)])
+    path = tmp_path / "model.tflite"
+    path.write_bytes(data)
+    with pytest.raises(TinymlError, match=rf"layer '.*' \({kind}\).*{message}"):
+        compile_model(path, "host", tmp_path / "out", build=False)
+
+
+def test_int64_indices_are_refused_with_the_fix(tmp_path):
+    """tf.math.argmax's default int64 output: TFLM fails at invoke; tinyml says so at compile
+    time, in one line naming the layer and the fix."""
+    import subprocess
+    import sys
+    path = convert(argmax_int64, [(1, 5, 6, 4)])
+    interpreter = tflm_interpreter(path)
+    interpreter.set_input(np.zeros((1, 5, 6, 4), np.int8), 0)
+    with pytest.raises(RuntimeError):
+        interpreter.invoke()
+    result = subprocess.run([sys.executable, "-m", "tinyml.cli", "compile", str(path),
+                             "--target", "host", "-o", str(tmp_path / "out")],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ARG_MAX" in lines[0] and "int64" in lines[0], result.stderr
+    assert "output_type=tf.int32" in lines[0]

@@ -14,6 +14,9 @@ rule its producer's int8 kernel imposes in TFLM:
   covers the union of the inputs' ranges; an input whose producer has its own range and no
   other reader simply takes that quantization, any other input is requantized by an int8
   QUANTIZE op inserted before the concatenation (as the TFLite converter does).
+- reductions: SUM gets its own range; REDUCE_MAX/MIN the input's (TFLM requires it);
+  L2_NORMALIZATION TFLite's fixed scale 1/128 and zero point 0; the int32 indices of
+  ARG_MAX/ARG_MIN are not quantized.
 
 HARD_SWISH's output scale is raised just above input_scale / 128 when not above it (TFLM
 refuses a smaller one). TFLite has no CLIP builtin: a CLIP to [lo, hi] (lo <= 0 <= hi) becomes an int8->int8
