@@ -372,3 +372,51 @@ def test_int64_indices_are_refused_with_the_fix(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "ARG_MAX" in lines[0] and "int64" in lines[0], result.stderr
     assert "output_type=tf.int32" in lines[0]
+
+
+# ---- L2_NORMALIZATION's fixed-point edges -------------------------------------------------
+
+def l2_normalize_long(x):
+    return _lambda(lambda t: _tf().math.l2_normalize(t, axis=-1))(x)
+
+
+def _zero_point_127(model, schema):
+    """Input zero point 127: an all -128 row then sums 9000 * 255^2 > 2^29 squares, the
+    inverse square root's pre-scaling loop (TFLM reads the zero point from the tensor)."""
+    sub, op = _first_op(model, schema, "L2_NORMALIZATION")
+    sub.tensors[op.inputs[0]].quantization.zeroPoint = [127]
+
+
+def test_l2_normalization_edges_match_tflm_in_reference_and_c(tmp_path):
+    """Rows whose sum of squares is 0 or 1 (TFLM's special case), tiny (the inverse square
+    root's negative shift), and above 2^29 (its pre-scaling), through TFLM, the reference
+    and the generated C under the sanitizers."""
+    from tinyml.compiler import compile_model
+    from tinyml.sim import host
+    data = _edit_flatbuffer(convert(l2_normalize_long, [(1, 9000)]).read_bytes(),
+                            _zero_point_127)
+    graph = load_tflite_bytes(data, name="l2_long")
+    zp = graph.tensors[graph.ops[0].inputs[0]].zero_point()
+    assert zp == 127
+    samples = []
+    for spike in (0, -1, -2, -3, -50, -255):  # acc = spike^2 (0, 1, 4, 9, ...)
+        x = np.full((1, 9000), zp, np.int64)
+        x[0, 17] += spike
+        samples.append([x.astype(np.int8)])
+    samples += [[np.full((1, 9000), -128, np.int8)], [np.full((1, 9000), 127, np.int8)]]
+    samples += [[np.random.default_rng(s).integers(-128, 128, (1, 9000)).astype(np.int8)]
+                for s in range(2)]
+    interpreter = tflm_interpreter(data)
+    expected = []
+    for inputs in samples:
+        assert not compare_all_tensors(graph, interpreter, inputs)
+        expected.append(run(graph, inputs)[graph.outputs[0]])
+    path = tmp_path / "l2_long.tflite"
+    path.write_bytes(data)
+    compile_model(path, "host", tmp_path / "project", build=False)
+    outputs = host.run(host.build(tmp_path / "project", sanitize=True), graph, samples)
+    for want, got in zip(expected, outputs):
+        np.testing.assert_array_equal(got[0].reshape(want.shape), want)
+    # A lone spike normalizes to -1.0: -128 in Q0.7, the rest of its row 0.
+    for want, spike in zip(expected, (0, -1, -2, -3, -50, -255)):
+        assert want[0, 17] == (0 if spike == 0 else -128) and not want[0, :17].any()

@@ -42,7 +42,7 @@ from tinyml.reference.kernels.fully_connected import _check_bias_scale
 from tinyml.reference.kernels.pooling import mean_multiplier
 from tinyml.reference.kernels.quantize import requantize_multiplier
 from tinyml.reference.kernels.reductions import (  # reductions family
-    check_l2_norm_output, check_same_quantization, sum_multiplier)
+    check_l2_norm, check_same_quantization, sum_multiplier)
 from tinyml.reference.kernels.softmax import softmax_int8_params
 from tinyml.targets import Target
 
@@ -884,7 +884,7 @@ def _lower_arg_min_max(ctx: _Context) -> KernelCall:
 def _lower_l2_normalization(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
-    check_l2_norm_output(ctx.op, out)
+    check_l2_norm(ctx.op, x_t, out)
     depth = x_t.shape[-1]
     params = dict(outer_size=x_t.size // depth if depth else 0, depth=depth,
                   input_zero_point=x_t.zero_point())

@@ -655,7 +655,8 @@ OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
           evaluate=_eval_strided_slice),
     _spec("PACK", AxisAttrs, _infer_pack, (1, None), "global", "none", evaluate=_eval_pack),
     _spec("GATHER", AxisAttrs, _infer_gather, (2, 2), "global", "none", evaluate=_eval_gather),
-    _spec("CAST", CastAttrs, _infer_cast, (1, 1), "elementwise", "none", evaluate=_eval_cast),    # ---- reductions ops
+    _spec("CAST", CastAttrs, _infer_cast, (1, 1), "elementwise", "none", evaluate=_eval_cast),
+    # ---- reductions ops
     _spec("SUM", ReduceAttrs, _infer_mean, (1, 1), _mean_spatial, "range"),
     # TFLM's int8 REDUCE_MAX/MIN require the output quantized as the input.
     _spec("REDUCE_MAX", ReduceAttrs, _infer_mean, (1, 1), _mean_spatial, "input"),

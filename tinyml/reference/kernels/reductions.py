@@ -52,12 +52,11 @@ def reduce_sum(call: KernelCall) -> np.ndarray:
 
 # ---- REDUCE_MAX, REDUCE_MIN -------------------------------------------------------------------
 
-def check_same_quantization(call_or_op, x_t, out) -> None:
+def check_same_quantization(op, x_t, out) -> None:
     """TFLM's int8 REDUCE_MAX/MIN require the output quantized exactly as the input (the
     values are selected, never rescaled); it refuses the model otherwise, and so do we."""
     if (np.float32(x_t.scale()), x_t.zero_point()) != (np.float32(out.scale()),
                                                        out.zero_point()):
-        op = call_or_op
         raise TinymlError(
             f"layer '{op.name}' ({op.kind}): int8 input and output quantization differ "
             f"(scale {x_t.scale():g}/{out.scale():g}, zero point {x_t.zero_point()}/"
@@ -131,12 +130,15 @@ def inv_sqrt_multiplier(value) -> tuple[np.ndarray, np.ndarray]:
             np.where(small, 0, -shift).astype(np.int64))
 
 
-def check_l2_norm_output(op, out) -> None:
-    """TFLM computes the int8 output in Q0.7 whatever the output tensor says; an output
-    quantized otherwise would be misread, so it is refused (the converter always writes
-    1/128 and 0)."""
-    if (np.float32(out.scale()), out.zero_point()) != (np.float32(L2_NORM_OUTPUT[0]),
-                                                       L2_NORM_OUTPUT[1]):
+def check_l2_norm(op, x, out) -> None:
+    """TFLM takes inputs of up to 4 dimensions, and computes the int8 output in Q0.7
+    whatever the output tensor says; an output quantized otherwise would be misread, so it
+    is refused (the converter always writes 1/128 and 0)."""
+    if len(x.shape) > 4:
+        raise TinymlError(f"layer '{op.name}' ({op.kind}): {len(x.shape)}-D input (TFLM "
+                          f"normalizes inputs of up to 4 dimensions)")
+    fixed = (np.float32(L2_NORM_OUTPUT[0]), L2_NORM_OUTPUT[1])
+    if out.dtype == "int8" and (np.float32(out.scale()), out.zero_point()) != fixed:
         raise TinymlError(f"layer '{op.name}' ({op.kind}): int8 output must be quantized with "
                           f"scale 1/128 and zero point 0 (TFLM's fixed output), got scale "
                           f"{out.scale():g} and zero point {out.zero_point()}")
@@ -145,12 +147,12 @@ def check_l2_norm_output(op, out) -> None:
 @kernel("L2_NORMALIZATION")
 def l2_normalization(call: KernelCall) -> np.ndarray:
     x = call.inputs[0]
+    check_l2_norm(call.op, call.in_tensors[0], call.out)
     if not call.quantized:
         # TFLite's float kernel: x / max(sqrt(sum of squares), 1e-6), in float32.
         x = x.astype(np.float32)
         norm = np.sqrt(np.sum(x * x, axis=-1, keepdims=True, dtype=np.float32))
         return (x / np.maximum(norm, np.float32(1e-6))).astype(np.float32)
-    check_l2_norm_output(call.op, call.out)
     centered = x.astype(np.int64) - call.in_tensors[0].zero_point()
     acc = wrap_int32((centered * centered).sum(axis=-1, keepdims=True))  # int32, as TFLM
     multiplier, shift = inv_sqrt_multiplier(acc)
