@@ -420,3 +420,29 @@ def test_l2_normalization_edges_match_tflm_in_reference_and_c(tmp_path):
     # A lone spike normalizes to -1.0: -128 in Q0.7, the rest of its row 0.
     for want, spike in zip(expected, (0, -1, -2, -3, -50, -255)):
         assert want[0, 17] == (0 if spike == 0 else -128) and not want[0, :17].any()
+
+
+# ---- float TFLite models: the float reference against LiteRT ----------------------------------
+
+@pytest.mark.parametrize("name", list(CASES) + ["several"])
+def test_float_reference_matches_litert(name):
+    """The float kernels (what tinyml calibrates with) follow TFLite's: every output within
+    1e-5 of LiteRT's range, indices equal."""
+    from oracles import litert_interpreter, relative_error
+    case = SEVERAL if name == "several" else CASES[name]
+    path = convert(case.build, [case.shape], int8=False)
+    graph = load_tflite_bytes(path.read_bytes(), name=name)
+    assert set(case.ops) - {"CONV_2D", "FULLY_CONNECTED"} <= {op.kind for op in graph.ops}
+    oracle = litert_interpreter(path)
+    rng = np.random.default_rng(11)
+    for _ in range(4):
+        x = rng.normal(0, 1, case.shape).astype(np.float32)
+        oracle.set_tensor(oracle.get_input_details()[0]["index"], x)
+        oracle.invoke()
+        expected = oracle.get_tensor(oracle.get_output_details()[0]["index"])
+        got = run(graph, [x])[graph.outputs[0]]
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        if got.dtype.kind == "i":
+            np.testing.assert_array_equal(got, expected)
+        else:
+            assert relative_error(expected, got) < 1e-5, name

@@ -23,17 +23,25 @@ def _reductions_model(opset: int = 13) -> onnx.ModelProto:
     rng = np.random.default_rng(21)
     w = (rng.standard_normal((6, 3, 3, 3)) * 0.3).astype(np.float32)
     b = (rng.standard_normal(6) * 0.1).astype(np.float32)
+    inits = {"w": w, "b": b}
+
+    def reduce(op, out, axes, keepdims):
+        """Axes are an attribute before opset 18 (13 for ReduceSum), an input since."""
+        if op == "ReduceSum" or opset >= 18:
+            inits[f"{out}_axes"] = np.array(axes, np.int64)
+            return helper.make_node(op, ["c", f"{out}_axes"], [out], keepdims=keepdims)
+        return helper.make_node(op, ["c"], [out], axes=axes, keepdims=keepdims)
+
     nodes = [
         helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node("ReduceSum", ["c", "sum_axes"], ["sum"], keepdims=0),
-        helper.make_node("ReduceMax", ["c"], ["max"], axes=[1], keepdims=1),
-        helper.make_node("ReduceMin", ["c"], ["min"], axes=[2, 3], keepdims=0),
-        helper.make_node("ReduceMean", ["c"], ["mean"], axes=[1, 3], keepdims=1),
+        reduce("ReduceSum", "sum", [2, 3], 0),
+        reduce("ReduceMax", "max", [1], 1),
+        reduce("ReduceMin", "min", [-2, -1], 0),
+        reduce("ReduceMean", "mean", [1, 3], 1),
         helper.make_node("ArgMax", ["c"], ["argmax"], axis=1, keepdims=0),
         helper.make_node("ArgMin", ["c"], ["argmin"], axis=-1, keepdims=1),
         helper.make_node("LpNormalization", ["c"], ["l2"], axis=1, p=2),
     ]
-    inits = {"w": w, "b": b, "sum_axes": np.array([2, 3], np.int64)}
     outputs = {"sum": [1, 6], "max": [1, 1, 5, 6], "min": [1, 6], "mean": [1, 1, 5, 1],
                "argmax": [1, 5, 6], "argmin": [1, 6, 5, 1], "l2": [1, 6, 5, 6]}
     graph = helper.make_graph(
@@ -65,8 +73,9 @@ def _indices_equal(model, graph, inputs):
                 np.testing.assert_array_equal(ours[ir], theirs[name])
 
 
-def test_float_reductions_match_onnxruntime_on_every_tensor():
-    model = _reductions_model()
+@pytest.mark.parametrize("opset", [13, 18])
+def test_float_reductions_match_onnxruntime_on_every_tensor(opset):
+    model = _reductions_model(opset)
     imp, worst = _check_float(model, tol=1e-5)
     kinds = _kinds(imp.graph)
     for kind, count in EXPECTED.items():
@@ -133,3 +142,21 @@ def test_qdq_reductions_indices_and_compiled_c(tmp_path):
                                           "ReduceMean", "ArgMax", "ArgMin", "LpNormalization"])
     report = verify(qdq, "host", samples=6, sanitize=True, profile=False)
     assert report.samples == 8 and report.mismatched_outputs == 0, report.to_json()
+
+
+def test_float_onnx_quantized_by_tinyml_verifies_with_tflm(tmp_path):
+    """``verify --calib`` on the float ONNX model: tinyml's quantizer (indices stay int32
+    through the keepdims reshape), the C under the sanitizers, the reference and TFLM running
+    the exported int8 graph all agree."""
+    import json
+    import subprocess
+    import sys
+    path = tmp_path / "reductions.onnx"
+    onnx.save(_reductions_model(), str(path))
+    result = subprocess.run([sys.executable, "-m", "tinyml.cli", "verify", str(path), "--calib",
+                             "random:-1,1", "--calib-samples", "10", "--samples", "6",
+                             "--sanitize", "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["mismatched_outputs"] == 0 and report["samples"] == 8
+    assert report["oracle"] == "reference+tflite-micro" and report["sanitized"]

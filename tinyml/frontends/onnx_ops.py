@@ -1198,6 +1198,10 @@ def arg_min_max(b: Builder, node, attrs: dict) -> None:
     axis = _normalize_axis(b, int(attrs.get("axis", 0)), x.rank)
     keep = bool(int(attrs.get("keepdims", 1)))
     perm = x.primary
+    if layout.drop_axes(perm, [axis]) != layout.identity(x.rank - 1):
+        # Search the logical layout, so that the indices need no transpose back: TFLM
+        # transposes int8, int16 and float32 tensors only.
+        perm = layout.identity(x.rank)
     source = b.tensor(x, perm) if _is_view8(b, x) else b.float_tensor(x, perm)
     kind = "ARG_MAX" if node.op_type == "ArgMax" else "ARG_MIN"
     name = node.output[0]

@@ -93,6 +93,12 @@ def _same(a: Quantization, b: Quantization) -> bool:
                                                               int(b.zero_point[0]))
 
 
+def _is_index(fg: Graph, name: str) -> bool:
+    """An integer activation: indices computed by ARG_MAX/ARG_MIN (and moved by reshapes)."""
+    t = fg.tensors[name]
+    return not t.is_constant and t.dtype in ("int32", "int64")
+
+
 def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> ActivationPlan:
     """The int8 quantization of every activation of float graph ``fg``."""
     quant: dict[str, Quantization] = {n: activation_quantization(*ranges[n]) for n in fg.inputs}
@@ -107,14 +113,14 @@ def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> Activ
             raise _fail(op, "expected one output")
         out = op.outputs[0]
         x = op.inputs[0]
+        if op.kind in INDEX_OUTPUT or (op.kind in SAME_AS_INPUT and _is_index(fg, x)):
+            continue  # integer indices: not quantized
         if op.kind in SAME_AS_INPUT:
             quant[out] = quant[x]
         elif op.kind in FIXED_OUTPUT:
             quant[out] = Quantization([UNIT_INTERVAL[0]], [UNIT_INTERVAL[1]])
         elif op.kind in SIGNED_UNIT:
             quant[out] = Quantization([SIGNED_UNIT_INTERVAL[0]], [SIGNED_UNIT_INTERVAL[1]])
-        elif op.kind in INDEX_OUTPUT:
-            continue
         elif op.kind in SHARED:
             quant[out] = _plan_concat(fg, op, ranges, quant, producers, consumers, requantize)
         else:
@@ -225,7 +231,7 @@ class _Builder:
 
     def convert(self, op: Op) -> None:
         fg = self.fg
-        if op.kind in INDEX_OUTPUT:
+        if op.kind in INDEX_OUTPUT or (op.kind in SAME_AS_INPUT and _is_index(fg, op.inputs[0])):
             self._index_output(op)
             return
         out = self._activation(op.outputs[0])
@@ -259,15 +265,17 @@ class _Builder:
         self.graph.add_op(Op(op.kind, op.name, inputs, [out], attrs))
 
     def _index_output(self, op: Op) -> None:
-        """An op computing integer indices of an int8 activation: its output keeps the
-        float graph's integer type and has no quantization."""
+        """An op computing integer indices of an int8 activation, or moving such indices
+        (a reshape): its output keeps the float graph's integer type, unquantized."""
         out = op.outputs[0]
         t = self.fg.tensors[out]
         if t.dtype not in ("int32", "int64"):
             raise _fail(op, f"output '{out}' is {t.dtype}, expected integer indices")
         self.graph.add_tensor(Tensor(out, t.shape, t.dtype))
         self.twin[out] = out
-        self.graph.add_op(Op(op.kind, op.name, [self._input(op, 0)], [out], op.attrs))
+        source = self._input(op, 0) if op.kind in INDEX_OUTPUT else op.inputs[0]
+        inputs = [source] + [self._copy_constant(n) if n else "" for n in op.inputs[1:]]
+        self.graph.add_op(Op(op.kind, op.name, inputs, [out], op.attrs))
 
     def _input(self, op: Op, index: int) -> str:
         name = op.inputs[index]
