@@ -446,3 +446,30 @@ def test_float_reference_matches_litert(name):
             np.testing.assert_array_equal(got, expected)
         else:
             assert relative_error(expected, got) < 1e-5, name
+
+
+@pytest.mark.slow  # the Keras frontend's worker loads TensorFlow twice: ~45 s
+def test_keras_global_max_pooling_model_verifies_with_calibration(tmp_path):
+    """A .keras file with GlobalMaxPooling2D (the converter's REDUCE_MAX): tinyml loads it,
+    quantizes it, and the C equals the reference and TFLM running the exported graph."""
+    import json
+    import subprocess
+    import sys
+    tf = _tf()
+    tf.keras.utils.set_random_seed(3)
+    inputs = tf.keras.Input((8, 8, 3), batch_size=1)
+    y = tf.keras.layers.Conv2D(6, 3, activation="relu")(inputs)
+    y = tf.keras.layers.GlobalMaxPooling2D()(y)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(4)(y))
+    path = tmp_path / "gmp.keras"
+    model.save(path)
+    result = subprocess.run([sys.executable, "-m", "tinyml.cli", "verify", str(path), "--calib",
+                             "random:-1,1", "--calib-samples", "10", "--samples", "6",
+                             "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["mismatched_outputs"] == 0 and report["oracle"] == "reference+tflite-micro"
+    inspect = subprocess.run([sys.executable, "-m", "tinyml.cli", "inspect", str(path), "--json"],
+                             capture_output=True, text=True)
+    assert inspect.returncode == 0, inspect.stderr
+    assert "REDUCE_MAX" in inspect.stdout
