@@ -160,3 +160,78 @@ def test_float_onnx_quantized_by_tinyml_verifies_with_tflm(tmp_path):
     report = json.loads(result.stdout)
     assert report["mismatched_outputs"] == 0 and report["samples"] == 8
     assert report["oracle"] == "reference+tflite-micro" and report["sanitized"]
+
+
+# ---- tf2onnx exports of the converter-made TFLite models ----------------------------------------
+
+_TF2ONNX = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tf2onnx
+for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
+    tf2onnx.convert.from_tflite(src, opset=13, output_path=dst)
+"""
+
+
+@pytest.fixture(scope="module")
+def tf2onnx_exports():
+    """tf2onnx's ONNX of the float and the int8 TFLite models of several reductions (the int8
+    one becomes a QDQ graph), converted in a child process and cached next to the TFLite."""
+    import subprocess
+    import sys
+    from test_ops_reductions import SEVERAL, several_float
+    from tflite_zoo import convert
+    sources = {"float": convert(several_float, [(1, 6, 6, 3)], int8=False),
+               "int8": convert(SEVERAL.build, [SEVERAL.shape])}
+    paths = {kind: src.with_suffix(".tf2onnx.onnx") for kind, src in sources.items()}
+    jobs = [str(p) for kind in sources if not paths[kind].exists()
+            for p in (sources[kind], paths[kind])]
+    if jobs:
+        done = subprocess.run([sys.executable, "-c", _TF2ONNX] + jobs, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return sources, paths
+
+
+def test_tf2onnx_float_export_matches_onnxruntime(tf2onnx_exports):
+    _, paths = tf2onnx_exports
+    model = onnx.load(str(paths["float"]))
+    assert {"ReduceSum", "ReduceMax", "ReduceMin", "ReduceMean", "ArgMax", "ArgMin",
+            "LpNormalization"} <= {n.op_type for n in model.graph.node}
+    imp, _ = _check_float(model)  # every float intermediate (sums: summation order)
+    graph = imp.graph
+    rng = np.random.default_rng(8)
+    for _ in range(4):
+        x = rng.normal(0, 1, (1, 6, 6, 3)).astype(np.float32)
+        theirs = ort_values(model, {model.graph.input[0].name: x})
+        ours = run(graph, [x])
+        for ir, out in zip(graph.outputs, model.graph.output):
+            np.testing.assert_array_equal(ours[ir], theirs[out.name])
+
+
+def test_tf2onnx_qdq_export_is_bit_exact_with_tflm(tf2onnx_exports):
+    """The int8 TFLite model through tf2onnx (QDQ) imports to the same int8 ops: its output
+    equals TFLM running the original file; onnxruntime's QDQ float arithmetic (no bit-exact
+    oracle: each op may round 1 LSB apart) picks an index whose score is within 2 LSB of the
+    best one. The C equals the reference."""
+    from oracles import tflm_interpreter
+    from tinyml.verify import verify
+    sources, paths = tf2onnx_exports
+    model = onnx.load(str(paths["int8"]))
+    graph = import_onnx(model, name="several_qdq").graph
+    assert set(EXPECTED) - {"ARG_MIN"} <= {op.kind for op in graph.ops}
+    arg = next(op for op in graph.ops if op.kind == "ARG_MAX")
+    interpreter = tflm_interpreter(sources["int8"])
+    rng = np.random.default_rng(9)
+    for x in [rng.integers(-128, 128, (1, 6, 6, 3)).astype(np.int8) for _ in range(6)] + [
+            np.full((1, 6, 6, 3), v, np.int8) for v in (-128, 127)]:
+        interpreter.set_input(x, 0)
+        interpreter.invoke()
+        values = run(graph, [x], keep_all=True)
+        ours = values[graph.outputs[0]]
+        np.testing.assert_array_equal(ours, interpreter.get_output(0))
+        theirs = ort_values(model, {model.graph.input[0].name: x}, optimize=False)
+        scores = values[arg.inputs[0]].astype(np.int64).reshape(-1)
+        assert scores.max() - scores[int(theirs[model.graph.output[0].name][0])] <= 2
+    report = verify(paths["int8"], "host", samples=6, sanitize=True, profile=False)
+    assert report.samples == 8 and report.mismatched_outputs == 0, report.to_json()
