@@ -602,6 +602,40 @@ typedef struct {
 
 void tinyml_logical_not(const tinyml_logical_not_params *p, const uint8_t *input,
                         uint8_t *output);
+/* ---- reductions ops ------------------------------------------------------------------------
+ * SUM runs tinyml_mean_s8 with an unfolded multiplier. */
+
+/* REDUCE_MAX / REDUCE_MIN, int8, over any axes of an up-to-4-D input (lowering merges adjacent
+ * dimensions). Input and output share one quantization, so values are selected, not rescaled. */
+typedef struct {
+    const int32_t *shape;        /* 4 input dimensions */
+    const int32_t *reduced;      /* 4 flags: 1 if the dimension is reduced */
+} tinyml_reduce_params;
+
+void tinyml_reduce_max_s8(const tinyml_reduce_params *p, const int8_t *input, int8_t *output);
+void tinyml_reduce_min_s8(const tinyml_reduce_params *p, const int8_t *input, int8_t *output);
+
+/* ARG_MAX / ARG_MIN along one axis: the input viewed as [outer, axis, inner]; int32 indices of
+ * the first largest (smallest) element. */
+typedef struct {
+    int32_t outer_size;
+    int32_t axis_size;
+    int32_t inner_size;
+} tinyml_arg_params;
+
+void tinyml_arg_max_s8(const tinyml_arg_params *p, const int8_t *input, int32_t *output);
+void tinyml_arg_min_s8(const tinyml_arg_params *p, const int8_t *input, int32_t *output);
+
+/* L2_NORMALIZATION along the last axis; the output is Q0.7 (scale 1/128, zero point 0).
+ * In place. */
+typedef struct {
+    int32_t outer_size;
+    int32_t depth;
+    int32_t input_zero_point;
+} tinyml_l2_normalization_params;
+
+void tinyml_l2_normalization_s8(const tinyml_l2_normalization_params *p, const int8_t *input,
+                                int8_t *output);
 
 #ifdef __cplusplus
 }

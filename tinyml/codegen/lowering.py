@@ -44,6 +44,8 @@ from tinyml.reference.kernels.elementwise import ADD_LEFT_SHIFT, add_multipliers
 from tinyml.reference.kernels.fully_connected import check_bias_scale
 from tinyml.reference.kernels.pooling import mean_multiplier
 from tinyml.reference.kernels.quantize import requantize_multiplier
+from tinyml.reference.kernels.reductions import (  # reductions family
+    check_l2_norm, check_same_quantization, sum_multiplier)
 from tinyml.reference.kernels.softmax import softmax_int8_params
 from tinyml.targets import Target
 
@@ -760,9 +762,10 @@ def _lower_dequantize(ctx: _Context) -> KernelCall:
 
 
 def _movable(ctx: _Context, t: Tensor, role: str) -> int:
-    """Element size of a tensor a data-movement kernel may copy (int8 activations, or
-    float32 at the float edges of an int8 graph)."""
-    if t.dtype == "float32":
+    """Element size of a tensor a data-movement kernel may copy (int8 activations, float32
+    at the float edges of an int8 graph, or the int32 indices ARG_MAX/ARG_MIN compute,
+    which an ONNX graph reshapes and transposes back to its layout)."""
+    if t.dtype in ("float32", "int32"):
         return 4
     ctx.int8(t, role)
     return 1
@@ -830,6 +833,8 @@ def _lower_pad(ctx: _Context) -> KernelCall:
     value = ctx.op.attrs.value
     if x_t.dtype == "float32":
         bits = np.array([0.0 if value is None else value], np.float32).view(np.int32)[0]
+    elif x_t.quant is None:  # int32 indices
+        bits = 0 if value is None else int(value)
     else:
         bits = x_t.zero_point() if value is None else int(value)
     params = dict(element_size=size,
@@ -1149,4 +1154,76 @@ def _lower_logical_not(ctx: _Context) -> KernelCall:
     x_t = _boolean(ctx, ctx.ins[0], "input")
     _boolean(ctx, ctx.out, "output")
     return _call(ctx, "tinyml_logical_not", "tinyml_logical_not_params", dict(size=x_t.size),
+                 _io_args(ctx), in_place=(0, 0))
+
+
+# --------------------------------------------------------------------------------------------
+# ---- reductions ops: SUM, REDUCE_MAX, REDUCE_MIN, ARG_MAX, ARG_MIN, L2_NORMALIZATION
+
+
+def _reduction_layout(ctx: _Context, x_t: Tensor, what: str) -> tuple[int, dict]:
+    """The number of reduced elements per output, and the (shape, reduced) arrays of the
+    up-to-4-D layout the reduction kernels walk (adjacent kept or reduced dimensions merged,
+    as for MEAN)."""
+    rank = len(x_t.shape)
+    axes = {normalize_axis(ax, rank, ctx.op) for ax in ctx.op.attrs.axes}
+    count = int(np.prod([x_t.shape[ax] for ax in axes], dtype=np.int64))
+    dims, reduced = _merge_runs(list(x_t.shape), [i in axes for i in range(rank)])
+    if len(dims) > MAX_DIMS:
+        raise _too_many_dims(ctx, what, dims)
+    flags = [0] * (MAX_DIMS - len(dims)) + [int(r) for r in reduced]
+    return count, dict(shape=ctx.array("shape", "int32_t", _pad_shape(dims)),
+                       reduced=ctx.array("reduced", "int32_t", flags))
+
+
+@lowers("SUM", kernels={"tinyml_mean_s8": None})
+def _lower_sum(ctx: _Context) -> KernelCall:
+    """TFLM computes SUM and MEAN in one function (``QuantizedMeanOrSum``); SUM's multiplier
+    has no 1/count folded in, so MEAN's C kernel runs it with SUM's constants."""
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    count, layout = _reduction_layout(ctx, x_t, "the sum")
+    multiplier, shift = sum_multiplier(x_t.scale(), out.scale())
+    params = dict(layout, input_offset_sum=int(wrap_int32(-x_t.zero_point() * count)),
+                  multiplier=multiplier, shift=shift, output_offset=out.zero_point())
+    return _call(ctx, "tinyml_mean_s8", "tinyml_mean_params", params, _io_args(ctx))
+
+
+@lowers("REDUCE_MAX", "REDUCE_MIN", kernels={"tinyml_reduce_max_s8": None,
+                                             "tinyml_reduce_min_s8": None})
+def _lower_reduce_min_max(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    check_same_quantization(ctx.op, x_t, out)
+    if x_t.size == 0:
+        raise ctx.fail("an empty input")
+    _, layout = _reduction_layout(ctx, x_t, "the reduction")
+    function = ("tinyml_reduce_max_s8" if ctx.op.kind == "REDUCE_MAX"
+                else "tinyml_reduce_min_s8")
+    return _call(ctx, function, "tinyml_reduce_params", layout, _io_args(ctx))
+
+
+@lowers("ARG_MAX", "ARG_MIN", kernels={"tinyml_arg_max_s8": None, "tinyml_arg_min_s8": None})
+def _lower_arg_min_max(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    if ctx.out.dtype != "int32":
+        raise ctx.fail(f"{ctx.out.dtype} indices (TFLM computes int32 indices only; convert "
+                       f"with output_type=tf.int32)")
+    axis = normalize_axis(ctx.op.attrs.axis, len(x_t.shape), ctx.op)
+    params = dict(outer_size=int(np.prod(x_t.shape[:axis], dtype=np.int64)),
+                  axis_size=x_t.shape[axis],
+                  inner_size=int(np.prod(x_t.shape[axis + 1:], dtype=np.int64)))
+    function = "tinyml_arg_max_s8" if ctx.op.kind == "ARG_MAX" else "tinyml_arg_min_s8"
+    return _call(ctx, function, "tinyml_arg_params", params, _io_args(ctx))
+
+
+@lowers("L2_NORMALIZATION", kernels={"tinyml_l2_normalization_s8": None})
+def _lower_l2_normalization(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    check_l2_norm(ctx.op, x_t, out)
+    depth = x_t.shape[-1]
+    params = dict(outer_size=x_t.size // depth if depth else 0, depth=depth,
+                  input_zero_point=x_t.zero_point())
+    return _call(ctx, "tinyml_l2_normalization_s8", "tinyml_l2_normalization_params", params,
                  _io_args(ctx), in_place=(0, 0))

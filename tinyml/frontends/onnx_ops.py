@@ -1490,3 +1490,93 @@ def where(b: Builder, node, attrs: dict) -> None:
     out = b.emit("SELECT_V2", inputs, irops.NoAttrs(), name=name,
                  dtype=b.graph.tensors[inputs[1]].dtype)
     b.activation(name, out, perm)
+
+
+# --------------------------------------------------------------------------------------------
+# ---- reductions ops: ReduceSum, ReduceMax, ReduceMin, ArgMax, ArgMin, LpNormalization
+
+#: TFLM's int8 L2_NORMALIZATION writes Q0.7 (scale 1/128, zero point 0) whatever follows.
+SIGNED_UNIT_QUANT = (1.0 / 128.0, 0)
+_REDUCERS = {"ReduceSum": "SUM", "ReduceMax": "REDUCE_MAX", "ReduceMin": "REDUCE_MIN"}
+
+
+@converter("ReduceSum", "ReduceMax", "ReduceMin")
+def reduce_sum_max_min(b: Builder, node, attrs: dict) -> None:
+    """Reductions run in the input's current layout (axes remapped). Max and min commute
+    with dequantization, so a QDQ input is reduced as int8 keeping its quantization; a sum
+    needs the QuantizeLinear after it for its output scale."""
+    x = _activation_input(b, b.get(node.input[0]))
+    axes = _axes_input(b, node, attrs, 1)
+    keep = bool(int(attrs.get("keepdims", 1)))
+    if not axes:
+        if int(attrs.get("noop_with_empty_axes", 0)):
+            b.alias(node.output[0], x)
+            return
+        axes = list(range(x.rank))
+    axes = sorted({_normalize_axis(b, a, x.rank) for a in axes})
+    perm = x.primary
+    out_perm = perm if keep else layout.drop_axes(perm, axes)
+    kind, name = _REDUCERS[node.op_type], node.output[0]
+    ir_attrs = irops.ReduceAttrs(axes=tuple(sorted(layout.stored_axis(perm, a) for a in axes)),
+                                 keep_dims=keep)
+    if _is_view8(b, x):
+        x_ir = b.tensor(x, perm)
+        if kind != "SUM":
+            out = b.emit(kind, [x_ir], ir_attrs, name=name, quant=_copy_quant(b.quant_of(x_ir)))
+            _commuting_output(b, name, x, out, out_perm)
+            return
+        sink = b.find_sink(node)
+        if sink is not None:
+            _finish_int8(b, node, sink, kind, [x_ir], ir_attrs, out_perm)
+            return
+    out = b.emit(kind, [b.float_tensor(x, perm)], ir_attrs, name=name, dtype="float32")
+    b.activation(name, out, out_perm)
+
+
+@converter("ArgMax", "ArgMin")
+def arg_min_max(b: Builder, node, attrs: dict) -> None:
+    """The index of the first largest (smallest) element. Dequantization is increasing, so a
+    QDQ input is searched as int8. Indices are int32, the only type TFLM computes (ONNX
+    says int64; the values are the same)."""
+    x = _activation_input(b, b.get(node.input[0]))
+    if int(attrs.get("select_last_index", 0)):
+        raise _fail(b, "select_last_index=1 (TFLite returns the first index of a tie)")
+    axis = _normalize_axis(b, int(attrs.get("axis", 0)), x.rank)
+    keep = bool(int(attrs.get("keepdims", 1)))
+    perm = x.primary
+    if layout.drop_axes(perm, [axis]) != layout.identity(x.rank - 1):
+        # Search the logical layout, so that the indices need no transpose back: TFLM
+        # transposes int8, int16 and float32 tensors only.
+        perm = layout.identity(x.rank)
+    source = b.tensor(x, perm) if _is_view8(b, x) else b.float_tensor(x, perm)
+    kind = "ARG_MAX" if node.op_type == "ArgMax" else "ARG_MIN"
+    name = node.output[0]
+    dropped = f"{name}/dropped" if keep else name
+    out = b.emit(kind, [source], irops.ArgAttrs(layout.stored_axis(perm, axis), "int32"),
+                 name=dropped, dtype="int32")
+    value = b.activation(dropped, out, layout.drop_axes(perm, [axis]))
+    if keep:
+        _unsqueeze(b, value, [axis], name)
+
+
+@converter("LpNormalization")
+def lp_normalization(b: Builder, node, attrs: dict) -> None:
+    """p=2 only (TFLite's L2_NORMALIZATION), along an axis that is stored last."""
+    x = _activation_input(b, b.get(node.input[0]))
+    if int(attrs.get("p", 2)) != 2:
+        raise _fail(b, f"p={int(attrs['p'])} (only the L2 norm, p=2, has a TFLite kernel)")
+    axis = _normalize_axis(b, int(attrs.get("axis", -1)), x.rank)
+    perm = next((p for p in x.stored if p[-1] == axis), None)
+    if perm is None:
+        perm = layout.identity(x.rank) if axis == x.rank - 1 else tuple(
+            p for p in x.primary if p != axis) + (axis,)
+    name = node.output[0]
+    if _is_view8(b, x):
+        sink = b.find_sink(node)
+        if sink is not None:
+            _finish_int8(b, node, sink, "L2_NORMALIZATION", [b.tensor(x, perm)],
+                         irops.NoAttrs(), perm, Quantization(*SIGNED_UNIT_QUANT))
+            return
+    out = b.emit("L2_NORMALIZATION", [b.float_tensor(x, perm)], irops.NoAttrs(), name=name,
+                 dtype="float32")
+    b.activation(name, out, perm)

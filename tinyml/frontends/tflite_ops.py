@@ -371,3 +371,31 @@ def _sub(op: TfliteOp) -> Imported:
 @imports("LOGICAL_NOT")
 def _binary_family(op: TfliteOp) -> Imported:
     return op.kind, irops.NoAttrs(), op.inputs
+
+
+# ---- reductions ops ---------------------------------------------------------------------------
+
+@imports("SUM", "ReducerOptionsT")
+@imports("REDUCE_MAX", "ReducerOptionsT")
+@imports("REDUCE_MIN", "ReducerOptionsT")
+def _reduce(op: TfliteOp) -> Imported:
+    return _mean(op)
+
+
+@imports("ARG_MAX")
+@imports("ARG_MIN")
+def _arg_min_max(op: TfliteOp) -> Imported:
+    """The axis is a constant input; the index type is the output tensor's (TFLM computes
+    int32 indices only, which lowering checks)."""
+    axis = np.asarray(op.const(1, "axis")).reshape(-1)
+    if axis.size != 1:
+        raise op.fail(f"expects one axis, got {axis.size}")
+    dtype = op.graph.tensors[op.outputs[0]].dtype
+    return op.kind, irops.ArgAttrs(axis=int(axis[0]), output_type=dtype), op.inputs[:1]
+
+
+@imports("L2_NORMALIZATION", "L2NormOptionsT")
+def _l2_normalization(op: TfliteOp) -> Imported:
+    if op.activation() != "NONE":  # TFLM's kernel supports no fused activation
+        raise op.fail(f"fused activation {op.activation()}")
+    return op.kind, irops.NoAttrs(), op.inputs

@@ -188,6 +188,15 @@ class LeakyReluAttrs:
     alpha: float = 0.2
 
 
+# ---- reductions ops: attributes
+@dataclass(frozen=True)
+class ArgAttrs:
+    """ARG_MAX and ARG_MIN: the axis searched and the index type of the output."""
+
+    axis: int = -1
+    output_type: str = "int32"
+
+
 # --------------------------------------------------------------------------------------------
 # Helpers shared by frontends and kernels
 
@@ -575,11 +584,14 @@ QUANT_RULES = {
     "range_pinned": "the output's calibrated range, which the op's semantics pin (no widening)",
     "input": "the input's: the op moves, selects or clamps values without rescaling them",
     "unit": "TFLite's fixed [0, 1) output: scale 1/256, zero point -128",
-    "symmetric_unit": "TFLite's fixed [-1, 1) output (TANH): scale 1/128, zero point 0",
+    "symmetric_unit": "TFLite's fixed [-1, 1) output (TANH, L2_NORMALIZATION): scale 1/128, "
+                      "zero point 0",
     "log_probability": "TFLite's fixed LOG_SOFTMAX output (<= 0): scale 16/256, zero point 127",
     "shared": "one quantization for every input and the output (their widest range)",
     "bool": "a BOOL output, never quantized: the int8 inputs keep their own quantization",
     "none": "not quantized by tinyml: folded, evaluated or inserted around quantization",
+    # ---- reductions rules
+    "index": "an integer index output (ARG_MAX, ARG_MIN): not quantized, keeps its int type",
 }
 
 SpatialFn = Callable[["Op"], str]
@@ -623,6 +635,28 @@ def _mean_spatial(op) -> str:
 
 def _concat_spatial(op) -> str:
     return "pixel" if _channels_only((op.attrs.axis,)) else "global"
+
+
+
+# ---- reductions ops: shape inference and spatial traits
+
+def _infer_arg(op, ins):
+    """ARG_MAX/ARG_MIN drop the searched axis; the output holds indices of ``output_type``."""
+    x = ins[0]
+    if not x.shape:
+        raise _fail(op, "index of a scalar")
+    axis = normalize_axis(op.attrs.axis, len(x.shape), op)
+    return [(tuple(d for i, d in enumerate(x.shape) if i != axis), op.attrs.output_type)]
+
+
+def _arg_spatial(op) -> str:
+    return "pixel" if _channels_only((op.attrs.axis,)) else "global"
+
+
+def _infer_l2_norm(op, ins):
+    if not ins[0].shape:
+        raise _fail(op, "L2 normalization of a scalar")
+    return _infer_same(op, ins)
 
 
 def _spec(*args, **kwargs) -> OpSpec:
@@ -691,6 +725,15 @@ OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
     # TFLM copies raw int8 codes of x or y: both and the output share one quantization.
     _spec("SELECT_V2", NoAttrs, _infer_select, (3, 3), "elementwise", "shared",
           evaluate=_eval_bool_family),
+    # ---- reductions ops
+    _spec("SUM", ReduceAttrs, _infer_mean, (1, 1), _mean_spatial, "range"),
+    # TFLM's int8 REDUCE_MAX/MIN require the output quantized as the input.
+    _spec("REDUCE_MAX", ReduceAttrs, _infer_mean, (1, 1), _mean_spatial, "input"),
+    _spec("REDUCE_MIN", ReduceAttrs, _infer_mean, (1, 1), _mean_spatial, "input"),
+    _spec("ARG_MAX", ArgAttrs, _infer_arg, (1, 1), _arg_spatial, "index"),
+    _spec("ARG_MIN", ArgAttrs, _infer_arg, (1, 1), _arg_spatial, "index"),
+    # Normalizes along the last axis: channels of one pixel for an NHWC image.
+    _spec("L2_NORMALIZATION", NoAttrs, _infer_l2_norm, (1, 1), "pixel", "symmetric_unit"),
 ]}
 
 #: Comparisons of the binary family (int8 or float inputs, BOOL output).

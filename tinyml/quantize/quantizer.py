@@ -20,6 +20,9 @@ rule its producer's int8 kernel imposes in TFLM:
 - *bool* (the comparisons, LOGICAL_AND/OR/NOT): the output is a BOOL tensor, not quantized;
   a comparison's int8 inputs keep their own quantizations (TFLM rescales both before
   comparing), a constant operand gets its own range as for ADD.
+- reductions: SUM gets its own range; REDUCE_MAX/MIN the input's (TFLM requires it);
+  L2_NORMALIZATION TANH's fixed scale 1/128 and zero point 0; the int32 indices of
+  ARG_MAX/ARG_MIN are not quantized.
 
 HARD_SWISH's output scale is raised just above input_scale / 128 when not above it (TFLM
 refuses a smaller one). TFLite has no CLIP builtin: a CLIP to [lo, hi] (lo <= 0 <= hi) becomes an int8->int8
@@ -69,6 +72,9 @@ OWN_RANGE_CONSTANTS = ("ADD", "MUL", "SUB", "SQUARED_DIFFERENCE", "PRELU", *COMP
 #: CLIP's range is its clamp and HARD_SWISH's scale has a floor: "range_pinned").
 RETARGETABLE = kinds_where(quantize="range")
 QUANTIZABLE = tuple(k for k, spec in OP_SPECS.items() if spec.quantize != "none")
+#: reductions: integer index outputs (ARG_MAX, ARG_MIN), which stay unquantized, and the fixed
+#: [-1, 1) output of L2_NORMALIZATION (TFLM computes it in Q0.7 whatever the tensor says).
+INDEX_OUTPUT = kinds_where(quantize="index")
 #: Weight axis that indexes output channels.
 WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
 
@@ -99,6 +105,12 @@ def _same(a: Quantization, b: Quantization) -> bool:
                                                               int(b.zero_point[0]))
 
 
+def _is_index(fg: Graph, name: str) -> bool:
+    """An integer activation: indices computed by ARG_MAX/ARG_MIN (and moved by reshapes)."""
+    t = fg.tensors[name]
+    return not t.is_constant and t.dtype in ("int32", "int64")
+
+
 def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> ActivationPlan:
     """The int8 quantization of every activation of float graph ``fg``."""
     quant: dict[str, Quantization] = {n: activation_quantization(*ranges[n]) for n in fg.inputs}
@@ -110,6 +122,8 @@ def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> Activ
             raise _fail(op, f"has no int8 quantization in tinyml (quantizable ops: "
                             f"{', '.join(sorted(QUANTIZABLE))})")
         x = op.inputs[0]
+        if op.kind in INDEX_OUTPUT or (op.kind in SAME_AS_INPUT and _is_index(fg, x)):
+            continue  # integer indices: not quantized
         if op.kind in SAME_AS_INPUT:  # SPLIT, UNPACK: every output keeps the input's
             for out in op.outputs:
                 quant[out] = quant[x]
@@ -241,6 +255,9 @@ class _Builder:
 
     def convert(self, op: Op) -> None:
         fg = self.fg
+        if op.kind in INDEX_OUTPUT or (op.kind in SAME_AS_INPUT and _is_index(fg, op.inputs[0])):
+            self._index_output(op)
+            return
         outs = [self._activation(name) for name in op.outputs]
         out = outs[0]
         if op.kind in WEIGHT_AXIS:
@@ -271,6 +288,19 @@ class _Builder:
             code = int(quantize_array(np.float32(attrs.value), q))
             attrs = dataclasses.replace(attrs, value=code)
         self.graph.add_op(Op(op.kind, op.name, inputs, outs, attrs))
+
+    def _index_output(self, op: Op) -> None:
+        """An op computing integer indices of an int8 activation, or moving such indices
+        (a reshape): its output keeps the float graph's integer type, unquantized."""
+        out = op.outputs[0]
+        t = self.fg.tensors[out]
+        if t.dtype not in ("int32", "int64"):
+            raise _fail(op, f"output '{out}' is {t.dtype}, expected integer indices")
+        self.graph.add_tensor(Tensor(out, t.shape, t.dtype))
+        self.twin[out] = out
+        source = self._input(op, 0) if op.kind in INDEX_OUTPUT else op.inputs[0]
+        inputs = [source] + [self._copy_constant(n) if n else "" for n in op.inputs[1:]]
+        self.graph.add_op(Op(op.kind, op.name, inputs, [out], op.attrs))
 
     def _input(self, op: Op, index: int) -> str:
         name = op.inputs[index]

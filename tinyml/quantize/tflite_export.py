@@ -538,3 +538,25 @@ def _binary_family(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> No
 @exports("SELECT_V2", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT")
 def _select_logical(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     ex.emit(op.kind, ins, outs, version=1)
+
+# ---- reductions ops ---------------------------------------------------------------------------
+
+@exports("SUM", "REDUCE_MAX", "REDUCE_MIN")
+def _reduce(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    _mean(ex, op, ins, outs)
+
+
+@exports("ARG_MAX", "ARG_MIN")
+def _arg_min_max(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    s = ex.schema
+    name = "ArgMax" if op.kind == "ARG_MAX" else "ArgMin"
+    o = getattr(s, f"{name}OptionsT")()
+    o.outputType = getattr(s.TensorType, _TYPES[op.attrs.output_type])
+    axis = ex.constant(f"{op.name}/axis", np.asarray([op.attrs.axis], np.int32))
+    ex.emit(op.kind, ins + [axis], outs, o, f"{name}Options", 2 if _is_int8(ex, op) else 1)
+
+
+@exports("L2_NORMALIZATION")
+def _l2_normalization(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.L2NormOptionsT()
+    ex.emit(op.kind, ins, outs, o, "L2NormOptions", 2 if _is_int8(ex, op) else 1)

@@ -12,7 +12,7 @@ from tinyml.reference.kernels.registry import KERNELS, Kernel, KernelCall, kerne
 # Import the kernel modules for their registrations.
 from tinyml.reference.kernels import (  # noqa: F401
     activations, activations_math, batch_norm, conv, data_movement, elementwise,
-    fully_connected, fused, pooling, quantize, shape_ops, softmax, binary,
+    fully_connected, fused, pooling, quantize, reductions, shape_ops, softmax, binary,
 )
 
 __all__ = ["KERNELS", "Kernel", "KernelCall", "kernel"]
