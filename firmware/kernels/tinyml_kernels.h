@@ -442,6 +442,50 @@ typedef struct {
 
 void tinyml_reshape(const tinyml_reshape_params *p, const void *input, void *output);
 
+/* ---- conv ops: convolution variants and their data movement (portable/conv_family.c) ---- */
+
+/* SPACE_TO_BATCH_ND, int8 (TFLM's reference SpaceToBatchND; a 3-D NHC tensor is NH1C with
+ * block_w 1). Output batch b holds input image b % batches shifted by the block offset
+ * (b / batches) = shift_h * block_w + shift_w; positions in the padding get pad_value (the
+ * output zero point). */
+typedef struct {
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t depth;
+    int32_t block_h;
+    int32_t block_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t output_batches;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t pad_value;
+} tinyml_space_to_batch_params;
+
+void tinyml_space_to_batch_nd_s8(const tinyml_space_to_batch_params *p, const int8_t *input,
+                                 int8_t *output);
+
+/* BATCH_TO_SPACE_ND, int8 (TFLM's reference BatchToSpaceND): input batch b is written to
+ * image b % output_batches at block offset b / output_batches, minus the crops; pixels
+ * cropped away are skipped. */
+typedef struct {
+    int32_t input_batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t depth;
+    int32_t block_h;
+    int32_t block_w;
+    int32_t crop_top;
+    int32_t crop_left;
+    int32_t output_batches;
+    int32_t output_h;
+    int32_t output_w;
+} tinyml_batch_to_space_params;
+
+void tinyml_batch_to_space_nd_s8(const tinyml_batch_to_space_params *p, const int8_t *input,
+                                 int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

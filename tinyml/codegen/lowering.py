@@ -813,3 +813,47 @@ def _lower_concatenation(ctx: _Context) -> KernelCall:
                   slice_bytes=ctx.array("slice_bytes", "int32_t", slices))
     return _call(ctx, "tinyml_concatenation", "tinyml_concatenation_params", params,
                  _io_args(ctx, list(range(len(ctx.ins)))))
+
+
+# --------------------------------------------------------------------------------------------
+# ---- conv ops: convolution variants and their data movement
+
+
+def _block_geometry(ctx: _Context, x_t: Tensor, out: Tensor, block, pairs) -> dict:
+    """The NHWC view TFLM takes of a 3-D or 4-D block op (NHC is NH1C, block_w 1)."""
+    from tinyml.reference.kernels.conv_family import as_nhwc
+    n, h, w, c = as_nhwc(x_t.shape)
+    on, oh, ow, _ = as_nhwc(out.shape)
+    block = tuple(block) + (1,) * (2 - len(block))
+    before = tuple(p[0] for p in pairs) + (0,) * (2 - len(pairs))
+    return dict(n=n, h=h, w=w, c=c, on=on, oh=oh, ow=ow, block=block, before=before)
+
+
+@lowers("SPACE_TO_BATCH_ND", kernels={"tinyml_space_to_batch_nd_s8": None})
+def _lower_space_to_batch(ctx: _Context) -> KernelCall:
+    from tinyml.reference.kernels.conv_family import space_to_batch_pad_value
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    a = ctx.op.attrs
+    g = _block_geometry(ctx, x_t, out, a.block, a.pads)
+    params = dict(batches=g["n"], input_h=g["h"], input_w=g["w"], depth=g["c"],
+                  block_h=g["block"][0], block_w=g["block"][1], pad_top=g["before"][0],
+                  pad_left=g["before"][1], output_batches=g["on"], output_h=g["oh"],
+                  output_w=g["ow"],
+                  pad_value=space_to_batch_pad_value(ctx.reference_call()))
+    return _call(ctx, "tinyml_space_to_batch_nd_s8", "tinyml_space_to_batch_params", params,
+                 _io_args(ctx))
+
+
+@lowers("BATCH_TO_SPACE_ND", kernels={"tinyml_batch_to_space_nd_s8": None})
+def _lower_batch_to_space(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    a = ctx.op.attrs
+    g = _block_geometry(ctx, x_t, out, a.block, a.crops)
+    params = dict(input_batches=g["n"], input_h=g["h"], input_w=g["w"], depth=g["c"],
+                  block_h=g["block"][0], block_w=g["block"][1], crop_top=g["before"][0],
+                  crop_left=g["before"][1], output_batches=g["on"], output_h=g["oh"],
+                  output_w=g["ow"])
+    return _call(ctx, "tinyml_batch_to_space_nd_s8", "tinyml_batch_to_space_params", params,
+                 _io_args(ctx))

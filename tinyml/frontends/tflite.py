@@ -67,6 +67,8 @@ class _Importer:
         self.type_names = _enum_names(schema.TensorType)
         self.act_names = _enum_names(schema.ActivationFunctionType)
         self.tensor_names: dict[int, str] = {}
+        #: Tensors whose shape signature has a dynamic (-1) dimension, with that signature.
+        self.dynamic: dict[str, tuple[int, ...]] = {}
 
     def run(self) -> Graph:
         model = self.model
@@ -81,12 +83,26 @@ class _Importer:
             self._import_tensor(index, t)
         for index, op in enumerate(sub.operators or []):
             self._convert_op(index, op)
+        self._forget_dynamic_shapes()
         self.graph.inputs = [self._name(i) for i in _ints(sub.inputs)]
         self.graph.outputs = [self._name(i) for i in _ints(sub.outputs)]
         for name in self.graph.inputs:
             if self.graph.tensors[name].is_constant:
                 raise ModelFormatError(f"{self.graph.name}: graph input '{name}' is a constant")
         return self.graph.finalize()
+
+    def _forget_dynamic_shapes(self) -> None:
+        """Computed tensors with a dynamic dimension get their shape from shape inference.
+
+        The converter stores such a dimension as 1 (a dynamic batch), which is wrong inside
+        SPACE_TO_BATCH_ND -> ... -> BATCH_TO_SPACE_ND, where the batch is the block size
+        times the input's: the declared shape there is a placeholder, not a fact to check.
+        (Graph inputs keep batch 1; importers that need an output shape read
+        ``TfliteOp.target_shape``, which keeps the dimension dynamic.)"""
+        for op in self.graph.ops:
+            for name in op.outputs:
+                if name in self.dynamic:
+                    self.graph.tensors[name].shape = ()
 
     # ---- tensors --------------------------------------------------------------------------
 
@@ -108,6 +124,8 @@ class _Importer:
         if any(d < 0 for d in shape):
             raise ShapeError(f"{self.graph.name}: tensor '{name}' has unresolvable dynamic shape "
                              f"{list(signature or shape)}")
+        if any(d < 0 for d in signature) and len(signature) == len(shape):
+            self.dynamic[name] = signature
         quant = None
         q = t.quantization
         if q is not None and q.scale is not None and len(q.scale) > 0:
@@ -178,7 +196,8 @@ class _Importer:
         if options is None and importer.default_options:
             options = getattr(self.schema, importer.options)()  # every field at its default
         ir_kind, attrs, ir_inputs = importer.convert(TfliteOp(
-            kind, layer, inputs, outputs, options, self.graph, self.schema, self.act_names))
+            kind, layer, inputs, outputs, options, self.graph, self.schema, self.act_names,
+            self.dynamic))
         self.graph.add_op(Op(ir_kind, layer, ir_inputs, outputs, attrs))
 
 

@@ -9,7 +9,7 @@ and leave the input list. SAME padding becomes explicit padding; SQUEEZE becomes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -38,9 +38,19 @@ class TfliteOp:
     graph: "Graph"
     schema: object             # ai_edge_litert's schema_py_generated
     activation_names: dict[int, str]
+    #: Shape signatures of the tensors with a dynamic (-1) dimension.
+    dynamic: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.graph.tensors[name].shape
+
+    def target_shape(self, name: str) -> tuple[int, ...]:
+        """The declared shape of ``name`` as a RESHAPE target: a dynamic dimension (stored as
+        1 by the converter) stays -1, so the target holds whatever batch really flows."""
+        signature = self.dynamic.get(name)
+        if signature is None or sum(d < 0 for d in signature) != 1:
+            return self.shape(name)
+        return tuple(-1 if s < 0 else d for s, d in zip(signature, self.shape(name)))
 
     def const(self, position: int, what: str) -> np.ndarray:
         """The data of input ``position``, which must be a constant."""
@@ -188,7 +198,7 @@ def _softmax(op: TfliteOp) -> Imported:
 @imports("SQUEEZE")
 def _reshape(op: TfliteOp) -> Imported:
     g, inputs = op.graph, op.inputs
-    target = op.shape(op.outputs[0])
+    target = op.target_shape(op.outputs[0])
     if op.kind == "RESHAPE" and len(inputs) > 1 and inputs[1] and \
             not g.tensors[inputs[1]].is_constant:
         return "RESHAPE", irops.ReshapeAttrs(None), inputs[:2]  # resolved at shape inference
@@ -250,3 +260,37 @@ def _gather(op: TfliteOp) -> Imported:
     if o is not None and o.batchDims:
         raise op.fail("batch_dims")
     return op.kind, irops.AxisAttrs(int(o.axis) if o is not None else 0), op.inputs
+
+
+# ---- conv ops: convolution variants and the shape ops around them --------------------------
+
+@imports("EXPAND_DIMS")
+def _expand_dims(op: TfliteOp) -> Imported:
+    """EXPAND_DIMS only inserts a dimension of size 1: a RESHAPE (then an alias, no code).
+    The converter writes it in front of the CONV_2D of a Keras Conv1D."""
+    axis = np.asarray(op.const(1, "axis")).reshape(-1)
+    if axis.size != 1:
+        raise op.fail(f"axis must be one value, got {axis.tolist()}")
+    rank = len(op.shape(op.inputs[0])) + 1
+    if not -rank <= int(axis[0]) < rank:
+        raise op.fail(f"axis {int(axis[0])} out of range for a {rank}-D output")
+    return "RESHAPE", irops.ReshapeAttrs(op.target_shape(op.outputs[0])), op.inputs[:1]
+
+
+def _spatial_pairs(op: TfliteOp, position: int, what: str) -> tuple[tuple[int, int], ...]:
+    pairs = np.asarray(op.const(position, what)).reshape(-1, 2)
+    return tuple((int(b), int(a)) for b, a in pairs)
+
+
+@imports("SPACE_TO_BATCH_ND")
+def _space_to_batch(op: TfliteOp) -> Imported:
+    block = tuple(int(b) for b in np.asarray(op.const(1, "block shape")).reshape(-1))
+    return op.kind, irops.SpaceToBatchAttrs(block, _spatial_pairs(op, 2, "paddings")), \
+        op.inputs[:1]
+
+
+@imports("BATCH_TO_SPACE_ND")
+def _batch_to_space(op: TfliteOp) -> Imported:
+    block = tuple(int(b) for b in np.asarray(op.const(1, "block shape")).reshape(-1))
+    return op.kind, irops.BatchToSpaceAttrs(block, _spatial_pairs(op, 2, "crops")), \
+        op.inputs[:1]

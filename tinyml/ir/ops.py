@@ -487,6 +487,64 @@ def _infer_cast(op, ins):
     return [(ins[0].shape, op.attrs.dtype)]
 
 
+# ---- conv ops: SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND (NHWC, or NHC read as NH1C as TFLM
+# does; the block and paddings/crops cover the spatial dimensions only)
+
+
+@dataclass(frozen=True)
+class SpaceToBatchAttrs:
+    """Block per spatial dimension and the zero padding (before, after) of each."""
+
+    block: tuple[int, ...] = (1, 1)
+    pads: tuple[tuple[int, int], ...] = ((0, 0), (0, 0))
+
+
+@dataclass(frozen=True)
+class BatchToSpaceAttrs:
+    """Block per spatial dimension and the crops (before, after) of each."""
+
+    block: tuple[int, ...] = (1, 1)
+    crops: tuple[tuple[int, int], ...] = ((0, 0), (0, 0))
+
+
+def _block_check(op, x, block, pairs, what: str) -> None:
+    if len(x.shape) not in (3, 4):
+        raise _fail(op, f"input must be 3-D or 4-D, got shape {list(x.shape)}")
+    spatial = len(x.shape) - 2
+    if len(block) != spatial or len(pairs) != spatial:
+        raise _fail(op, f"{len(block)} block sizes and {len(pairs)} {what} for "
+                        f"{spatial} spatial dimensions")
+    if any(b < 1 for b in block) or any(v < 0 for pair in pairs for v in pair):
+        raise _fail(op, f"invalid block {list(block)} or {what} {[list(p) for p in pairs]}")
+
+
+def _infer_space_to_batch(op, ins):
+    x = ins[0]
+    a: SpaceToBatchAttrs = op.attrs
+    _block_check(op, x, a.block, a.pads, "paddings")
+    spatial = []
+    for d, b, (before, after) in zip(x.shape[1:-1], a.block, a.pads):
+        if (d + before + after) % b:
+            raise _fail(op, f"padded size {d + before + after} is not a multiple of block {b}")
+        spatial.append((d + before + after) // b)
+    batch = x.shape[0] * int(np.prod(a.block))
+    return [((batch, *spatial, x.shape[-1]), x.dtype)]
+
+
+def _infer_batch_to_space(op, ins):
+    x = ins[0]
+    a: BatchToSpaceAttrs = op.attrs
+    _block_check(op, x, a.block, a.crops, "crops")
+    blocks = int(np.prod(a.block))
+    if x.shape[0] % blocks:
+        raise _fail(op, f"batch {x.shape[0]} is not a multiple of the block size {blocks}")
+    spatial = [d * b - before - after for d, b, (before, after)
+               in zip(x.shape[1:-1], a.block, a.crops)]
+    if any(d <= 0 for d in spatial):
+        raise _fail(op, f"crops {[list(c) for c in a.crops]} remove the whole output")
+    return [((x.shape[0] // blocks, *spatial, x.shape[-1]), x.dtype)]
+
+
 # --------------------------------------------------------------------------------------------
 # MAC counts
 
@@ -622,6 +680,11 @@ OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
     _spec("PACK", AxisAttrs, _infer_pack, (1, None), "global", "none", evaluate=_eval_pack),
     _spec("GATHER", AxisAttrs, _infer_gather, (2, 2), "global", "none", evaluate=_eval_gather),
     _spec("CAST", CastAttrs, _infer_cast, (1, 1), "elementwise", "none", evaluate=_eval_cast),
+    # ---- conv ops (convolution variants)
+    _spec("SPACE_TO_BATCH_ND", SpaceToBatchAttrs, _infer_space_to_batch, (1, 1), "global",
+          "input"),
+    _spec("BATCH_TO_SPACE_ND", BatchToSpaceAttrs, _infer_batch_to_space, (1, 1), "global",
+          "input"),
 ]}
 
 

@@ -392,3 +392,22 @@ def _dequantize(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     dtype = ex.graph.tensors[op.inputs[0]].dtype
     ex.emit(op.kind, ins, outs,
              version=2 if dtype == "int8" else 3 if dtype in ("int16", "float16") else 1)
+
+
+# ---- conv ops: convolution variants and their data movement ----------------------------------
+
+@exports("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND")
+def _space_batch(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    """Block shape and paddings/crops as int32 constants; TFLite's op versioning: 3 for 3-D
+    tensors, else 2 for int8 and 1 for float."""
+    a = op.attrs
+    x = ex.graph.tensors[op.inputs[0]]
+    space = op.kind == "SPACE_TO_BATCH_ND"
+    block = ex.constant(f"{op.name}/block_shape", np.asarray(a.block, np.int32))
+    pairs = ex.constant(f"{op.name}/{'paddings' if space else 'crops'}",
+                        np.asarray(a.pads if space else a.crops, np.int32).reshape(-1, 2))
+    version = 3 if len(x.shape) != 4 else 2 if x.dtype == "int8" else 1
+    options = ex.schema.SpaceToBatchNDOptionsT() if space else \
+        ex.schema.BatchToSpaceNDOptionsT()
+    ex.emit(op.kind, ins + [block, pairs], outs, options,
+            "SpaceToBatchNDOptions" if space else "BatchToSpaceNDOptions", version)

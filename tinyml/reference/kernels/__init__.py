@@ -55,3 +55,4 @@ from tinyml.reference.kernels import (  # noqa: E402,F401
     activations, batch_norm, conv, elementwise, fully_connected, fused, pooling, quantize,
     shape_ops, softmax,
 )
+from tinyml.reference.kernels import conv_family  # noqa: E402,F401  (conv ops)

@@ -1,0 +1,451 @@
+"""The conv op family: Conv1D as the converter writes it (EXPAND_DIMS -> CONV_2D -> RESHAPE),
+dilated convolutions as SPACE_TO_BATCH_ND -> convolution -> BATCH_TO_SPACE_ND (folded by
+``tinyml.passes.fold_dilated_conv``, or run as standalone ops), against TFLM.
+
+Models come from the TFLite converter with a *dynamic* batch (``batch_size=None``, what a
+Keras model saved without a batch size gives): that is when the converter writes
+EXPAND_DIMS and the SPACE_TO_BATCH_ND form of a dilated convolution. Such a file declares
+batch 1 for the tensors whose batch is really block x block times larger, and TFLM, which
+takes shapes from the file, then computes one phase out of block x block (LiteRT resizes and
+is right). TFLM is run on the same model with the shapes LiteRT resolves written into the
+file (``resolved``): then it runs the three ops as TFLite defines them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oracles import litert_interpreter, tflm_interpreter
+from test_kernels_c import _bad, check_graph, harness, reference_samples  # noqa: F401
+from test_reference_int8_ops import _edit_flatbuffer, compare_all_tensors
+from tflite_zoo import convert
+from tinyml.codegen.lowering import lower
+from tinyml.frontends.tflite import load_tflite_bytes
+from tinyml.passes import is_alias, run_passes
+from tinyml.reference import run
+from tinyml.schedule.planner import plan_memory
+
+SEEDS = range(4)
+
+
+def _layers():
+    import tensorflow as tf
+    return tf.keras.layers
+
+
+def _calibration(rng, shape):
+    """Inputs spanning [-1, 127/128]: the converter then gives the input zero point 0, so
+    SPACE_TO_BATCH_ND's padding (the zero point) is the real zero TFLM pads with too."""
+    x = rng.uniform(-1.0, 127 / 128, (1,) + tuple(shape[1:])).astype(np.float32)
+    x.flat[0], x.flat[-1] = -1.0, 127 / 128
+    return x
+
+
+# ---- models -------------------------------------------------------------------------------
+
+
+def conv1d_same_relu(x):
+    return _layers().Conv1D(6, 3, padding="same", activation="relu",
+                            bias_initializer="random_normal")(x)
+
+
+def depthwise1d(x):
+    return _layers().DepthwiseConv1D(3, padding="same", bias_initializer="random_normal")(x)
+
+
+def separable1d(x):
+    return _layers().SeparableConv1D(5, 3, padding="valid", bias_initializer="random_normal")(x)
+
+
+def conv1d_dilated_same(x):
+    return _layers().Conv1D(6, 3, dilation_rate=2, padding="same",
+                            bias_initializer="random_normal")(x)
+
+
+def conv1d_dilated_valid(x):
+    return _layers().Conv1D(5, 3, dilation_rate=3, padding="valid",
+                            bias_initializer="random_normal")(x)
+
+
+def conv2d_dilated_same(x):
+    return _layers().Conv2D(4, 3, dilation_rate=2, padding="same",
+                            bias_initializer="random_normal")(x)
+
+
+def depthwise2d_dilated_relu(x):
+    return _layers().DepthwiseConv2D((3, 2), dilation_rate=(2, 3), padding="same",
+                                     activation="relu", bias_initializer="random_normal")(x)
+
+
+def conv1d_stack(x):
+    """Conv1D, then a dilated one: the two patterns in one model (QEMU check)."""
+    L = _layers()
+    y = L.Conv1D(8, 3, padding="same", bias_initializer="random_normal")(x)
+    return L.Conv1D(6, 3, dilation_rate=2, padding="same", activation="relu",
+                    bias_initializer="random_normal")(y)
+
+
+def space_batch_pool(x):
+    """SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND around a pooling: nothing to fold. No padding:
+    TFLM pads with an uninitialized value (see test_standalone_padding_matches_litert)."""
+    import tensorflow as tf
+    L = _layers()
+    y = L.Lambda(lambda t: tf.space_to_batch_nd(t, [2, 3], [[0, 0], [0, 0]]),
+                 output_shape=(3, 2, 3))(x)
+    y = L.AveragePooling2D(2, strides=1, padding="same")(y)
+    return L.Lambda(lambda t: tf.batch_to_space(t, [2, 3], [[1, 0], [0, 2]]),
+                    output_shape=(5, 4, 3))(y)
+
+
+def space_batch_pool_padded(x):
+    import tensorflow as tf
+    L = _layers()
+    y = L.Lambda(lambda t: tf.space_to_batch_nd(t, [2, 2], [[1, 1], [1, 2]]),
+                 output_shape=(4, 4, 3))(x)
+    y = L.AveragePooling2D(2, strides=1, padding="same")(y)
+    return L.Lambda(lambda t: tf.batch_to_space(t, [2, 2], [[1, 0], [0, 1]]),
+                    output_shape=(7, 7, 3))(y)
+
+
+def space_batch_1d(x):
+    import tensorflow as tf
+    L = _layers()
+    y = L.Lambda(lambda t: tf.space_to_batch_nd(t, [3], [[0, 0]]), output_shape=(3, 3))(x)
+    y = L.Conv1D(4, 1, bias_initializer="random_normal")(y)
+    return L.Lambda(lambda t: tf.batch_to_space(t, [3], [[1, 2]]), output_shape=(6, 4))(y)
+
+
+CASES = {
+    # name: (build, input shape without batch, ops the converter must write)
+    "conv1d": (conv1d_same_relu, (16, 3), {"EXPAND_DIMS", "CONV_2D"}),
+    "depthwise1d": (depthwise1d, (16, 4), {"EXPAND_DIMS", "DEPTHWISE_CONV_2D"}),
+    "separable1d": (separable1d, (16, 3), {"EXPAND_DIMS", "DEPTHWISE_CONV_2D", "CONV_2D"}),
+    "conv1d_dilated_same": (conv1d_dilated_same, (16, 3),
+                            {"SPACE_TO_BATCH_ND", "EXPAND_DIMS", "BATCH_TO_SPACE_ND"}),
+    "conv1d_dilated_valid": (conv1d_dilated_valid, (17, 3),
+                             {"SPACE_TO_BATCH_ND", "EXPAND_DIMS", "BATCH_TO_SPACE_ND"}),
+    "conv2d_dilated_same": (conv2d_dilated_same, (9, 10, 3),
+                            {"SPACE_TO_BATCH_ND", "CONV_2D", "BATCH_TO_SPACE_ND"}),
+    "depthwise2d_dilated_relu": (depthwise2d_dilated_relu, (9, 8, 3),
+                                 {"SPACE_TO_BATCH_ND", "DEPTHWISE_CONV_2D",
+                                  "BATCH_TO_SPACE_ND"}),
+    "space_batch_pool": (space_batch_pool, (6, 6, 3),
+                         {"SPACE_TO_BATCH_ND", "AVERAGE_POOL_2D", "BATCH_TO_SPACE_ND"}),
+    "space_batch_1d": (space_batch_1d, (9, 3), {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"}),
+}
+#: Cases whose SPACE_TO_BATCH_ND -> ... -> BATCH_TO_SPACE_ND must fold into one convolution.
+FOLDS = {"conv1d_dilated_same", "conv1d_dilated_valid", "conv2d_dilated_same",
+         "depthwise2d_dilated_relu"}
+
+
+def dynamic_model(name: str) -> bytes:
+    build, shape, _ = CASES[name]
+    return convert(build, [(None,) + shape], calibration=_calibration).read_bytes()
+
+
+def builtin_ops(data: bytes) -> list[tuple[str, int]]:
+    from ai_edge_litert import schema_py_generated as schema
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    result = []
+    for op in model.subgraphs[0].operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        result.append((names[max(code.builtinCode, code.deprecatedBuiltinCode)], code.version))
+    return result
+
+
+def resolved(data: bytes) -> bytes:
+    """The model with every tensor's shape as LiteRT resolves it for batch 1 (signature
+    dropped): a file TFLM runs as TFLite defines it."""
+    it = litert_interpreter(data)
+    shapes = {d["index"]: [int(v) for v in d["shape"]] for d in it.get_tensor_details()}
+
+    def edit(model, schema):
+        for i, t in enumerate(model.subgraphs[0].tensors):
+            if i in shapes and t.shapeSignature is not None:
+                t.shape = shapes[i]
+                t.shapeSignature = None
+    return _edit_flatbuffer(data, edit)
+
+
+def tflm_oracle(data: bytes) -> bytes:
+    """:func:`resolved`, with each padding SPACE_TO_BATCH_ND split into a PAD (zero point)
+    and an unpadded SPACE_TO_BATCH_ND: the same values as TFLite defines them, which TFLM
+    computes deterministically (its SPACE_TO_BATCH_ND pads with an uninitialized
+    ``SpaceToBatchParams::output_offset``, i.e. whatever its arena held). The new tensors
+    come after the file's, so tensor i is still the graph's tensor i."""
+    import copy
+
+    def edit(model, schema):
+        sub = model.subgraphs[0]
+        codes = model.operatorCodes
+        names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+        def kind(op):
+            code = codes[op.opcodeIndex]
+            return names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+
+        def constant(name, values):
+            buffer = schema.BufferT()
+            buffer.data = np.asarray(values, "<i4").view(np.uint8).reshape(-1).tolist()
+            model.buffers.append(buffer)
+            t = schema.TensorT()
+            t.name, t.shape, t.type = name.encode(), list(values.shape), schema.TensorType.INT32
+            t.buffer = len(model.buffers) - 1
+            sub.tensors.append(t)
+            return len(sub.tensors) - 1
+
+        pad_code = schema.OperatorCodeT()
+        pad_code.builtinCode = pad_code.deprecatedBuiltinCode = schema.BuiltinOperator.PAD
+        pad_code.version = 2
+        operators = []
+        for op in sub.operators:
+            if kind(op) == "SPACE_TO_BATCH_ND":
+                x = sub.tensors[op.inputs[0]]
+                pads_t = sub.tensors[op.inputs[2]]
+                pads = np.frombuffer(bytes(model.buffers[pads_t.buffer].data), "<i4")
+                pads = pads.reshape(-1, 2)
+                if pads.any():
+                    if pad_code not in codes:
+                        codes.append(pad_code)
+                    full = np.zeros((len(x.shape), 2), np.int32)
+                    full[1:1 + len(pads)] = pads
+                    padded = copy.deepcopy(x)
+                    padded.name = x.name + b"/padded"
+                    padded.shape = [int(d) + int(b + a) for d, (b, a) in zip(x.shape, full)]
+                    padded.buffer = 0
+                    sub.tensors.append(padded)
+                    pad = schema.OperatorT()
+                    pad.opcodeIndex = codes.index(pad_code)
+                    pad.outputs = [len(sub.tensors) - 1]
+                    pad.inputs = [op.inputs[0], constant("oracle/paddings", full)]
+                    pad.builtinOptionsType = schema.BuiltinOptions.PadOptions
+                    pad.builtinOptions = schema.PadOptionsT()
+                    operators.append(pad)
+                    op.inputs = [pad.outputs[0], op.inputs[1],
+                                 constant("oracle/no_paddings", np.zeros_like(pads))]
+            operators.append(op)
+        sub.operators = operators
+    return _edit_flatbuffer(resolved(data), edit)
+
+
+def _inputs(graph, seed):
+    t = graph.tensors[graph.inputs[0]]
+    if seed == "min":
+        return [np.full(t.shape, -128, np.int8)]
+    if seed == "max":
+        return [np.full(t.shape, 127, np.int8)]
+    return [np.random.default_rng(seed).integers(-128, 128, t.shape).astype(np.int8)]
+
+
+SAMPLES = [*SEEDS, "min", "max"]
+
+
+# ---- import and reference vs TFLM ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_reference_matches_tflm_on_every_tensor(name):
+    data = dynamic_model(name)
+    kinds = {k for k, _ in builtin_ops(data)}
+    assert CASES[name][2] <= kinds, f"converter wrote {sorted(kinds)}"
+    static = resolved(data)
+    graph = load_tflite_bytes(static, name=name)
+    oracle = tflm_oracle(data)
+    # The dynamic file imports to the same graph (its placeholder batch re-inferred).
+    dynamic = load_tflite_bytes(data, name=name)
+    assert [dynamic.tensors[n].shape for n in dynamic.tensors] == \
+        [graph.tensors[n].shape for n in graph.tensors]
+    interpreter = tflm_interpreter(oracle)
+    compared, total = 0, {}
+    for seed in SAMPLES:
+        for tensor, count in compare_all_tensors(graph, interpreter,
+                                                 _inputs(graph, seed)).items():
+            total[tensor] = total.get(tensor, 0) + count
+        compared += 1
+    assert not total, f"{name}: elements differing from TFLM per tensor: {total}"
+    assert compared == len(SAMPLES)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_passes_fold_and_alias_and_match_tflm(name):
+    """After the passes: dilated patterns are one convolution with dilation, every RESHAPE
+    (EXPAND_DIMS, SQUEEZE) is an alias that costs no arena, and the output equals TFLM's."""
+    data = resolved(dynamic_model(name))
+    source = load_tflite_bytes(data, name=name)
+    stats: dict[str, int] = {}
+    graph = run_passes(source, stats=stats)
+    kinds = [op.kind for op in graph.ops]
+    if name in FOLDS:
+        assert stats["fold_dilated_conv"] == 1
+        assert "SPACE_TO_BATCH_ND" not in kinds and "BATCH_TO_SPACE_ND" not in kinds
+        conv = next(op for op in graph.ops if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"))
+        assert max(conv.attrs.dilation) > 1
+    else:
+        assert stats["fold_dilated_conv"] == 0
+    assert all(is_alias(graph, op) for op in graph.ops if op.kind == "RESHAPE")
+    interpreter = tflm_interpreter(tflm_oracle(dynamic_model(name)))
+    for seed in SAMPLES:
+        x = _inputs(graph, seed)
+        interpreter.set_input(x[0], 0)
+        interpreter.invoke()
+        assert np.array_equal(run(graph, x)[graph.outputs[0]], interpreter.get_output(0))
+    # The planner: aliases share their input's bytes, so the arena holds one input and
+    # one output of the convolution(s), no copy for the reshapes.
+    memory = plan_memory(graph, lower(graph))
+    biggest = max(graph.tensors[n].nbytes for op in graph.ops for n in op.outputs)
+    assert memory.arena_bytes <= sum(sorted(
+        (t.nbytes for t in graph.tensors.values() if not t.is_constant), reverse=True)[:2])
+    assert memory.arena_bytes >= biggest
+
+
+def test_space_to_batch_pads_with_the_zero_point_like_litert():
+    """Where the zero point is not 0, SPACE_TO_BATCH_ND pads with it (TFLite's definition;
+    LiteRT is the oracle here, TFLM leaves the pad value uninitialized). After a ReLU the
+    zero point is -128."""
+    def relu_then_dilated(x):
+        L = _layers()
+        y = L.Conv2D(3, 1, activation="relu", bias_initializer="random_normal")(x)
+        return L.Conv2D(4, 3, dilation_rate=2, padding="same")(y)
+
+    data = convert(relu_then_dilated, [(None, 7, 7, 3)], calibration=_calibration).read_bytes()
+    it = litert_interpreter(data)
+    graph = load_tflite_bytes(resolved(data), name="relu_then_dilated")
+    s2b = next(op for op in graph.ops if op.kind == "SPACE_TO_BATCH_ND")
+    assert graph.tensors[s2b.outputs[0]].zero_point() == -128
+    index = {d["name"]: d["index"] for d in it.get_tensor_details()}
+    folded = run_passes(graph)
+    for seed in SEEDS:
+        x = _inputs(graph, seed)
+        it.set_tensor(it.get_input_details()[0]["index"], x[0])
+        it.invoke()
+        values = run(graph, x, keep_all=True)
+        assert np.array_equal(values[s2b.outputs[0]], it.get_tensor(index[s2b.outputs[0]]))
+        # Folding is exact whatever the zero point.
+        assert np.array_equal(run(folded, x)[folded.outputs[0]], values[graph.outputs[0]])
+
+
+def test_standalone_padding_matches_litert(harness):  # noqa: F811
+    """SPACE_TO_BATCH_ND with padding, BATCH_TO_SPACE_ND with crops, standalone: equal to
+    LiteRT's tensors (exact data movement there; TFLM's pad value is its uninitialized
+    ``SpaceToBatchParams::output_offset``), in the reference and in the C kernels."""
+    data = convert(space_batch_pool_padded, [(None, 6, 5, 3)],
+                   calibration=_calibration).read_bytes()
+    it = litert_interpreter(data)
+    graph = load_tflite_bytes(resolved(data), name="space_batch_pool_padded")
+    index = {d["name"]: d["index"] for d in it.get_tensor_details()}
+    movers = [op.outputs[0] for op in graph.ops
+              if op.kind in ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND")]
+    assert len(movers) == 2
+    samples = []
+    for seed in SAMPLES:
+        x = _inputs(graph, seed)
+        it.set_tensor(it.get_input_details()[0]["index"], x[0])
+        it.invoke()
+        values = run(graph, x, keep_all=True)
+        s2b = next(op for op in graph.ops if op.kind == "SPACE_TO_BATCH_ND")
+        for name in movers:
+            want = it.get_tensor(index[name])
+            if name == s2b.outputs[0]:
+                assert np.array_equal(values[name], want), name
+        # BATCH_TO_SPACE_ND on LiteRT's own input (its pooling may round differently).
+        b2s = next(op for op in graph.ops if op.kind == "BATCH_TO_SPACE_ND")
+        values[b2s.inputs[0]] = it.get_tensor(index[b2s.inputs[0]])
+        values[b2s.outputs[0]] = it.get_tensor(index[b2s.outputs[0]])
+        samples.append(values)
+    counts = check_graph(harness, graph, samples, "padded")
+    movers_checked = [k for k in counts if "space" in k]
+    assert len(movers_checked) == 2 * len(SAMPLES)
+    assert _bad({k: v for k, v in counts.items() if "space" in k}) == {}
+
+
+def test_exported_ops_load_in_tflm_and_match():
+    """tinyml's TFLite export of the standalone ops: TFLM runs it, with the results of the
+    converter's model and the converter's op versions."""
+    from tinyml.quantize.tflite_export import export_tflite
+    for name in ("space_batch_pool", "space_batch_1d"):
+        data = resolved(dynamic_model(name))
+        graph = load_tflite_bytes(data, name=name)
+        exported = export_tflite(graph)
+        versions = dict(builtin_ops(exported))
+        for kind, version in builtin_ops(data):
+            if kind in ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"):
+                assert versions[kind] == version, (kind, versions[kind], version)
+        a, b = tflm_interpreter(data), tflm_interpreter(exported)
+        for seed in SAMPLES:
+            x = _inputs(graph, seed)[0]
+            a.set_input(x, 0)
+            a.invoke()
+            b.set_input(x, 0)
+            b.invoke()
+            assert np.array_equal(a.get_output(0), b.get_output(0))
+
+
+# ---- C kernels --------------------------------------------------------------------------------
+
+
+def _tflm_values(graph, interpreter, inputs, reference):
+    """Every computed tensor's value as TFLM has it (graph tensor i is TFLM tensor i),
+    after checking that it equals the reference's; constants are the graph's."""
+    for i, x in enumerate(inputs):
+        interpreter.set_input(x, i)
+    interpreter.invoke()
+    values = dict(reference)
+    for i, name in enumerate(graph.tensors):
+        t = graph.tensors[name]
+        value = interpreter.GetTensor(i, 0)["tensor_data"]
+        if t.is_constant or value is None:
+            continue
+        value = np.asarray(value).reshape(t.shape)
+        assert np.array_equal(reference[name], value), name
+        values[name] = value
+    return values
+
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_c_kernels_match_tflm(harness, name):  # noqa: F811
+    """Every kernel of the imported graph on TFLM's tensors (standalone SPACE_TO_BATCH_ND and
+    BATCH_TO_SPACE_ND included), then every kernel of the folded graph on the reference's,
+    under ASan/UBSan."""
+    data = resolved(dynamic_model(name))
+    graph = load_tflite_bytes(data, name=name)
+    interpreter = tflm_interpreter(tflm_oracle(dynamic_model(name)))
+    samples = [_tflm_values(graph, interpreter, x, run(graph, x, keep_all=True))
+               for x in (_inputs(graph, s) for s in SAMPLES)]
+    counts = check_graph(harness, graph, samples, name)
+    assert len(counts) >= len(graph.ops) * len(samples)
+    assert _bad(counts) == {}
+    folded = run_passes(graph)
+    counts = check_graph(harness, folded,
+                         reference_samples(folded, [_inputs(folded, s) for s in SAMPLES]),
+                         name + "-folded")
+    assert _bad(counts) == {}
+
+
+# ---- end to end -------------------------------------------------------------------------------
+
+
+def _stack_file(tmp_path):
+    """The Conv1D + dilated Conv1D model as TFLM runs it as TFLite defines it
+    (:func:`tflm_oracle`: verify compares with TFLM on this file)."""
+    path = tmp_path / "conv1d_stack.tflite"
+    build, shape = conv1d_stack, (24, 4)
+    path.write_bytes(tflm_oracle(convert(build, [(None,) + shape],
+                                         calibration=_calibration).read_bytes()))
+    return path
+
+
+def test_conv1d_and_dilated_verify_on_host_sanitized(tmp_path):
+    from tinyml.verify import verify
+    report = verify(_stack_file(tmp_path), "host", samples=10, sanitize=True)
+    assert "tflite-micro" in report.oracle and report.sanitized
+    assert report.samples == 12 and report.mismatched_outputs == 0
+
+
+def test_conv1d_and_dilated_verify_in_qemu(tmp_path):
+    from tinyml.verify import verify
+    report = verify(_stack_file(tmp_path), "cortex-m4", samples=10, profile=False)
+    assert "tflite-micro" in report.oracle
+    assert report.samples == 12 and report.mismatched_outputs == 0
