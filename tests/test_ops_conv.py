@@ -449,3 +449,114 @@ def test_conv1d_and_dilated_verify_in_qemu(tmp_path):
     report = verify(_stack_file(tmp_path), "cortex-m4", samples=10, profile=False)
     assert "tflite-micro" in report.oracle
     assert report.samples == 12 and report.mismatched_outputs == 0
+
+
+# ---- TRANSPOSE_CONV (keras Conv2DTranspose) ---------------------------------------------------
+
+
+def tconv_same_s2(x):
+    return _layers().Conv2DTranspose(4, 3, strides=2, padding="same",
+                                     bias_initializer="random_normal")(x)
+
+
+def tconv_valid_s2_no_bias(x):
+    return _layers().Conv2DTranspose(5, 3, strides=2, padding="valid", use_bias=False)(x)
+
+
+def tconv_same_s1_relu(x):
+    return _layers().Conv2DTranspose(3, (2, 3), strides=1, padding="same", activation="relu",
+                                     bias_initializer="random_normal")(x)
+
+
+def tconv_valid_s1(x):
+    return _layers().Conv2DTranspose(4, (3, 2), strides=1, padding="valid",
+                                     bias_initializer="random_normal")(x)
+
+
+def tconv_same_s12_k4(x):
+    return _layers().Conv2DTranspose(6, 4, strides=(1, 2), padding="same",
+                                     bias_initializer="random_normal")(x)
+
+
+TCONV_CASES = {
+    # name: (build, input shape, convert options, has bias)
+    "same_s2_bias": (tconv_same_s2, (1, 5, 5, 3), {}, True),
+    "valid_s2_no_bias": (tconv_valid_s2_no_bias, (1, 5, 6, 3), {}, False),
+    "same_s1_relu": (tconv_same_s1_relu, (1, 6, 5, 2), {}, True),
+    "valid_s1": (tconv_valid_s1, (1, 4, 5, 3), {}, True),
+    "same_s12_k4": (tconv_same_s12_k4, (1, 5, 4, 3), {}, True),
+    "same_s2_per_tensor": (tconv_same_s2, (1, 5, 5, 3), dict(per_channel=False), True),
+}
+
+
+def tconv_model(name: str) -> bytes:
+    build, shape, options, _ = TCONV_CASES[name]
+    return convert(build, [shape], **options).read_bytes()
+
+
+@pytest.mark.parametrize("name", list(TCONV_CASES))
+def test_transpose_conv_matches_tflm(harness, name):  # noqa: F811
+    """Reference and C kernel against TFLM on every tensor (seeded random, all-min, all-max)."""
+    data = tconv_model(name)
+    assert "TRANSPOSE_CONV" in {k for k, _ in builtin_ops(data)}
+    graph = load_tflite_bytes(data, name=name)
+    op = next(op for op in graph.ops if op.kind == "TRANSPOSE_CONV")
+    assert (len(op.inputs) == 3) is TCONV_CASES[name][3]
+    w = graph.tensors[op.inputs[1]]
+    assert w.quant.per_channel is (name != "same_s2_per_tensor")
+    interpreter = tflm_interpreter(data)
+    total: dict[str, int] = {}
+    samples = []
+    for seed in SAMPLES:
+        x = _inputs(graph, seed)
+        for tensor, count in compare_all_tensors(graph, interpreter, x).items():
+            total[tensor] = total.get(tensor, 0) + count
+        samples.append(_tflm_values(graph, interpreter, x, run(graph, x, keep_all=True)))
+    assert not total, f"{name}: elements differing from TFLM per tensor: {total}"
+    counts = check_graph(harness, graph, samples, name)
+    assert sum(1 for k in counts if "transpose_conv" in k) == len(SAMPLES)
+    assert _bad(counts) == {}
+
+
+def test_transpose_conv_export_matches_converter_and_tflm():
+    """tinyml's TFLite export: the converter's op version, and TFLM gives the same output."""
+    from tinyml.quantize.tflite_export import export_tflite
+    for name in TCONV_CASES:
+        data = tconv_model(name)
+        graph = load_tflite_bytes(data, name=name)
+        exported = export_tflite(graph)
+        assert dict(builtin_ops(exported))["TRANSPOSE_CONV"] == \
+            dict(builtin_ops(data))["TRANSPOSE_CONV"], name
+        a, b = tflm_interpreter(data), tflm_interpreter(exported)
+        for seed in SAMPLES:
+            x = _inputs(graph, seed)[0]
+            a.set_input(x, 0)
+            a.invoke()
+            b.set_input(x, 0)
+            b.invoke()
+            assert np.array_equal(a.get_output(0), b.get_output(0)), name
+
+
+def test_float_transpose_conv_quantized_by_tinyml_is_bit_exact_with_tflm():
+    """A float Conv2DTranspose model quantized by tinyml's quantizer: TFLM runs the exported
+    int8 file with the reference's values on every tensor."""
+    from tinyml.quantize import quantize_model
+
+    def upsample(x):
+        L = _layers()
+        y = L.Conv2D(4, 3, padding="same", activation="relu")(x)
+        return L.Conv2DTranspose(3, 3, strides=2, padding="same")(y)
+
+    path = convert(upsample, [(1, 6, 6, 2)], int8=False)
+    model = quantize_model(path, "random:-1,1", samples=20)
+    assert "TRANSPOSE_CONV" in {op.kind for op in model.graph.ops}
+    exported = model.to_tflite()
+    graph = load_tflite_bytes(exported)
+    interpreter = tflm_interpreter(exported)
+    for seed in SEEDS:
+        x = [np.random.default_rng(seed).normal(0, 1, graph.tensors[graph.inputs[0]].shape)
+             .astype(np.float32)] if graph.tensors[graph.inputs[0]].dtype == "float32" \
+            else _inputs(graph, seed)
+        assert not compare_all_tensors(graph, interpreter, x)
+    # and it compiles: the transposed convolution lowers to its C kernel
+    assert any(c.function == "tinyml_transpose_conv_s8" for c in lower(run_passes(graph)))

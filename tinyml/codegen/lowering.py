@@ -857,3 +857,29 @@ def _lower_batch_to_space(ctx: _Context) -> KernelCall:
                   output_w=g["ow"])
     return _call(ctx, "tinyml_batch_to_space_nd_s8", "tinyml_batch_to_space_params", params,
                  _io_args(ctx))
+
+
+@lowers("TRANSPOSE_CONV", kernels={"tinyml_transpose_conv_s8": None})
+def _lower_transpose_conv(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    w_t = ctx.ins[1]
+    a = ctx.op.attrs
+    w = ctx.weights(w_t, 0)
+    cout, kh, kw, cin = w.shape
+    n, h, wd, c = x_t.shape
+    if cin != c:
+        raise ctx.fail(f"{c} input channels, the filter expects {cin}")
+    multiplier, shift = per_channel_multipliers(x_t.scale(), w_t.quant.scale, out.scale(),
+                                                cout)
+    lo, hi = activation_range(a.activation, out.scale(), out.zero_point())
+    params = dict(batches=n, input_h=h, input_w=wd, input_c=c, output_h=out.shape[1],
+                  output_w=out.shape[2], output_c=cout, filter_h=kh, filter_w=kw,
+                  stride_h=a.stride[0], stride_w=a.stride[1], pad_top=a.padding[0],
+                  pad_left=a.padding[2], input_offset=-x_t.zero_point(),
+                  output_offset=out.zero_point(), act_min=lo, act_max=hi,
+                  filter=ctx.array("filter", "int8_t", w),
+                  bias=ctx.array("bias", "int32_t", ctx.bias(2, cout)),
+                  **_multiplier_arrays(ctx, multiplier, shift))
+    return _call(ctx, "tinyml_transpose_conv_s8", "tinyml_transpose_conv_params", params,
+                 _io_args(ctx))

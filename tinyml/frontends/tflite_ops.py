@@ -294,3 +294,32 @@ def _batch_to_space(op: TfliteOp) -> Imported:
     block = tuple(int(b) for b in np.asarray(op.const(1, "block shape")).reshape(-1))
     return op.kind, irops.BatchToSpaceAttrs(block, _spatial_pairs(op, 2, "crops")), \
         op.inputs[:1]
+
+
+@imports("TRANSPOSE_CONV", "TransposeConvOptionsT")
+def _transpose_conv(op: TfliteOp) -> Imported:
+    """Inputs (output_shape, filter, input[, bias]) become (input, filter[, bias]) with the
+    output shape and TFLM's padding as attributes."""
+    o = op.options
+    if o is None:
+        raise ModelFormatError(f"{op.graph.name}: layer '{op.layer}' ({op.kind}) has no "
+                               f"options")
+    out_shape = tuple(int(d) for d in np.asarray(op.const(0, "output shape")).reshape(-1))
+    w = op.shape(op.inputs[1])
+    x = op.shape(op.inputs[2])
+    if len(out_shape) != 4 or len(w) != 4 or len(x) != 4:
+        raise op.fail("needs a 4-D input, filter and output shape")
+    same = o.padding == op.schema.Padding.SAME
+    stride = (int(o.strideH), int(o.strideW))
+    padding = []
+    for axis in (0, 1):
+        before = irops.transpose_conv_padding(out_shape[1 + axis], w[1 + axis], stride[axis],
+                                              same)
+        after = (x[1 + axis] - 1) * stride[axis] + w[1 + axis] - out_shape[1 + axis] - before
+        padding += [before, after]
+    activation = op.activation() if hasattr(o, "fusedActivationFunction") else "NONE"
+    inputs = [op.inputs[2], op.inputs[1]]
+    if len(op.inputs) > 3 and op.inputs[3]:
+        inputs.append(op.inputs[3])
+    return op.kind, irops.TransposeConvAttrs(out_shape, stride, tuple(padding), activation), \
+        inputs

@@ -56,7 +56,8 @@ SHARED = kinds_where(quantize="shared")
 RETARGETABLE = kinds_where(quantize="range")
 QUANTIZABLE = tuple(k for k, spec in OP_SPECS.items() if spec.quantize != "none")
 #: Weight axis that indexes output channels.
-WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0,
+               "TRANSPOSE_CONV": 0}  # conv ops: TRANSPOSE_CONV's filter is OHWI
 
 
 @dataclass
@@ -303,6 +304,8 @@ class _Builder:
         if mean is None:
             return None
         error = w.astype(np.float64) - w_q
+        if op.kind == "TRANSPOSE_CONV":
+            return None  # an output receives a position-dependent subset of the taps
         if op.kind == "FULLY_CONNECTED":
             return error @ mean
         if op.kind == "DEPTHWISE_CONV_2D":

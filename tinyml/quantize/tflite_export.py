@@ -411,3 +411,32 @@ def _space_batch(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None
         ex.schema.BatchToSpaceNDOptionsT()
     ex.emit(op.kind, ins + [block, pairs], outs, options,
             "SpaceToBatchNDOptions" if space else "BatchToSpaceNDOptions", version)
+
+
+@exports("TRANSPOSE_CONV")
+def _transpose_conv(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    """TFLite's operand order (output_shape, filter, input[, bias]); SAME or VALID, whichever
+    makes TFLM derive this padding. Versions as TFLite's op versioning: 4 with a fused
+    activation, 3 with a bias, 2 for int8, else 1."""
+    a = op.attrs
+    w = ex.graph.tensors[op.inputs[1]]
+    s = ex.schema
+    mode = None
+    for candidate, same in ((s.Padding.SAME, True), (s.Padding.VALID, False)):
+        if all(irops.transpose_conv_padding(a.output_shape[1 + i], w.shape[1 + i],
+                                            a.stride[i], same) == a.padding[2 * i]
+               for i in (0, 1)):
+            mode = candidate
+            break
+    if mode is None:
+        raise ex.fail(op, f"padding {list(a.padding)} is neither SAME nor VALID")
+    o = s.TransposeConvOptionsT()
+    o.padding = mode
+    o.strideH, o.strideW = a.stride
+    o.fusedActivationFunction = ex.fused_activation(op, a.activation)
+    shape = ex.constant(f"{op.name}/output_shape", np.asarray(a.output_shape, np.int32))
+    has_bias = len(op.inputs) > 2 and bool(op.inputs[2])
+    version = (4 if a.activation != "NONE" else 3 if has_bias
+               else 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, [shape, ins[1], ins[0]] + ([ins[2]] if has_bias else []), outs, o,
+            "TransposeConvOptions", version)
