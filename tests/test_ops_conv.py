@@ -560,3 +560,69 @@ def test_float_transpose_conv_quantized_by_tinyml_is_bit_exact_with_tflm():
         assert not compare_all_tensors(graph, interpreter, x)
     # and it compiles: the transposed convolution lowers to its C kernel
     assert any(c.function == "tinyml_transpose_conv_s8" for c in lower(run_passes(graph)))
+
+
+# ---- PAD folded into the convolution (fold_pad) -------------------------------------------------
+
+
+def pad_then_depthwise_s2(x):
+    """A stride-2 block as MobileNet writes it: ZeroPadding2D then a VALID depthwise
+    convolution, after a ReLU6 (zero point -128: the PAD pads with code -128). The padding
+    is not SAME, so the converter keeps the PAD (it folds the SAME one itself)."""
+    L = _layers()
+    y = L.Conv2D(6, 1, activation="relu6", bias_initializer="random_normal")(x)
+    y = L.ZeroPadding2D(((1, 1), (1, 1)))(y)
+    return L.DepthwiseConv2D(3, strides=2, bias_initializer="random_normal")(y)
+
+
+def pad_then_conv(x):
+    L = _layers()
+    return L.Conv2D(4, 3, bias_initializer="random_normal")(L.ZeroPadding2D(((1, 2), (0, 1)))(x))
+
+
+def pad_then_avg_pool(x):
+    L = _layers()
+    return L.AveragePooling2D(2)(L.ZeroPadding2D(((1, 0), (0, 1)))(x))
+
+
+@pytest.mark.parametrize("build,shape,folds", [
+    (pad_then_depthwise_s2, (1, 8, 8, 3), True),
+    (pad_then_conv, (1, 5, 6, 3), True),
+    (pad_then_avg_pool, (1, 5, 5, 3), False),  # pooling would not count padded zeros
+])
+def test_zero_pad_folds_into_the_convolution(build, shape, folds):
+    data = convert(build, [shape]).read_bytes()
+    assert "PAD" in {k for k, _ in builtin_ops(data)}
+    graph = load_tflite_bytes(data, name=build.__name__)
+    stats: dict[str, int] = {}
+    folded = run_passes(graph, stats=stats)
+    assert stats["fold_pad"] == int(folds)
+    assert ("PAD" in [op.kind for op in folded.ops]) is not folds
+    if folds:
+        pad = next(op for op in graph.ops if op.kind == "PAD")
+        assert graph.tensors[pad.inputs[0]].zero_point() != 0 or build is pad_then_conv
+        memory = [plan_memory(g, lower(g)).arena_bytes for g in (run_passes(
+            graph, passes=[p for p in stats if p != "fold_pad"]), folded)]
+        assert memory[1] < memory[0]
+    interpreter = tflm_interpreter(data)
+    for seed in SAMPLES:
+        x = _inputs(folded, seed)
+        interpreter.set_input(x[0], 0)
+        interpreter.invoke()
+        assert np.array_equal(run(folded, x)[folded.outputs[0]], interpreter.get_output(0))
+
+
+@pytest.mark.slow
+def test_mobilenetv2_from_onnx_plans_the_sram_of_tflite(tmp_path):
+    """The acceptance check (benchmarks/mobilenetv2_onnx_vs_tflite.py): tf2onnx's export of
+    MobileNetV2-0.35-96, quantized by tinyml, plans within 5 % of the TFLite int8 one."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mobilenetv2_onnx_vs_tflite.py"
+    spec = importlib.util.spec_from_file_location("mobilenetv2_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.measure(1000, tmp_path)
+    print(result)
+    assert result["onnx"]["pads"] == 0
+    assert result["within_5_percent"], result
