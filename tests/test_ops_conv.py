@@ -626,3 +626,88 @@ def test_mobilenetv2_from_onnx_plans_the_sram_of_tflite(tmp_path):
     print(result)
     assert result["onnx"]["pads"] == 0
     assert result["within_5_percent"], result
+
+
+# ---- ONNX: ConvTranspose (float and QDQ) against onnxruntime ----------------------------------
+
+CONV_TRANSPOSE_ATTRS = {
+    "pads": dict(strides=[2, 2], pads=[1, 1, 0, 0]),
+    "output_padding": dict(strides=[2, 2], output_padding=[1, 1]),
+    "same_upper": dict(strides=[1, 2], auto_pad="SAME_UPPER"),
+    "same_lower": dict(strides=[2, 2], auto_pad="SAME_LOWER"),
+    "output_shape": dict(strides=[2, 2], output_shape=[9, 10]),
+    "valid_k2": dict(strides=[2, 2], kernel_shape=[2, 2]),
+}
+
+
+def _conv_transpose_model(name: str, bias: bool = True):
+    from onnx import helper
+    from onnx_cases import make_model
+    rng = np.random.default_rng(5)
+    attrs = CONV_TRANSPOSE_ATTRS[name]
+    k = attrs.get("kernel_shape", [3, 3])
+    inputs = ["x", "w", "b"] if bias else ["x", "w"]
+    nodes = [helper.make_node("ConvTranspose", inputs, ["y"], **attrs),
+             helper.make_node("Relu", ["y"], ["r"])]
+    consts = {"w": (rng.standard_normal((3, 4, *k)) * 0.5).astype(np.float32)}
+    if bias:
+        consts["b"] = (rng.standard_normal(4) * 0.5).astype(np.float32)
+    return make_model(nodes, {"x": [1, 3, 5, 5]}, ["r"], consts)
+
+
+@pytest.mark.parametrize("name", list(CONV_TRANSPOSE_ATTRS))
+def test_onnx_conv_transpose_float_matches_onnxruntime(name):
+    from test_frontend_onnx import _check_float
+    imp, worst = _check_float(_conv_transpose_model(name, bias=name != "valid_k2"))
+    assert [op.kind for op in imp.graph.ops].count("TRANSPOSE_CONV") == 1
+    assert worst < 1e-5
+
+
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "per_tensor"])
+def test_onnx_conv_transpose_qdq_stays_int8_within_one_lsb(per_channel, tmp_path):
+    """The QDQ ConvTranspose (quantized by onnxruntime) becomes an int8 TRANSPOSE_CONV whose
+    outputs are within 1 LSB of the QDQ graph's float arithmetic (the requantization
+    rounding, as for every QDQ op), and it compiles to its C kernel."""
+    from test_frontend_onnx import _assert_int8_graph, _quantize, _report, _run_qdq
+    path = _quantize(_conv_transpose_model("pads"), (1, 3, 5, 5), tmp_path, "tconv",
+                     per_channel=per_channel)
+    imp, e2e, isolated, _ = _run_qdq(path, runs=5)
+    _assert_int8_graph(imp.graph)
+    op = next(op for op in imp.graph.ops if op.kind == "TRANSPOSE_CONV")
+    x, w = (imp.graph.tensors[n] for n in op.inputs[:2])
+    assert x.dtype == w.dtype == "int8"
+    assert w.quant.per_channel is per_channel and (w.quant.axis == 0 or not per_channel)
+    assert all(d.worst <= 1 for d in isolated.values()), _report("isolated:", isolated)
+    assert any(d.count for d in isolated.values())
+    assert any(c.function == "tinyml_transpose_conv_s8" for c in lower(run_passes(imp.graph)))
+
+
+def test_onnx_conv1d_and_tf2onnx_conv2d_transpose(tmp_path):
+    """tf2onnx's export of a Keras Conv1D and Conv2DTranspose model imports and matches
+    onnxruntime (float)."""
+    import subprocess
+    import sys
+    import onnx
+    from test_frontend_onnx import _check_float
+    script = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import tensorflow as tf, tf2onnx, tf_keras
+tf_keras.utils.set_random_seed(0)
+L = tf_keras.layers
+x = tf_keras.Input((8, 8, 3), batch_size=1)
+y = L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu")(x)
+y = L.Reshape((16 * 16, 4))(y)
+y = L.Conv1D(5, 3, dilation_rate=2, padding="same")(y)
+model = tf_keras.Model(x, y)
+spec = [tf.TensorSpec((1, 8, 8, 3), tf.float32, name="x")]
+tf2onnx.convert.from_keras(model, input_signature=spec, opset=13, output_path=sys.argv[1])
+"""
+    path = tmp_path / "tf2onnx.onnx"
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    imp, worst = _check_float(onnx.load(str(path)))
+    kinds = [op.kind for op in imp.graph.ops]
+    assert "TRANSPOSE_CONV" in kinds and "CONV_2D" in kinds
+    assert worst < 1e-4
