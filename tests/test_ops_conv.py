@@ -553,11 +553,9 @@ def test_float_transpose_conv_quantized_by_tinyml_is_bit_exact_with_tflm():
     exported = model.to_tflite()
     graph = load_tflite_bytes(exported)
     interpreter = tflm_interpreter(exported)
-    for seed in SEEDS:
-        x = [np.random.default_rng(seed).normal(0, 1, graph.tensors[graph.inputs[0]].shape)
-             .astype(np.float32)] if graph.tensors[graph.inputs[0]].dtype == "float32" \
-            else _inputs(graph, seed)
-        assert not compare_all_tensors(graph, interpreter, x)
+    assert graph.tensors[graph.inputs[0]].dtype == "int8"
+    for seed in SAMPLES:
+        assert not compare_all_tensors(graph, interpreter, _inputs(graph, seed))
     # and it compiles: the transposed convolution lowers to its C kernel
     assert any(c.function == "tinyml_transpose_conv_s8" for c in lower(run_passes(graph)))
 
@@ -711,3 +709,77 @@ tf2onnx.convert.from_keras(model, input_signature=spec, opset=13, output_path=sy
     kinds = [op.kind for op in imp.graph.ops]
     assert "TRANSPOSE_CONV" in kinds and "CONV_2D" in kinds
     assert worst < 1e-4
+
+
+# ---- float models: tinyml's quantizer folds before calibrating -------------------------------
+
+
+def dilated_bn(x):
+    """A dilated Conv1D with its batch norm (dynamic batch: SPACE_TO_BATCH_ND form), then a
+    ZeroPadding1D before a VALID Conv1D."""
+    L = _layers()
+    y = L.Conv1D(6, 3, dilation_rate=2, padding="same", use_bias=False)(x)
+    y = L.BatchNormalization(beta_initializer="random_normal",
+                             moving_variance_initializer="ones")(y)
+    y = L.ReLU()(y)
+    y = L.ZeroPadding1D((2, 1))(y)
+    return L.Conv1D(4, 3, bias_initializer="random_normal")(y)
+
+
+def test_float_dilated_model_quantized_by_tinyml_is_bit_exact_with_tflm(tmp_path):
+    """``tinyml compile --calib`` of a float dynamic-batch model: the dilated pattern and the
+    padding fold before calibration, the exported int8 file has neither SPACE_TO_BATCH_ND nor
+    PAD, and TFLM runs it with the reference's values on every tensor; it compiles."""
+    from tinyml.quantize import quantize_model
+    data = convert(dilated_bn, [(None, 20, 3)], int8=False).read_bytes()
+    kinds = {k for k, _ in builtin_ops(data)}
+    assert {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "PAD"} <= kinds, kinds
+    path = tmp_path / "float.tflite"
+    path.write_bytes(data)
+    model = quantize_model(path, "random:-1,1", samples=20)
+    int8_kinds = [op.kind for op in model.graph.ops]
+    assert not {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "PAD", "MUL"} & set(int8_kinds)
+    exported = model.to_tflite()
+    graph = load_tflite_bytes(exported)
+    interpreter = tflm_interpreter(exported)
+    assert graph.tensors[graph.inputs[0]].dtype == "int8"
+    for seed in SAMPLES:
+        assert not compare_all_tensors(graph, interpreter, _inputs(graph, seed))
+    assert lower(run_passes(graph))
+
+
+def test_onnx_pad_and_batch_norm_as_mul_add_fold_around_depthwise(tmp_path):
+    """tf2onnx's MobileNet block: Pad -> depthwise Conv -> Mul -> Add (a BatchNormalization
+    kept as per-channel constants) -> Clip. The float import matches onnxruntime; after
+    tinyml's quantizer and passes only the convolution is left."""
+    from onnx import helper
+    from onnx_cases import make_model
+    from test_frontend_onnx import _check_float
+    from tinyml.quantize import quantize_model
+    rng = np.random.default_rng(9)
+    c = 6
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["e"]),
+             helper.make_node("Pad", ["e", "pads"], ["p"]),
+             helper.make_node("Conv", ["p", "w"], ["d"], group=c, strides=[2, 2]),
+             helper.make_node("Mul", ["d", "g"], ["m"]),
+             helper.make_node("Add", ["m", "h"], ["a"]),
+             helper.make_node("Clip", ["a", "lo", "hi"], ["y"])]
+    consts = {"pads": np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64),
+              "w1": (rng.standard_normal((c, c, 1, 1)) * 0.5).astype(np.float32),
+              "w": (rng.standard_normal((c, 1, 3, 3)) * 0.5).astype(np.float32),
+              "g": rng.uniform(0.5, 2, (1, c, 1, 1)).astype(np.float32),
+              "h": rng.standard_normal((1, c, 1, 1)).astype(np.float32),
+              "lo": np.array(0, np.float32), "hi": np.array(6, np.float32)}
+    model = make_model(nodes, {"x": [1, c, 12, 12]}, ["y"], consts)
+    _check_float(model)
+    path = tmp_path / "block.onnx"
+    import onnx
+    onnx.save(model, str(path))
+    quantized = quantize_model(path, "random:-1,1", samples=10)
+    assert not {"MUL", "ADD", "BATCH_NORM"} & {op.kind for op in quantized.graph.ops}
+    graph = run_passes(quantized.graph)
+    assert [op.kind for op in graph.ops if op.kind not in ("QUANTIZE", "DEQUANTIZE",
+                                                           "TRANSPOSE")] == \
+        ["CONV_2D", "DEPTHWISE_CONV_2D"]
+    conv = next(op for op in graph.ops if op.kind == "DEPTHWISE_CONV_2D")
+    assert conv.attrs.padding == (0, 1, 0, 1) and conv.attrs.activation == "RELU6"

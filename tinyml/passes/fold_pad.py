@@ -13,7 +13,9 @@ convolution equals the convolution with the padding added, bit for bit.
 
 When it folds: the PAD pads only the height and width of a 4-D NHWC tensor, with real zero
 (no value, the int8 zero point, or float 0.0), keeps its input's quantization, and its only
-reader is a CONV_2D or DEPTHWISE_CONV_2D reading it as input 0. Pooling is left alone: TFLM's
+reader is a CONV_2D or DEPTHWISE_CONV_2D reading it as input 0. A Keras ZeroPadding1D before
+a Conv1D is a 3-D PAD whose only reader is the RESHAPE (EXPAND_DIMS) inserting the unit
+height or width in front of the convolution; that RESHAPE then reads the unpadded tensor. Pooling is left alone: TFLM's
 pooling leaves its padding out of the average and the maximum, where a PAD's zeros would count.
 """
 
@@ -32,15 +34,24 @@ class FoldPad(OptimizerPass):
     name = "fold_pad"
 
     def match(self, graph: Graph, op: Op) -> bool:
-        return op.kind == "PAD" and _reader(graph, op) is not None
+        return op.kind == "PAD" and _plan(graph, op) is not None
 
     def transform(self, graph: Graph, op: Op) -> bool:
-        conv = _reader(graph, op)
-        (_, _), (top, bottom), (left, right), (_, _) = op.attrs.pads
+        conv, reshape, pads = _plan(graph, op)
+        (top, bottom), (left, right) = pads
         pt, pb, pl, pr = conv.attrs.padding
         conv.attrs = dataclasses.replace(
             conv.attrs, padding=(pt + top, pb + bottom, pl + left, pr + right))
-        conv.inputs = [op.inputs[0]] + conv.inputs[1:]
+        if reshape is None:
+            conv.inputs = [op.inputs[0]] + conv.inputs[1:]
+        else:
+            n, length, c = graph.tensors[op.inputs[0]].shape
+            padded = graph.tensors[op.outputs[0]].shape
+            unit_h = graph.tensors[reshape.outputs[0]].shape == (n, 1, padded[1], c)
+            shape = (n, 1, length, c) if unit_h else (n, length, 1, c)
+            reshape.inputs = [op.inputs[0]]
+            reshape.attrs = dataclasses.replace(reshape.attrs, shape=shape)
+            graph.tensors[reshape.outputs[0]].shape = shape
         remove_op(graph, op)
         return True
 
@@ -56,19 +67,44 @@ def _zero_value(graph: Graph, op: Op) -> bool:
     return x.dtype == "float32" and float(value) == 0.0
 
 
-def _reader(graph: Graph, op: Op) -> Op | None:
-    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
-    if len(x.shape) != 4 or x.is_constant or op.outputs[0] in graph.outputs:
+def _only_reader(graph: Graph, tensor: str, kinds: tuple[str, ...]) -> Op | None:
+    """The op of ``kinds`` reading ``tensor`` as its input 0 and nothing else does."""
+    if tensor in graph.outputs:
         return None
+    readers = consumers_of(graph, tensor)
+    if len(readers) != 1 or readers[0].kind not in kinds:
+        return None
+    reader = readers[0]
+    if reader.inputs[0] != tensor or tensor in reader.inputs[1:]:
+        return None
+    return reader
+
+
+def _plan(graph: Graph, op: Op):
+    """(convolution, RESHAPE in between or None, ((top, bottom), (left, right)))."""
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     pads = op.attrs.pads
-    if pads[0] != (0, 0) or pads[3] != (0, 0) or not _zero_value(graph, op):
+    if x.is_constant or len(x.shape) not in (3, 4) or not _zero_value(graph, op):
+        return None
+    if pads[0] != (0, 0) or pads[-1] != (0, 0):
         return None
     if not same_quantization(x, y) or x.dtype != y.dtype:
         return None
-    readers = consumers_of(graph, op.outputs[0])
-    if len(readers) != 1 or readers[0].kind not in _INTO:
+    if len(x.shape) == 4:
+        conv = _only_reader(graph, op.outputs[0], _INTO)
+        return None if conv is None else (conv, None, (pads[1], pads[2]))
+    reshape = _only_reader(graph, op.outputs[0], ("RESHAPE",))
+    if reshape is None or len(reshape.inputs) != 1:
         return None
-    conv = readers[0]
-    if conv.inputs[0] != op.outputs[0] or op.outputs[0] in conv.inputs[1:]:
+    r = graph.tensors[reshape.outputs[0]]
+    if not same_quantization(y, r):
         return None
-    return conv
+    n, length, c = y.shape
+    if r.shape == (n, 1, length, c):
+        spatial = ((0, 0), pads[1])
+    elif r.shape == (n, length, 1, c):
+        spatial = (pads[1], (0, 0))
+    else:
+        return None
+    conv = _only_reader(graph, reshape.outputs[0], _INTO)
+    return None if conv is None else (conv, reshape, spatial)
