@@ -812,3 +812,42 @@ def test_folded_dilated_convolutions_run_patch_by_patch(tmp_path):
     assert report["peak_sram_bytes"] < report["peak_sram_bytes_layerwise"]
     result = verify(path, "host", samples=4, sanitize=True, patch="auto")
     assert result.samples == 6 and result.mismatched_outputs == 0
+
+
+# ---- the Cortex-M DSP TRANSPOSE_CONV (firmware/kernels/cortex_m/transpose_conv.c) --------------
+
+
+def tconv_wide(x):
+    return _layers().Conv2DTranspose(7, 3, strides=2, padding="same",
+                                     bias_initializer="random_normal")(x)
+
+
+def test_dsp_transpose_conv_matches_tflm_under_emulation(tmp_path):
+    """The DSP kernel compiled on the host with the ACLE emulation (tests/support), under
+    ASan/UBSan, on TFLM's tensors: channel counts with and without a remainder of the
+    4-value blocks (3, 9, 16)."""
+    import test_kernels_dsp_conv as dsp
+    harness = dsp.DspHarness(tmp_path, dsp_files=("transpose_conv.c",))
+    runs = 0
+    for name, data in [("same_s2_bias", tconv_model("same_s2_bias")),
+                       ("valid_s2_no_bias", tconv_model("valid_s2_no_bias")),
+                       ("wide9", convert(tconv_wide, [(1, 4, 5, 9)]).read_bytes()),
+                       ("wide16", convert(tconv_wide, [(1, 3, 3, 16)]).read_bytes())]:
+        graph = load_tflite_bytes(data, name=name)
+        interpreter = tflm_interpreter(data)
+        samples = [_tflm_values(graph, interpreter, x, run(graph, x, keep_all=True))
+                   for x in (_inputs(graph, s) for s in SAMPLES)]
+        counts = check_graph(harness, graph, samples, name)
+        runs += sum(1 for k in counts if "transpose_conv" in k)
+        assert _bad(counts) == {}
+    assert runs == 4 * len(SAMPLES)
+
+
+def test_transpose_conv_verifies_in_qemu(tmp_path):
+    """A Conv2DTranspose model on cortex-m4 (the DSP kernel) in QEMU: 0 mismatches with TFLM."""
+    from tinyml.verify import verify
+    path = tmp_path / "tconv.tflite"
+    path.write_bytes(convert(tconv_wide, [(1, 4, 5, 9)]).read_bytes())
+    report = verify(path, "cortex-m4", samples=8, profile=False)
+    assert "tflite-micro" in report.oracle
+    assert report.samples == 10 and report.mismatched_outputs == 0
