@@ -822,17 +822,24 @@ def tconv_wide(x):
                                      bias_initializer="random_normal")(x)
 
 
+def tconv_k5(x):
+    return _layers().Conv2DTranspose(3, 5, strides=1, padding="same",
+                                     bias_initializer="random_normal")(x)
+
+
 def test_dsp_transpose_conv_matches_tflm_under_emulation(tmp_path):
     """The DSP kernel compiled on the host with the ACLE emulation (tests/support), under
     ASan/UBSan, on TFLM's tensors: channel counts with and without a remainder of the
-    4-value blocks (3, 9, 16)."""
+    4-value blocks (3, 9, 16, 5), odd output channel counts, and a 5x5 stride-1 filter whose
+    25 taps exceed the kernel's tap list (chunked path)."""
     import test_kernels_dsp_conv as dsp
     harness = dsp.DspHarness(tmp_path, dsp_files=("transpose_conv.c",))
     runs = 0
     for name, data in [("same_s2_bias", tconv_model("same_s2_bias")),
                        ("valid_s2_no_bias", tconv_model("valid_s2_no_bias")),
                        ("wide9", convert(tconv_wide, [(1, 4, 5, 9)]).read_bytes()),
-                       ("wide16", convert(tconv_wide, [(1, 3, 3, 16)]).read_bytes())]:
+                       ("wide16", convert(tconv_wide, [(1, 3, 3, 16)]).read_bytes()),
+                       ("k5", convert(tconv_k5, [(1, 6, 6, 5)]).read_bytes())]:
         graph = load_tflite_bytes(data, name=name)
         interpreter = tflm_interpreter(data)
         samples = [_tflm_values(graph, interpreter, x, run(graph, x, keep_all=True))
@@ -840,7 +847,7 @@ def test_dsp_transpose_conv_matches_tflm_under_emulation(tmp_path):
         counts = check_graph(harness, graph, samples, name)
         runs += sum(1 for k in counts if "transpose_conv" in k)
         assert _bad(counts) == {}
-    assert runs == 4 * len(SAMPLES)
+    assert runs == 5 * len(SAMPLES)
 
 
 def test_transpose_conv_verifies_in_qemu(tmp_path):
