@@ -858,3 +858,14 @@ def test_transpose_conv_verifies_in_qemu(tmp_path):
     report = verify(path, "cortex-m4", samples=8, profile=False)
     assert "tflite-micro" in report.oracle
     assert report.samples == 10 and report.mismatched_outputs == 0
+
+
+def test_folded_pad_verifies_in_qemu(tmp_path):
+    """The PAD folded into a stride-2 depthwise convolution (asymmetric padding, zero point
+    -128) on cortex-m4's DSP kernels in QEMU: 0 mismatches with TFLM running the PAD."""
+    from tinyml.verify import verify
+    path = tmp_path / "pad_dw.tflite"
+    path.write_bytes(convert(pad_then_depthwise_s2, [(1, 8, 8, 3)]).read_bytes())
+    report = verify(path, "cortex-m4", samples=8, profile=False)
+    assert "tflite-micro" in report.oracle
+    assert report.samples == 10 and report.mismatched_outputs == 0
