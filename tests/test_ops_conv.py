@@ -869,3 +869,24 @@ def test_folded_pad_verifies_in_qemu(tmp_path):
     report = verify(path, "cortex-m4", samples=8, profile=False)
     assert "tflite-micro" in report.oracle
     assert report.samples == 10 and report.mismatched_outputs == 0
+
+
+@pytest.mark.parametrize("attrs,cause", [
+    (dict(group=3), "grouped transposed convolution"),
+    (dict(dilations=[2, 2]), "dilated transposed convolution"),
+])
+def test_unsupported_conv_transpose_is_a_one_line_error(attrs, cause):
+    from onnx import helper
+    from onnx_cases import make_model
+    from tinyml.errors import UnsupportedOpError
+    from tinyml.frontends.onnx import import_onnx
+    rng = np.random.default_rng(0)
+    model = make_model([helper.make_node("ConvTranspose", ["x", "w"], ["y"], **attrs)],
+                       {"x": [1, 3, 5, 5]}, ["y"],
+                       {"w": rng.standard_normal((3, 1 if "group" in attrs else 4, 3, 3))
+                        .astype(np.float32)})
+    with pytest.raises(UnsupportedOpError) as error:
+        import_onnx(model, name="m")
+    message = str(error.value)
+    assert "\n" not in message and "ConvTranspose" in message and cause in message
+    assert "'y'" in message

@@ -271,10 +271,12 @@ def _expand_dims(op: TfliteOp) -> Imported:
     axis = np.asarray(op.const(1, "axis")).reshape(-1)
     if axis.size != 1:
         raise op.fail(f"axis must be one value, got {axis.tolist()}")
-    rank = len(op.shape(op.inputs[0])) + 1
+    shape = list(op.target_shape(op.inputs[0]))
+    rank = len(shape) + 1
     if not -rank <= int(axis[0]) < rank:
         raise op.fail(f"axis {int(axis[0])} out of range for a {rank}-D output")
-    return "RESHAPE", irops.ReshapeAttrs(op.target_shape(op.outputs[0])), op.inputs[:1]
+    shape.insert(int(axis[0]) % rank, 1)
+    return "RESHAPE", irops.ReshapeAttrs(tuple(shape)), op.inputs[:1]
 
 
 def _spatial_pairs(op: TfliteOp, position: int, what: str) -> tuple[tuple[int, int], ...]:
