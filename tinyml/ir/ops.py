@@ -582,6 +582,8 @@ def _infer_transpose_conv(op, ins):
                         f"{list(w.shape)} and input {list(x.shape)}")
     if len(ins) > 2 and ins[2] is not None and ins[2].size != w.shape[0]:
         raise _fail(op, f"bias has {ins[2].size} entries, expected {w.shape[0]}")
+    if a.padding[0] < 0 or a.padding[2] < 0 or min(a.stride) < 1:
+        raise _fail(op, f"invalid padding {list(a.padding)} or stride {list(a.stride)}")
     return [(tuple(a.output_shape), x.dtype)]
 
 
