@@ -661,13 +661,19 @@ def test_onnx_conv_transpose_float_matches_onnxruntime(name):
     assert worst < 1e-5
 
 
+def import_onnx_file(path):
+    import onnx
+    from tinyml.frontends.onnx import import_onnx
+    return import_onnx(onnx.load(str(path)), name=path.stem)
+
+
 @pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "per_tensor"])
 def test_onnx_conv_transpose_qdq_stays_int8_within_one_lsb(per_channel, tmp_path):
     """The QDQ ConvTranspose (quantized by onnxruntime) becomes an int8 TRANSPOSE_CONV whose
     outputs are within 1 LSB of the QDQ graph's float arithmetic (the requantization
     rounding, as for every QDQ op), and it compiles to its C kernel."""
     from test_frontend_onnx import _assert_int8_graph, _quantize, _report, _run_qdq
-    path = _quantize(_conv_transpose_model("pads"), (1, 3, 5, 5), tmp_path, "tconv",
+    path = _quantize(_conv_transpose_model("same_upper"), (1, 3, 5, 5), tmp_path, "tconv",
                      per_channel=per_channel)
     imp, e2e, isolated, _ = _run_qdq(path, runs=5)
     _assert_int8_graph(imp.graph)
@@ -678,6 +684,20 @@ def test_onnx_conv_transpose_qdq_stays_int8_within_one_lsb(per_channel, tmp_path
     assert all(d.worst <= 1 for d in isolated.values()), _report("isolated:", isolated)
     assert any(d.count for d in isolated.values())
     assert any(c.function == "tinyml_transpose_conv_s8" for c in lower(run_passes(imp.graph)))
+    # The int8 graph as TFLite: TFLM computes every tensor as the reference does.
+    from tinyml.quantize.tflite_export import export_tflite
+    exported = export_tflite(imp.graph)
+    graph = load_tflite_bytes(exported)
+    interpreter = tflm_interpreter(exported)
+    for seed in SEEDS:
+        x = np.random.default_rng(seed).standard_normal(graph.tensors[graph.inputs[0]].shape)
+        assert not compare_all_tensors(graph, interpreter, [x.astype(np.float32)])
+    # Padding TFLite's SAME/VALID cannot express is refused on export, in one line.
+    other = _quantize(_conv_transpose_model("pads"), (1, 3, 5, 5), tmp_path, "tconv_pads",
+                      per_channel=per_channel)
+    from tinyml.errors import TinymlError
+    with pytest.raises(TinymlError, match="neither SAME nor VALID"):
+        export_tflite(import_onnx_file(other).graph)
 
 
 def test_onnx_conv1d_and_tf2onnx_conv2d_transpose(tmp_path):
