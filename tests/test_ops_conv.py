@@ -910,3 +910,16 @@ def test_unsupported_conv_transpose_is_a_one_line_error(attrs, cause):
     message = str(error.value)
     assert "\n" not in message and "ConvTranspose" in message and cause in message
     assert "'y'" in message
+
+
+def test_standalone_space_batch_ops_verify_in_qemu_cortex_m0plus(tmp_path):
+    """SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND that do not fold, as kernels on a core without
+    the DSP extension (cortex-m0plus) in QEMU: 0 mismatches with TFLM."""
+    from tinyml.verify import verify
+    path = tmp_path / "space_batch.tflite"
+    path.write_bytes(tflm_oracle(dynamic_model("space_batch_pool")))
+    graph = run_passes(load_tflite_bytes(path.read_bytes()))
+    assert {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} <= {op.kind for op in graph.ops}
+    report = verify(path, "cortex-m0plus", samples=8, profile=False)
+    assert "tflite-micro" in report.oracle
+    assert report.samples == 10 and report.mismatched_outputs == 0
