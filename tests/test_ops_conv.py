@@ -1,6 +1,9 @@
-"""The conv op family: Conv1D as the converter writes it (EXPAND_DIMS -> CONV_2D -> RESHAPE),
-dilated convolutions as SPACE_TO_BATCH_ND -> convolution -> BATCH_TO_SPACE_ND (folded by
-``tinyml.passes.fold_dilated_conv``, or run as standalone ops), against TFLM.
+"""The conv op family against TFLM (and onnxruntime for ONNX): Conv1D as the converter writes
+it (EXPAND_DIMS -> CONV_2D -> RESHAPE), dilated convolutions as SPACE_TO_BATCH_ND ->
+convolution -> BATCH_TO_SPACE_ND (folded by ``tinyml.passes.fold_dilated_conv``, or run as
+standalone ops), TRANSPOSE_CONV (portable and Cortex-M DSP kernels), ONNX ConvTranspose, and
+the clean-ups exported graphs need (``fold_pad``, per-channel MUL/ADD folded before
+quantization), with the MobileNetV2 ONNX-vs-TFLite SRAM acceptance check (slow).
 
 Models come from the TFLite converter with a *dynamic* batch (``batch_size=None``, what a
 Keras model saved without a batch size gives): that is when the converter writes
