@@ -29,7 +29,7 @@ import pytest
 from onnx import helper
 
 from conftest import FLOAT_TFLITE_MODELS, INT8_MODELS, KERAS_H5_MODELS, MLPERF_DIR, mlperf_model
-from support.onnx_cases import (check_float, compare_all, compare_isolated, make_model,
+from support.onnx_cases import (assert_int8_graph, check_float, compare_all, compare_isolated, make_model,
                                  onnx_names, op_counts, ort_values, qdq_report, quantize_qdq,
                                  run_qdq)
 from support.oracles import relative_error, tflm_interpreter, tflm_run
@@ -200,41 +200,12 @@ def _qdq_wide(seed: int = 0) -> onnx.ModelProto:
     return make_model(nodes, {"x": ["N", 3, 15, 17]}, ["prob"], inits, opset=14, name="wide")
 
 
-def _assert_int8_graph(graph, float_inputs: int = 1) -> None:
-    """The QDQ groups became int8 IR ops: float only at the input QUANTIZE and the output
-    DEQUANTIZE, per-tensor int8 activations, symmetric int8 weights, int32 biases."""
-    compute = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "MEAN",
-               "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "LOGISTIC", "HARD_SWISH",
-               "CONCATENATION", "PAD", "CLIP", "RELU", "RELU6")
-    assert op_counts(graph).get("DEQUANTIZE") == 1, op_counts(graph)
-    quantizers = [op for op in graph.ops if op.kind == "QUANTIZE"
-                  and graph.tensors[op.inputs[0]].dtype == "float32"]
-    assert len(quantizers) == float_inputs
-    for op in graph.ops:
-        if op.kind not in compute:
-            continue
-        x, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
-        assert x.dtype == out.dtype == "int8" and not out.quant.per_channel, op
-        if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-            w = graph.tensors[op.inputs[1]]
-            assert w.dtype == "int8" and not np.any(w.quant.zero_point), op.name
-            if w.quant.per_channel:
-                assert w.quant.axis == (3 if op.kind == "DEPTHWISE_CONV_2D" else 0)
-                assert w.quant.scale.size == w.shape[w.quant.axis]
-            if len(op.inputs) > 2:
-                bias = graph.tensors[op.inputs[2]]
-                expected = np.float32(x.scale()) * w.quant.scale.astype(np.float32)
-                assert bias.dtype == "int32"
-                np.testing.assert_allclose(np.broadcast_to(bias.quant.scale, expected.shape),
-                                           expected, rtol=1e-6)
-
-
 @pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "per_tensor"])
 def test_qdq_cnn_within_one_lsb_of_onnxruntime(per_channel, tmp_path):
     path = quantize_qdq(_qdq_cnn(), (1, 3, 16, 16), tmp_path, "cnn", per_channel=per_channel)
     imp, e2e, isolated, outputs = run_qdq(path, runs=20)
     graph = imp.graph
-    _assert_int8_graph(graph)
+    assert_int8_graph(graph)
     kinds = op_counts(graph)
     assert kinds["CONV_2D"] == 2 and kinds["DEPTHWISE_CONV_2D"] == 1, kinds
     assert any(graph.tensors[op.inputs[1]].quant.per_channel for op in graph.ops
@@ -281,7 +252,7 @@ def test_qdq_op_coverage_each_op_within_one_lsb(variant, tmp_path):
     path = quantize_qdq(_qdq_wide(), (1, 3, 15, 17), tmp_path, "wide", **options)
     imp, e2e, isolated, outputs = run_qdq(path, runs=8)
     graph = imp.graph
-    _assert_int8_graph(graph)
+    assert_int8_graph(graph)
     kinds = op_counts(graph)
     for kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D", "CONCATENATION", "HARD_SWISH", "PAD",
                  "LOGISTIC", "MUL", "MEAN", "FULLY_CONNECTED", "ADD", "SOFTMAX"):
@@ -317,7 +288,7 @@ def test_qdq_conv1d_stays_int8(tmp_path):
                        {"w": w(6, 4, 3), "b": w(6), "wf": w(5, 90), "bf": w(5)})
     path = quantize_qdq(model, (1, 4, 32), tmp_path, "conv1d", per_channel=True)
     imp, e2e, isolated, _ = run_qdq(path, runs=5)
-    _assert_int8_graph(imp.graph)
+    assert_int8_graph(imp.graph)
     conv = next(op for op in imp.graph.ops if op.kind == "CONV_2D")
     assert imp.graph.tensors[conv.inputs[1]].quant.scale.size == 6
     final = imp.graph.ops[-1].inputs[0]

@@ -124,7 +124,8 @@ def test_input_graph_is_not_modified_and_pass_names_are_checked():
     with pytest.raises(ValueError, match="unknown passes"):
         run_passes(graph, passes=["no_such_pass"])
     assert set(PASS_NAMES) == {"fold_constants", "fuse_activation", "reshape_alias",
-                               "fuse_residual_add", "dead_code"}
+                               "fuse_residual_add", "dead_code",
+                               "fold_dilated_conv", "fold_pad"}  # conv ops
 
 
 # --------------------------------------------------------------------------------------------

@@ -636,6 +636,82 @@ typedef struct {
 
 void tinyml_l2_normalization_s8(const tinyml_l2_normalization_params *p, const int8_t *input,
                                 int8_t *output);
+/* ---- conv ops: convolution variants and their data movement (portable/conv_family.c) ---- */
+
+/* SPACE_TO_BATCH_ND, int8 (TFLM's reference SpaceToBatchND; a 3-D NHC tensor is NH1C with
+ * block_w 1). Output batch b holds input image b % batches shifted by the block offset
+ * (b / batches) = shift_h * block_w + shift_w; positions in the padding get pad_value (the
+ * output zero point). */
+typedef struct {
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t depth;
+    int32_t block_h;
+    int32_t block_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t output_batches;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t pad_value;
+} tinyml_space_to_batch_params;
+
+void tinyml_space_to_batch_nd_s8(const tinyml_space_to_batch_params *p, const int8_t *input,
+                                 int8_t *output);
+
+/* BATCH_TO_SPACE_ND, int8 (TFLM's reference BatchToSpaceND): input batch b is written to
+ * image b % output_batches at block offset b / output_batches, minus the crops; pixels
+ * cropped away are skipped. */
+typedef struct {
+    int32_t input_batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t depth;
+    int32_t block_h;
+    int32_t block_w;
+    int32_t crop_top;
+    int32_t crop_left;
+    int32_t output_batches;
+    int32_t output_h;
+    int32_t output_w;
+} tinyml_batch_to_space_params;
+
+void tinyml_batch_to_space_nd_s8(const tinyml_batch_to_space_params *p, const int8_t *input,
+                                 int8_t *output);
+
+/* TRANSPOSE_CONV, int8 with per-channel requantization (TFLM's reference_integer_ops::
+ * TransposeConv). TFLM scatters every input pixel into an int32 canvas the size of the
+ * output; this kernel gathers instead: output (oy, ox, oc) sums (x + input_offset) * w over
+ * the filter taps (ky, kx) with oy + pad_top - ky = iy * stride_h (and the same for x) for an
+ * input pixel (iy, ix) inside the input. Integer sums do not depend on their order, so the
+ * result is TFLM's bit for bit, without the canvas. Filter OHWI. */
+typedef struct {
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t input_c;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t output_c;
+    int32_t filter_h;
+    int32_t filter_w;
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+    const int8_t *filter;       /* [output_c][filter_h][filter_w][input_c] */
+    const int32_t *bias;        /* [output_c] */
+    const int32_t *multiplier;  /* [output_c] */
+    const int32_t *shift;       /* [output_c] */
+} tinyml_transpose_conv_params;
+
+void tinyml_transpose_conv_s8(const tinyml_transpose_conv_params *p, const int8_t *input,
+                              int8_t *output);
 
 #ifdef __cplusplus
 }

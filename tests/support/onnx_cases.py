@@ -249,3 +249,32 @@ def qdq_report(title: str, diffs: dict) -> str:
             lines.append(f"  {d.op:<18} {tensor[:48]:<48} {d.mismatches:>6}/{d.count:<6} "
                          f"({100 * d.mismatches / d.count:5.2f}%) max {d.worst:.3g} {unit}")
     return "\n".join(lines)
+
+
+def assert_int8_graph(graph, float_inputs: int = 1) -> None:
+    """The QDQ groups became int8 IR ops: float only at the input QUANTIZE and the output
+    DEQUANTIZE, per-tensor int8 activations, symmetric int8 weights, int32 biases."""
+    compute = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "MEAN",
+               "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "LOGISTIC", "HARD_SWISH",
+               "CONCATENATION", "PAD", "CLIP", "RELU", "RELU6")
+    assert op_counts(graph).get("DEQUANTIZE") == 1, op_counts(graph)
+    quantizers = [op for op in graph.ops if op.kind == "QUANTIZE"
+                  and graph.tensors[op.inputs[0]].dtype == "float32"]
+    assert len(quantizers) == float_inputs
+    for op in graph.ops:
+        if op.kind not in compute:
+            continue
+        x, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+        assert x.dtype == out.dtype == "int8" and not out.quant.per_channel, op
+        if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            w = graph.tensors[op.inputs[1]]
+            assert w.dtype == "int8" and not np.any(w.quant.zero_point), op.name
+            if w.quant.per_channel:
+                assert w.quant.axis == (3 if op.kind == "DEPTHWISE_CONV_2D" else 0)
+                assert w.quant.scale.size == w.shape[w.quant.axis]
+            if len(op.inputs) > 2:
+                bias = graph.tensors[op.inputs[2]]
+                expected = np.float32(x.scale()) * w.quant.scale.astype(np.float32)
+                assert bias.dtype == "int32"
+                np.testing.assert_allclose(np.broadcast_to(bias.quant.scale, expected.shape),
+                                           expected, rtol=1e-6)

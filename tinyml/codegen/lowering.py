@@ -1227,3 +1227,72 @@ def _lower_l2_normalization(ctx: _Context) -> KernelCall:
                   input_zero_point=x_t.zero_point())
     return _call(ctx, "tinyml_l2_normalization_s8", "tinyml_l2_normalization_params", params,
                  _io_args(ctx), in_place=(0, 0))
+
+# --------------------------------------------------------------------------------------------
+# ---- conv ops: convolution variants and their data movement
+
+
+def _block_geometry(ctx: _Context, x_t: Tensor, out: Tensor, block, pairs) -> dict:
+    """The NHWC view TFLM takes of a 3-D or 4-D block op (NHC is NH1C, block_w 1)."""
+    from tinyml.reference.kernels.conv_family import as_nhwc
+    n, h, w, c = as_nhwc(x_t.shape)
+    on, oh, ow, _ = as_nhwc(out.shape)
+    block = tuple(block) + (1,) * (2 - len(block))
+    before = tuple(p[0] for p in pairs) + (0,) * (2 - len(pairs))
+    return dict(n=n, h=h, w=w, c=c, on=on, oh=oh, ow=ow, block=block, before=before)
+
+
+@lowers("SPACE_TO_BATCH_ND", kernels={"tinyml_space_to_batch_nd_s8": None})
+def _lower_space_to_batch(ctx: _Context) -> KernelCall:
+    from tinyml.reference.kernels.conv_family import space_to_batch_pad_value
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    a = ctx.op.attrs
+    g = _block_geometry(ctx, x_t, out, a.block, a.pads)
+    params = dict(batches=g["n"], input_h=g["h"], input_w=g["w"], depth=g["c"],
+                  block_h=g["block"][0], block_w=g["block"][1], pad_top=g["before"][0],
+                  pad_left=g["before"][1], output_batches=g["on"], output_h=g["oh"],
+                  output_w=g["ow"],
+                  pad_value=space_to_batch_pad_value(ctx.reference_call()))
+    return _call(ctx, "tinyml_space_to_batch_nd_s8", "tinyml_space_to_batch_params", params,
+                 _io_args(ctx))
+
+
+@lowers("BATCH_TO_SPACE_ND", kernels={"tinyml_batch_to_space_nd_s8": None})
+def _lower_batch_to_space(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    a = ctx.op.attrs
+    g = _block_geometry(ctx, x_t, out, a.block, a.crops)
+    params = dict(input_batches=g["n"], input_h=g["h"], input_w=g["w"], depth=g["c"],
+                  block_h=g["block"][0], block_w=g["block"][1], crop_top=g["before"][0],
+                  crop_left=g["before"][1], output_batches=g["on"], output_h=g["oh"],
+                  output_w=g["ow"])
+    return _call(ctx, "tinyml_batch_to_space_nd_s8", "tinyml_batch_to_space_params", params,
+                 _io_args(ctx))
+
+
+@lowers("TRANSPOSE_CONV", kernels={"tinyml_transpose_conv_s8": None})
+def _lower_transpose_conv(ctx: _Context) -> KernelCall:
+    x_t = ctx.int8(ctx.ins[0], "input")
+    out = ctx.int8(ctx.out, "output")
+    w_t = ctx.ins[1]
+    a = ctx.op.attrs
+    w = ctx.weights(w_t, 0)
+    cout, kh, kw, cin = w.shape
+    n, h, wd, c = x_t.shape
+    if cin != c:
+        raise ctx.fail(f"{c} input channels, the filter expects {cin}")
+    multiplier, shift = per_channel_multipliers(x_t.scale(), w_t.quant.scale, out.scale(),
+                                                cout)
+    lo, hi = activation_range(a.activation, out.scale(), out.zero_point())
+    params = dict(batches=n, input_h=h, input_w=wd, input_c=c, output_h=out.shape[1],
+                  output_w=out.shape[2], output_c=cout, filter_h=kh, filter_w=kw,
+                  stride_h=a.stride[0], stride_w=a.stride[1], pad_top=a.padding[0],
+                  pad_left=a.padding[2], input_offset=-x_t.zero_point(),
+                  output_offset=out.zero_point(), act_min=lo, act_max=hi,
+                  filter=ctx.array("filter", "int8_t", w),
+                  bias=ctx.array("bias", "int32_t", ctx.bias(2, cout)),
+                  **_multiplier_arrays(ctx, multiplier, shift))
+    return _call(ctx, "tinyml_transpose_conv_s8", "tinyml_transpose_conv_params", params,
+                 _io_args(ctx))

@@ -1580,3 +1580,87 @@ def lp_normalization(b: Builder, node, attrs: dict) -> None:
     out = b.emit("L2_NORMALIZATION", [b.float_tensor(x, perm)], irops.NoAttrs(), name=name,
                  dtype="float32")
     b.activation(name, out, perm)
+
+# ---- conv ops: convolution variants ----------------------------------------------------------
+
+
+def _transpose_conv_geometry(b: Builder, attrs: dict, size: tuple[int, int],
+                             kernel: tuple[int, int], strides: tuple[int, int]):
+    """(output size, pads before) of ONNX ConvTranspose per axis, as the operator's spec
+    defines them: ``out = stride * (in - 1) + output_padding + kernel - pads``, or the pads
+    derived from ``output_shape`` / ``auto_pad`` (total split with the odd pixel at the end
+    for SAME_UPPER, at the start otherwise)."""
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise _fail(b, f"auto_pad {auto}")
+    extra = [int(p) for p in attrs.get("output_padding", [0, 0])]
+    full = [strides[i] * (size[i] - 1) + extra[i] + kernel[i] for i in range(2)]
+    if "output_shape" in attrs or auto in ("SAME_UPPER", "SAME_LOWER"):
+        shape = [int(d) for d in attrs["output_shape"]][-2:] if "output_shape" in attrs \
+            else [size[i] * strides[i] for i in range(2)]
+        out, before = [], []
+        for i in range(2):
+            total = full[i] - shape[i]
+            if total < 0:
+                raise _fail(b, f"output_shape {shape} larger than the transposed "
+                               f"convolution computes")
+            before.append(total // 2 if auto == "SAME_UPPER" else total - total // 2)
+            out.append(shape[i])
+        return tuple(out), tuple(before)
+    if auto == "VALID":
+        return tuple(full), (0, 0)
+    pads = [int(p) for p in attrs.get("pads", [0, 0, 0, 0])]
+    if len(pads) != 4 or any(p < 0 for p in pads):
+        raise _fail(b, f"pads {pads}")
+    out = (full[0] - pads[0] - pads[2], full[1] - pads[1] - pads[3])
+    if min(out) <= 0:
+        raise _malformed(b, f"pads {pads} leave no output")
+    return out, (pads[0], pads[1])
+
+
+@converter("ConvTranspose")
+def conv_transpose(b: Builder, node, attrs: dict) -> None:
+    """ConvTranspose (2-D, group 1, dilation 1) as TFLite's TRANSPOSE_CONV: weights
+    [C_in, C_out, kH, kW] become OHWI, pads the attribute's shift and trim."""
+    ins = _inputs(b, node)
+    x = _activation_input(b, ins[0])
+    w = ins[1] if len(ins) > 1 else None
+    bias = ins[2] if len(ins) > 2 else None
+    if w is None or not w.is_const:
+        raise _fail(b, "weights must be a constant")
+    if bias is not None and not bias.is_const:
+        raise _fail(b, "bias must be a constant")
+    if x.rank != 4 or w.rank != 4:
+        raise _fail(b, f"{x.rank - 2}-D transposed convolution (only 2-D)")
+    if int(attrs.get("group", 1)) != 1:
+        raise _fail(b, "grouped transposed convolution")
+    if any(int(d) != 1 for d in attrs.get("dilations", (1, 1))):
+        raise _fail(b, "dilated transposed convolution (TFLite's TRANSPOSE_CONV has none)")
+    cin, cout, kh, kw = w.shape
+    n, channels, h, wd = x.shape
+    if cin != channels:
+        raise _malformed(b, f"weights {list(w.shape)} do not fit {channels} input channels")
+    strides = tuple(int(s) for s in attrs.get("strides", (1, 1)))
+    (oh, ow), (top, left) = _transpose_conv_geometry(b, attrs, (h, wd), (kh, kw), strides)
+    padding = (top, (h - 1) * strides[0] + kh - oh - top,
+               left, (wd - 1) * strides[1] + kw - ow - left)
+    ir_attrs = irops.TransposeConvAttrs((n, oh, ow, cout), strides, padding)
+    to_ir = lambda d: np.ascontiguousarray(np.transpose(d, (1, 2, 3, 0)))  # noqa: E731
+    nhwc = layout.channels_last(4)
+    sink = b.find_sink(node) if _is_view8(b, x) else None
+    if sink is not None and _int8_weights(w, 1) and _bias_ok(bias):
+        x_ir = b.tensor(x, nhwc)
+        wq = w.qconst
+        w_quant = Quantization(wq.scale, wq.zero_point, 0 if wq.axis is not None else None)
+        w_ir = b.new_const(w.name, to_ir(w.data), w_quant)
+        bias_ir = _int8_bias(b, bias, float(b.quant_of(x_ir).scale[0]), wq.scale, cout)
+        inputs = [x_ir, w_ir] + ([bias_ir] if bias_ir else [])
+        _finish_int8(b, node, sink, "TRANSPOSE_CONV", inputs, ir_attrs, nhwc)
+        return
+    x_ir = b.float_tensor(x, nhwc)
+    inputs = [x_ir, b.new_const(w.name, to_ir(w.float_data()).astype(np.float32))]
+    if bias is not None:
+        inputs.append(b.new_const(bias.name, bias.float_data().astype(np.float32).reshape(-1)))
+    out = b.emit("TRANSPOSE_CONV", inputs, ir_attrs, name=node.output[0], dtype="float32")
+    b.activation(node.output[0], out, nhwc)

@@ -72,6 +72,8 @@ class _Importer:
         self.act_names = _enum_names(schema.ActivationFunctionType)
         self.tensor_names: dict[int, str] = {}
         self.quirks = tflite_quirks.Quirks()
+        #: Tensors whose shape signature has a dynamic (-1) dimension, with that signature.
+        self.dynamic: dict[str, tuple[int, ...]] = {}
 
     def run(self) -> Graph:
         model = self.model
@@ -88,6 +90,7 @@ class _Importer:
             self._import_tensor(index, t)
         for index, op in enumerate(sub.operators or []):
             self._convert_op(index, op)
+        self._forget_dynamic_shapes()
         self.graph.inputs = [self._name(i) for i in _ints(sub.inputs)]
         self.graph.outputs = [self._name(i) for i in _ints(sub.outputs)]
         for name in self.graph.inputs:
@@ -112,6 +115,19 @@ class _Importer:
                     f"tensor_{outputs[0]}"
             raise UnsupportedOpError(kind, layer, SUPPORTED_TFLITE_OPS)
 
+    def _forget_dynamic_shapes(self) -> None:
+        """Computed tensors with a dynamic dimension get their shape from shape inference.
+
+        The converter stores such a dimension as 1 (a dynamic batch), which is wrong inside
+        SPACE_TO_BATCH_ND -> ... -> BATCH_TO_SPACE_ND, where the batch is the block size
+        times the input's: the declared shape there is a placeholder, not a fact to check.
+        (Graph inputs keep batch 1; importers that need an output shape read
+        ``TfliteOp.target_shape``, which keeps the dimension dynamic.)"""
+        for op in self.graph.ops:
+            for name in op.outputs:
+                if name in self.dynamic:
+                    self.graph.tensors[name].shape = ()
+
     # ---- tensors --------------------------------------------------------------------------
 
     def _name(self, index: int) -> str:
@@ -135,6 +151,8 @@ class _Importer:
         if t.sparsity is not None:
             raise ModelFormatError(f"{self.graph.name}: tensor '{name}' is stored sparse: not "
                                    f"supported (TFLM does not read sparse tensors either)")
+        if any(d < 0 for d in signature) and len(signature) == len(shape):
+            self.dynamic[name] = signature
         quant = tflite_quirks.quantization(t.quantization, shape, name, self.quirks)
         data = self._buffer(t.buffer, dtype, shape, name)
         self.graph.add_tensor(Tensor(name, shape, dtype, quant, data))
@@ -218,7 +236,8 @@ class _Importer:
             options = self._default_options(
                 kind, importer.options, layer, note=not (kind == "RESHAPE" and len(inputs) > 1))
         ir_kind, attrs, ir_inputs = importer.convert(TfliteOp(
-            kind, layer, inputs, outputs, options, self.graph, self.schema, self.act_names))
+            kind, layer, inputs, outputs, options, self.graph, self.schema, self.act_names,
+            self.dynamic))
         self.graph.add_op(Op(ir_kind, layer, ir_inputs, outputs, attrs))
 
 

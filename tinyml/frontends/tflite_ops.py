@@ -9,7 +9,7 @@ and leave the input list. SAME padding becomes explicit padding; SQUEEZE becomes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -38,9 +38,19 @@ class TfliteOp:
     graph: "Graph"
     schema: object             # ai_edge_litert's schema_py_generated
     activation_names: dict[int, str]
+    #: Shape signatures of the tensors with a dynamic (-1) dimension.
+    dynamic: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.graph.tensors[name].shape
+
+    def target_shape(self, name: str) -> tuple[int, ...]:
+        """The declared shape of ``name`` as a RESHAPE target: a dynamic dimension (stored as
+        1 by the converter) stays -1, so the target holds whatever batch really flows."""
+        signature = self.dynamic.get(name)
+        if signature is None or sum(d < 0 for d in signature) != 1:
+            return self.shape(name)
+        return tuple(-1 if s < 0 else d for s, d in zip(signature, self.shape(name)))
 
     def const(self, position: int, what: str) -> np.ndarray:
         """The data of input ``position``, which must be a constant."""
@@ -184,7 +194,7 @@ def _softmax(op: TfliteOp) -> Imported:
 @imports("SQUEEZE", becomes="RESHAPE")
 def _reshape(op: TfliteOp) -> Imported:
     g, inputs = op.graph, op.inputs
-    target = op.shape(op.outputs[0])
+    target = op.target_shape(op.outputs[0])
     if op.kind == "RESHAPE" and len(inputs) > 1 and inputs[1] and \
             not g.tensors[inputs[1]].is_constant:
         return "RESHAPE", irops.ReshapeAttrs(None), inputs[:2]  # resolved at shape inference
@@ -399,3 +409,67 @@ def _l2_normalization(op: TfliteOp) -> Imported:
     if op.activation() != "NONE":  # TFLM's kernel supports no fused activation
         raise op.fail(f"fused activation {op.activation()}")
     return op.kind, irops.NoAttrs(), op.inputs
+
+# ---- conv ops: convolution variants and the shape ops around them --------------------------
+
+@imports("EXPAND_DIMS")
+def _expand_dims(op: TfliteOp) -> Imported:
+    """EXPAND_DIMS only inserts a dimension of size 1: a RESHAPE (then an alias, no code).
+    The converter writes it in front of the CONV_2D of a Keras Conv1D."""
+    axis = np.asarray(op.const(1, "axis")).reshape(-1)
+    if axis.size != 1:
+        raise op.fail(f"axis must be one value, got {axis.tolist()}")
+    shape = list(op.target_shape(op.inputs[0]))
+    rank = len(shape) + 1
+    if not -rank <= int(axis[0]) < rank:
+        raise op.fail(f"axis {int(axis[0])} out of range for a {rank}-D output")
+    shape.insert(int(axis[0]) % rank, 1)
+    return "RESHAPE", irops.ReshapeAttrs(tuple(shape)), op.inputs[:1]
+
+
+def _spatial_pairs(op: TfliteOp, position: int, what: str) -> tuple[tuple[int, int], ...]:
+    pairs = np.asarray(op.const(position, what)).reshape(-1, 2)
+    return tuple((int(b), int(a)) for b, a in pairs)
+
+
+@imports("SPACE_TO_BATCH_ND")
+def _space_to_batch(op: TfliteOp) -> Imported:
+    block = tuple(int(b) for b in np.asarray(op.const(1, "block shape")).reshape(-1))
+    return op.kind, irops.SpaceToBatchAttrs(block, _spatial_pairs(op, 2, "paddings")), \
+        op.inputs[:1]
+
+
+@imports("BATCH_TO_SPACE_ND")
+def _batch_to_space(op: TfliteOp) -> Imported:
+    block = tuple(int(b) for b in np.asarray(op.const(1, "block shape")).reshape(-1))
+    return op.kind, irops.BatchToSpaceAttrs(block, _spatial_pairs(op, 2, "crops")), \
+        op.inputs[:1]
+
+
+@imports("TRANSPOSE_CONV", "TransposeConvOptionsT")
+def _transpose_conv(op: TfliteOp) -> Imported:
+    """Inputs (output_shape, filter, input[, bias]) become (input, filter[, bias]) with the
+    output shape and TFLM's padding as attributes."""
+    o = op.options
+    if o is None:
+        raise ModelFormatError(f"{op.graph.name}: layer '{op.layer}' ({op.kind}) has no "
+                               f"options")
+    out_shape = tuple(int(d) for d in np.asarray(op.const(0, "output shape")).reshape(-1))
+    w = op.shape(op.inputs[1])
+    x = op.shape(op.inputs[2])
+    if len(out_shape) != 4 or len(w) != 4 or len(x) != 4:
+        raise op.fail("needs a 4-D input, filter and output shape")
+    same = o.padding == op.schema.Padding.SAME
+    stride = (int(o.strideH), int(o.strideW))
+    padding = []
+    for axis in (0, 1):
+        before = irops.transpose_conv_padding(out_shape[1 + axis], w[1 + axis], stride[axis],
+                                              same)
+        after = (x[1 + axis] - 1) * stride[axis] + w[1 + axis] - out_shape[1 + axis] - before
+        padding += [before, after]
+    activation = op.activation() if hasattr(o, "fusedActivationFunction") else "NONE"
+    inputs = [op.inputs[2], op.inputs[1]]
+    if len(op.inputs) > 3 and op.inputs[3]:
+        inputs.append(op.inputs[3])
+    return op.kind, irops.TransposeConvAttrs(out_shape, stride, tuple(padding), activation), \
+        inputs

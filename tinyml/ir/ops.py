@@ -12,7 +12,8 @@ which is how a RESHAPE whose target comes from ``SHAPE -> STRIDED_SLICE -> PACK`
 static shape. A later pass folds such ops away.
 
 MACs count the multiply-accumulates of CONV_2D (also fused as CONV_2D_ADD), DEPTHWISE_CONV_2D
-and FULLY_CONNECTED (the convention of MLPerf Tiny and MCUNet); every other op counts 0.
+and FULLY_CONNECTED (the convention of MLPerf Tiny and MCUNet), and of TRANSPOSE_CONV (each
+input value times its output channels' filter taps); every other op counts 0.
 """
 
 from __future__ import annotations
@@ -536,6 +537,109 @@ def _infer_select(op, ins):
         raise _fail(op, f"condition '{ins[0].name}' is {ins[0].dtype}, not bool")
     return [(_broadcast(op, [t.shape for t in ins]), ins[1].dtype)]
 
+# ---- conv ops: SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND (NHWC, or NHC read as NH1C as TFLM
+# does; the block and paddings/crops cover the spatial dimensions only)
+
+
+@dataclass(frozen=True)
+class SpaceToBatchAttrs:
+    """Block per spatial dimension and the zero padding (before, after) of each."""
+
+    block: tuple[int, ...] = (1, 1)
+    pads: tuple[tuple[int, int], ...] = ((0, 0), (0, 0))
+
+
+@dataclass(frozen=True)
+class BatchToSpaceAttrs:
+    """Block per spatial dimension and the crops (before, after) of each."""
+
+    block: tuple[int, ...] = (1, 1)
+    crops: tuple[tuple[int, int], ...] = ((0, 0), (0, 0))
+
+
+def _block_check(op, x, block, pairs, what: str) -> None:
+    if len(x.shape) not in (3, 4):
+        raise _fail(op, f"input must be 3-D or 4-D, got shape {list(x.shape)}")
+    spatial = len(x.shape) - 2
+    if len(block) != spatial or len(pairs) != spatial:
+        raise _fail(op, f"{len(block)} block sizes and {len(pairs)} {what} for "
+                        f"{spatial} spatial dimensions")
+    if any(b < 1 for b in block) or any(v < 0 for pair in pairs for v in pair):
+        raise _fail(op, f"invalid block {list(block)} or {what} {[list(p) for p in pairs]}")
+
+
+def _infer_space_to_batch(op, ins):
+    x = ins[0]
+    a: SpaceToBatchAttrs = op.attrs
+    _block_check(op, x, a.block, a.pads, "paddings")
+    spatial = []
+    for d, b, (before, after) in zip(x.shape[1:-1], a.block, a.pads):
+        if (d + before + after) % b:
+            raise _fail(op, f"padded size {d + before + after} is not a multiple of block {b}")
+        spatial.append((d + before + after) // b)
+    batch = x.shape[0] * int(np.prod(a.block))
+    return [((batch, *spatial, x.shape[-1]), x.dtype)]
+
+
+def _infer_batch_to_space(op, ins):
+    x = ins[0]
+    a: BatchToSpaceAttrs = op.attrs
+    _block_check(op, x, a.block, a.crops, "crops")
+    blocks = int(np.prod(a.block))
+    if x.shape[0] % blocks:
+        raise _fail(op, f"batch {x.shape[0]} is not a multiple of the block size {blocks}")
+    spatial = [d * b - before - after for d, b, (before, after)
+               in zip(x.shape[1:-1], a.block, a.crops)]
+    if any(d <= 0 for d in spatial):
+        raise _fail(op, f"crops {[list(c) for c in a.crops]} remove the whole output")
+    return [((x.shape[0] // blocks, *spatial, x.shape[-1]), x.dtype)]
+
+
+@dataclass(frozen=True)
+class TransposeConvAttrs:
+    """TRANSPOSE_CONV (inputs: input, filter OHWI, optional bias). ``output_shape`` is
+    TFLite's constant first input; ``padding`` (top, bottom, left, right) is how far the
+    scattered input is shifted and trimmed: input pixel (y, x) writes output rows
+    ``y * stride - top + ky``. TFLM derives top/left from the output size and the SAME or
+    VALID mode (``ComputePaddingHeightWidth``); bottom/right are what the trim leaves."""
+
+    output_shape: tuple[int, int, int, int] = (1, 1, 1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    activation: str = "NONE"
+
+
+def transpose_conv_padding(out_size: int, kernel: int, stride: int, same: bool) -> int:
+    """TFLM's padding of TRANSPOSE_CONV along one axis: ``ComputePaddingHeightWidth`` run on
+    the *output* size as if it were a convolution's input (dilation 1), the before part."""
+    size = (out_size + stride - 1) // stride if same else (out_size + stride - kernel) // stride
+    total = max((size - 1) * stride + kernel - out_size, 0)
+    return total // 2
+
+
+def _infer_transpose_conv(op, ins):
+    x, w = ins[0], ins[1]
+    _rank(op, x, 4)
+    _rank(op, w, 4, "filter")
+    a: TransposeConvAttrs = op.attrs
+    if len(a.output_shape) != 4 or any(d <= 0 for d in a.output_shape):
+        raise _fail(op, f"invalid output shape {list(a.output_shape)}")
+    if w.shape[3] != x.shape[3]:
+        raise _fail(op, f"input has {x.shape[3]} channels but filter expects {w.shape[3]}")
+    if w.shape[0] != a.output_shape[3] or a.output_shape[0] != x.shape[0]:
+        raise _fail(op, f"output shape {list(a.output_shape)} does not fit filter "
+                        f"{list(w.shape)} and input {list(x.shape)}")
+    if len(ins) > 2 and ins[2] is not None and ins[2].size != w.shape[0]:
+        raise _fail(op, f"bias has {ins[2].size} entries, expected {w.shape[0]}")
+    if a.padding[0] < 0 or a.padding[2] < 0 or min(a.stride) < 1:
+        raise _fail(op, f"invalid padding {list(a.padding)} or stride {list(a.stride)}")
+    return [(tuple(a.output_shape), x.dtype)]
+
+
+def _macs_transpose_conv(op, ins, outs):
+    w = ins[1]
+    return ins[0].size * w.shape[0] * w.shape[1] * w.shape[2]  # every input value x filter
+
 
 # --------------------------------------------------------------------------------------------
 # MAC counts
@@ -734,6 +838,16 @@ OP_SPECS: dict[str, OpSpec] = {s.kind: s for s in [
     _spec("ARG_MIN", ArgAttrs, _infer_arg, (1, 1), _arg_spatial, "index"),
     # Normalizes along the last axis: channels of one pixel for an NHWC image.
     _spec("L2_NORMALIZATION", NoAttrs, _infer_l2_norm, (1, 1), "pixel", "symmetric_unit"),
+
+    # ---- conv ops (convolution variants)
+    _spec("SPACE_TO_BATCH_ND", SpaceToBatchAttrs, _infer_space_to_batch, (1, 1), "global",
+          "input"),
+    _spec("BATCH_TO_SPACE_ND", BatchToSpaceAttrs, _infer_batch_to_space, (1, 1), "global",
+          "input"),
+    # An output pixel reads the input pixels whose scattered filter covers it: no "window"
+    # of input 0 in the patch scheduler's sense.
+    _spec("TRANSPOSE_CONV", TransposeConvAttrs, _infer_transpose_conv, (2, 3), "global",
+          "range", _macs_transpose_conv),
 ]}
 
 #: Comparisons of the binary family (int8 or float inputs, BOOL output).

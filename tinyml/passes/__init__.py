@@ -12,7 +12,10 @@ it on the MLPerf Tiny int8 models and the test zoo):
   memory planner shares the buffer);
 - ``fuse_residual_add``: a residual ADD joins the CONV_2D producing one operand (CONV_2D_ADD),
   so the sum can be written over the skip input in place;
-- ``dead_code``: ops nobody reads are dropped.
+- ``dead_code``: ops nobody reads are dropped;
+- ``fold_dilated_conv``: SPACE_TO_BATCH_ND -> convolution -> BATCH_TO_SPACE_ND (the
+  converter's form of a dilated convolution) becomes one convolution with dilation;
+- ``fold_pad``: a PAD by real zeros becomes padding of the convolution reading it.
 
 Unreferenced tensors are pruned and the graph re-validated at the end.
 """
@@ -29,10 +32,14 @@ from tinyml.passes.framework import OptimizerPass, apply_passes, prune_tensors
 from tinyml.passes.fuse_activation import FuseActivation
 from tinyml.passes.fuse_residual_add import FuseResidualAdd
 from tinyml.passes.reshape_alias import ReshapeAlias, alias_roots, is_alias
+from tinyml.passes.fold_dilated_conv import FoldDilatedConv  # conv ops
+from tinyml.passes.fold_pad import FoldPad  # conv ops
 
 #: The default pipeline, in the order each sweep applies it.
 DEFAULT_PASSES: tuple[type[OptimizerPass], ...] = (
-    FoldConstants, FuseActivation, ReshapeAlias, FuseResidualAdd, EliminateDeadOps)
+    FoldConstants, FuseActivation, ReshapeAlias, FuseResidualAdd, EliminateDeadOps,
+    # ---- conv ops
+    FoldDilatedConv, FoldPad)
 PASS_NAMES = tuple(p.name for p in DEFAULT_PASSES)
 
 

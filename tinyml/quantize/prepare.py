@@ -12,7 +12,14 @@ Why they matter to int8 accuracy (each pass documents itself in ``tinyml/passes`
   runs;
 - ``fuse_float_activation``: a ReLU (ReLU6, clip to [-1, 1]) joins its producer, whose
   output range then starts at the clamp's floor instead of wasting codes on negative values;
-- ``dead_code``: what the rewrites leave unread.
+- ``dead_code``: what the rewrites leave unread;
+- ``fold_dilated_conv`` / ``fold_pad`` (conv ops): SPACE_TO_BATCH_ND -> convolution ->
+  BATCH_TO_SPACE_ND becomes one dilated convolution and a zero PAD the convolution's own
+  padding, before calibration, so the int8 graph (and its TFLite export) has neither:
+  a batch norm after them can then fold too, and TFLM's SPACE_TO_BATCH_ND, which pads with
+  an uninitialized value, is never exported;
+- ``affine_through_reshape`` (conv ops): a per-channel MUL/ADD after the RESHAPE that
+  squeezes a Conv1D's unit height moves above it, where ``fold_channel_affine`` folds it.
 
 The tensors of the prepared graph keep their names through quantization, which is how the
 report pairs each int8 tensor with the float values it approximates.
@@ -31,9 +38,14 @@ from tinyml.passes.fold_batch_norm import (BatchNormToAffine, FoldBatchNorm,
 from tinyml.passes.fold_constants import FoldConstants
 from tinyml.passes.framework import apply_passes, prune_tensors
 from tinyml.passes.fuse_float_activation import FuseFloatActivation
+from tinyml.passes.fold_dilated_conv import FoldDilatedConv  # conv ops
+from tinyml.passes.fold_pad import FoldPad  # conv ops
+from tinyml.passes.affine_through_reshape import AffineThroughReshape  # conv ops
 
 FLOAT_PASSES = (FoldConstants, DequantizeWeights, FoldBatchNorm, FoldChannelAffine,
-                BatchNormToAffine, FuseFloatActivation, EliminateDeadOps)
+                BatchNormToAffine, FuseFloatActivation, EliminateDeadOps,
+                # ---- conv ops
+                FoldDilatedConv, FoldPad, AffineThroughReshape)
 
 
 def check_float(graph: Graph) -> None:

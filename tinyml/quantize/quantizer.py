@@ -76,7 +76,8 @@ QUANTIZABLE = tuple(k for k, spec in OP_SPECS.items() if spec.quantize != "none"
 #: [-1, 1) output of L2_NORMALIZATION (TFLM computes it in Q0.7 whatever the tensor says).
 INDEX_OUTPUT = kinds_where(quantize="index")
 #: Weight axis that indexes output channels.
-WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0,
+               "TRANSPOSE_CONV": 0}  # conv ops: TRANSPOSE_CONV's filter is OHWI
 
 
 @dataclass
@@ -365,6 +366,8 @@ class _Builder:
         if mean is None:
             return None
         error = w.astype(np.float64) - w_q
+        if op.kind == "TRANSPOSE_CONV":
+            return None  # an output receives a position-dependent subset of the taps
         if op.kind == "FULLY_CONNECTED":
             return error @ mean
         if op.kind == "DEPTHWISE_CONV_2D":

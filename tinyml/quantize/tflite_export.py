@@ -560,3 +560,50 @@ def _arg_min_max(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None
 def _l2_normalization(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o = ex.schema.L2NormOptionsT()
     ex.emit(op.kind, ins, outs, o, "L2NormOptions", 2 if _is_int8(ex, op) else 1)
+
+# ---- conv ops: convolution variants and their data movement ----------------------------------
+
+@exports("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND")
+def _space_batch(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    """Block shape and paddings/crops as int32 constants; TFLite's op versioning: 3 for 3-D
+    tensors, else 2 for int8 and 1 for float."""
+    a = op.attrs
+    x = ex.graph.tensors[op.inputs[0]]
+    space = op.kind == "SPACE_TO_BATCH_ND"
+    block = ex.constant(f"{op.name}/block_shape", np.asarray(a.block, np.int32))
+    pairs = ex.constant(f"{op.name}/{'paddings' if space else 'crops'}",
+                        np.asarray(a.pads if space else a.crops, np.int32).reshape(-1, 2))
+    version = 3 if len(x.shape) != 4 else 2 if x.dtype == "int8" else 1
+    options = ex.schema.SpaceToBatchNDOptionsT() if space else \
+        ex.schema.BatchToSpaceNDOptionsT()
+    ex.emit(op.kind, ins + [block, pairs], outs, options,
+            "SpaceToBatchNDOptions" if space else "BatchToSpaceNDOptions", version)
+
+
+@exports("TRANSPOSE_CONV")
+def _transpose_conv(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    """TFLite's operand order (output_shape, filter, input[, bias]); SAME or VALID, whichever
+    makes TFLM derive this padding. Versions as TFLite's op versioning: 4 with a fused
+    activation, 3 with a bias, 2 for int8, else 1."""
+    a = op.attrs
+    w = ex.graph.tensors[op.inputs[1]]
+    s = ex.schema
+    mode = None
+    for candidate, same in ((s.Padding.SAME, True), (s.Padding.VALID, False)):
+        if all(irops.transpose_conv_padding(a.output_shape[1 + i], w.shape[1 + i],
+                                            a.stride[i], same) == a.padding[2 * i]
+               for i in (0, 1)):
+            mode = candidate
+            break
+    if mode is None:
+        raise ex.fail(op, f"padding {list(a.padding)} is neither SAME nor VALID")
+    o = s.TransposeConvOptionsT()
+    o.padding = mode
+    o.strideH, o.strideW = a.stride
+    o.fusedActivationFunction = ex.fused_activation(op, a.activation)
+    shape = ex.constant(f"{op.name}/output_shape", np.asarray(a.output_shape, np.int32))
+    has_bias = len(op.inputs) > 2 and bool(op.inputs[2])
+    version = (4 if a.activation != "NONE" else 3 if has_bias
+               else 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, [shape, ins[1], ins[0]] + ([ins[2]] if has_bias else []), outs, o,
+            "TransposeConvOptions", version)
