@@ -412,7 +412,7 @@ def _l2_normalization(op: TfliteOp) -> Imported:
 
 # ---- conv ops: convolution variants and the shape ops around them --------------------------
 
-@imports("EXPAND_DIMS")
+@imports("EXPAND_DIMS", becomes="RESHAPE")
 def _expand_dims(op: TfliteOp) -> Imported:
     """EXPAND_DIMS only inserts a dimension of size 1: a RESHAPE (then an alias, no code).
     The converter writes it in front of the CONV_2D of a Keras Conv1D."""
