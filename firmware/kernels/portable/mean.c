@@ -5,19 +5,13 @@
  */
 #include "tinyml_kernels.h"
 #include "fixedpoint.h"
+#include "reduce_layout.h"
 
 void tinyml_mean_s8(const tinyml_mean_params *p, const int8_t *input, int8_t *output)
 {
     int32_t kept[4], averaged[4], stride[4];
-    int32_t k, o0, o1, o2, o3, r0, r1, r2, r3;
-    stride[3] = 1;
-    for (k = 2; k >= 0; --k) {
-        stride[k] = stride[k + 1] * p->shape[k + 1];
-    }
-    for (k = 0; k < 4; ++k) {
-        kept[k] = p->reduced[k] ? 1 : p->shape[k];
-        averaged[k] = p->reduced[k] ? p->shape[k] : 1;
-    }
+    int32_t o0, o1, o2, o3, r0, r1, r2, r3;
+    tinyml_reduce_layout(p->shape, p->reduced, kept, averaged, stride);
     for (o0 = 0; o0 < kept[0]; ++o0) {
         for (o1 = 0; o1 < kept[1]; ++o1) {
             for (o2 = 0; o2 < kept[2]; ++o2) {
