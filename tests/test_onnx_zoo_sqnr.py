@@ -83,3 +83,25 @@ def test_sqnr_measures_noise_against_the_float_output():
     assert sqnr_db(ref, np.zeros_like(ref)) == pytest.approx(0.0)
     assert sqnr_db(ref, ref) == float("inf")
     assert sqnr_db(ref, -ref) == pytest.approx(-10 * np.log10(4))
+
+
+def test_reverse_sequence_imports_as_reverse_v2(onnx_files):
+    """tf2onnx writes TF's ReverseV2 as ReverseSequence over whole sequences (lengths from
+    Shape -> Gather -> Expand): one REVERSE_V2, every tensor as onnxruntime computes it. A
+    shorter sequence (a per-batch prefix, no TFLite op) is refused in one line."""
+    import onnx
+    from onnx import helper
+    from support.onnx_cases import check_float, make_model
+    from tinyml.errors import UnsupportedOpError
+    from tinyml.frontends.onnx import import_onnx
+
+    imp, worst = check_float(onnx.load(str(onnx_files["reverse"])))
+    assert [op.kind for op in imp.graph.ops] == ["CONV_2D", "REVERSE_V2"] and worst < 1e-4
+    node = helper.make_node("ReverseSequence", ["x", "lens"], ["y"], batch_axis=1,
+                            time_axis=0)
+    import numpy as np
+    whole = make_model([node], {"x": [4, 2, 3]}, ["y"], {"lens": np.array([4, 4], np.int64)})
+    assert [op.kind for op in check_float(whole)[0].graph.ops] == ["REVERSE_V2"]
+    short = make_model([node], {"x": [4, 2, 3]}, ["y"], {"lens": np.array([4, 2], np.int64)})
+    with pytest.raises(UnsupportedOpError, match="only whole sequences reverse"):
+        import_onnx(short, name="short")

@@ -278,6 +278,7 @@ ZOO: dict[str, ZooModel] = {
     "space_to_depth": ZooModel(space_to_depth, ((1, 4, 6, 3),), "CONV_2D SPACE_TO_DEPTH"),
     "mirror_pad": ZooModel(mirror_pad, IMAGE, "CONV_2D MIRROR_PAD"),
     "gather": ZooModel(gather, IMAGE, "CONV_2D GATHER"),
+    "reverse": ZooModel(reverse, IMAGE, "CONV_2D REVERSE_V2 (tf2onnx: ReverseSequence)"),
     "conv1d": ZooModel(conv1d, ((1, 16, 3),), "CONV_2D (Conv1D)", uniform),
     "conv1d_dilated": ZooModel(conv1d_dilated, ((1, 16, 3),), "CONV_2D (dilated Conv1D)",
                                uniform),
@@ -308,10 +309,6 @@ KERAS_EXPORT_FAILS: dict[str, tuple[ZooModel, str, str]] = {
                          "tf2onnx writes Mul, ReduceSum, Max, Sqrt, Reciprocal, Mul and "
                          "TFLM's SQRT is float only. l2_normalization_tflite "
                          "(LpNormalization) covers it."),
-    "reverse": (ZooModel(reverse, IMAGE, "CONV_2D REVERSE_V2"),
-                "unsupported op ReverseSequence",
-                "tf2onnx writes ReverseV2 as ReverseSequence (from Keras and from TFLite "
-                "alike), which tinyml's ONNX frontend does not import."),
     "select": (ZooModel(select, TWO_IMAGES, "SELECT_V2"), "(CAST): has no int8 quantization",
                "tf2onnx writes a float SelectV2 as Cast(cond) * a + Cast(not cond) * b (from "
                "Keras and from TFLite alike), not Where; a BOOL -> float CAST has no int8 form."),

@@ -1304,6 +1304,22 @@ def tile(b: Builder, node, attrs: dict) -> None:
     _move(b, x, perm, "BROADCAST_TO", irops.BroadcastToAttrs(stored), node.output[0])
 
 
+@converter("ReverseSequence")
+def reverse_sequence(b: Builder, node, attrs: dict) -> None:
+    """REVERSE_V2 over the time axis when every sequence is reversed whole: tf2onnx writes
+    TF's ReverseV2 so (lengths = the time axis' size, from Shape and Expand, known at import).
+    Shorter lengths reverse a different prefix per batch entry, which TFLite has no op for."""
+    x = _activation_input(b, b.get(node.input[0]))
+    time_axis = _normalize_axis(b, int(attrs.get("time_axis", 0)), x.rank)
+    lengths = np.asarray(b.const_array(b.get(node.input[1]), "sequence_lens")).reshape(-1)
+    if np.any(lengths != x.shape[time_axis]):
+        raise _fail(b, f"sequence lengths {lengths.tolist()} other than the time axis' size "
+                       f"{x.shape[time_axis]} (only whole sequences reverse, as REVERSE_V2)")
+    perm = x.primary
+    _move(b, x, perm, "REVERSE_V2", irops.AxesAttrs((layout.stored_axis(perm, time_axis),)),
+          node.output[0])
+
+
 def _mirror_pad(b: Builder, x: Value, pads: list[tuple[int, int]], name: str) -> Value:
     """ONNX Pad mode reflect: TFLite MIRROR_PAD REFLECT."""
     perm = x.primary
