@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from support.onnx_zoo import (KERAS_EXPORT_FAILS, MIN_AGREEMENT, MIN_SQNR_DB, ZOO, Accuracy,
@@ -73,6 +74,53 @@ def test_known_export_failures_still_fail(name, onnx_files):
         accuracy(name, onnx_files[name])
 
 
+def _prepared_kinds(model) -> tuple[list[str], object]:
+    from tinyml.frontends.onnx import import_onnx
+    from tinyml.quantize.prepare import prepare
+    graph, _ = prepare(import_onnx(model, name="case").graph)
+    return [op.kind for op in graph.ops], graph
+
+
+def test_tf2onnx_select_is_select_v2_before_quantization(onnx_files):
+    """tf2onnx's float tf.where, cast(c) * a + cast(not c) * b, is SELECT_V2 again in the
+    prepared float graph (no CAST or MUL left), computing what onnxruntime computes (to the
+    last bit of the means, which sum in another order); masks that are not each other's
+    negation stay arithmetic."""
+    import onnx
+    from onnx import helper
+    from support.onnx_cases import make_model, ort_values
+    from tinyml.reference import run
+
+    model = onnx.load(str(onnx_files["select"]))
+    assert {"Cast", "Mul", "Add"} <= {n.op_type for n in model.graph.node}
+    kinds, graph = _prepared_kinds(model)
+    assert kinds.count("SELECT_V2") == 2 and not {"CAST", "MUL", "ADD"} & set(kinds), kinds
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        x = ZOO["select"].sample(rng)
+        theirs = ort_values(model, dict(zip(graph.inputs, x)))
+        ours = run(graph, x)
+        for ir, out in zip(graph.outputs, model.graph.output):
+            np.testing.assert_allclose(ours[ir], theirs[out.name], rtol=0, atol=1e-6)
+
+    def masked_sum(second_mask: str):
+        nodes = [helper.make_node("Greater", ["a", "b"], ["c"]),
+                 helper.make_node("Not", ["c"], ["not_c"]),
+                 helper.make_node("Less", ["a", "b"], ["less"]),
+                 helper.make_node("Cast", ["c"], ["fc"], to=1),
+                 helper.make_node("Cast", [second_mask], ["fn"], to=1),
+                 helper.make_node("Mul", ["fc", "a"], ["ta"]),
+                 helper.make_node("Mul", ["b", "fn"], ["tb"]),
+                 helper.make_node("Add", ["tb", "ta"], ["y"])]
+        return make_model(nodes, {"a": [1, 4, 5], "b": [1, 4, 5]}, ["y"])
+
+    kinds, graph = _prepared_kinds(masked_sum("not_c"))
+    assert kinds == ["GREATER", "SELECT_V2"], kinds
+    select = graph.ops[-1]
+    assert [graph.tensors[n].name for n in select.inputs] == ["c", "a", "b"]
+    assert "SELECT_V2" not in _prepared_kinds(masked_sum("less"))[0]
+
+
 def test_sqnr_measures_noise_against_the_float_output():
     """The metric itself: 1 % uniform relative noise is 40 dB, a zero output 0 dB, an exact
     one infinite; a sign flip is -6 dB (noise four times the signal)."""
@@ -99,7 +147,6 @@ def test_reverse_sequence_imports_as_reverse_v2(onnx_files):
     assert [op.kind for op in imp.graph.ops] == ["CONV_2D", "REVERSE_V2"] and worst < 1e-4
     node = helper.make_node("ReverseSequence", ["x", "lens"], ["y"], batch_axis=1,
                             time_axis=0)
-    import numpy as np
     whole = make_model([node], {"x": [4, 2, 3]}, ["y"], {"lens": np.array([4, 4], np.int64)})
     assert [op.kind for op in check_float(whole)[0].graph.ops] == ["REVERSE_V2"]
     short = make_model([node], {"x": [4, 2, 3]}, ["y"], {"lens": np.array([4, 2], np.int64)})

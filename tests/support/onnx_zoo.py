@@ -115,20 +115,22 @@ def squared_difference(x, y):
 
 
 def select(x, y):
-    """Comparisons and logical ops make SELECT_V2 conditions; one output is the BOOL mask."""
+    """SELECT_V2 (tf.where) choosing between the values it compares, as a max/min or a
+    masked activation does: the output is continuous where the condition flips. (Selecting
+    unrelated values makes a near-tie that int8 resolves the other way a jump as large as
+    their difference: ``where(b <= a, mean, b)`` measured 24.1 dB, 93 % of its noise from
+    14 of 2880 flipped conditions, 35.9 dB elsewhere.)"""
     def body(t):
         tf = _tf()
         a, b = t
         col = tf.reduce_mean(b, axis=2, keepdims=True)
-        ge, le = tf.greater_equal(a, col), tf.less_equal(b, a)
-        mask = tf.logical_or(tf.logical_and(tf.greater(a, b), ge), tf.less(a, -0.25))
-        return tf.where(mask, a, col), tf.where(le, col, b), tf.logical_not(mask)
+        return (tf.where(tf.greater_equal(a, col), a, col), tf.where(tf.less_equal(b, a), b, a),
+                tf.logical_not(tf.logical_or(tf.greater(a, b), tf.less(a, -0.25))))
     return _lambda(body, [x, y])
 
 
 def comparisons(x, y):
-    """The comparisons combined by the logical ops: BOOL outputs only (SELECT_V2 does not
-    survive tf2onnx, see KERAS_EXPORT_FAILS)."""
+    """The comparisons combined by the logical ops: BOOL outputs only."""
     def body(t):
         tf = _tf()
         a, b = t
@@ -264,6 +266,8 @@ ZOO: dict[str, ZooModel] = {
                                    "MEAN SQUARED_DIFFERENCE (tf2onnx: SUB, MUL)", shifted),
     "comparisons": ZooModel(comparisons, TWO_IMAGES, "MEAN GREATER GREATER_EQUAL LESS "
                             "LESS_EQUAL LOGICAL_AND LOGICAL_OR LOGICAL_NOT"),
+    "select": ZooModel(select, TWO_IMAGES, "MEAN GREATER_EQUAL LESS_EQUAL SELECT_V2 (tf2onnx: "
+                       "Cast, Mul, Add)"),
     "sum": ZooModel(reduce_sum, IMAGE, "CONV_2D SUM"),
     "reduce_max": ZooModel(reduce_max, IMAGE, "CONV_2D REDUCE_MAX", uniform),
     "reduce_min": ZooModel(reduce_min, IMAGE, "CONV_2D REDUCE_MIN", uniform),
@@ -309,9 +313,6 @@ KERAS_EXPORT_FAILS: dict[str, tuple[ZooModel, str, str]] = {
                          "tf2onnx writes Mul, ReduceSum, Max, Sqrt, Reciprocal, Mul and "
                          "TFLM's SQRT is float only. l2_normalization_tflite "
                          "(LpNormalization) covers it."),
-    "select": (ZooModel(select, TWO_IMAGES, "SELECT_V2"), "(CAST): has no int8 quantization",
-               "tf2onnx writes a float SelectV2 as Cast(cond) * a + Cast(not cond) * b (from "
-               "Keras and from TFLite alike), not Where; a BOOL -> float CAST has no int8 form."),
 }
 
 

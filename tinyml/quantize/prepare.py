@@ -12,6 +12,9 @@ Why they matter to int8 accuracy (each pass documents itself in ``tinyml/passes`
   runs;
 - ``fuse_float_activation``: a ReLU (ReLU6, clip to [-1, 1]) joins its producer, whose
   output range then starts at the clamp's floor instead of wasting codes on negative values;
+- ``select_from_masks``: ``cast(c) * a + cast(not c) * b``, tf2onnx's form of a float
+  ``tf.where``, becomes the SELECT_V2 it stands for (a BOOL -> float CAST has no int8
+  kernel);
 - ``dead_code``: what the rewrites leave unread;
 - ``fold_dilated_conv`` / ``fold_pad`` (conv ops): SPACE_TO_BATCH_ND -> convolution ->
   BATCH_TO_SPACE_ND becomes one dilated convolution and a zero PAD the convolution's own
@@ -38,12 +41,13 @@ from tinyml.passes.fold_batch_norm import (BatchNormToAffine, FoldBatchNorm,
 from tinyml.passes.fold_constants import FoldConstants
 from tinyml.passes.framework import apply_passes, prune_tensors
 from tinyml.passes.fuse_float_activation import FuseFloatActivation
+from tinyml.passes.select_from_masks import SelectFromMasks
 from tinyml.passes.fold_dilated_conv import FoldDilatedConv  # conv ops
 from tinyml.passes.fold_pad import FoldPad  # conv ops
 from tinyml.passes.affine_through_reshape import AffineThroughReshape  # conv ops
 
 FLOAT_PASSES = (FoldConstants, DequantizeWeights, FoldBatchNorm, FoldChannelAffine,
-                BatchNormToAffine, FuseFloatActivation, EliminateDeadOps,
+                BatchNormToAffine, FuseFloatActivation, SelectFromMasks, EliminateDeadOps,
                 # ---- conv ops
                 FoldDilatedConv, FoldPad, AffineThroughReshape)
 
