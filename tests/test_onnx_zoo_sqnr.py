@@ -121,6 +121,44 @@ def test_tf2onnx_select_is_select_v2_before_quantization(onnx_files):
     assert "SELECT_V2" not in _prepared_kinds(masked_sum("less"))[0]
 
 
+def test_tf2onnx_prelu_is_one_prelu_before_quantization(onnx_files):
+    """tf2onnx's Keras PReLU, relu(x) + (-alpha) * relu(-x) with Neg imported as a MUL by
+    -1, is one PRELU with Keras' alpha in the prepared float graph, computing what
+    onnxruntime computes; relu(-y) of another tensor y is left alone."""
+    import onnx
+    from onnx import helper
+    from support.onnx_cases import make_model, ort_values
+    from tinyml.reference import run
+
+    model = onnx.load(str(onnx_files["prelu"]))
+    assert {"Neg", "Relu", "Mul", "Add"} <= {n.op_type for n in model.graph.node}
+    kinds, graph = _prepared_kinds(model)
+    assert kinds == ["CONV_2D", "PRELU"], kinds
+    alpha = graph.tensors[graph.ops[1].inputs[1]].data
+    assert alpha.shape == (1, 1, 1, 6) and -0.4 <= alpha.min() < alpha.max() <= 0.9
+    rng = np.random.default_rng(6)
+    for _ in range(3):
+        x = ZOO["prelu"].sample(rng)
+        theirs = ort_values(model, dict(zip(graph.inputs, x)))
+        ours = run(graph, x)[graph.outputs[0]]
+        np.testing.assert_allclose(ours, theirs[model.graph.output[0].name], rtol=0, atol=1e-5)
+
+    def relus(negated: str):
+        nodes = [helper.make_node("Relu", ["x"], ["p"]),
+                 helper.make_node("Neg", [negated], ["n"]),
+                 helper.make_node("Relu", ["n"], ["r"]),
+                 helper.make_node("Mul", ["r", "k"], ["m"]),
+                 helper.make_node("Add", ["p", "m"], ["out"])]
+        return make_model(nodes, {"x": [1, 5, 3], "y": [1, 5, 3]}, ["out"],
+                          {"k": np.array([-0.1, 0.2, -0.3], np.float32)})
+
+    kinds, graph = _prepared_kinds(relus("x"))
+    assert kinds == ["PRELU"], kinds
+    np.testing.assert_array_equal(graph.tensors[graph.ops[0].inputs[1]].data.ravel(),
+                                  np.float32([0.1, -0.2, 0.3]))
+    assert "PRELU" not in _prepared_kinds(relus("y"))[0]
+
+
 def test_sqnr_measures_noise_against_the_float_output():
     """The metric itself: 1 % uniform relative noise is 40 dB, a zero output 0 dB, an exact
     one infinite; a sign flip is -6 dB (noise four times the signal)."""

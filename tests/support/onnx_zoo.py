@@ -257,6 +257,7 @@ TWO_IMAGES = ((1, 5, 6, 3), (1, 5, 6, 3))
 ZOO: dict[str, ZooModel] = {
     "tanh": ZooModel(tanh, IMAGE, "CONV_2D TANH"),
     "leaky_relu": ZooModel(leaky_relu, IMAGE, "CONV_2D LEAKY_RELU"),
+    "prelu": ZooModel(prelu, IMAGE, "CONV_2D PRELU (tf2onnx: Relu, Neg, Relu, Mul, Add)"),
     "elu": ZooModel(elu, IMAGE, "CONV_2D ELU"),
     "abs": ZooModel(abs_, IMAGE, "CONV_2D ABS", shifted),
     "log_softmax": ZooModel(log_softmax, ((1, 12),), "FULLY_CONNECTED LOG_SOFTMAX"),
@@ -291,8 +292,8 @@ ZOO: dict[str, ZooModel] = {
                                   "DEPTHWISE_CONV_2D (dilated)", uniform),
     "conv2d_transpose": ZooModel(conv2d_transpose, ((1, 6, 6, 2),), "CONV_2D TRANSPOSE_CONV",
                                  uniform),
-    # tf2onnx writes these two TF ops as decompositions tinyml does not compile (see
-    # KERAS_EXPORT_FAILS); through the TFLite converter they arrive as one ONNX op each.
+    # Through the TFLite converter PReLU and l2_normalize arrive as one ONNX op each (PRelu,
+    # LpNormalization) instead of tf2onnx's decompositions of TF's graph.
     "prelu_tflite": ZooModel(prelu, IMAGE, "CONV_2D PRELU", via="tflite"),
     "l2_normalization_tflite": ZooModel(l2_normalize, IMAGE, "CONV_2D L2_NORMALIZATION",
                                         via="tflite"),
@@ -303,10 +304,6 @@ ZOO: dict[str, ZooModel] = {
 #: so a fix shows up).
 KERAS_EXPORT_FAILS: dict[str, tuple[ZooModel, str, str]] = {
     # name: (model, the error's text, why)
-    "prelu": (ZooModel(prelu, IMAGE, "CONV_2D PRELU"), "unsupported op Neg",
-              "tf_keras PReLU is relu(x) - alpha * relu(-x) in TF; tf2onnx keeps the "
-              "decomposition (Neg, Relu, Mul, Add) and tinyml's ONNX frontend has no Neg "
-              "(TFLM's NEG is float only). prelu_tflite covers PRELU."),
     "l2_normalization": (ZooModel(l2_normalize, IMAGE, "CONV_2D L2_NORMALIZATION"),
                          "unsupported op Sqrt",
                          "tf.math.l2_normalize is x * rsqrt(max(sum(x^2), eps)) in TF; "

@@ -576,6 +576,16 @@ def binary(b: Builder, node, attrs: dict) -> None:
         raise _fail(b, "division by a non-constant")
 
 
+@converter("Neg")
+def neg(b: Builder, node, attrs: dict) -> None:
+    """-x as a float MUL by -1, which quantizes (TFLM's NEG is float only). tf2onnx writes
+    Keras' PReLU as relu(x) - alpha * relu(-x); the quantizer makes that one PRELU again
+    (``tinyml.passes.prelu_from_relus``)."""
+    x = _activation_input(b, b.get(node.input[0]))
+    minus_one = b.constant(f"{node.output[0]}/minus_one", np.full((1,), -1.0, np.float32))
+    _binary_float(b, "MUL", x, minus_one, node.output[0])
+
+
 @converter("Relu", "Clip")
 def clamp(b: Builder, node, attrs: dict) -> None:
     x = _activation_input(b, b.get(node.input[0]))

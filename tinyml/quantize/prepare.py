@@ -10,6 +10,8 @@ Why they matter to int8 accuracy (each pass documents itself in ``tinyml/passes`
   (or the per-channel MUL and ADD an exporter wrote it as) folds into the preceding layer's
   weights and bias, or becomes a depthwise 1x1 convolution (MUL and ADD off 4-D) that TFLM
   runs;
+- ``prelu_from_relus``: ``relu(x) + k * relu(-x)``, tf2onnx's form of Keras' PReLU, becomes
+  one PRELU (one rounding instead of four requantized ops);
 - ``fuse_float_activation``: a ReLU (ReLU6, clip to [-1, 1]) joins its producer, whose
   output range then starts at the clamp's floor instead of wasting codes on negative values;
 - ``select_from_masks``: ``cast(c) * a + cast(not c) * b``, tf2onnx's form of a float
@@ -41,13 +43,15 @@ from tinyml.passes.fold_batch_norm import (BatchNormToAffine, FoldBatchNorm,
 from tinyml.passes.fold_constants import FoldConstants
 from tinyml.passes.framework import apply_passes, prune_tensors
 from tinyml.passes.fuse_float_activation import FuseFloatActivation
+from tinyml.passes.prelu_from_relus import PreluFromRelus
 from tinyml.passes.select_from_masks import SelectFromMasks
 from tinyml.passes.fold_dilated_conv import FoldDilatedConv  # conv ops
 from tinyml.passes.fold_pad import FoldPad  # conv ops
 from tinyml.passes.affine_through_reshape import AffineThroughReshape  # conv ops
 
 FLOAT_PASSES = (FoldConstants, DequantizeWeights, FoldBatchNorm, FoldChannelAffine,
-                BatchNormToAffine, FuseFloatActivation, SelectFromMasks, EliminateDeadOps,
+                BatchNormToAffine, PreluFromRelus, FuseFloatActivation, SelectFromMasks,
+                EliminateDeadOps,
                 # ---- conv ops
                 FoldDilatedConv, FoldPad, AffineThroughReshape)
 
