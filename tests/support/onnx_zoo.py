@@ -440,7 +440,10 @@ def accuracy(name: str, path: Path, seed: int = 0) -> Accuracy:
     sqnr, agreement = {}, {}
     for k, out in enumerate(session.get_outputs()):
         ref = np.stack([t[k] for t in theirs])
-        got = np.stack([o[k] for o in ours]).reshape(ref.shape)
+        got = np.stack([o[k] for o in ours])
+        if got.shape != ref.shape:
+            raise AssertionError(f"{name}: output {out.name} has shape {got.shape[1:]}, "
+                                 f"onnxruntime's {ref.shape[1:]}")
         if ref.dtype.kind in "biu":
             agreement[out.name] = float(np.mean(ref == got.astype(ref.dtype)))
         else:
