@@ -8,8 +8,7 @@ The protocol is ``tests/support/onnx_zoo.py``'s ``accuracy``: 64 calibration sam
 fresh evaluation samples from each model's calibration distribution; the int8 graph runs in
 tinyml's reference interpreter (the compiled C equals it: tests/test_onnx_zoo_sqnr.py
 verifies that). Index and BOOL outputs show the share of elements equal to onnxruntime's.
-tests/test_onnx_zoo_sqnr.py requires >= 25 dB (>= 90 % agreement). The zoo members whose
-export does not compile are listed last with the cause.
+tests/test_onnx_zoo_sqnr.py requires >= 25 dB (>= 90 % agreement).
 """
 
 from __future__ import annotations
@@ -29,8 +28,7 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from support.onnx_zoo import (KERAS_EXPORT_FAILS, MIN_AGREEMENT, MIN_SQNR_DB, ZOO,
-                                  accuracy, export)
+    from support.onnx_zoo import MIN_AGREEMENT, MIN_SQNR_DB, ZOO, accuracy, export
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(ZOO), choices=list(ZOO))
@@ -53,13 +51,6 @@ def main() -> int:
                       "yes" if result.passed() else "[red]NO[/red]")
     console = Console(width=160)  # a wide table, also when written to a file
     console.print(table)
-    causes = Table(title="zoo members whose tf2onnx export does not compile")
-    causes.add_column("model")
-    causes.add_column("error")
-    causes.add_column("cause")
-    for name, (_, message, why) in KERAS_EXPORT_FAILS.items():
-        causes.add_row(name, message, why)
-    console.print(causes)
     return 1 if failed else 0
 
 

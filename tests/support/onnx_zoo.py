@@ -273,6 +273,8 @@ ZOO: dict[str, ZooModel] = {
     "reduce_max": ZooModel(reduce_max, IMAGE, "CONV_2D REDUCE_MAX", uniform),
     "reduce_min": ZooModel(reduce_min, IMAGE, "CONV_2D REDUCE_MIN", uniform),
     "arg_max": ZooModel(argmax, ((1, 12),), "FULLY_CONNECTED ARG_MAX"),
+    "l2_normalization": ZooModel(l2_normalize, IMAGE, "CONV_2D L2_NORMALIZATION (tf2onnx: Mul, "
+                                 "ReduceSum, Max, Sqrt, Reciprocal, Mul)"),
     "slice": ZooModel(slice_, IMAGE, "CONV_2D SLICE (imported as STRIDED_SLICE)"),
     "strided_slice": ZooModel(strided_slice, IMAGE, "CONV_2D STRIDED_SLICE"),
     "split": ZooModel(split, IMAGE,
@@ -299,20 +301,6 @@ ZOO: dict[str, ZooModel] = {
                                         via="tflite"),
 }
 
-#: Op zoo members whose tf2onnx export does not compile, with the cause (models of the zoo,
-#: kept out of ZOO's asserted set; the test expects each to keep failing with this message,
-#: so a fix shows up).
-KERAS_EXPORT_FAILS: dict[str, tuple[ZooModel, str, str]] = {
-    # name: (model, the error's text, why)
-    "l2_normalization": (ZooModel(l2_normalize, IMAGE, "CONV_2D L2_NORMALIZATION"),
-                         "unsupported op Sqrt",
-                         "tf.math.l2_normalize is x * rsqrt(max(sum(x^2), eps)) in TF; "
-                         "tf2onnx writes Mul, ReduceSum, Max, Sqrt, Reciprocal, Mul and "
-                         "TFLM's SQRT is float only. l2_normalization_tflite "
-                         "(LpNormalization) covers it."),
-}
-
-
 # ---- export -------------------------------------------------------------------------------------
 
 _EXPORT = r"""
@@ -321,10 +309,10 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 sys.path.insert(0, sys.argv[1])
 import tensorflow as tf, tf2onnx, tf_keras
-from support.onnx_zoo import ZOO, KERAS_EXPORT_FAILS, OPSET
+from support.onnx_zoo import ZOO, OPSET
 for job in sys.argv[2:]:
     name, dst = job.split("|")
-    entry = ZOO[name] if name in ZOO else KERAS_EXPORT_FAILS[name][0]
+    entry = ZOO[name]
     tf_keras.utils.set_random_seed(0)
     inputs = [tf_keras.Input(shape=s[1:], batch_size=s[0], name=f"input_{i:02d}")
               for i, s in enumerate(entry.shapes)]
@@ -344,13 +332,9 @@ for job in sys.argv[2:]:
 """
 
 
-def _entry(name: str) -> ZooModel:
-    return ZOO[name] if name in ZOO else KERAS_EXPORT_FAILS[name][0]
-
-
 def _path(name: str) -> Path:
     from importlib.metadata import version  # importing tf2onnx would import TensorFlow
-    entry = _entry(name)
+    entry = ZOO[name]
     key = hashlib.sha256(repr((_fingerprint(entry.build), entry.shapes, entry.via, OPSET,
                                version("tf2onnx"), version("tf_keras"))).encode())
     return _CACHE / f"{name}-{key.hexdigest()[:12]}.onnx"
@@ -359,7 +343,7 @@ def _path(name: str) -> Path:
 def export(names: list[str] | None = None) -> dict[str, Path]:
     """The .onnx file of each named zoo model (all by default), converting the missing ones
     together in one child process (one TensorFlow start-up)."""
-    names = [*ZOO, *KERAS_EXPORT_FAILS] if names is None else names
+    names = list(ZOO) if names is None else names
     paths = {name: _path(name) for name in names}
     jobs = [f"{name}|{path}" for name, path in paths.items() if not path.exists()]
     if jobs:
@@ -420,14 +404,15 @@ def accuracy(name: str, path: Path, seed: int = 0) -> Accuracy:
     from tinyml.quantize import quantize_model
     from tinyml.reference import run
 
-    entry = _entry(name)
+    entry = ZOO[name]
     rng = np.random.default_rng(seed)
     samples = [entry.sample(rng) for _ in range(CALIB_SAMPLES)]
     calib = [np.concatenate([s[i] for s in samples]) for i in range(len(entry.shapes))]
     model = quantize_model(path, calib)
     graph = model.graph
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # tf2onnx's files declare some shapes ONNX cannot infer
+    options.log_severity_level = 3  # tf2onnx declares shapes ONNX infers otherwise (Resize)
+    ort.set_default_logger_severity(3)  # and writes attributes deprecated in its opset
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feeds = [i.name for i in session.get_inputs()]
     theirs: list[list[np.ndarray]] = []

@@ -586,6 +586,21 @@ def neg(b: Builder, node, attrs: dict) -> None:
     _binary_float(b, "MUL", x, minus_one, node.output[0])
 
 
+@converter("Sqrt")
+def sqrt(b: Builder, node, attrs: dict) -> None:
+    """Sqrt then Reciprocal (tf2onnx's form of TF's Rsqrt, as in tf.math.l2_normalize) as
+    one RSQRT, which TFLM runs in int8; TFLM's SQRT alone is float only."""
+    user = b.single_user(node.output[0])
+    if user is None or user.op_type != "Reciprocal":
+        raise _fail(b, "a square root not followed by Reciprocal (TFLM's SQRT is float only; "
+                       "only 1 / sqrt(x), RSQRT, compiles)")
+    x = _activation_input(b, b.get(node.input[0]))
+    perm = x.primary
+    out = b.emit("RSQRT", [b.float_tensor(x, perm)], name=user.output[0], dtype="float32")
+    b.activation(user.output[0], out, perm)
+    b.done.add(id(user))
+
+
 @converter("Relu", "Clip")
 def clamp(b: Builder, node, attrs: dict) -> None:
     x = _activation_input(b, b.get(node.input[0]))

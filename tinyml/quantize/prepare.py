@@ -12,6 +12,8 @@ Why they matter to int8 accuracy (each pass documents itself in ``tinyml/passes`
   runs;
 - ``prelu_from_relus``: ``relu(x) + k * relu(-x)``, tf2onnx's form of Keras' PReLU, becomes
   one PRELU (one rounding instead of four requantized ops);
+- ``l2_from_rsqrt``: ``x * rsqrt(max(sum(x * x), eps))``, tf2onnx's form of
+  ``tf.math.l2_normalize``, becomes one L2_NORMALIZATION;
 - ``fuse_float_activation``: a ReLU (ReLU6, clip to [-1, 1]) joins its producer, whose
   output range then starts at the clamp's floor instead of wasting codes on negative values;
 - ``select_from_masks``: ``cast(c) * a + cast(not c) * b``, tf2onnx's form of a float
@@ -43,6 +45,7 @@ from tinyml.passes.fold_batch_norm import (BatchNormToAffine, FoldBatchNorm,
 from tinyml.passes.fold_constants import FoldConstants
 from tinyml.passes.framework import apply_passes, prune_tensors
 from tinyml.passes.fuse_float_activation import FuseFloatActivation
+from tinyml.passes.l2_from_rsqrt import L2FromRsqrt
 from tinyml.passes.prelu_from_relus import PreluFromRelus
 from tinyml.passes.select_from_masks import SelectFromMasks
 from tinyml.passes.fold_dilated_conv import FoldDilatedConv  # conv ops
@@ -50,8 +53,8 @@ from tinyml.passes.fold_pad import FoldPad  # conv ops
 from tinyml.passes.affine_through_reshape import AffineThroughReshape  # conv ops
 
 FLOAT_PASSES = (FoldConstants, DequantizeWeights, FoldBatchNorm, FoldChannelAffine,
-                BatchNormToAffine, PreluFromRelus, FuseFloatActivation, SelectFromMasks,
-                EliminateDeadOps,
+                BatchNormToAffine, PreluFromRelus, L2FromRsqrt, FuseFloatActivation,
+                SelectFromMasks, EliminateDeadOps,
                 # ---- conv ops
                 FoldDilatedConv, FoldPad, AffineThroughReshape)
 
