@@ -10,7 +10,8 @@ convolution or dense layer comes first so the op sees a computed, requantized te
 
 The builders use tf_keras (Keras 2), the Keras tf2onnx's ``from_keras`` converts; they run in
 a child process only (:func:`export`), so TensorFlow never loads into the test process.
-Exports are cached on disk, keyed by the builder's code (as :mod:`.tflite_zoo` does).
+Exports are cached on disk, keyed by this file's text (the builders share helpers, so a
+builder's own code would not be key enough) and the converter versions.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
-from support.tflite_zoo import _fingerprint
 
 _CACHE = Path(tempfile.gettempdir()) / "tinyml-test-onnx-zoo"
 OPSET = 13
@@ -47,7 +46,7 @@ def shifted(rng: np.random.Generator, shape: tuple) -> np.ndarray:
     return rng.normal(0.3, 1.5, shape)
 
 
-# ---- builders (module level: the cache key is their code) -------------------------------------
+# ---- builders ---------------------------------------------------------------------------------
 
 def _keras():
     import tf_keras
@@ -335,8 +334,8 @@ for job in sys.argv[2:]:
 def _path(name: str) -> Path:
     from importlib.metadata import version  # importing tf2onnx would import TensorFlow
     entry = ZOO[name]
-    key = hashlib.sha256(repr((_fingerprint(entry.build), entry.shapes, entry.via, OPSET,
-                               version("tf2onnx"), version("tf_keras"))).encode())
+    key = hashlib.sha256(repr((Path(__file__).read_bytes(), name, entry.shapes, entry.via,
+                               OPSET, version("tf2onnx"), version("tf_keras"))).encode())
     return _CACHE / f"{name}-{key.hexdigest()[:12]}.onnx"
 
 
