@@ -153,6 +153,31 @@ def test_tf2onnx_prelu_is_one_prelu_before_quantization(onnx_files):
     assert "PRELU" not in _prepared_kinds(relus("y"))[0]
 
 
+def test_tf2onnx_squared_difference_is_one_op_before_quantization(onnx_files):
+    """tf2onnx's SquaredDifference, d = a - b then d * d, is one SQUARED_DIFFERENCE in the
+    prepared float graph; a difference something else reads too stays a SUB."""
+    import onnx
+    from onnx import helper
+    from support.onnx_cases import make_model
+
+    model = onnx.load(str(onnx_files["squared_difference"]))
+    assert {"Sub", "Mul"} <= {n.op_type for n in model.graph.node}
+    assert _prepared_kinds(model)[0] == ["MEAN", "SQUARED_DIFFERENCE"]
+
+    def squares(shared: bool):
+        nodes = [helper.make_node("Sub", ["a", "b"], ["d"]),
+                 helper.make_node("Mul", ["d", "d"], ["y"])]
+        outputs = ["y"]
+        if shared:
+            nodes.append(helper.make_node("Relu", ["d"], ["r"]))
+            outputs.append("r")
+        return make_model(nodes, {"a": [1, 3, 4], "b": [1, 1, 4]}, outputs)
+
+    kinds, graph = _prepared_kinds(squares(shared=False))
+    assert kinds == ["SQUARED_DIFFERENCE"] and graph.ops[0].inputs == ["a", "b"], kinds
+    assert "SQUARED_DIFFERENCE" not in _prepared_kinds(squares(shared=True))[0]
+
+
 def test_tf2onnx_l2_normalize_is_one_l2_normalization_before_quantization(onnx_files):
     """tf2onnx's tf.math.l2_normalize, x * 1 / sqrt(max(sum(x * x), 1e-12)) with Sqrt ->
     Reciprocal imported as RSQRT, is one L2_NORMALIZATION in the prepared float graph,

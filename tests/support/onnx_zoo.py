@@ -263,7 +263,7 @@ ZOO: dict[str, ZooModel] = {
     "sub": ZooModel(sub, TWO_IMAGES, "MEAN SUB", shifted),
     "max_min": ZooModel(max_min, TWO_IMAGES, "AVERAGE_POOL_2D MAXIMUM MINIMUM"),
     "squared_difference": ZooModel(squared_difference, TWO_IMAGES,
-                                   "MEAN SQUARED_DIFFERENCE (tf2onnx: SUB, MUL)", shifted),
+                                   "MEAN SQUARED_DIFFERENCE (tf2onnx: Sub, Mul)", shifted),
     "comparisons": ZooModel(comparisons, TWO_IMAGES, "MEAN GREATER GREATER_EQUAL LESS "
                             "LESS_EQUAL LOGICAL_AND LOGICAL_OR LOGICAL_NOT"),
     "select": ZooModel(select, TWO_IMAGES, "MEAN GREATER_EQUAL LESS_EQUAL SELECT_V2 (tf2onnx: "

@@ -19,6 +19,8 @@ Why they matter to int8 accuracy (each pass documents itself in ``tinyml/passes`
 - ``select_from_masks``: ``cast(c) * a + cast(not c) * b``, tf2onnx's form of a float
   ``tf.where``, becomes the SELECT_V2 it stands for (a BOOL -> float CAST has no int8
   kernel);
+- ``squared_difference_from_sub``: ``(a - b) * (a - b)``, tf2onnx's form of SquaredDifference,
+  becomes SQUARED_DIFFERENCE (one rounding, not a rounded difference squared);
 - ``dead_code``: what the rewrites leave unread;
 - ``fold_dilated_conv`` / ``fold_pad`` (conv ops): SPACE_TO_BATCH_ND -> convolution ->
   BATCH_TO_SPACE_ND becomes one dilated convolution and a zero PAD the convolution's own
@@ -48,13 +50,14 @@ from tinyml.passes.fuse_float_activation import FuseFloatActivation
 from tinyml.passes.l2_from_rsqrt import L2FromRsqrt
 from tinyml.passes.prelu_from_relus import PreluFromRelus
 from tinyml.passes.select_from_masks import SelectFromMasks
+from tinyml.passes.squared_difference_from_sub import SquaredDifferenceFromSub
 from tinyml.passes.fold_dilated_conv import FoldDilatedConv  # conv ops
 from tinyml.passes.fold_pad import FoldPad  # conv ops
 from tinyml.passes.affine_through_reshape import AffineThroughReshape  # conv ops
 
 FLOAT_PASSES = (FoldConstants, DequantizeWeights, FoldBatchNorm, FoldChannelAffine,
                 BatchNormToAffine, PreluFromRelus, L2FromRsqrt, FuseFloatActivation,
-                SelectFromMasks, EliminateDeadOps,
+                SelectFromMasks, SquaredDifferenceFromSub, EliminateDeadOps,
                 # ---- conv ops
                 FoldDilatedConv, FoldPad, AffineThroughReshape)
 
