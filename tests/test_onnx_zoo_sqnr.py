@@ -8,9 +8,10 @@ distribution, and its dequantized outputs must reach an SQNR of 25 dB against on
 float outputs. Index and BOOL outputs count agreeing elements instead (>= 90 %: a float
 near-tie flips under any quantization).
 
-Zoo members whose tf2onnx export does not compile are listed in
-``support.onnx_zoo.KERAS_EXPORT_FAILS`` with the cause; they are expected to keep failing with
-that error (strictly: a fix makes the test say so).
+tf2onnx writes several TF ops as decompositions (PReLU, l2_normalize, tf.where,
+SquaredDifference, ReverseV2); the tests after the zoo check that the ONNX frontend and the
+quantizer's float passes make each the one TFLite op again, computing what onnxruntime
+computes.
 """
 
 from __future__ import annotations
