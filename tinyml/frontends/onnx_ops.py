@@ -736,19 +736,29 @@ def _pool_2d(b: Builder, node, attrs: dict, x: Value, internal: bool) -> tuple[V
     return b.activation(name, out, nhwc), node.output[0]
 
 
+def _reduction_axes(b: Builder, node, attrs: dict, x: Value) -> tuple[list[int], bool] | None:
+    """The sorted, normalized axes and keepdims of an ONNX Reduce* node (axes as attribute or,
+    from opset 18, input 1; none means all). None when the node is the identity
+    (``noop_with_empty_axes``): its output is then an alias of ``x``."""
+    axes = _axes_input(b, node, attrs, 1)
+    keep = bool(int(attrs.get("keepdims", 1)))
+    if not axes:
+        if int(attrs.get("noop_with_empty_axes", 0)):
+            b.alias(node.output[0], x)
+            return None
+        axes = list(range(x.rank))
+    return sorted({_normalize_axis(b, a, x.rank) for a in axes}), keep
+
+
 @converter("GlobalAveragePool", "GlobalMaxPool", "ReduceMean")
 def reduce(b: Builder, node, attrs: dict) -> None:
     x = _activation_input(b, b.get(node.input[0]))
     op = node.op_type
     if op == "ReduceMean":
-        axes = _axes_input(b, node, attrs, 1)
-        keep = bool(int(attrs.get("keepdims", 1)))
-        if not axes:
-            if int(attrs.get("noop_with_empty_axes", 0)):
-                b.alias(node.output[0], x)
-                return
-            axes = list(range(x.rank))
-        axes = sorted({_normalize_axis(b, a, x.rank) for a in axes})
+        reduced = _reduction_axes(b, node, attrs, x)
+        if reduced is None:
+            return
+        axes, keep = reduced
     else:
         if x.rank < 3:
             raise _malformed(b, "global pooling of a rank < 3 input")
@@ -1547,14 +1557,10 @@ def reduce_sum_max_min(b: Builder, node, attrs: dict) -> None:
     with dequantization, so a QDQ input is reduced as int8 keeping its quantization; a sum
     needs the QuantizeLinear after it for its output scale."""
     x = _activation_input(b, b.get(node.input[0]))
-    axes = _axes_input(b, node, attrs, 1)
-    keep = bool(int(attrs.get("keepdims", 1)))
-    if not axes:
-        if int(attrs.get("noop_with_empty_axes", 0)):
-            b.alias(node.output[0], x)
-            return
-        axes = list(range(x.rank))
-    axes = sorted({_normalize_axis(b, a, x.rank) for a in axes})
+    reduced = _reduction_axes(b, node, attrs, x)
+    if reduced is None:
+        return
+    axes, keep = reduced
     perm = x.primary
     out_perm = perm if keep else layout.drop_axes(perm, axes)
     kind, name = _REDUCERS[node.op_type], node.output[0]

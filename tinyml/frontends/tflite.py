@@ -201,18 +201,18 @@ class _Importer:
             name = f"CUSTOM({custom})"
         return name
 
-    def _default_options(self, kind: str, table: str, layer: str, note: bool = True):
+    def _default_options(self, kind: str, importer, layer: str, note: bool = True):
         """Options of an op whose file has none: TFLM parses them into a zero-initialized
-        struct (``BuiltinDataAllocator::AllocatePOD``), so every field is 0. Ops whose zeros
-        cannot run (a zero stride or pool size; a zero softmax beta, on which TFLM aborts)
-        are refused instead."""
-        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX"):
-            unknown = "beta is" if kind == "SOFTMAX" else "strides are"
+        struct (``BuiltinDataAllocator::AllocatePOD``), so every field is 0. Builtins whose
+        zeros cannot run (``Importer.needs_options``: a zero stride or pool size; a zero
+        softmax beta, on which TFLM aborts) are refused instead."""
+        if importer.needs_options is not None:
             raise ModelFormatError(f"{self.graph.name}: layer '{layer}' ({kind}) has no "
-                                   f"{table[:-1]}: its {unknown} unknown")
+                                   f"{importer.options[:-1]}: its {importer.needs_options} "
+                                   f"unknown")
         if note:
             self.quirks.add("no_options", layer)
-        options = getattr(self.schema, table)()
+        options = getattr(self.schema, importer.options)()
         for field, value in vars(options).items():
             if isinstance(value, (bool, int, float)):
                 setattr(options, field, type(value)(0))
@@ -234,7 +234,7 @@ class _Importer:
         if options is None and importer.options is not None:
             # RESHAPE with a shape operand needs no options: converters omit them.
             options = self._default_options(
-                kind, importer.options, layer, note=not (kind == "RESHAPE" and len(inputs) > 1))
+                kind, importer, layer, note=not (kind == "RESHAPE" and len(inputs) > 1))
         ir_kind, attrs, ir_inputs = importer.convert(TfliteOp(
             kind, layer, inputs, outputs, options, self.graph, self.schema, self.act_names,
             self.dynamic))

@@ -88,6 +88,9 @@ class Importer:
     #: The options table type it reads (schema class name). A table of another type reads as
     #: absent, and an absent one as TFLM's zero-initialized defaults (see the importer).
     options: str | None
+    #: What is unknown when the options are absent, for builtins whose all-zero options cannot
+    #: run (a zero stride, pool size, block size or softmax beta); None: zeros are fine.
+    needs_options: str | None
     #: The IR op kind the builtin becomes (for ``tinyml ops``; the function decides per op).
     becomes: str
 
@@ -95,20 +98,22 @@ class Importer:
 TFLITE_IMPORTERS: dict[str, Importer] = {}
 
 
-def imports(kind: str, options: str | None = None, becomes: str | None = None):
+def imports(kind: str, options: str | None = None, becomes: str | None = None,
+            needs_options: str | None = None):
     """Register a function as the importer of builtin ``kind``, which becomes the IR op
-    ``becomes`` (default: the IR op of the same name)."""
+    ``becomes`` (default: the IR op of the same name). ``needs_options``: see
+    :attr:`Importer.needs_options`."""
     def register(fn: Callable[[TfliteOp], Imported]):
         assert kind not in TFLITE_IMPORTERS, kind
-        TFLITE_IMPORTERS[kind] = Importer(fn, options, becomes or kind)
+        TFLITE_IMPORTERS[kind] = Importer(fn, options, needs_options, becomes or kind)
         return fn
     return register
 
 
 # ---- convolutions and fully connected ---------------------------------------------------------
 
-@imports("CONV_2D", "Conv2DOptionsT")
-@imports("DEPTHWISE_CONV_2D", "DepthwiseConv2DOptionsT")
+@imports("CONV_2D", "Conv2DOptionsT", needs_options="strides are")
+@imports("DEPTHWISE_CONV_2D", "DepthwiseConv2DOptionsT", needs_options="strides are")
 def _conv(op: TfliteOp) -> Imported:
     w, x = op.shape(op.inputs[1]), op.shape(op.inputs[0])
     if len(w) != 4 or len(x) != 4:
@@ -163,8 +168,8 @@ def _cast(op: TfliteOp) -> Imported:
 
 # ---- pooling, reductions, softmax -------------------------------------------------------------
 
-@imports("AVERAGE_POOL_2D", "Pool2DOptionsT")
-@imports("MAX_POOL_2D", "Pool2DOptionsT")
+@imports("AVERAGE_POOL_2D", "Pool2DOptionsT", needs_options="strides are")
+@imports("MAX_POOL_2D", "Pool2DOptionsT", needs_options="strides are")
 def _pool(op: TfliteOp) -> Imported:
     o = op.options
     stride = (o.strideH, o.strideW)
@@ -182,7 +187,7 @@ def _mean(op: TfliteOp) -> Imported:
     return op.kind, irops.ReduceAttrs(axes=axes, keep_dims=keep), op.inputs[:1]
 
 
-@imports("SOFTMAX", "SoftmaxOptionsT")
+@imports("SOFTMAX", "SoftmaxOptionsT", needs_options="beta is")
 def _softmax(op: TfliteOp) -> Imported:
     beta = float(op.options.beta) if op.options is not None else 1.0
     return op.kind, irops.SoftmaxAttrs(beta=beta), op.inputs
@@ -313,8 +318,8 @@ def _resize(op: TfliteOp) -> Imported:
                                       bool(o.halfPixelCenters)), op.inputs[:1]
 
 
-@imports("DEPTH_TO_SPACE", "DepthToSpaceOptionsT")
-@imports("SPACE_TO_DEPTH", "SpaceToDepthOptionsT")
+@imports("DEPTH_TO_SPACE", "DepthToSpaceOptionsT", needs_options="block size is")
+@imports("SPACE_TO_DEPTH", "SpaceToDepthOptionsT", needs_options="block size is")
 def _depth_space(op: TfliteOp) -> Imported:
     return op.kind, irops.BlockAttrs(int(op.options.blockSize)), op.inputs[:1]
 
@@ -446,14 +451,11 @@ def _batch_to_space(op: TfliteOp) -> Imported:
         op.inputs[:1]
 
 
-@imports("TRANSPOSE_CONV", "TransposeConvOptionsT")
+@imports("TRANSPOSE_CONV", "TransposeConvOptionsT", needs_options="strides are")
 def _transpose_conv(op: TfliteOp) -> Imported:
     """Inputs (output_shape, filter, input[, bias]) become (input, filter[, bias]) with the
     output shape and TFLM's padding as attributes."""
     o = op.options
-    if o is None:
-        raise ModelFormatError(f"{op.graph.name}: layer '{op.layer}' ({op.kind}) has no "
-                               f"options")
     out_shape = tuple(int(d) for d in np.asarray(op.const(0, "output shape")).reshape(-1))
     w = op.shape(op.inputs[1])
     x = op.shape(op.inputs[2])
