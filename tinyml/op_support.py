@@ -46,7 +46,6 @@ TFLITE_REASONS = {
     "ASSIGN_VARIABLE": _STATE,
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "sequence ops are not supported yet",
     "SVDF": "sequence ops are not supported yet",
-    "BATCH_MATMUL": "a matrix product of two activations (attention) is not supported yet",
     "BROADCAST_ARGS": "a shape computation on int32/int64 that tinyml does not evaluate yet",
     **{k: _FLOAT_ONLY for k in ("CEIL", "FLOOR", "FLOOR_DIV", "FLOOR_MOD", "ROUND", "SIN",
                                 "COS", "L2_POOL_2D")},

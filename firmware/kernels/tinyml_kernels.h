@@ -713,6 +713,34 @@ typedef struct {
 void tinyml_transpose_conv_s8(const tinyml_transpose_conv_params *p, const int8_t *input,
                               int8_t *output);
 
+/* ---- BATCH_MATMUL ----------------------------------------------------------------------------
+ * For each of `batches` output matrices m (rows x cols, row-major, one after the other):
+ * out[m][a][c] = requantize(sum_k (lhs[a][k] + lhs_offset) * (rhs[k][c] + rhs_offset)), the
+ * full int8 range (no fused activation). lhs element (a, k) of matrix m is at
+ * lhs_offsets[m] + a * lhs_row_stride + k * lhs_depth_stride, rhs element (k, c) at
+ * rhs_offsets[m] + k * rhs_depth_stride + c * rhs_col_stride: broadcasting repeats an offset,
+ * adj_x / adj_y swap the strides. Either operand may be a constant. */
+typedef struct {
+    int32_t batches;
+    const int32_t *lhs_offsets;   /* batches entries */
+    const int32_t *rhs_offsets;   /* batches entries */
+    int32_t rows;
+    int32_t depth;
+    int32_t cols;
+    int32_t lhs_row_stride;
+    int32_t lhs_depth_stride;
+    int32_t rhs_depth_stride;
+    int32_t rhs_col_stride;
+    int32_t lhs_offset;           /* -lhs zero point */
+    int32_t rhs_offset;           /* -rhs zero point */
+    int32_t output_offset;
+    int32_t multiplier;
+    int32_t shift;
+} tinyml_batch_matmul_params;
+
+void tinyml_batch_matmul_s8(const tinyml_batch_matmul_params *p, const int8_t *lhs,
+                            const int8_t *rhs, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

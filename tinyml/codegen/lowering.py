@@ -31,7 +31,7 @@ import numpy as np
 
 from tinyml.errors import TinymlError, UnsupportedOpError
 from tinyml.ir import Graph, Op, Tensor
-from tinyml.ir.ops import normalize_axis
+from tinyml.ir.ops import batch_matmul_dims, normalize_axis
 from tinyml.reference.fixedpoint import (activation_range, per_channel_multipliers,
                                          per_tensor_fc_multiplier, wrap_int32)
 from tinyml.reference.kernels import KernelCall as ReferenceCall
@@ -1296,3 +1296,34 @@ def _lower_transpose_conv(ctx: _Context) -> KernelCall:
                   **_multiplier_arrays(ctx, multiplier, shift))
     return _call(ctx, "tinyml_transpose_conv_s8", "tinyml_transpose_conv_params", params,
                  _io_args(ctx))
+
+
+# --------------------------------------------------------------------------------------------
+# ---- attention ops: BATCH_MATMUL
+
+from tinyml.reference.kernels.matmul import batch_offsets  # noqa: E402
+
+
+@lowers("BATCH_MATMUL", kernels={"tinyml_batch_matmul_s8": None})
+def _lower_batch_matmul(ctx: _Context) -> KernelCall:
+    lhs_t = ctx.int8(ctx.ins[0], "lhs")
+    rhs_t = ctx.int8(ctx.ins[1], "rhs")
+    out = ctx.int8(ctx.out, "output")
+    a = ctx.op.attrs
+    _, rows, depth, cols = batch_matmul_dims(ctx.op, lhs_t.shape, rhs_t.shape)
+    lhs_offsets, rhs_offsets = batch_offsets(ctx.op, lhs_t.shape, rhs_t.shape)
+    # Stored operands: lhs (rows, depth), or (depth, rows) with adj_x; rhs (depth, cols), or
+    # (cols, depth) with adj_y.
+    lhs_strides = (1, rows) if a.adj_x else (depth, 1)
+    rhs_strides = (1, depth) if a.adj_y else (cols, 1)
+    multiplier, shift = per_tensor_fc_multiplier(lhs_t.scale(), rhs_t.scale(), out.scale())
+    params = dict(batches=lhs_offsets.size,
+                  lhs_offsets=ctx.array("lhs_offsets", "int32_t", lhs_offsets),
+                  rhs_offsets=ctx.array("rhs_offsets", "int32_t", rhs_offsets),
+                  rows=rows, depth=depth, cols=cols, lhs_row_stride=lhs_strides[0],
+                  lhs_depth_stride=lhs_strides[1], rhs_depth_stride=rhs_strides[0],
+                  rhs_col_stride=rhs_strides[1], lhs_offset=-lhs_t.zero_point(),
+                  rhs_offset=-rhs_t.zero_point(), output_offset=out.zero_point(),
+                  multiplier=multiplier, shift=shift)
+    return _call(ctx, "tinyml_batch_matmul_s8", "tinyml_batch_matmul_params", params,
+                 _io_args(ctx, [0, 1]))

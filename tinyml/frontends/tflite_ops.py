@@ -143,6 +143,16 @@ def _fully_connected(op: TfliteOp) -> Imported:
         keep_num_dims=bool(o.keepNumDims) if o is not None else False), op.inputs
 
 
+@imports("BATCH_MATMUL", "BatchMatMulOptionsT")
+def _batch_matmul(op: TfliteOp) -> Imported:
+    o = op.options
+    if o is not None and o.asymmetricQuantizeInputs:
+        raise op.fail("hybrid (float activations, int8 constant) matrix product")
+    return op.kind, irops.BatchMatMulAttrs(adj_x=bool(o.adjX) if o is not None else False,
+                                           adj_y=bool(o.adjY) if o is not None else False), \
+        op.inputs
+
+
 # ---- element-wise -----------------------------------------------------------------------------
 
 @imports("ADD", "AddOptionsT")

@@ -1064,6 +1064,44 @@ OP_SPECS.update({s.kind: s for s in [
     _spec("ZEROS_LIKE", NoAttrs, _infer_same, (1, 1), "global", "none",
           evaluate=_eval_zeros_like, needs_input_data=False),
 ]})
+# ---- attention ops ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BatchMatMulAttrs:
+    """BATCH_MATMUL: ``lhs @ rhs`` over broadcast leading (batch) dimensions; ``adj_x`` /
+    ``adj_y`` take the operand's last two dimensions transposed (TFLite's option names)."""
+
+    adj_x: bool = False
+    adj_y: bool = False
+
+
+def batch_matmul_dims(op, lhs: Shape, rhs: Shape) -> tuple[Shape, int, int, int]:
+    """(broadcast batch shape, rows, depth, cols) of ``op``'s product; fails on bad shapes."""
+    a: BatchMatMulAttrs = op.attrs
+    if not 2 <= len(lhs) <= 5 or not 2 <= len(rhs) <= 5:
+        raise _fail(op, f"operands of rank {len(lhs)} and {len(rhs)}: TFLM takes ranks 2 to 5")
+    rows, depth = (lhs[-1], lhs[-2]) if a.adj_x else (lhs[-2], lhs[-1])
+    rhs_depth, cols = (rhs[-1], rhs[-2]) if a.adj_y else (rhs[-2], rhs[-1])
+    if depth != rhs_depth:
+        raise _fail(op, f"inner dimensions differ: {list(lhs)} x {list(rhs)} "
+                        f"(adj_x={a.adj_x}, adj_y={a.adj_y})")
+    return _broadcast(op, [tuple(lhs[:-2]), tuple(rhs[:-2])]), rows, depth, cols
+
+
+def _infer_batch_matmul(op, ins):
+    batch, rows, _, cols = batch_matmul_dims(op, ins[0].shape, ins[1].shape)
+    return [(tuple(batch) + (rows, cols), ins[0].dtype)]
+
+
+def _macs_batch_matmul(op, ins, outs):
+    _, _, depth, _ = batch_matmul_dims(op, ins[0].shape, ins[1].shape)
+    return outs[0].size * depth
+
+
+OP_SPECS.update({s.kind: s for s in [
+    _spec("BATCH_MATMUL", BatchMatMulAttrs, _infer_batch_matmul, (2, 2), "global", "range",
+          _macs_batch_matmul),
+]})
+
 # STRIDED_SLICE and GATHER also run on activations (Cropping2D, tf.gather with constant
 # indices): their values move without rescaling.
 OP_SPECS["STRIDED_SLICE"] = dataclasses.replace(OP_SPECS["STRIDED_SLICE"], quantize="input")

@@ -67,7 +67,8 @@ SHARED = kinds_where(quantize="shared")
 BOOLEAN = kinds_where(quantize="bool")
 #: Ops whose float constant operands are quantized per tensor with their own range (the
 #: kernel rescales each operand on its own).
-OWN_RANGE_CONSTANTS = ("ADD", "MUL", "SUB", "SQUARED_DIFFERENCE", "PRELU", *COMPARISONS)
+OWN_RANGE_CONSTANTS = ("ADD", "MUL", "SUB", "SQUARED_DIFFERENCE", "PRELU", "BATCH_MATMUL",
+                       *COMPARISONS)
 #: Producers whose output may take a concatenation's quantization instead of its own ("range";
 #: CLIP's range is its clamp and HARD_SWISH's scale has a floor: "range_pinned").
 RETARGETABLE = kinds_where(quantize="range")

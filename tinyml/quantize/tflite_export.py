@@ -293,6 +293,13 @@ def _fully_connected(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> 
              version)
 
 
+@exports("BATCH_MATMUL")
+def _batch_matmul(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.BatchMatMulOptionsT()
+    o.adjX, o.adjY = op.attrs.adj_x, op.attrs.adj_y
+    ex.emit(op.kind, ins[:2], outs, o, "BatchMatMulOptions", 2 if _is_int8(ex, op) else 1)
+
+
 @exports("ADD", "MUL")
 def _binary(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     s, g = ex.schema, ex.graph

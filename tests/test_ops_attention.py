@@ -1,0 +1,123 @@
+"""The attention family (BATCH_MATMUL) against TFLM and its own C kernel.
+
+Models come from the TFLite converter: attention scores (queries x keys transposed), the
+weighted sum of values, broadcast batch dimensions, a transposed left operand and a constant
+operand. For each model the test checks the converter emitted BATCH_MATMUL with the options
+the case is about, then requires every tensor of tinyml's reference interpreter to equal
+TFLM's, bit for bit, on seeded random inputs and on the all-minimum and all-maximum inputs;
+the C kernel is then run on TFLM's own tensors under ASan and UBSan and must reproduce them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from support.c_harness import Harness, check_graph
+from support.int8_op_models import compare_all_tensors, tflm_all_tensors
+from support.oracles import tflm_interpreter
+from support.tflite_zoo import convert
+from tinyml.frontends.tflite import load_tflite_bytes
+
+SEEDS = range(3)
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    return Harness(tmp_path_factory.mktemp("kernels"))
+
+
+def _tf():
+    import tensorflow as tf
+    return tf
+
+
+def _lambda(fn):
+    return _tf().keras.layers.Lambda(fn)
+
+
+def scores_and_values(q, k):
+    """Two heads: softmax(q k^T) v with v = k (adj_y, then the plain product)."""
+    tf = _tf()
+
+    def body(t):
+        a, b = t
+        scores = tf.nn.softmax(tf.matmul(a, b, transpose_b=True))
+        return tf.matmul(scores, b)
+
+    return _lambda(body)([q, k])
+
+
+def broadcast_batch(q, k):
+    """A (1, 2, 6, 5) operand against a (1, 1, 5, 7) one: the batch dimension broadcasts."""
+    tf = _tf()
+
+    def body(t):
+        a, b = t
+        return tf.matmul(a, tf.transpose(b[:, :1], (0, 1, 3, 2))[..., :5, :])
+
+    return _lambda(body)([q, k])
+
+
+def transposed_lhs(q, k):
+    """adj_x: q^T k over a rank-3 pair."""
+    tf = _tf()
+    return _lambda(lambda t: tf.matmul(t[0], t[1], transpose_a=True))([q, k])
+
+
+def constant_rhs(q):
+    """Each head's rows times a constant (2, 6, 4) matrix (one per head)."""
+    tf = _tf()
+    w = np.random.default_rng(3).normal(0, 0.5, (1, 2, 6, 4)).astype(np.float32)
+    return _lambda(lambda t: tf.matmul(t, tf.constant(w)))(q)
+
+
+#: name: (build, input shapes, BATCH_MATMUL (adj_x, adj_y) options the model must contain)
+CASES = {
+    "scores_and_values": (scores_and_values, [(1, 2, 7, 6), (1, 2, 7, 6)],
+                          {(False, True), (False, False)}),
+    "broadcast_batch": (broadcast_batch, [(1, 2, 6, 5), (1, 2, 7, 9)], {(False, False)}),
+    "transposed_lhs": (transposed_lhs, [(1, 5, 3), (1, 5, 4)], {(True, False)}),
+    "constant_rhs": (constant_rhs, [(1, 2, 5, 6)], {(False, False)}),
+}
+
+
+def _calibration(rng, shape):
+    return rng.normal(0, 1, shape) * (1.0 + 0.5 * (shape[-1] % 2)) + 0.1
+
+
+def model_bytes(name: str) -> bytes:
+    build, shapes, _ = CASES[name]
+    return convert(build, shapes, calibration=_calibration).read_bytes()
+
+
+def input_sets(graph) -> list[list[np.ndarray]]:
+    shapes = [graph.tensors[n].shape for n in graph.inputs]
+    sets = []
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        sets.append([rng.integers(-128, 128, s).astype(np.int8) for s in shapes])
+    sets.append([np.full(s, -128, np.int8) for s in shapes])
+    sets.append([np.full(s, 127, np.int8) for s in shapes])
+    return sets
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_int8_matches_tflm_on_every_tensor(name, harness):
+    data = model_bytes(name)
+    graph = load_tflite_bytes(data, name=name)
+    options = {(op.attrs.adj_x, op.attrs.adj_y) for op in graph.ops
+               if op.kind == "BATCH_MATMUL"}
+    assert CASES[name][2] <= options, \
+        f"converter emitted {sorted(op.kind for op in graph.ops)}, options {options}"
+    interpreter = tflm_interpreter(data)
+    total: dict[str, int] = {}
+    samples = []
+    for inputs in input_sets(graph):
+        for tensor, count in compare_all_tensors(graph, interpreter, inputs).items():
+            total[tensor] = total.get(tensor, 0) + count
+        values = tflm_all_tensors(interpreter, inputs, len(graph.tensors))
+        samples.append({n: v for n, v in zip(graph.tensors, values) if v is not None})
+    assert not total, f"{name}: elements differing from TFLM per tensor: {total}"
+    bad = {k: v for k, v in check_graph(harness, graph, samples, name).items() if v}
+    assert not bad, f"{name}: C kernels differing from TFLM: {bad}"
