@@ -32,18 +32,23 @@ NOT_COMPILED = {
     "FILL": "its output is constant (dims and value known): evaluated at shape inference",
     "ZEROS_LIKE": "its output is constant (zeros of a known shape): evaluated at shape "
                   "inference",
+    # ---- attention ops
+    "NEG": "float32 only (as in TFLM); between a DEQUANTIZE and a QUANTIZE it becomes a "
+           "LOOKUP_TABLE (tinyml.passes.float_island_table)",
 }
 #: Kinds with no TFLite builtin of their own, and why.
 NOT_EXPORTED = {
     "CLIP": "TFLite has no general clamp builtin (RELU, RELU6 and RELU_N1_TO_1 are exported)",
     "CONV_2D_ADD": "made by tinyml's passes after export would happen",
-    **NOT_COMPILED,
+    "LOOKUP_TABLE": "made by tinyml's passes after export would happen",
+    **{k: v for k, v in NOT_COMPILED.items() if k != "NEG"},
 }
 #: Kinds whose output quantization is not the quantizer's choice ("none"), and why.
 NOT_QUANTIZED = {
     "QUANTIZE": "inserted by the quantizer around the int8 graph",
     "DEQUANTIZE": "inserted by the quantizer around the int8 graph",
     "CONV_2D_ADD": "made by tinyml's passes from a quantized CONV_2D and ADD",
+    "LOOKUP_TABLE": "made by tinyml's passes from a quantized float island",
     **NOT_COMPILED,
 }
 

@@ -6,6 +6,9 @@ operand. For each model the test checks the converter emitted BATCH_MATMUL with 
 the case is about, then requires every tensor of tinyml's reference interpreter to equal
 TFLM's, bit for bit, on seeded random inputs and on the all-minimum and all-maximum inputs;
 the C kernel is then run on TFLM's own tensors under ASan and UBSan and must reproduce them.
+
+The encoder block is also compiled whole and run on the host under the sanitizers and in
+QEMU on cortex-m4 (tinyml verify: outputs against the reference and TFLM).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from support.int8_op_models import compare_all_tensors, tflm_all_tensors
 from support.oracles import tflm_interpreter
 from support.tflite_zoo import convert
 from tinyml.frontends.tflite import load_tflite_bytes
+from tinyml.passes import run_passes
 
 SEEDS = range(3)
 
@@ -72,6 +76,19 @@ def constant_rhs(q):
     return _lambda(lambda t: tf.matmul(t, tf.constant(w)))(q)
 
 
+def encoder(x):
+    """A tiny transformer encoder block: 2-head self-attention over 16 steps, residual
+    LayerNormalization (MEAN, SQUARED_DIFFERENCE, RSQRT, MUL, ADD and the converter's float
+    NEG of the mean), a ReLU feed-forward layer, a second LayerNormalization and a pooled
+    classifier."""
+    L = _tf().keras.layers
+    h = L.MultiHeadAttention(num_heads=2, key_dim=8)(x, x)
+    h = L.LayerNormalization()(L.Add()([h, x]))
+    f = L.Dense(24)(L.Dense(32, activation="relu")(h))
+    h = L.LayerNormalization()(L.Add()([h, f]))
+    return L.Dense(4)(L.GlobalAveragePooling1D()(h))
+
+
 #: name: (build, input shapes, BATCH_MATMUL (adj_x, adj_y) options the model must contain)
 CASES = {
     "scores_and_values": (scores_and_values, [(1, 2, 7, 6), (1, 2, 7, 6)],
@@ -79,6 +96,7 @@ CASES = {
     "broadcast_batch": (broadcast_batch, [(1, 2, 6, 5), (1, 2, 7, 9)], {(False, False)}),
     "transposed_lhs": (transposed_lhs, [(1, 5, 3), (1, 5, 4)], {(True, False)}),
     "constant_rhs": (constant_rhs, [(1, 2, 5, 6)], {(False, False)}),
+    "encoder": (encoder, [(1, 16, 24)], {(False, False)}),
 }
 
 
@@ -119,5 +137,38 @@ def test_int8_matches_tflm_on_every_tensor(name, harness):
         values = tflm_all_tensors(interpreter, inputs, len(graph.tensors))
         samples.append({n: v for n, v in zip(graph.tensors, values) if v is not None})
     assert not total, f"{name}: elements differing from TFLM per tensor: {total}"
-    bad = {k: v for k, v in check_graph(harness, graph, samples, name).items() if v}
+    # The passes first: they make the converter's float islands int8 lookup tables.
+    bad = {k: v for k, v in check_graph(harness, run_passes(graph), samples, name).items() if v}
     assert not bad, f"{name}: C kernels differing from TFLM: {bad}"
+
+
+def test_encoder_float_island_becomes_a_table():
+    """The converter's DEQUANTIZE -> NEG -> QUANTIZE of each LayerNormalization compiles as one
+    int8 LOOKUP_TABLE (the C kernels above ran it against TFLM's float NEG)."""
+    graph = load_tflite_bytes(model_bytes("encoder"), name="encoder")
+    assert sum(op.kind == "NEG" for op in graph.ops) == 2
+    kinds = [op.kind for op in run_passes(graph).ops]
+    assert "NEG" not in kinds and "DEQUANTIZE" not in kinds
+    assert kinds.count("LOOKUP_TABLE") == 2
+
+
+def _encoder_file(tmp_path):
+    path = tmp_path / "encoder.tflite"
+    path.write_bytes(model_bytes("encoder"))
+    return path
+
+
+@pytest.mark.slow
+def test_encoder_verifies_on_host_under_sanitizers(tmp_path):
+    from tinyml.verify import verify
+    report = verify(_encoder_file(tmp_path), "host", samples=20, sanitize=True)
+    assert report.oracle == "reference+tflite-micro" and report.sanitized
+    assert report.samples == 22 and report.mismatched_outputs == 0
+
+
+@pytest.mark.slow
+def test_encoder_verifies_in_qemu_cortex_m4(tmp_path):
+    from tinyml.verify import verify
+    report = verify(_encoder_file(tmp_path), "cortex-m4", samples=5, profile=False)
+    assert report.oracle == "reference+tflite-micro"
+    assert report.mismatched_outputs == 0

@@ -125,7 +125,8 @@ def test_input_graph_is_not_modified_and_pass_names_are_checked():
         run_passes(graph, passes=["no_such_pass"])
     assert set(PASS_NAMES) == {"fold_constants", "fuse_activation", "reshape_alias",
                                "fuse_residual_add", "dead_code",
-                               "fold_dilated_conv", "fold_pad"}  # conv ops
+                               "fold_dilated_conv", "fold_pad",  # conv ops
+                               "float_island_table"}  # attention ops
 
 
 # --------------------------------------------------------------------------------------------

@@ -101,8 +101,10 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
         source = load_model(model)
     if quantize is not None:
         source = quantize(source)
-    check_int8(source)
+    # After the passes: they turn the converter's float islands (DEQUANTIZE -> NEG ->
+    # QUANTIZE) into int8 ops.
     graph = run_passes(copy.deepcopy(source))
+    check_int8(graph)
     learn = None
     if trainable is not None or max_classes is not None:
         from tinyml.learn.project import prepare

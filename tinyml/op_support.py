@@ -51,7 +51,7 @@ TFLITE_REASONS = {
                                 "COS", "L2_POOL_2D")},
     # The converter writes these in int8, but TFLM's kernels run float32 (or nothing) only.
     **{k: "TFLM has no int8 kernel for it, so an int8 model with it does not run in TFLM"
-       for k in ("EXP", "LOG", "SQRT", "SQUARE", "NEG")},
+       for k in ("EXP", "LOG", "SQRT", "SQUARE")},
     "DIV": ("TFLM's int8 DIV shifts by 32 bits or more on some inputs (undefined in C, so "
             "results differ between hosts): there is no one bit-exact answer to match"),
     "ADD_N": "the converter keeps ADD_N in float32, so there is no int8 model to verify",
@@ -70,6 +70,12 @@ ONNX_REASONS = {
     **{k: "recurrent ops are not supported yet" for k in ("LSTM", "GRU", "RNN")},
 }
 NOT_YET = "not implemented in tinyml yet"
+#: Imported ops that never run as themselves, and what they become.
+FOLDED = {
+    "BATCH_NORM": "folded into the convolution before it",
+    "NEG": ("float32 in TFLM; between a DEQUANTIZE and a QUANTIZE (the converter's float "
+            "island) it becomes an int8 lookup table"),
+}
 
 
 def _dsp_kernels() -> set[str]:
@@ -95,9 +101,8 @@ def _ir_status(kind: str, dsp: set[str]) -> dict:
         return {"status": "constant", "ir_op": kind,
                 "reason": "evaluated at compile time when its inputs are constant (shape "
                           "computations); not compiled on activations"}
-    if kind == "BATCH_NORM":
-        return {"status": "folded", "ir_op": kind,
-                "reason": "folded into the convolution before it"}
+    if kind in FOLDED:
+        return {"status": "folded", "ir_op": kind, "reason": FOLDED[kind]}
     return {"status": "unsupported", "ir_op": kind, "reason": "imported, but has no C kernel"}
 
 

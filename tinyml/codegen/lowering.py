@@ -1327,3 +1327,12 @@ def _lower_batch_matmul(ctx: _Context) -> KernelCall:
                   multiplier=multiplier, shift=shift)
     return _call(ctx, "tinyml_batch_matmul_s8", "tinyml_batch_matmul_params", params,
                  _io_args(ctx, [0, 1]))
+
+
+@lowers("LOOKUP_TABLE", kernels={"tinyml_lut_s8": "elementwise"})
+def _lower_table(ctx: _Context) -> KernelCall:
+    """The table a pass computed (tinyml.passes.float_island_table): one load per element."""
+    x_t, _ = _unary_int8(ctx)
+    params = dict(size=x_t.size, table=ctx.array("table", "int8_t", ctx.op.attrs.values))
+    return _call(ctx, "tinyml_lut_s8", "tinyml_lut_params", params, _io_args(ctx),
+                 in_place=(0, 0))

@@ -162,6 +162,7 @@ def _binary(op: TfliteOp) -> Imported:
 
 
 @imports("RELU")
+@imports("NEG")
 @imports("RELU6")
 @imports("LOGISTIC")
 @imports("HARD_SWISH")

@@ -1097,9 +1097,23 @@ def _macs_batch_matmul(op, ins, outs):
     return outs[0].size * depth
 
 
+@dataclass(frozen=True)
+class TableAttrs:
+    """LOOKUP_TABLE: the int8 output code of each int8 input code, indexed by the code's
+    byte (code & 0xFF), so 256 entries."""
+
+    values: tuple[int, ...] = (0,) * 256
+
+
 OP_SPECS.update({s.kind: s for s in [
     _spec("BATCH_MATMUL", BatchMatMulAttrs, _infer_batch_matmul, (2, 2), "global", "range",
           _macs_batch_matmul),
+    # NEG: float32 only in TFLM; the converter keeps it in float between a DEQUANTIZE and a
+    # QUANTIZE (LayerNormalization's negated mean), which tinyml.passes.float_island_table
+    # turns into a LOOKUP_TABLE.
+    _spec("NEG", NoAttrs, _infer_same, (1, 1), "elementwise", "none"),
+    # Made by tinyml's passes: an int8 -> int8 function of one code, evaluated at compile time.
+    _spec("LOOKUP_TABLE", TableAttrs, _infer_same, (1, 1), "elementwise", "none"),
 ]})
 
 # STRIDED_SLICE and GATHER also run on activations (Cropping2D, tf.gather with constant

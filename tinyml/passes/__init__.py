@@ -15,7 +15,9 @@ it on the MLPerf Tiny int8 models and the test zoo):
 - ``dead_code``: ops nobody reads are dropped;
 - ``fold_dilated_conv``: SPACE_TO_BATCH_ND -> convolution -> BATCH_TO_SPACE_ND (the
   converter's form of a dilated convolution) becomes one convolution with dilation;
-- ``fold_pad``: a PAD by real zeros becomes padding of the convolution reading it.
+- ``fold_pad``: a PAD by real zeros becomes padding of the convolution reading it;
+- ``float_island_table``: DEQUANTIZE -> exact float ops (NEG, ABS, ...) -> QUANTIZE, the
+  converter's float fallback inside an int8 graph, becomes one int8 LOOKUP_TABLE.
 
 Unreferenced tensors are pruned and the graph re-validated at the end.
 """
@@ -34,12 +36,15 @@ from tinyml.passes.fuse_residual_add import FuseResidualAdd
 from tinyml.passes.reshape_alias import ReshapeAlias, alias_roots, is_alias
 from tinyml.passes.fold_dilated_conv import FoldDilatedConv  # conv ops
 from tinyml.passes.fold_pad import FoldPad  # conv ops
+from tinyml.passes.float_island_table import FloatIslandTable  # attention ops
 
 #: The default pipeline, in the order each sweep applies it.
 DEFAULT_PASSES: tuple[type[OptimizerPass], ...] = (
     FoldConstants, FuseActivation, ReshapeAlias, FuseResidualAdd, EliminateDeadOps,
     # ---- conv ops
-    FoldDilatedConv, FoldPad)
+    FoldDilatedConv, FoldPad,
+    # ---- attention ops
+    FloatIslandTable)
 PASS_NAMES = tuple(p.name for p in DEFAULT_PASSES)
 
 

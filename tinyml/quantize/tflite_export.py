@@ -389,7 +389,7 @@ def _unary(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     ex.emit(op.kind, ins, outs, version=2 if _is_int8(ex, op) else 1)
 
 
-@exports("HARD_SWISH", "QUANTIZE")
+@exports("HARD_SWISH", "QUANTIZE", "NEG")
 def _version_one(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     ex.emit(op.kind, ins, outs, version=1)
 
