@@ -172,3 +172,30 @@ def test_encoder_verifies_in_qemu_cortex_m4(tmp_path):
     report = verify(_encoder_file(tmp_path), "cortex-m4", samples=5, profile=False)
     assert report.oracle == "reference+tflite-micro"
     assert report.mismatched_outputs == 0
+
+
+# --------------------------------------------------------------------------------------------
+# tinyml's own quantizer on the float encoder
+
+
+def test_tinyml_quantized_encoder_matches_tflm_on_every_tensor():
+    """The float encoder (converter's float .tflite, with its float NEG) quantized by tinyml:
+    the NEG becomes a MUL by -1, BATCH_MATMUL and the LayerNormalization ops get calibrated
+    ranges, and the exported int8 model runs in TFLM equal to tinyml's reference on every
+    tensor."""
+    from support.quantize_oracles import tflm_tensor_mismatches
+    from tinyml.quantize import quantize_model
+    from tinyml.quantize.tflite_export import export_tflite
+
+    path = convert(encoder, [(1, 16, 24)], int8=False)
+    rng = np.random.default_rng(0)
+    calibration = rng.normal(0, 1, (16, 16, 24)).astype(np.float32)
+    model = quantize_model(load_tflite_bytes(path.read_bytes(), name="encoder"),
+                           calibration)
+    kinds = {op.kind for op in model.graph.ops}
+    assert {"BATCH_MATMUL", "RSQRT", "SQUARED_DIFFERENCE"} <= kinds and "NEG" not in kinds
+    exported = export_tflite(model.graph)
+    inputs = [[rng.integers(-128, 128, (1, 16, 24)).astype(np.int8)] for _ in range(3)]
+    mismatches, compared = tflm_tensor_mismatches(exported, model.graph, inputs)
+    assert compared >= 3 * len(model.graph.ops)
+    assert not mismatches, mismatches

@@ -21,6 +21,8 @@ Why they matter to int8 accuracy (each pass documents itself in ``tinyml/passes`
   kernel);
 - ``squared_difference_from_sub``: ``(a - b) * (a - b)``, tf2onnx's form of SquaredDifference,
   becomes SQUARED_DIFFERENCE (one rounding, not a rounded difference squared);
+- ``neg_as_mul``: a float NEG (Keras' LayerNormalization negates its mean) becomes a MUL by
+  -1, which TFLM runs in int8 (it has no int8 NEG);
 - ``dead_code``: what the rewrites leave unread;
 - ``fold_dilated_conv`` / ``fold_pad`` (conv ops): SPACE_TO_BATCH_ND -> convolution ->
   BATCH_TO_SPACE_ND becomes one dilated convolution and a zero PAD the convolution's own
@@ -48,6 +50,7 @@ from tinyml.passes.fold_constants import FoldConstants
 from tinyml.passes.framework import apply_passes, prune_tensors
 from tinyml.passes.fuse_float_activation import FuseFloatActivation
 from tinyml.passes.l2_from_rsqrt import L2FromRsqrt
+from tinyml.passes.neg_as_mul import NegAsMul
 from tinyml.passes.prelu_from_relus import PreluFromRelus
 from tinyml.passes.select_from_masks import SelectFromMasks
 from tinyml.passes.squared_difference_from_sub import SquaredDifferenceFromSub
@@ -57,7 +60,7 @@ from tinyml.passes.affine_through_reshape import AffineThroughReshape  # conv op
 
 FLOAT_PASSES = (FoldConstants, DequantizeWeights, FoldBatchNorm, FoldChannelAffine,
                 BatchNormToAffine, PreluFromRelus, L2FromRsqrt, FuseFloatActivation,
-                SelectFromMasks, SquaredDifferenceFromSub, EliminateDeadOps,
+                SelectFromMasks, SquaredDifferenceFromSub, NegAsMul, EliminateDeadOps,
                 # ---- conv ops
                 FoldDilatedConv, FoldPad, AffineThroughReshape)
 
