@@ -654,3 +654,33 @@ def test_truncated_or_empty_file_is_a_one_line_format_error(keep, tmp_path):
             load(path)
         assert "\n" not in str(info.value) and "broken.onnx" in str(info.value)
         assert isinstance(info.value, TinymlError)
+
+
+def _qdq_attention():
+    """Self-attention over 6 steps: q = x Wq, k = x Wk, softmax(q k^T) k, with the MatMul of
+    two activations twice (the second reads k as stored, the first its transpose)."""
+    rng = np.random.default_rng(11)
+    inits = {"wq": rng.normal(0, 0.4, (8, 5)).astype(np.float32),
+             "wk": rng.normal(0, 0.4, (8, 5)).astype(np.float32)}
+    nodes = [
+        helper.make_node("MatMul", ["x", "wq"], ["q"]),
+        helper.make_node("MatMul", ["x", "wk"], ["k"]),
+        helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+        helper.make_node("Softmax", ["scores"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "k"], ["out"]),
+    ]
+    return make_model(nodes, {"x": [1, 6, 8]}, ["out"], inits, opset=14, name="attention")
+
+
+def test_qdq_attention_matmul_of_activations_within_one_lsb(tmp_path):
+    path = quantize_qdq(_qdq_attention(), (1, 6, 8), tmp_path, "attention", per_channel=False)
+    imp, e2e, isolated, outputs = run_qdq(path, runs=8)
+    kinds = op_counts(imp.graph)
+    assert kinds.get("BATCH_MATMUL") == 2 and kinds.get("SOFTMAX") == 1, kinds
+    print(qdq_report("QDQ attention, each op from onnxruntime's inputs:", isolated))
+    matmuls = [d for d in isolated.values() if d.op == "BATCH_MATMUL"]
+    assert len(matmuls) == 2 and all(d.count for d in matmuls)
+    assert all(d.worst <= 1 for d in matmuls), qdq_report("isolated:", isolated)
+    for d in matmuls:
+        assert d.mismatches <= max(0.01 * d.count, 4), qdq_report("isolated:", isolated)

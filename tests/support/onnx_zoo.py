@@ -233,6 +233,24 @@ def conv2d_transpose(x):
                                            bias_initializer="random_normal")(y)
 
 
+def attention(x, y):
+    """Queries x keys^T, softmax, times values: MatMul of two computed tensors."""
+    layers, tf = _keras().layers, _tf()
+    q, k = layers.Dense(8)(x), layers.Dense(8)(y)
+    scores = _lambda(lambda t: tf.nn.softmax(tf.matmul(t[0], t[1], transpose_b=True)), [q, k])
+    return _lambda(lambda t: tf.matmul(t[0], t[1]), [scores, k])
+
+
+def encoder(x):
+    """A transformer encoder block: 2-head self-attention, residual LayerNormalization, a ReLU
+    feed-forward layer and a second LayerNormalization."""
+    layers = _keras().layers
+    h = layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x)
+    h = layers.LayerNormalization()(layers.Add()([h, x]))
+    f = layers.Dense(8)(layers.Dense(16, activation="relu")(h))
+    return layers.LayerNormalization()(layers.Add()([h, f]))
+
+
 # ---- the zoo -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -293,6 +311,14 @@ ZOO: dict[str, ZooModel] = {
                                   "DEPTHWISE_CONV_2D (dilated)", uniform),
     "conv2d_transpose": ZooModel(conv2d_transpose, ((1, 6, 6, 2),), "CONV_2D TRANSPOSE_CONV",
                                  uniform),
+    # Bounded inputs: with N(0, 1) the calibrated min/max of 64 samples' tails decide how much
+    # of each input is clipped, which the softmax over the scores amplifies (24 to 31 dB by
+    # calibration draw, for tinyml and the TFLite converter alike).
+    "attention": ZooModel(attention, ((1, 10, 6), (1, 10, 6)),
+                          "FULLY_CONNECTED BATCH_MATMUL SOFTMAX", uniform),
+    "encoder": ZooModel(encoder, ((1, 12, 8),), "BATCH_MATMUL SOFTMAX MEAN "
+                        "SQUARED_DIFFERENCE RSQRT MUL ADD (MultiHeadAttention, "
+                        "LayerNormalization)", via="tflite"),
     # Through the TFLite converter PReLU and l2_normalize arrive as one ONNX op each (PRelu,
     # LpNormalization) instead of tf2onnx's decompositions of TF's graph.
     "prelu_tflite": ZooModel(prelu, IMAGE, "CONV_2D PRELU", via="tflite"),

@@ -497,11 +497,11 @@ def _gemm_core(b: Builder, node, a: Value, w: Value, trans_b: bool, alpha: float
 @converter("MatMul")
 def matmul(b: Builder, node, attrs: dict) -> None:
     a, w = (_activation_input(b, v) for v in _inputs(b, node)[:2])
-    if not w.is_const:
-        raise _fail(b, "MatMul of two activations (only a constant 2-D B is supported)")
-    if w.rank != 2 or a.rank < 2:
-        raise _fail(b, f"MatMul of shapes {list(a.shape)} and {list(w.shape)} (only [.., K] "
-                       f"x constant [K, N])")
+    if not w.is_const or w.rank != 2 or a.is_const:
+        _batch_matmul(b, node, a, w)
+        return
+    if a.rank < 2:
+        raise _fail(b, f"MatMul of shapes {list(a.shape)} and {list(w.shape)} (a 1-D operand)")
     if a.shape[-1] != w.shape[0]:
         raise _malformed(b, f"cannot multiply {list(a.shape)} by {list(w.shape)}")
     rank = a.rank
@@ -542,6 +542,26 @@ def matmul(b: Builder, node, attrs: dict) -> None:
     x_ir = b.float_tensor(a, perm) if keep_dims else b.row_major(a, real=True)
     _fully_connected(b, node, x_ir, w, np.ascontiguousarray(w.float_data().T), None,
                      np.ones(1), bias, 1.0, perm, keep_dims, None, out_name)
+
+
+def _batch_matmul(b: Builder, node, a: Value, w: Value) -> None:
+    """MatMul of two activations (attention's queries x keys, scores x values), or by a
+    constant of rank 3 or more: BATCH_MATMUL over the broadcast leading dimensions, both
+    operands in their logical layout. int8 when both are per-tensor int8 (QDQ)."""
+    if a.rank < 2 or w.rank < 2:
+        raise _fail(b, f"MatMul of shapes {list(a.shape)} and {list(w.shape)} (a 1-D operand)")
+    out_rank = max(a.rank, w.rank)
+    name = node.output[0]
+    if all(_is_view8(b, v) or _is_qconst8(v) for v in (a, w)):
+        sink = b.find_sink(node)
+        if sink is not None:
+            inputs = [_operand(b, v, v.rank, layout.identity(v.rank), True) for v in (a, w)]
+            _finish_int8(b, node, sink, "BATCH_MATMUL", inputs, irops.BatchMatMulAttrs(),
+                         layout.identity(out_rank))
+            return
+    inputs = [_operand(b, v, v.rank, layout.identity(v.rank), False) for v in (a, w)]
+    out = b.emit("BATCH_MATMUL", inputs, irops.BatchMatMulAttrs(), name=name, dtype="float32")
+    b.activation(name, out, layout.identity(out_rank))
 
 
 # --------------------------------------------------------------------------------------------
