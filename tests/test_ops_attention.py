@@ -199,3 +199,76 @@ def test_tinyml_quantized_encoder_matches_tflm_on_every_tensor():
     mismatches, compared = tflm_tensor_mismatches(exported, model.graph, inputs)
     assert compared >= 3 * len(model.graph.ops)
     assert not mismatches, mismatches
+
+
+# --------------------------------------------------------------------------------------------
+# GELU: TFLM has no kernel for it; LiteRT's int8 table is the oracle
+
+
+def gelu_exact(x):
+    L = _tf().keras.layers
+    return L.Activation(lambda t: _tf().nn.gelu(t, approximate=False))(L.Dense(12)(x))
+
+
+def gelu_tanh(x):
+    L = _tf().keras.layers
+    return L.Activation(lambda t: _tf().nn.gelu(t, approximate=True))(L.Dense(12)(x))
+
+
+@pytest.mark.parametrize("build,approximate", [(gelu_exact, False), (gelu_tanh, True)],
+                         ids=["erf", "tanh"])
+def test_gelu_matches_litert_on_every_code(build, approximate, harness):
+    """Dense -> GELU from the converter. Each of 256 input rows makes the dense output cover
+    its range, so the GELU table is checked on (nearly) every input code: the reference and
+    the C kernel must equal LiteRT's int8 GELU element for element."""
+    from support.oracles import litert_interpreter
+    data = convert(build, [(1, 8, 10)]).read_bytes()
+    graph = load_tflite_bytes(data, name=build.__name__)
+    gelus = [op for op in graph.ops if op.kind == "GELU"]
+    assert len(gelus) == 1 and gelus[0].attrs.approximate == approximate, \
+        [op.kind for op in graph.ops]
+    from tinyml.reference import run
+    interpreter = litert_interpreter(data)
+    names = {d["name"]: d["index"] for d in interpreter.get_tensor_details()}
+    rng = np.random.default_rng(0)
+    codes_seen: set[int] = set()
+    samples, differing = [], 0
+    for _ in range(40):
+        x = rng.integers(-128, 128, (1, 8, 10)).astype(np.int8)
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        ours = run(graph, [x], keep_all=True)
+        op = gelus[0]
+        theirs_in = interpreter.get_tensor(names[op.inputs[0]])
+        theirs_out = interpreter.get_tensor(names[op.outputs[0]])
+        codes_seen |= set(theirs_in.reshape(-1).tolist())
+        # The GELU on LiteRT's own input, so only the table is compared.
+        mine = run(_single_op_graph(graph, op), [theirs_in])[op.outputs[0]]
+        differing += int(np.count_nonzero(mine != theirs_out))
+        differing += int(np.count_nonzero(ours[op.outputs[0]] != theirs_out))
+        samples.append({op.inputs[0]: theirs_in, op.outputs[0]: theirs_out})
+    assert len(codes_seen) > 200
+    assert differing == 0
+    sub = _single_op_graph(graph, gelus[0])
+    bad = {k: v for k, v in check_graph(harness, sub, samples, build.__name__).items() if v}
+    assert not bad, bad
+
+
+def _single_op_graph(graph, op):
+    """A graph of ``op`` alone, reading its input as the graph input."""
+    from tinyml.ir import Graph
+    sub = Graph(name=op.name)
+    sub.tensors = {n: graph.tensors[n] for n in op.inputs + op.outputs}
+    sub.ops, sub.inputs, sub.outputs = [op], [op.inputs[0]], list(op.outputs)
+    sub.finalize()
+    return sub
+
+
+def test_gelu_model_verifies_against_the_reference_alone(tmp_path):
+    """TFLM cannot run a GELU model: verify says so in its oracle, instead of failing."""
+    from tinyml.verify import verify
+    path = tmp_path / "gelu.tflite"
+    path.write_bytes(convert(gelu_exact, [(1, 8, 10)]).read_bytes())
+    report = verify(path, "host", samples=3, profile=False)
+    assert report.oracle == "reference (not tflite-micro: TFLM has no kernel for GELU)"
+    assert report.samples == 5 and report.mismatched_outputs == 0

@@ -143,6 +143,13 @@ def _fully_connected(op: TfliteOp) -> Imported:
         keep_num_dims=bool(o.keepNumDims) if o is not None else False), op.inputs
 
 
+@imports("GELU", "GeluOptionsT")
+def _gelu(op: TfliteOp) -> Imported:
+    o = op.options
+    return op.kind, irops.GeluAttrs(approximate=bool(o.approximate) if o is not None
+                                    else False), op.inputs
+
+
 @imports("BATCH_MATMUL", "BatchMatMulOptionsT")
 def _batch_matmul(op: TfliteOp) -> Imported:
     o = op.options

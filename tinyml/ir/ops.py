@@ -1098,6 +1098,13 @@ def _macs_batch_matmul(op, ins, outs):
 
 
 @dataclass(frozen=True)
+class GeluAttrs:
+    """GELU: the exact form (erf) or, with ``approximate``, the tanh form."""
+
+    approximate: bool = False
+
+
+@dataclass(frozen=True)
 class TableAttrs:
     """LOOKUP_TABLE: the int8 output code of each int8 input code, indexed by the code's
     byte (code & 0xFF), so 256 entries."""
@@ -1112,6 +1119,8 @@ OP_SPECS.update({s.kind: s for s in [
     # QUANTIZE (LayerNormalization's negated mean), which tinyml.passes.float_island_table
     # turns into a LOOKUP_TABLE.
     _spec("NEG", NoAttrs, _infer_same, (1, 1), "elementwise", "none"),
+    # TFLM has no GELU kernel; LiteRT's int8 table is the oracle.
+    _spec("GELU", GeluAttrs, _infer_same, (1, 1), "elementwise", "range"),
     # Made by tinyml's passes: an int8 -> int8 function of one code, evaluated at compile time.
     _spec("LOOKUP_TABLE", TableAttrs, _infer_same, (1, 1), "elementwise", "none"),
 ]})

@@ -293,6 +293,13 @@ def _fully_connected(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> 
              version)
 
 
+@exports("GELU")
+def _gelu(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    o = ex.schema.GeluOptionsT()
+    o.approximate = op.attrs.approximate
+    ex.emit(op.kind, ins, outs, o, "GeluOptions", 2 if _is_int8(ex, op) else 1)
+
+
 @exports("BATCH_MATMUL")
 def _batch_matmul(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o = ex.schema.BatchMatMulOptionsT()

@@ -160,24 +160,39 @@ def _libm_expf():
     return fn
 
 
-def elu_int8_table(op: Op, x_t: Tensor, out: Tensor) -> np.ndarray:
-    """TFLM's ``PopulateLookupTable`` for ELU: the output code of every input code (indexed
-    by the code as uint8), computed in float32 as TFLM does: dequantize, expf(x) - 1 below
-    zero, multiply by 1/output_scale, round, add the zero point, clamp."""
-    expf = _libm_expf()
+def _libm_float(name: str):
+    """A float32 function of the C library (``tanhf``, ``erfcf``): TFLite builds its GELU
+    tables with them."""
+    libm = ctypes.CDLL(ctypes.util.find_library("m") or None)
+    fn = getattr(libm, name)
+    fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
+    return fn
+
+
+def populate_int8_table(op: Op, x_t: Tensor, out: Tensor, transform) -> np.ndarray:
+    """TFLite's ``PopulateLookupTable``: the output code of every input code (indexed by the
+    code as uint8), computed in float32: dequantize, ``transform``, multiply by
+    1/output_scale, round, add the zero point, clamp."""
     x_scale = np.float32(x_t.scale())
     inverse_scale = np.float32(1.0) / np.float32(out.scale())
     table = np.zeros(256, np.int8)
     for code in range(-128, 128):
-        x = x_scale * np.float32(code - x_t.zero_point())
-        y = np.float32(expf(float(x))) - np.float32(1.0) if x < 0 else x
+        y = transform(x_scale * np.float32(code - x_t.zero_point()))
         rescaled = np.float32(tflite_round(np.float32(y * inverse_scale)))
         value = np.float32(rescaled + np.float32(out.zero_point()))
         if not abs(float(value)) < 2.0 ** 31:
-            raise TinymlError(f"layer '{op.name}' (ELU): input code {code} maps to {value:g} "
-                              f"output steps, beyond int32 (TFLM's table is undefined there)")
+            raise TinymlError(f"layer '{op.name}' ({op.kind}): input code {code} maps to "
+                              f"{value:g} output steps, beyond int32 (the table is undefined "
+                              f"there)")
         table[code & 0xFF] = int(np.clip(int(value), -128, 127))
     return table
+
+
+def elu_int8_table(op: Op, x_t: Tensor, out: Tensor) -> np.ndarray:
+    """TFLM's table for ELU: expf(x) - 1 below zero, x above."""
+    expf = _libm_expf()
+    return populate_int8_table(
+        op, x_t, out, lambda x: np.float32(expf(float(x))) - np.float32(1.0) if x < 0 else x)
 
 
 @kernel("ELU")
@@ -392,3 +407,39 @@ def rsqrt(call: KernelCall) -> np.ndarray:
                           f"below the zero point {x_t.zero_point()} (a negative value); "
                           f"TFLM fails the inference there")
     return rsqrt_int8_table(x_t, call.out)[codes.view(np.uint8)]
+
+
+# ---- GELU ------------------------------------------------------------------------------------
+# TFLM has no GELU kernel; LiteRT runs int8 GELU as a table (kernels/gelu.cc) filled with the
+# float32 formulas of reference/gelu.h, which are the oracle here.
+
+#: sqrt(2 / pi) and 1 / sqrt(2) as TFLite's float32 constants.
+_SQRT_2_OVER_PI = np.float32(1.1283791670955126 * 0.7071067811865476)
+_SQRT1_2 = np.float32(0.7071067811865476)
+
+
+def gelu_float32(approximate: bool):
+    """GELU of one float32 value as TFLite computes it: 0.5 x erfc(-x / sqrt 2), or with
+    ``approximate`` 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    half, one, cubic = np.float32(0.5), np.float32(1.0), np.float32(0.044715)
+    if approximate:
+        tanhf = _libm_float("tanhf")
+        return lambda x: half * x * (one + np.float32(tanhf(float(
+            _SQRT_2_OVER_PI * (x + cubic * x * x * x)))))
+    erfcf = _libm_float("erfcf")
+    return lambda x: half * x * np.float32(erfcf(float(x * -_SQRT1_2)))
+
+
+def gelu_int8_table(op: Op, x_t: Tensor, out: Tensor) -> np.ndarray:
+    return populate_int8_table(op, x_t, out, gelu_float32(op.attrs.approximate))
+
+
+@kernel("GELU")
+def gelu(call: KernelCall) -> np.ndarray:
+    if not call.quantized:
+        f = gelu_float32(call.attrs.approximate)
+        x = call.inputs[0].astype(np.float32)
+        return np.fromiter((f(v) for v in x.reshape(-1)), np.float32, x.size).reshape(x.shape)
+    _int8_only(call)
+    table = gelu_int8_table(call.op, call.in_tensors[0], call.out)
+    return table[call.inputs[0].astype(np.int8).view(np.uint8)]
