@@ -33,15 +33,17 @@ NOT_COMPILED = {
     "ZEROS_LIKE": "its output is constant (zeros of a known shape): evaluated at shape "
                   "inference",
     # ---- attention ops
-    "NEG": "float32 only (as in TFLM); between a DEQUANTIZE and a QUANTIZE it becomes a "
-           "LOOKUP_TABLE (tinyml.passes.float_island_table)",
+    **{k: "float32 only (as in TFLM); between a DEQUANTIZE and a QUANTIZE it becomes a "
+          "LOOKUP_TABLE (tinyml.passes.float_island_table)"
+       for k in ("NEG", "SQUARE", "SIN", "COS", "FLOOR", "CEIL", "ROUND")},
 }
 #: Kinds with no TFLite builtin of their own, and why.
 NOT_EXPORTED = {
     "CLIP": "TFLite has no general clamp builtin (RELU, RELU6 and RELU_N1_TO_1 are exported)",
     "CONV_2D_ADD": "made by tinyml's passes after export would happen",
     "LOOKUP_TABLE": "made by tinyml's passes after export would happen",
-    **{k: v for k, v in NOT_COMPILED.items() if k != "NEG"},
+    **{k: v for k, v in NOT_COMPILED.items()
+       if k not in ("NEG", "SQUARE", "SIN", "COS", "FLOOR", "CEIL", "ROUND")},
 }
 #: Kinds whose output quantization is not the quantizer's choice ("none"), and why.
 NOT_QUANTIZED = {

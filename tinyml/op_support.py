@@ -47,11 +47,8 @@ TFLITE_REASONS = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "sequence ops are not supported yet",
     "SVDF": "sequence ops are not supported yet",
     "BROADCAST_ARGS": "a shape computation on int32/int64 that tinyml does not evaluate yet",
-    **{k: _FLOAT_ONLY for k in ("CEIL", "FLOOR", "FLOOR_DIV", "FLOOR_MOD", "ROUND", "SIN",
-                                "COS", "L2_POOL_2D")},
-    # The converter writes these in int8, but TFLM's kernels run float32 (or nothing) only.
-    **{k: "TFLM has no int8 kernel for it, so an int8 model with it does not run in TFLM"
-       for k in ("EXP", "LOG", "SQRT", "SQUARE")},
+    # Float only in TFLM, and two inputs: no 256-entry table stands for them.
+    **{k: _FLOAT_ONLY for k in ("FLOOR_DIV", "FLOOR_MOD", "L2_POOL_2D")},
     "DIV": ("TFLM's int8 DIV shifts by 32 bits or more on some inputs (undefined in C, so "
             "results differ between hosts): there is no one bit-exact answer to match"),
     "ADD_N": "the converter keeps ADD_N in float32, so there is no int8 model to verify",
@@ -73,8 +70,9 @@ NOT_YET = "not implemented in tinyml yet"
 #: Imported ops that never run as themselves, and what they become.
 FOLDED = {
     "BATCH_NORM": "folded into the convolution before it",
-    "NEG": ("float32 in TFLM; between a DEQUANTIZE and a QUANTIZE (the converter's float "
-            "island) it becomes an int8 lookup table"),
+    **{k: ("float32 in TFLM; between a DEQUANTIZE and a QUANTIZE (the converter's float "
+           "island) it becomes an int8 lookup table")
+       for k in ("NEG", "SQUARE", "SIN", "COS", "FLOOR", "CEIL", "ROUND")},
 }
 
 

@@ -191,7 +191,11 @@ def _compare(result: Compilation, produced: list[list[np.ndarray]],
     for sample, outputs in zip(samples, produced):
         expected = [reference.run(graph, sample)]
         if runner is not None:
-            expected.append(dict(zip(graph.outputs, runner.run(sample, len(graph.outputs)))))
+            try:
+                expected.append(dict(zip(graph.outputs,
+                                         runner.run(sample, len(graph.outputs)))))
+            except TinymlError as exc:  # TFLM refuses an op it registers (int8 EXP, SQRT)
+                runner, oracles = None, [f"reference (not tflite-micro: {exc})"]
         bad = False
         for want in expected:
             for name, got in zip(graph.outputs, outputs):

@@ -962,6 +962,7 @@ def _lower_resize_bilinear(ctx: _Context) -> KernelCall:
 from tinyml.reference.kernels.activations_math import (  # noqa: E402
     abs_int8_params, elu_int8_table, gelu_int8_table, leaky_relu_int8_params,
     log_softmax_int8_params, prelu_int8_params, rsqrt_int8_table, tanh_int8_table)
+from tinyml.reference.kernels.float_math import int8_table as float_math_table  # noqa: E402
 
 
 @lowers("LEAKY_RELU", kernels={"tinyml_leaky_relu_s8": "elementwise"})
@@ -1007,20 +1008,25 @@ def _lower_prelu(ctx: _Context) -> KernelCall:
     return _call(ctx, function, "tinyml_prelu_params", params, _io_args(ctx), in_place=(0, 0))
 
 
-@lowers("TANH", "ELU", "RSQRT", "GELU", kernels={"tinyml_lut_s8": "elementwise"})
+@lowers("TANH", "ELU", "RSQRT", "GELU", "EXP", "LOG", "SQRT",
+        kernels={"tinyml_lut_s8": "elementwise"})
 def _lower_lookup_table(ctx: _Context) -> KernelCall:
-    """A table of the output code of each of the 256 input codes. ELU's is TFLM's own, GELU's
-    LiteRT's (TFLM has no GELU); TANH's
+    """A table of the output code of each of the 256 input codes. ELU's is TFLM's own, GELU's,
+    EXP's, LOG's and SQRT's LiteRT's (TFLM has no int8 kernel for them); TANH's
     and RSQRT's are the reference (TFLM's per-element fixed-point arithmetic) evaluated on
     every code, the same values TFLM computes element by element: about 400 Cortex-M4
     instructions per TANH element become a load, for 256 bytes of flash."""
     x_t, out = _unary_int8(ctx)
     kind = ctx.op.kind
+    if kind == "SQRT" and x_t.zero_point() != -128:
+        raise ctx.fail(f"input zero point {x_t.zero_point()} lets inputs be negative, which "
+                       f"LiteRT's int8 SQRT fails the inference on (zero point -128 only)")
     if kind == "RSQRT" and x_t.zero_point() != -128:
         raise ctx.fail(f"input zero point {x_t.zero_point()} lets inputs be negative, which "
                        f"TFLM's int8 RSQRT fails the inference on (zero point -128 only)")
     table = (elu_int8_table(ctx.op, x_t, out) if kind == "ELU" else
              gelu_int8_table(ctx.op, x_t, out) if kind == "GELU" else
+             float_math_table(ctx.op, x_t, out) if kind in ("EXP", "LOG", "SQRT") else
              tanh_int8_table(x_t) if kind == "TANH" else rsqrt_int8_table(x_t, out))
     params = dict(size=x_t.size, table=ctx.array("table", "int8_t", table))
     return _call(ctx, "tinyml_lut_s8", "tinyml_lut_params", params, _io_args(ctx),

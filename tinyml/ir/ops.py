@@ -1115,10 +1115,14 @@ class TableAttrs:
 OP_SPECS.update({s.kind: s for s in [
     _spec("BATCH_MATMUL", BatchMatMulAttrs, _infer_batch_matmul, (2, 2), "global", "range",
           _macs_batch_matmul),
-    # NEG: float32 only in TFLM; the converter keeps it in float between a DEQUANTIZE and a
-    # QUANTIZE (LayerNormalization's negated mean), which tinyml.passes.float_island_table
-    # turns into a LOOKUP_TABLE.
-    _spec("NEG", NoAttrs, _infer_same, (1, 1), "elementwise", "none"),
+    # Float32 only in TFLM: the converter keeps them in float between a DEQUANTIZE and a
+    # QUANTIZE (NEG: LayerNormalization's negated mean), which tinyml.passes.
+    # float_island_table turns into a LOOKUP_TABLE.
+    *[_spec(kind, NoAttrs, _infer_same, (1, 1), "elementwise", "none")
+      for kind in ("NEG", "SQUARE", "SIN", "COS", "FLOOR", "CEIL", "ROUND")],
+    # int8 builtins TFLM refuses and LiteRT runs as tables.
+    *[_spec(kind, NoAttrs, _infer_same, (1, 1), "elementwise", "range")
+      for kind in ("EXP", "LOG", "SQRT")],
     # TFLM has no GELU kernel; LiteRT's int8 table is the oracle.
     _spec("GELU", GeluAttrs, _infer_same, (1, 1), "elementwise", "range"),
     # Made by tinyml's passes: an int8 -> int8 function of one code, evaluated at compile time.

@@ -7,9 +7,9 @@ one byte: evaluating TFLM's float arithmetic (DEQUANTIZE, the ops, QUANTIZE) on 
 compile time gives a 256-entry table (LOOKUP_TABLE), and the device does one load per element
 instead of float math, which Cortex-M0+/M3 would emulate in software.
 
-Bit-exact when every float op of the island has one correctly rounded IEEE float32 result that
-numpy and C agree on: sign flips, absolute values and clamps (:data:`ISLAND_OPS`). Ops whose
-float result depends on a math library (EXP, LOG, TANH in float) are left alone.
+Bit-exact: the tables are computed by the reference's float kernels, which compute what TFLM's
+do: exact IEEE float32 operations (sign flips, squares, floor/ceil/round, clamps), or the C
+library's ``sinf``/``cosf`` that TFLM on the host calls (:data:`ISLAND_OPS`).
 
 When it is legal (``match``): a QUANTIZE to int8 whose float input comes from a chain of
 :data:`ISLAND_OPS`, each read only by the next, starting at a DEQUANTIZE of a per-tensor int8
@@ -27,8 +27,8 @@ from tinyml.ir.ops import TableAttrs
 from tinyml.passes.framework import OptimizerPass, only_consumer, producer_of, remove_op, \
     replace_op
 
-#: Float kernels with one exactly rounded result (the reference's numpy equals TFLM's C).
-ISLAND_OPS = ("NEG", "ABS", "RELU", "RELU6")
+#: Float kernels the reference computes as TFLM does (reference/kernels/float_math.py).
+ISLAND_OPS = ("NEG", "SQUARE", "SIN", "COS", "FLOOR", "CEIL", "ROUND", "ABS", "RELU", "RELU6")
 
 
 def _island(graph: Graph, quantize: Op) -> list[Op] | None:

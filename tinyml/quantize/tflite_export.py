@@ -391,12 +391,12 @@ def _transpose(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
              version)
 
 
-@exports("RELU", "RELU6", "LOGISTIC")
+@exports("RELU", "RELU6", "LOGISTIC", "EXP", "LOG", "SQRT")
 def _unary(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     ex.emit(op.kind, ins, outs, version=2 if _is_int8(ex, op) else 1)
 
 
-@exports("HARD_SWISH", "QUANTIZE", "NEG")
+@exports("HARD_SWISH", "QUANTIZE", "NEG", "SQUARE", "SIN", "COS", "FLOOR", "CEIL", "ROUND")
 def _version_one(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     ex.emit(op.kind, ins, outs, version=1)
 

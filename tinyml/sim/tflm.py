@@ -47,7 +47,11 @@ class TflmRunner:
             raise TinymlError(f"TFLM cannot prepare the model ({exc})") from None
 
     def run(self, inputs: list[np.ndarray], num_outputs: int) -> list[np.ndarray]:
+        """Raises TinymlError when TFLM fails the inference (int8 EXP, SQRT: float only)."""
         for i, x in enumerate(inputs):
             self._interpreter.set_input(x, i)
-        self._interpreter.invoke()
+        try:
+            self._interpreter.invoke()
+        except RuntimeError as exc:
+            raise TinymlError(f"TFLM fails the inference ({exc})") from None
         return [np.array(self._interpreter.get_output(i)) for i in range(num_outputs)]

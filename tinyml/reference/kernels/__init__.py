@@ -12,7 +12,7 @@ from tinyml.reference.kernels.registry import KERNELS, Kernel, KernelCall, kerne
 # Import the kernel modules for their registrations.
 from tinyml.reference.kernels import (  # noqa: F401
     activations, activations_math, batch_norm, binary, conv, conv_family, data_movement,
-    elementwise, fully_connected, fused, lookup, matmul, pooling, quantize, reductions,
+    elementwise, float_math, fully_connected, fused, matmul, pooling, quantize, reductions,
     shape_ops, softmax,
 )
 

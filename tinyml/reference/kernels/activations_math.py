@@ -160,7 +160,7 @@ def _libm_expf():
     return fn
 
 
-def _libm_float(name: str):
+def libm_float(name: str):
     """A float32 function of the C library (``tanhf``, ``erfcf``): TFLite builds its GELU
     tables with them."""
     libm = ctypes.CDLL(ctypes.util.find_library("m") or None)
@@ -169,10 +169,12 @@ def _libm_float(name: str):
     return fn
 
 
-def populate_int8_table(op: Op, x_t: Tensor, out: Tensor, transform) -> np.ndarray:
+def populate_int8_table(op: Op, x_t: Tensor, out: Tensor, transform,
+                        non_finite: int | None = None) -> np.ndarray:
     """TFLite's ``PopulateLookupTable``: the output code of every input code (indexed by the
     code as uint8), computed in float32: dequantize, ``transform``, multiply by
-    1/output_scale, round, add the zero point, clamp."""
+    1/output_scale, round, add the zero point, clamp. A result beyond int32 is an error, or,
+    given ``non_finite``, that code (what the host's float-to-int conversion then gives)."""
     x_scale = np.float32(x_t.scale())
     inverse_scale = np.float32(1.0) / np.float32(out.scale())
     table = np.zeros(256, np.int8)
@@ -180,6 +182,9 @@ def populate_int8_table(op: Op, x_t: Tensor, out: Tensor, transform) -> np.ndarr
         y = transform(x_scale * np.float32(code - x_t.zero_point()))
         rescaled = np.float32(tflite_round(np.float32(y * inverse_scale)))
         value = np.float32(rescaled + np.float32(out.zero_point()))
+        if not abs(float(value)) < 2.0 ** 31 and non_finite is not None:
+            table[code & 0xFF] = non_finite
+            continue
         if not abs(float(value)) < 2.0 ** 31:
             raise TinymlError(f"layer '{op.name}' ({op.kind}): input code {code} maps to "
                               f"{value:g} output steps, beyond int32 (the table is undefined "
@@ -423,10 +428,10 @@ def gelu_float32(approximate: bool):
     ``approximate`` 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     half, one, cubic = np.float32(0.5), np.float32(1.0), np.float32(0.044715)
     if approximate:
-        tanhf = _libm_float("tanhf")
+        tanhf = libm_float("tanhf")
         return lambda x: half * x * (one + np.float32(tanhf(float(
             _SQRT_2_OVER_PI * (x + cubic * x * x * x)))))
-    erfcf = _libm_float("erfcf")
+    erfcf = libm_float("erfcf")
     return lambda x: half * x * np.float32(erfcf(float(x * -_SQRT1_2)))
 
 
