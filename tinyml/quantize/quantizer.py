@@ -30,7 +30,7 @@ QUANTIZE whose output range is the calibrated range inside [lo, hi]; saturating 
 is the clamp (up to half a step, the zero point's rounding).
 
 Then constants are quantized by role (:mod:`.params`): weights per channel symmetric (axis 0,
-or 3 for depthwise filters), biases int32 at input_scale x weight_scale, constant operands of
+or 3 for depthwise filters; int8, or int4 codes chosen by :mod:`.int4` where asked), biases int32 at input_scale x weight_scale, constant operands of
 ADD/MUL, PRELU's alpha and CONCATENATION per tensor. Requantization multipliers are not
 stored: lowering and the reference derive them from these scales exactly as TFLM does.
 
@@ -198,11 +198,15 @@ def _hard_swish_output(x: Quantization, out: Quantization, observed) -> Quantiza
         candidate = Quantization([scale], [zero])
 
 
-def quantize_graph(fg: Graph, calibration: Calibration,
-                   bias_correction: bool = False) -> QuantizedGraph:
-    """The int8 graph of float graph ``fg`` (prepared by :mod:`.prepare`)."""
+def quantize_graph(fg: Graph, calibration: Calibration, bias_correction: bool = False,
+                   int4_weights: dict[str, tuple[np.ndarray, Quantization]] | None = None
+                   ) -> QuantizedGraph:
+    """The int8 graph of float graph ``fg`` (prepared by :mod:`.prepare`).
+
+    ``int4_weights``: filters to store as int4 (:mod:`.int4`), by the layer's output tensor:
+    (codes, per-channel quantization); every other filter is int8."""
     plan = plan_activations(fg, calibration.ranges)
-    builder = _Builder(fg, plan, calibration if bias_correction else None)
+    builder = _Builder(fg, plan, calibration if bias_correction else None, int4_weights or {})
     for op in fg.ops:
         builder.convert(op)
     q = builder.graph
@@ -211,8 +215,10 @@ def quantize_graph(fg: Graph, calibration: Calibration,
 
 
 class _Builder:
-    def __init__(self, fg: Graph, plan: ActivationPlan, calibration: Calibration | None):
+    def __init__(self, fg: Graph, plan: ActivationPlan, calibration: Calibration | None,
+                 int4_weights: dict[str, tuple[np.ndarray, Quantization]]):
         self.fg = fg
+        self.int4_weights = int4_weights
         self.plan = plan
         self.calibration = calibration
         self.graph = Graph(fg.name)
@@ -338,8 +344,15 @@ class _Builder:
         if not w_t.is_constant or w_t.dtype != "float32":
             raise _fail(op, f"weights '{w_t.name}' must be float32 constants to quantize")
         axis = WEIGHT_AXIS[op.kind]
-        codes, w_quant = symmetric_weights(w_t.data, axis)
-        weights = self._constant(w_t.name, codes, "int8", w_quant)
+        if op.outputs[0] in self.int4_weights:
+            codes, w_quant = self.int4_weights[op.outputs[0]]
+            if codes.shape != w_t.shape or w_quant.axis not in (axis, None):
+                raise _fail(op, f"int4 weights {list(codes.shape)} along axis {w_quant.axis} "
+                                f"do not fit filter {list(w_t.shape)} (axis {axis})")
+            weights = self._constant(w_t.name, codes, "int4", w_quant)
+        else:
+            codes, w_quant = symmetric_weights(w_t.data, axis)
+            weights = self._constant(w_t.name, codes, "int8", w_quant)
 
         channels = w_t.shape[axis]
         bias_name = op.inputs[2] if len(op.inputs) > 2 else ""
