@@ -13,12 +13,15 @@ column, in :func:`tinyml.quantize.int4.as_rows`' order:
   output channel c*M+m uses channel c's.
 
 The inputs are the float graph's (the reference interpreter on the prepared float graph), as
-in GPTQ's one-shot use. H is averaged over positions, which does not change the minimizer.
+in GPTQ's one-shot use. H is averaged over positions, which does not change the minimizer;
+with bias correction it is centered (the covariance, see :meth:`LayerMoments.hessian`). The
+mean patch also serves bias correction of int4 layers (:func:`tinyml.quantize.int4.mean_shift`).
 Grouped convolutions are skipped (their layers fall back to RTN).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
@@ -46,12 +49,37 @@ def layer_patches(op: Op, x: np.ndarray, w_shape: tuple[int, ...]) -> np.ndarray
     return np.moveaxis(win, 3, 5).reshape(-1, kh * kw * channels)
 
 
-def collect_hessians(graph: Graph, data: Dataset, ops: Iterable[Op],
-                     progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """H of each of ``ops`` (keyed by the op's output tensor), averaged over the input
-    positions of every sample of ``data``; ops without one (grouped) are left out."""
+@dataclass
+class LayerMoments:
+    """The first and second moments of a layer's input patches (X's rows), averaged over
+    positions and samples: ``mean`` [k] (depthwise [C, k]) and ``second`` E[x x^T] [k, k]
+    (depthwise [C, k, k])."""
+
+    mean: np.ndarray
+    second: np.ndarray
+    #: Patches (rows of X) the moments average over.
+    count: int = 0
+
+    def hessian(self, centered: bool) -> np.ndarray:
+        """E[x x^T], or with ``centered`` the covariance E[x x^T] - E[x] E[x]^T.
+
+        Bias correction removes the part of a layer's error that is its weight error times
+        the mean input, so with it the error that remains is measured by the covariance; the
+        raw second moment, dominated by the mean when inputs are far from zero (kws' MFCC
+        features, post-ReLU activations), would make the roundings spend their effort on the
+        part bias correction fixes anyway."""
+        if not centered:
+            return self.second
+        return self.second - self.mean[..., :, None] * self.mean[..., None, :]
+
+
+def collect_moments(graph: Graph, data: Dataset, ops: Iterable[Op],
+                    progress: Callable[[int], None] | None = None) -> dict[str, LayerMoments]:
+    """The input moments of each of ``ops`` (keyed by the op's output tensor) over every
+    sample of ``data``; ops without (grouped convolutions) are left out."""
     ops = list(ops)
-    sums: dict[str, np.ndarray] = {}
+    seconds: dict[str, np.ndarray] = {}
+    firsts: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     skipped: set[str] = set()
     for sample in data.samples:
@@ -69,8 +97,11 @@ def collect_hessians(graph: Graph, data: Dataset, ops: Iterable[Op],
                 h = np.einsum("pci,pcj->cij", patches, patches)
             else:
                 h = patches.T @ patches
-            sums[key] = sums.get(key, 0) + h
+            seconds[key] = seconds.get(key, 0) + h
+            firsts[key] = firsts.get(key, 0) + patches.sum(axis=0)
             counts[key] = counts.get(key, 0) + patches.shape[0]
         if progress:
             progress(1)
-    return {key: total / counts[key] for key, total in sums.items() if key not in skipped}
+    return {key: LayerMoments(firsts[key] / counts[key], seconds[key] / counts[key],
+                              counts[key])
+            for key in seconds if key not in skipped}

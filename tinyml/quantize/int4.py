@@ -39,6 +39,8 @@ convolutions (input channels split into groups) fall back to ``rtn``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from tinyml.ir import Quantization
@@ -134,7 +136,29 @@ def search_scales(rows: np.ndarray, h: np.ndarray, per_tensor: bool = False) -> 
     return chosen.astype(np.float32)
 
 
-def _damped_inverse_cholesky(h: np.ndarray) -> np.ndarray:
+def damping(columns: int, count: int | None) -> float:
+    """The fraction of H's mean diagonal added to its diagonal: GPTQ's 1 %, plus
+    columns / count when H averages ``count`` patches of ``columns`` elements. With fewer
+    patches than columns (a 640-input dense layer on 200 samples) H is singular and GPTQ
+    would hide the error in directions the calibration data never took but other inputs do;
+    shrinking H towards its diagonal in proportion (as covariance shrinkage does) keeps the
+    rounding honest there, and fades away when patches are plentiful (convolutions)."""
+    import os
+    factor = float(os.environ.get("TINYML_SHRINK", "1"))
+    return DAMPING + (factor * columns / count if count else 0.0)
+
+
+def _shrunk(h: np.ndarray, damp: float) -> np.ndarray:
+    """H plus ``damp`` times its mean diagonal on the diagonal (per matrix of a stack)."""
+    h = np.array(h, np.float64, copy=True)
+    index = np.arange(h.shape[-1])
+    diagonal = h[..., index, index]
+    h[..., index, index] = diagonal + damp * np.maximum(diagonal, 0).mean(axis=-1,
+                                                                         keepdims=True)
+    return h
+
+
+def _damped_inverse_cholesky(h: np.ndarray, damp: float = DAMPING) -> np.ndarray:
     """The upper Cholesky factor U of (H + damping)^-1 (U^T U = H^-1), per matrix of a stack
     [..., k, k]. A column whose input is always zero (diagonal 0) gets diagonal 1: any code
     is exact there and it must not make H singular."""
@@ -142,20 +166,21 @@ def _damped_inverse_cholesky(h: np.ndarray) -> np.ndarray:
     index = np.arange(h.shape[-1])
     diagonal = h[..., index, index]
     diagonal = np.where(diagonal > 0, diagonal, 1.0)
-    diagonal = diagonal + DAMPING * diagonal.mean(axis=-1, keepdims=True)
+    diagonal = diagonal + damp * diagonal.mean(axis=-1, keepdims=True)
     h[..., index, index] = diagonal
     inverse = np.linalg.inv(h)
     inverse = (inverse + np.swapaxes(inverse, -1, -2)) / 2
     return np.swapaxes(np.linalg.cholesky(inverse), -1, -2)
 
 
-def gptq_codes(rows: np.ndarray, scales: np.ndarray, h: np.ndarray) -> np.ndarray:
+def gptq_codes(rows: np.ndarray, scales: np.ndarray, h: np.ndarray,
+               damp: float = DAMPING) -> np.ndarray:
     """GPTQ rounding of ``rows`` at fixed per-row ``scales``: column j is rounded to nearest,
     then its error, divided by U[j, j], is subtracted from the later columns times U[j, j+1:]
     (U the upper Cholesky factor of H^-1): the optimal update of the not-yet-rounded weights
     for the output error (Frantar et al. 2022, eq. 3 in Cholesky form)."""
     w = rows.copy()
-    u = _damped_inverse_cholesky(h)
+    u = _damped_inverse_cholesky(h, damp)
     codes = np.zeros(w.shape, np.int64)
     s = scales.astype(np.float64)
     for j in range(w.shape[1]):
@@ -172,7 +197,8 @@ def gptq_codes(rows: np.ndarray, scales: np.ndarray, h: np.ndarray) -> np.ndarra
 
 
 def quantize_int4(w: np.ndarray, kind: str, rounding: str = DEFAULT_ROUNDING,
-                  hessian: np.ndarray | None = None) -> tuple[np.ndarray, Quantization]:
+                  hessian: np.ndarray | None = None, count: int | None = None
+                  ) -> tuple[np.ndarray, Quantization]:
     """Int4 codes (np.int8, the filter's shape) and per-channel quantization of float filter
     ``w`` of a ``kind`` layer. ``hessian``: X^T X of the layer's inputs (:mod:`.hessian`;
     [C, k, k] for depthwise, one per input channel), needed by every rounding but ``rtn``
@@ -187,12 +213,41 @@ def quantize_int4(w: np.ndarray, kind: str, rounding: str = DEFAULT_ROUNDING,
     if rounding == "rtn" or hessian is None:
         codes = round_to_codes(rows, scales)
     else:
+        damp = damping(rows.shape[1], count)
         h = _row_hessians(np.asarray(hessian, np.float64), rows.shape[0], kind)
         if rounding in ("search", "gptq-search"):
-            scales = search_scales(rows, h, per_tensor)
-        codes = (gptq_codes(rows, scales, h) if rounding in ("gptq", "gptq-search")
+            scales = search_scales(rows, _shrunk(h, damp), per_tensor)
+        codes = (gptq_codes(rows, scales, h, damp) if rounding in ("gptq", "gptq-search")
                  else round_to_codes(rows, scales))
     codes = from_rows(codes, kind, np.shape(w)).astype(np.int8)
     if per_tensor:
         return codes, Quantization(scales[:1], [0])
     return codes, Quantization(scales, np.zeros(scales.size, np.int64), INT4_OPS[kind])
+
+
+@dataclass
+class Int4Filter:
+    """A layer's int4 filter: codes (np.int8 in [-8, 7], the filter's shape), quantization,
+    and the mean of the layer's input patches (:class:`tinyml.quantize.hessian.LayerMoments`
+    ``mean``) when known, for :func:`mean_shift`."""
+
+    codes: np.ndarray
+    quant: Quantization
+    input_mean: np.ndarray | None = None
+
+
+def mean_shift(w: np.ndarray, kind: str, filt: Int4Filter) -> np.ndarray:
+    """Bias correction of an int4 layer: per output channel, (W - Wq) . E[patch].
+
+    The quantizer's generic bias correction multiplies each tap's error by the input
+    channel's mean, as if every tap saw it; near a padded border a tap sees zeros instead,
+    and at 4 bits the difference is no longer negligible (kws' first convolution pads a
+    10x4 kernel over a 49x10 input). The mean patch, zeros included, is exact."""
+    rows = as_rows(w, kind)
+    scales = np.broadcast_to(filt.quant.scale.astype(np.float64), (rows.shape[0],))
+    error = rows - as_rows(filt.codes, kind) * scales[:, None]
+    mean = np.asarray(filt.input_mean, np.float64)
+    if kind == "DEPTHWISE_CONV_2D":
+        per_row = mean[np.arange(rows.shape[0]) // (rows.shape[0] // mean.shape[0])]
+        return np.einsum("rk,rk->r", error, per_row)
+    return error @ mean

@@ -52,6 +52,7 @@ from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op, Quantization, Tensor
 from tinyml.ir.ops import COMPARISONS, OP_SPECS, CastAttrs, kinds_where
 from tinyml.quantize.calibrate import Calibration
+from tinyml.quantize.int4 import Int4Filter, mean_shift
 from tinyml.quantize.params import (LOG_PROBABILITY, SYMMETRIC_UNIT_INTERVAL, UNIT_INTERVAL,
                                     activation_quantization, bias_int32, dequantize_array,
                                     quantize_array, symmetric_weights)
@@ -199,12 +200,11 @@ def _hard_swish_output(x: Quantization, out: Quantization, observed) -> Quantiza
 
 
 def quantize_graph(fg: Graph, calibration: Calibration, bias_correction: bool = False,
-                   int4_weights: dict[str, tuple[np.ndarray, Quantization]] | None = None
-                   ) -> QuantizedGraph:
+                   int4_weights: dict[str, Int4Filter] | None = None) -> QuantizedGraph:
     """The int8 graph of float graph ``fg`` (prepared by :mod:`.prepare`).
 
-    ``int4_weights``: filters to store as int4 (:mod:`.int4`), by the layer's output tensor:
-    (codes, per-channel quantization); every other filter is int8."""
+    ``int4_weights``: filters to store as int4 (:mod:`.int4`), by the layer's output tensor;
+    every other filter is int8."""
     plan = plan_activations(fg, calibration.ranges)
     builder = _Builder(fg, plan, calibration if bias_correction else None, int4_weights or {})
     for op in fg.ops:
@@ -216,7 +216,7 @@ def quantize_graph(fg: Graph, calibration: Calibration, bias_correction: bool = 
 
 class _Builder:
     def __init__(self, fg: Graph, plan: ActivationPlan, calibration: Calibration | None,
-                 int4_weights: dict[str, tuple[np.ndarray, Quantization]]):
+                 int4_weights: dict[str, Int4Filter]):
         self.fg = fg
         self.int4_weights = int4_weights
         self.plan = plan
@@ -344,8 +344,9 @@ class _Builder:
         if not w_t.is_constant or w_t.dtype != "float32":
             raise _fail(op, f"weights '{w_t.name}' must be float32 constants to quantize")
         axis = WEIGHT_AXIS[op.kind]
-        if op.outputs[0] in self.int4_weights:
-            codes, w_quant = self.int4_weights[op.outputs[0]]
+        int4 = self.int4_weights.get(op.outputs[0])
+        if int4 is not None:
+            codes, w_quant = int4.codes, int4.quant
             if codes.shape != w_t.shape or w_quant.axis not in (axis, None):
                 raise _fail(op, f"int4 weights {list(codes.shape)} along axis {w_quant.axis} "
                                 f"do not fit filter {list(w_t.shape)} (axis {axis})")
@@ -363,7 +364,10 @@ class _Builder:
                 raise _fail(op, f"bias '{bias_name}' must be a float32 constant to quantize")
             bias = b_t.data.astype(np.float64).reshape(channels)
         if self.calibration is not None:
-            shift = self._bias_shift(op, w_t.data, dequantize_array(codes, w_quant))
+            if int4 is not None and int4.input_mean is not None:
+                shift = mean_shift(w_t.data, op.kind, int4)
+            else:
+                shift = self._bias_shift(op, w_t.data, dequantize_array(codes, w_quant))
             if shift is not None:
                 bias = bias + shift
                 self.bias_shift[op.outputs[0]] = shift

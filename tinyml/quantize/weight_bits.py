@@ -29,12 +29,12 @@ from typing import Callable
 import numpy as np
 
 from tinyml.errors import TinymlError
-from tinyml.ir import Graph, Op, Quantization
+from tinyml.ir import Graph, Op
 from tinyml.ir.tensor import packed_bytes, storage_bytes
 from tinyml.quantize.calibrate import Calibration
 from tinyml.quantize.data import Dataset
-from tinyml.quantize.hessian import collect_hessians
-from tinyml.quantize.int4 import INT4_OPS, quantize_int4
+from tinyml.quantize.hessian import collect_moments
+from tinyml.quantize.int4 import INT4_OPS, Int4Filter, quantize_int4
 from tinyml.quantize.params import dequantize_array, quantize_array
 from tinyml.quantize.quantizer import QuantizedGraph, quantize_graph
 from tinyml.reference import run
@@ -43,7 +43,7 @@ WEIGHT_MODES = ("int8", "int4", "mixed")
 #: Calibration samples the mixed choice runs each candidate graph on.
 MEASURE_SAMPLES = 16
 
-Int4Weights = dict[str, tuple[np.ndarray, Quantization]]
+Int4Weights = dict[str, Int4Filter]
 
 
 def eligible_layers(fg: Graph) -> list[Op]:
@@ -58,18 +58,22 @@ def eligible_layers(fg: Graph) -> list[Op]:
     return layers
 
 
-def int4_weights(fg: Graph, data: Dataset, rounding: str,
+def int4_weights(fg: Graph, data: Dataset, rounding: str, bias_correction: bool = True,
                  progress: Callable[[int], None] | None = None) -> Int4Weights:
     """The int4 filter of every eligible layer, rounded by ``rounding`` (:mod:`.int4`), by
     the layer's output tensor. Roundings other than RTN run the float graph over ``data``
-    once more for the layers' input second moments (:mod:`.hessian`)."""
+    once more for the layers' input moments (:mod:`.hessian`; centered when bias correction
+    will remove the mean error, whose exact mean patch it then uses)."""
     layers = eligible_layers(fg)
-    hessians = {} if rounding == "rtn" else collect_hessians(fg, data, layers, progress)
+    moments = {} if rounding == "rtn" else collect_moments(fg, data, layers, progress)
     weights: Int4Weights = {}
     for op in layers:
         key = op.outputs[0]
-        weights[key] = quantize_int4(fg.tensors[op.inputs[1]].data, op.kind, rounding,
-                                     hessians.get(key))
+        m = moments.get(key)
+        codes, quant = quantize_int4(fg.tensors[op.inputs[1]].data, op.kind, rounding,
+                                     m.hessian(bias_correction) if m is not None else None,
+                                     m.count if m is not None else None)
+        weights[key] = Int4Filter(codes, quant, m.mean if m is not None else None)
     return weights
 
 
@@ -131,7 +135,7 @@ def choose_mixed(fg: Graph, calibration: Calibration, bias_correction: bool,
     base = quantize_graph(fg, calibration, bias_correction).graph
     int8_bytes = weight_bytes(base)
     saved = {key: packed_bytes("int8", codes.size) - packed_bytes("int4", codes.size)
-             for key, (codes, _) in candidates.items()}
+             for key, codes in ((k, f.codes) for k, f in candidates.items())}
     if int8_bytes <= budget:
         return MixedChoice([], {}, saved, budget, int8_bytes)
 
@@ -172,7 +176,7 @@ def quantize_weights(fg: Graph, calibration: Calibration, bias_correction: bool,
         raise TinymlError("--weights mixed needs a flash budget (--flash BYTES)")
     if mode == "int8":
         return quantize_graph(fg, calibration, bias_correction), None
-    candidates = int4_weights(fg, data, rounding, progress)
+    candidates = int4_weights(fg, data, rounding, bias_correction, progress)
     if mode == "int4":
         return quantize_graph(fg, calibration, bias_correction, candidates), None
     choice = choose_mixed(fg, calibration, bias_correction, candidates, data, budget, progress)
