@@ -143,9 +143,7 @@ def damping(columns: int, count: int | None) -> float:
     would hide the error in directions the calibration data never took but other inputs do;
     shrinking H towards its diagonal in proportion (as covariance shrinkage does) keeps the
     rounding honest there, and fades away when patches are plentiful (convolutions)."""
-    import os
-    factor = float(os.environ.get("TINYML_SHRINK", "1"))
-    return DAMPING + (factor * columns / count if count else 0.0)
+    return DAMPING + (columns / count if count else 0.0)
 
 
 def _shrunk(h: np.ndarray, damp: float) -> np.ndarray:
