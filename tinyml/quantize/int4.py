@@ -13,8 +13,10 @@ Quantization is symmetric, zero point 0, per output channel on the int8 axes (0 
 FULLY_CONNECTED: TFLM refuses a per-channel int4 filter there (``fully_connected_common.cc``
 accepts per-channel filters only if they are not INT4, in the reference and CMSIS-NN kernels
 alike), so an int4 dense filter has one scale for the whole matrix (axis None), and its bias
-one scale, input_scale x weight_scale, as TFLM's per-tensor path requires. Codes use [-8, 7]: TFLM's ``QMinFromTfLiteType(kTfLiteInt4)`` is -8 and its
-kernels ignore the (zero) filter zero point, so -8 is a valid code. Round to nearest (RTN),
+one scale, input_scale x weight_scale, as TFLM's per-tensor path requires.
+
+Codes use [-8, 7]: TFLM's ``QMinFromTfLiteType(kTfLiteInt4)`` is -8 and its kernels ignore
+the (zero) filter zero point, so -8 is a valid code. Round to nearest (RTN),
 the baseline, sets scale = max|w| / 7 (the int8 rule max|w| / 127 at 4 bits: the narrow
 symmetric range [-7, 7], which the TFLite converter's int4 weights also use), so it never
 needs -8; the better roundings may use it.

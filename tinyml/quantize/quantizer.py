@@ -30,7 +30,8 @@ QUANTIZE whose output range is the calibrated range inside [lo, hi]; saturating 
 is the clamp (up to half a step, the zero point's rounding).
 
 Then constants are quantized by role (:mod:`.params`): weights per channel symmetric (axis 0,
-or 3 for depthwise filters; int8, or int4 codes chosen by :mod:`.int4` where asked), biases int32 at input_scale x weight_scale, constant operands of
+or 3 for depthwise filters; int8, or the int4 filters of :mod:`.int4` where asked, those of
+FULLY_CONNECTED per tensor), biases int32 at input_scale x weight_scale, constant operands of
 ADD/MUL, PRELU's alpha and CONCATENATION per tensor. Requantization multipliers are not
 stored: lowering and the reference derive them from these scales exactly as TFLM does.
 
