@@ -11,7 +11,9 @@ int4 on its own and the graph run by the reference interpreter on up to
 :data:`MEASURE_SAMPLES` calibration samples; its cost is the increase of the output's mean
 squared error against the float graph (clamped at 0), its gain the bytes it saves (n - ceil(n
 / 2) for n weights). Layers are then switched to int4 greedily in order of increasing cost
-per byte saved until the weight bytes fit the budget (ties: the larger saving first). This
+per byte saved until the weight bytes fit the budget (ties: the larger saving first); then
+every chosen layer the budget can spare goes back to int8, costliest first (the last layer
+taken may have saved much more than was missing). This
 treats the layers' errors as additive, the usual first-order assumption of mixed-precision
 searches; it needs one graph run per layer, not one per combination.
 
@@ -161,6 +163,12 @@ def choose_mixed(fg: Graph, calibration: Calibration, bias_correction: bool,
             break
         chosen.append(key)
         need -= saved[key]
+    # The last layer taken may save far more than was missing: give back to int8, costliest
+    # first, every chosen layer the budget can spare.
+    for key in sorted(chosen, key=lambda k: -cost[k]):
+        if need + saved[key] <= budget:
+            chosen.remove(key)
+            need += saved[key]
     return MixedChoice(chosen, cost, saved, budget, int8_bytes)
 
 
