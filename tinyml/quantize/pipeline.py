@@ -22,7 +22,8 @@ from tinyml.quantize.params import dequantize_array, quantize_array
 from tinyml.quantize.prepare import prepare
 from tinyml.quantize.int4 import DEFAULT_ROUNDING, ROUNDINGS
 from tinyml.quantize.tflite_export import export_tflite
-from tinyml.quantize.weight_bits import MixedChoice, quantize_weights, weight_bytes
+from tinyml.quantize.weight_bits import (MixedChoice, eligible_layers, quantize_weights,
+                                         weight_bytes)
 
 
 @dataclass
@@ -104,7 +105,9 @@ def quantize_model(model: str | Path | Graph, calib, method: str = "minmax",
     data = load_dataset(calib, float_graph, limit=samples, seed=seed, image_range=image_range)
     total = passes_needed(method) * len(data)
     if weights != "int8" and int4_rounding != "rtn":
-        total += len(data)  # the pass collecting the layers' input second moments
+        total += len(data)  # the pass collecting the layers' input moments
+    if weights == "mixed":
+        total += len(eligible_layers(float_graph))  # one measured graph per layer
     tick = (lambda n: progress(n, total)) if progress else None
     calibration = calibrate(float_graph, data, method, tick)
     quantized, mixed = quantize_weights(float_graph, calibration, bias_correction, data,
