@@ -84,6 +84,31 @@ def test_rtn_scales_are_max_over_7_per_channel_and_per_tensor_for_dense():
     assert np.float32(q_fc.scale[0]) == np.float32(np.abs(fc).max() / 7)
 
 
+def test_layer_patches_are_the_columns_of_the_weight_matrix():
+    """X (hessian.layer_patches) times the weight matrix (int4.as_rows) is the layer's float
+    output, as the reference interpreter computes it: the columns GPTQ feeds its error to
+    are the inputs they multiply."""
+    from tinyml.quantize.hessian import layer_patches
+
+    graph = float_cnn()
+    values = run(graph, [calibration_inputs(1)], keep_all=True)
+    for op in graph.ops:
+        if op.kind == "RESHAPE":
+            continue
+        w, b = (graph.tensors[n].data for n in op.inputs[1:3])
+        patches = layer_patches(op, values[op.inputs[0]], w.shape)
+        rows = int4_module.as_rows(w, op.kind)
+        if op.kind == "DEPTHWISE_CONV_2D":
+            m = rows.shape[0] // patches.shape[1]
+            y = np.einsum("pck,cmk->pcm", patches, rows.reshape(-1, m, rows.shape[1]))
+        else:
+            y = patches @ rows.T
+        y = y.reshape(values[op.outputs[0]].shape) + b
+        low, high = {"RELU": (0, np.inf), "RELU6": (0, 6), "NONE": (-np.inf, np.inf)}[
+            op.attrs.activation]
+        np.testing.assert_allclose(np.clip(y, low, high), values[op.outputs[0]], atol=1e-5)
+
+
 def test_better_roundings_lower_a_dense_layers_output_error_on_held_out_inputs():
     """The quantity GPTQ and the scale search minimize, ||(W - Wq) X||, measured on inputs the
     rounding never saw: correlated features, as real layer inputs are."""
