@@ -23,66 +23,22 @@ import sys
 import numpy as np
 import pytest
 
-from support.oracles import tflm_interpreter
+from support.digits import CALIBRATION_IMAGES, tflm_accuracy, train_digits_cnn
 from support.quantize_oracles import converter_int8_keras, tflm_tensor_mismatches
-from tinyml.frontends.tflite import load_tflite_bytes
 from tinyml.quantize import evaluate, load_dataset, quantize_model
 from tinyml.quantize.params import quantize_array
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-CALIBRATION_IMAGES = 200
 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     pytest.importorskip("sklearn", reason="scikit-learn (test extra) not installed")
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    import tensorflow as tf
-
-    data = load_digits()
-    x = (data.images / 16.0).astype(np.float32)[..., None]
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, data.target, test_size=0.3, random_state=0, stratify=data.target)
-    tf.keras.utils.set_random_seed(0)
-    L = tf.keras.layers
-    inputs = tf.keras.Input((8, 8, 1))
-    h = L.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-    h = L.ReLU()(L.BatchNormalization()(h))
-    h = L.DepthwiseConv2D(3, padding="same")(h)
-    h = L.ReLU(6.0)(L.BatchNormalization()(h))
-    h = L.Conv2D(32, 1, activation="relu")(h)
-    h = L.MaxPooling2D(2)(h)
-    h = L.Conv2D(32, 3, activation="relu")(h)
-    outputs = L.Softmax()(L.Dense(10)(L.Flatten()(h)))
-    model = tf.keras.Model(inputs, outputs)
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, epochs=30, batch_size=32, verbose=0)
-
-    folder = tmp_path_factory.mktemp("digits")
-    path = folder / "digits_cnn.keras"
-    model.save(path)
-    calib = folder / "calib.npz"
-    np.savez(calib, x=x_train[:CALIBRATION_IMAGES], y=y_train[:CALIBRATION_IMAGES])
-    test = folder / "test.npz"
-    np.savez(test, x=x_test, y=y_test)
-    float_accuracy = float(np.mean(np.argmax(model.predict(x_test, verbose=0), 1) == y_test))
-    converter = converter_int8_keras(model, [x_train[i:i + 1]
-                                             for i in range(CALIBRATION_IMAGES)])
-    return dict(path=path, calib=calib, test=test, x_test=x_test, y_test=y_test,
-                float_accuracy=float_accuracy, converter=converter, folder=folder)
-
-
-def _tflm_accuracy(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    graph = load_tflite_bytes(model)
-    x_t = graph.tensors[graph.inputs[0]]
-    interpreter = tflm_interpreter(model, all_tensors=False)
-    correct = 0
-    for image, label in zip(x, y):
-        interpreter.set_input(quantize_array(image[None], x_t.quant), 0)
-        interpreter.invoke()
-        correct += int(np.argmax(interpreter.get_output(0)) == label)
-    return correct / len(y)
+    trained = train_digits_cnn(tmp_path_factory.mktemp("digits"))
+    x_train, y_train = trained["x_train"], trained["y_train"]
+    converter = converter_int8_keras(trained["model"], [x_train[i:i + 1]
+                                                        for i in range(CALIBRATION_IMAGES)])
+    return dict(trained, converter=converter)
 
 
 def test_digits_cnn_int8_accuracy_matches_float_and_converter(digits):
@@ -93,8 +49,8 @@ def test_digits_cnn_int8_accuracy_matches_float_and_converter(digits):
     (digits["folder"] / "digits_tinyml_int8.tflite").write_bytes(exported)
 
     x, y = digits["x_test"], digits["y_test"]
-    tinyml_accuracy = _tflm_accuracy(exported, x, y)
-    converter_accuracy = _tflm_accuracy(digits["converter"], x, y)
+    tinyml_accuracy = tflm_accuracy(exported, x, y)
+    converter_accuracy = tflm_accuracy(digits["converter"], x, y)
     float_accuracy = digits["float_accuracy"]
     report = evaluate(model, load_dataset(digits["test"], model.float_graph))
     print(f"\ndigits CNN on {len(y)} test images: float {100 * float_accuracy:.2f} %, tinyml "

@@ -209,6 +209,7 @@ def tflm_tensor_mismatches(exported: bytes, graph, inputs: list[list[np.ndarray]
     RESHAPE's shape, are compared with the re-imported graph's reference run)."""
     from support.oracles import tflm_interpreter
     from tinyml.frontends.tflite import load_tflite_bytes
+    from tinyml.ir.tensor import pack_int4
     from tinyml.reference import run
 
     imported = load_tflite_bytes(exported)
@@ -227,6 +228,12 @@ def tflm_tensor_mismatches(exported: bytes, graph, inputs: list[list[np.ndarray]
             if want is None:
                 continue
             have = ours[name] if name in ours else theirs[name]
+            if imported.tensors[name].dtype == "int4":
+                # TFLM hands an INT4 tensor out as its packed buffer, read as int8 elements
+                # (the bytes past the packed half are not the tensor's): compare the packing.
+                packed = np.frombuffer(pack_int4(have), np.int8)
+                want = want.ravel()[:packed.size]
+                have = packed
             assert have.shape == want.shape and have.dtype == want.dtype, (
                 f"tensor {i} '{name}': {have.dtype}{list(have.shape)} vs TFLM "
                 f"{want.dtype}{list(want.shape)}")

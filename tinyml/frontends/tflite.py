@@ -22,7 +22,7 @@ from tinyml.frontends.tflite_ops import TFLITE_IMPORTERS, TfliteOp
 from tinyml.ir import Graph, Op, Tensor
 
 _TENSOR_TYPES = {
-    "FLOAT32": "float32", "FLOAT16": "float16", "INT8": "int8", "UINT8": "uint8",
+    "FLOAT32": "float32", "FLOAT16": "float16", "INT4": "int4", "INT8": "int8", "UINT8": "uint8",
     "INT16": "int16", "INT32": "int32", "INT64": "int64", "BOOL": "bool",
 }
 
@@ -176,9 +176,16 @@ class _Importer:
             raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
         else:
             return None
-        from tinyml.ir.tensor import DTYPES
+        from tinyml.ir.tensor import DTYPES, packed_bytes
         np_dtype = np.dtype(DTYPES[dtype])
         count = int(np.prod(shape, dtype=np.int64))
+        if dtype == "int4":  # two codes per byte: unpacked to one code per int8 element
+            from tinyml.ir.tensor import unpack_int4
+            if len(raw) != packed_bytes("int4", count):
+                raise ModelFormatError(f"{self.graph.name}: tensor '{name}' has {len(raw)} "
+                                       f"bytes of int4 data, expected "
+                                       f"{packed_bytes('int4', count)} for shape {list(shape)}")
+            return unpack_int4(raw, count).reshape(shape)
         if len(raw) != count * np_dtype.itemsize:
             raise ModelFormatError(f"{self.graph.name}: tensor '{name}' has {len(raw)} bytes of "
                                    f"data, expected {count * np_dtype.itemsize} for shape "

@@ -15,6 +15,10 @@ DTYPES: dict[str, type] = {
     "float32": np.float32,
     "float16": np.float16,
     "int8": np.int8,
+    # Sub-byte weights (TFLite's INT4): held unpacked, one code in [-8, 7] per np.int8 element,
+    # so every kernel computes on them as on int8; they are stored two per byte (low nibble
+    # first, as TFLM unpacks them), which :func:`storage_bytes` counts.
+    "int4": np.int8,
     "uint8": np.uint8,
     "int16": np.int16,
     "int32": np.int32,
@@ -32,7 +36,50 @@ def dtype_of(array: np.ndarray) -> str:
 
 
 def itemsize(dtype: str) -> int:
+    """Bytes of one element in memory (an unpacked int4 code takes a byte)."""
     return np.dtype(DTYPES[dtype]).itemsize
+
+
+def packed_bytes(dtype: str, count: int) -> int:
+    """Bytes ``count`` elements take when stored (in flash, in a .tflite buffer): int4 codes
+    two per byte, ceil(count / 2); every other type its item size each."""
+    if dtype == "int4":
+        return (int(count) + 1) // 2
+    return int(count) * itemsize(dtype)
+
+
+INT4_MIN, INT4_MAX = -8, 7
+
+
+def pack_int4(codes: np.ndarray) -> bytes:
+    """Codes in [-8, 7], two per byte in row-major order: element 2i in the low nibble of
+    byte i, element 2i+1 in its high nibble; an odd count leaves the last high nibble 0.
+    This is the layout TFLM's ``UnpackDenseInt4IntoInt8`` reads."""
+    flat = np.asarray(codes).astype(np.int64).ravel()
+    if flat.size and (flat.min() < INT4_MIN or flat.max() > INT4_MAX):
+        raise ValueError(f"int4 codes must lie in [{INT4_MIN}, {INT4_MAX}]")
+    nibbles = (flat & 0xF).astype(np.uint8)
+    if nibbles.size % 2:
+        nibbles = np.append(nibbles, np.uint8(0))
+    return (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes()
+
+
+def unpack_int4(raw: bytes, count: int) -> np.ndarray:
+    """The ``count`` codes (np.int8, sign-extended) stored in ``raw`` by :func:`pack_int4`."""
+    data = np.frombuffer(bytes(raw), np.uint8)
+    if data.size != (count + 1) // 2:
+        raise ValueError(f"{count} int4 codes take {(count + 1) // 2} bytes, got {data.size}")
+    nibbles = np.empty(data.size * 2, np.int16)
+    nibbles[0::2] = data & 0xF
+    nibbles[1::2] = data >> 4
+    nibbles = np.where(nibbles > 7, nibbles - 16, nibbles)
+    return nibbles[:count].astype(np.int8)
+
+
+def storage_bytes(tensor: "Tensor") -> int:
+    """Bytes ``tensor`` takes when stored: :func:`packed_bytes` of its elements. This is the
+    figure weight and flash budgets count."""
+    return packed_bytes(tensor.dtype, tensor.size)
 
 
 @dataclass
@@ -95,11 +142,13 @@ class Tensor:
 
     @property
     def nbytes(self) -> int:
-        return self.size * itemsize(self.dtype)
+        """Stored size in bytes (int4: two codes per byte, see :func:`storage_bytes`)."""
+        return storage_bytes(self)
 
     @property
     def is_quantized(self) -> bool:
-        return self.quant is not None and self.dtype in ("int8", "uint8", "int16", "int32")
+        return self.quant is not None and self.dtype in ("int4", "int8", "uint8", "int16",
+                                                          "int32")
 
     def scale(self) -> float:
         """The per-tensor scale (raises for per-channel tensors)."""

@@ -18,6 +18,13 @@ from tinyml.errors import TinymlError
 
 #: tinyml.quantize.observers.METHODS, repeated so that building the parser imports no numpy.
 METHODS = ("minmax", "percentile", "mse")
+#: tinyml.quantize.weight_bits.WEIGHT_MODES and tinyml.quantize.int4.ROUNDINGS (and its
+#: default), repeated for the same reason; tests check they agree.
+WEIGHT_MODES = ("int8", "int4", "mixed")
+INT4_ROUNDINGS = ("rtn", "gptq", "search", "gptq-search")
+DEFAULT_INT4_ROUNDING = "gptq-search"
+_SUFFIXES = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1 << 20, "MB": 1 << 20,
+             "MIB": 1 << 20}
 
 
 def add_calibration_arguments(p: argparse.ArgumentParser, required: bool) -> None:
@@ -34,6 +41,17 @@ def add_calibration_arguments(p: argparse.ArgumentParser, required: bool) -> Non
                    help="do not correct the biases for the mean shift weight rounding causes")
     p.add_argument("--image-range", default="0,1", metavar="LOW,HIGH",
                    help="real values image pixels 0..255 map to (default 0,1)")
+    p.add_argument("--weights", choices=WEIGHT_MODES, default="int8",
+                   help="filters of conv, depthwise and dense layers: int8 (default), int4 "
+                        "(packed two per byte; activations stay int8) or mixed (4 or 8 bits "
+                        "per layer, the least loss that fits --flash)")
+    p.add_argument("--flash", metavar="BYTES",
+                   help="--weights mixed: the bytes the weights may take (suffixes K, M: "
+                        "256K = 262144)")
+    p.add_argument("--int4-rounding", choices=INT4_ROUNDINGS, default=DEFAULT_INT4_ROUNDING,
+                   help="how float weights round to int4: rtn (to nearest), gptq (error "
+                        "feedback), search (per-channel scale search), gptq-search "
+                        "(both; default)")
 
 
 def add_quantize_parser(sub) -> None:
@@ -48,6 +66,19 @@ def add_quantize_parser(sub) -> None:
                         ".npz or image sub-folders give accuracies")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run_quantize)
+
+
+def parse_bytes(text: str, option: str) -> int:
+    """A byte count: digits with an optional suffix K or M (binary: 256K = 262144)."""
+    import re
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+    if match is None or match.group(2).upper() not in _SUFFIXES:
+        raise TinymlError(f"{option} '{text}': expected a byte count such as 200000, 256K or "
+                          f"1M")
+    value = int(float(match.group(1)) * _SUFFIXES[match.group(2).upper()])
+    if value <= 0:
+        raise TinymlError(f"{option} '{text}': must be positive")
+    return value
 
 
 def _image_range(text: str) -> tuple[float, float]:
@@ -95,11 +126,19 @@ def quantize_from_args(model, args: argparse.Namespace, quiet: bool = False):
         # Checked before the model is imported, which may take seconds.
         raise TinymlError(f"calibration data {calib}: no such file or directory (expected a "
                           f".npy/.npz file, a folder of images or 'random')")
+    weights = getattr(args, "weights", "int8")
+    flash = getattr(args, "flash", None)
+    if flash is not None and weights != "mixed":
+        raise TinymlError(f"--flash {flash}: a weight budget needs --weights mixed")
+    budget = parse_bytes(flash, "--flash") if flash is not None else None
     with _progress(f"calibrating ({args.method})", quiet) as advance:
         result = quantize_model(model, args.calib, method=args.method,
                                 bias_correction=args.bias_correction,
                                 samples=args.calib_samples,
-                                image_range=_image_range(args.image_range), progress=advance)
+                                image_range=_image_range(args.image_range), progress=advance,
+                                weights=weights, flash=budget,
+                                int4_rounding=getattr(args, "int4_rounding",
+                                                      DEFAULT_INT4_ROUNDING))
     if result.synthetic:
         _warn_synthetic(result.data)
     return result
@@ -121,7 +160,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     if output.exists() and output.is_dir():
         raise TinymlError(f"{output}: is a directory (-o names the .tflite file to write)")
     model = quantize_from_args(args.model, args, quiet=args.json)
-    data = export_tflite(model.graph, description=f"tinyml int8 ({args.method} calibration)")
+    data = export_tflite(model.graph, description=model.description())
     if args.eval:
         evaluation = load_dataset(args.eval, model.float_graph,
                                   image_range=_image_range(args.image_range))
@@ -185,6 +224,11 @@ def print_report(figures: dict) -> None:
         ("calibration", f"{figures['calibration_samples']} samples, {figures['method']}",
          figures["calibration_data"]),
         ("bias correction", "on" if figures["bias_correction"] else "off", ""),
+        ("weights", figures["weights"] + (f", {figures['int4_rounding']} rounding"
+                                          if figures["int4_rounding"] else ""),
+         f"{figures['weight_bytes']:,} B of constants, {len(figures['int4_layers'])} int4 "
+         f"layers" + (f" (budget {figures['flash_budget']:,} B)"
+                      if figures["flash_budget"] else "")),
         ("evaluated on", f"{figures['samples']} samples", figures["data"]),
         ("output SQNR", _db(figures["output_sqnr_db"]), "int8 vs float, first output"),
         ("top-1 agreement", _percent(figures["top1_agreement"]), "float and int8 argmax equal"),

@@ -20,8 +20,10 @@ from tinyml.quantize.data import load_dataset
 from tinyml.quantize.observers import METHODS
 from tinyml.quantize.params import dequantize_array, quantize_array
 from tinyml.quantize.prepare import prepare
-from tinyml.quantize.quantizer import quantize_graph
+from tinyml.quantize.int4 import DEFAULT_ROUNDING, ROUNDINGS
 from tinyml.quantize.tflite_export import export_tflite
+from tinyml.quantize.weight_bits import (MixedChoice, eligible_layers, quantize_weights,
+                                         weight_bytes)
 
 
 @dataclass
@@ -35,6 +37,15 @@ class QuantizedModel:
     bias_correction: bool
     float_twin: dict[str, str] = field(default_factory=dict)
     passes: dict[str, int] = field(default_factory=dict)
+    weights: str = "int8"        #: int8, int4 or mixed (:mod:`.weight_bits`)
+    int4_rounding: str | None = None
+    mixed: MixedChoice | None = None
+
+    @property
+    def int4_layers(self) -> list[str]:
+        """Names of the layers whose filter is int4."""
+        return [op.name for op in self.graph.ops if len(op.inputs) > 1 and op.inputs[1]
+                and self.graph.tensors[op.inputs[1]].dtype == "int4"]
 
     def quantize_inputs(self, sample: list[np.ndarray]) -> list[np.ndarray]:
         """Float inputs (one array per graph input) as the int8 graph's input codes."""
@@ -45,14 +56,21 @@ class QuantizedModel:
         return {n: dequantize_array(v, self.graph.tensors[n].quant) for n, v in outputs.items()}
 
     def to_tflite(self) -> bytes:
-        return export_tflite(self.graph, description="tinyml int8 "
-                             f"({self.calibration.method} calibration)")
+        return export_tflite(self.graph, description=self.description())
+
+    def description(self) -> str:
+        weights = "" if self.weights == "int8" else \
+            f", {self.weights} weights ({self.int4_rounding} rounding)"
+        return f"tinyml int8 ({self.calibration.method} calibration{weights})"
 
     def summary(self) -> dict:
         return {"method": self.calibration.method,
                 "calibration_samples": self.calibration.samples,
                 "calibration_data": self.data, "bias_correction": self.bias_correction,
-                "float_passes": {k: v for k, v in self.passes.items() if v}}
+                "float_passes": {k: v for k, v in self.passes.items() if v},
+                "weights": self.weights, "int4_rounding": self.int4_rounding,
+                "int4_layers": self.int4_layers, "weight_bytes": weight_bytes(self.graph),
+                "flash_budget": self.mixed.budget if self.mixed else None}
 
 
 ProgressFn = Callable[[int, int], None]
@@ -61,7 +79,9 @@ ProgressFn = Callable[[int, int], None]
 def quantize_model(model: str | Path | Graph, calib, method: str = "minmax",
                    bias_correction: bool = True, samples: int | None = None, seed: int = 0,
                    image_range: tuple[float, float] = (0.0, 1.0),
-                   progress: ProgressFn | None = None) -> QuantizedModel:
+                   progress: ProgressFn | None = None, weights: str = "int8",
+                   int4_rounding: str = DEFAULT_ROUNDING,
+                   flash: int | None = None) -> QuantizedModel:
     """Quantize a float model (a file any frontend reads, or a graph) to int8.
 
     ``calib`` is anything :func:`.data.load_dataset` reads (a path, ``"random"``, arrays or a
@@ -72,6 +92,10 @@ def quantize_model(model: str | Path | Graph, calib, method: str = "minmax",
         from tinyml.errors import TinymlError
         raise TinymlError(f"unknown calibration method '{method}' (known: "
                           f"{', '.join(METHODS)})")
+    if int4_rounding not in ROUNDINGS:
+        from tinyml.errors import TinymlError
+        raise TinymlError(f"unknown int4 rounding '{int4_rounding}' (known: "
+                          f"{', '.join(ROUNDINGS)})")
     if isinstance(model, Graph):
         source = model
     else:
@@ -80,9 +104,15 @@ def quantize_model(model: str | Path | Graph, calib, method: str = "minmax",
     float_graph, counts = prepare(source)
     data = load_dataset(calib, float_graph, limit=samples, seed=seed, image_range=image_range)
     total = passes_needed(method) * len(data)
+    if weights != "int8" and int4_rounding != "rtn":
+        total += len(data)  # the pass collecting the layers' input moments
+    if weights == "mixed":
+        total += len(eligible_layers(float_graph))  # one measured graph per layer
     tick = (lambda n: progress(n, total)) if progress else None
     calibration = calibrate(float_graph, data, method, tick)
-    quantized = quantize_graph(float_graph, calibration, bias_correction)
+    quantized, mixed = quantize_weights(float_graph, calibration, bias_correction, data,
+                                        weights, int4_rounding, flash, tick)
     return QuantizedModel(quantized.graph, float_graph, source, calibration, data.source,
-                          data.synthetic, bias_correction, quantized.float_twin, counts)
+                          data.synthetic, bias_correction, quantized.float_twin, counts,
+                          weights, None if weights == "int8" else int4_rounding, mixed)
 

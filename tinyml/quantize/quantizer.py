@@ -30,7 +30,8 @@ QUANTIZE whose output range is the calibrated range inside [lo, hi]; saturating 
 is the clamp (up to half a step, the zero point's rounding).
 
 Then constants are quantized by role (:mod:`.params`): weights per channel symmetric (axis 0,
-or 3 for depthwise filters), biases int32 at input_scale x weight_scale, constant operands of
+or 3 for depthwise filters; int8, or the int4 filters of :mod:`.int4` where asked, those of
+FULLY_CONNECTED per tensor), biases int32 at input_scale x weight_scale, constant operands of
 ADD/MUL, PRELU's alpha and CONCATENATION per tensor. Requantization multipliers are not
 stored: lowering and the reference derive them from these scales exactly as TFLM does.
 
@@ -52,6 +53,7 @@ from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op, Quantization, Tensor
 from tinyml.ir.ops import COMPARISONS, OP_SPECS, CastAttrs, kinds_where
 from tinyml.quantize.calibrate import Calibration
+from tinyml.quantize.int4 import Int4Filter, mean_shift
 from tinyml.quantize.params import (LOG_PROBABILITY, SYMMETRIC_UNIT_INTERVAL, UNIT_INTERVAL,
                                     activation_quantization, bias_int32, dequantize_array,
                                     quantize_array, symmetric_weights)
@@ -199,11 +201,14 @@ def _hard_swish_output(x: Quantization, out: Quantization, observed) -> Quantiza
         candidate = Quantization([scale], [zero])
 
 
-def quantize_graph(fg: Graph, calibration: Calibration,
-                   bias_correction: bool = False) -> QuantizedGraph:
-    """The int8 graph of float graph ``fg`` (prepared by :mod:`.prepare`)."""
+def quantize_graph(fg: Graph, calibration: Calibration, bias_correction: bool = False,
+                   int4_weights: dict[str, Int4Filter] | None = None) -> QuantizedGraph:
+    """The int8 graph of float graph ``fg`` (prepared by :mod:`.prepare`).
+
+    ``int4_weights``: filters to store as int4 (:mod:`.int4`), by the layer's output tensor;
+    every other filter is int8."""
     plan = plan_activations(fg, calibration.ranges)
-    builder = _Builder(fg, plan, calibration if bias_correction else None)
+    builder = _Builder(fg, plan, calibration if bias_correction else None, int4_weights or {})
     for op in fg.ops:
         builder.convert(op)
     q = builder.graph
@@ -212,8 +217,10 @@ def quantize_graph(fg: Graph, calibration: Calibration,
 
 
 class _Builder:
-    def __init__(self, fg: Graph, plan: ActivationPlan, calibration: Calibration | None):
+    def __init__(self, fg: Graph, plan: ActivationPlan, calibration: Calibration | None,
+                 int4_weights: dict[str, Int4Filter]):
         self.fg = fg
+        self.int4_weights = int4_weights
         self.plan = plan
         self.calibration = calibration
         self.graph = Graph(fg.name)
@@ -339,8 +346,16 @@ class _Builder:
         if not w_t.is_constant or w_t.dtype != "float32":
             raise _fail(op, f"weights '{w_t.name}' must be float32 constants to quantize")
         axis = WEIGHT_AXIS[op.kind]
-        codes, w_quant = symmetric_weights(w_t.data, axis)
-        weights = self._constant(w_t.name, codes, "int8", w_quant)
+        int4 = self.int4_weights.get(op.outputs[0])
+        if int4 is not None:
+            codes, w_quant = int4.codes, int4.quant
+            if codes.shape != w_t.shape or w_quant.axis not in (axis, None):
+                raise _fail(op, f"int4 weights {list(codes.shape)} along axis {w_quant.axis} "
+                                f"do not fit filter {list(w_t.shape)} (axis {axis})")
+            weights = self._constant(w_t.name, codes, "int4", w_quant)
+        else:
+            codes, w_quant = symmetric_weights(w_t.data, axis)
+            weights = self._constant(w_t.name, codes, "int8", w_quant)
 
         channels = w_t.shape[axis]
         bias_name = op.inputs[2] if len(op.inputs) > 2 else ""
@@ -351,7 +366,10 @@ class _Builder:
                 raise _fail(op, f"bias '{bias_name}' must be a float32 constant to quantize")
             bias = b_t.data.astype(np.float64).reshape(channels)
         if self.calibration is not None:
-            shift = self._bias_shift(op, w_t.data, dequantize_array(codes, w_quant))
+            if int4 is not None and int4.input_mean is not None:
+                shift = mean_shift(w_t.data, op.kind, int4)
+            else:
+                shift = self._bias_shift(op, w_t.data, dequantize_array(codes, w_quant))
             if shift is not None:
                 bias = bias + shift
                 self.bias_shift[op.outputs[0]] = shift

@@ -16,7 +16,9 @@ reversed:
 - attributes that TFLite passes as tensors (RESHAPE's shape, MEAN's axes, PAD's paddings,
   TRANSPOSE's perm, PADV2's value) become int32 (or element-type) constant tensors;
 - operator versions are those TFLite's op versioning assigns to each op's types (int8 kernels
-  need version 2 to 4); a runtime reads them to know which kernel variant the op needs.
+  need version 2 to 4; an int4 filter makes CONV_2D and DEPTHWISE_CONV_2D version 7 and
+  FULLY_CONNECTED version 10); a runtime reads them to know which kernel variant the op needs;
+- int4 filters (:mod:`.int4`) are INT4 tensors, two codes per byte, low nibble first.
 
 Constant buffers are 16-byte aligned (the schema's ``force_align: 16``), so runtimes may read
 int32 biases in place. Ops the TFLite schema has no builtin for (CLIP, BATCH_NORM, the fused
@@ -33,8 +35,10 @@ import numpy as np
 from tinyml.errors import TinymlError
 from tinyml.ir import DTYPES, Graph, Op, Tensor
 from tinyml.ir import ops as irops
+from tinyml.ir.tensor import pack_int4
 
-_TYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int8": "INT8", "uint8": "UINT8",
+_TYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int4": "INT4", "int8": "INT8",
+          "uint8": "UINT8",
           "int16": "INT16", "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
 BUFFER_ALIGNMENT = 16
 #: IR op kind -> the function writing it as TFLite operators (see :func:`exports`).
@@ -146,9 +150,13 @@ class _Exporter:
         t.type = getattr(s.TensorType, _TYPES[dtype])
         t.buffer = 0
         if data is not None:
-            little_endian = np.asarray(data).astype(np.dtype(data.dtype).newbyteorder("<"))
             buffer = self.Buffer()
-            buffer.data = np.frombuffer(np.ascontiguousarray(little_endian).tobytes(), np.uint8)
+            if dtype == "int4":  # two codes per byte, as TFLM's UnpackDenseInt4IntoInt8 reads
+                buffer.data = np.frombuffer(pack_int4(data), np.uint8)
+            else:
+                little_endian = np.asarray(data).astype(np.dtype(data.dtype).newbyteorder("<"))
+                buffer.data = np.frombuffer(np.ascontiguousarray(little_endian).tobytes(),
+                                            np.uint8)
             self.buffers.append(buffer)
             t.buffer = len(self.buffers) - 1
         if quant is not None:
@@ -264,15 +272,16 @@ def _conv(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     int8 = x.dtype == "int8"
     kernel = (w.shape[1], w.shape[2])
     padding, ins[0] = ex.conv_padding(op, x, kernel, a.stride, a.dilation, ins[0])
+    int4 = w.dtype == "int4"
     if op.kind == "CONV_2D":
         o = s.Conv2DOptionsT()
         grouped = w.shape[3] != x.shape[3]
-        version = 6 if grouped else 3 if int8 else 1
+        version = 6 if grouped else 7 if int4 else 3 if int8 else 1
         options_type = "Conv2DOptions"
     else:
         o = s.DepthwiseConv2DOptionsT()
         o.depthMultiplier = a.depth_multiplier
-        version = 3 if int8 else 2 if a.dilation != (1, 1) else 1
+        version = 7 if int4 else 3 if int8 else 2 if a.dilation != (1, 1) else 1
         options_type = "DepthwiseConv2DOptions"
     o.padding = padding
     o.strideH, o.strideW = a.stride
@@ -288,7 +297,9 @@ def _fully_connected(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> 
     o.fusedActivationFunction = ex.fused_activation(op, a.activation)
     o.keepNumDims = a.keep_num_dims
     has_bias = len(op.inputs) > 2 and op.inputs[2]
-    version = 6 if not has_bias else 5 if a.keep_num_dims else 4 if _is_int8(ex, op) else 1
+    int4 = ex.graph.tensors[op.inputs[1]].dtype == "int4"
+    version = (6 if not has_bias else 5 if a.keep_num_dims else 10 if int4
+               else 4 if _is_int8(ex, op) else 1)
     ex.emit(op.kind, ins[:3] if has_bias else ins[:2], outs, o, "FullyConnectedOptions",
              version)
 

@@ -11,6 +11,11 @@ from tinyml.reference.fixedpoint import (activation_range, float_activation,
 from tinyml.reference.kernels.registry import KernelCall, kernel
 from tinyml.reference.kernels.windows import windows
 
+#: Filter types the int8 kernels take. int4 codes are held unpacked (one per int8 element),
+#: which is what TFLM's kernels compute on after ``UnpackDenseInt4IntoInt8``: the arithmetic
+#: is the int8 arithmetic.
+INT_FILTERS = ("int8", "int4")
+
 
 def _float_windows(call: KernelCall, kh: int, kw: int) -> np.ndarray:
     a = call.attrs
@@ -99,9 +104,9 @@ def _output_stage(call: KernelCall, acc: np.ndarray) -> np.ndarray:
 
 def _check_int8_filter(call: KernelCall, axis: int) -> None:
     w_t = call.in_tensors[1]
-    if w_t.dtype != "int8" or w_t.quant is None:
+    if w_t.dtype not in INT_FILTERS or w_t.quant is None:
         raise UnsupportedOpError(call.op.kind, call.op.name,
-                                 detail=f"int8 input needs int8 quantized weights, got "
+                                 detail=f"int8 input needs int8 or int4 quantized weights, got "
                                         f"{w_t.dtype}")
     if w_t.quant.per_channel and w_t.quant.axis != axis:
         raise UnsupportedOpError(call.op.kind, call.op.name,

@@ -34,10 +34,11 @@ def fully_connected_int8(call: KernelCall) -> np.ndarray:
     The matmul runs in float64, exact because all sums stay far below 2^53.
     """
     x_t, w_t, out = call.in_tensors[0], call.in_tensors[1], call.out
-    if w_t.dtype != "int8" or w_t.quant is None:
+    if w_t.dtype not in ("int8", "int4") or w_t.quant is None:
+        # int4 codes are held unpacked: TFLM unpacks them to int8 and runs the int8 kernel.
         raise UnsupportedOpError("FULLY_CONNECTED", call.op.name,
-                                 detail=f"int8 input needs int8 quantized weights, got "
-                                        f"{w_t.dtype}")
+                                 detail=f"int8 input needs int8 or int4 quantized weights, "
+                                        f"got {w_t.dtype}")
     w = call.inputs[1].astype(np.float64)
     units, depth = out.shape[-1], w.shape[-1]
     w = w.reshape(-1, depth)[:units]
