@@ -266,9 +266,42 @@ def test_board_profiles_link_and_report_sizes(board, tmp_path):
     assert "-DTINYML_SEMIHOSTING" not in makefile and "qemu" not in makefile.lower()
 
 
-def test_board_cannot_be_verified_in_qemu():
-    with pytest.raises(TinymlError, match="board profile.*'cortex-m4'"):
-        verify(EXAMPLE, "nucleo-l4r5zi", samples=1)
+def _wide_dense_model(tmp_path, inputs: int = 1024, units: int = 600):
+    """A FULLY_CONNECTED layer of inputs x units int8 weights (614 KB by default: more than
+    cortex-m4's 512 KB flash budget, less than the NUCLEO-L4R5ZI's 2 MB)."""
+    from support.graph_builder import Builder
+    from tinyml.ir.ops import FullyConnectedAttrs
+    from tinyml.quantize.tflite_export import export_tflite
+    b = Builder("wide_dense", seed=3)
+    x = b.input((1, inputs), scale=0.02)
+    w = b.int8_const((units, inputs), axis=0)
+    bias = b.bias(units, 0.02 * 0.01)
+    y = b.op("FULLY_CONNECTED", [x, w, bias], FullyConnectedAttrs(), scale=2.0)
+    graph, _ = b.finish(y)
+    path = tmp_path / "wide_dense.tflite"
+    path.write_bytes(export_tflite(graph))
+    return path
+
+
+@pytest.mark.slow
+def test_board_verifies_on_its_cores_machine_with_its_budgets(tmp_path):
+    """A model over cortex-m4's flash budget is refused there, and runs on the NUCLEO-L4R5ZI
+    profile: compiled with the board's flags and budgets, linked for and run on QEMU's
+    Cortex-M4 machine, equal to the reference and TFLM."""
+    model = _wide_dense_model(tmp_path)
+    with pytest.raises(TinymlError, match="flash"):
+        compile_model(model, "cortex-m4", tmp_path / "m4")
+    report = verify(model, "nucleo-l4r5zi", samples=2, profile=False)
+    assert report.oracle == "reference+tflite-micro"
+    assert report.samples == 4 and report.mismatched_outputs == 0
+    assert report.measured["machine"] == "mps2-an386"
+    assert report.measured["instructions_per_inference"] > 1024 * 600 // 4
+    assert report.measured["flash_bytes"] > 524_288
+
+
+def test_board_example_runs_on_its_cores_machine():
+    report = verify(EXAMPLE, "nucleo-l4r5zi", samples=1, profile=False)
+    assert report.mismatched_outputs == 0 and report.measured["machine"] == "mps2-an386"
 
 
 # ---- budgets ------------------------------------------------------------------------------------

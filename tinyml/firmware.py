@@ -92,10 +92,18 @@ def build_example(project_dir: str | Path, target: Target) -> Path:
 
 def build_harness(project_dir: str | Path, target: Target, profile: bool = False) -> Path:
     """The verification harness against the project's model (``-DTINYML_PROFILE`` when the
-    project was generated with profiling hooks)."""
+    project was generated with profiling hooks). For a board profile it is compiled with the
+    board's flags and linked for its emulator's machine (:func:`emulator_of`, which runs it):
+    the same model and kernel instructions, measured on QEMU, with the board's budgets."""
     build = "build/harness-profile" if profile else "build/harness"
-    make(project_dir, target, f"APP={HARNESS}", f"ELF={build}/harness.elf", f"BUILD={build}",
-         f"EXTRA_DEFINES={'-DTINYML_PROFILE' if profile else ''}")
+    variables = [f"APP={HARNESS}", f"ELF={build}/harness.elf", f"BUILD={build}",
+                 f"EXTRA_DEFINES={'-DTINYML_PROFILE' if profile else ''}"]
+    emulator = emulator_of(target)
+    if emulator is not target:
+        variables += [f"LDSCRIPT={FIRMWARE_DIR / 'linker' / emulator.linker_script}",
+                      f"DEFINES=-DTINYML_SEMIHOSTING "
+                      f"-DTINYML_QEMU_SYSTICK_HZ={emulator.systick_hz}"]
+    make(project_dir, target, *variables)
     return Path(project_dir) / build / "harness.elf"
 
 

@@ -99,9 +99,10 @@ def run_model(model: str | Path, target: str = "host",
             from tinyml import firmware
             from tinyml.sim import qemu
             elf = firmware.build_harness(result.project.output_dir, result.target)
-            run = qemu.run_samples(elf, result.target, graph, [values])
+            emulator = firmware.emulator_of(result.target)  # a board: its core's machine
+            run = qemu.run_samples(elf, emulator, graph, [values])
             produced = run.outputs[0]
-            measured = {"machine": result.target.qemu_machine,
+            measured = {"machine": emulator.qemu_machine,
                         "instructions": run.instructions[0], "stack_bytes": run.stack_bytes}
     return RunResult(str(model), result.target.name, source,
                      dict(zip(graph.outputs, produced)), graph, measured)

@@ -107,13 +107,15 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
                             sanitize)
         from tinyml import firmware
         from tinyml.sim import qemu
-        run = qemu.run_samples(firmware.build_harness(project, result.target), result.target,
+        # A board profile runs on the QEMU machine of its core (firmware.emulator_of).
+        emulator = firmware.emulator_of(result.target)
+        run = qemu.run_samples(firmware.build_harness(project, result.target), emulator,
                                result.source_graph, inputs)
         report = _compare(result, run.outputs, inputs, False)
         # The random samples (not the two extremes) give the typical count.
         typical = run.instructions[:max(samples, 1)]
         report.measured = {
-            "machine": result.target.qemu_machine,
+            "machine": emulator.qemu_machine,
             "instructions_per_inference": int(statistics.median(typical)),
             "instructions_min": min(run.instructions),
             "instructions_max": max(run.instructions),
@@ -130,11 +132,11 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
 
 
 def require_runnable(target: Target) -> None:
-    """Only the host and emulated targets run code; a board profile names its emulated core."""
-    if target.is_firmware and not target.is_emulated:
-        raise TinymlError(f"target '{target.name}' is a board profile: it builds and links but "
-                          f"is not emulated; run or verify on '{target.emulated_by}', the "
-                          f"emulated target of the same core")
+    """The host, emulated targets and board profiles that name their emulated core run code
+    (a board on its core's QEMU machine, with the board's flags and budgets)."""
+    if target.is_firmware and not target.is_emulated and not target.emulated_by:
+        raise TinymlError(f"target '{target.name}' is a board profile with no emulated core "
+                          f"(emulated_by): it builds and links but cannot run here")
 
 
 def profile_layers(model: str | Path | Graph, target: Target, sample: list[np.ndarray],
@@ -150,14 +152,15 @@ def profile_layers(model: str | Path | Graph, target: Target, sample: list[np.nd
     result = compile_model(model, target, project_dir, profile=True, build=False, patch=patch,
                            patch_overhead=patch_overhead)
     elf = firmware.build_harness(project_dir, result.target, profile=True)
-    run = qemu.run_samples(elf, result.target, result.source_graph, [sample])
+    emulator = firmware.emulator_of(result.target)
+    run = qemu.run_samples(elf, emulator, result.source_graph, [sample])
     if expected is not None and not all(np.array_equal(a, b)
                                         for a, b in zip(run.outputs[0], expected)):
         raise TinymlError("the profiling build computed different outputs from the ordinary "
                           "build")
     return [dict(name=layer["name"], op=layer["op"],
                  instructions=0 if layer["alias"] else
-                 result.target.instructions(run.layer_ticks.get(index, 0)))
+                 emulator.instructions(run.layer_ticks.get(index, 0)))
             for index, layer in enumerate(result.project.layers)]
 
 
