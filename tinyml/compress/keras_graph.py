@@ -1,0 +1,72 @@
+"""The layer graph of a functional (or Sequential) Keras 3 model, in execution order.
+
+Channel pruning must know, for each layer, which tensors it reads and which layers read its
+output (the consumers of a pruned producer lose input channels). Keras keeps that graph in
+each layer's inbound nodes; this module walks it back from the model's outputs once and turns
+what structured pruning cannot rebuild (a layer called twice, a model nested as a layer, a
+subclassed model with no graph) into a one-line error naming the layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinyml.errors import TinymlError
+
+
+@dataclass
+class Node:
+    """One layer call: the ids of the KerasTensors it reads and writes."""
+
+    layer: object
+    inputs: list[int]
+    outputs: list[int]
+
+
+@dataclass
+class LayerGraph:
+    nodes: list[Node]          # in an order where every input is produced before it is read
+    inputs: list[int]          # the model's input tensors
+    outputs: list[int]         # the model's output tensors
+    shapes: dict[int, tuple]   # tensor id -> shape (batch axis None)
+
+    def consumers(self, tensor: int) -> list[Node]:
+        return [n for n in self.nodes if tensor in n.inputs]
+
+
+def trace(model) -> LayerGraph:
+    """Walk ``model`` from its outputs back to its inputs."""
+    import keras
+
+    outputs = getattr(model, "outputs", None)
+    if not outputs:
+        raise TinymlError(f"model '{model.name}' is a subclassed Keras model without a layer "
+                          f"graph; only functional and Sequential models can be rebuilt")
+    nodes: list[Node] = []
+    shapes: dict[int, tuple] = {}
+    done: set[int] = set()
+
+    def visit(tensor) -> None:
+        layer, node_index, _ = tensor._keras_history
+        if id(layer) in done:
+            return
+        if isinstance(layer, keras.Model):
+            raise TinymlError(f"layer '{layer.name}' is a nested Keras model; flatten it into "
+                              f"one functional model before pruning")
+        if len(layer._inbound_nodes) > 1:
+            raise TinymlError(f"layer '{layer.name}' is called {len(layer._inbound_nodes)} "
+                              f"times (shared weights); pruning cannot narrow a shared layer")
+        node = layer._inbound_nodes[node_index]
+        inputs = list(node.input_tensors)
+        for t in inputs:
+            visit(t)
+        done.add(id(layer))
+        for t in list(inputs) + list(node.output_tensors):
+            shapes[id(t)] = tuple(t.shape)
+        nodes.append(Node(layer, [id(t) for t in inputs], [id(t) for t in node.output_tensors]))
+
+    for t in outputs:
+        visit(t)
+    for t in model.inputs:
+        shapes[id(t)] = tuple(t.shape)
+    return LayerGraph(nodes, [id(t) for t in model.inputs], [id(t) for t in outputs], shapes)
