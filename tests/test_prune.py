@@ -171,6 +171,7 @@ def test_rebuild_copies_the_numpy_slices_of_the_kept_channels(keras):
     assert narrow.output.shape[-1] == 3
     groups = {tuple(g["producers"]): g for g in plan.summary()}
     assert groups[("c1",)]["channels_after"] == 4 and groups[("fc",)]["pinned"] == "model output"
+    assert groups[("c1",)]["followers"] == ["bn1", "dw", "bn2"]
 
 
 def test_removing_channels_whose_path_is_zero_changes_no_output(keras):

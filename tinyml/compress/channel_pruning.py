@@ -86,7 +86,14 @@ class ChannelPlan:
         return self.kept.get(self.root(self.tensor_group[tensor]))
 
     def summary(self) -> list[dict]:
-        """One row per channel group: its producers, channels before and after, pin reason."""
+        """One row per channel group: its producers, the layers whose per-channel weights
+        follow them, channels before and after, and why it is pinned."""
+        followers: dict[int, list[str]] = {}
+        for node in self.graph.nodes:  # depthwise convolutions, batch norms: channels follow
+            if node.layer.weights and _kind(node.layer) == "pass" and \
+                    node.inputs[0] in self.tensor_group and node.inputs[0] not in self.flat:
+                g = self.root(self.tensor_group[node.inputs[0]])
+                followers.setdefault(g, []).append(node.layer.name)
         rows = []
         for g in sorted({self.root(g) for g in range(len(self.groups))}):
             group = self.groups[g]
@@ -94,6 +101,7 @@ class ChannelPlan:
                 continue
             keep = self.kept.get(g)
             rows.append({"producers": [layer.name for layer in group.producers],
+                         "followers": followers.get(g, []),
                          "channels_before": group.channels,
                          "channels_after": group.channels if keep is None else int(keep.size),
                          "pinned": group.pinned})

@@ -125,7 +125,8 @@ def print_report(r: dict) -> None:
         after = "x".join(map(str, layer["kernel_after"]))
         note = layer.get("skipped") or layer.get("pinned") or ""
         if structured and "channels_before" in layer:
-            note = note or f"{layer['channels_before']} -> {layer['channels_after']} channels"
+            note = note or f"{layer['channels_before']} -> {layer['channels_after']} channels" + (
+                f" (those of {', '.join(layer['follows'])})" if layer.get("follows") else "")
         table.add_row(*(Text(str(c)) for c in (
             layer["name"], layer["kind"], after if before == after else f"{before} -> {after}",
             _pct(layer["sparsity"]), f"{layer['macs_before']:,} -> {layer['macs_after']:,}",

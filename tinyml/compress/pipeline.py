@@ -160,6 +160,11 @@ def _channels(model, split, o: PruneOptions, say):
                             "channels_before": g["channels_before"],
                             "channels_after": g["channels_after"],
                             **({"pinned": g["pinned"]} if g["pinned"] else {})}
+        for name in g["followers"]:
+            layers[name] = {"pruned": g["channels_after"] < g["channels_before"],
+                            "channels_before": g["channels_before"],
+                            "channels_after": g["channels_after"],
+                            "follows": g["producers"]}
     kept = sum(g["channels_after"] for g in groups if not g["pinned"])
     total = sum(g["channels_before"] for g in groups if not g["pinned"])
     return narrow, {"layers": layers, "accuracy": {"after_rebuild": rebuilt},
