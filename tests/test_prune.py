@@ -302,3 +302,32 @@ def test_cli_refuses_bad_options_in_one_line_without_tensorflow(tmp_path):
                                 timeout=60)
         assert result.returncode == 2 and result.stdout == ""
         assert len(result.stderr.splitlines()) == 1 and message in result.stderr
+
+
+def test_mlperf_resnet_residual_groups_are_ranked_together(keras):
+    """pretrainedResnet (MLPerf Tiny's CIFAR-10 ResNet, Keras 3 loads its .h5): each residual
+    Add ties its producers into one group, ranked by their summed mean-normalized L1 norms."""
+    from conftest import mlperf_model
+    from tinyml.compress.channel_pruning import prune_channels
+    from tinyml.compress.costs import totals
+
+    model = keras.saving.load_model(mlperf_model("pretrainedResnet", ".h5"), compile=False)
+    narrow, plan = prune_channels(model, 0.5)
+    groups = {frozenset(g["producers"]): g for g in plan.summary()}
+    assert {frozenset({"conv2d", "conv2d_2"}), frozenset({"conv2d_4", "conv2d_5"}),
+            frozenset({"conv2d_7", "conv2d_8"})} <= set(groups)
+    assert all(g["channels_after"] * 2 == g["channels_before"] for g in groups.values()
+               if not g["pinned"])
+    a, b = (np.asarray(model.get_layer(n).kernel, np.float64) for n in ("conv2d", "conv2d_2"))
+    score = sum(norms / norms.mean() for norms in
+                (np.abs(k).reshape(-1, 16).sum(axis=0) for k in (a, b)))
+    keep = np.sort(np.argsort(-score)[:8])
+    keep_mid = np.sort(np.argsort(-np.abs(np.asarray(model.get_layer("conv2d_1").kernel))
+                                  .reshape(-1, 16).sum(axis=0))[:8])
+    assert np.array_equal(np.asarray(narrow.get_layer("conv2d").kernel), a[..., keep]
+                          .astype(np.float32))
+    assert np.array_equal(np.asarray(narrow.get_layer("conv2d_2").kernel),
+                          b[:, :, keep_mid][..., keep].astype(np.float32))
+    assert totals(narrow)["macs"] < 0.3 * totals(model)["macs"]
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    assert np.asarray(narrow.predict(x, verbose=0)).shape == (2, 10)
