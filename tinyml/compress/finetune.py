@@ -38,9 +38,11 @@ def keras():
     """Keras 3 on TensorFlow, quiet and on :data:`THREADS` threads."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import absl.logging
     import tensorflow as tf
     import keras as keras_module
 
+    absl.logging.set_verbosity(absl.logging.ERROR)  # e.g. Keras' note that .h5 is legacy
     tf.get_logger().setLevel("ERROR")
     try:
         tf.config.threading.set_intra_op_parallelism_threads(THREADS)
