@@ -96,7 +96,8 @@ def test_gradual_pruning_keeps_pruned_weights_zero(keras, tmp_path):
     def record(epoch, acc):
         zeros_by_epoch.append(np.asarray(model.get_layer("big").kernel) == 0)
 
-    fine_tune(model, split, 4, 1e-2, 0, [pruner.callback(), epoch_evaluation(split, record)])
+    fine_tune(model, split, 4, 1e-2, 0, [pruner.callback(model),
+                                         epoch_evaluation(model, split, record)])
     kernel = np.asarray(model.get_layer("big").kernel)
     assert int(np.sum(kernel == 0)) == round(0.75 * kernel.size)
     for earlier, later in zip(zeros_by_epoch, zeros_by_epoch[1:]):
@@ -331,3 +332,27 @@ def test_mlperf_resnet_residual_groups_are_ranked_together(keras):
     assert totals(narrow)["macs"] < 0.3 * totals(model)["macs"]
     x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
     assert np.asarray(narrow.predict(x, verbose=0)).shape == (2, 10)
+
+
+@pytest.mark.slow  # about 5 s: tf_keras' load and clone of a 90-layer model
+def test_mlperf_vww_keras2_mobilenet_depthwise_follows_its_producer():
+    """vww_96.h5 is a Keras 2 file (Keras 3 refuses it; tf_keras loads it): a MobileNetV1 whose
+    every depthwise convolution and batch norm carry the channels of the convolution before."""
+    from conftest import mlperf_model
+    from tinyml.compress.channel_pruning import prune_channels
+    from tinyml.compress.costs import totals
+
+    import tf_keras
+    model = tf_keras.models.load_model(mlperf_model("vww_96", ".h5"), compile=False)
+    narrow, plan = prune_channels(model, 0.5)
+    assert type(narrow).__module__.startswith("tf_keras")
+    first = plan.summary()[0]
+    assert first["producers"] == ["conv2d"] and first["followers"] == [
+        "batch_normalization", "depthwise_conv2d", "batch_normalization_1"]
+    keep = np.sort(np.argsort(-np.abs(np.asarray(model.get_layer("conv2d").kernel))
+                              .reshape(-1, 8).sum(axis=0))[:4])
+    assert np.array_equal(np.asarray(narrow.get_layer("depthwise_conv2d").depthwise_kernel),
+                          np.asarray(model.get_layer("depthwise_conv2d").depthwise_kernel)
+                          [:, :, keep])
+    # 7,489,664 is what tinyml inspect counts in the converted graph (README, Measured).
+    assert totals(model)["macs"] == 7489664 and totals(narrow)["macs"] < 0.3 * 7489664

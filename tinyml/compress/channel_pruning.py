@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinyml.compress.keras_graph import LayerGraph, trace
+from tinyml.compress.keras_graph import LayerGraph, library, trace
 from tinyml.errors import TinymlError
 
 #: Layers that carry their input's channels through unchanged (channels-last data).
@@ -126,7 +126,8 @@ def _kind(layer) -> str:
     if name == "DepthwiseConv2D":
         return "pass" if config.get("depth_multiplier", 1) == 1 else "other"
     if name == "BatchNormalization":
-        return "pass" if layer.axis in (-1, len(layer.input.shape) - 1) else "other"
+        axis = list(layer.axis) if hasattr(layer.axis, "__len__") else [layer.axis]  # Keras 2: a list
+        return "pass" if axis in ([-1], [len(layer.input.shape) - 1]) else "other"
     if name == "Activation":
         return "other" if config.get("activation") in ("softmax", "log_softmax") else "pass"
     if name in PASS_THROUGH:
@@ -277,7 +278,7 @@ def _sliced_weights(node, plan: ChannelPlan) -> list[np.ndarray]:
 
 def rebuild(model, plan: ChannelPlan):
     """A new, narrower Keras model with the kept channels' weights copied over."""
-    k = __import__("keras")
+    k = library(model)
     widths = _new_width(plan)
     current = {"layer": None}
 

@@ -41,6 +41,13 @@ class LayerCost:
         return {**asdict(self), "sparsity": round(self.sparsity, 6)}
 
 
+def kernel(layer):
+    """The kernel variable of a Conv2D, DepthwiseConv2D or Dense layer (a Keras 2 depthwise
+    convolution calls it ``depthwise_kernel``)."""
+    variable = getattr(layer, "kernel", None)
+    return layer.depthwise_kernel if variable is None else variable
+
+
 def weighted_layers(model) -> list:
     """The Conv2D, DepthwiseConv2D and Dense layers of ``model``, in execution order."""
     return [n.layer for n in trace(model).nodes if type(n.layer).__name__ in WEIGHTED]
@@ -54,12 +61,12 @@ def layer_costs(model) -> list[LayerCost]:
         kind = type(layer).__name__
         if kind not in WEIGHTED:
             continue
-        kernel = np.asarray(layer.kernel)
+        weights = np.asarray(kernel(layer))
         out = graph.shapes[node.outputs[0]]
         positions = int(np.prod([d for d in out[1:-1]], dtype=np.int64)) if len(out) > 2 else 1
-        nonzero = int(np.count_nonzero(kernel))
-        costs.append(LayerCost(layer.name, kind, list(kernel.shape), int(kernel.size), nonzero,
-                               positions * int(kernel.size), positions * nonzero))
+        nonzero = int(np.count_nonzero(weights))
+        costs.append(LayerCost(layer.name, kind, list(weights.shape), int(weights.size),
+                               nonzero, positions * int(weights.size), positions * nonzero))
     return costs
 
 

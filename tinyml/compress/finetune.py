@@ -1,5 +1,9 @@
 """Data, fine-tuning and accuracy for ``tinyml prune``.
 
+Models: Keras 3 loads the file; a legacy Keras 2 file it refuses is loaded by ``tf_keras``
+and fine-tuned with it (a ``.keras`` output is then a Keras 2 archive, which tinyml's Keras
+frontend reads with ``tf_keras`` too).
+
 Data is what ``tinyml quantize --eval`` reads (:func:`tinyml.quantize.data.load_dataset`): a
 ``.npz`` with inputs under ``x`` (or the input's name) and integer labels under ``y``, or a
 folder of images in one sub-folder per class. Pruning fine-tunes, so labels are required.
@@ -63,14 +67,25 @@ def load_model(path) -> tuple[object, object]:
     try:
         model = k.saving.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises anything from ValueError to TypeError
-        text = " ".join(str(exc).split())[:200]
-        raise TinymlError(f"{path}: Keras 3 cannot load the model for fine-tuning (a Keras 2 "
-                          f"file must be re-saved with Keras 3): {text}") from None
+        model = _load_keras2(path)
+        if model is None:
+            text = " ".join(str(exc).split())[:200]
+            raise TinymlError(f"{path}: neither Keras 3 nor tf_keras can load the model for "
+                              f"fine-tuning: {text}") from None
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise TinymlError(f"{path}: prune fine-tunes single-input, single-output classifiers; "
                           f"this model has {len(model.inputs)} inputs and "
                           f"{len(model.outputs)} outputs")
     return model, graph
+
+
+def _load_keras2(path):
+    """A legacy Keras 2 file (which Keras 3 refuses) through ``tf_keras``, or None."""
+    try:
+        import tf_keras
+        return tf_keras.models.load_model(str(path), compile=False)
+    except Exception:
+        return None
 
 
 def _arrays(dataset, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +148,10 @@ def steps_per_epoch(samples: int) -> int:
 def fine_tune(model, split: Split, epochs: int, learning_rate: float, seed: int,
               callbacks=()) -> None:
     """Train ``model`` on the training part of ``split`` for ``epochs``."""
-    k = keras()
+    from tinyml.compress.keras_graph import library
+
+    keras()  # TensorFlow's threads and logging
+    k = library(model)
     k.utils.set_random_seed(seed)
     classes = int(max(split.y_train.max(), split.y_eval.max())) + 1
     probabilities = outputs_probabilities(model, split.x_train, classes)
@@ -145,10 +163,12 @@ def fine_tune(model, split: Split, epochs: int, learning_rate: float, seed: int,
               verbose=0, callbacks=list(callbacks))
 
 
-def epoch_evaluation(split: Split, record):
-    """A Keras callback calling ``record(epoch, accuracy)`` with the held-out accuracy after
-    every epoch: the points of the accuracy-against-sparsity curve."""
-    k = keras()
+def epoch_evaluation(model, split: Split, record):
+    """A Keras callback for ``model``'s fit calling ``record(epoch, accuracy)`` with the
+    held-out accuracy after every epoch: the points of the accuracy-against-sparsity curve."""
+    from tinyml.compress.keras_graph import library
+
+    k = library(model)
 
     class EpochEvaluation(k.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinyml.compress.costs import weighted_layers
+from tinyml.compress.costs import kernel, weighted_layers
+from tinyml.compress.keras_graph import library
 from tinyml.errors import TinymlError
 
 #: Kernels with fewer weights than this are left dense (see the module docstring).
@@ -71,7 +72,7 @@ class PruningPlan:
 def plan_layers(model, min_weights: int = MIN_WEIGHTS) -> PruningPlan:
     plan = PruningPlan()
     for layer in weighted_layers(model):
-        size = int(np.prod(layer.kernel.shape))
+        size = int(np.prod(kernel(layer).shape))
         if size < min_weights:
             plan.skipped[layer.name] = f"{size} weights < {min_weights}"
         else:
@@ -93,7 +94,7 @@ class GradualPruner:
         self.end = max(1, int(round(PRUNING_FRACTION * steps)))
         self.frequency = max(1, frequency)
         self.target = 0.0
-        self.masks = {layer.name: np.ones(layer.kernel.shape, np.float32)
+        self.masks = {layer.name: np.ones(kernel(layer).shape, np.float32)
                       for layer in plan.pruned}
 
     def update(self, step: int) -> None:
@@ -103,24 +104,25 @@ class GradualPruner:
             return
         self.target = target
         for layer in self.plan.pruned:
-            self.masks[layer.name] = magnitude_mask(np.asarray(layer.kernel), target)
+            self.masks[layer.name] = magnitude_mask(np.asarray(kernel(layer)), target)
         self.apply()
 
     def apply(self) -> None:
         """Zero the pruned weights (after an optimizer step moved them)."""
         for layer in self.plan.pruned:
-            layer.kernel.assign(np.asarray(layer.kernel) * self.masks[layer.name])
+            weights = kernel(layer)
+            weights.assign(np.asarray(weights) * self.masks[layer.name])
 
     def achieved(self) -> float:
         """The fraction of the pruned kernels' weights that are exactly 0."""
-        zeros = sum(int(np.sum(np.asarray(layer.kernel) == 0)) for layer in self.plan.pruned)
-        total = sum(int(np.prod(layer.kernel.shape)) for layer in self.plan.pruned)
+        zeros = sum(int(np.sum(np.asarray(kernel(layer)) == 0)) for layer in self.plan.pruned)
+        total = sum(int(np.prod(kernel(layer).shape)) for layer in self.plan.pruned)
         return zeros / total
 
-    def callback(self):
-        """A Keras callback: update the masks before a step, apply them after it."""
-        import keras
-
+    def callback(self, model):
+        """A Keras callback for ``model``'s fit: update the masks before a step, apply them
+        after it."""
+        keras = library(model)
         pruner = self
 
         class GradualPruning(keras.callbacks.Callback):

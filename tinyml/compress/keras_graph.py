@@ -5,6 +5,12 @@ output (the consumers of a pruned producer lose input channels). Keras keeps tha
 each layer's inbound nodes; this module walks it back from the model's outputs once and turns
 what structured pruning cannot rebuild (a layer called twice, a model nested as a layer, a
 subclassed model with no graph) into a one-line error naming the layer.
+
+Models come from Keras 3 or, for legacy Keras 2 files Keras 3 refuses (MLPerf Tiny's
+``vww_96.h5``), from ``tf_keras``; :func:`library` gives the one a model belongs to, whose
+callbacks, optimizers and ``clone_model`` must be used with it. Their graphs differ in two
+details: a Keras 2 node holds a single input tensor, not a list of one, and an input layer's
+node lists its own tensor as its input.
 """
 
 from __future__ import annotations
@@ -34,10 +40,22 @@ class LayerGraph:
         return [n for n in self.nodes if tensor in n.inputs]
 
 
+def library(model):
+    """The ``keras`` (Keras 3) or ``tf_keras`` (Keras 2) module ``model`` belongs to."""
+    if type(model).__module__.startswith("tf_keras"):
+        import tf_keras
+        return tf_keras
+    from tinyml.compress.finetune import keras
+    return keras()
+
+
+def _tensors(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def trace(model) -> LayerGraph:
     """Walk ``model`` from its outputs back to its inputs."""
-    import keras
-
+    keras = library(model)
     outputs = getattr(model, "outputs", None)
     if not outputs:
         raise TinymlError(f"model '{model.name}' is a subclassed Keras model without a layer "
@@ -57,13 +75,15 @@ def trace(model) -> LayerGraph:
             raise TinymlError(f"layer '{layer.name}' is called {len(layer._inbound_nodes)} "
                               f"times (shared weights); pruning cannot narrow a shared layer")
         node = layer._inbound_nodes[node_index]
-        inputs = list(node.input_tensors)
+        # A Keras 2 input layer's node names its own output as its input.
+        inputs = [] if getattr(node, "is_input", False) else _tensors(node.input_tensors)
         for t in inputs:
             visit(t)
         done.add(id(layer))
-        for t in list(inputs) + list(node.output_tensors):
+        outputs_ = _tensors(node.output_tensors)
+        for t in inputs + outputs_:
             shapes[id(t)] = tuple(t.shape)
-        nodes.append(Node(layer, [id(t) for t in inputs], [id(t) for t in node.output_tensors]))
+        nodes.append(Node(layer, [id(t) for t in inputs], [id(t) for t in outputs_]))
 
     for t in outputs:
         visit(t)

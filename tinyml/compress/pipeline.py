@@ -122,7 +122,7 @@ def _gradual(model, split, o: PruneOptions, say, accuracy_before: float):
     pruner = GradualPruner(plan, o.sparsity, steps, frequency=max(1, round(0.7 * steps / 10)))
     curve = [{"epoch": 0, "step": 0, "target_sparsity": 0.0, "sparsity": pruner.achieved(),
               "accuracy": accuracy_before}]
-    pruning = pruner.callback()
+    pruning = pruner.callback(model)
 
     def record(epoch: int, acc: float) -> None:
         say(f"fine-tuning: epoch {epoch}/{o.epochs}, sparsity {100 * pruner.target:.0f} %")
@@ -132,7 +132,7 @@ def _gradual(model, split, o: PruneOptions, say, accuracy_before: float):
 
     say(f"fine-tuning: epoch 0/{o.epochs}")
     finetune.fine_tune(model, split, o.epochs, o.learning_rate, o.seed,
-                       [pruning, finetune.epoch_evaluation(split, record)])
+                       [pruning, finetune.epoch_evaluation(model, split, record)])
     pruner.apply()
     layers = {layer.name: {"pruned": True} for layer in plan.pruned}
     layers.update({name: {"pruned": False, "skipped": why} for name, why in plan.skipped.items()})
