@@ -29,8 +29,8 @@ from tinyml.errors import TinymlError
 
 @pytest.fixture(scope="module")
 def keras():
-    from tinyml.compress.finetune import keras as configured_keras
-    return configured_keras()
+    from tinyml.compress.keras_graph import keras3
+    return keras3()
 
 
 # ---- schedule and masks ----------------------------------------------------------------------

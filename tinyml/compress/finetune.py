@@ -12,19 +12,18 @@ the report gives, so they are never measured on images the fine-tuning saw.
 
 Fine-tuning: Adam with a cosine-decayed learning rate (to a tenth), sparse categorical cross
 entropy on the model's output, which may be probabilities (a softmax output, detected from the
-values) or logits. TensorFlow runs on :data:`THREADS` threads: the machine is shared.
+values) or logits.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from tinyml.compress.keras_graph import keras3, library
 from tinyml.errors import TinymlError
 
-THREADS = 2
 BATCH = 32
 
 
@@ -38,24 +37,6 @@ class Split:
     eval_source: str
 
 
-def keras():
-    """Keras 3 on TensorFlow, quiet and on :data:`THREADS` threads."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import absl.logging
-    import tensorflow as tf
-    import keras as keras_module
-
-    absl.logging.set_verbosity(absl.logging.ERROR)  # e.g. Keras' note that .h5 is legacy
-    tf.get_logger().setLevel("ERROR")
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # TensorFlow already started: keep its settings
-    return keras_module
-
-
 def load_model(path) -> tuple[object, object]:
     """(the Keras model, its tinyml float graph). The file is first read by tinyml's Keras
     frontend, in its worker process, which rejects corrupt files with one line and gives the
@@ -63,7 +44,7 @@ def load_model(path) -> tuple[object, object]:
     from tinyml.frontends.keras import load_keras
 
     graph = load_keras(path)
-    k = keras()
+    k = keras3()
     try:
         model = k.saving.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises anything from ValueError to TypeError
@@ -148,9 +129,7 @@ def steps_per_epoch(samples: int) -> int:
 def fine_tune(model, split: Split, epochs: int, learning_rate: float, seed: int,
               callbacks=()) -> None:
     """Train ``model`` on the training part of ``split`` for ``epochs``."""
-    from tinyml.compress.keras_graph import library
-
-    keras()  # TensorFlow's threads and logging
+    keras3()  # TensorFlow's threads and logging
     k = library(model)
     k.utils.set_random_seed(seed)
     classes = int(max(split.y_train.max(), split.y_eval.max())) + 1
@@ -166,8 +145,6 @@ def fine_tune(model, split: Split, epochs: int, learning_rate: float, seed: int,
 def epoch_evaluation(model, split: Split, record):
     """A Keras callback for ``model``'s fit calling ``record(epoch, accuracy)`` with the
     held-out accuracy after every epoch: the points of the accuracy-against-sparsity curve."""
-    from tinyml.compress.keras_graph import library
-
     k = library(model)
 
     class EpochEvaluation(k.callbacks.Callback):

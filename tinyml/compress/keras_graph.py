@@ -1,4 +1,5 @@
-"""The layer graph of a functional (or Sequential) Keras 3 model, in execution order.
+"""The layer graph of a functional (or Sequential) Keras model, in execution order, and the
+Keras library that runs it.
 
 Channel pruning must know, for each layer, which tensors it reads and which layers read its
 output (the consumers of a pruned producer lose input channels). Keras keeps that graph in
@@ -15,9 +16,13 @@ node lists its own tensor as its input.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from tinyml.errors import TinymlError
+
+#: TensorFlow threads while pruning: the machine is shared.
+THREADS = 2
 
 
 @dataclass
@@ -40,13 +45,30 @@ class LayerGraph:
         return [n for n in self.nodes if tensor in n.inputs]
 
 
+def keras3():
+    """Keras 3 on TensorFlow, quiet and on :data:`THREADS` threads (the machine is shared)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import absl.logging
+    import tensorflow as tf
+    import keras as keras_module
+
+    absl.logging.set_verbosity(absl.logging.ERROR)  # e.g. Keras' note that .h5 is legacy
+    tf.get_logger().setLevel("ERROR")
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow already started: keep its settings
+    return keras_module
+
+
 def library(model):
     """The ``keras`` (Keras 3) or ``tf_keras`` (Keras 2) module ``model`` belongs to."""
     if type(model).__module__.startswith("tf_keras"):
         import tf_keras
         return tf_keras
-    from tinyml.compress.finetune import keras
-    return keras()
+    return keras3()
 
 
 def _tensors(value) -> list:
