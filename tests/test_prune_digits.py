@@ -47,9 +47,10 @@ def test_gradual_80_percent_within_one_point_and_zeros_stay_zero_in_int8(digits)
     folder = digits["folder"]
     report = prune(digits, 0.8, folder / "g80.keras")
     acc = report["accuracy"]
+    sparsity = report["sparsity"]
     print(f"\ngradual 80 %: dense {100 * acc['before']:.2f} % -> pruned "
-          f"{100 * acc['after']:.2f} %, pruned kernels {100 * report['sparsity']['pruned_kernels']:.2f} "
-          f"% zero, all kernels {100 * report['sparsity']['all_kernels']:.2f} %")
+          f"{100 * acc['after']:.2f} %, pruned kernels {100 * sparsity['pruned_kernels']:.2f} "
+          f"% zero, all kernels {100 * sparsity['all_kernels']:.2f} %")
     assert acc["before"] == pytest.approx(digits["accuracy"], abs=1e-9)
     assert acc["after"] >= acc["before"] - 0.01
     assert report["sparsity"]["pruned_kernels"] == pytest.approx(0.8, abs=0.002)

@@ -42,6 +42,9 @@ PASS_THROUGH = ("BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", 
                 "AlphaDropout", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
                 "GlobalMaxPooling2D", "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Identity",
                 "ActivityRegularization", "DepthwiseConv2D")
+#: Of those, the ones that also pass a flattened tensor through unchanged.
+FLAT_PASS_THROUGH = ("Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Identity",
+                     "ActivityRegularization")
 MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 PRODUCERS = ("Conv2D", "Dense")
 NORMS = ("l1", "l2")
@@ -126,7 +129,8 @@ def _kind(layer) -> str:
     if name == "DepthwiseConv2D":
         return "pass" if config.get("depth_multiplier", 1) == 1 else "other"
     if name == "BatchNormalization":
-        axis = list(layer.axis) if hasattr(layer.axis, "__len__") else [layer.axis]  # Keras 2: a list
+        # Keras 2 keeps the axis as a list.
+        axis = list(layer.axis) if hasattr(layer.axis, "__len__") else [layer.axis]
         return "pass" if axis in ([-1], [len(layer.input.shape) - 1]) else "other"
     if name == "Activation":
         return "other" if config.get("activation") in ("softmax", "log_softmax") else "pass"
@@ -173,42 +177,37 @@ def analyze(model) -> ChannelPlan:
 
     for t in graph.inputs:
         plan.tensor_group[t] = new(channels(t), pinned="model input")
+
+    def grouped(t: int) -> bool:  # a tensor whose last axis is a group's channels
+        return t in plan.tensor_group and t not in plan.flat
+
     for node in graph.nodes:
         layer, kind = node.layer, _kind(node.layer)
-        if type(layer).__name__ == "InputLayer":
+        name = type(layer).__name__
+        if name == "InputLayer":
             for t in node.outputs:
                 plan.tensor_group.setdefault(t, new(channels(t), pinned="model input"))
             continue
-        reason = f"read by {type(layer).__name__} '{layer.name}', which is copied unchanged"
+        single = len(node.inputs) == 1 and len(node.outputs) == 1
+        src, out = node.inputs[0] if node.inputs else None, node.outputs[0]
         if kind == "producer" and len(node.outputs) == 1:
-            plan.tensor_group[node.outputs[0]] = new(channels(node.outputs[0]), layer)
-        elif kind == "pass" and len(node.inputs) == 1 and len(node.outputs) == 1:
-            src, out = node.inputs[0], node.outputs[0]
-            if src in plan.flat and type(layer).__name__ in ("Dropout", "GaussianNoise",
-                                                              "GaussianDropout", "AlphaDropout",
-                                                              "Identity",
-                                                              "ActivityRegularization"):
-                plan.flat[out] = plan.flat[src]
-            elif src in plan.tensor_group and src not in plan.flat:
-                plan.tensor_group[out] = plan.tensor_group[src]
-            else:
-                pin(src, reason)
-                plan.tensor_group[out] = new(channels(out), pinned=f"produced by '{layer.name}'")
-        elif kind == "merge" and len(node.outputs) == 1 and all(
-                t in plan.tensor_group and t not in plan.flat for t in node.inputs) and len(
-                {graph.shapes[t][-1] for t in node.inputs} | {graph.shapes[node.outputs[0]][-1]}) == 1:
+            plan.tensor_group[out] = new(channels(out), layer)
+        elif kind == "pass" and single and src in plan.flat and name in FLAT_PASS_THROUGH:
+            plan.flat[out] = plan.flat[src]
+        elif kind == "pass" and single and grouped(src):
+            plan.tensor_group[out] = plan.tensor_group[src]
+        elif kind == "merge" and len(node.outputs) == 1 and all(map(grouped, node.inputs)) \
+                and len({graph.shapes[t][-1] for t in node.inputs + [out]}) == 1:
             g = plan.tensor_group[node.inputs[0]]
             for t in node.inputs[1:]:
                 g = union(g, plan.tensor_group[t])
-            plan.tensor_group[node.outputs[0]] = g
-        elif kind == "flatten" and len(node.inputs) == 1 and len(graph.shapes[node.inputs[0]]) > 2 \
-                and node.inputs[0] in plan.tensor_group and node.inputs[0] not in plan.flat:
-            src = node.inputs[0]
+            plan.tensor_group[out] = g
+        elif kind == "flatten" and single and grouped(src) and len(graph.shapes[src]) > 2:
             positions = int(np.prod(graph.shapes[src][1:-1], dtype=np.int64))
-            plan.flat[node.outputs[0]] = (plan.tensor_group[src], positions)
-        else:
+            plan.flat[out] = (plan.tensor_group[src], positions)
+        else:  # copied unchanged: what it reads keeps its channels
             for t in node.inputs:
-                pin(t, reason)
+                pin(t, f"read by {name} '{layer.name}', which is copied unchanged")
             for t in node.outputs:
                 plan.tensor_group[t] = new(channels(t), pinned=f"produced by '{layer.name}'")
     for t in graph.outputs:
