@@ -356,3 +356,35 @@ def test_mlperf_vww_keras2_mobilenet_depthwise_follows_its_producer():
                           [:, :, keep])
     # 7,489,664 is what tinyml inspect counts in the converted graph (README, Measured).
     assert totals(model)["macs"] == 7489664 and totals(narrow)["macs"] < 0.3 * 7489664
+
+
+def test_dense_stack_with_batch_norm_and_global_pooling(keras):
+    """conv -> global average pooling -> Dense -> BN -> ReLU -> Dense: the pooled channels
+    and the hidden units are pruned; removing all-zero units changes no output."""
+    from tinyml.compress.channel_pruning import prune_channels
+
+    L = keras.layers
+    inputs = keras.Input((5, 5, 3))
+    h = L.GlobalAveragePooling2D(name="gap")(L.Conv2D(6, 3, name="c")(inputs))
+    h = L.ReLU(name="r")(L.BatchNormalization(name="bn")(L.Dense(10, name="d1")(h)))
+    model = keras.Model(inputs, L.Dense(4, name="d2")(h))
+    _randomize(model, seed=2)
+    dead_c, dead_d = [0, 2, 5], [1, 3, 4, 8, 9]
+    c, d1, bn = (model.get_layer(n).get_weights() for n in ("c", "d1", "bn"))
+    c[0][..., dead_c] = 0.0
+    c[1][dead_c] = 0.0
+    d1[0][:, dead_d] = 0.0
+    d1[1][dead_d] = 0.0
+    bn[1][dead_d] = 0.0
+    bn[2][dead_d] = 0.0
+    for name, weights in (("c", c), ("d1", d1), ("bn", bn)):
+        model.get_layer(name).set_weights(weights)
+    x = np.random.default_rng(5).normal(size=(8, 5, 5, 3)).astype(np.float32)
+    narrow, _ = prune_channels(model, 0.5)
+    live_c, live_d = [1, 3, 4], [0, 2, 5, 6, 7]
+    assert np.array_equal(narrow.get_layer("d1").get_weights()[0], d1[0][live_c][:, live_d])
+    assert np.array_equal(narrow.get_layer("bn").get_weights()[3], bn[3][live_d])
+    assert np.array_equal(narrow.get_layer("d2").get_weights()[0],
+                          model.get_layer("d2").get_weights()[0][live_d])
+    np.testing.assert_allclose(np.asarray(narrow(x)), np.asarray(model(x)), rtol=1e-5,
+                               atol=1e-5)
