@@ -113,6 +113,7 @@ def test_structured_50_percent_cuts_cortex_m4_instructions_by_40_percent(digits)
     macs_after = 64 * 9 * 8 + 64 * 9 * 8 + 64 * 8 * 16 + 4 * 9 * 16 * 16 + 64 * 10
     assert report["macs"] == {"before": 89344, "after": macs_after,
                               "nonzero_after": macs_after}
+    assert report["sparsity"] == {"pruned_channels": 0.5, "all_kernels": 0.0}
     acc = report["accuracy"]
     assert acc["after"] >= acc["before"] - 0.02 and acc["after"] > acc["after_rebuild"]
     # tinyml inspect counts the same MACs in the graph the converter makes of the file.

@@ -100,7 +100,8 @@ def print_report(r: dict) -> None:
         ("accuracy", f"{_pct(acc['before'])} -> {_pct(acc['after'])}",
          f"after the rebuild, before fine-tuning: {_pct(acc['after_rebuild'])}"
          if structured else "before -> after, on the evaluation samples"),
-        ("sparsity", _pct(r["sparsity"]["pruned_kernels"]),
+        ("sparsity", _pct(r["sparsity"].get("pruned_channels" if structured else
+                                             "pruned_kernels")),
          "of the pruned groups' channels" if structured else "of the pruned kernels' weights"),
         ("kernel sparsity", _pct(r["sparsity"]["all_kernels"]),
          "zero weights in all Conv2D/DepthwiseConv2D/Dense kernels"),

@@ -1,8 +1,10 @@
 """``tinyml prune`` end to end: load, measure, prune and fine-tune, measure again, save.
 
 The report (a plain dict, the ``--json`` document) holds the accuracy before and after on the
-held-out data, the achieved sparsity overall and per layer, the parameters and MACs before and
-after, and:
+held-out data, the achieved sparsity (``sparsity``: ``pruned_kernels``, the zeros of the
+kernels gradual pruning pruned, or ``pruned_channels``, the channels removed from the groups
+channel pruning narrowed; ``all_kernels``, the zeros of every kernel) and per layer, the
+parameters and MACs before and after, and:
 
 - gradual pruning: the accuracy after each fine-tuning epoch against the sparsity reached then
   (the accuracy-against-sparsity curve of the schedule), starting from the dense model;
@@ -97,15 +99,14 @@ def run_prune(o: PruneOptions, status=None) -> dict:
     report.update({
         "accuracy": {"before": accuracy_before, "after": accuracy_after,
                      **extra.get("accuracy", {})},
-        "sparsity": {"pruned_kernels": extra.get("pruned_sparsity"),
-                     "all_kernels": after["kernel_sparsity"]},
+        "sparsity": {**extra["sparsity"], "all_kernels": after["kernel_sparsity"]},
         "params": {"before": before["params"], "after": after["params"]},
         "kernel_weights": {"before": before["kernel_weights"], "after": after["kernel_weights"],
                            "nonzero_after": after["kernel_nonzero"]},
         "macs": {"before": before["macs"], "after": after["macs"],
                  "nonzero_after": after["nonzero_macs"]},
         "layers": layers,
-        **{k: v for k, v in extra.items() if k not in ("layers", "accuracy", "pruned_sparsity")},
+        **{k: v for k, v in extra.items() if k not in ("layers", "accuracy", "sparsity")},
     })
     return report
 
@@ -136,7 +137,8 @@ def _gradual(model, split, o: PruneOptions, say, accuracy_before: float):
     pruner.apply()
     layers = {layer.name: {"pruned": True} for layer in plan.pruned}
     layers.update({name: {"pruned": False, "skipped": why} for name, why in plan.skipped.items()})
-    return model, {"layers": layers, "pruned_sparsity": round(pruner.achieved(), 6),
+    return model, {"layers": layers,
+                   "sparsity": {"pruned_kernels": round(pruner.achieved(), 6)},
                    "schedule": {"begin_step": pruner.begin, "end_step": pruner.end,
                                 "frequency": pruner.frequency, "steps": steps,
                                 "min_weights": o.min_weights},
@@ -168,5 +170,5 @@ def _channels(model, split, o: PruneOptions, say):
     kept = sum(g["channels_after"] for g in groups if not g["pinned"])
     total = sum(g["channels_before"] for g in groups if not g["pinned"])
     return narrow, {"layers": layers, "accuracy": {"after_rebuild": rebuilt},
-                    "pruned_sparsity": round(1 - kept / total, 6) if total else 0.0,
+                    "sparsity": {"pruned_channels": round(1 - kept / total, 6) if total else 0.0},
                     "norm": o.norm, "groups": groups}
