@@ -388,3 +388,15 @@ def test_dense_stack_with_batch_norm_and_global_pooling(keras):
                           model.get_layer("d2").get_weights()[0][live_d])
     np.testing.assert_allclose(np.asarray(narrow(x)), np.asarray(model(x)), rtol=1e-5,
                                atol=1e-5)
+
+
+def test_holdout_is_stratified_seeded_and_disjoint():
+    from tinyml.compress.finetune import holdout
+
+    labels = np.repeat(np.arange(4), [10, 20, 5, 1])
+    train, held = holdout(labels, 0.2, seed=3)
+    assert not set(train) & set(held) and len(train) + len(held) == labels.size
+    assert [int(np.sum(labels[held] == c)) for c in range(4)] == [2, 4, 1, 0]
+    again = holdout(labels, 0.2, seed=3)
+    assert np.array_equal(again[1], held)
+    assert not np.array_equal(holdout(labels, 0.2, seed=4)[1], held)

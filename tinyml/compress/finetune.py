@@ -40,7 +40,8 @@ class Split:
 def load_model(path) -> tuple[object, object]:
     """(the Keras model, its tinyml float graph). The file is first read by tinyml's Keras
     frontend, in its worker process, which rejects corrupt files with one line and gives the
-    input shapes the data loader needs; only then is it loaded here, with Keras 3."""
+    input shapes the data loader needs; only then is it loaded here, with Keras 3 (or, for a
+    legacy Keras 2 file Keras 3 refuses, with tf_keras)."""
     from tinyml.frontends.keras import load_keras
 
     graph = load_keras(path)

@@ -42,6 +42,8 @@ def check_options(o: PruneOptions) -> None:
     """Everything that can be refused before TensorFlow is imported (which takes seconds)."""
     if not 0.0 < o.sparsity < 1.0:
         raise TinymlError(f"--sparsity must be between 0 and 1 (a fraction), got {o.sparsity}")
+    if not o.eval_data and not 0.0 < o.holdout < 1.0:
+        raise TinymlError(f"--holdout must be between 0 and 1, got {o.holdout}")
     if o.epochs < 1:
         raise TinymlError(f"--epochs must be at least 1, got {o.epochs}")
     if o.output.suffix.lower() not in (".keras", ".h5"):
