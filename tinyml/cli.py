@@ -21,6 +21,7 @@ import warnings
 from tinyml.console import print_report as _print_report
 from tinyml.errors import TinymlError
 # The packages' own subcommands; light: what they run is imported when they run.
+from tinyml.compress.command import add_prune_parser
 from tinyml.fleet.command import add_fleet_parser
 from tinyml.nas.command import add_nas_parser
 from tinyml.op_support import add_ops_parser
@@ -398,13 +399,13 @@ def _add_targets_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand, each registered the same way: an ``add_*_parser`` that
-    adds it to the subparsers and sets its ``run``; those of quantize, nas and fleet live in
-    their packages, next to the code they run."""
+    adds it to the subparsers and sets its ``run``; those of quantize, prune, nas and fleet
+    live in their packages, next to the code they run."""
     parser = _Parser(prog="tinyml", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add_parser in (_add_inspect_parser, _add_compile_parser, add_quantize_parser,
-                       add_nas_parser, _add_verify_parser, _add_report_parser, _add_run_parser,
-                       _add_targets_parser, add_fleet_parser, add_ops_parser):
+                       add_prune_parser, add_nas_parser, _add_verify_parser, _add_report_parser,
+                       _add_run_parser, _add_targets_parser, add_fleet_parser, add_ops_parser):
         add_parser(sub)
     return parser
 
