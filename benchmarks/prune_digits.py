@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/prune_digits.py [--epochs N] [--out DIR]``
 
-The CNN of ``tests/support/digits_cnn.py`` is trained on the 70 % split (30 epochs), then
+The CNN of ``tests/support/digits.py`` is trained on the 70 % split (30 epochs), then
 pruned by ``tinyml prune`` (fine-tuning on the same split, 10 epochs by default) with gradual
 magnitude pruning at 50, 80 and 90 % and with 50 % of the channels removed (structured); every
 model is quantized by ``tinyml quantize`` (200 calibration images) and run by ``tinyml run
@@ -33,7 +33,7 @@ VARIANTS = [("gradual 50 %", 0.5, ()), ("gradual 80 %", 0.8, ()), ("gradual 90 %
 
 
 def main() -> int:
-    from support.digits_cnn import cortex_m4_instructions, prune, quantize, train_digits_cnn
+    from support.digits import cortex_m4_instructions, prune, quantize, train_digits_cnn
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs")

@@ -280,16 +280,16 @@ def test_error_unsupported_op(tmp_path):
     import tensorflow as tf
     from support.tflite_zoo import convert
 
-    def sine(x):
-        return tf.keras.layers.Lambda(lambda t: tf.math.sin(t), name="wave")(
+    def running_sum(x):
+        return tf.keras.layers.Lambda(lambda t: tf.math.cumsum(t, axis=1), name="acc")(
             tf.keras.layers.Dense(4, name="proj")(x))
 
-    path = convert(sine, [(1, 8)], int8=False)
-    sin = next(op for op in litert_ops(path) if op["op_name"] == "SIN")
+    path = convert(running_sum, [(1, 8)], int8=False)
+    cumsum = next(op for op in litert_ops(path) if op["op_name"] == "CUMSUM")
     from ai_edge_litert.interpreter import Interpreter
     names = {d["index"]: d["name"] for d in Interpreter(model_path=str(path)).get_tensor_details()}
-    layer = names[sin["outputs"][0]].split(";")[0]
-    assert_user_error(run_cli("inspect", str(path)), str(path), "unsupported op SIN",
+    layer = names[cumsum["outputs"][0]].split(";")[0]
+    assert_user_error(run_cli("inspect", str(path)), str(path), "unsupported op CUMSUM",
                       f"layer '{layer}'", "supported: ", "CONV_2D")
 
 
@@ -366,23 +366,23 @@ def test_error_line_escapes_control_characters(tmp_path):
     import tensorflow as tf
     from support.tflite_zoo import convert
 
-    def sine(x):
-        return tf.keras.layers.Lambda(lambda t: tf.math.sin(t), name="wave")(
+    def running_sum(x):
+        return tf.keras.layers.Lambda(lambda t: tf.math.cumsum(t, axis=1), name="acc")(
             tf.keras.layers.Dense(4, name="proj")(x))
 
-    source = convert(sine, [(1, 8)], int8=False)
+    source = convert(running_sum, [(1, 8)], int8=False)
 
     def edit(model, schema):
         sub = model.subgraphs[0]
         codes = model.operatorCodes
-        sin = next(op for op in sub.operators
-                   if max(codes[op.opcodeIndex].builtinCode,
-                          codes[op.opcodeIndex].deprecatedBuiltinCode)
-                   == schema.BuiltinOperator.SIN)
-        sub.tensors[sin.outputs[0]].name = b"evil\nname\x1b[2J"
+        cumsum = next(op for op in sub.operators
+                      if max(codes[op.opcodeIndex].builtinCode,
+                             codes[op.opcodeIndex].deprecatedBuiltinCode)
+                      == schema.BuiltinOperator.CUMSUM)
+        sub.tensors[cumsum.outputs[0]].name = b"evil\nname\x1b[2J"
 
     path = _edited_tflite(source, tmp_path / "evil.tflite", edit)
-    line = assert_user_error(run_cli("inspect", str(path)), "unsupported op SIN")
+    line = assert_user_error(run_cli("inspect", str(path)), "unsupported op CUMSUM")
     assert "evil name\\x1b[2J" in line
 
 

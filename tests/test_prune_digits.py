@@ -1,6 +1,6 @@
 """``tinyml prune`` end to end on the scikit-learn digits CNN (slow: minutes).
 
-The CNN (``support/digits_cnn.py``) is trained, pruned through the CLI (fine-tuned on the
+The CNN (``support/digits.py``) is trained, pruned through the CLI (fine-tuned on the
 training split, measured on the test split), quantized by ``tinyml quantize`` and compiled:
 
 - gradual magnitude pruning at 80 %: accuracy within 1 point of the dense model (the
@@ -20,7 +20,7 @@ import json
 import numpy as np
 import pytest
 
-from support.digits_cnn import (cortex_m4_instructions, prune, quantize, tinyml,
+from support.digits import (cortex_m4_instructions, prune, quantize, tinyml,
                                 train_digits_cnn)
 from support.oracles import tflm_interpreter
 

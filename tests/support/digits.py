@@ -1,33 +1,38 @@
-"""The scikit-learn digits CNN the quantization tests train (8x8 images of handwritten digits,
-1797 samples bundled with scikit-learn, no download).
+"""The scikit-learn digits CNN the quantization, int4 and pruning tests train (8x8 images of
+handwritten digits, 1797 samples bundled with scikit-learn, no download), and what they
+measure on it through the CLI, as a user would run it.
 
-A small CNN with batch normalizations, a depthwise convolution, ReLU and ReLU6, a max pool and
-a softmax, trained for 30 epochs (about 15 s) with a fixed seed; the first 200 training images
-are the calibration set, the 30 % test split the evaluation set.
+A small CNN with batch normalizations, a depthwise convolution, ReLU and ReLU6, a 1x1
+convolution, a max pool, Flatten -> Dense and a softmax, trained for 30 epochs (about 15 s)
+with a fixed seed on the 70 % training split (tinyml.learn.digits_task's split); the first
+200 training images are the calibration set, the 30 % test split the evaluation set.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 CALIBRATION_IMAGES = 200
 
 
-def train_digits_cnn(folder: Path) -> dict:
-    """Train the CNN; save it (``digits_cnn.keras``), the calibration images (``calib.npz``)
-    and the test split (``test.npz``) in ``folder``. Returns the paths, the test arrays, the
-    float model's test accuracy and the Keras model."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+def train_digits_cnn(folder: Path, epochs: int = 30, seed: int = 0) -> dict:
+    """Train the CNN; write ``digits_cnn.keras``, ``train.npz`` (the training split, for
+    fine-tuning), ``calib.npz`` (its first 200 images) and ``test.npz`` in ``folder``.
+    Returns the paths, the arrays, the float model's test accuracy (``float_accuracy``, also
+    ``accuracy``) and the Keras model."""
     import tensorflow as tf
 
-    data = load_digits()
-    x = (data.images / 16.0).astype(np.float32)[..., None]
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, data.target, test_size=0.3, random_state=0, stratify=data.target)
-    tf.keras.utils.set_random_seed(0)
+    from tinyml.learn.digits_task import load_digits_split
+
+    split = load_digits_split(seed=0)
+    tf.keras.utils.set_random_seed(seed)
     L = tf.keras.layers
     inputs = tf.keras.Input((8, 8, 1))
     h = L.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
@@ -40,19 +45,23 @@ def train_digits_cnn(folder: Path) -> dict:
     outputs = L.Softmax()(L.Dense(10)(L.Flatten()(h)))
     model = tf.keras.Model(inputs, outputs)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, epochs=30, batch_size=32, verbose=0)
+    model.fit(split.x_train, split.y_train, epochs=epochs, batch_size=32, verbose=0)
 
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "digits_cnn.keras"
     model.save(path)
-    calib = folder / "calib.npz"
-    np.savez(calib, x=x_train[:CALIBRATION_IMAGES], y=y_train[:CALIBRATION_IMAGES])
-    test = folder / "test.npz"
-    np.savez(test, x=x_test, y=y_test)
-    float_accuracy = float(np.mean(np.argmax(model.predict(x_test, verbose=0), 1) == y_test))
-    return dict(path=path, calib=calib, test=test, x_train=x_train, y_train=y_train,
-                x_test=x_test, y_test=y_test, float_accuracy=float_accuracy, model=model,
-                folder=folder)
+    files = {"train": folder / "train.npz", "calib": folder / "calib.npz",
+             "test": folder / "test.npz"}
+    np.savez(files["train"], x=split.x_train, y=split.y_train)
+    np.savez(files["calib"], x=split.x_train[:CALIBRATION_IMAGES],
+             y=split.y_train[:CALIBRATION_IMAGES])
+    np.savez(files["test"], x=split.x_test, y=split.y_test)
+    accuracy = float(np.mean(np.argmax(model.predict(split.x_test, verbose=0), 1)
+                             == split.y_test))
+    return dict(path=path, **files, x_train=split.x_train, y_train=split.y_train,
+                x_test=split.x_test, y_test=split.y_test, float_accuracy=accuracy,
+                accuracy=accuracy, model=model, folder=folder)
 
 
 def tflm_accuracy(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
@@ -70,3 +79,36 @@ def tflm_accuracy(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
         interpreter.invoke()
         correct += int(np.argmax(interpreter.get_output(0)) == label)
     return correct / len(y)
+
+
+# ---- through the CLI ---------------------------------------------------------------------------
+
+def tinyml(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tinyml.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def cli_json(*args: str) -> dict:
+    """Run a tinyml command with ``--json``; its report (the command must succeed)."""
+    result = tinyml(*args, "--json")
+    if result.returncode != 0:
+        raise AssertionError(f"tinyml {' '.join(args)} failed: {result.stderr}")
+    return json.loads(result.stdout)
+
+
+def prune(digits: dict, sparsity: float, out: Path, *extra: str) -> dict:
+    """``tinyml prune`` fine-tuning on the training split, accuracies on the test split."""
+    return cli_json("prune", str(digits["path"]), "--data", str(digits["train"]), "--eval",
+                    str(digits["test"]), "--sparsity", str(sparsity), "-o", str(out), *extra)
+
+
+def quantize(digits: dict, model: Path, out: Path, *extra: str) -> dict:
+    """``tinyml quantize`` on the 200 calibration images; accuracies on the test split
+    (tinyml's reference interpreter for int8)."""
+    return cli_json("quantize", str(model), "--calib", str(digits["calib"]), "--eval",
+                    str(digits["test"]), "-o", str(out), *extra)
+
+
+def cortex_m4_instructions(tflite: Path) -> int:
+    """Instructions of one inference of the compiled firmware in QEMU (``tinyml run``)."""
+    return int(cli_json("run", str(tflite), "--target", "cortex-m4")["instructions"])

@@ -61,7 +61,7 @@ def run_prune_command(args: argparse.Namespace) -> int:
     from tinyml.compress.pipeline import PruneOptions, check_options, run_prune
     # TensorFlow's C++ start-up notes go to descriptor 2 while training runs here: nas
     # silences them the same way.
-    from tinyml.nas.command import _native_stderr_silenced
+    from tinyml.console import native_stderr_silenced
 
     options = PruneOptions(model=Path(args.model), data=args.data, sparsity=args.sparsity,
                            output=Path(args.output), structured=args.structured,
@@ -69,7 +69,7 @@ def run_prune_command(args: argparse.Namespace) -> int:
                            seed=args.seed, norm=args.norm, min_weights=args.min_weights,
                            learning_rate=args.lr)
     check_options(options)  # before TensorFlow is imported, which takes seconds
-    with _native_stderr_silenced(), _status(args.json) as status:
+    with native_stderr_silenced(), _status(args.json) as status:
         report = run_prune(options, status)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")

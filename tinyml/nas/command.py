@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from contextlib import contextmanager
@@ -57,33 +56,6 @@ def add_nas_parser(sub) -> None:
 
 
 @contextmanager
-def _native_stderr_silenced():
-    """TensorFlow's C++ runtime writes start-up notes to file descriptor 2 (not through
-    Python) while training runs in this process; they would break the one-line-error and
-    clean-stderr contract. Python's own ``sys.stderr`` (progress bar, errors) keeps the real
-    stderr; descriptor 2 goes to /dev/null until the command ends. ``TINYML_DEBUG`` keeps
-    everything."""
-    if os.environ.get("TINYML_DEBUG"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    python_stderr = sys.stderr
-    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        sys.stderr.close()
-        sys.stderr = python_stderr
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-@contextmanager
 def _progress(quiet: bool):
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -104,6 +76,7 @@ def _progress(quiet: bool):
 
 def run_nas_command(args: argparse.Namespace) -> int:
     from tinyml.nas.pipeline import NasOptions, run_nas
+    from tinyml.console import native_stderr_silenced
     from tinyml.nas.search_space import parse_bytes
 
     options = NasOptions(data=args.data, sram_bytes=parse_bytes(args.sram, "--sram"),
@@ -111,7 +84,7 @@ def run_nas_command(args: argparse.Namespace) -> int:
                          output=Path(args.output), target=args.target,
                          time_budget_s=parse_duration(args.time_budget), seed=args.seed,
                          baseline=args.baseline)
-    with _native_stderr_silenced(), _progress(args.json) as status:
+    with native_stderr_silenced(), _progress(args.json) as status:
         report = run_nas(options, status)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
