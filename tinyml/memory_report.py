@@ -76,7 +76,7 @@ def figures(result: Compilation) -> dict:
     """The summary figures: the same keys and values as ``compile --json``."""
     report = result.report()
     keys = ("target", "peak_sram_bytes", "peak_sram_bytes_layerwise", "arena_bytes",
-            "scratch_bytes", "macs", "peak_layer", "patch")
+            "scratch_bytes", "state_bytes", "macs", "peak_layer", "patch")
     return {k: report[k] for k in keys}
 
 
@@ -150,6 +150,9 @@ def render(result: Compilation, why: str = "--patch off") -> str:
         ("Peak layer", "peak_layer", data["peak_layer"], None),
         ("MACs per inference (model)", "macs", data["macs"], f"{data['macs']:,}"),
     ]
+    if data["state_bytes"]:  # a streaming model's variables, outside the arena
+        summary.append(("Streaming state (outside the arena)", "state_bytes",
+                        data["state_bytes"], f"{data['state_bytes']:,} B"))
     if patch is not None:
         saving = 1 - data["peak_sram_bytes"] / max(data["peak_sram_bytes_layerwise"], 1)
         summary += [

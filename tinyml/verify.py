@@ -185,8 +185,11 @@ def _compare(result: Compilation, produced: list[list[np.ndarray]],
             runner = tflm.TflmRunner(tflite)
             oracles.append("tflite-micro")
     mismatched, worst = 0, 0.0
+    # The samples are one stream, as the harness runs them: a streaming model's state
+    # carries over from each to the next (TFLM's interpreter keeps its variables likewise).
+    state = reference.initial_state(graph)
     for sample, outputs in zip(samples, produced):
-        expected = [reference.run(graph, sample)]
+        expected = [reference.run(graph, sample, state=state)]
         if runner is not None:
             expected.append(dict(zip(graph.outputs, runner.run(sample, len(graph.outputs)))))
         bad = False

@@ -59,7 +59,7 @@ def execute_planned(graph: Graph, plan, inputs: Sequence[np.ndarray] | Mapping[s
     for i in plan.order:
         op = graph.ops[i]
         outs = graph.op_outputs(op)
-        if all(t.is_constant for t in outs):
+        if outs and all(t.is_constant for t in outs):
             continue
         if is_alias(graph, op):
             if plan.offsets[op.inputs[0]] != plan.offsets[op.outputs[0]]:
