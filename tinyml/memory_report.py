@@ -64,7 +64,8 @@ def layer_rows(result: Compilation) -> list[LayerRow]:
     for position, index in enumerate(layerwise.order):
         op = graph.ops[index]
         macs = int(op.spec.macs(op, graph.op_inputs(op), graph.op_outputs(op)))
-        shape = graph.tensors[op.outputs[0]].shape
+        # An op without outputs (ASSIGN_VARIABLE) is described by the value it consumes.
+        shape = graph.tensors[(op.outputs or op.inputs)[0]].shape
         rows.append(LayerRow(position, op.name, op.kind,
                              "x".join(str(d) for d in shape[1:] or shape),
                              macs, patched_macs.get(index, macs), before.get(index, 0),
