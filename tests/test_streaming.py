@@ -42,10 +42,11 @@ def _tflm_frames(path, frames, all_tensors=False):
     value by name after each frame)."""
     it = tflm_interpreter(path, all_tensors=all_tensors)
     outputs, tensors = [], []
-    names = None
     if all_tensors:
+        from ai_edge_litert import schema_py_generated as schema
         graph = load_tflite(path)
-        names = [t.name for t in _flatbuffer_tensors(path)]
+        model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+        names = [t.name.decode() for t in model.subgraphs[0].tensors]
     for x in frames:
         it.set_input(x, 0)
         it.invoke()
@@ -57,16 +58,6 @@ def _tflm_frames(path, frames, all_tensors=False):
                     values[name] = np.array(it.GetTensor(i, 0)["tensor_data"])
             tensors.append(values)
     return outputs, tensors
-
-
-def _flatbuffer_tensors(path):
-    from ai_edge_litert import schema_py_generated as schema
-    model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
-
-    class Named:
-        def __init__(self, t):
-            self.name = t.name.decode()
-    return [Named(t) for t in model.subgraphs[0].tensors]
 
 
 def _reference_frames(graph, frames, keep_all=False):
@@ -110,6 +101,19 @@ def test_an_initializer_that_computes_is_refused_in_one_line(window):
     message = str(info.value)
     assert "\n" not in message
     assert "CONCATENATION" in message and "initializer" in message
+
+
+def test_a_variable_without_initializer_is_refused_in_one_line(window):
+    def edit(model, schema):  # drop the CALL_ONCE: nothing gives the variable a value
+        call_once = next(i for i, c in enumerate(model.operatorCodes)
+                         if max(c.builtinCode, c.deprecatedBuiltinCode)
+                         == schema.BuiltinOperator.CALL_ONCE)
+        sub = model.subgraphs[0]
+        sub.operators = [op for op in sub.operators if op.opcodeIndex != call_once]
+    with pytest.raises(TinymlError) as info:
+        load_tflite_bytes(_edited(window, edit), name="edited")
+    message = str(info.value)
+    assert "\n" not in message and "no CALL_ONCE initializer" in message
 
 
 def test_an_initial_value_off_the_int8_grid_stays_float_and_is_refused(window, tmp_path):
@@ -366,3 +370,20 @@ def test_keyword_spotter_in_qemu_equals_tflm_frame_by_frame(tmp_path):
     want, _ = _tflm_frames(path, frames)
     assert sum(not np.array_equal(p[0], w) for p, w in zip(run.outputs, want)) == 0
     assert len(run.instructions) == FRAMES and min(run.instructions) > 0
+
+
+@pytest.mark.slow
+def test_verify_runs_the_samples_as_one_stream(window, tmp_path):
+    """``tinyml verify`` feeds its samples to the harness as one stream; its reference and
+    TFLM carry the state over the same way, so a streaming model verifies with 0
+    mismatches (a reference restarting every sample would disagree)."""
+    from tinyml.verify import make_samples, verify
+    report = verify(window, "host", samples=30, sanitize=True, output_dir=tmp_path / "p")
+    assert report.oracle == "reference+tflite-micro"
+    assert (report.samples, report.mismatched_outputs) == (32, 0)
+    graph = load_tflite(window)
+    samples = make_samples(graph, 30, 0)
+    state = reference.initial_state(graph)
+    stream = [reference.run(graph, x, state=state)[graph.outputs[0]] for x in samples]
+    restarted = [reference.run(graph, x)[graph.outputs[0]] for x in samples]
+    assert any(not np.array_equal(a, b) for a, b in zip(stream, restarted))
