@@ -12,8 +12,9 @@ enumerated layer by layer; when a layer holds more than ``beam`` sets only the b
 (exact for chains and the usual small residual blocks, a beam search otherwise). Ties keep
 the source order. Besides data flow, an op waits for what ``Graph.ordering_edges`` puts
 before it (an ASSIGN_VARIABLE for every earlier READ_VARIABLE of its variable), so no order
-found reads a variable after its new value is written. The cost counts in-place hand-overs (an output written over a dying input
-costs max of the two, not the sum) and the op's scratch, as the planner will.
+found reads a variable after its new value is written. The cost counts in-place hand-overs
+(an output written over a dying input costs max of the two, not the sum) and the op's
+scratch, as the planner will.
 """
 
 from __future__ import annotations
