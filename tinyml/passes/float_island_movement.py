@@ -12,8 +12,9 @@ float path), and nothing at all when that table is the identity and the quantiza
 
 When it is legal (``_island``): a QUANTIZE to per-tensor int8 reads a float tensor made by a
 tree of :data:`MOVEMENT_OPS` (CONCATENATION without a fused activation) whose float inputs are
-each read by nothing else and whose leaves are DEQUANTIZEs of per-tensor int8 tensors; no
-float tensor of the island is a graph output.
+each read by nothing else and whose leaves are DEQUANTIZEs of per-tensor int8 tensors (a
+float constant among the moved values stops it); no float tensor of the island is a graph
+output.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def _island(graph: Graph, quantize: Op) -> tuple[list[Op], list[Op]] | None:
     while pending:
         name, reader = pending.pop()
         tensor = graph.tensors[name]
-        if tensor.is_constant:
+        if tensor.is_constant:  # a shape, begin/end or indices: not a value that moves
+            if tensor.dtype in ("float32", "float16"):
+                return None
             continue
         if tensor.dtype != "float32" or not only_consumer(graph, name, reader):
             return None
