@@ -116,6 +116,16 @@ def test_a_variable_without_initializer_is_refused_in_one_line(window):
     assert "\n" not in message and "no CALL_ONCE initializer" in message
 
 
+def test_a_read_of_another_shape_than_the_initial_value_is_refused(window):
+    def edit(model, schema):  # the initializer assigns a (1, 20) value, the read is (1, 2, 10)
+        sub = model.subgraphs[1]
+        sub.tensors[sub.operators[-1].inputs[1]].shape = np.array([1, 20], np.int32)
+    with pytest.raises(TinymlError) as info:
+        load_tflite_bytes(_edited(window, edit), name="edited")
+    message = str(info.value)
+    assert "\n" not in message and "float32[1, 20]" in message and "[1, 2, 10]" in message
+
+
 def test_an_initial_value_off_the_int8_grid_stays_float_and_is_refused(window, tmp_path):
     def edit(model, schema):  # initial value 0.3: not a code of the state's quantization
         sub = model.subgraphs[1]

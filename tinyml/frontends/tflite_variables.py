@@ -109,6 +109,13 @@ class Variables:
         attrs = VariableAttrs(var.name, tuple(var.shape), var.dtype)
         if kind == "READ_VARIABLE":
             outputs = [self.importer._name(i) for i in _ints(op.outputs)]
+            out = graph.tensors[outputs[0]] if len(outputs) == 1 else None
+            if out is None or (out.shape, out.dtype) != (tuple(var.shape), var.dtype):
+                raise ModelFormatError(
+                    f"{self.name}: operator #{index} (READ_VARIABLE) reads variable "
+                    f"'{var.name}' of {var.dtype}{list(var.shape)} into "
+                    + (f"{out.dtype}{list(out.shape)}" if out is not None else
+                       f"{len(outputs)} outputs"))
             graph.add_op(Op(kind, outputs[0].split(";")[0], [], outputs, attrs))
             return
         if len(inputs) != 2:
