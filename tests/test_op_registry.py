@@ -42,6 +42,11 @@ NOT_EXPORTED = {
     "CLIP": "TFLite has no general clamp builtin (RELU, RELU6 and RELU_N1_TO_1 are exported)",
     "CONV_2D_ADD": "made by tinyml's passes after export would happen",
     "LOOKUP_TABLE": "made by tinyml's passes after export would happen",
+    # ---- streaming ops
+    "READ_VARIABLE": "tinyml's quantizer does not write resource variables (the converter's "
+                     "streaming models are read as they are)",
+    "ASSIGN_VARIABLE": "tinyml's quantizer does not write resource variables (the converter's "
+                       "streaming models are read as they are)",
     **{k: v for k, v in NOT_COMPILED.items()
        if k not in ("NEG", "SQUARE", "SIN", "COS", "FLOOR", "CEIL", "ROUND")},
 }
@@ -51,6 +56,9 @@ NOT_QUANTIZED = {
     "DEQUANTIZE": "inserted by the quantizer around the int8 graph",
     "CONV_2D_ADD": "made by tinyml's passes from a quantized CONV_2D and ADD",
     "LOOKUP_TABLE": "made by tinyml's passes from a quantized float island",
+    "READ_VARIABLE": "a variable's quantization comes from its model (tinyml.passes.int8_state)",
+    "ASSIGN_VARIABLE": "a variable's quantization comes from its model "
+                       "(tinyml.passes.int8_state)",
     **NOT_COMPILED,
 }
 

@@ -22,7 +22,9 @@ def test_status_follows_the_registries():
     assert set(TFLM_BUILTINS) <= set(rows)
     for builtin, row in rows.items():
         importer = TFLITE_IMPORTERS.get(builtin)
-        compiled = importer is not None and lowering_for(importer.becomes) is not None
+        becomes = importer.becomes if importer is not None else \
+            builtin if builtin in ("READ_VARIABLE", "ASSIGN_VARIABLE") else None
+        compiled = becomes is not None and lowering_for(becomes) is not None
         assert (row["status"] == "supported") == compiled, row
         if row["status"] == "unsupported":
             assert row["reason"], row
@@ -31,6 +33,9 @@ def test_status_follows_the_registries():
     assert rows["SQUEEZE"]["ir_op"] == "RESHAPE"
     assert "control flow" in rows["WHILE"]["reason"]
     assert rows["SHAPE"]["status"] == "constant"
+    # Streaming state (tinyml.frontends.tflite_variables).
+    assert rows["READ_VARIABLE"]["status"] == rows["ASSIGN_VARIABLE"]["status"] == "supported"
+    assert rows["VAR_HANDLE"]["status"] == rows["CALL_ONCE"]["status"] == "folded"
 
 
 def test_onnx_rows_cover_the_default_domain():

@@ -126,7 +126,8 @@ def test_input_graph_is_not_modified_and_pass_names_are_checked():
     assert set(PASS_NAMES) == {"fold_constants", "fuse_activation", "reshape_alias",
                                "fuse_residual_add", "dead_code",
                                "fold_dilated_conv", "fold_pad",  # conv ops
-                               "float_island_table"}  # attention ops
+                               "float_island_table",  # attention ops
+                               "int8_state", "float_island_movement"}  # streaming ops
 
 
 # --------------------------------------------------------------------------------------------

@@ -69,8 +69,10 @@ def _flash_error(result: "Compilation", need: str) -> BudgetError:
 def check_plan(result: "Compilation") -> None:
     """Before generating code: the arena alone must fit SRAM, the constants alone flash."""
     target = result.target
-    if target.sram_bytes and result.plan.arena_bytes > target.sram_bytes:
-        raise _ram_error(result, f"at least {result.plan.arena_bytes:,} B (its arena)")
+    state = result.state_bytes
+    if target.sram_bytes and result.plan.arena_bytes + state > target.sram_bytes:
+        raise _ram_error(result, f"at least {result.plan.arena_bytes + state:,} B (its arena"
+                                 + (f" and {state:,} B of streaming state)" if state else ")"))
     weights = sum(layer_constant_bytes(result).values())
     if target.flash_bytes and weights > target.flash_bytes:
         raise _flash_error(result, f"at least {weights:,} B (its weights and layer parameters)")

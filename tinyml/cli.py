@@ -126,6 +126,9 @@ def _compile(args: argparse.Namespace) -> int:
             ("peak SRAM", f"{report['peak_sram_bytes']:,} B",
              "arena: activations, input, output and scratch"),
             ("scratch", f"{report['scratch_bytes']:,} B", "largest kernel scratch, in the arena"),
+            *([("state", f"{report['state_bytes']:,} B", "streaming variables, kept between "
+                "invocations outside the arena (tinyml_reset() restores them)")]
+              if report["state_bytes"] else []),
             ("weights", f"{report['weights_bytes']:,} B", "const data in weights.c"),
             ("flash", f"{report['flash_bytes']:,} B" if report["flash_bytes"] else "-",
              "measured from the firmware image when the target builds one"),

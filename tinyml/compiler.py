@@ -51,6 +51,11 @@ class Compilation:
     #: The source graph is tinyml's quantization of a float model (``--calib``).
     quantized: bool = False
 
+    @property
+    def state_bytes(self) -> int:
+        """Bytes of streaming state (the variables), static storage outside the arena."""
+        return sum(var.nbytes for var in self.graph.variables.values())
+
     def report(self) -> dict:
         """The ``--json`` figures."""
         return {
@@ -58,6 +63,7 @@ class Compilation:
             "peak_sram_bytes": self.plan.peak_sram_bytes,
             "arena_bytes": self.plan.arena_bytes,
             "scratch_bytes": self.plan.scratch_bytes,
+            "state_bytes": self.state_bytes,
             "weights_bytes": self.project.weights_bytes if self.project else None,
             "flash_bytes": self.sizes.get("flash_bytes"),
             "macs": self.macs,
@@ -75,6 +81,12 @@ def check_int8(graph: Graph) -> None:
     for op in graph.ops:
         if op.kind in ("QUANTIZE", "DEQUANTIZE"):
             continue
+        if op.kind in ("READ_VARIABLE", "ASSIGN_VARIABLE"):
+            var = graph.variables[op.attrs.variable]
+            if var.dtype != "int8":
+                from tinyml.passes.int8_state import why_not_int8
+                raise TinymlError(f"layer '{op.name}' ({op.kind}): variable '{var.name}' stays "
+                                  f"{var.dtype}: {why_not_int8(graph, var)}")
         for t in graph.op_inputs(op) + graph.op_outputs(op):
             if t is not None and not t.is_constant and t.dtype in ("float32", "float16"):
                 raise TinymlError(

@@ -64,7 +64,8 @@ def layer_rows(result: Compilation) -> list[LayerRow]:
     for position, index in enumerate(layerwise.order):
         op = graph.ops[index]
         macs = int(op.spec.macs(op, graph.op_inputs(op), graph.op_outputs(op)))
-        shape = graph.tensors[op.outputs[0]].shape
+        # An op without outputs (ASSIGN_VARIABLE) is described by the value it consumes.
+        shape = graph.tensors[(op.outputs or op.inputs)[0]].shape
         rows.append(LayerRow(position, op.name, op.kind,
                              "x".join(str(d) for d in shape[1:] or shape),
                              macs, patched_macs.get(index, macs), before.get(index, 0),
@@ -76,7 +77,7 @@ def figures(result: Compilation) -> dict:
     """The summary figures: the same keys and values as ``compile --json``."""
     report = result.report()
     keys = ("target", "peak_sram_bytes", "peak_sram_bytes_layerwise", "arena_bytes",
-            "scratch_bytes", "macs", "peak_layer", "patch")
+            "scratch_bytes", "state_bytes", "macs", "peak_layer", "patch")
     return {k: report[k] for k in keys}
 
 
@@ -150,6 +151,9 @@ def render(result: Compilation, why: str = "--patch off") -> str:
         ("Peak layer", "peak_layer", data["peak_layer"], None),
         ("MACs per inference (model)", "macs", data["macs"], f"{data['macs']:,}"),
     ]
+    if data["state_bytes"]:  # a streaming model's variables, outside the arena
+        summary.append(("Streaming state (outside the arena)", "state_bytes",
+                        data["state_bytes"], f"{data['state_bytes']:,} B"))
     if patch is not None:
         saving = 1 - data["peak_sram_bytes"] / max(data["peak_sram_bytes_layerwise"], 1)
         summary += [

@@ -35,15 +35,10 @@ TFLM_BUILTINS = (
 )
 
 _FLOAT_ONLY = "TFLM runs it in float32 only, so an int8 model has none"
-_STATE = ("resource variables (state kept between invocations) are not supported yet")
 #: Why a builtin is not supported, where there is more to say than "not implemented yet".
 TFLITE_REASONS = {
     "IF": "control flow: tinyml compiles one static graph",
     "WHILE": "control flow: tinyml compiles one static graph",
-    "CALL_ONCE": _STATE,
-    "VAR_HANDLE": _STATE,
-    "READ_VARIABLE": _STATE,
-    "ASSIGN_VARIABLE": _STATE,
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "sequence ops are not supported yet",
     "SVDF": "sequence ops are not supported yet",
     "BROADCAST_ARGS": "a shape computation on int32/int64 that tinyml does not evaluate yet",
@@ -73,6 +68,14 @@ FOLDED = {
     **{k: ("float32 in TFLM; between a DEQUANTIZE and a QUANTIZE (the converter's float "
            "island) it becomes an int8 lookup table")
        for k in ("NEG", "SQUARE", "SIN", "COS", "FLOOR", "CEIL", "ROUND")},
+}
+#: The resource-variable builtins (streaming state, tinyml.frontends.tflite_variables) that
+#: leave no op of their own, and what becomes of them.
+VARIABLE_FOLDED = {
+    "VAR_HANDLE": ("names a variable; resolved at import: each variable is static storage "
+                   "outside the arena (state_bytes), kept between tinyml_invoke() calls"),
+    "CALL_ONCE": ("its initializer subgraph (constant assignments only) is evaluated at "
+                  "compile time: the initial values tinyml_reset() restores"),
 }
 
 
@@ -107,12 +110,17 @@ def _ir_status(kind: str, dsp: set[str]) -> dict:
 def tflite_matrix() -> list[dict]:
     """One row per TFLM builtin (and per further builtin tinyml imports)."""
     from tinyml.frontends.tflite_ops import TFLITE_IMPORTERS
+    from tinyml.frontends.tflite_variables import VARIABLE_BUILTINS
     dsp = _dsp_kernels()
     rows = []
     for builtin in sorted(set(TFLM_BUILTINS) | set(TFLITE_IMPORTERS)):
         importer = TFLITE_IMPORTERS.get(builtin)
         row = {"op": builtin, "in_tflm": builtin in TFLM_BUILTINS}
-        if importer is None:
+        if builtin in VARIABLE_FOLDED:
+            row.update(status="folded", ir_op=None, reason=VARIABLE_FOLDED[builtin])
+        elif builtin in VARIABLE_BUILTINS:  # READ_VARIABLE, ASSIGN_VARIABLE: IR ops
+            row.update(_ir_status(builtin, dsp))
+        elif importer is None:
             row.update(status="unsupported", reason=TFLITE_REASONS.get(builtin, NOT_YET))
         else:
             row.update(_ir_status(importer.becomes, dsp))

@@ -49,6 +49,8 @@ class GraphSummary:
     input_bytes: int
     output_bytes: int
     notes: list[str] = field(default_factory=list)
+    #: Streaming state (the model's variables, as imported) kept between invocations.
+    state_bytes: int = 0
 
     def to_json(self) -> dict:
         """``{"layers": [...], "totals": {...}, "notes": [...]}`` with plain ints, lists and
@@ -58,7 +60,8 @@ class GraphSummary:
             "totals": {"macs": self.macs, "param_bytes": self.param_bytes,
                        "layers": len(self.layers),
                        "peak_activation_bytes": self.peak_activation_bytes,
-                       "input_bytes": self.input_bytes, "output_bytes": self.output_bytes},
+                       "input_bytes": self.input_bytes, "output_bytes": self.output_bytes,
+                       "state_bytes": self.state_bytes},
             "notes": list(self.notes),
         }
 
@@ -93,7 +96,8 @@ def summarize(graph: Graph) -> GraphSummary:
         peak_activation_bytes=max((layer.activation_bytes for layer in layers), default=0),
         input_bytes=sum(graph.tensors[n].nbytes for n in graph.inputs),
         output_bytes=sum(graph.tensors[n].nbytes for n in graph.outputs),
-        notes=list(graph.notes))
+        notes=list(graph.notes),
+        state_bytes=sum(var.nbytes for var in graph.variables.values()))
 
 
 def _dtype(activations, outs) -> str:

@@ -191,8 +191,11 @@ def _compare(result: Compilation, produced: list[list[np.ndarray]],
             except TinymlError as exc:  # e.g. GELU: the reference is then the only oracle
                 oracles[0] = f"reference (not tflite-micro: {exc})"
     mismatched, worst = 0, 0.0
+    # The samples are one stream, as the harness runs them: a streaming model's state
+    # carries over from each to the next (TFLM's interpreter keeps its variables likewise).
+    state = reference.initial_state(graph)
     for sample, outputs in zip(samples, produced):
-        expected = [reference.run(graph, sample)]
+        expected = [reference.run(graph, sample, state=state)]
         if runner is not None:
             try:
                 expected.append(dict(zip(graph.outputs,

@@ -5,6 +5,9 @@
  * stdout: for each sample, every output's bytes in output order.
  * Exit status 0 when the input ended on a sample boundary, 1 otherwise.
  *
+ * The samples are one stream: the model's state (a streaming model's variables) is reset once
+ * at start and carries over from each sample to the next, as on a device.
+ *
  * Binary stdio keeps it exact (no text formatting of int8 or float values) and lets one
  * process run hundreds of samples, so a verification costs one compile and one launch.
  */
@@ -19,6 +22,7 @@ static int read_exact(void *buffer, int bytes)
 
 int main(void)
 {
+    tinyml_reset();
     for (;;) {
         int i;
         int c = getchar();

@@ -174,6 +174,7 @@ int main(void)
     if (!transport_open()) {
         return 10;
     }
+    tinyml_reset();
     while (read_exact(&command, 1)) {
         const int more = serve(command);
         flush();

@@ -741,6 +741,17 @@ typedef struct {
 void tinyml_batch_matmul_s8(const tinyml_batch_matmul_params *p, const int8_t *lhs,
                             const int8_t *rhs, int8_t *output);
 
+/* ---- streaming ops ---------------------------------------------------------------------- */
+
+/* READ_VARIABLE and ASSIGN_VARIABLE: copy a variable (static storage outside the arena) into
+ * the arena, or a new value back into it. */
+typedef struct {
+    int32_t bytes;
+} tinyml_variable_copy_params;
+
+void tinyml_variable_copy(const tinyml_variable_copy_params *p, const void *input,
+                          void *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -164,7 +164,8 @@ def lower(graph: Graph, target: Target | None = None) -> list[KernelCall]:
     dsp = uses_dsp_kernels(target)
     calls: list[KernelCall] = []
     for op in graph.ops:
-        if all(t.is_constant for t in graph.op_outputs(op)):
+        outs = graph.op_outputs(op)
+        if outs and all(t.is_constant for t in outs):
             continue
         lowerer = _LOWERERS.get(op.kind)
         if lowerer is None:
@@ -1344,3 +1345,23 @@ def _lower_table(ctx: _Context) -> KernelCall:
     params = dict(size=x_t.size, table=ctx.array("table", "int8_t", ctx.op.attrs.values))
     return _call(ctx, "tinyml_lut_s8", "tinyml_lut_params", params, _io_args(ctx),
                  in_place=(0, 0))
+
+
+# ---- streaming ops --------------------------------------------------------------------------
+
+
+@lowers("READ_VARIABLE", "ASSIGN_VARIABLE", kernels={"tinyml_variable_copy": None})
+def _lower_variable(ctx: _Context) -> KernelCall:
+    """A variable lives outside the arena (``"state:<name>"`` arguments, see
+    tinyml.codegen.project): a read copies it into the arena, an assignment copies the
+    new value back. The scheduler keeps each in its place (``Graph.ordering_edges``)."""
+    var = ctx.graph.variables[ctx.op.attrs.variable]
+    if var.dtype != "int8":
+        from tinyml.passes.int8_state import why_not_int8
+        raise ctx.fail(f"variable '{var.name}' is {var.dtype}: {why_not_int8(ctx.graph, var)}")
+    if ctx.op.kind == "READ_VARIABLE":
+        args = [f"state:{var.name}", f"out:{ctx.op.outputs[0]}"]
+    else:
+        args = [f"in:{ctx.op.inputs[0]}", f"state:{var.name}"]
+    return _call(ctx, "tinyml_variable_copy", "tinyml_variable_copy_params",
+                 dict(bytes=var.nbytes), args)

@@ -124,6 +124,9 @@ class _Emitter:
         self.used: set[str] = {"arena"}
         self.arrays: list[dict] = []
         self.tensor_arrays: dict[str, str] = {}
+        #: Variable name -> the C identifier of its static storage (outside the arena).
+        self.state_names = {name: identifier(f"state_{name}", self.used)
+                            for name in graph.variables}
 
     # ---- constants ------------------------------------------------------------------------
 
@@ -187,6 +190,8 @@ class _Emitter:
                 if kind == "scratch":
                     offset = self.plan.scratch_offset.get(index)
                     args.append("NULL" if offset is None else _arena_at(offset))
+                elif kind == "state":
+                    args.append(self.state_names[name])
                 else:
                     args.append(self.pointer(name))
             layers.append(dict(comment=comment, alias=False, step=step, var=var,
@@ -203,6 +208,23 @@ class _Emitter:
         dst = [a.split(":", 1)[1] for a in call.args if a.startswith("out:")]
         return (len(src) == 1 and len(dst) == 1 and not self.graph.tensors[src[0]].is_constant
                 and self.plan.offsets.get(src[0]) == self.plan.offsets.get(dst[0]))
+
+    def variables(self) -> list[dict]:
+        """The streaming state for model.c: storage, and the value tinyml_reset() restores
+        (the initial codes: one memset when they are all equal, else a constant array)."""
+        items = []
+        for name, var in self.graph.variables.items():
+            codes = np.asarray(var.initial).reshape(-1)
+            uniform = codes.size > 0 and var.dtype in ("int8", "uint8") and \
+                bool((codes == codes[0]).all())
+            items.append(dict(c_name=self.state_names[name], ctype=c_type(var.dtype),
+                              elements=int(codes.size), bytes=var.nbytes,
+                              comment=c_comment(f"{name}: {var.dtype}"
+                                                f"[{'x'.join(map(str, var.shape))}]"
+                                                + (f" {var.quant}" if var.quant else "")),
+                              fill=int(codes[0]) if uniform else None,
+                              initial=None if uniform else c_array_body(codes)))
+        return items
 
     def io(self, names: list[str]) -> list[dict]:
         items = []
@@ -255,7 +277,8 @@ def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, ta
         # Firmware Makefiles keep the core's -m flags apart from the overridable CFLAGS.
         arch_flags=" ".join(f for f in target.cflags if f.startswith("-m")),
         other_cflags=" ".join(f for f in target.cflags if not f.startswith("-m")),
-        learn=learn_context,
+        learn=learn_context, variables=emitter.variables(),
+        state_bytes=sum(v.nbytes for v in graph.variables.values()),
     )
     env = _environment()
     flavour = "firmware" if target.is_firmware else "project"

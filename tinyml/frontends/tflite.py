@@ -19,6 +19,7 @@ import numpy as np
 from tinyml.errors import ModelFormatError, ShapeError, UnsupportedOpError
 from tinyml.frontends import tflite_quirks
 from tinyml.frontends.tflite_ops import TFLITE_IMPORTERS, TfliteOp
+from tinyml.frontends.tflite_variables import VARIABLE_BUILTINS, Variables
 from tinyml.ir import Graph, Op, Tensor
 
 _TENSOR_TYPES = {
@@ -26,8 +27,9 @@ _TENSOR_TYPES = {
     "INT16": "int16", "INT32": "int32", "INT64": "int64", "BOOL": "bool",
 }
 
-#: TFLite builtins this frontend reads (tinyml.frontends.tflite_ops has one function each).
-SUPPORTED_TFLITE_OPS = tuple(sorted(TFLITE_IMPORTERS))
+#: TFLite builtins this frontend reads (tinyml.frontends.tflite_ops has one function each;
+#: the resource-variable builtins are tinyml.frontends.tflite_variables').
+SUPPORTED_TFLITE_OPS = tuple(sorted((*TFLITE_IMPORTERS, *VARIABLE_BUILTINS)))
 
 
 def _schema():
@@ -86,10 +88,17 @@ class _Importer:
         self.op_codes = [self._code_name(code) for code in model.operatorCodes or []]
         tensors = sub.tensors or []
         self._check_ops(sub, tensors)
+        self.variables = Variables(self)
+        self.variables.scan(sub)
         for index, t in enumerate(tensors):
-            self._import_tensor(index, t)
+            if not self.variables.is_handle(index):  # a RESOURCE handle: no value
+                self._import_tensor(index, t)
         for index, op in enumerate(sub.operators or []):
-            self._convert_op(index, op)
+            kind = self._opcode(op)
+            if kind in VARIABLE_BUILTINS:
+                self.variables.convert(index, kind, op)
+            else:
+                self._convert_op(index, op)
         self._forget_dynamic_shapes()
         self.graph.inputs = [self._name(i) for i in _ints(sub.inputs)]
         self.graph.outputs = [self._name(i) for i in _ints(sub.outputs)]
@@ -135,9 +144,8 @@ class _Importer:
             raise ModelFormatError(f"{self.graph.name}: reference to missing tensor #{index}")
         return self.tensor_names[index]
 
-    def _import_tensor(self, index: int, t) -> None:
-        raw_name = t.name.decode("utf-8", "replace") if t.name else f"tensor_{index}"
-        name = self.graph.unique_name(raw_name)
+    def _tensor_type(self, t, name: str):
+        """(dtype, shape, quantization) of a flatbuffer tensor."""
         type_name = self.type_names.get(t.type, str(t.type))
         if type_name not in _TENSOR_TYPES:
             raise ModelFormatError(f"{self.graph.name}: tensor '{name}' has unsupported element "
@@ -151,9 +159,15 @@ class _Importer:
         if t.sparsity is not None:
             raise ModelFormatError(f"{self.graph.name}: tensor '{name}' is stored sparse: not "
                                    f"supported (TFLM does not read sparse tensors either)")
+        return dtype, shape, tflite_quirks.quantization(t.quantization, shape, name, self.quirks)
+
+    def _import_tensor(self, index: int, t) -> None:
+        raw_name = t.name.decode("utf-8", "replace") if t.name else f"tensor_{index}"
+        name = self.graph.unique_name(raw_name)
+        dtype, shape, quant = self._tensor_type(t, name)
+        signature = tuple(_ints(t.shapeSignature))
         if any(d < 0 for d in signature) and len(signature) == len(shape):
             self.dynamic[name] = signature
-        quant = tflite_quirks.quantization(t.quantization, shape, name, self.quirks)
         data = self._buffer(t.buffer, dtype, shape, name)
         self.graph.add_tensor(Tensor(name, shape, dtype, quant, data))
         self.tensor_names[index] = name

@@ -4,6 +4,12 @@ A graph is what every frontend produces and every later stage consumes. Frontend
 with :meth:`Graph.add_tensor` / :meth:`Graph.add_op`, then call :meth:`Graph.finalize`, which
 sorts the ops topologically, infers shapes (evaluating shape-only ops) and validates the result,
 so every graph that leaves a frontend is well formed.
+
+Streaming models keep state between invocations in *variables* (:class:`Variable`, TFLite's
+resource variables): ``Graph.variables`` holds each one's shape, type, quantization and value
+at reset; READ_VARIABLE and ASSIGN_VARIABLE ops read and write it. Those ops are the only
+ones whose order is not given by data flow alone, so :meth:`Graph.ordering_edges` states it
+and the topological sort (and every scheduler) honours it.
 """
 
 from __future__ import annotations
@@ -13,8 +19,25 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from tinyml.errors import GraphError, ShapeError
-from tinyml.ir.ops import OP_SPECS, OpSpec
-from tinyml.ir.tensor import Tensor
+from tinyml.ir.ops import OP_SPECS, VARIABLE_OPS, OpSpec
+from tinyml.ir.tensor import DTYPES, Quantization, Tensor
+
+
+@dataclass
+class Variable:
+    """State kept between invocations. ``initial`` is its value at reset (the value the
+    model's initializer assigns), of ``dtype``; for an int8 variable these are the codes."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    initial: Any
+    quant: Quantization | None = None
+
+    @property
+    def nbytes(self) -> int:
+        import numpy as np
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(DTYPES[self.dtype]).itemsize
 
 
 @dataclass
@@ -52,6 +75,8 @@ class Graph:
         #: a field TFLM ignores...): one line per kind of quirk, for ``tinyml inspect``. Not
         #: errors: the graph means what the runtime the file was written for computes.
         self.notes: list[str] = []
+        #: State kept between invocations, by name (see :class:`Variable`).
+        self.variables: dict[str, Variable] = {}
 
     # ---- building -------------------------------------------------------------------------
 
@@ -108,10 +133,32 @@ class Graph:
 
     # ---- structure ------------------------------------------------------------------------
 
+    def ordering_edges(self) -> list[tuple[Op, Op]]:
+        """(before, after) pairs data flow does not imply: per variable, a READ_VARIABLE and
+        an ASSIGN_VARIABLE keep their order in ``ops`` (a read before an assignment sees the
+        old value, one after it the new value), and so do two assignments."""
+        edges: list[tuple[Op, Op]] = []
+        seen: dict[str, list[Op]] = defaultdict(list)
+        for op in self.ops:
+            if op.kind not in VARIABLE_OPS:
+                continue
+            earlier = seen[op.attrs.variable]
+            edges.extend((e, op) for e in earlier
+                         if "ASSIGN_VARIABLE" in (e.kind, op.kind))
+            earlier.append(op)
+        return edges
+
     def topological_order(self) -> list[Op]:
-        """Ops ordered so each runs after its producers; ties keep the source model's order."""
+        """Ops ordered so each runs after its producers and after what
+        :meth:`ordering_edges` puts before it; ties keep the source model's order."""
         producer = self.producers()
+        extra: dict[int, list[Op]] = defaultdict(list)
+        for before, after in self.ordering_edges():
+            extra[id(before)].append(after)
         pending = {id(op): sum(1 for n in set(op.inputs) if n in producer) for op in self.ops}
+        for followers in extra.values():
+            for after in followers:
+                pending[id(after)] += 1
         users = self.consumers()
         ready = [op for op in self.ops if pending[id(op)] == 0]
         position = {id(op): i for i, op in enumerate(self.ops)}
@@ -122,11 +169,12 @@ class Graph:
         while heap:
             _, _, op = heapq.heappop(heap)
             order.append(op)
-            for out in op.outputs:
-                for user in {id(u): u for u in users.get(out, [])}.values():
-                    pending[id(user)] -= 1
-                    if pending[id(user)] == 0:
-                        heapq.heappush(heap, (position[id(user)], id(user), user))
+            followers = [u for out in op.outputs
+                         for u in {id(u): u for u in users.get(out, [])}.values()]
+            for user in followers + extra.get(id(op), []):
+                pending[id(user)] -= 1
+                if pending[id(user)] == 0:
+                    heapq.heappush(heap, (position[id(user)], id(user), user))
         if len(order) != len(self.ops):
             stuck = [op.name for op in self.ops if pending[id(op)] > 0]
             raise GraphError(f"graph has a cycle through layer '{stuck[0]}'")
@@ -201,6 +249,16 @@ class Graph:
         for name in self.outputs:
             if name not in available:
                 raise GraphError(f"graph output '{name}' is never computed")
+        for op in self.ops:
+            if op.kind in VARIABLE_OPS:
+                var = self.variables.get(op.attrs.variable)
+                if var is None:
+                    raise GraphError(f"layer '{op.name}' ({op.kind}): unknown variable "
+                                     f"'{op.attrs.variable}'")
+                if (tuple(var.shape), var.dtype) != (tuple(op.attrs.shape), op.attrs.dtype):
+                    raise GraphError(f"layer '{op.name}' ({op.kind}): variable '{var.name}' "
+                                     f"is {var.dtype}{list(var.shape)}, the op says "
+                                     f"{op.attrs.dtype}{list(op.attrs.shape)}")
         for t in self.tensors.values():
             if any(d < 0 for d in t.shape):
                 raise ShapeError(f"tensor '{t.name}' has unresolved shape {list(t.shape)}")
@@ -218,6 +276,10 @@ class Graph:
         lines = [f"graph {self.name}"]
         for name in self.inputs:
             lines.append(f"  input  {name}: {self.tensors[name].describe()}")
+        for var in self.variables.values():
+            quant = f" {var.quant}" if var.quant is not None else ""
+            dims = "x".join(str(d) for d in var.shape) or "scalar"
+            lines.append(f"  state  {var.name}: {var.dtype}[{dims}]{quant}")
         for i, op in enumerate(self.ops):
             ins = ", ".join(n or "-" for n in op.inputs)
             outs = ", ".join(f"{n}: {self.tensors[n].describe()}" for n in op.outputs)

@@ -1129,6 +1129,42 @@ OP_SPECS.update({s.kind: s for s in [
     _spec("LOOKUP_TABLE", TableAttrs, _infer_same, (1, 1), "elementwise", "none"),
 ]})
 
+@dataclass(frozen=True)
+class VariableAttrs:
+    """READ_VARIABLE / ASSIGN_VARIABLE: the variable (its key in ``Graph.variables``, the
+    TFLite resource's shared name) with its shape and element type, which the value read or
+    assigned has (kept here because shape inference sees the op, not the graph)."""
+
+    variable: str = ""
+    shape: tuple[int, ...] = ()
+    dtype: str = "int8"
+
+
+def _infer_read_variable(op, ins):
+    return [(op.attrs.shape, op.attrs.dtype)]
+
+
+def _infer_assign_variable(op, ins):
+    if tuple(ins[0].shape) != tuple(op.attrs.shape) or ins[0].dtype != op.attrs.dtype:
+        raise _fail(op, f"assigns {ins[0].dtype}{list(ins[0].shape)} to variable "
+                        f"'{op.attrs.variable}' of {op.attrs.dtype}{list(op.attrs.shape)}")
+    return []
+
+
+OP_SPECS.update({s.kind: s for s in [
+    # Streaming state (tinyml.ir.graph.Variable): the value of a variable at this point of
+    # the invocation, and its new value for what follows (and for the next invocation).
+    _spec("READ_VARIABLE", VariableAttrs, _infer_read_variable, (0, 0), "global", "none"),
+    _spec("ASSIGN_VARIABLE", VariableAttrs, _infer_assign_variable, (1, 1), "global", "none"),
+]})
+
+#: Ops with an effect beyond their outputs (they write a variable): never dead, never
+#: reordered across a READ_VARIABLE of the same variable (``Graph.ordering_edges``).
+SIDE_EFFECT_OPS = ("ASSIGN_VARIABLE",)
+#: Ops reading or writing variables, whose relative order per variable is fixed.
+VARIABLE_OPS = ("READ_VARIABLE", "ASSIGN_VARIABLE")
+
+
 # STRIDED_SLICE and GATHER also run on activations (Cropping2D, tf.gather with constant
 # indices): their values move without rescaling.
 OP_SPECS["STRIDED_SLICE"] = dataclasses.replace(OP_SPECS["STRIDED_SLICE"], quantize="input")

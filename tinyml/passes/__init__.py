@@ -17,7 +17,11 @@ it on the MLPerf Tiny int8 models and the test zoo):
   converter's form of a dilated convolution) becomes one convolution with dilation;
 - ``fold_pad``: a PAD by real zeros becomes padding of the convolution reading it;
 - ``float_island_table``: DEQUANTIZE -> exact float ops (NEG, ABS, ...) -> QUANTIZE, the
-  converter's float fallback inside an int8 graph, becomes one int8 LOOKUP_TABLE.
+  converter's float fallback inside an int8 graph, becomes one int8 LOOKUP_TABLE;
+- ``int8_state``: a float variable that only ever holds dequantized int8 codes of one
+  quantization (a streaming model's state) keeps the codes instead;
+- ``float_island_movement``: DEQUANTIZE -> data movement (CONCATENATION, slices...) ->
+  QUANTIZE runs in int8, with a LOOKUP_TABLE per leaf whose quantization differs.
 
 Unreferenced tensors are pruned and the graph re-validated at the end.
 """
@@ -37,6 +41,8 @@ from tinyml.passes.reshape_alias import ReshapeAlias, alias_roots, is_alias
 from tinyml.passes.fold_dilated_conv import FoldDilatedConv  # conv ops
 from tinyml.passes.fold_pad import FoldPad  # conv ops
 from tinyml.passes.float_island_table import FloatIslandTable  # attention ops
+from tinyml.passes.int8_state import Int8State  # streaming ops
+from tinyml.passes.float_island_movement import FloatIslandMovement  # streaming ops
 
 #: The default pipeline, in the order each sweep applies it.
 DEFAULT_PASSES: tuple[type[OptimizerPass], ...] = (
@@ -44,7 +50,9 @@ DEFAULT_PASSES: tuple[type[OptimizerPass], ...] = (
     # ---- conv ops
     FoldDilatedConv, FoldPad,
     # ---- attention ops
-    FloatIslandTable)
+    FloatIslandTable,
+    # ---- streaming ops
+    Int8State, FloatIslandMovement)
 PASS_NAMES = tuple(p.name for p in DEFAULT_PASSES)
 
 

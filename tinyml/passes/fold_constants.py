@@ -9,7 +9,8 @@ folded value is exactly what the interpreter would have computed at run time (bi
 construction). Constants that are no longer read are pruned at the end of the pipeline.
 
 An op producing a graph output is left alone: the output must be computed into the arena
-where the caller reads it.
+where the caller reads it. So are the variable ops (READ_VARIABLE reads no tensor, yet its
+value changes from one invocation to the next; ASSIGN_VARIABLE has an effect, no output).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from tinyml.errors import UnsupportedOpError
 from tinyml.ir import DTYPES, Graph, Op
+from tinyml.ir.ops import VARIABLE_OPS
 from tinyml.passes.framework import OptimizerPass, remove_op
 
 
@@ -25,6 +27,8 @@ class FoldConstants(OptimizerPass):
     name = "fold_constants"
 
     def match(self, graph: Graph, op: Op) -> bool:
+        if op.kind in VARIABLE_OPS:
+            return False
         if any(name in graph.outputs for name in op.outputs):
             return False
         outs = graph.op_outputs(op)

@@ -3,6 +3,6 @@
 ``run(graph, inputs)`` executes a graph; int8 follows TFLM's reference kernels bit for bit.
 """
 
-from tinyml.reference.interpreter import run
+from tinyml.reference.interpreter import initial_state, run
 
-__all__ = ["run"]
+__all__ = ["initial_state", "run"]

@@ -16,13 +16,26 @@ from tinyml.ir import DTYPES, Graph
 from tinyml.reference.kernels import KERNELS, KernelCall
 
 
+def initial_state(graph: Graph) -> dict[str, np.ndarray]:
+    """The variables of ``graph`` at reset (a streaming model's state before its first
+    invocation), by name: what :func:`run` reads and updates."""
+    return {name: np.array(var.initial, dtype=DTYPES[var.dtype], copy=True)
+            for name, var in graph.variables.items()}
+
+
 def run(graph: Graph, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray],
-        keep_all: bool = False) -> dict[str, np.ndarray]:
+        keep_all: bool = False,
+        state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Execute ``graph`` on ``inputs`` (by position or by input name).
 
     Returns the graph outputs by name, or every tensor's value when ``keep_all`` is set (used
     to compare intermediate tensors against TFLM, since saturated outputs hide errors).
+    ``state``: the variables of a streaming model (:func:`initial_state`), updated in place
+    by its assignments, so passing the same dict runs frame after frame; None runs from the
+    initial state, as a model's first invocation.
     """
+    if state is None:
+        state = initial_state(graph)
     if not isinstance(inputs, Mapping):
         inputs = list(inputs)
         if len(inputs) != len(graph.inputs):
@@ -43,14 +56,14 @@ def run(graph: Graph, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray],
 
     for op in graph.ops:
         outs = graph.op_outputs(op)
-        if all(t.is_constant for t in outs):
+        if outs and all(t.is_constant for t in outs):
             continue  # evaluated at shape inference (shape-only ops)
         kernel = KERNELS.get(op.kind)
         if kernel is None:
             raise UnsupportedOpError(op.kind, op.name, sorted(KERNELS),
                                      detail="no reference kernel")
         call = KernelCall(op, [values[n] if n else None for n in op.inputs],
-                          graph.op_inputs(op), outs)
+                          graph.op_inputs(op), outs, state)
         results = kernel(call)
         if isinstance(results, np.ndarray):
             results = [results]

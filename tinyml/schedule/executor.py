@@ -32,7 +32,10 @@ class PlannedRun:
 
 
 def execute_planned(graph: Graph, plan, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray],
-                    seed: int = 0) -> PlannedRun:
+                    seed: int = 0, state: dict[str, np.ndarray] | None = None) -> PlannedRun:
+    if state is None:  # a streaming model's variables, at reset unless given
+        from tinyml.reference.interpreter import initial_state
+        state = initial_state(graph)
     rng = np.random.default_rng(seed)
     arena = rng.integers(0, 256, plan.arena_bytes, dtype=np.uint8)
 
@@ -59,7 +62,7 @@ def execute_planned(graph: Graph, plan, inputs: Sequence[np.ndarray] | Mapping[s
     for i in plan.order:
         op = graph.ops[i]
         outs = graph.op_outputs(op)
-        if all(t.is_constant for t in outs):
+        if outs and all(t.is_constant for t in outs):
             continue
         if is_alias(graph, op):
             if plan.offsets[op.inputs[0]] != plan.offsets[op.outputs[0]]:
@@ -80,7 +83,7 @@ def execute_planned(graph: Graph, plan, inputs: Sequence[np.ndarray] | Mapping[s
                 value = view(name).copy()
                 reads.setdefault(name, []).append(value)
                 values.append(value)
-        results = KERNELS[op.kind](KernelCall(op, values, graph.op_inputs(op), outs))
+        results = KERNELS[op.kind](KernelCall(op, values, graph.op_inputs(op), outs, state))
         if isinstance(results, np.ndarray):
             results = [results]
         for t, value in zip(outs, results):

@@ -10,8 +10,11 @@ alive when its producer ran and some reader has not), so the minimum-peak order 
 bottleneck shortest path over "sets of executed ops". The sets reachable in k steps are
 enumerated layer by layer; when a layer holds more than ``beam`` sets only the best are kept
 (exact for chains and the usual small residual blocks, a beam search otherwise). Ties keep
-the source order. The cost counts in-place hand-overs (an output written over a dying input
-costs max of the two, not the sum) and the op's scratch, as the planner will.
+the source order. Besides data flow, an op waits for what ``Graph.ordering_edges`` puts
+before it (an ASSIGN_VARIABLE for every earlier READ_VARIABLE of its variable), so no order
+found reads a variable after its new value is written. The cost counts in-place hand-overs
+(an output written over a dying input costs max of the two, not the sum) and the op's
+scratch, as the planner will.
 """
 
 from __future__ import annotations
@@ -98,6 +101,10 @@ class _Model:
                     self.preds[i] |= 1 << producer_of[t]
                 if t in self.root:
                     self.readers[self.root[t]] |= 1 << i
+        # A variable's reads and assignments keep their order (they share no tensor).
+        index = {id(op): i for i, op in enumerate(graph.ops)}
+        for before, after in graph.ordering_edges():
+            self.preds[index[id(after)]] |= 1 << index[id(before)]
         for t in graph.outputs:
             if t in self.root:
                 self.pinned[self.root[t]] = True

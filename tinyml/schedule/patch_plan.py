@@ -89,6 +89,7 @@ def tail_graph(graph: Graph, first: int, split: str) -> Graph:
     tail.ops = list(graph.ops[first:])
     tail.inputs = [split]
     tail.outputs = list(graph.outputs)
+    tail.variables = graph.variables
     return tail
 
 

@@ -21,6 +21,9 @@ class KernelCall:
     inputs: list[np.ndarray | None]
     in_tensors: list[Tensor | None]
     out_tensors: list[Tensor]
+    #: The variables' current values by name (streaming state), for READ_VARIABLE and
+    #: ASSIGN_VARIABLE; the caller owns it and it outlives the invocation.
+    state: dict[str, np.ndarray] | None = None
 
     @property
     def attrs(self):
@@ -33,6 +36,8 @@ class KernelCall:
     @property
     def quantized(self) -> bool:
         """True when the op computes on integers (int8 activations)."""
+        if not self.in_tensors:
+            return self.out.dtype in ("int8", "int16")
         return self.in_tensors[0].dtype in ("int8", "int16")
 
 
