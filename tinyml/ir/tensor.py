@@ -15,6 +15,7 @@ DTYPES: dict[str, type] = {
     "float32": np.float32,
     "float16": np.float16,
     "int8": np.int8,
+    "int4": np.int8,
     "uint8": np.uint8,
     "int16": np.int16,
     "int32": np.int32,
