@@ -397,7 +397,8 @@ def conv_scratch_bytes(ctx: _Context, w_t: Tensor, add: bool = False) -> int:
 
 
 @lowers("CONV_2D", kernels={"tinyml_conv2d_s8": "window", "tinyml_conv2d_1x1_s8": "pointwise",
-                            "tinyml_conv2d_sparse_s8": None, "tinyml_conv2d_1x1_sparse_s8": None})
+                            "tinyml_conv2d_sparse_s8": "window",
+                            "tinyml_conv2d_1x1_sparse_s8": "pointwise"})
 def _lower_conv2d(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
