@@ -123,3 +123,23 @@ def test_flash_budget_error_is_one_line_naming_need_budget_and_largest_layer(tmp
     assert f"largest layer '{largest.name}' (CONV_2D, weights dense int8) holds 448 B" \
         in message
     assert not out.exists()
+
+
+def test_sparse_convolutions_in_a_patch_stage(pruned, tmp_path):
+    """The sparse kernels run on windows like the dense ones (patch geometry "window" and
+    "pointwise"): a stage through the padded 3x3 convolution and two 1x1 ones; the flash per
+    layer still sums to weights_bytes (the stage's arrays are emitted once)."""
+    result = compile_model(pruned, "host", tmp_path / "p", patch="4:2")
+    assert result.patch is not None and result.patch.split_index == 4
+    stage = [result.graph.ops[i] for i in result.patch.stage]
+    functions = {call.function for call in result.calls if call.op in stage}
+    assert {"tinyml_conv2d_sparse_s8", "tinyml_conv2d_1x1_sparse_s8"} <= functions
+    assert sum(layer.bytes for layer in result.layers_flash()) == result.project.weights_bytes
+    model_c = (tmp_path / "p" / "model.c").read_text()
+    assert "for (py = 0; py < 2; ++py)" in model_c
+
+
+@pytest.mark.slow
+def test_sparse_patch_stage_is_bit_exact_under_sanitizers(pruned):
+    report = verify(pruned, "host", samples=2, patch="4:2", sanitize=True).to_json()
+    assert report["mismatched_outputs"] == 0, report
