@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from support.c_harness import Harness, bad_counts, graph_jobs, mismatches, reference_samples
+from support.dsp_harness import DspHarness
 from support.sparse_models import conv_layer, fc_layer, prune, sparsify
 from tinyml.codegen import sparse
 from tinyml.codegen.lowering import lower
@@ -122,10 +123,15 @@ def test_int4_weights_that_do_not_shrink_name_the_layer():
 
 # ---- the kernels against the reference ------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def harness():
+@pytest.fixture(scope="module", params=["portable", "cortex_m"])
+def harness(request):
+    """The portable kernels, then the same with cortex_m/sparse_rows.c (the DSP output
+    stage; its ACLE intrinsics emulated in C, tests/support/dsp_harness.py)."""
     with tempfile.TemporaryDirectory(prefix="tinyml-sparse-") as tmp:
-        yield Harness(Path(tmp))
+        if request.param == "portable":
+            yield Harness(Path(tmp))
+        else:
+            yield DspHarness(Path(tmp), ("sparse_rows.c",))
 
 
 def _stores_int4(graph) -> bool:

@@ -12,96 +12,34 @@
  * x * w over the stored entries only; the weights they skip are exact zeros, whose products
  * TFLM's dense loop adds as 0. All sums wrap as int32 like the dense kernels'.
  *
- * Signed values: an int4 code is read as int8 and its value is code >> 4, an arithmetic
- * shift of a possibly negative int (implementation-defined in C99, arithmetic on every
- * compiler tinyml targets; fixedpoint.h relies on the same).
+ * The decoding and the row loop are in sparse_rows.h / sparse_rows.c (which a core may
+ * replace, as cortex_m/sparse_rows.c does); this file walks pixels and batches.
  */
 #include <string.h>
 
 #include "tinyml_kernels.h"
-#include "fixedpoint.h"
+#include "sparse_rows.h"
 
-/* The dot product of one row of 8-bit entries with x; *stream advances past the row. */
-static int32_t sparse_dot8(const int8_t *x, const int8_t **stream, int32_t entries)
-{
-    const int8_t *s = *stream;
-    int32_t acc = 0;
-    int32_t k;
-    for (k = entries >> 1; k > 0; --k) {
-        const uint32_t skips = (uint8_t)s[0];
-        x += skips & 15u;
-        acc += (int32_t)x[0] * (int32_t)s[1];
-        x += 1u + (skips >> 4);
-        acc += (int32_t)x[0] * (int32_t)s[2];
-        x += 1;
-        s += 3;
-    }
-    if (entries & 1) {
-        x += (uint8_t)s[0] & 15u;
-        acc += (int32_t)x[0] * (int32_t)s[1];
-        s += 2;
-    }
-    *stream = s;
-    return acc;
-}
-
-/* The same for 4-bit entries (one byte each: value in the high nibble, skip in the low). */
-static int32_t sparse_dot4(const int8_t *x, const int8_t **stream, int32_t entries)
-{
-    const int8_t *s = *stream;
-    int32_t acc = 0;
-    int32_t k;
-    for (k = entries >> 1; k > 0; --k) {
-        const int32_t c0 = s[0];
-        const int32_t c1 = s[1];
-        x += (uint32_t)c0 & 15u;
-        acc += (int32_t)x[0] * (c0 >> 4);
-        x += 1u + ((uint32_t)c1 & 15u);
-        acc += (int32_t)x[0] * (c1 >> 4);
-        x += 1;
-        s += 2;
-    }
-    if (entries & 1) {
-        const int32_t c0 = s[0];
-        x += (uint32_t)c0 & 15u;
-        acc += (int32_t)x[0] * (c0 >> 4);
-        s += 1;
-    }
-    *stream = s;
-    return acc;
-}
-
-/* Every row on one input vector x: out[o] for o < rows. */
-static void sparse_rows(const int8_t *x, int32_t rows, int32_t value_bits,
-                        const uint16_t *row_entries, const int8_t *stream, const int32_t *bias,
-                        const int32_t *multiplier, const int32_t *shift, int32_t output_offset,
-                        int32_t act_min, int32_t act_max, int8_t *out)
-{
-    int32_t o;
-    for (o = 0; o < rows; ++o) {
-        int32_t acc = value_bits == 4 ? sparse_dot4(x, &stream, (int32_t)row_entries[o])
-                                      : sparse_dot8(x, &stream, (int32_t)row_entries[o]);
-        acc = tinyml_wrap_add(acc, bias[o]);
-        out[o] = tinyml_requantize(acc, multiplier[o], shift[o], output_offset, act_min,
-                                   act_max);
-    }
-}
+/* The rows and output stage of a sparse FULLY_CONNECTED / CONV_2D. */
+#define SPARSE_ROWS(p, count)                                                                \
+    {(count), (p)->value_bits, (p)->row_entries, (p)->stream, (p)->bias, (p)->multiplier,    \
+     (p)->shift, (p)->output_offset, (p)->act_min, (p)->act_max}
 
 void tinyml_fully_connected_sparse_s8(const tinyml_fully_connected_sparse_params *p,
                                       const int8_t *input, int8_t *output, int8_t *scratch)
 {
+    const tinyml_sparse_rows_t rows = SPARSE_ROWS(p, p->output_depth);
     int32_t b;
     (void)scratch; /* none needed */
     for (b = 0; b < p->batches; ++b) {
-        sparse_rows(input + b * p->input_depth, p->output_depth, p->value_bits,
-                    p->row_entries, p->stream, p->bias, p->multiplier, p->shift,
-                    p->output_offset, p->act_min, p->act_max, output + b * p->output_depth);
+        tinyml_sparse_rows(&rows, input + b * p->input_depth, output + b * p->output_depth);
     }
 }
 
 void tinyml_conv2d_1x1_sparse_s8(const tinyml_conv2d_sparse_params *p, const int8_t *input,
                                  int8_t *output, int8_t *scratch)
 {
+    const tinyml_sparse_rows_t rows = SPARSE_ROWS(p, p->output_c);
     const int32_t depth = p->input_c;
     int32_t b, oy, ox;
     (void)scratch; /* none needed */
@@ -111,9 +49,7 @@ void tinyml_conv2d_1x1_sparse_s8(const tinyml_conv2d_sparse_params *p, const int
             for (ox = 0; ox < p->output_w; ++ox) {
                 const int8_t *x =
                     in_b + (oy * p->stride_h * p->input_w + ox * p->stride_w) * depth;
-                sparse_rows(x, p->output_c, p->value_bits, p->row_entries, p->stream,
-                            p->bias, p->multiplier, p->shift, p->output_offset, p->act_min,
-                            p->act_max, output);
+                tinyml_sparse_rows(&rows, x, output);
                 output += p->output_c;
             }
         }
@@ -146,15 +82,14 @@ static void gather_window(const tinyml_conv2d_sparse_params *p, const int8_t *in
 void tinyml_conv2d_sparse_s8(const tinyml_conv2d_sparse_params *p, const int8_t *input,
                              int8_t *output, int8_t *scratch)
 {
+    const tinyml_sparse_rows_t rows = SPARSE_ROWS(p, p->output_c);
     int32_t b, oy, ox;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
         for (oy = 0; oy < p->output_h; ++oy) {
             for (ox = 0; ox < p->output_w; ++ox) {
                 gather_window(p, in_b, oy, ox, scratch);
-                sparse_rows(scratch, p->output_c, p->value_bits, p->row_entries, p->stream,
-                            p->bias, p->multiplier, p->shift, p->output_offset, p->act_min,
-                            p->act_max, output);
+                tinyml_sparse_rows(&rows, scratch, output);
                 output += p->output_c;
             }
         }
