@@ -143,3 +143,39 @@ def test_sparse_convolutions_in_a_patch_stage(pruned, tmp_path):
 def test_sparse_patch_stage_is_bit_exact_under_sanitizers(pruned):
     report = verify(pruned, "host", samples=2, patch="4:2", sanitize=True).to_json()
     assert report["mismatched_outputs"] == 0, report
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or
+                    shutil.which("arm-none-eabi-gcc") is None, reason="no ARM toolchain/QEMU")
+def test_sparse_assembly_loops_in_qemu(tmp_path):
+    """cortex_m/sparse_rows.c's assembly (host tests run its C twin) on emulated cortex-m4:
+    int4 rows of every length mod 4 (the four-entry loop and its tail), int8 rows of both
+    parities, a padded generic convolution; against the reference on the int8 twin."""
+    import numpy as np
+
+    from support.sparse_models import conv_layer, fc_layer
+    from tinyml import firmware, reference
+    from tinyml.sim import qemu
+
+    cases = [(fc_layer(40, 257, 9, batches=2), 0.8, True),
+             (fc_layer(41, 131, 7), 0.6, False),
+             (conv_layer(42, (6, 5), 40, 11, (1, 1)), 0.85, True),
+             (conv_layer(43, (7, 6), 24, 10, (3, 3), padding=(1, 1, 1, 1)), 0.8, False)]
+    target = load_target("cortex-m4")
+    for i, ((graph, feeds), sparsity, int4) in enumerate(cases):
+        compiled, twin = sparsify(graph, sparsity, seed=i, int4=int4)
+        result = compile_model(compiled, target, tmp_path / f"p{i}", build=False)
+        (call,) = result.calls
+        assert call.weight_format == ("sparse4" if int4 else "sparse8")
+        entries = call.params["row_entries"].values
+        assert len({int(n) % (4 if int4 else 2) for n in entries}) > 1
+        rng = np.random.default_rng(i)
+        samples = [feeds] + [[rng.integers(-128, 128, f.shape).astype(np.int8) for f in feeds]
+                             for _ in range(2)]
+        elf = firmware.build_harness(tmp_path / f"p{i}", target)
+        run = qemu.run_samples(elf, target, compiled, samples)
+        for sample, outputs in zip(samples, run.outputs):
+            want = reference.run(twin, sample)
+            for name, got in zip(twin.outputs, outputs):
+                np.testing.assert_array_equal(got, want[name], err_msg=f"case {i}")
