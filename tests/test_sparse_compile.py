@@ -151,7 +151,9 @@ def test_sparse_patch_stage_is_bit_exact_under_sanitizers(pruned):
 def test_sparse_assembly_loops_in_qemu(tmp_path):
     """cortex_m/sparse_rows.c's assembly (host tests run its C twin) on emulated cortex-m4:
     int4 rows of every length mod 4 (the four-entry loop and its tail), int8 rows of both
-    parities, a padded generic convolution; against the reference on the int8 twin."""
+    parities, 1x1 convolutions with an even and an odd number of pixels (the paired loops
+    and the last pixel alone), a padded generic convolution; against the reference on the
+    int8 twin."""
     import numpy as np
 
     from support.sparse_models import conv_layer, fc_layer
@@ -161,6 +163,7 @@ def test_sparse_assembly_loops_in_qemu(tmp_path):
     cases = [(fc_layer(40, 257, 9, batches=2), 0.8, True),
              (fc_layer(41, 131, 7), 0.6, False),
              (conv_layer(42, (6, 5), 40, 11, (1, 1)), 0.85, True),
+             (conv_layer(44, (9, 5), 33, 12, (1, 1), stride=(2, 1)), 0.7, False),
              (conv_layer(43, (7, 6), 24, 10, (3, 3), padding=(1, 1, 1, 1)), 0.8, False)]
     target = load_target("cortex-m4")
     for i, ((graph, feeds), sparsity, int4) in enumerate(cases):

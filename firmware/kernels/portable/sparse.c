@@ -36,22 +36,39 @@ void tinyml_fully_connected_sparse_s8(const tinyml_fully_connected_sparse_params
     }
 }
 
+/* The input vector of output pixel (*oy, *ox) of a 1x1 convolution; steps to the next pixel
+ * (row-major; no division, which Cortex-M0+ lacks). */
+static const int8_t *next_pixel(const tinyml_conv2d_sparse_params *p, const int8_t *in_b,
+                                int32_t *oy, int32_t *ox)
+{
+    const int8_t *x = in_b + (*oy * p->stride_h * p->input_w + *ox * p->stride_w) * p->input_c;
+    if (++*ox == p->output_w) {
+        *ox = 0;
+        ++*oy;
+    }
+    return x;
+}
+
 void tinyml_conv2d_1x1_sparse_s8(const tinyml_conv2d_sparse_params *p, const int8_t *input,
                                  int8_t *output, int8_t *scratch)
 {
     const tinyml_sparse_rows_t rows = SPARSE_ROWS(p, p->output_c);
-    const int32_t depth = p->input_c;
-    int32_t b, oy, ox;
+    const int32_t pixels = p->output_h * p->output_w;
+    int32_t b, k;
     (void)scratch; /* none needed */
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *in_b = input + b * p->input_h * p->input_w * depth;
-        for (oy = 0; oy < p->output_h; ++oy) {
-            for (ox = 0; ox < p->output_w; ++ox) {
-                const int8_t *x =
-                    in_b + (oy * p->stride_h * p->input_w + ox * p->stride_w) * depth;
-                tinyml_sparse_rows(&rows, x, output);
-                output += p->output_c;
-            }
+        const int8_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
+        int32_t oy = 0, ox = 0;
+        /* Output pixels two at a time (tinyml_sparse_rows2), then the odd one. */
+        for (k = 0; k + 1 < pixels; k += 2) {
+            const int8_t *x0 = next_pixel(p, in_b, &oy, &ox);
+            const int8_t *x1 = next_pixel(p, in_b, &oy, &ox);
+            tinyml_sparse_rows2(&rows, x0, x1, output, output + p->output_c);
+            output += 2 * p->output_c;
+        }
+        if (k < pixels) {
+            tinyml_sparse_rows(&rows, next_pixel(p, in_b, &oy, &ox), output);
+            output += p->output_c;
         }
     }
 }

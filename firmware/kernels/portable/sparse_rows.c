@@ -19,3 +19,10 @@ void tinyml_sparse_rows(const tinyml_sparse_rows_t *m, const int8_t *x, int8_t *
                                    m->act_min, m->act_max);
     }
 }
+
+void tinyml_sparse_rows2(const tinyml_sparse_rows_t *m, const int8_t *x0, const int8_t *x1,
+                         int8_t *out0, int8_t *out1)
+{
+    tinyml_sparse_rows(m, x0, out0);
+    tinyml_sparse_rows(m, x1, out1);
+}

@@ -26,6 +26,11 @@ typedef struct {
 /* out[o] for every row o on the input vector x. */
 void tinyml_sparse_rows(const tinyml_sparse_rows_t *m, const int8_t *x, int8_t *out);
 
+/* The same on two input vectors at once (two pixels of a 1x1 convolution): out0 from x0,
+ * out1 from x1. A core may decode each entry once for both. */
+void tinyml_sparse_rows2(const tinyml_sparse_rows_t *m, const int8_t *x0, const int8_t *x1,
+                         int8_t *out0, int8_t *out1);
+
 /* The dot product of one row of 8-bit entries with x; *stream advances past the row. Written
  * with post-increments so that each entry is an add, a load with write-back, a load and a
  * multiply-accumulate on cores that have them. */
