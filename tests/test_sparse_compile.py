@@ -55,7 +55,8 @@ def test_pruned_layers_are_stored_sparse_and_flash_per_layer_sums(pruned, tmp_pa
     assert sum(layer["bytes"] for layer in layers) == report["weights_bytes"]
     formats = {layer["op"]: layer["format"] for layer in layers}
     assert formats["CONV_2D"] == formats["FULLY_CONNECTED"] == "sparse8"
-    assert formats["DEPTHWISE_CONV_2D"] == "-"  # no weight_format: not a sparse candidate
+    assert formats["DEPTHWISE_CONV_2D"] == "dense int8"  # not a sparse candidate
+    assert formats["SOFTMAX"] == "-"
     dense = json.loads(tinyml("compile", str(EXAMPLE), "--target", "host", "-o",
                               str(tmp_path / "d"), "--json").stdout)
     assert sum(layer["bytes"] for layer in dense["layers_flash"]) == dense["weights_bytes"]

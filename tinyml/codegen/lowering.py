@@ -480,7 +480,8 @@ def _lower_conv2d_add(ctx: _Context) -> KernelCall:
                   add_output_offset=out.zero_point(), add_act_min=lo, add_act_max=hi)
     return _call(ctx, "tinyml_conv2d_add_s8", "tinyml_conv2d_add_params", params,
                  _io_args(ctx, [0, 2]) + ["scratch"],
-                 scratch_bytes=conv_scratch_bytes(ctx, ctx.ins[1], add=True), in_place=(2, 0))
+                 scratch_bytes=conv_scratch_bytes(ctx, ctx.ins[1], add=True), in_place=(2, 0),
+                 weight_format="dense int8")
 
 
 @lowers("DEPTHWISE_CONV_2D", kernels={
@@ -521,7 +522,7 @@ def _lower_depthwise(ctx: _Context) -> KernelCall:
     return _call(ctx, function, "tinyml_depthwise_conv2d_params", params,
                  _io_args(ctx) + ["scratch"],
                  scratch_bytes=depthwise_scratch_bytes(ctx, plane_h, plane_w, kh, kw),
-                 in_place=in_place)
+                 in_place=in_place, weight_format="dense int8")
 
 
 def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, kw: int) -> int:
@@ -1363,4 +1364,4 @@ def _lower_transpose_conv(ctx: _Context) -> KernelCall:
                   bias=ctx.array("bias", "int32_t", ctx.bias(2, cout)),
                   **_multiplier_arrays(ctx, multiplier, shift))
     return _call(ctx, "tinyml_transpose_conv_s8", "tinyml_transpose_conv_params", params,
-                 _io_args(ctx))
+                 _io_args(ctx), weight_format="dense int8")
