@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tinyml import flash
 from tinyml.errors import TinymlError
 
 if TYPE_CHECKING:
@@ -28,17 +29,9 @@ class BudgetError(TinymlError):
 
 
 def layer_constant_bytes(result: "Compilation") -> dict[str, int]:
-    """Flash bytes of each layer's constants (arrays in its parameters, constant inputs)."""
-    graph = result.graph
-    sizes: dict[str, int] = {}
-    for call in result.calls:
-        total = sum(array.values.nbytes for array in call.arrays)
-        for arg in call.args:
-            kind, _, name = arg.partition(":")
-            if kind == "in" and graph.tensors[name].is_constant:
-                total += graph.tensors[name].nbytes
-        sizes[call.op.name] = sizes.get(call.op.name, 0) + total
-    return sizes
+    """Flash bytes of each layer's constants (arrays in its parameters, constant inputs),
+    as weights.c stores them (tinyml.flash)."""
+    return flash.by_layer(result.graph, result.calls)
 
 
 def _part(result: "Compilation") -> str:
@@ -47,11 +40,11 @@ def _part(result: "Compilation") -> str:
 
 
 def _largest_layer(result: "Compilation") -> str:
-    sizes = layer_constant_bytes(result)
-    if not sizes:
+    layer = flash.largest(result.graph, result.calls)
+    if layer is None or not layer.bytes:
         return "no layer has constants"
-    name = max(sizes, key=sizes.get)
-    return f"largest layer '{name}' holds {sizes[name]:,} B"
+    stored = f", weights {layer.format}" if layer.format != "-" else ""
+    return f"largest layer '{layer.name}' ({layer.op}{stored}) holds {layer.bytes:,} B"
 
 
 def _ram_error(result: "Compilation", need: str) -> BudgetError:

@@ -110,6 +110,7 @@ def _print_table(summary) -> None:
 
 def _compile(args: argparse.Namespace) -> int:
     from tinyml.compiler import compile_model
+    from tinyml.flash import format_summary
 
     quantize = None
     if args.calib:  # a float model: quantize it first (tinyml.quantize)
@@ -129,7 +130,8 @@ def _compile(args: argparse.Namespace) -> int:
             *([("state", f"{report['state_bytes']:,} B", "streaming variables, kept between "
                 "invocations outside the arena (tinyml_reset() restores them)")]
               if report["state_bytes"] else []),
-            ("weights", f"{report['weights_bytes']:,} B", "const data in weights.c"),
+            ("weights", f"{report['weights_bytes']:,} B", "const data in weights.c; weight "
+             f"filters: {format_summary(result.layers_flash())}"),
             ("flash", f"{report['flash_bytes']:,} B" if report["flash_bytes"] else "-",
              "measured from the firmware image when the target builds one"),
             ("MACs", f"{report['macs']:,}", "per inference"),
@@ -180,10 +182,31 @@ def _report(args: argparse.Namespace) -> int:
     report = result.report()
     rows = [("peak SRAM", f"{report['peak_sram_bytes']:,} B", "arena with the chosen schedule")]
     rows += _patch_rows(report)
+    rows += _flash_rows(result)
     rows.append(("written", str(args.output), "HTML with the memory plot and per-layer table"))
     _print_report(f"report {result.model.name} ({report['target']})", rows)
     sys.stdout.flush()
     return 0
+
+
+def _flash_rows(result) -> list[tuple[str, str, str]]:
+    """report's flash per layer: the total, then each layer holding constants, largest
+    first (tinyml.flash)."""
+    from tinyml.flash import format_summary
+
+    layers = result.layers_flash()
+    total = sum(layer.bytes for layer in layers)
+    target = result.target
+    budget = f" of {target.flash_bytes:,} B flash ({target.part or target.name})" \
+        if target.flash_bytes else ""
+    rows = [("weights", f"{total:,} B", f"constants in weights.c{budget}; weight filters: "
+                                         f"{format_summary(layers)}")]
+    for layer in sorted(layers, key=lambda item: -item.bytes):
+        if layer.bytes:
+            rows.append((f"  {layer.op}", f"{layer.bytes:,} B",
+                         f"{layer.name}: weights {layer.weights_bytes:,} B {layer.format}"
+                         if layer.format != "-" else layer.name))
+    return rows
 
 
 def _add_patch_arguments(p: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ from tinyml import budget
 from tinyml.codegen.project import (GeneratedProject, commit_project, discard_project,
                                     generate_project)
 from tinyml.errors import TinymlError
+from tinyml.flash import LayerFlash, layer_flash
 from tinyml.frontends import load_model
 from tinyml.ir import Graph
 from tinyml.passes import run_passes
@@ -56,6 +57,10 @@ class Compilation:
         """Bytes of streaming state (the variables), static storage outside the arena."""
         return sum(var.nbytes for var in self.graph.variables.values())
 
+    def layers_flash(self) -> list["LayerFlash"]:
+        """Flash per layer, in execution order (tinyml.flash)."""
+        return layer_flash(self.graph, self.calls)
+
     def report(self) -> dict:
         """The ``--json`` figures."""
         return {
@@ -66,6 +71,9 @@ class Compilation:
             "state_bytes": self.state_bytes,
             "weights_bytes": self.project.weights_bytes if self.project else None,
             "flash_bytes": self.sizes.get("flash_bytes"),
+            # Per layer: its constants in weights.c (they sum to weights_bytes) and how its
+            # weights are stored (tinyml.flash).
+            "layers_flash": [layer.to_json() for layer in self.layers_flash()],
             "macs": self.macs,
             "peak_layer": self.plan.peak_layer,
             "peak_sram_bytes_layerwise": (self.layerwise_plan or self.plan).peak_sram_bytes,

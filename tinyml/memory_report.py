@@ -1,4 +1,5 @@
-"""``tinyml report``: a model's memory profile on a target, before and after patch scheduling.
+"""``tinyml report``: a model's memory profile on a target, before and after patch scheduling,
+and its flash per layer.
 
 Why: tinyml decides on its own whether to run the first layers patch by patch
 (:mod:`tinyml.schedule.patches`); the user should see why. The report is the picture MCUNetV2
@@ -77,7 +78,7 @@ def figures(result: Compilation) -> dict:
     """The summary figures: the same keys and values as ``compile --json``."""
     report = result.report()
     keys = ("target", "peak_sram_bytes", "peak_sram_bytes_layerwise", "arena_bytes",
-            "scratch_bytes", "state_bytes", "macs", "peak_layer", "patch")
+            "scratch_bytes", "state_bytes", "macs", "peak_layer", "patch", "layers_flash")
     return {k: report[k] for k in keys}
 
 
@@ -184,6 +185,16 @@ def render(result: Compilation, why: str = "--patch off") -> str:
         f"<td>{r.macs:,}</td><td>{r.patched_macs:,}</td><td>{r.bytes_layerwise:,}</td>"
         f"<td>{r.bytes_patched:,}</td><td>{'yes' if r.in_stage else ''}</td></tr>"
         for r in rows)
+    flash_layers = result.layers_flash()
+    flash_bytes = sum(layer.bytes for layer in flash_layers)
+    flash_total = f"Total: {flash_bytes:,} B"
+    if target.flash_bytes:
+        flash_total += f" of the target's {target.flash_bytes:,} B flash (besides code)."
+    flash_table = "\n".join(
+        f"<tr><td>{i}</td><td>{html.escape(layer.name)}</td><td>{layer.op}</td>"
+        f"<td>{html.escape(layer.format)}</td><td>{layer.weights_bytes:,}</td>"
+        f"<td>{layer.bytes:,}</td><td>{100 * layer.bytes / max(flash_bytes, 1):.1f} %</td></tr>"
+        for i, layer in enumerate(flash_layers))
     title = f"tinyml memory report: {result.model.name} on {target.name}"
     script = json.dumps(data).replace("</", "<\\/")  # raw text inside <script>
     return f"""<!DOCTYPE html>
@@ -216,6 +227,15 @@ largest of them. Rows of the patch stage are shaded.</p>
 <tr><th>#</th><th>layer</th><th>op</th><th>output</th><th>MACs</th><th>MACs patched</th>
 <th>bytes, layer by layer</th><th>bytes, patched</th><th>patch stage</th></tr>
 {table}
+</table>
+<h2>Flash per layer</h2>
+<p>Constants each layer puts in weights.c (weights, bias, requantization constants), and how
+its weights are stored: dense int8, dense int4, or sparse8 / sparse4 run-length rows (chosen
+per layer where they take fewer bytes than dense). {html.escape(flash_total)}</p>
+<table id="flash">
+<tr><th>#</th><th>layer</th><th>op</th><th>weight format</th><th>weights B</th>
+<th>constants B</th><th>share</th></tr>
+{flash_table}
 </table>
 <script type="application/json" id="figures">{script}</script>
 </body>

@@ -171,6 +171,79 @@ typedef struct {
 void tinyml_fully_connected_s8(const tinyml_fully_connected_params *p, const int8_t *input,
                                int8_t *output, int8_t *scratch);
 
+/* ---- Sparse weights: FULLY_CONNECTED and CONV_2D read run-length rows -------------------
+ * Lowering (tinyml/codegen/sparse.py) stores a filter whose rows are mostly zero as a stream
+ * of entries read directly by these kernels; the input offset is folded into the bias as for
+ * the dense 1x1 kernels, so a skipped weight (an exact 0) adds exactly what TFLM's dense loop
+ * adds for it: nothing. One entry (skip s in 0..15, value v): the row position advances by s,
+ * acc += x[position] * v, the position advances by 1. A gap of 16 or more zeros takes
+ * filler entries (15, 0): a multiply by 0 rather than a branch in the loop. row_entries[r]
+ * counts the entries of row r (fillers included); trailing zeros of a row take none.
+ *
+ *   value_bits 4 (int4 weights): one byte per entry, value in the high nibble (two's
+ *                complement), skip in the low one: code = v * 16 + s, read as int8.
+ *   value_bits 8 (int8 weights): pairs of entries as three bytes [s0 | s1 << 4][v0][v1]; a
+ *                row with an odd count ends with the two bytes [s0][v0].
+ *
+ * Rows follow one another in `stream`; output channel o is row o (an FC filter row, or the
+ * OHWI filter of output channel o flattened in H, W, I order). */
+typedef struct {
+    int32_t batches;
+    int32_t input_depth;
+    int32_t output_depth;
+    int32_t value_bits;          /* 4 or 8 */
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+    const uint16_t *row_entries; /* output_depth entries */
+    const int8_t *stream;
+    const int32_t *bias;         /* input offset folded in */
+    const int32_t *multiplier;   /* output_depth entries */
+    const int32_t *shift;        /* output_depth entries */
+} tinyml_fully_connected_sparse_params;
+
+/* scratch: none. Per-channel (or per-tensor with filter zero point 0) weights only. */
+void tinyml_fully_connected_sparse_s8(const tinyml_fully_connected_sparse_params *p,
+                                      const int8_t *input, int8_t *output, int8_t *scratch);
+
+/* CONV_2D with one group. tinyml_conv2d_1x1_sparse_s8: filter 1x1, no padding, any stride;
+ * no scratch. tinyml_conv2d_sparse_s8: any filter, stride, dilation and padding; per output
+ * pixel it copies the window (filter_h * filter_w * input_c bytes of scratch) with the taps
+ * outside the image set to the input zero point, whose products the folded bias cancels
+ * exactly (zp * w + input_offset * w = 0), then runs the rows on it. */
+typedef struct {
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t input_c;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t output_c;
+    int32_t filter_h;
+    int32_t filter_w;
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t dilation_h;
+    int32_t dilation_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t input_zero_point;    /* fills the taps outside the image */
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+    int32_t value_bits;          /* 4 or 8 */
+    const uint16_t *row_entries; /* output_c entries */
+    const int8_t *stream;
+    const int32_t *bias;         /* bias + input_offset * sum of the channel's weights */
+    const int32_t *multiplier;
+    const int32_t *shift;
+} tinyml_conv2d_sparse_params;
+
+void tinyml_conv2d_1x1_sparse_s8(const tinyml_conv2d_sparse_params *p, const int8_t *input,
+                                 int8_t *output, int8_t *scratch);
+void tinyml_conv2d_sparse_s8(const tinyml_conv2d_sparse_params *p, const int8_t *input,
+                             int8_t *output, int8_t *scratch);
+
 /* ---- ADD and MUL -------------------------------------------------------------------------
  * numpy broadcasting over 4 dimensions: shape holds the output dimensions (leading 1s for
  * lower ranks), strides1/strides2 each input's element strides (0 where it broadcasts).

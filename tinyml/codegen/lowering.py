@@ -32,6 +32,7 @@ import numpy as np
 from tinyml.errors import TinymlError, UnsupportedOpError
 from tinyml.ir import Graph, Op, Tensor
 from tinyml.ir.ops import batch_matmul_dims, normalize_axis
+from tinyml.codegen import sparse
 from tinyml.reference.fixedpoint import (activation_range, per_channel_multipliers,
                                          per_tensor_fc_multiplier, wrap_int32)
 from tinyml.reference.kernels import KernelCall as ReferenceCall
@@ -54,7 +55,8 @@ MAX_DIMS = 4
 #: The kernel directory (firmware/kernels/) of the Cortex-M DSP kernels.
 DSP_KERNELS = "cortex_m"
 
-_CTYPES = {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32, "float": np.float32}
+_CTYPES = {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32, "uint16_t": np.uint16,
+           "float": np.float32}
 
 
 @dataclass
@@ -62,7 +64,7 @@ class ConstArray:
     """A constant emitted into weights.c (const, flash)."""
 
     name: str              # C identifier, unique within one lowered graph
-    ctype: str             # "int8_t", "int32_t", "int16_t" or "float"
+    ctype: str             # "int8_t", "int32_t", "int16_t", "uint16_t" or "float"
     values: np.ndarray     # flattened, in the layout the kernel reads
 
 
@@ -88,6 +90,9 @@ class KernelCall:
     in_place: tuple[int, int] | None = None
     #: How the kernel runs on one patch (see :class:`Lowering`); None: whole tensors only.
     geometry: str | None = None
+    #: How the layer's weights are stored ("dense int8", "sparse4", ... see
+    #: tinyml.codegen.flash); None: the layer has no weight filter.
+    weight_format: str | None = None
 
     def fields(self) -> list[tuple[str, int | float | ConstArray]]:
         """The struct's fields in order as (C designator, value). A dict in ``params`` is a
@@ -247,10 +252,11 @@ class _Context:
             raise self.fail(f"{role} must be a constant")
         return np.asarray(t.data)
 
-    def weights(self, t: Tensor, axis: int) -> np.ndarray:
-        """int8 quantized constant weights, per tensor or per channel along ``axis``."""
+    def weights(self, t: Tensor, axis: int, int4: bool = False) -> np.ndarray:
+        """int8 quantized constant weights, per tensor or per channel along ``axis`` (or
+        int4 ones, values in [-8, 7], where the caller can store them: ``int4``)."""
         data = self.constant(t, "the weights")
-        if t.dtype != "int8" or t.quant is None:
+        if t.dtype not in (("int8", "int4") if int4 else ("int8",)) or t.quant is None:
             raise self.fail(f"int8 input needs int8 quantized weights, got {t.dtype}")
         if t.quant.per_channel and t.quant.axis != axis:
             raise self.fail(f"weights quantized along axis {t.quant.axis}, TFLM expects "
@@ -275,13 +281,14 @@ class _Context:
 
 
 def _call(ctx: _Context, function: str, params_type: str, params: dict, args: list[str],
-          scratch_bytes: int = 0, in_place: tuple[int, int] | None = None) -> KernelCall:
+          scratch_bytes: int = 0, in_place: tuple[int, int] | None = None,
+          weight_format: str | None = None) -> KernelCall:
     declared = _LOWERERS[ctx.op.kind].kernels
     if function not in declared:
         raise AssertionError(f"the lowering of {ctx.op.kind} calls {function}, which it does not "
                              f"declare (lowers(..., kernels=...))")
     return KernelCall(ctx.op, function, params_type, _clean(params), args, int(scratch_bytes),
-                      in_place, declared[function])
+                      in_place, declared[function], weight_format)
 
 
 def _clean(params: dict) -> dict:
@@ -390,7 +397,9 @@ def conv_scratch_bytes(ctx: _Context, w_t: Tensor, add: bool = False) -> int:
     return 2 * pixels * k + 3 + (2 * 256 * 4 if add else 0)
 
 
-@lowers("CONV_2D", kernels={"tinyml_conv2d_s8": "window", "tinyml_conv2d_1x1_s8": "pointwise"})
+@lowers("CONV_2D", kernels={"tinyml_conv2d_s8": "window", "tinyml_conv2d_1x1_s8": "pointwise",
+                            "tinyml_conv2d_sparse_s8": "window",
+                            "tinyml_conv2d_1x1_sparse_s8": "pointwise"})
 def _lower_conv2d(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
@@ -398,10 +407,56 @@ def _lower_conv2d(ctx: _Context) -> KernelCall:
     a = ctx.op.attrs
     pointwise = (w_t.shape[1] == w_t.shape[2] == 1 and not any(a.padding)
                  and w_t.shape[3] == x_t.shape[3])
+    if w_t.shape[3] == x_t.shape[3]:  # one group: the sparse kernels' case
+        call = _sparse_conv2d(ctx, x_t, w_t, out, pointwise)
+        if call is not None:
+            return call
+    _dense_only(ctx, w_t)
     params = _conv_params(ctx, x_t, w_t, 2, out.scale(), out.zero_point(), pointwise)
     function = "tinyml_conv2d_1x1_s8" if pointwise else "tinyml_conv2d_s8"
     return _call(ctx, function, "tinyml_conv2d_params", params, _io_args(ctx) + ["scratch"],
-                 scratch_bytes=conv_scratch_bytes(ctx, w_t))
+                 scratch_bytes=conv_scratch_bytes(ctx, w_t), weight_format="dense int8")
+
+
+def _dense_only(ctx: _Context, w_t: Tensor) -> None:
+    """int4 weights compile here only as sparse rows (the dense int4 kernels are separate)."""
+    if w_t.dtype == "int4":
+        raise ctx.fail(f"int4 weights '{w_t.name}' that sparse storage does not shrink need "
+                       f"the dense int4 kernels")
+
+
+def _sparse_params(ctx: _Context, rows: "sparse.SparseRows") -> dict:
+    return dict(value_bits=rows.value_bits,
+                row_entries=ctx.array("row_entries", "uint16_t", rows.row_entries),
+                stream=ctx.array("stream", "int8_t", rows.stream))
+
+
+def _sparse_conv2d(ctx: _Context, x_t: Tensor, w_t: Tensor, out: Tensor,
+                   pointwise: bool) -> KernelCall | None:
+    """CONV_2D (one group) on sparse rows, when they take less flash than the dense filter
+    (tinyml.codegen.sparse.choose); None otherwise. The input offset is folded into the bias
+    for every filter: the generic kernel fills the taps outside the image with the input
+    zero point, whose products the folded term cancels."""
+    w = ctx.weights(w_t, 0, int4=True)
+    cout = w.shape[0]
+    matrix = w.reshape(cout, -1)
+    rows = sparse.choose(matrix, w_t.dtype)
+    if rows is None:
+        return None
+    geometry = _conv_geometry(ctx, x_t, w_t, out)
+    del geometry["filter_c"]
+    input_offset = -x_t.zero_point()
+    bias = wrap_int32(ctx.bias(2, cout) + input_offset * matrix.sum(axis=1))
+    multiplier, shift = per_channel_multipliers(x_t.scale(), w_t.quant.scale, out.scale(), cout)
+    lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), out.zero_point())
+    params = dict(geometry, input_zero_point=x_t.zero_point(), output_offset=out.zero_point(),
+                  act_min=lo, act_max=hi, **_sparse_params(ctx, rows),
+                  bias=ctx.array("bias", "int32_t", bias),
+                  **_multiplier_arrays(ctx, multiplier, shift))
+    function = "tinyml_conv2d_1x1_sparse_s8" if pointwise else "tinyml_conv2d_sparse_s8"
+    scratch = 0 if pointwise else int(matrix.shape[1])
+    return _call(ctx, function, "tinyml_conv2d_sparse_params", params,
+                 _io_args(ctx) + ["scratch"], scratch_bytes=scratch, weight_format=rows.format)
 
 
 @lowers("CONV_2D_ADD", kernels={"tinyml_conv2d_add_s8": "window"})
@@ -426,7 +481,8 @@ def _lower_conv2d_add(ctx: _Context) -> KernelCall:
                   add_output_offset=out.zero_point(), add_act_min=lo, add_act_max=hi)
     return _call(ctx, "tinyml_conv2d_add_s8", "tinyml_conv2d_add_params", params,
                  _io_args(ctx, [0, 2]) + ["scratch"],
-                 scratch_bytes=conv_scratch_bytes(ctx, ctx.ins[1], add=True), in_place=(2, 0))
+                 scratch_bytes=conv_scratch_bytes(ctx, ctx.ins[1], add=True), in_place=(2, 0),
+                 weight_format="dense int8")
 
 
 @lowers("DEPTHWISE_CONV_2D", kernels={
@@ -467,7 +523,7 @@ def _lower_depthwise(ctx: _Context) -> KernelCall:
     return _call(ctx, function, "tinyml_depthwise_conv2d_params", params,
                  _io_args(ctx) + ["scratch"],
                  scratch_bytes=depthwise_scratch_bytes(ctx, plane_h, plane_w, kh, kw),
-                 in_place=in_place)
+                 in_place=in_place, weight_format="dense int8")
 
 
 def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, kw: int) -> int:
@@ -498,12 +554,13 @@ def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, 
     return max(plane, pixel) + 3
 
 
-@lowers("FULLY_CONNECTED", kernels={"tinyml_fully_connected_s8": None})
+@lowers("FULLY_CONNECTED", kernels={"tinyml_fully_connected_s8": None,
+                                    "tinyml_fully_connected_sparse_s8": None})
 def _lower_fully_connected(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
     w_t = ctx.ins[1]
-    w = ctx.weights(w_t, 0)
+    w = ctx.weights(w_t, 0, int4=True)
     units, depth = out.shape[-1], w.shape[-1]
     w = w.reshape(-1, depth)[:units]
     if x_t.size % depth:
@@ -520,13 +577,25 @@ def _lower_fully_connected(ctx: _Context) -> KernelCall:
         filter_offset = -w_t.zero_point()
     bias = wrap_int32(ctx.bias(2, units) + (-x_t.zero_point()) * (w + filter_offset).sum(axis=1))
     lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), out.zero_point())
+    # Sparse rows store exact zeros as nothing: only where a zero weight is a zero (offset 0).
+    rows = sparse.choose(w, w_t.dtype) if filter_offset == 0 else None
+    if rows is not None:
+        params = dict(batches=x_t.size // depth, input_depth=depth, output_depth=units,
+                      output_offset=out.zero_point(), act_min=lo, act_max=hi,
+                      **_sparse_params(ctx, rows), bias=ctx.array("bias", "int32_t", bias),
+                      **_multiplier_arrays(ctx, multiplier, shift))
+        return _call(ctx, "tinyml_fully_connected_sparse_s8",
+                     "tinyml_fully_connected_sparse_params", params,
+                     _io_args(ctx) + ["scratch"], weight_format=rows.format)
+    _dense_only(ctx, w_t)
     params = dict(batches=x_t.size // depth, input_depth=depth, output_depth=units,
                   filter_offset=filter_offset, output_offset=out.zero_point(), act_min=lo,
                   act_max=hi, filter=ctx.array("filter", "int8_t", w),
                   bias=ctx.array("bias", "int32_t", bias),
                   **_multiplier_arrays(ctx, multiplier, shift))
     return _call(ctx, "tinyml_fully_connected_s8", "tinyml_fully_connected_params", params,
-                 _io_args(ctx) + ["scratch"], scratch_bytes=fc_scratch_bytes(ctx, depth))
+                 _io_args(ctx) + ["scratch"], scratch_bytes=fc_scratch_bytes(ctx, depth),
+                 weight_format="dense int8")
 
 
 def fc_scratch_bytes(ctx: _Context, depth: int) -> int:
@@ -1304,7 +1373,7 @@ def _lower_transpose_conv(ctx: _Context) -> KernelCall:
                   bias=ctx.array("bias", "int32_t", ctx.bias(2, cout)),
                   **_multiplier_arrays(ctx, multiplier, shift))
     return _call(ctx, "tinyml_transpose_conv_s8", "tinyml_transpose_conv_params", params,
-                 _io_args(ctx))
+                 _io_args(ctx), weight_format="dense int8")
 
 
 # --------------------------------------------------------------------------------------------
