@@ -15,6 +15,9 @@ DTYPES: dict[str, type] = {
     "float32": np.float32,
     "float16": np.float16,
     "int8": np.int8,
+    # Sub-byte weights (TFLite's INT4): values in [-8, 7], one per np.int8 element in the IR;
+    # only the generated C packs them two to a byte (tinyml/codegen/int4_layout.py).
+    "int4": np.int8,
     "uint8": np.uint8,
     "int16": np.int16,
     "int32": np.int32,
