@@ -267,12 +267,33 @@ def test_s4_kernels_match_reference(which, portable, dsp):
     assert len(dull_layers(jobs, results)) <= len(cases) // 10
 
 
+class ChunkedDspHarness(DspHarness):
+    """The DSP kernels with partial sums of 16 values (TINYML_S4_CHUNK), so that the path
+    that keeps 16 * sum inside int32 for windows beyond 65536 values runs on small layers."""
+
+    def _cc(self, flavor: str, args: list[str]) -> None:
+        super()._cc(flavor, ["-DTINYML_S4_CHUNK=16", *args])
+
+
+@needs_cc
+def test_dsp_s4_kernels_in_chunks_match_reference():
+    cases = [conv_layer(20, (1, 5, 6, 5), 4, (3, 3), padding=(1, 1, 1, 1)),      # K = 45
+             conv_layer(21, (1, 4, 4, 40), 5, (1, 1)),                             # K = 40
+             conv_layer(22, (1, 5, 6, 32), 5, (3, 3), (1, 1), (1, 1, 1, 1)),       # K = 288
+             fc_layer(20, 77, 9), fc_layer(21, 256, 6, batches=2)]
+    with tempfile.TemporaryDirectory(prefix="tinyml-int4-chunk-") as tmp:
+        harness = ChunkedDspHarness(Path(tmp), ("conv.c", "fully_connected.c"))
+        counts, jobs, _ = run_cases(harness, cases, M4)
+    assert len(jobs) == 2 * len(cases)
+    assert bad_counts(counts) == {}
+
+
 @needs_cc
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["portable", "dsp"])
 def test_s4_kernels_match_reference_random_geometry(which, portable, dsp):
     harness, target = (portable, None) if which == "portable" else (dsp, M4)
-    cases = random_cases(60, 2031)
+    cases = fast_cases() + random_cases(60, 2031)
     counts, jobs, results = run_cases(harness, cases, target)
     windows = [p["filter_h"] * p["filter_w"] * p["filter_c"] for p in
                (j.call.params for j in jobs) if "filter_c" in p]
