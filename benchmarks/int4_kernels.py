@@ -2,8 +2,8 @@
 
 Run: ``.venv/bin/python benchmarks/int4_kernels.py [--target cortex-m4]``
 
-Per layer shape, one single-layer int8 graph (random weights, hand-built with
-tests/support/graph_builder.py) and the same layer with its filter requantized to int4 by
+Per layer shape, one single-layer int8 graph (random weights with random per-channel scales,
+as the int4 filters have, hand-built with tests/support/graph_builder.py) and the same layer with its filter requantized to int4 by
 round to nearest (tests/support/int4_graphs.py) are compiled for the target (patching off)
 and run in QEMU with ``-icount shift=0``; the profiling build's per-layer SysTick count gives
 the layer's instructions, deterministically (1 tick = 1e9 / systick_hz instructions: 40 on
@@ -46,7 +46,7 @@ def _scale(b: Builder, x: str, w: str, taps: int) -> float:
 def conv(name, shape, cout, kernel, stride=(1, 1), padding=(0, 0, 0, 0)):
     b = Builder(name, 1)
     x = b.input(shape, scale=0.02)
-    w = b.int8_const((cout, *kernel, shape[3]), 0, scale=0.01)
+    w = b.int8_const((cout, *kernel, shape[3]), 0)
     bias = b.bias(cout, 0.0002)
     attrs = irops.Conv2DAttrs(stride, (1, 1), padding, "RELU")
     return b.finish(b.op("CONV_2D", [x, w, bias], attrs,
@@ -56,7 +56,7 @@ def conv(name, shape, cout, kernel, stride=(1, 1), padding=(0, 0, 0, 0)):
 def depthwise(name, shape, kernel, stride=(1, 1), padding=(0, 0, 0, 0)):
     b = Builder(name, 2)
     x = b.input(shape, scale=0.02)
-    w = b.int8_const((1, *kernel, shape[3]), 3, scale=0.01)
+    w = b.int8_const((1, *kernel, shape[3]), 3)
     bias = b.bias(shape[3], 0.0002)
     attrs = irops.DepthwiseConv2DAttrs(stride, (1, 1), padding, "RELU6", 1)
     return b.finish(b.op("DEPTHWISE_CONV_2D", [x, w, bias], attrs,
@@ -66,7 +66,7 @@ def depthwise(name, shape, kernel, stride=(1, 1), padding=(0, 0, 0, 0)):
 def dense(name, depth, units):
     b = Builder(name, 3)
     x = b.input((1, depth), scale=0.02)
-    w = b.int8_const((units, depth), 0, scale=0.01)
+    w = b.int8_const((units, depth), 0)
     bias = b.bias(units, 0.0002)
     attrs = irops.FullyConnectedAttrs("NONE", False)
     return b.finish(b.op("FULLY_CONNECTED", [x, w, bias], attrs, _scale(b, x, w, depth)))

@@ -255,7 +255,29 @@ def dsp():
         yield DspHarness(Path(tmp), ("conv.c", "depthwise_conv.c", "fully_connected.c"))
 
 
+def sample_cases():
+    """One case per kernel (the default run; the slow tests run them all)."""
+    return [conv_layer(4, (1, 6, 7, 5), 3, (3, 3), (1, 1), (1, 1, 1, 1)),
+            conv_layer(1, (1, 6, 7, 12), 7, (1, 1)),
+            conv_add_layer(1, (1, 5, 7, 13), (1, 1), (0, 0, 0, 0), True),
+            depthwise_layer(0, (1, 9, 7, 5), 1, (3, 3), (1, 1), (1, 1, 1, 1)),
+            depthwise_layer(4, (2, 8, 6, 13), 1, (3, 3), (1, 1), (1, 1, 1, 1)),
+            depthwise_layer(2, (1, 9, 9, 7), 1, (5, 5), (1, 1), (2, 2, 2, 2)),
+            fc_layer(2, 13, 7, batches=2), fc_layer(0, 256, 64)]
+
+
 @needs_cc
+@pytest.mark.parametrize("which", ["portable", "dsp"])
+def test_s4_kernels_match_reference_sample(which, portable, dsp):
+    harness, target = (portable, None) if which == "portable" else (dsp, M4)
+    counts, jobs, _ = run_cases(harness, sample_cases(), target, samples=1)
+    assert {job.call.function for job in jobs} == S4_FUNCTIONS
+    assert any(job.in_place for job in jobs)
+    assert bad_counts(counts) == {}
+
+
+@needs_cc
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["portable", "dsp"])
 def test_s4_kernels_match_reference(which, portable, dsp):
     harness, target = (portable, None) if which == "portable" else (dsp, M4)
@@ -276,6 +298,7 @@ class ChunkedDspHarness(DspHarness):
 
 
 @needs_cc
+@pytest.mark.slow
 def test_dsp_s4_kernels_in_chunks_match_reference():
     cases = [conv_layer(20, (1, 5, 6, 5), 4, (3, 3), padding=(1, 1, 1, 1)),      # K = 45
              conv_layer(21, (1, 4, 4, 40), 5, (1, 1)),                             # K = 40

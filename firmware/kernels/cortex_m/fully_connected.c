@@ -258,12 +258,28 @@ static TINYML_NOINLINE TINYML_NO_SCHEDULE void fc_s4_dot4_groups(const int8_t *x
     acc16[3] = a3;
 }
 
+/* x . the last `tail` (< 8) values of a packed row, which lie two to a byte, low nibble
+ * first, at `bytes`: a signed shift of each byte gives its two values. */
+static TINYML_ALWAYS_INLINE int32_t fc_s4_tail(const int8_t *x, const int8_t *bytes,
+                                               int32_t tail)
+{
+    int32_t sum = 0, i;
+    for (i = 0; i + 2 <= tail; i += 2) {
+        const int32_t byte = bytes[i >> 1];
+        sum += x[i] * (((int32_t)((uint32_t)byte << 28)) >> 28) + x[i + 1] * (byte >> 4);
+    }
+    if (tail & 1) {
+        sum += x[i] * (((int32_t)((uint32_t)bytes[i >> 1] << 28)) >> 28);
+    }
+    return sum;
+}
+
 /* acc[r] + x . row r for four packed int4 rows of `depth` values, `d` bytes apart. */
 static TINYML_NOINLINE void fc_s4_dot4(const int8_t *x, const int8_t *w, int32_t d,
                                        int32_t depth, int32_t acc[4])
 {
     const int32_t groups = depth >> 3, tail = depth & 7, per_chunk = FC_S4_CHUNK / 8;
-    int32_t g, r, i;
+    int32_t g, r;
     for (g = 0; g < groups; g += per_chunk) {
         const int32_t n = groups - g < per_chunk ? groups - g : per_chunk;
         int32_t acc16[4] = {0, 0, 0, 0};
@@ -272,10 +288,10 @@ static TINYML_NOINLINE void fc_s4_dot4(const int8_t *x, const int8_t *w, int32_t
             acc[r] = tinyml_wrap_add(acc[r], acc16[r] >> 4);
         }
     }
-    for (r = 0; r < 4; ++r) {
-        const int8_t *row = w + r * d;
-        for (i = depth - tail; i < depth; ++i) {
-            acc[r] += x[i] * tinyml_s4_value(row, i, depth);
+    if (tail) {
+        for (r = 0; r < 4; ++r) {
+            acc[r] = tinyml_wrap_add(acc[r], fc_s4_tail(x + 8 * groups, w + r * d + 4 * groups,
+                                                        tail));
         }
     }
 }
@@ -298,10 +314,7 @@ static TINYML_NOINLINE TINYML_NO_SCHEDULE int32_t fc_s4_dot1(const int8_t *x, co
         }
         acc = tinyml_wrap_add(acc, acc16 >> 4);
     }
-    for (; i < depth; ++i) {
-        acc += x[i] * tinyml_s4_value(w, i, depth);
-    }
-    return acc;
+    return tinyml_wrap_add(acc, fc_s4_tail(x + full, w + full / 2, depth - full));
 }
 
 /* The dot products of four rows (int8, or packed int4 rows of `row_bytes` bytes). */
@@ -448,8 +461,18 @@ static TINYML_NOINLINE void fc_s4_rows_shared_clamp(const tinyml_fully_connected
  * exact form of the requantization. */
 static int8_t fc_output_own(const tinyml_fully_connected_params *p, int32_t acc, int32_t u)
 {
-    const tinyml_dsp_requant r = tinyml_dsp_requant_prepare(p->multiplier[u], p->shift[u]);
-    const int32_t v = tinyml_wrap_add(tinyml_dsp_mbqm(acc, r), p->output_offset);
+    const int32_t m = p->multiplier[u], s = p->shift[u];
+    tinyml_dsp_requant r;
+    int32_t v;
+    if (tinyml_dsp_short_applies(m, s) && s >= -23) {
+        /* The usual per-channel constants: the short form with the zero point folded in,
+         * as fc_outputs_shared prepares it for shared ones. */
+        const int32_t e = -s - 1;
+        const int32_t h = (int32_t)((1u << (e - 1)) + ((uint32_t)p->output_offset << e));
+        return fc_clamp(tinyml_dsp_mbqm_short_raw(acc, m, h, e), 0, p->act_min, p->act_max);
+    }
+    r = tinyml_dsp_requant_prepare(m, s);
+    v = tinyml_wrap_add(tinyml_dsp_mbqm(acc, r), p->output_offset);
     return fc_clamp(v, 0, p->act_min, p->act_max);
 }
 
