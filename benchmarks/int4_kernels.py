@@ -7,7 +7,7 @@ as the int4 filters have, hand-built with tests/support/graph_builder.py) and th
 round to nearest (tests/support/int4_graphs.py) are compiled for the target (patching off)
 and run in QEMU with ``-icount shift=0``; the profiling build's per-layer SysTick count gives
 the layer's instructions, deterministically (1 tick = 1e9 / systick_hz instructions: 40 on
-the MPS2 boards). The ratio int4 / int8 is the issue's bar (at most 1.3 on cortex-m4); the
+the MPS2 boards). Each run's output is checked against the reference interpreter. The ratio int4 / int8 is the issue's bar (at most 1.3 on cortex-m4); the
 filter bytes show what the packing saves in flash.
 """
 
@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from support.graph_builder import Builder  # noqa: E402
 from support.int4_graphs import requantize_int4  # noqa: E402
+from tinyml import reference  # noqa: E402
 from tinyml.codegen.lowering import lower  # noqa: E402
 from tinyml.ir import ops as irops  # noqa: E402
 from tinyml.targets import load_target  # noqa: E402
@@ -78,6 +79,8 @@ SHAPES = [
                                             padding=(1, 1, 1, 1))),
     ("conv 3x3 s2 32x32x16->32", lambda: conv("c3x3s2", (1, 32, 32, 16), 32, (3, 3), (2, 2),
                                                (0, 1, 0, 1))),
+    ("conv 3x3 8x8x64->64 (K 576)", lambda: conv("cwide", (1, 8, 8, 64), 64, (3, 3),
+                                                  padding=(1, 1, 1, 1))),
     ("conv 3x3 first 32x32x3->16", lambda: conv("cfirst", (1, 32, 32, 3), 16, (3, 3),
                                                  padding=(1, 1, 1, 1))),
     ("conv 3x3 odd 13x11x5->7", lambda: conv("codd", (1, 13, 11, 5), 7, (3, 3),
@@ -98,7 +101,9 @@ SHAPES = [
 
 
 def layer_instructions(graph, feeds, target, workdir: Path) -> int:
-    (layer,) = profile_layers(graph, target, feeds, workdir, patch="off")
+    """The layer's instructions; the run's output must equal the reference interpreter's."""
+    expected = [reference.run(graph, feeds)[name] for name in graph.outputs]
+    (layer,) = profile_layers(graph, target, feeds, workdir, expected, patch="off")
     return int(layer["instructions"])
 
 

@@ -139,3 +139,56 @@ def test_int4_bit_exact_in_qemu_cortex_m4(graphs, tmp_path):
 @pytest.mark.slow
 def test_int4_bit_exact_in_qemu_cortex_m0plus(graphs, tmp_path):
     run_in_qemu(graphs[1], "cortex-m0plus", tmp_path)
+
+
+def kernel_zoo_graph():
+    """One int4 graph through the DSP kernels' special cases (the host tests run their C
+    twins; QEMU runs the assembly loops): windows of 45 (groups of eight, a half group, a
+    scalar), 13 (1x1), 108 and 180 values, a depthwise layer on the pixel path, and fully
+    connected layers of 203 (a dense tail of 3), 13 and 256 inputs."""
+    from support.graph_builder import Builder
+    from tinyml.ir import ops as irops
+
+    b = Builder("int4_kernel_zoo", 77)
+
+    def conv(x, cin, cout, kernel, stride=(1, 1), pad=(1, 1, 1, 1), act="RELU"):
+        w = b.int8_const((cout, kernel, kernel, cin), 0)
+        bias = b.bias(cout, float(np.float32(b.graph.tensors[x].scale() * 0.01)))
+        scale = float(np.float32(b.graph.tensors[x].scale() * 0.01 * np.sqrt(kernel * kernel
+                                                                            * cin) * 40))
+        return b.op("CONV_2D", [x, w, bias], irops.Conv2DAttrs(stride, (1, 1), pad, act),
+                    scale)
+
+    def dense(x, depth, units, act="NONE"):
+        w = b.int8_const((units, depth), 0)
+        bias = b.bias(units, float(np.float32(b.graph.tensors[x].scale() * 0.01)))
+        scale = float(np.float32(b.graph.tensors[x].scale() * 0.01 * np.sqrt(depth) * 40))
+        return b.op("FULLY_CONNECTED", [x, w, bias], irops.FullyConnectedAttrs(act, False),
+                    scale)
+
+    x = b.input((1, 10, 10, 5), scale=0.02)
+    y = conv(x, 5, 13, 3)
+    wd = b.int8_const((1, 3, 3, 13), 3)
+    bd = b.bias(13, 0.0002)
+    y = b.op("DEPTHWISE_CONV_2D", [y, wd, bd],
+             irops.DepthwiseConv2DAttrs((1, 1), (1, 1), (1, 1, 1, 1), "RELU6", 1),
+             float(np.float32(b.graph.tensors[y].scale() * 0.01 * 3 * 40)))
+    y = conv(y, 13, 12, 1, pad=(0, 0, 0, 0))
+    y = conv(y, 12, 20, 3, stride=(2, 2), pad=(0, 1, 0, 1))
+    y = conv(y, 20, 10, 3, act="NONE")
+    x2 = b.input((1, 203), scale=0.02)
+    z = dense(dense(x2, 203, 13, "RELU"), 13, 64)
+    x3 = b.input((2, 256), scale=0.02)
+    v = dense(x3, 256, 10)
+    graph, _ = b.finish(y, z, v)
+    return requantize_int4(graph)
+
+
+@needs_arm
+@pytest.mark.slow
+def test_int4_kernel_zoo_bit_exact_in_qemu_cortex_m4(tmp_path):
+    graph = kernel_zoo_graph()
+    result, _ = run_in_qemu(graph, "cortex-m4", tmp_path, samples=4)
+    functions = {c.function for c in result.calls}
+    assert {"tinyml_conv2d_s4", "tinyml_conv2d_1x1_s4", "tinyml_depthwise_conv2d_3x3_s4",
+            "tinyml_fully_connected_s4"} <= functions
