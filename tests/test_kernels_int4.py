@@ -323,3 +323,25 @@ def test_s4_kernels_match_reference_random_geometry(which, portable, dsp):
     assert {k % 8 for k in windows} == set(range(8))
     assert bad_counts(counts) == {}
     assert len(dull_layers(jobs, results)) <= len(cases) // 10
+
+
+def test_bad_int4_filters_are_one_line_errors():
+    """Values outside [-8, 7] or a nonzero zero point: one line naming the layer, from
+    lowering and from the reference alike."""
+    from tinyml.errors import TinymlError
+    from tinyml.ir import Quantization, Tensor
+
+    graph, feeds = fc_layer(30, 16, 4)
+    w_name = graph.ops[0].inputs[1]
+    w = graph.tensors[w_name]
+    bad_values = w.data.copy()
+    bad_values[0, 0] = 9
+    zero_point = Quantization(w.quant.scale, np.ones(w.quant.scale.size), 0)
+    for tensor, words in [(Tensor(w_name, w.shape, "int4", w.quant, bad_values), "[-8, 7]"),
+                          (Tensor(w_name, w.shape, "int4", zero_point, w.data), "symmetric")]:
+        graph.tensors[w_name] = tensor
+        for action in (lambda: lower(graph), lambda: run(graph, feeds)):
+            with pytest.raises(TinymlError) as info:
+                action()
+            message = str(info.value)
+            assert words in message and graph.ops[0].name in message and "\n" not in message

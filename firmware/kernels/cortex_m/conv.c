@@ -643,8 +643,6 @@ typedef struct {
     const int32_t *multiplier;
     const int32_t *shift;
     int32_t k;
-    int32_t row_bytes; /* bytes of one output channel's filter row: k, or (k + 1) / 2 (int4) */
-    int32_t int4;      /* packed int4 filter */
     int32_t zero_point;
     int32_t act_min;
     int32_t act_max;
@@ -722,8 +720,9 @@ static TINYML_ALWAYS_INLINE void conv_channels(const conv_outputs *o, const int1
                                                int32_t n, int32_t oc, int32_t oc_end,
                                                int8_t *out, int32_t int4)
 {
-    const int8_t *w = o->filter + oc * o->row_bytes;
-    for (; oc < oc_end; ++oc, w += o->row_bytes) {
+    const int32_t row_bytes = int4 ? tinyml_s4_row_bytes(o->k) : o->k;
+    const int8_t *w = o->filter + oc * row_bytes;
+    for (; oc < oc_end; ++oc, w += row_bytes) {
         int32_t v[CONV_MAX_BLOCK], p;
         int8_t *dst = out + oc;
         conv_channel(o, block, n, oc, w, v, int4);
@@ -803,8 +802,9 @@ static TINYML_ALWAYS_INLINE void conv_channels_add(const conv_outputs *o, const 
     const int32_t h =
         (int32_t)((uint32_t)a->out_rq.round_high + ((uint32_t)a->zero_point << e));
     const int32_t full_range = a->act_min == -128 && a->act_max == 127;
-    const int8_t *w = o->filter + oc * o->row_bytes;
-    for (; oc < oc_end; ++oc, w += o->row_bytes) {
+    const int32_t row_bytes = int4 ? tinyml_s4_row_bytes(o->k) : o->k;
+    const int8_t *w = o->filter + oc * row_bytes;
+    for (; oc < oc_end; ++oc, w += row_bytes) {
         int32_t v[CONV_MAX_BLOCK], p;
         conv_channel(o, block, n, oc, w, v, int4);
         TINYML_UNROLL
@@ -843,13 +843,14 @@ CONV_CHANNELS_ADD_VARIANT(conv_s4_channels_add4, 4, 1)
 static TINYML_NOINLINE void conv_channels_any(const conv_outputs o, const conv_add *add,
                                               const int16_t *block, int32_t n, int32_t oc,
                                               int32_t oc_end, int8_t *out, const int8_t *skip,
-                                              int32_t count)
+                                              int32_t count, int32_t int4)
 {
-    const int8_t *w = o.filter + oc * o.row_bytes;
+    const int32_t row_bytes = int4 ? tinyml_s4_row_bytes(o.k) : o.k;
+    const int8_t *w = o.filter + oc * row_bytes;
     int32_t p;
-    for (; oc < oc_end; ++oc, w += o.row_bytes) {
+    for (; oc < oc_end; ++oc, w += row_bytes) {
         int32_t v[CONV_MAX_BLOCK];
-        if (o.int4) {
+        if (int4) {
             if (n == 8) {
                 conv_channel(&o, block, 8, oc, w, v, 1);
             } else {
@@ -893,8 +894,6 @@ static void conv_run(const tinyml_conv2d_params *c, const conv_add *add, const i
     o.multiplier = c->multiplier;
     o.shift = c->shift;
     o.k = c->filter_h * c->filter_w * c->filter_c;
-    o.int4 = int4;
-    o.row_bytes = int4 ? tinyml_s4_row_bytes(o.k) : o.k;
     o.zero_point = c->output_offset;
     o.act_min = c->act_min;
     o.act_max = c->act_max;
@@ -928,7 +927,7 @@ static void conv_run(const tinyml_conv2d_params *c, const conv_add *add, const i
                 }
                 if (count < n) {
                     conv_channels_any(o, add, block, n, oc, oc_end, out,
-                                      skip ? skip + (out - output) : NULL, count);
+                                      skip ? skip + (out - output) : NULL, count, int4);
                 } else if (add == NULL) {
                     if (int4) {
                         (n == 8 ? conv_s4_channels8 : conv_s4_channels4)(o, block, oc, oc_end,
@@ -951,7 +950,7 @@ static void conv_run(const tinyml_conv2d_params *c, const conv_add *add, const i
                     }
                 } else {
                     conv_channels_any(o, add, block, n, oc, oc_end, out, skip + (out - output),
-                                      count);
+                                      count, int4);
                 }
             }
         }

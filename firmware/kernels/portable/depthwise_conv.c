@@ -71,10 +71,16 @@ static void dw_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
                         for (ky = 0; ky < p->filter_h; ++ky) {
                             const int8_t *line = window + ky * p->dilation_h * p->plane_w;
                             const int32_t at = ky * p->filter_w;
-                            for (kx = 0; kx < p->filter_w; ++kx) {
-                                const int32_t wv = int4 ? tinyml_s4_value(w, at + kx, taps)
-                                                        : (int32_t)w[at + kx];
-                                acc += (int32_t)line[kx * p->dilation_w] * wv;
+                            if (int4) {
+                                for (kx = 0; kx < p->filter_w; ++kx) {
+                                    acc += (int32_t)line[kx * p->dilation_w] *
+                                           tinyml_s4_value(w, at + kx, taps);
+                                }
+                            } else {
+                                for (kx = 0; kx < p->filter_w; ++kx) {
+                                    acc += (int32_t)line[kx * p->dilation_w] *
+                                           (int32_t)w[at + kx];
+                                }
                             }
                         }
                         *out = output_stage(p, acc, oc);
