@@ -117,10 +117,10 @@ def test_int4_every_patch_stage_and_layerwise_on_host(graphs, tmp_path):
     check_outputs(graph4, samples, host.run(binary, graph4, samples))
 
 
-def run_in_qemu(graph, target_name: str, tmp_path, samples: int = 3):
+def run_in_qemu(graph, target_name: str, tmp_path, samples: int = 3, patch: str = "off"):
     from tinyml import firmware
     target = load_target(target_name)
-    result = compile_model(graph, target, tmp_path / target_name, patch="off")
+    result = compile_model(graph, target, tmp_path / target_name, patch=patch)
     inputs = make_samples(graph, samples)
     run = qemu.run_samples(firmware.build_harness(result.project.output_dir, target), target,
                            graph, inputs)
@@ -133,6 +133,17 @@ def test_int4_bit_exact_in_qemu_cortex_m4(graphs, tmp_path):
     result, run = run_in_qemu(graphs[1], "cortex-m4", tmp_path)
     assert result.sizes["flash_bytes"] > result.project.weights_bytes
     assert min(run.instructions) > 0
+
+
+@needs_arm
+@pytest.mark.slow
+def test_int4_patch_stage_bit_exact_in_qemu_cortex_m4(graphs, tmp_path):
+    """The DSP kernels (and their scratch) on patch windows."""
+    graph4 = graphs[1]
+    passed = run_passes(graph4)
+    split = stage_splits(passed, lower(passed, load_target("cortex-m4")))[-1]
+    result, _ = run_in_qemu(graph4, "cortex-m4", tmp_path, patch=f"{split}:2")
+    assert result.patch is not None
 
 
 @needs_arm
