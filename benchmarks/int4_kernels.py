@@ -2,13 +2,15 @@
 
 Run: ``.venv/bin/python benchmarks/int4_kernels.py [--target cortex-m4]``
 
-Per layer shape, one single-layer int8 graph (random weights with random per-channel scales,
-as the int4 filters have, hand-built with tests/support/graph_builder.py) and the same layer with its filter requantized to int4 by
-round to nearest (tests/support/int4_graphs.py) are compiled for the target (patching off)
-and run in QEMU with ``-icount shift=0``; the profiling build's per-layer SysTick count gives
-the layer's instructions, deterministically (1 tick = 1e9 / systick_hz instructions: 40 on
-the MPS2 boards). Each run's output is checked against the reference interpreter. The ratio int4 / int8 is the issue's bar (at most 1.3 on cortex-m4); the
-filter bytes show what the packing saves in flash.
+Per layer shape, one single-layer int8 graph (random weights with random per-channel
+scales, as the int4 filters have; hand-built with tests/support/graph_builder.py) and the same
+layer with its filter requantized to int4 by round to nearest (tests/support/int4_graphs.py)
+are compiled for the target (patching off) and run in QEMU with ``-icount shift=0``; the
+profiling build's per-layer SysTick count gives the layer's instructions, deterministically
+(1 tick = 1e9 / systick_hz instructions: 40 on the MPS2 boards). Each run's output is checked
+against the reference interpreter. The ratio int4 / int8 is the issue's bar (at most 1.3 on
+cortex-m4); the filter bytes show what the packing saves in flash. The last figures are in
+README.md ("Packed int4 weights").
 """
 
 from __future__ import annotations
