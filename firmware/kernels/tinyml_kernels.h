@@ -76,6 +76,21 @@ void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t
 void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
                           int8_t *scratch);
 
+/* ---- packed int4 filters (CONV_2D, CONV_2D_ADD, DEPTHWISE_CONV_2D, FULLY_CONNECTED) -------
+ * The *_s4 kernels take the same params and compute exactly what their *_s8 twins compute on
+ * the unpacked filter values (int4: [-8, 7], per-channel symmetric), as TFLM does. `filter`
+ * then points to packed rows (tinyml/codegen/int4_layout.py): each output channel's K values
+ * (CONV_2D: filter_h * filter_w * filter_c, DEPTHWISE_CONV_2D: filter_h * filter_w,
+ * FULLY_CONNECTED: input_depth) in (K + 1) / 2 bytes, rows back to back; per full group of 8
+ * values, byte j holds value j in its low nibble and value 4 + j in its high nibble; the last
+ * K mod 8 values follow two to a byte, low nibble first. Scratch: as the *_s8 kernel, except
+ * the Cortex-M DSP depthwise kernels, which take 4 * filter_h * filter_w bytes more (lowering
+ * declares it). */
+void tinyml_conv2d_s4(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                      int8_t *scratch);
+void tinyml_conv2d_1x1_s4(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                          int8_t *scratch);
+
 /* ---- CONV_2D_ADD (CONV_2D fused with a residual ADD by tinyml.passes) ---------------------
  * Each convolution output element is computed exactly as tinyml_conv2d_s8 does with `conv`
  * (requantized to the convolution's own quantization and clamped to [conv.act_min,
@@ -101,6 +116,8 @@ typedef struct {
 
 void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
                           const int8_t *skip, int8_t *output, int8_t *scratch);
+void tinyml_conv2d_add_s4(const tinyml_conv2d_add_params *p, const int8_t *input,
+                          const int8_t *skip, int8_t *output, int8_t *scratch); /* packed int4 */
 
 /* ---- DEPTHWISE_CONV_2D -------------------------------------------------------------------
  * Output channel c * depth_multiplier + m reads input channel c. Filter channel-major:
@@ -146,6 +163,11 @@ void tinyml_depthwise_conv2d_s8(const tinyml_depthwise_conv2d_params *p, const i
                                 int8_t *output, int8_t *scratch);
 void tinyml_depthwise_conv2d_3x3_s8(const tinyml_depthwise_conv2d_params *p,
                                     const int8_t *input, int8_t *output, int8_t *scratch);
+/* Packed int4 filters (see CONV_2D above); in place under the same condition. */
+void tinyml_depthwise_conv2d_s4(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
+                                int8_t *output, int8_t *scratch);
+void tinyml_depthwise_conv2d_3x3_s4(const tinyml_depthwise_conv2d_params *p,
+                                    const int8_t *input, int8_t *output, int8_t *scratch);
 
 /* ---- FULLY_CONNECTED ---------------------------------------------------------------------
  * Filter [output_depth][input_depth]; every leading input dimension is a batch row.
@@ -169,6 +191,9 @@ typedef struct {
 /* scratch: none (lowering declares 0 bytes, the call passes NULL); the Cortex-M DSP kernel
  * reads the int8 input row directly. */
 void tinyml_fully_connected_s8(const tinyml_fully_connected_params *p, const int8_t *input,
+                               int8_t *output, int8_t *scratch);
+/* Packed int4 filter (see CONV_2D above; filter_offset is 0). */
+void tinyml_fully_connected_s4(const tinyml_fully_connected_params *p, const int8_t *input,
                                int8_t *output, int8_t *scratch);
 
 /* ---- Sparse weights: FULLY_CONNECTED and CONV_2D read run-length rows -------------------

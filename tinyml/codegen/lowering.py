@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+from tinyml.codegen.int4_layout import pack_int4_rows
 from tinyml.errors import TinymlError, UnsupportedOpError
 from tinyml.ir import Graph, Op, Tensor
 from tinyml.ir.ops import batch_matmul_dims, normalize_axis
@@ -43,6 +44,7 @@ from tinyml.reference.kernels.binary import (COMPARISON_LEFT_SHIFT, SQUARED_DIFF
                                             squared_difference_multipliers, sub_multipliers)
 from tinyml.reference.kernels.elementwise import ADD_LEFT_SHIFT, add_multipliers, mul_multiplier
 from tinyml.reference.kernels.fully_connected import check_bias_scale
+from tinyml.reference.kernels.int4 import check_int4_weights
 from tinyml.reference.kernels.pooling import mean_multiplier
 from tinyml.reference.kernels.quantize import requantize_multiplier
 from tinyml.reference.kernels.reductions import (  # reductions family
@@ -253,10 +255,13 @@ class _Context:
         return np.asarray(t.data)
 
     def weights(self, t: Tensor, axis: int, int4: bool = False) -> np.ndarray:
-        """int8 quantized constant weights, per tensor or per channel along ``axis`` (or
-        int4 ones, values in [-8, 7], where the caller can store them: ``int4``)."""
+        """int8 quantized constant weights, per tensor or per channel along ``axis``; with
+        ``int4``, int4 ones too (symmetric, values in [-8, 7])."""
         data = self.constant(t, "the weights")
-        if t.dtype not in (("int8", "int4") if int4 else ("int8",)) or t.quant is None:
+        if int4 and t.dtype == "int4":
+            check_int4_weights(self.reference_call(), axis)
+            return data.astype(np.int64)
+        if t.dtype != "int8" or t.quant is None:
             raise self.fail(f"int8 input needs int8 quantized weights, got {t.dtype}")
         if t.quant.per_channel and t.quant.axis != axis:
             raise self.fail(f"weights quantized along axis {t.quant.axis}, TFLM expects "
@@ -363,7 +368,7 @@ def _conv_params(ctx: _Context, x_t: Tensor, w_t: Tensor, bias_index: int, conv_
                  conv_out_zero_point: int, fold_offset: bool) -> dict:
     """The tinyml_conv2d_params fields; ``fold_offset`` folds input_offset into the bias."""
     geometry = _conv_geometry(ctx, x_t, w_t, ctx.out)
-    w = ctx.weights(w_t, 0)
+    w = ctx.weights(w_t, 0, int4=True)
     cout = w.shape[0]
     bias = ctx.bias(bias_index, cout)
     input_offset = -x_t.zero_point()
@@ -373,9 +378,27 @@ def _conv_params(ctx: _Context, x_t: Tensor, w_t: Tensor, bias_index: int, conv_
                                                 cout)
     lo, hi = activation_range(ctx.op.attrs.activation, conv_out_scale, conv_out_zero_point)
     return dict(geometry, input_offset=input_offset, output_offset=conv_out_zero_point,
-                act_min=lo, act_max=hi, filter=ctx.array("filter", "int8_t", w),
+                act_min=lo, act_max=hi, filter=_filter_array(ctx, w_t, w.reshape(cout, -1)),
                 bias=ctx.array("bias", "int32_t", bias), **_multiplier_arrays(ctx, multiplier,
                                                                              shift))
+
+
+def _is_int4(w_t: Tensor) -> bool:
+    """Whether the filter is int4: the layer then calls the ``_s4`` kernel of its function."""
+    return w_t.dtype == "int4"
+
+
+def _s4(function: str, w_t: Tensor) -> str:
+    """``tinyml_<op>_s8`` or, for an int4 filter, its packed-int4 twin ``tinyml_<op>_s4``."""
+    return function[:-3] + "_s4" if _is_int4(w_t) else function
+
+
+def _filter_array(ctx: _Context, w_t: Tensor, rows: np.ndarray) -> ConstArray:
+    """The filter as its kernel reads it: int8 rows, or int4 rows packed two values to a byte
+    (tinyml.codegen.int4_layout), which is what weights.c stores and weights_bytes counts."""
+    if _is_int4(w_t):
+        return ctx.array("filter", "int8_t", pack_int4_rows(rows))
+    return ctx.array("filter", "int8_t", rows)
 
 
 #: The DSP convolutions take output pixels 8 at a time when a window has at most this many
@@ -399,7 +422,8 @@ def conv_scratch_bytes(ctx: _Context, w_t: Tensor, add: bool = False) -> int:
 
 @lowers("CONV_2D", kernels={"tinyml_conv2d_s8": "window", "tinyml_conv2d_1x1_s8": "pointwise",
                             "tinyml_conv2d_sparse_s8": "window",
-                            "tinyml_conv2d_1x1_sparse_s8": "pointwise"})
+                            "tinyml_conv2d_1x1_sparse_s8": "pointwise",
+                            "tinyml_conv2d_s4": "window", "tinyml_conv2d_1x1_s4": "pointwise"})
 def _lower_conv2d(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
@@ -411,18 +435,15 @@ def _lower_conv2d(ctx: _Context) -> KernelCall:
         call = _sparse_conv2d(ctx, x_t, w_t, out, pointwise)
         if call is not None:
             return call
-    _dense_only(ctx, w_t)
     params = _conv_params(ctx, x_t, w_t, 2, out.scale(), out.zero_point(), pointwise)
-    function = "tinyml_conv2d_1x1_s8" if pointwise else "tinyml_conv2d_s8"
+    function = _s4("tinyml_conv2d_1x1_s8" if pointwise else "tinyml_conv2d_s8", w_t)
     return _call(ctx, function, "tinyml_conv2d_params", params, _io_args(ctx) + ["scratch"],
-                 scratch_bytes=conv_scratch_bytes(ctx, w_t), weight_format="dense int8")
+                 scratch_bytes=conv_scratch_bytes(ctx, w_t), weight_format=_dense_format(w_t))
 
 
-def _dense_only(ctx: _Context, w_t: Tensor) -> None:
-    """int4 weights compile here only as sparse rows (the dense int4 kernels are separate)."""
-    if w_t.dtype == "int4":
-        raise ctx.fail(f"int4 weights '{w_t.name}' that sparse storage does not shrink need "
-                       f"the dense int4 kernels")
+def _dense_format(w_t: Tensor) -> str:
+    """The weight format of a dense filter (tinyml.flash): int8, or int4 packed."""
+    return "dense int4" if _is_int4(w_t) else "dense int8"
 
 
 def _sparse_params(ctx: _Context, rows: "sparse.SparseRows") -> dict:
@@ -459,7 +480,8 @@ def _sparse_conv2d(ctx: _Context, x_t: Tensor, w_t: Tensor, out: Tensor,
                  _io_args(ctx) + ["scratch"], scratch_bytes=scratch, weight_format=rows.format)
 
 
-@lowers("CONV_2D_ADD", kernels={"tinyml_conv2d_add_s8": "window"})
+@lowers("CONV_2D_ADD", kernels={"tinyml_conv2d_add_s8": "window",
+                                "tinyml_conv2d_add_s4": "window"})
 def _lower_conv2d_add(ctx: _Context) -> KernelCall:
     from tinyml.reference.kernels.fused import conv_add_parts
     conv, mid, add = conv_add_parts(ctx.op, ctx.ins, ctx.out)
@@ -479,15 +501,17 @@ def _lower_conv2d_add(ctx: _Context) -> KernelCall:
                   add_conv_shift=conv_pair[1], add_skip_multiplier=skip_pair[0],
                   add_skip_shift=skip_pair[1], add_output_multiplier=mo, add_output_shift=so,
                   add_output_offset=out.zero_point(), add_act_min=lo, add_act_max=hi)
-    return _call(ctx, "tinyml_conv2d_add_s8", "tinyml_conv2d_add_params", params,
+    return _call(ctx, _s4("tinyml_conv2d_add_s8", ctx.ins[1]), "tinyml_conv2d_add_params", params,
                  _io_args(ctx, [0, 2]) + ["scratch"],
                  scratch_bytes=conv_scratch_bytes(ctx, ctx.ins[1], add=True), in_place=(2, 0),
-                 weight_format="dense int8")
+                 weight_format=_dense_format(ctx.ins[1]))
 
 
 @lowers("DEPTHWISE_CONV_2D", kernels={
     "tinyml_depthwise_conv2d_s8": "plane",
-    "tinyml_depthwise_conv2d_3x3_s8": "plane"})
+    "tinyml_depthwise_conv2d_3x3_s8": "plane",
+    "tinyml_depthwise_conv2d_s4": "plane",
+    "tinyml_depthwise_conv2d_3x3_s4": "plane"})
 def _lower_depthwise(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
@@ -499,7 +523,8 @@ def _lower_depthwise(ctx: _Context) -> KernelCall:
     if c <= 0 or channels % c:
         raise ctx.fail(f"{channels} filter channels for {c} input channels")
     m = channels // c
-    weights = ctx.weights(w_t, 3).reshape(kh, kw, channels).transpose(2, 0, 1)  # [oc][kh][kw]
+    weights = ctx.weights(w_t, 3, int4=True).reshape(kh, kw, channels).transpose(2, 0, 1)
+    # weights: [oc][kh][kw]
     input_offset = -x_t.zero_point()
     bias = wrap_int32(ctx.bias(2, channels) +
                       input_offset * weights.reshape(channels, -1).sum(axis=1))
@@ -514,26 +539,30 @@ def _lower_depthwise(ctx: _Context) -> KernelCall:
                   pad_top=a.padding[0], pad_left=a.padding[2], plane_h=plane_h,
                   plane_w=plane_w, input_zero_point=x_t.zero_point(),
                   output_offset=out.zero_point(), act_min=lo, act_max=hi,
-                  filter=ctx.array("filter", "int8_t", weights),
+                  filter=_filter_array(ctx, w_t, weights.reshape(channels, -1)),
                   bias=ctx.array("bias", "int32_t", bias),
                   **_multiplier_arrays(ctx, multiplier, shift))
     three = kh == kw == 3 and tuple(a.dilation) == (1, 1)
-    function = "tinyml_depthwise_conv2d_3x3_s8" if three else "tinyml_depthwise_conv2d_s8"
+    function = _s4("tinyml_depthwise_conv2d_3x3_s8" if three else "tinyml_depthwise_conv2d_s8",
+                   w_t)
     in_place = (0, 0) if m == 1 and oh * ow <= h * w else None
     return _call(ctx, function, "tinyml_depthwise_conv2d_params", params,
                  _io_args(ctx) + ["scratch"],
-                 scratch_bytes=depthwise_scratch_bytes(ctx, plane_h, plane_w, kh, kw),
-                 in_place=in_place, weight_format="dense int8")
+                 scratch_bytes=depthwise_scratch_bytes(ctx, plane_h, plane_w, kh, kw,
+                                                       _is_int4(w_t)),
+                 in_place=in_place, weight_format=_dense_format(w_t))
 
 
-def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, kw: int) -> int:
+def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, kw: int,
+                            int4: bool = False) -> int:
     """Scratch of the DEPTHWISE_CONV_2D kernels: the portable ones copy a channel's plane as
     int8 (plane_h * plane_w bytes); the DSP ones (firmware/kernels/cortex_m/depthwise_conv.c)
     as int16, in rows of an even number of values, possibly transposed (whichever of
     plane_h * even(plane_w) and plane_w * even(plane_h) is larger), then the filter of one
     channel as int16 pairs (4 bytes per pair of taps of a filter row); or, for small outputs,
     the tables of their pixel-by-pixel path, whichever is larger; plus 3 bytes to align to a
-    word."""
+    word. The DSP int4 kernels first unpack filters to int8 in 4 * filter_h * filter_w bytes
+    before all that (one channel's taps, and the pixel path's last three channels)."""
     if not ctx.dsp:
         return plane_h * plane_w
 
@@ -551,11 +580,12 @@ def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, 
     if attrs.depth_multiplier == 1 and kh * kw <= 25 and 12 <= channels <= 32 and \
             attrs.dilation[0] == 1:
         pixel = 8 * kh * kw * (channels // 4) + 16 * channels + kh * plane_w * channels
-    return max(plane, pixel) + 3
+    return max(plane, pixel) + 3 + (4 * kh * kw if int4 else 0)
 
 
 @lowers("FULLY_CONNECTED", kernels={"tinyml_fully_connected_s8": None,
-                                    "tinyml_fully_connected_sparse_s8": None})
+                                    "tinyml_fully_connected_sparse_s8": None,
+                                    "tinyml_fully_connected_s4": None})
 def _lower_fully_connected(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
@@ -587,15 +617,14 @@ def _lower_fully_connected(ctx: _Context) -> KernelCall:
         return _call(ctx, "tinyml_fully_connected_sparse_s8",
                      "tinyml_fully_connected_sparse_params", params,
                      _io_args(ctx) + ["scratch"], weight_format=rows.format)
-    _dense_only(ctx, w_t)
     params = dict(batches=x_t.size // depth, input_depth=depth, output_depth=units,
                   filter_offset=filter_offset, output_offset=out.zero_point(), act_min=lo,
-                  act_max=hi, filter=ctx.array("filter", "int8_t", w),
+                  act_max=hi, filter=_filter_array(ctx, w_t, w),
                   bias=ctx.array("bias", "int32_t", bias),
                   **_multiplier_arrays(ctx, multiplier, shift))
-    return _call(ctx, "tinyml_fully_connected_s8", "tinyml_fully_connected_params", params,
-                 _io_args(ctx) + ["scratch"], scratch_bytes=fc_scratch_bytes(ctx, depth),
-                 weight_format="dense int8")
+    return _call(ctx, _s4("tinyml_fully_connected_s8", w_t), "tinyml_fully_connected_params",
+                 params, _io_args(ctx) + ["scratch"], scratch_bytes=fc_scratch_bytes(ctx, depth),
+                 weight_format=_dense_format(w_t))
 
 
 def fc_scratch_bytes(ctx: _Context, depth: int) -> int:

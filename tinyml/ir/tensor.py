@@ -16,8 +16,9 @@ DTYPES: dict[str, type] = {
     "float16": np.float16,
     "int8": np.int8,
     # Sub-byte weights (TFLite's INT4): held unpacked, one code in [-8, 7] per np.int8 element,
-    # so every kernel computes on them as on int8; they are stored two per byte (low nibble
-    # first, as TFLM unpacks them), which :func:`storage_bytes` counts.
+    # so every kernel computes on them as on int8. A .tflite file stores them two per byte (low
+    # nibble first, as TFLM unpacks them; :func:`storage_bytes`), the generated C in its own
+    # packed layout (tinyml/codegen/int4_layout.py).
     "int4": np.int8,
     "uint8": np.uint8,
     "int16": np.int16,

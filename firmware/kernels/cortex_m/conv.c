@@ -24,12 +24,24 @@
  *
  * Scratch (lowering's conv_scratch_bytes): 2 * N * K bytes plus 3 for word alignment, and
  * for CONV_2D_ADD 2 KB more for its operand tables (see conv_add).
+ *
+ * Packed int4 filters (the *_s4 entry points; layout in tinyml/codegen/int4_layout.py): the
+ * same columns, blocks and output stages; only the filter side of the multiply-accumulate
+ * differs (conv_s4_mac). A filter word holds a group of eight values: (w << 4) & 0xF0F0F0F0
+ * holds values 0..3 and w & 0xF0F0F0F0 values 4..7, each as bytes v * 16, which the two
+ * SXTB16 unpack to exactly the lanes the int8 loop gets from four filter bytes. So per eight
+ * values and 8 pixels the int4 loop runs the int8 loop's 32 LDRD/SMLAD pairs plus 9
+ * instructions of filter (two loads of the word, one shift, two masks, four SXTB16) where the
+ * int8 loop has 6. The sums are 16 times the true ones, exact in int32 for windows of up to
+ * CONV_S4_CHUNK values (|column value| <= 255, |16 w| <= 128), so longer windows are summed
+ * in chunks; each chunk's sum / 16 (an exact shift) goes into the accumulator.
  */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "tinyml_kernels.h"
 #include "dsp_common.h"
+#include "int4.h"
 
 /* Blocks are 8 pixels for windows of at most CONV_WIDE_K values, else 4 (lowering sizes the
  * scratch with the same rule). */
@@ -407,6 +419,219 @@ static TINYML_ALWAYS_INLINE void conv_mac4(const int16_t *block, int32_t k, cons
     acc[3] = d;
 }
 
+/* ---- multiply-accumulate, packed int4 filters ---------------------------------------------- */
+
+/* Window values per partial sum of the int4 loops (a multiple of 8): 2^16 products of at
+ * most 255 * 128 keep 16 times the sum inside int32. (Tests set a small TINYML_S4_CHUNK to
+ * run the chunked path on small layers.) */
+#ifdef TINYML_S4_CHUNK
+#define CONV_S4_CHUNK TINYML_S4_CHUNK
+#else
+#define CONV_S4_CHUNK 65536
+#endif
+
+#if TINYML_DSP_ASM
+/* Half a group of eight packed values for a block of 8 pixels: `load` reads the filter word,
+ * `shift` moves values 0..3 into the high nibbles (or is empty for values 4..7); then the
+ * int8 loop's eight LDRD and sixteen SMLAD. */
+#define CONV_S4_HALF8_ASM(load, shift)                                                      \
+    load "\n\t" shift                                                                       \
+    "and %[odd], %[odd], #0xF0F0F0F0\n\t"                                                   \
+    "sxtb16 %[even], %[odd]\n\t"                                                            \
+    "sxtb16 %[odd], %[odd], ror #8\n\t"                                                     \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                   \
+    "smlad %[a0], %[x0], %[even], %[a0]\n\t"                                                \
+    "smlad %[a0], %[x1], %[odd], %[a0]\n\t"                                                 \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                   \
+    "smlad %[a1], %[x0], %[even], %[a1]\n\t"                                                \
+    "smlad %[a1], %[x1], %[odd], %[a1]\n\t"                                                 \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                   \
+    "smlad %[a2], %[x0], %[even], %[a2]\n\t"                                                \
+    "smlad %[a2], %[x1], %[odd], %[a2]\n\t"                                                 \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                   \
+    "smlad %[a3], %[x0], %[even], %[a3]\n\t"                                                \
+    "smlad %[a3], %[x1], %[odd], %[a3]\n\t"                                                 \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                   \
+    "smlad %[a4], %[x0], %[even], %[a4]\n\t"                                                \
+    "smlad %[a4], %[x1], %[odd], %[a4]\n\t"                                                 \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                   \
+    "smlad %[a5], %[x0], %[even], %[a5]\n\t"                                                \
+    "smlad %[a5], %[x1], %[odd], %[a5]\n\t"                                                 \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                   \
+    "smlad %[a6], %[x0], %[even], %[a6]\n\t"                                                \
+    "smlad %[a6], %[x1], %[odd], %[a6]\n\t"                                                 \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                   \
+    "smlad %[a7], %[x0], %[even], %[a7]\n\t"                                                \
+    "smlad %[a7], %[x1], %[odd], %[a7]\n\t"
+
+/* One group of eight values (the word loaded twice: the registers hold 8 accumulators, two
+ * pointers, two filter and two column words), the filter pointer advanced by 4. */
+#define CONV_S4_GROUP8_ASM                                                                   \
+    CONV_S4_HALF8_ASM("ldr %[odd], [%[w]]", "lsl %[odd], %[odd], #4\n\t")                    \
+    CONV_S4_HALF8_ASM("ldr %[odd], [%[w]], #4", "")
+#endif
+
+/* The unpacked lanes (times 16) of one half of a packed group: values 0..3 (high == 0) or
+ * 4..7 of the word. */
+static TINYML_ALWAYS_INLINE void conv_s4_half(uint32_t word, int32_t high, int32_t *even,
+                                              int32_t *odd)
+{
+    tinyml_s8x4_interleaved((high ? word : word << 4) & 0xF0F0F0F0u, even, odd);
+}
+
+/* One group of four values (even, odd lanes) into the n accumulators; col advances. */
+static TINYML_ALWAYS_INLINE void conv_s4_quad(const int32_t **col, int32_t n, int32_t even,
+                                              int32_t odd, int32_t *acc)
+{
+    int32_t p, x0, x1;
+    TINYML_UNROLL
+    for (p = 0; p < n; ++p) {
+        TINYML_READ_2WORDS(*col, 2 * p, x0, x1);
+        acc[p] = __smlad(x1, odd, __smlad(x0, even, acc[p]));
+    }
+    *col += 2 * n;
+}
+
+/* acc16[p] += 16 * (column p . filter) over `groups` groups of eight values, block of 8. */
+static TINYML_ALWAYS_INLINE void conv_s4_groups8(const int32_t *col, const int8_t *w,
+                                                 int32_t groups, int32_t acc[8])
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t a4 = acc[4], a5 = acc[5], a6 = acc[6], a7 = acc[7];
+    const int32_t *end = col + 32 * groups;
+#if TINYML_DSP_ASM
+    if (col != end) {
+        int32_t even, odd, x0, x1;
+        __asm__ volatile("1:\n\t" CONV_S4_GROUP8_ASM
+                         "ldr %[x0], %[end]\n\t"
+                         "cmp %[col], %[x0]\n\t"
+                         "bne 1b"
+                         : [col] "+&r"(col), [w] "+&r"(w), [a0] "+&r"(a0), [a1] "+&r"(a1),
+                           [a2] "+&r"(a2), [a3] "+&r"(a3), [a4] "+&r"(a4), [a5] "+&r"(a5),
+                           [a6] "+&r"(a6), [a7] "+&r"(a7), [even] "=&r"(even),
+                           [odd] "=&r"(odd), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                         : [end] "m"(end)
+                         : "cc", "memory");
+    }
+#else
+    while (col != end) {
+        int32_t lanes[8], even, odd, half;
+        const uint32_t word = tinyml_read_s8x4(w);
+        for (half = 0; half < 2; ++half) {
+            conv_s4_half(word, half, &even, &odd);
+            lanes[0] = a0, lanes[1] = a1, lanes[2] = a2, lanes[3] = a3;
+            lanes[4] = a4, lanes[5] = a5, lanes[6] = a6, lanes[7] = a7;
+            conv_s4_quad(&col, 8, even, odd, lanes);
+            a0 = lanes[0], a1 = lanes[1], a2 = lanes[2], a3 = lanes[3];
+            a4 = lanes[4], a5 = lanes[5], a6 = lanes[6], a7 = lanes[7];
+        }
+        w += 4;
+    }
+#endif
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+    acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
+}
+
+/* The same for a block of 4 (the registers leave room to keep the word). */
+static TINYML_ALWAYS_INLINE void conv_s4_groups4(const int32_t *col, const int8_t *w,
+                                                 int32_t groups, int32_t acc[4])
+{
+    const int32_t *end = col + 16 * groups;
+    while (col != end) {
+        int32_t even, odd;
+        const uint32_t word = tinyml_read_s8x4(w);
+        conv_s4_half(word, 0, &even, &odd);
+        conv_s4_quad(&col, 4, even, odd, acc);
+        conv_s4_half(word, 1, &even, &odd);
+        conv_s4_quad(&col, 4, even, odd, acc);
+        w += 4;
+    }
+}
+
+/* acc16[p] += 16 * (column p . filter row w) for a window of k <= CONV_S4_CHUNK values
+ * (packed int4), block of n pixels: the groups of eight, then the dense tail: a group of four
+ * when k mod 8 >= 4 (its two bytes spread to bytes 0 and 2 of a word, which the masks and
+ * SXTB16 then unpack as above), and the last k mod 4 values one at a time, as in the int8
+ * loops. `col` is the block's first column word of the window's first value. */
+static TINYML_ALWAYS_INLINE void conv_s4_mac(const int32_t *col, int32_t n, int32_t k,
+                                             const int8_t *w, int32_t *acc16)
+{
+    const int32_t groups = k >> 3, tail = k & 7;
+    int32_t p, i;
+    if (n == 8) {
+        conv_s4_groups8(col, w, groups, acc16);
+    } else {
+        conv_s4_groups4(col, w, groups, acc16);
+    }
+    if (tail == 0) {
+        return;
+    }
+    col += 4 * n * groups;
+    w += 4 * groups;
+    if (tail >= 4) {
+        const uint32_t spread = (uint32_t)(uint8_t)w[0] | ((uint32_t)(uint8_t)w[1] << 16);
+        /* Bytes 0 and 2 of each masked word: (v0, v2) and (v1, v3), times 16. */
+        const int32_t even = __sxtb16((int32_t)((spread << 4) & 0xF0F0F0F0u));
+        const int32_t odd = __sxtb16((int32_t)(spread & 0xF0F0F0F0u));
+        conv_s4_quad(&col, n, even, odd, acc16);
+    }
+    for (i = tail & 4; i < tail; ++i) {
+        const uint32_t byte = (uint8_t)w[i >> 1];
+        const int32_t f = (int8_t)(uint8_t)((i & 1) ? byte & 0xF0u : (byte << 4) & 0xF0u);
+        int32_t x0, x1;
+        TINYML_UNROLL
+        for (p = 0; p < n; p += 4) {
+            TINYML_READ_2WORDS(col, p / 2, x0, x1);
+            acc16[p] = __smlabb(x0, f, acc16[p]);
+            acc16[p + 1] = __smlatb(x0, f, acc16[p + 1]);
+            acc16[p + 2] = __smlabb(x1, f, acc16[p + 2]);
+            acc16[p + 3] = __smlatb(x1, f, acc16[p + 3]);
+        }
+        col += n / 2;
+    }
+}
+
+/* v[p] = bias + column p . filter row w (k values, packed int4), block of n pixels. Windows
+ * of at most CONV_S4_CHUNK values (all but absurd layers) sum 16 times the products straight
+ * into v and divide once; longer ones sum chunk by chunk. */
+static TINYML_ALWAYS_INLINE void conv_s4_channel_sums(const int16_t *block, int32_t n,
+                                                      int32_t k, const int8_t *w, int32_t bias,
+                                                      int32_t *v)
+{
+    const int32_t *col = (const int32_t *)(const void *)block;
+    int32_t p, start;
+    TINYML_UNROLL
+    for (p = 0; p < n; ++p) {
+        v[p] = 0;
+    }
+    if (k <= CONV_S4_CHUNK) {
+        conv_s4_mac(col, n, k, w, v);
+        TINYML_UNROLL
+        for (p = 0; p < n; ++p) {
+            v[p] = tinyml_wrap_add(bias, v[p] >> 4);
+        }
+        return;
+    }
+    for (start = 0; start < k; start += CONV_S4_CHUNK) {
+        const int32_t len = k - start < CONV_S4_CHUNK ? k - start : CONV_S4_CHUNK;
+        int32_t acc16[CONV_MAX_BLOCK];
+        TINYML_UNROLL
+        for (p = 0; p < n; ++p) {
+            acc16[p] = 0;
+        }
+        /* Chunks start on groups of eight values: 4 * n column words per four values. */
+        conv_s4_mac(col + n / 2 * start, n, len, w + start / 2, acc16);
+        TINYML_UNROLL
+        for (p = 0; p < n; ++p) {
+            v[p] = tinyml_wrap_add(v[p], acc16[p] >> 4);
+        }
+    }
+    TINYML_UNROLL
+    for (p = 0; p < n; ++p) {
+        v[p] = tinyml_wrap_add(v[p], bias);
+    }
+}
+
 /* ---- output stages -------------------------------------------------------------------------- */
 
 /* The layer's output constants, passed by value to the channel loops: the outputs are int8
@@ -434,18 +659,22 @@ typedef struct {
  * long form. A single SSAT clamps when the activation range is all of int8. */
 static TINYML_ALWAYS_INLINE void conv_channel(const conv_outputs *o, const int16_t *block,
                                               int32_t n, int32_t oc, const int8_t *w,
-                                              int32_t v[CONV_MAX_BLOCK])
+                                              int32_t v[CONV_MAX_BLOCK], int32_t int4)
 {
     const int32_t m = o->multiplier[oc], s = o->shift[oc];
     int32_t p;
-    TINYML_UNROLL
-    for (p = 0; p < n; ++p) {
-        v[p] = o->bias[oc];
-    }
-    if (n == 8) {
-        conv_mac8(block, o->k, w, v);
+    if (int4) {
+        conv_s4_channel_sums(block, n, o->k, w, o->bias[oc], v);
     } else {
-        conv_mac4(block, o->k, w, v);
+        TINYML_UNROLL
+        for (p = 0; p < n; ++p) {
+            v[p] = o->bias[oc];
+        }
+        if (n == 8) {
+            conv_mac8(block, o->k, w, v);
+        } else {
+            conv_mac4(block, o->k, w, v);
+        }
     }
     if (tinyml_dsp_short_applies(m, s) && s >= -23) {
         const int32_t e = -s - 1;
@@ -489,13 +718,14 @@ static TINYML_ALWAYS_INLINE void conv_channel(const conv_outputs *o, const int16
  * are stored at out + oc + p * stride. */
 static TINYML_ALWAYS_INLINE void conv_channels(const conv_outputs *o, const int16_t *block,
                                                int32_t n, int32_t oc, int32_t oc_end,
-                                               int8_t *out)
+                                               int8_t *out, int32_t int4)
 {
-    const int8_t *w = o->filter + oc * o->k;
-    for (; oc < oc_end; ++oc, w += o->k) {
+    const int32_t row_bytes = int4 ? tinyml_s4_row_bytes(o->k) : o->k;
+    const int8_t *w = o->filter + oc * row_bytes;
+    for (; oc < oc_end; ++oc, w += row_bytes) {
         int32_t v[CONV_MAX_BLOCK], p;
         int8_t *dst = out + oc;
-        conv_channel(o, block, n, oc, w, v);
+        conv_channel(o, block, n, oc, w, v, int4);
         TINYML_UNROLL
         for (p = 0; p < n; ++p, dst += o->stride) {
             *dst = (int8_t)v[p];
@@ -503,17 +733,18 @@ static TINYML_ALWAYS_INLINE void conv_channels(const conv_outputs *o, const int1
     }
 }
 
-static TINYML_NOINLINE void conv_channels8(const conv_outputs o, const int16_t *block,
-                                           int32_t oc, int32_t oc_end, int8_t *out)
-{
-    conv_channels(&o, block, 8, oc, oc_end, out);
-}
+/* The variants of conv_channels, each a function of its own (see TINYML_NOINLINE). */
+#define CONV_CHANNELS_VARIANT(name, n, int4)                                                  \
+    static TINYML_NOINLINE void name(const conv_outputs o, const int16_t *block, int32_t oc, \
+                                     int32_t oc_end, int8_t *out)                             \
+    {                                                                                         \
+        conv_channels(&o, block, n, oc, oc_end, out, int4);                                   \
+    }
 
-static TINYML_NOINLINE void conv_channels4(const conv_outputs o, const int16_t *block,
-                                           int32_t oc, int32_t oc_end, int8_t *out)
-{
-    conv_channels(&o, block, 4, oc, oc_end, out);
-}
+CONV_CHANNELS_VARIANT(conv_channels8, 8, 0)
+CONV_CHANNELS_VARIANT(conv_channels4, 4, 0)
+CONV_CHANNELS_VARIANT(conv_s4_channels8, 8, 1)
+CONV_CHANNELS_VARIANT(conv_s4_channels4, 4, 1)
 
 /* ADD of CONV_2D_ADD, prepared. ADD rescales each operand (x + offset) << left_shift by its
  * own multiplier, sums, and rescales the sum. Both operands are int8 codes (the convolution
@@ -564,17 +795,18 @@ static inline int8_t conv_add_one(const conv_add *a, int32_t conv_value, int32_t
 static TINYML_ALWAYS_INLINE void conv_channels_add(const conv_outputs *o, const conv_add *a,
                                                    const int16_t *block, int32_t n,
                                                    int32_t oc, int32_t oc_end, int8_t *out,
-                                                   const int8_t *skip)
+                                                   const int8_t *skip, int32_t int4)
 {
     const int32_t *conv_table = a->conv_table + 128, *skip_table = a->skip_table + 128;
     const int32_t m = a->out_rq.multiplier, e = a->out_rq.right - 1;
     const int32_t h =
         (int32_t)((uint32_t)a->out_rq.round_high + ((uint32_t)a->zero_point << e));
     const int32_t full_range = a->act_min == -128 && a->act_max == 127;
-    const int8_t *w = o->filter + oc * o->k;
-    for (; oc < oc_end; ++oc, w += o->k) {
+    const int32_t row_bytes = int4 ? tinyml_s4_row_bytes(o->k) : o->k;
+    const int8_t *w = o->filter + oc * row_bytes;
+    for (; oc < oc_end; ++oc, w += row_bytes) {
         int32_t v[CONV_MAX_BLOCK], p;
-        conv_channel(o, block, n, oc, w, v);
+        conv_channel(o, block, n, oc, w, v, int4);
         TINYML_UNROLL
         for (p = 0; p < n; ++p) {
             const int32_t at = oc + p * o->stride;
@@ -590,19 +822,18 @@ static TINYML_ALWAYS_INLINE void conv_channels_add(const conv_outputs *o, const 
     }
 }
 
-static TINYML_NOINLINE void conv_channels_add8(const conv_outputs o, const conv_add a,
-                                               const int16_t *block, int32_t oc,
-                                               int32_t oc_end, int8_t *out, const int8_t *skip)
-{
-    conv_channels_add(&o, &a, block, 8, oc, oc_end, out, skip);
-}
+#define CONV_CHANNELS_ADD_VARIANT(name, n, int4)                                              \
+    static TINYML_NOINLINE void name(const conv_outputs o, const conv_add a,                  \
+                                     const int16_t *block, int32_t oc, int32_t oc_end,        \
+                                     int8_t *out, const int8_t *skip)                         \
+    {                                                                                         \
+        conv_channels_add(&o, &a, block, n, oc, oc_end, out, skip, int4);                     \
+    }
 
-static TINYML_NOINLINE void conv_channels_add4(const conv_outputs o, const conv_add a,
-                                               const int16_t *block, int32_t oc,
-                                               int32_t oc_end, int8_t *out, const int8_t *skip)
-{
-    conv_channels_add(&o, &a, block, 4, oc, oc_end, out, skip);
-}
+CONV_CHANNELS_ADD_VARIANT(conv_channels_add8, 8, 0)
+CONV_CHANNELS_ADD_VARIANT(conv_channels_add4, 4, 0)
+CONV_CHANNELS_ADD_VARIANT(conv_s4_channels_add8, 8, 1)
+CONV_CHANNELS_ADD_VARIANT(conv_s4_channels_add4, 4, 1)
 
 /* Any block of n pixels of which the first `count` are stored (a short last block of
  * CONV_2D_ADD, or a layer with fewer pixels than a block); with add (CONV_2D_ADD) each result
@@ -612,16 +843,23 @@ static TINYML_NOINLINE void conv_channels_add4(const conv_outputs o, const conv_
 static TINYML_NOINLINE void conv_channels_any(const conv_outputs o, const conv_add *add,
                                               const int16_t *block, int32_t n, int32_t oc,
                                               int32_t oc_end, int8_t *out, const int8_t *skip,
-                                              int32_t count)
+                                              int32_t count, int32_t int4)
 {
-    const int8_t *w = o.filter + oc * o.k;
+    const int32_t row_bytes = int4 ? tinyml_s4_row_bytes(o.k) : o.k;
+    const int8_t *w = o.filter + oc * row_bytes;
     int32_t p;
-    for (; oc < oc_end; ++oc, w += o.k) {
+    for (; oc < oc_end; ++oc, w += row_bytes) {
         int32_t v[CONV_MAX_BLOCK];
-        if (n == 8) {
-            conv_channel(&o, block, 8, oc, w, v);
+        if (int4) {
+            if (n == 8) {
+                conv_channel(&o, block, 8, oc, w, v, 1);
+            } else {
+                conv_channel(&o, block, 4, oc, w, v, 1);
+            }
+        } else if (n == 8) {
+            conv_channel(&o, block, 8, oc, w, v, 0);
         } else {
-            conv_channel(&o, block, 4, oc, w, v);
+            conv_channel(&o, block, 4, oc, w, v, 0);
         }
         for (p = 0; p < count; ++p) {
             const int32_t at = oc + p * o.stride;
@@ -642,7 +880,8 @@ static TINYML_NOINLINE void conv_channels_any(const conv_outputs o, const conv_a
  * CONV_2D_ADD, which may run in place, repeats the last pixel instead and stores only the
  * new ones. */
 static void conv_run(const tinyml_conv2d_params *c, const conv_add *add, const int8_t *input,
-                     const int8_t *skip, int8_t *output, int16_t *block, int32_t pointwise)
+                     const int8_t *skip, int8_t *output, int16_t *block, int32_t pointwise,
+                     int32_t int4)
 {
     const int32_t groups = c->input_c / c->filter_c;
     const int32_t per_group = c->output_c / groups;
@@ -688,15 +927,21 @@ static void conv_run(const tinyml_conv2d_params *c, const conv_add *add, const i
                 }
                 if (count < n) {
                     conv_channels_any(o, add, block, n, oc, oc_end, out,
-                                      skip ? skip + (out - output) : NULL, count);
+                                      skip ? skip + (out - output) : NULL, count, int4);
                 } else if (add == NULL) {
-                    if (n == 8) {
+                    if (int4) {
+                        (n == 8 ? conv_s4_channels8 : conv_s4_channels4)(o, block, oc, oc_end,
+                                                                         out);
+                    } else if (n == 8) {
                         conv_channels8(o, block, oc, oc_end, out);
                     } else {
                         conv_channels4(o, block, oc, oc_end, out);
                     }
                 } else if (fast_add) {
-                    if (n == 8) {
+                    if (int4) {
+                        (n == 8 ? conv_s4_channels_add8 : conv_s4_channels_add4)(
+                            o, *add, block, oc, oc_end, out, skip + (out - output));
+                    } else if (n == 8) {
                         conv_channels_add8(o, *add, block, oc, oc_end, out,
                                            skip + (out - output));
                     } else {
@@ -705,7 +950,7 @@ static void conv_run(const tinyml_conv2d_params *c, const conv_add *add, const i
                     }
                 } else {
                     conv_channels_any(o, add, block, n, oc, oc_end, out, skip + (out - output),
-                                      count);
+                                      count, int4);
                 }
             }
         }
@@ -717,17 +962,29 @@ static void conv_run(const tinyml_conv2d_params *c, const conv_add *add, const i
 void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
                       int8_t *scratch)
 {
-    conv_run(p, NULL, input, NULL, output, conv_block_buffer(scratch), 0);
+    conv_run(p, NULL, input, NULL, output, conv_block_buffer(scratch), 0, 0);
 }
 
 void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
                           int8_t *scratch)
 {
-    conv_run(p, NULL, input, NULL, output, conv_block_buffer(scratch), 1);
+    conv_run(p, NULL, input, NULL, output, conv_block_buffer(scratch), 1, 0);
 }
 
-void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
-                          const int8_t *skip, int8_t *output, int8_t *scratch)
+void tinyml_conv2d_s4(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                      int8_t *scratch)
+{
+    conv_run(p, NULL, input, NULL, output, conv_block_buffer(scratch), 0, 1);
+}
+
+void tinyml_conv2d_1x1_s4(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                          int8_t *scratch)
+{
+    conv_run(p, NULL, input, NULL, output, conv_block_buffer(scratch), 1, 1);
+}
+
+static void conv_add_run(const tinyml_conv2d_add_params *p, const int8_t *input,
+                         const int8_t *skip, int8_t *output, int8_t *scratch, int32_t int4)
 {
     conv_add add;
     /* Word-aligned scratch: the two tables, then the block. */
@@ -742,5 +999,17 @@ void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input
     add.zero_point = p->add_output_offset;
     add.act_min = p->add_act_min;
     add.act_max = p->add_act_max;
-    conv_run(&p->conv, &add, input, skip, output, (int16_t *)(void *)(tables + 512), 0);
+    conv_run(&p->conv, &add, input, skip, output, (int16_t *)(void *)(tables + 512), 0, int4);
+}
+
+void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
+                          const int8_t *skip, int8_t *output, int8_t *scratch)
+{
+    conv_add_run(p, input, skip, output, scratch, 0);
+}
+
+void tinyml_conv2d_add_s4(const tinyml_conv2d_add_params *p, const int8_t *input,
+                          const int8_t *skip, int8_t *output, int8_t *scratch)
+{
+    conv_add_run(p, input, skip, output, scratch, 1);
 }

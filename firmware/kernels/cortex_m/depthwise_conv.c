@@ -38,12 +38,20 @@
  * transposed plane, whichever is larger), 4 * filter_h * ceil(filter_w / 2) for the packed
  * filter of the generic path, or the pixel path's tables and ring if larger; 3 for word
  * alignment.
+ *
+ * Packed int4 filters (the *_s4 entry points): every path above reads a channel's filter once
+ * per channel (or, on the pixel path, once per call), so the int4 kernels unpack it to int8
+ * right there, into the first 4 * filter_h * filter_w bytes of scratch (one channel's taps,
+ * or four channels' for the pixel path's tables and its last channels), and then run the int8
+ * code unchanged: the unpacking costs a few instructions per tap and channel, against the
+ * whole plane of multiply-accumulates each channel's filter serves.
  */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "tinyml_kernels.h"
 #include "dsp_common.h"
+#include "int4.h"
 
 /* ---- the plane ---------------------------------------------------------------------------- */
 
@@ -431,11 +439,30 @@ typedef struct {
     int32_t *weights;  /* [quad][tap]: (w[c0], w[c2]), (w[c1], w[c3]) */
     int32_t *channels; /* [channel]: bias, multiplier, round_high, high_shift */
     int8_t *ring;      /* filter_h rows of plane_w pixels of input_c channels */
+    const int8_t *tail; /* int8 filters of the channels after the last group of four */
 } dw_pixel_tables;
+
+/* Channels [c, c + count) of the filter as int8 (taps values each): the filter itself, or,
+ * with `unpacked` (int4 filters), unpacked there. */
+static const int8_t *dw_filter(const tinyml_depthwise_conv2d_params *p, int32_t c,
+                               int32_t count, int8_t *unpacked)
+{
+    const int32_t taps = p->filter_h * p->filter_w;
+    int32_t i;
+    if (unpacked == NULL) {
+        return p->filter + c * taps;
+    }
+    for (i = 0; i < count; ++i) {
+        tinyml_s4_unpack_row(unpacked + i * taps,
+                             p->filter + (c + i) * tinyml_s4_row_bytes(taps), taps);
+    }
+    return unpacked;
+}
 
 /* Whether the pixel path applies; fills the tables if so. */
 static int32_t dw_pixel_prepare(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
-                                const int8_t *output, int32_t *scratch, dw_pixel_tables *t)
+                                const int8_t *output, int32_t *scratch, dw_pixel_tables *t,
+                                int8_t *unpacked)
 {
     const int32_t taps = p->filter_h * p->filter_w, c_count = p->input_c;
     const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
@@ -461,7 +488,7 @@ static int32_t dw_pixel_prepare(const tinyml_depthwise_conv2d_params *p, const i
     t->channels = scratch + 2 * taps * (c_count >> 2);
     t->ring = (int8_t *)(void *)(t->channels + 4 * c_count);
     for (q = 0; q < (c_count >> 2); ++q) {
-        const int8_t *w = p->filter + 4 * q * taps;
+        const int8_t *w = dw_filter(p, 4 * q, 4, unpacked);
         for (k = 0; k < taps; ++k) {
             int32_t *pair = t->weights + 2 * (q * taps + k);
             pair[0] = tinyml_pkhbt(w[k], w[2 * taps + k]);
@@ -476,6 +503,7 @@ static int32_t dw_pixel_prepare(const tinyml_depthwise_conv2d_params *p, const i
         ch[2] = (int32_t)((1u << (e - 1)) + ((uint32_t)p->output_offset << e));
         ch[3] = e;
     }
+    t->tail = dw_filter(p, 4 * (c_count >> 2), c_count & 3, unpacked);
     return 1;
 }
 
@@ -543,7 +571,7 @@ static TINYML_ALWAYS_INLINE void dw_pixel(const int8_t *const *at, int32_t taps,
         out[3] = dw_pixel_output(a3, ch + 12, full, lo, hi);
     }
     for (c = 4 * quads; c < p->input_c; ++c, ++out, ch += 4) {
-        const int8_t *f = p->filter + c * taps;
+        const int8_t *f = t->tail + (c - 4 * quads) * taps;
         int32_t acc = ch[0];
         for (k = 0; k < taps; ++k) {
             acc += at[k][c] * f[k];
@@ -589,7 +617,7 @@ static TINYML_ALWAYS_INLINE void dw_pixel_row3(const int8_t *const rows[3], int3
             o[3] = dw_pixel_output(a3, ch + 12, full, lo, hi);
         }
         for (c = 4 * quads; c < c_count; ++c, ++o, ch += 4) {
-            const int8_t *f = p->filter + c * 9;
+            const int8_t *f = t->tail + (c - 4 * quads) * 9;
             const int8_t *s0 = rows[0] + ox * step + c, *s1 = rows[1] + ox * step + c;
             const int8_t *s2 = rows[2] + ox * step + c;
             int32_t acc = ch[0];
@@ -682,11 +710,11 @@ static int32_t dw_plane_values(const tinyml_depthwise_conv2d_params *p)
     return normal > transposed ? normal : transposed;
 }
 
+/* `unpacked`: NULL for int8 filters; for packed int4 ones, 4 * taps bytes to unpack into. */
 static void dw_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input, int8_t *output,
-                   int8_t *scratch, int32_t three)
+                   int8_t *scratch, int32_t three, int8_t *unpacked)
 {
     const int32_t output_c = p->input_c * p->depth_multiplier;
-    const int32_t taps = p->filter_h * p->filter_w;
     int16_t *plane = dw_align(scratch);
     int32_t *packed = (int32_t *)(void *)(plane + dw_plane_values(p));
     dw_pixel_tables tables;
@@ -694,7 +722,7 @@ static void dw_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
     const int32_t cols_ok = p->stride_w == 1 || p->stride_w == 2;
     int32_t transposed = 0, b, c, m, oy;
     dw_geometry g;
-    if (dw_pixel_prepare(p, input, output, (int32_t *)(void *)plane, &tables)) {
+    if (dw_pixel_prepare(p, input, output, (int32_t *)(void *)plane, &tables, unpacked)) {
         dw_pixel_run(p, input, output, &tables);
         return;
     }
@@ -722,14 +750,14 @@ static void dw_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
                 const int32_t oc = c * p->depth_multiplier + m;
                 const dw_channel ch = dw_prepare(p, oc);
                 if (three) {
-                    const dw_filter3 f = dw_pack3(p->filter + oc * 9, transposed);
+                    const dw_filter3 f = dw_pack3(dw_filter(p, oc, 1, unpacked), transposed);
                     g.out = out_b + oc;
                     dw3x3_run(&g, &f, &ch);
                 } else {
                     const int32_t stride = dw_even(p->plane_w);
                     const int16_t *row = plane;
                     int8_t *out = out_b + oc;
-                    dw_pack(p, p->filter + oc * taps, packed);
+                    dw_pack(p, dw_filter(p, oc, 1, unpacked), packed);
                     for (oy = 0; oy < p->output_h; ++oy) {
                         dw_row_any(p, row, stride, packed, &ch, out, output_c);
                         row += p->stride_h * stride;
@@ -746,11 +774,24 @@ static void dw_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
 void tinyml_depthwise_conv2d_s8(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
                                 int8_t *output, int8_t *scratch)
 {
-    dw_run(p, input, output, scratch, 0);
+    dw_run(p, input, output, scratch, 0, NULL);
+}
+
+void tinyml_depthwise_conv2d_s4(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
+                                int8_t *output, int8_t *scratch)
+{
+    const int32_t taps = p->filter_h * p->filter_w;
+    dw_run(p, input, output, scratch + 4 * taps, 0, scratch);
 }
 
 void tinyml_depthwise_conv2d_3x3_s8(const tinyml_depthwise_conv2d_params *p,
                                     const int8_t *input, int8_t *output, int8_t *scratch)
 {
-    dw_run(p, input, output, scratch, 1);
+    dw_run(p, input, output, scratch, 1, NULL);
+}
+
+void tinyml_depthwise_conv2d_3x3_s4(const tinyml_depthwise_conv2d_params *p,
+                                    const int8_t *input, int8_t *output, int8_t *scratch)
+{
+    dw_run(p, input, output, scratch + 36, 1, scratch);
 }

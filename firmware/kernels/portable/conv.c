@@ -5,17 +5,29 @@
  * (input + input_offset) * filter, plus the bias, requantized per output channel, plus the
  * output zero point, clamped to the activation range. Skipping the taps in the padding is
  * what makes padding "contribute zero" in the real domain.
+ *
+ * The *_s4 entry points run the same code on packed int4 filters (int4.h), reading each value
+ * where the int8 kernels read a byte: the arithmetic is the int8 kernels' on the unpacked
+ * values, as TFLM's.
  */
 #include "tinyml_kernels.h"
 #include "fixedpoint.h"
+#include "int4.h"
+
+/* Output channel oc's filter row (k values). */
+static inline const int8_t *conv_row(const int8_t *filter, int32_t oc, int32_t k, int32_t int4)
+{
+    return filter + oc * (int4 ? tinyml_s4_row_bytes(k) : k);
+}
 
 /* One output element of the generic convolution: output channel oc of the window whose top
  * left input pixel is (in_y0, in_x0) in the image in_b. */
 static int8_t conv_element(const tinyml_conv2d_params *p, const int8_t *in_b, int32_t in_y0,
-                           int32_t in_x0, int32_t oc, int32_t per_group)
+                           int32_t in_x0, int32_t oc, int32_t per_group, int32_t int4)
 {
     const int32_t ic0 = (oc / per_group) * p->filter_c;
-    const int8_t *w = p->filter + (int32_t)oc * p->filter_h * p->filter_w * p->filter_c;
+    const int32_t k = p->filter_h * p->filter_w * p->filter_c;
+    const int8_t *w = conv_row(p->filter, oc, k, int4);
     int32_t acc = 0;
     int32_t ky, kx, ic;
     for (ky = 0; ky < p->filter_h; ++ky) {
@@ -26,14 +38,20 @@ static int8_t conv_element(const tinyml_conv2d_params *p, const int8_t *in_b, in
         for (kx = 0; kx < p->filter_w; ++kx) {
             const int32_t ix = in_x0 + kx * p->dilation_w;
             const int8_t *x;
-            const int8_t *wk;
+            int32_t at;
             if (ix < 0 || ix >= p->input_w) {
                 continue;
             }
             x = in_b + (iy * p->input_w + ix) * p->input_c + ic0;
-            wk = w + (ky * p->filter_w + kx) * p->filter_c;
-            for (ic = 0; ic < p->filter_c; ++ic) {
-                acc += ((int32_t)x[ic] + p->input_offset) * (int32_t)wk[ic];
+            at = (ky * p->filter_w + kx) * p->filter_c;
+            if (int4) {
+                for (ic = 0; ic < p->filter_c; ++ic) {
+                    acc += ((int32_t)x[ic] + p->input_offset) * tinyml_s4_value(w, at + ic, k);
+                }
+            } else {
+                for (ic = 0; ic < p->filter_c; ++ic) {
+                    acc += ((int32_t)x[ic] + p->input_offset) * (int32_t)w[at + ic];
+                }
             }
         }
     }
@@ -42,13 +60,12 @@ static int8_t conv_element(const tinyml_conv2d_params *p, const int8_t *in_b, in
                              p->act_min, p->act_max);
 }
 
-void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
-                      int8_t *scratch)
+static void conv_run(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                     int32_t int4)
 {
     const int32_t groups = p->input_c / p->filter_c;
     const int32_t per_group = p->output_c / groups;
     int32_t b, oy, ox, oc;
-    (void)scratch; /* the portable kernels need none */
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
         for (oy = 0; oy < p->output_h; ++oy) {
@@ -56,32 +73,50 @@ void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t
             for (ox = 0; ox < p->output_w; ++ox) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
                 for (oc = 0; oc < p->output_c; ++oc) {
-                    *output++ = conv_element(p, in_b, in_y0, in_x0, oc, per_group);
+                    *output++ = conv_element(p, in_b, in_y0, in_x0, oc, per_group, int4);
                 }
             }
         }
     }
 }
 
-void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
-                          int8_t *scratch)
+void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                      int8_t *scratch)
+{
+    (void)scratch; /* the portable kernels need none */
+    conv_run(p, input, output, 0);
+}
+
+void tinyml_conv2d_s4(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                      int8_t *scratch)
+{
+    (void)scratch;
+    conv_run(p, input, output, 1);
+}
+
+static void conv_1x1_run(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                         int32_t int4)
 {
     const int32_t depth = p->input_c;
     int32_t b, oy, ox, oc, ic;
-    (void)scratch; /* the portable kernels need none */
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + b * p->input_h * p->input_w * depth;
         for (oy = 0; oy < p->output_h; ++oy) {
             for (ox = 0; ox < p->output_w; ++ox) {
                 const int8_t *x =
                     in_b + (oy * p->stride_h * p->input_w + ox * p->stride_w) * depth;
-                const int8_t *w = p->filter;
                 for (oc = 0; oc < p->output_c; ++oc) {
+                    const int8_t *w = conv_row(p->filter, oc, depth, int4);
                     int32_t acc = 0;
-                    for (ic = 0; ic < depth; ++ic) {
-                        acc += (int32_t)x[ic] * (int32_t)w[ic];
+                    if (int4) {
+                        for (ic = 0; ic < depth; ++ic) {
+                            acc += (int32_t)x[ic] * tinyml_s4_value(w, ic, depth);
+                        }
+                    } else {
+                        for (ic = 0; ic < depth; ++ic) {
+                            acc += (int32_t)x[ic] * (int32_t)w[ic];
+                        }
                     }
-                    w += depth;
                     /* The bias holds bias + input_offset * sum(filter row) (lowering). */
                     acc = tinyml_wrap_add(acc, p->bias[oc]);
                     *output++ = tinyml_requantize(acc, p->multiplier[oc], p->shift[oc],
@@ -92,14 +127,27 @@ void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, in
     }
 }
 
-void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
-                          const int8_t *skip, int8_t *output, int8_t *scratch)
+void tinyml_conv2d_1x1_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                          int8_t *scratch)
+{
+    (void)scratch; /* the portable kernels need none */
+    conv_1x1_run(p, input, output, 0);
+}
+
+void tinyml_conv2d_1x1_s4(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
+                          int8_t *scratch)
+{
+    (void)scratch;
+    conv_1x1_run(p, input, output, 1);
+}
+
+static void conv_add_run(const tinyml_conv2d_add_params *p, const int8_t *input,
+                         const int8_t *skip, int8_t *output, int32_t int4)
 {
     const tinyml_conv2d_params *conv = &p->conv;
     const int32_t groups = conv->input_c / conv->filter_c;
     const int32_t per_group = conv->output_c / groups;
     int32_t b, oy, ox, oc;
-    (void)scratch; /* the portable kernels need none */
     for (b = 0; b < conv->batches; ++b) {
         const int8_t *in_b = input + b * conv->input_h * conv->input_w * conv->input_c;
         for (oy = 0; oy < conv->output_h; ++oy) {
@@ -110,7 +158,8 @@ void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input
                     /* Read the skip element before the output (possibly the same byte). */
                     const int32_t s = (int32_t)*skip++ + p->add_skip_offset;
                     const int32_t c = (int32_t)conv_element(conv, in_b, in_y0, in_x0, oc,
-                                                            per_group) + p->add_conv_offset;
+                                                            per_group, int4) +
+                                      p->add_conv_offset;
                     const int32_t first = p->add_skip_first ? s : c;
                     const int32_t second = p->add_skip_first ? c : s;
                     const int32_t first_multiplier =
@@ -130,4 +179,18 @@ void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input
             }
         }
     }
+}
+
+void tinyml_conv2d_add_s8(const tinyml_conv2d_add_params *p, const int8_t *input,
+                          const int8_t *skip, int8_t *output, int8_t *scratch)
+{
+    (void)scratch; /* the portable kernels need none */
+    conv_add_run(p, input, skip, output, 0);
+}
+
+void tinyml_conv2d_add_s4(const tinyml_conv2d_add_params *p, const int8_t *input,
+                          const int8_t *skip, int8_t *output, int8_t *scratch)
+{
+    (void)scratch;
+    conv_add_run(p, input, skip, output, 1);
 }

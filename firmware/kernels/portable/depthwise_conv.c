@@ -15,6 +15,9 @@
 
 #include "tinyml_kernels.h"
 #include "fixedpoint.h"
+#include "int4.h"
+
+/* The *_s4 entry points read packed int4 filters (int4.h): a channel's taps are its row. */
 
 /* Copy channel c of image in_b into the zero-point-padded plane. */
 static void copy_plane(const tinyml_depthwise_conv2d_params *p, const int8_t *in_b, int32_t c,
@@ -45,8 +48,8 @@ static int8_t output_stage(const tinyml_depthwise_conv2d_params *p, int32_t acc,
                              p->shift[oc], p->output_offset, p->act_min, p->act_max);
 }
 
-void tinyml_depthwise_conv2d_s8(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
-                                int8_t *output, int8_t *scratch)
+static void dw_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
+                   int8_t *output, int8_t *scratch, int32_t int4)
 {
     const int32_t output_c = p->input_c * p->depth_multiplier;
     const int32_t taps = p->filter_h * p->filter_w;
@@ -58,7 +61,7 @@ void tinyml_depthwise_conv2d_s8(const tinyml_depthwise_conv2d_params *p, const i
             copy_plane(p, in_b, c, scratch);
             for (m = 0; m < p->depth_multiplier; ++m) {
                 const int32_t oc = c * p->depth_multiplier + m;
-                const int8_t *w = p->filter + oc * taps;
+                const int8_t *w = p->filter + oc * (int4 ? tinyml_s4_row_bytes(taps) : taps);
                 for (oy = 0; oy < p->output_h; ++oy) {
                     const int8_t *rows = scratch + oy * p->stride_h * p->plane_w;
                     int8_t *out = out_b + oy * p->output_w * output_c + oc;
@@ -67,9 +70,17 @@ void tinyml_depthwise_conv2d_s8(const tinyml_depthwise_conv2d_params *p, const i
                         int32_t acc = 0;
                         for (ky = 0; ky < p->filter_h; ++ky) {
                             const int8_t *line = window + ky * p->dilation_h * p->plane_w;
-                            const int8_t *wk = w + ky * p->filter_w;
-                            for (kx = 0; kx < p->filter_w; ++kx) {
-                                acc += (int32_t)line[kx * p->dilation_w] * (int32_t)wk[kx];
+                            const int32_t at = ky * p->filter_w;
+                            if (int4) {
+                                for (kx = 0; kx < p->filter_w; ++kx) {
+                                    acc += (int32_t)line[kx * p->dilation_w] *
+                                           tinyml_s4_value(w, at + kx, taps);
+                                }
+                            } else {
+                                for (kx = 0; kx < p->filter_w; ++kx) {
+                                    acc += (int32_t)line[kx * p->dilation_w] *
+                                           (int32_t)w[at + kx];
+                                }
                             }
                         }
                         *out = output_stage(p, acc, oc);
@@ -81,8 +92,20 @@ void tinyml_depthwise_conv2d_s8(const tinyml_depthwise_conv2d_params *p, const i
     }
 }
 
-void tinyml_depthwise_conv2d_3x3_s8(const tinyml_depthwise_conv2d_params *p,
-                                    const int8_t *input, int8_t *output, int8_t *scratch)
+void tinyml_depthwise_conv2d_s8(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
+                                int8_t *output, int8_t *scratch)
+{
+    dw_run(p, input, output, scratch, 0);
+}
+
+void tinyml_depthwise_conv2d_s4(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
+                                int8_t *output, int8_t *scratch)
+{
+    dw_run(p, input, output, scratch, 1);
+}
+
+static void dw3x3_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
+                      int8_t *output, int8_t *scratch, int32_t int4)
 {
     const int32_t output_c = p->input_c * p->depth_multiplier;
     const int32_t pw = p->plane_w;
@@ -94,10 +117,16 @@ void tinyml_depthwise_conv2d_3x3_s8(const tinyml_depthwise_conv2d_params *p,
             copy_plane(p, in_b, c, scratch);
             for (m = 0; m < p->depth_multiplier; ++m) {
                 const int32_t oc = c * p->depth_multiplier + m;
-                const int8_t *w = p->filter + oc * 9;
-                const int32_t w0 = w[0], w1 = w[1], w2 = w[2];
-                const int32_t w3 = w[3], w4 = w[4], w5 = w[5];
-                const int32_t w6 = w[6], w7 = w[7], w8 = w[8];
+                int8_t w[9];
+                int32_t w0, w1, w2, w3, w4, w5, w6, w7, w8;
+                if (int4) {
+                    tinyml_s4_unpack_row(w, p->filter + oc * tinyml_s4_row_bytes(9), 9);
+                } else {
+                    memcpy(w, p->filter + oc * 9, sizeof w);
+                }
+                w0 = w[0], w1 = w[1], w2 = w[2];
+                w3 = w[3], w4 = w[4], w5 = w[5];
+                w6 = w[6], w7 = w[7], w8 = w[8];
                 for (oy = 0; oy < p->output_h; ++oy) {
                     const int8_t *r0 = scratch + oy * p->stride_h * pw;
                     int8_t *out = out_b + oy * p->output_w * output_c + oc;
@@ -114,4 +143,16 @@ void tinyml_depthwise_conv2d_3x3_s8(const tinyml_depthwise_conv2d_params *p,
             }
         }
     }
+}
+
+void tinyml_depthwise_conv2d_3x3_s8(const tinyml_depthwise_conv2d_params *p,
+                                    const int8_t *input, int8_t *output, int8_t *scratch)
+{
+    dw3x3_run(p, input, output, scratch, 0);
+}
+
+void tinyml_depthwise_conv2d_3x3_s4(const tinyml_depthwise_conv2d_params *p,
+                                    const int8_t *input, int8_t *output, int8_t *scratch)
+{
+    dw3x3_run(p, input, output, scratch, 1);
 }

@@ -8,6 +8,7 @@ from tinyml.errors import UnsupportedOpError
 from tinyml.reference.fixedpoint import (activation_range, float_activation,
                                          per_channel_multipliers, requantize,
                                          symmetric_quantize_floats)
+from tinyml.reference.kernels.int4 import check_int4_weights
 from tinyml.reference.kernels.registry import KernelCall, kernel
 from tinyml.reference.kernels.windows import windows
 
@@ -103,7 +104,11 @@ def _output_stage(call: KernelCall, acc: np.ndarray) -> np.ndarray:
 
 
 def _check_int8_filter(call: KernelCall, axis: int) -> None:
+    """int8 weights, or int4 ones (per-channel symmetric, values in [-8, 7]), which TFLM
+    computes with exactly the int8 arithmetic on the unpacked values."""
     w_t = call.in_tensors[1]
+    if w_t.dtype == "int4":
+        check_int4_weights(call, axis)
     if w_t.dtype not in INT_FILTERS or w_t.quant is None:
         raise UnsupportedOpError(call.op.kind, call.op.name,
                                  detail=f"int8 input needs int8 or int4 quantized weights, got "

@@ -8,6 +8,7 @@ from tinyml.errors import TinymlError, UnsupportedOpError
 from tinyml.reference.fixedpoint import (activation_range, float_activation,
                                          per_channel_multipliers, per_tensor_fc_multiplier,
                                          requantize)
+from tinyml.reference.kernels.int4 import check_int4_weights
 from tinyml.reference.kernels.registry import KernelCall, kernel
 
 
@@ -34,8 +35,9 @@ def fully_connected_int8(call: KernelCall) -> np.ndarray:
     The matmul runs in float64, exact because all sums stay far below 2^53.
     """
     x_t, w_t, out = call.in_tensors[0], call.in_tensors[1], call.out
+    if w_t.dtype == "int4":
+        check_int4_weights(call, 0)
     if w_t.dtype not in ("int8", "int4") or w_t.quant is None:
-        # int4 codes are held unpacked: TFLM unpacks them to int8 and runs the int8 kernel.
         raise UnsupportedOpError("FULLY_CONNECTED", call.op.name,
                                  detail=f"int8 input needs int8 or int4 quantized weights, "
                                         f"got {w_t.dtype}")
