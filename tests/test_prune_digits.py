@@ -10,7 +10,7 @@ training split, measured on the test split), quantized by ``tinyml quantize`` an
 - 50 % of the channels (structured): the MACs the rebuilt layer shapes give, and at least
   40 % fewer instructions than the dense model on cortex-m4 in QEMU, whose outputs equal TFLM's.
 
-``benchmarks/prune_digits.py`` prints all the figures in one table.
+``benchmarks/compression_digits.py`` prints all the figures in one table.
 """
 
 from __future__ import annotations
