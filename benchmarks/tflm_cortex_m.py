@@ -41,7 +41,7 @@ For each model, on one seeded random input:
 Both sides count with tinyml's SysTick counter (``firmware/cortex_m/counter.c``) on the same
 machine. The outputs must be identical byte for byte (exit status 1 otherwise). Per-layer rows
 pair TFLM's operators with tinyml's layers by their output tensor's name (fused or aliased
-layers share a row, see ``tflm_bench/compare.py``); "outside layers" is the rest of each total
+layers share a row, see ``tflm_bench/compare.py``); "outside layers (total - sum)" is the rest of each total
 (TFLM's interpreter loop, tinyml's harness call). Code is the ELF's executable sections,
 constants its .rodata (model/weights, tables; TFLM's includes the embedded input), both from
 the section headers. TFLM's arena is what its allocator used on the 32-bit target; tinyml's
@@ -195,7 +195,7 @@ def print_tables(results: list[dict], kernels: list[str], console) -> None:
                           f"{row['tinyml']:,}", _fmt_ratio(row["ratio"]))
         total_tflm = r["tflm"][main]["instructions"]
         total_tiny = r["tinyml"]["instructions"]
-        table.add_row("", "outside layers", "", f"{total_tflm - tflm_sum:,}",
+        table.add_row("", "outside layers (total - sum)", "", f"{total_tflm - tflm_sum:,}",
                       *(f"{r['tflm'][k]['instructions'] - sum(x['extra'].get(k, 0) for x in r['rows']):,}"
                         for k in others),
                       f"{total_tiny - tiny_sum:,}", "", end_section=True)
@@ -210,7 +210,8 @@ def print_tables(results: list[dict], kernels: list[str], console) -> None:
                *(f"tinyml / {label[k]}" for k in kernels), "TFLM arena", "tinyml arena",
                "tinyml RAM", "TFLM code", "tinyml code", "TFLM const", "tinyml const"]
     for column in columns:
-        summary.add_column(column, justify="left" if column == "model" else "right")
+        summary.add_column(column, justify="left" if column == "model" else "right",
+                           no_wrap=column == "model")
     for r in results:
         t, m = r["tinyml"], r["tflm"][main]
         ok = all(e["identical"] for e in r["exact"].values())
