@@ -147,21 +147,27 @@ def measure(path: Path, target, builds: dict, args) -> dict:
     for kernels, build in builds.items():
         log(f"{path.stem}: TFLM ({kernels}) build + run on {target.name}")
         tflm[kernels] = measure_tflm(build, path.stem, data, inputs, ops, builtins, args)
-    main = tflm["cmsis_nn" if "cmsis_nn" in tflm else next(iter(tflm))]
     exact = {k: compare.outputs_equal(v["outputs"], tiny["outputs"]) for k, v in tflm.items()}
-    layers = [dict(layer, extra={k: v["layers"][i]["instructions"] for k, v in tflm.items()
-                                 if v is not main})
-              for i, layer in enumerate(main["layers"])]
-    rows = compare.match_layers(layers, tiny["layers"])
     for v in tflm.values():
         v.pop("outputs")
     tiny.pop("outputs")
-    return dict(model=path.stem, target=target.name, machine=target.qemu_machine,
-                exact={k: dict(identical=ok, detail=why) for k, (ok, why) in exact.items()},
-                tinyml=tiny, tflm=tflm,
-                rows=[dict(tflm_ops=r.tflm_ops, tinyml_ops=r.tinyml_ops, name=r.name,
-                           tflm=r.tflm, tinyml=r.tinyml, ratio=r.ratio, extra=r.extra)
-                      for r in rows])
+    result = dict(model=path.stem, target=target.name, machine=target.qemu_machine,
+                  exact={k: dict(identical=ok, detail=why) for k, (ok, why) in exact.items()},
+                  tinyml=tiny, tflm=tflm)
+    result["rows"] = rows_of(result)
+    return result
+
+
+def rows_of(result: dict) -> list[dict]:
+    """The per-layer rows of one model's result (from its TFLM and tinyml layer lists)."""
+    tflm = result["tflm"]
+    main = tflm["cmsis_nn" if "cmsis_nn" in tflm else next(iter(tflm))]
+    layers = [dict(layer, extra={k: v["layers"][i]["instructions"] for k, v in tflm.items()
+                                 if v is not main})
+              for i, layer in enumerate(main["layers"])]
+    return [dict(tflm_ops=r.tflm_ops, tinyml_ops=r.tinyml_ops, name=r.name, tflm=r.tflm,
+                 tinyml=r.tinyml, ratio=r.ratio, extra=r.extra)
+            for r in compare.match_layers(layers, result["tinyml"]["layers"])]
 
 
 def _fmt_ratio(value: float | None) -> str:
@@ -269,9 +275,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arena-bytes", type=int, default=1024 * 1024,
                         help="TFLM arena buffer (what it used is reported)")
     parser.add_argument("--timeout", type=float, default=900, help="QEMU timeout per run (s)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                        help="machine-readable output: on stdout instead of the tables, or "
+                             "into FILE beside them")
+    parser.add_argument("--from-json", metavar="FILE",
+                        help="print the tables of a saved --json FILE (no build, no run)")
     args = parser.parse_args(argv)
 
+    if args.from_json:
+        from rich.console import Console
+        saved = json.loads(Path(args.from_json).read_text())
+        for result in saved["models"]:
+            result["rows"] = rows_of(result)
+        print_tables(saved["models"], saved["kernels"], Console(width=max(Console().width, 200)))
+        return 0 if all(e["identical"] for r in saved["models"]
+                        for e in r["exact"].values()) else 1
     explicit = {key: getattr(args, f"dir_{key}") for key in sources.OPTIONS}
     try:
         checkouts, why = sources.locate(explicit, args.third_party_dir)
@@ -312,12 +330,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     commits = {key: sources.commit_of(path) for key, path in checkouts.items()}
     if args.json:
-        print(json.dumps(dict(target=target.name, kernels=kernels, commits=commits,
-                              checkouts={k: str(p) for k, p in checkouts.items()},
-                              models=results), indent=2))
-    else:
+        text = json.dumps(dict(target=target.name, kernels=kernels, commits=commits,
+                               checkouts={k: str(p) for k, p in checkouts.items()},
+                               models=results), indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    if args.json != "-":
         from rich.console import Console
-        console = Console(width=max(Console().width, 160))
+        console = Console(width=max(Console().width, 200))
         print_tables(results, kernels, console)
         console.print("checkouts: " + ", ".join(
             f"{k} {commits[k] or p}" for k, p in checkouts.items()))

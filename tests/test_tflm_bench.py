@@ -96,15 +96,31 @@ def test_fused_ops_share_a_row_and_rows_add_up(bench):
     assert rows[0].label() == "PAD + CONV_2D | tinyml: CONV_2D"
 
 
-def test_unmatched_tail_and_extra_counts(bench):
+def test_fused_and_reordered_residual_block(bench):
+    """A residual block as tinyml runs it (pretrainedResnet_quant): the shortcut convolution
+    first, then the main convolution fused with the ADD into one layer named ``conv+add``.
+    Each row is one tinyml layer with the TFLM operators it computes, in tinyml's order."""
+    compare, _ = bench
+    tflm = _layers(("c1", "CONV_2D", 1000), ("c2", "CONV_2D", 2000), ("sc", "CONV_2D", 300),
+                   ("add", "ADD", 400), ("pool", "AVERAGE_POOL_2D", 50))
+    tiny = _layers(("c1", "CONV_2D", 800), ("sc", "CONV_2D", 200),
+                   ("c2+add", "CONV_2D_ADD", 1500), ("pool", "AVERAGE_POOL_2D", 40))
+    rows = compare.match_layers(tflm, tiny)
+    assert [(r.tflm_ops, r.tinyml_ops, r.name, r.tflm, r.tinyml) for r in rows] == [
+        (["CONV_2D"], ["CONV_2D"], "c1", 1000, 800),
+        (["CONV_2D"], ["CONV_2D"], "sc", 300, 200),
+        (["CONV_2D", "ADD"], ["CONV_2D_ADD"], "c2+add", 2400, 1500),
+        (["AVERAGE_POOL_2D"], ["AVERAGE_POOL_2D"], "pool", 50, 40)]
+
+
+def test_unnamed_tail_joins_the_previous_row_with_extra_counts(bench):
     compare, _ = bench
     tflm = [dict(name="a", op="CONV_2D", instructions=10, extra={"reference": 50}),
             dict(name="b", op="DEQUANTIZE", instructions=5, extra={"reference": 7})]
     tiny = _layers(("a", "CONV_2D", 8), ("c", "DEQUANTIZE", 4))
     rows = compare.match_layers(tflm, tiny)
     assert [(r.tflm_ops, r.tinyml_ops, r.tflm, r.tinyml, r.extra) for r in rows] == [
-        (["CONV_2D"], ["CONV_2D"], 10, 8, {"reference": 50}),
-        (["DEQUANTIZE"], ["DEQUANTIZE"], 5, 4, {"reference": 7})]
+        (["CONV_2D", "DEQUANTIZE"], ["CONV_2D", "DEQUANTIZE"], 15, 12, {"reference": 57})]
 
 
 def test_outputs_compared_byte_for_byte(bench):

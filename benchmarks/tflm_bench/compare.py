@@ -3,18 +3,18 @@
 Nothing here builds or runs anything, so it is unit-tested on its own
 (``tests/test_tflm_bench.py``).
 
-Matching layers: TFLM runs the model's operators one by one; tinyml may fuse some (a PAD into
-the convolution after it), alias others (a RESHAPE costs nothing) or run several patch by
-patch. Both sides name a layer after the first output tensor of its TFLite operator (tinyml's
-TFLite importer does, ``tinyml/frontends/tflite.py``), so names common to both are anchors
-(the longest common subsequence, in execution order). Between two anchors, the TFLM operators
-and the tinyml layers that did not match form one row, ending with the anchor: a fused op's
-cost is compared with the ops it replaces, and the rows add up to each side's total.
+Matching layers: TFLM runs the model's operators one by one; tinyml may fuse some (a
+convolution and the ADD after it become one CONV_2D_ADD layer named ``conv+add``), fold others
+away, alias some (a RESHAPE costs nothing), reorder independent ones (a residual block's
+shortcut convolution) or run several patch by patch. Both sides name a layer after the first
+output tensor of its TFLite operator (tinyml's TFLite importer does,
+``tinyml/frontends/tflite.py``; fusions join the names with ``+``), so a row is a tinyml layer
+with the TFLM operators it computes (see ``match_layers``): a fused layer's cost is compared
+with the operators it replaces, and the rows add up to each side's total.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 PREFIX = "tflm_bench"
@@ -87,28 +87,76 @@ class Row:
 
 
 def match_layers(tflm: list[dict], tinyml: list[dict]) -> list[Row]:
-    """Rows pairing TFLM's operators with tinyml's layers. Each entry of both lists has
-    ``name``, ``op`` and ``instructions``; TFLM entries may carry more instruction counts
-    under ``extra`` (a dict), summed per row the same way."""
-    a = [layer["name"] for layer in tflm]
-    b = [layer["name"] for layer in tinyml]
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-    anchors = [(block.a + k, block.b + k) for block in matcher.get_matching_blocks()
-               for k in range(block.size)]
-    rows, i0, j0 = [], 0, 0
-    for i, j in anchors + [(len(a) - 1, len(b) - 1)]:
-        left, right = tflm[i0:i + 1], tinyml[j0:j + 1]
-        if left or right:
-            extra: dict[str, int] = {}
-            for layer in left:
-                for key, value in layer.get("extra", {}).items():
-                    extra[key] = extra.get(key, 0) + value
-            rows.append(Row([x["op"] for x in left], [x["op"] for x in right],
-                            (left or right)[-1]["name"],
-                            sum(x["instructions"] for x in left),
-                            sum(x["instructions"] for x in right), extra))
-        i0, j0 = max(i0, i + 1), max(j0, j + 1)
+    """Rows pairing TFLM's operators with tinyml's layers, in tinyml's execution order. Each
+    entry of both lists has ``name``, ``op`` and ``instructions``; TFLM entries may carry more
+    instruction counts under ``extra`` (a dict), summed per row the same way.
+
+    A tinyml layer owns the TFLM operators it is named after: its name, or each part of a
+    fused layer's ``a+b`` name. TFLM operators no layer names (folded away) join the row of
+    the next operator that has one (else the previous); tinyml layers that name no operator
+    (inserted by tinyml) join the row of the next layer that does (else the previous). Layers
+    that share an operator share a row. Every instruction is in exactly one row."""
+    owner: dict[str, int] = {}
+    parent = list(range(len(tinyml)))
+
+    def find(j: int) -> int:
+        while parent[j] != j:
+            parent[j] = parent[parent[j]]
+            j = parent[j]
+        return j
+
+    for j, layer in enumerate(tinyml):
+        for part in dict.fromkeys([layer["name"], *layer["name"].split("+")]):
+            if part in owner:
+                parent[find(j)] = find(owner[part])
+            else:
+                owner[part] = j
+    tflm_owner = [owner.get(op["name"]) for op in tflm]
+    _fill(tflm_owner)
+    tflm_names = {op["name"] for op in tflm}
+    named = {j for j, layer in enumerate(tinyml)
+             if any(part in tflm_names for part in [layer["name"], *layer["name"].split("+")])}
+    tiny_owner: list[int | None] = [j if j in named else None for j in range(len(tinyml))]
+    _fill(tiny_owner)
+    for j, o in enumerate(tiny_owner):
+        if o is not None and o != j:
+            parent[find(j)] = find(o)
+    groups: dict[int, tuple[list[int], list[int]]] = {}
+    for j in range(len(tinyml)):
+        groups.setdefault(find(j), ([], []))[1].append(j)
+    for i, o in enumerate(tflm_owner):
+        if o is None:  # tinyml has no layer at all
+            groups.setdefault(-1, ([], []))[0].append(i)
+        else:
+            groups[find(o)][0].append(i)
+    rows = []
+    for key in sorted(groups, key=lambda k: min(groups[k][1], default=len(tinyml))):
+        left = [tflm[i] for i in groups[key][0]]
+        right = [tinyml[j] for j in groups[key][1]]
+        extra: dict[str, int] = {}
+        for layer in left:
+            for name, value in layer.get("extra", {}).items():
+                extra[name] = extra.get(name, 0) + value
+        rows.append(Row([x["op"] for x in left], [x["op"] for x in right],
+                        (right or left)[-1]["name"], sum(x["instructions"] for x in left),
+                        sum(x["instructions"] for x in right), extra))
     return rows
+
+
+def _fill(owners: list[int | None]) -> None:
+    """Each None takes the next non-None value after it, else the last one before it."""
+    following = None
+    for k in range(len(owners) - 1, -1, -1):
+        if owners[k] is None:
+            owners[k] = following
+        else:
+            following = owners[k]
+    previous = None
+    for k, value in enumerate(owners):
+        if value is None:
+            owners[k] = previous
+        else:
+            previous = value
 
 
 def outputs_equal(tflm: dict[int, bytes], tinyml: list[bytes]) -> tuple[bool, str]:
