@@ -157,3 +157,22 @@ def test_script_skips_with_one_line_when_paths_are_absent(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tflm_cortex_m: skipped: no tflm checkout")
+
+
+def test_resolver_methods_read_from_the_header(bench, tmp_path):
+    """The op resolver is written from micro_mutable_op_resolver.h: each AddX() with a
+    default registration maps the BuiltinOperator it registers; AddCustom needs arguments."""
+    _, sources = bench
+    header = tmp_path / "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+    header.parent.mkdir(parents=True)
+    header.write_text(
+        "  TfLiteStatus AddCustom(const char* name, TFLMRegistration* registration) {\n"
+        "    registration->builtin_code = BuiltinOperator_CUSTOM;\n  }\n"
+        "  TfLiteStatus AddConv2D(\n"
+        "      const TFLMRegistration& registration = Register_CONV_2D()) {\n"
+        "    return AddBuiltin(BuiltinOperator_CONV_2D, registration, ParseConv2D);\n  }\n"
+        "  TfLiteStatus AddReshape() {\n"
+        "    return AddBuiltin(BuiltinOperator_RESHAPE, Register_RESHAPE(), ParseReshape);\n"
+        "  }\n")
+    assert sources.resolver_methods(tmp_path) == {"CONV_2D": "AddConv2D",
+                                                  "RESHAPE": "AddReshape"}
