@@ -213,7 +213,8 @@ def print_tables(results: list[dict], kernels: list[str], console) -> None:
     summary = Table(title=f"tinyml vs TFLM on {results[0]['target']} (QEMU "
                           f"{results[0]['machine']}, -icount shift=0, one input)")
     columns = ["model", "outputs", *(label[k] for k in kernels), "tinyml",
-               *(f"tinyml / {label[k]}" for k in kernels), "TFLM arena", "tinyml arena",
+               *(f"tinyml / {label[k]}" for k in kernels),
+               *(f"{label[k]} arena" for k in kernels), "tinyml arena",
                "tinyml RAM", "TFLM code", "tinyml code", "TFLM const", "tinyml const"]
     for column in columns:
         summary.add_column(column, justify="left" if column == "model" else "right",
@@ -226,7 +227,8 @@ def print_tables(results: list[dict], kernels: list[str], console) -> None:
                 f"{k}: {e['detail']}" for k, e in r["exact"].items() if not e["identical"]) + "[/]",
             *(f"{r['tflm'][k]['instructions']:,}" for k in kernels), f"{t['instructions']:,}",
             *(_fmt_ratio(t["instructions"] / r["tflm"][k]["instructions"]) for k in kernels),
-            f"{m['arena_bytes']:,}", f"{t['arena_bytes']:,}", f"{t['ram_bytes']:,}",
+            *(f"{r['tflm'][k]['arena_bytes']:,}" for k in kernels), f"{t['arena_bytes']:,}",
+            f"{t['ram_bytes']:,}",
             f"{m['text_bytes']:,}", f"{t['text_bytes']:,}", f"{m['rodata_bytes']:,}",
             f"{t['rodata_bytes']:,}")
     console.print(summary)
@@ -287,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(Path(args.from_json).read_text())
         for result in saved["models"]:
             result["rows"] = rows_of(result)
-        print_tables(saved["models"], saved["kernels"], Console(width=max(Console().width, 200)))
+        print_tables(saved["models"], saved["kernels"], Console(width=max(Console().width, 240)))
         return 0 if all(e["identical"] for r in saved["models"]
                         for e in r["exact"].values()) else 1
     explicit = {key: getattr(args, f"dir_{key}") for key in sources.OPTIONS}
@@ -339,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(text + "\n")
     if args.json != "-":
         from rich.console import Console
-        console = Console(width=max(Console().width, 200))
+        console = Console(width=max(Console().width, 240))
         print_tables(results, kernels, console)
         console.print("checkouts: " + ", ".join(
             f"{k} {commits[k] or p}" for k, p in checkouts.items()))
