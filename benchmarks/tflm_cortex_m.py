@@ -44,7 +44,9 @@ pair TFLM's operators with tinyml's layers by their output tensor's name (fused 
 layers share a row, see ``tflm_bench/compare.py``); "outside layers (total - sum)" is the rest of each total
 (TFLM's interpreter loop, tinyml's harness call). Code is the ELF's executable sections,
 constants its .rodata (model/weights, tables; TFLM's includes the embedded input), both from
-the section headers. TFLM's arena is what its allocator used on the 32-bit target; tinyml's
+the section headers; TFLM's code includes 7-9 KB of newlib and libgcc (vsnprintf for its
+log: its per-operator profiler hooks only exist in builds that keep log strings, see
+``tflm_bench/build.py``). TFLM's arena is what its allocator used on the 32-bit target; tinyml's
 is the planned arena (``compile --json`` arena_bytes); the RAM column adds .data, .bss and
 the stack tinyml's example measured.
 """
