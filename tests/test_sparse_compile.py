@@ -162,9 +162,9 @@ def test_sparse_assembly_loops_in_qemu(tmp_path):
     from tinyml.sim import qemu
 
     cases = [(fc_layer(40, 257, 9, batches=2), 0.8, True),
-             (fc_layer(41, 131, 7), 0.6, False),
+             (fc_layer(41, 131, 7), 0.8, False),
              (conv_layer(42, (6, 5), 40, 11, (1, 1)), 0.85, True),
-             (conv_layer(44, (9, 5), 33, 12, (1, 1), stride=(2, 1)), 0.7, False),
+             (conv_layer(44, (9, 5), 33, 12, (1, 1), stride=(2, 1)), 0.78, False),
              (conv_layer(43, (7, 6), 24, 10, (3, 3), padding=(1, 1, 1, 1)), 0.8, False)]
     target = load_target("cortex-m4")
     for i, ((graph, feeds), sparsity, int4) in enumerate(cases):

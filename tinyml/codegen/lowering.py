@@ -461,7 +461,7 @@ def _sparse_conv2d(ctx: _Context, x_t: Tensor, w_t: Tensor, out: Tensor,
     w = ctx.weights(w_t, 0, int4=True)
     cout = w.shape[0]
     matrix = w.reshape(cout, -1)
-    rows = sparse.choose(matrix, w_t.dtype)
+    rows = sparse.choose(matrix, w_t.dtype, ctx.dsp)
     if rows is None:
         return None
     geometry = _conv_geometry(ctx, x_t, w_t, out)
@@ -608,7 +608,7 @@ def _lower_fully_connected(ctx: _Context) -> KernelCall:
     bias = wrap_int32(ctx.bias(2, units) + (-x_t.zero_point()) * (w + filter_offset).sum(axis=1))
     lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), out.zero_point())
     # Sparse rows store exact zeros as nothing: only where a zero weight is a zero (offset 0).
-    rows = sparse.choose(w, w_t.dtype) if filter_offset == 0 else None
+    rows = sparse.choose(w, w_t.dtype, ctx.dsp) if filter_offset == 0 else None
     if rows is not None:
         params = dict(batches=x_t.size // depth, input_depth=depth, output_depth=units,
                       output_offset=out.zero_point(), act_min=lo, act_max=hi,

@@ -138,15 +138,23 @@ def dense_bytes(size: int, dtype: str) -> int:
     return (size + 1) // 2 if dtype == "int4" else size
 
 
-def choose(matrix: np.ndarray, dtype: str) -> SparseRows | None:
-    """The sparse rows of a filter when they take fewer bytes than the dense ``dtype``
-    weights of the same layer; None to keep it dense.
+#: On targets with the Cortex-M DSP kernels, the least fraction of zero weights for which
+#: sparse rows are used. The dense DSP kernels multiply two weights per instruction, so the
+#: run-length rows only pay off when most weights are gone: on cortex-m4 they take 0.81-1.22x
+#: the dense layer's instructions at 80 % zeros but 2x at 50 % (benchmarks/sparse_weights.py;
+#: the digits CNN pruned to 50 % ran 1.84x slower for 23 % less weight flash). The portable
+#: kernels are faster sparse at any sparsity that saves flash (0.86x at 50 % on cortex-m0plus).
+DSP_MIN_ZEROS = 0.75
 
-    The rule is bytes only: decode cost per weight falls with sparsity as storage does
-    (benchmarks/sparse_weights.py measures both), and flash is what sparse storage is for.
-    """
+
+def choose(matrix: np.ndarray, dtype: str, dsp: bool = False) -> SparseRows | None:
+    """The sparse rows of a filter when they take fewer bytes than the dense ``dtype``
+    weights of the same layer (and, for the DSP kernels, ``DSP_MIN_ZEROS`` of the weights
+    are zero); None to keep it dense."""
     bits = VALUE_BITS.get(dtype)
     if bits is None or matrix.size == 0:
+        return None
+    if dsp and np.count_nonzero(matrix) > (1 - DSP_MIN_ZEROS) * matrix.size:
         return None
     # Cheap bound before encoding: each non-zero costs at least one (int4) or 1.5 (int8) bytes.
     nonzeros = int(np.count_nonzero(matrix))
