@@ -840,10 +840,12 @@ CONV_CHANNELS_ADD_VARIANT(conv_s4_channels_add4, 4, 1)
  * first goes through ADD with the skip element at its position (skip + oc + p * stride). In
  * place (out == skip), each skip element is read just before its own position is
  * written. */
-static TINYML_NOINLINE void conv_channels_any(const conv_outputs o, const conv_add *add,
-                                              const int16_t *block, int32_t n, int32_t oc,
-                                              int32_t oc_end, int8_t *out, const int8_t *skip,
-                                              int32_t count, int32_t int4)
+static TINYML_ALWAYS_INLINE void conv_channels_any_body(const conv_outputs o,
+                                                       const conv_add *add,
+                                                       const int16_t *block, int32_t n,
+                                                       int32_t oc, int32_t oc_end, int8_t *out,
+                                                       const int8_t *skip, int32_t count,
+                                                       int32_t int4)
 {
     const int32_t row_bytes = int4 ? tinyml_s4_row_bytes(o.k) : o.k;
     const int8_t *w = o.filter + oc * row_bytes;
@@ -868,6 +870,36 @@ static TINYML_NOINLINE void conv_channels_any(const conv_outputs o, const conv_a
     }
 }
 
+/* One copy for int8 filters, one for int4: an int8 model links no int4 code. */
+static TINYML_NOINLINE void conv_channels_any_s8(const conv_outputs o, const conv_add *add,
+                                                 const int16_t *block, int32_t n, int32_t oc,
+                                                 int32_t oc_end, int8_t *out,
+                                                 const int8_t *skip, int32_t count)
+{
+    conv_channels_any_body(o, add, block, n, oc, oc_end, out, skip, count, 0);
+}
+
+static TINYML_NOINLINE void conv_channels_any_s4(const conv_outputs o, const conv_add *add,
+                                                 const int16_t *block, int32_t n, int32_t oc,
+                                                 int32_t oc_end, int8_t *out,
+                                                 const int8_t *skip, int32_t count)
+{
+    conv_channels_any_body(o, add, block, n, oc, oc_end, out, skip, count, 1);
+}
+
+static TINYML_ALWAYS_INLINE void conv_channels_any(const conv_outputs o, const conv_add *add,
+                                                  const int16_t *block, int32_t n, int32_t oc,
+                                                  int32_t oc_end, int8_t *out,
+                                                  const int8_t *skip, int32_t count,
+                                                  int32_t int4)
+{
+    if (int4) {
+        conv_channels_any_s4(o, add, block, n, oc, oc_end, out, skip, count);
+    } else {
+        conv_channels_any_s8(o, add, block, n, oc, oc_end, out, skip, count);
+    }
+}
+
 /* ---- the convolution loop ------------------------------------------------------------------- */
 
 /* Runs the convolution c over every block of output pixels; with add != NULL (CONV_2D_ADD)
@@ -879,9 +911,10 @@ static TINYML_NOINLINE void conv_channels_any(const conv_outputs o, const conv_a
  * end at the last pixel (recomputing some pixels, which stores the same values again);
  * CONV_2D_ADD, which may run in place, repeats the last pixel instead and stores only the
  * new ones. */
-static void conv_run(const tinyml_conv2d_params *c, const conv_add *add, const int8_t *input,
-                     const int8_t *skip, int8_t *output, int16_t *block, int32_t pointwise,
-                     int32_t int4)
+static TINYML_ALWAYS_INLINE void conv_run_body(const tinyml_conv2d_params *c,
+                                              const conv_add *add, const int8_t *input,
+                                              const int8_t *skip, int8_t *output,
+                                              int16_t *block, int32_t pointwise, int32_t int4)
 {
     const int32_t groups = c->input_c / c->filter_c;
     const int32_t per_group = c->output_c / groups;
@@ -957,6 +990,33 @@ static void conv_run(const tinyml_conv2d_params *c, const conv_add *add, const i
     }
 }
 
+/* int8 and int4 filters run separate copies, so an int8 model links no int4 code. */
+static TINYML_NOINLINE void conv_run_s8(const tinyml_conv2d_params *c, const conv_add *add,
+                                        const int8_t *input, const int8_t *skip,
+                                        int8_t *output, int16_t *block, int32_t pointwise)
+{
+    conv_run_body(c, add, input, skip, output, block, pointwise, 0);
+}
+
+static TINYML_NOINLINE void conv_run_s4(const tinyml_conv2d_params *c, const conv_add *add,
+                                        const int8_t *input, const int8_t *skip,
+                                        int8_t *output, int16_t *block, int32_t pointwise)
+{
+    conv_run_body(c, add, input, skip, output, block, pointwise, 1);
+}
+
+static TINYML_ALWAYS_INLINE void conv_run(const tinyml_conv2d_params *c, const conv_add *add,
+                                         const int8_t *input, const int8_t *skip,
+                                         int8_t *output, int16_t *block, int32_t pointwise,
+                                         int32_t int4)
+{
+    if (int4) {
+        conv_run_s4(c, add, input, skip, output, block, pointwise);
+    } else {
+        conv_run_s8(c, add, input, skip, output, block, pointwise);
+    }
+}
+
 /* ---- entry points --------------------------------------------------------------------------- */
 
 void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
@@ -983,8 +1043,9 @@ void tinyml_conv2d_1x1_s4(const tinyml_conv2d_params *p, const int8_t *input, in
     conv_run(p, NULL, input, NULL, output, conv_block_buffer(scratch), 1, 1);
 }
 
-static void conv_add_run(const tinyml_conv2d_add_params *p, const int8_t *input,
-                         const int8_t *skip, int8_t *output, int8_t *scratch, int32_t int4)
+static TINYML_ALWAYS_INLINE void conv_add_run(const tinyml_conv2d_add_params *p,
+                                             const int8_t *input, const int8_t *skip,
+                                             int8_t *output, int8_t *scratch, int32_t int4)
 {
     conv_add add;
     /* Word-aligned scratch: the two tables, then the block. */

@@ -478,8 +478,9 @@ static int8_t fc_output_own(const tinyml_fully_connected_params *p, int32_t acc,
 
 /* The units outputs of one input row x, each with its own constants (per-channel weights
  * with different multipliers, or unusual shifts). */
-static TINYML_NOINLINE void fc_rows_own(const tinyml_fully_connected_params *p, const int8_t *x,
-                                        int32_t filter_term, int8_t *out, int32_t int4)
+static TINYML_ALWAYS_INLINE void fc_rows_own_body(const tinyml_fully_connected_params *p,
+                                                 const int8_t *x, int32_t filter_term,
+                                                 int8_t *out, int32_t int4)
 {
     const int32_t depth = p->input_depth, units = p->output_depth;
     const int32_t row_bytes = int4 ? tinyml_s4_row_bytes(depth) : depth;
@@ -501,8 +502,22 @@ static TINYML_NOINLINE void fc_rows_own(const tinyml_fully_connected_params *p, 
     }
 }
 
-static void fc_run(const tinyml_fully_connected_params *p, const int8_t *input, int8_t *output,
-                   int32_t int4)
+/* Separate int8 and int4 copies: an int8 model links no int4 code. */
+static TINYML_NOINLINE void fc_rows_own_s8(const tinyml_fully_connected_params *p,
+                                           const int8_t *x, int32_t filter_term, int8_t *out)
+{
+    fc_rows_own_body(p, x, filter_term, out, 0);
+}
+
+static TINYML_NOINLINE void fc_rows_own_s4(const tinyml_fully_connected_params *p,
+                                           const int8_t *x, int32_t filter_term, int8_t *out)
+{
+    fc_rows_own_body(p, x, filter_term, out, 1);
+}
+
+/* Inlined into each entry point with int4 constant, so each links only its own loops. */
+static TINYML_ALWAYS_INLINE void fc_run(const tinyml_fully_connected_params *p,
+                                        const int8_t *input, int8_t *output, int32_t int4)
 {
     const int32_t depth = p->input_depth, units = p->output_depth;
     const int32_t full = p->act_min == -128 && p->act_max == 127;
@@ -516,7 +531,7 @@ static void fc_run(const tinyml_fully_connected_params *p, const int8_t *input, 
                 ? (int32_t)((uint32_t)fc_sum(input, depth) * (uint32_t)p->filter_offset)
                 : 0;
         if (!shared) {
-            fc_rows_own(p, input, filter_term, output, int4);
+            (int4 ? fc_rows_own_s4 : fc_rows_own_s8)(p, input, filter_term, output);
         } else if (int4) {
             (full ? fc_s4_rows_shared_full : fc_s4_rows_shared_clamp)(p, &c, input,
                                                                       filter_term, output);
