@@ -114,3 +114,20 @@ def test_refuses_to_overwrite_a_foreign_directory(tmp_path):
 def test_unknown_target():
     with pytest.raises(TinymlError, match="unknown target 'z80'"):
         compile_model(EXAMPLE, "z80", "/nonexistent")
+
+
+def test_project_copies_only_the_kernels_its_layers_call(tmp_path):
+    """A project holds the kernel files defining the functions its C calls, and those they
+    call in turn (sparse.c -> sparse_rows.c), and every header; nothing else."""
+    from tinyml.codegen.project import kernels_used
+    from tinyml.paths import KERNELS_DIR
+
+    kernels = {p.name: p for p in (KERNELS_DIR / "portable").iterdir()
+               if p.suffix in (".c", ".h")}
+    used = kernels_used(kernels, "void f(void) { tinyml_fully_connected_sparse_s8(p, x, y, s); }")
+    assert {n for n in used if n.endswith(".c")} == {"sparse.c", "sparse_rows.c"}
+    assert {n for n in kernels if n.endswith(".h")} <= set(used)
+    result = compile_model(REPO / "examples" / "tiny_kws_int8.tflite", "host", tmp_path / "p")
+    files = {p.name for p in (tmp_path / "p" / "kernels").iterdir()}
+    assert "conv.c" in files and "matmul.c" not in files and "sparse.c" not in files
+    assert result.project.weights_bytes > 0

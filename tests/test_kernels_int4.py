@@ -267,7 +267,7 @@ def sample_cases():
 
 
 @needs_cc
-@pytest.mark.parametrize("which", ["portable", "dsp"])
+@pytest.mark.parametrize("which", ["portable", pytest.param("dsp", marks=pytest.mark.slow)])
 def test_s4_kernels_match_reference_sample(which, portable, dsp):
     harness, target = (portable, None) if which == "portable" else (dsp, M4)
     counts, jobs, _ = run_cases(harness, sample_cases(), target, samples=1)

@@ -1,4 +1,5 @@
-"""Test fixture: int4 graphs made from int8 ones, before tinyml has an int4 quantizer.
+"""Test fixture: int4 graphs made from int8 ones (the kernel tests' hand-built and
+converter-made int8 graphs; tinyml's quantizer, tinyml.quantize.int4, starts from float ones).
 
 :func:`requantize_int4` takes a quantized int8 graph and requantizes the filter (input 1) of
 every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED to int4 the plainest way, round to

@@ -27,6 +27,7 @@ caller to build and measure the staged project and then :func:`commit_project` i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -82,6 +83,31 @@ def _kernel_sources(target: Target) -> dict[str, Path]:
                 files[f.name] = f
     files["tinyml_kernels.h"] = KERNELS_DIR / "tinyml_kernels.h"
     return files
+
+
+_DEFINITION = re.compile(r"^(?!static\b)(?:[A-Za-z_]\w*[\s*]+)+([A-Za-z_]\w*)\s*\([^;{}]*\)\s*\{",
+                         re.M)
+_CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+
+
+def kernels_used(kernels: dict[str, Path], code: str) -> dict[str, Path]:
+    """The kernel files ``code`` (the generated C) needs: every header, the .c files defining a
+    function it calls, and the .c files those call in turn. Why: a project builds, and a
+    user's board links, only the kernels of its own layers; a new op's kernels then cost
+    nothing to the models that do not use it."""
+    texts = {name: path.read_text() for name, path in kernels.items() if name.endswith(".c")}
+    defined_in = {fn: name for name, text in texts.items()
+                  for fn in _DEFINITION.findall(text)}
+    needed: set[str] = set()
+    pending = [code]
+    while pending:
+        for fn in set(_CALL.findall(pending.pop())):
+            name = defined_in.get(fn)
+            if name is not None and name not in needed:
+                needed.add(name)
+                pending.append(texts[name])
+    return {name: path for name, path in kernels.items()
+            if name.endswith(".h") or name in needed}
 
 
 def firmware_files(target: Target) -> dict[str, Path]:
@@ -287,7 +313,13 @@ def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, ta
     templates.update({name: f"{flavour}/{name}.j2" for name in ("main.c", "Makefile")})
     if learn is not None:
         templates["learn.c"] = "project/learn.c.j2"
-    rendered = {name: env.get_template(path).render(**context)
+    # The C first: which kernel files it calls decides what the build files list.
+    code = {name: env.get_template(templates[name]).render(**context)
+            for name in templates if name.endswith(".c")}
+    if learn is None:
+        kernels = kernels_used(kernels, "\n".join(code.values()))
+        context["kernel_files"] = sorted(n for n in kernels if n.endswith(".c"))
+    rendered = {name: code[name] if name in code else env.get_template(path).render(**context)
                 for name, path in templates.items()}
     if learn is not None:
         rendered["learn.json"] = learn.metadata_json()
