@@ -160,9 +160,10 @@ static TINYML_NO_LIBCALLS void conv_set_bytes(int8_t *dst, int8_t value, int32_t
  * a group of four values, which the int16 conversion needs to go four at a time; they are
  * gathered as int8 on the stack first (taps in the padding as the input zero point, which
  * the offset turns into 0) and converted in one aligned run. */
-static void conv_column(int16_t *block, int32_t n, int32_t p, const tinyml_conv2d_params *c,
-                        const int8_t *in_b, int32_t in_y0, int32_t in_x0, int32_t ic0,
-                        int32_t offset)
+static TINYML_ALWAYS_INLINE void conv_column(int16_t *block, int32_t n, int32_t p,
+                                             const tinyml_conv2d_params *c,
+                                             const int8_t *in_b, int32_t in_y0, int32_t in_x0,
+                                             int32_t ic0, int32_t offset)
 {
     const int32_t k_total = c->filter_h * c->filter_w * c->filter_c;
     const int32_t k4 = k_total & ~3;
