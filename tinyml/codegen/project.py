@@ -9,7 +9,8 @@ What a firmware engineer gets in OUTDIR:
   a comment naming the source layer.
 - ``weights.c`` / ``weights.h``: every constant (weights, biases, multipliers, shifts) laid out
   as its kernel reads it.
-- ``kernels/``: the kernels of the target, copied so the project builds on its own.
+- ``kernels/``: the target's kernel files the model calls (:func:`kernels_used`), copied so
+  the project builds on its own.
 - ``main.c``: an example that runs one inference; ``Makefile`` and ``CMakeLists.txt``;
   ``README.md``.
 - Cortex-M targets (``templates/firmware/``): ``firmware/`` with the start-up code, the linker
