@@ -19,12 +19,14 @@ output.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from tinyml.ir import Graph, Op
 from tinyml.ir.ops import TableAttrs
+from tinyml.passes.code_tables import EVERY_CODE, as_codes, run_as, same_quant
 from tinyml.passes.framework import OptimizerPass, only_consumer, producer_of, remove_op
-from tinyml.passes.int8_state import _run_kernel, _same_quant
 
 #: Ops whose output elements are copies of input elements (int8 kernels move bytes).
 MOVEMENT_OPS = ("CONCATENATION", "RESHAPE", "STRIDED_SLICE", "SLICE", "TRANSPOSE", "GATHER")
@@ -68,13 +70,11 @@ def _island(graph: Graph, quantize: Op) -> tuple[list[Op], list[Op]] | None:
 def requantize_table(graph: Graph, source: str, target_quant) -> np.ndarray:
     """TFLM's QUANTIZE(DEQUANTIZE(code)) from ``source``'s quantization to ``target_quant``,
     for every int8 code (indexed by the code's byte)."""
-    import dataclasses
-    src = dataclasses.replace(graph.tensors[source], shape=(256,), data=None)
+    src = as_codes(graph.tensors[source])
     real = dataclasses.replace(src, name="real", dtype="float32", quant=None)
     dst = dataclasses.replace(src, name="requantized", quant=target_quant)
-    codes = np.arange(256, dtype=np.uint8).view(np.int8)
-    values = _run_kernel("DEQUANTIZE", codes, src, real)
-    return _run_kernel("QUANTIZE", values, real, dst).astype(np.int8)
+    values = run_as("DEQUANTIZE", EVERY_CODE, src, real)
+    return run_as("QUANTIZE", values, real, dst).astype(np.int8)
 
 
 class FloatIslandMovement(OptimizerPass):
@@ -90,8 +90,8 @@ class FloatIslandMovement(OptimizerPass):
         for leaf in leaves:
             source = leaf.inputs[0]
             table = requantize_table(graph, source, quant)
-            identity = np.array_equal(table, np.arange(256, dtype=np.uint8).view(np.int8))
-            if identity and _same_quant(graph.tensors[source].quant, quant):
+            identity = np.array_equal(table, EVERY_CODE)
+            if identity and same_quant(graph.tensors[source].quant, quant):
                 replacement = source
             else:
                 replacement = graph.unique_name(f"{source} (requantized)")

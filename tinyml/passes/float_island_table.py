@@ -18,12 +18,11 @@ tensor; no intermediate float tensor is a graph output.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from tinyml.ir import Graph, Op
 from tinyml.ir.ops import TableAttrs
+from tinyml.passes.code_tables import EVERY_CODE, as_codes, run_kernel
 from tinyml.passes.framework import OptimizerPass, only_consumer, producer_of, remove_op, \
     replace_op
 
@@ -58,13 +57,10 @@ def _island(graph: Graph, quantize: Op) -> list[Op] | None:
 def island_table(graph: Graph, chain: list[Op]) -> np.ndarray:
     """The output code of each input code (indexed by the code's byte), by running the
     reference kernels of the island on all 256 codes."""
-    from tinyml.reference.kernels import KERNELS, KernelCall
-    codes = np.arange(256, dtype=np.uint8).view(np.int8)
-    values = codes
+    values = EVERY_CODE
     for op in chain:
-        ins = [dataclasses.replace(graph.tensors[op.inputs[0]], shape=(256,), data=None)]
-        outs = [dataclasses.replace(graph.tensors[op.outputs[0]], shape=(256,), data=None)]
-        values = np.asarray(KERNELS[op.kind](KernelCall(op, [values], ins, outs)))
+        values = run_kernel(op, values, as_codes(graph.tensors[op.inputs[0]]),
+                            as_codes(graph.tensors[op.outputs[0]]))
     return values.astype(np.int8)
 
 

@@ -25,18 +25,8 @@ from tinyml.ir import Graph, Op, Tensor
 from tinyml.ir.graph import Variable
 from tinyml.ir.ops import VariableAttrs
 from tinyml.ir.tensor import Quantization
+from tinyml.passes.code_tables import run_as, same_quant
 from tinyml.passes.framework import OptimizerPass, producer_of
-
-
-def _same_quant(a: Quantization, b: Quantization) -> bool:
-    return (a.axis is None and b.axis is None and a.scale[0] == b.scale[0]
-            and a.zero_point[0] == b.zero_point[0])
-
-
-def _run_kernel(kind: str, values: np.ndarray, source: Tensor, target: Tensor) -> np.ndarray:
-    from tinyml.reference.kernels import KERNELS, KernelCall
-    op = Op(kind, f"{kind.lower()} of {source.name}", [source.name], [target.name])
-    return np.asarray(KERNELS[kind](KernelCall(op, [values], [source], [target])))
 
 
 def codes_of(values: np.ndarray, quant: Quantization) -> np.ndarray | None:
@@ -44,8 +34,8 @@ def codes_of(values: np.ndarray, quant: Quantization) -> np.ndarray | None:
     values = np.asarray(values, np.float32)
     real = Tensor("value", values.shape, "float32")
     codes = Tensor("codes", values.shape, "int8", quant)
-    q = _run_kernel("QUANTIZE", values, real, codes)
-    back = _run_kernel("DEQUANTIZE", q, codes, real)
+    q = run_as("QUANTIZE", values, real, codes)
+    back = run_as("DEQUANTIZE", q, codes, real)
     return q.astype(np.int8) if np.array_equal(back.view(np.uint32),
                                                values.view(np.uint32)) else None
 
@@ -66,7 +56,7 @@ def why_not_int8(graph: Graph, var: Variable) -> str:
             return (f"'{op.name}' assigns a float value that is not a DEQUANTIZE of per-tensor "
                     f"int8, so the state is not int8 codes")
         quants.append(source.quant)
-    if any(not _same_quant(quants[0], q) for q in quants[1:]):
+    if any(not same_quant(quants[0], q) for q in quants[1:]):
         return "its assignments dequantize different int8 quantizations"
     return (f"its initial value is not exactly representable in the int8 quantization its "
             f"assignments use ({quants[0]}), so it cannot be stored as codes")
@@ -88,7 +78,7 @@ def _plan(graph: Graph, var: Variable) -> tuple[Quantization, np.ndarray] | None
         source = graph.tensors[producer.inputs[0]]
         if source.dtype != "int8" or source.quant is None or source.quant.per_channel:
             return None
-        if quant is not None and not _same_quant(quant, source.quant):
+        if quant is not None and not same_quant(quant, source.quant):
             return None
         quant = source.quant
     codes = codes_of(var.initial, quant)
