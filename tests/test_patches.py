@@ -294,7 +294,7 @@ VWW_BUDGET = 40960  # 40 KB, against TFLM's 103,680 B arena for vww_96_int8
 
 
 def test_vww_auto_patching_plan():
-    result = plan(mlperf_model("vww_96_int8"), "host")
+    result = plan(mlperf_model("vww_96_int8"), "host", optimize="memory")
     report = result.report()
     patch = report["patch"]
     print(json.dumps(patch), report["peak_sram_bytes"], report["peak_sram_bytes_layerwise"])
@@ -347,12 +347,13 @@ def _patched_macs_of_chain(graph, patch: dict, layerwise_macs: int) -> int:
 
 
 def test_vww_patched_is_bit_exact_on_host():
-    report = verify(mlperf_model("vww_96_int8"), "host", samples=100)
+    report = verify(mlperf_model("vww_96_int8"), "host", samples=100, optimize="memory")
     assert report.samples == 102 and report.mismatched_outputs == 0
 
 
 def test_vww_patched_under_sanitizers():
-    report = verify(mlperf_model("vww_96_int8"), "host", samples=10, sanitize=True)
+    report = verify(mlperf_model("vww_96_int8"), "host", samples=10, sanitize=True,
+                    optimize="memory")
     assert report.sanitized and report.mismatched_outputs == 0
 
 
@@ -406,7 +407,7 @@ def test_overhead_budget_is_respected():
     path = mlperf_model("vww_96_int8")
     previous = None
     for budget in (0.02, 0.05, 0.2):
-        report = plan(path, "host", patch_overhead=budget).report()
+        report = plan(path, "host", patch_overhead=budget, optimize="memory").report()
         if report["patch"] is not None:
             assert report["patch"]["mac_overhead"] <= budget
             assert report["peak_sram_bytes"] < report["peak_sram_bytes_layerwise"]
@@ -422,14 +423,14 @@ def test_vww_on_cortex_m4(tmp_path):
     mismatches in QEMU."""
     model = str(mlperf_model("vww_96_int8"))
     result = tinyml("compile", model, "--target", "cortex-m4", "-o", str(tmp_path / "p"),
-                    "--patch", "auto", "--json")
+                    "--patch", "auto", "--optimize", "memory", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     print(json.dumps({k: report[k] for k in ("peak_sram_bytes", "peak_sram_bytes_layerwise",
                                              "patch", "ram_bytes", "stack_bytes")}))
     assert report["peak_sram_bytes"] <= VWW_BUDGET and report["patch"]["mac_overhead"] <= 0.2
     assert report["bss_bytes"] >= report["peak_sram_bytes"]
-    checked = verify(model, "cortex-m4", samples=20, profile=False)
+    checked = verify(model, "cortex-m4", samples=20, profile=False, optimize="memory")
     print(checked.to_json())
     assert checked.mismatched_outputs == 0 and checked.samples == 22
 
@@ -440,7 +441,7 @@ def test_mobilenet_v2_patched_peak_is_at_most_half(tmp_path):
     converter): patched peak SRAM <= 0.5 x tinyml's layer-by-layer peak, bit-exact."""
     path = tflite_zoo.convert(mobilenet_v2_half, [(1, 128, 128, 3)])
     start = time.perf_counter()
-    result = plan(path, "host")
+    result = plan(path, "host", optimize="memory")
     seconds = time.perf_counter() - start
     report = result.report()
     print(f"\nMobileNetV2 0.5/128: {report['peak_sram_bytes']:,} B patched vs "
@@ -449,7 +450,7 @@ def test_mobilenet_v2_patched_peak_is_at_most_half(tmp_path):
     assert report["patch"] is not None
     assert report["peak_sram_bytes"] <= 0.5 * report["peak_sram_bytes_layerwise"]
     assert report["patch"]["mac_overhead"] <= 0.2
-    checked = verify(path, "host", samples=10)
+    checked = verify(path, "host", samples=10, optimize="memory")
     assert checked.mismatched_outputs == 0 and checked.oracle == "reference+tflite-micro"
     # The split tensor itself, against TFLM's intermediate tensor.
     graph, _ = result.graph, result.calls
@@ -475,7 +476,7 @@ def _html_figures(text: str) -> dict:
     return {k: json.loads(html.unescape(v)) for k, v in cells.items()}
 
 
-@pytest.mark.parametrize("args", [[], ["--patch", "off"]])
+@pytest.mark.parametrize("args", [["--optimize", "memory"], ["--patch", "off"]])
 def test_report_figures_equal_compile_json(tmp_path, args):
     model = str(mlperf_model("vww_96_int8"))
     compiled = tinyml("compile", model, "-o", str(tmp_path / "p"), "--json", *args)
@@ -506,7 +507,8 @@ def test_report_figures_equal_compile_json(tmp_path, args):
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="needs a host C compiler")
 def test_generated_stage_is_a_loop_over_patches(tmp_path):
-    result = compile_model(mlperf_model("vww_96_int8"), "host", tmp_path / "p")
+    result = compile_model(mlperf_model("vww_96_int8"), "host", tmp_path / "p",
+                           optimize="memory")
     rows, cols = result.patch.grid
     text = (tmp_path / "p" / "model.c").read_text()
     body = text[text.index("int tinyml_invoke(void)"):]

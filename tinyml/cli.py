@@ -118,7 +118,8 @@ def _compile(args: argparse.Namespace) -> int:
         quantize = graph_quantizer(args)
     result = compile_model(args.model, args.target, args.output, quantize=quantize,
                            patch=args.patch, patch_overhead=args.patch_overhead,
-                           trainable=args.trainable, max_classes=args.max_classes)
+                           trainable=args.trainable, max_classes=args.max_classes,
+                           optimize=args.optimize)
     report = result.report()
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
@@ -164,21 +165,29 @@ def _compile(args: argparse.Namespace) -> int:
 def _patch_rows(report: dict) -> list[tuple[str, str, str]]:
     """compile's rows about patch-based inference (tinyml.schedule.patches)."""
     patch = report["patch"]
+    predicted = ("predicted", f"{report['predicted_instructions']:,}",
+                 f"instructions per inference by the {report['predicted_on']} cost model "
+                 f"(--optimize {report['optimize']})")
+    notes = [("", "", note) for note in report.get("patch_notes", [])]
     if patch is None:
         return [("patches", "none", "layer by layer (no split lowers peak SRAM within the MAC "
-                                    "budget, or --patch off)")]
+                                    "budget and the --optimize goal, or --patch off)"),
+                *notes, predicted]
+    added = patch.get("instructions_added")
     return [("layer by layer", f"{report['peak_sram_bytes_layerwise']:,} B",
              "peak SRAM without patch-based inference"),
             ("patches", f"{patch['grid'][0]}x{patch['grid'][1]}",
              f"first {patch['layers']} layers patch by patch, up to '{patch['split_layer']}'; "
-             f"+{100 * patch['mac_overhead']:.1f} % MACs")]
+             f"+{100 * patch['mac_overhead']:.1f} % MACs"
+             + (f", {added:+,} predicted instructions" if added is not None else "")),
+            *notes, predicted]
 
 
 def _report(args: argparse.Namespace) -> int:
     from tinyml.memory_report import write_report
 
     result = write_report(args.model, args.target, args.output, patch=args.patch,
-                          patch_overhead=args.patch_overhead)
+                          patch_overhead=args.patch_overhead, optimize=args.optimize)
     report = result.report()
     rows = [("peak SRAM", f"{report['peak_sram_bytes']:,} B", "arena with the chosen schedule")]
     rows += _patch_rows(report)
@@ -217,6 +226,11 @@ def _add_patch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch-overhead", type=float, default=0.2, metavar="FRACTION",
                    help="auto: most extra MACs recomputed halos may cost, as a fraction of "
                         "the model's (default 0.2)")
+    p.add_argument("--optimize", default="balanced", choices=("speed", "memory", "balanced"),
+                   help="how --patch auto trades RAM for instructions predicted by the "
+                        "target's cost model: speed (fewest), memory (smallest arena), "
+                        "balanced (default: the smallest arena within 3 %% of the fastest "
+                        "plan's instructions, unless the part's SRAM needs less)")
 
 
 def _add_trainable_arguments(p: argparse.ArgumentParser) -> None:
@@ -236,7 +250,8 @@ def _verify(args: argparse.Namespace) -> int:
         quantize = graph_quantizer(args)
     report = verify(args.model, args.target, samples=args.samples, seed=args.seed,
                     sanitize=args.sanitize, profile=not args.no_profile, patch=args.patch,
-                    patch_overhead=args.patch_overhead, quantize=quantize).to_json()
+                    patch_overhead=args.patch_overhead, quantize=quantize,
+                    optimize=args.optimize).to_json()
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:

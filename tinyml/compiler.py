@@ -27,6 +27,7 @@ from tinyml.frontends import load_model
 from tinyml.ir import Graph
 from tinyml.passes import run_passes
 from tinyml.schedule import MemoryPlan, plan_memory
+from tinyml.schedule import cost_model
 from tinyml.schedule.patches import DEFAULT_OVERHEAD, PatchSchedule, choose_patching
 from tinyml.summary import summarize
 from tinyml.targets import Target, load_target
@@ -51,6 +52,11 @@ class Compilation:
     learn: "TrainableBuild | None" = None
     #: The source graph is tinyml's quantization of a float model (``--calib``).
     quantized: bool = False
+    # ---- the cost model's prediction of the chosen plan (tinyml.schedule.cost_model)
+    optimize: str = "balanced"
+    predicted_instructions: int | None = None
+    predicted_on: str | None = None  # the core whose calibration predicted them
+    patch_notes: list[str] = field(default_factory=list)  # why auto kept a smaller plan out
 
     @property
     def state_bytes(self) -> int:
@@ -78,6 +84,12 @@ class Compilation:
             "peak_layer": self.plan.peak_layer,
             "peak_sram_bytes_layerwise": (self.layerwise_plan or self.plan).peak_sram_bytes,
             "patch": self.patch.to_json() if self.patch else None,
+            "optimize": self.optimize,
+            # Instructions per inference by the cost model (measured ones, on emulated
+            # targets, are in the example run).
+            "predicted_instructions": self.predicted_instructions,
+            "predicted_on": self.predicted_on,
+            "patch_notes": self.patch_notes,
             "output_dir": str(self.project.output_dir) if self.project else None,
             **{k: v for k, v in self.sizes.items() if k != "flash_bytes"},
             **(self.learn.report() if self.learn is not None else {}),
@@ -106,11 +118,13 @@ def check_int8(graph: Graph) -> None:
 def plan(model: str | Path | Graph, target: str | Target = "host",
          quantize: Callable[[Graph], Graph] | None = None, *, patch: str | None = "auto",
          patch_overhead: float = DEFAULT_OVERHEAD, trainable: str | None = None,
-         max_classes: int | None = None) -> Compilation:
+         max_classes: int | None = None, optimize: str = "balanced") -> Compilation:
     """Everything up to (not including) writing files. ``quantize`` turns the imported float
     graph into an int8 one first (``tinyml compile --calib``, tinyml.quantize). ``patch``:
     "auto" (patch-based inference of the first layers when it lowers peak SRAM within
-    ``patch_overhead`` extra MACs), "off", or "SPLIT:N" (see tinyml.schedule.patches).
+    ``patch_overhead`` extra MACs), "off", or "SPLIT:N" (see tinyml.schedule.patches);
+    ``optimize`` ("speed", "memory", "balanced"): how ``auto`` trades RAM for instructions
+    predicted by the target's cost model (tinyml.schedule.patches.pick).
     ``trainable`` ("last:K") and ``max_classes``: on-device learning of the last K fully
     connected layers (tinyml.learn); ``graph`` is then the backbone."""
     target = load_target(target) if isinstance(target, str) else target
@@ -135,10 +149,16 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
                          quantized=quantize is not None)
     # ---- patch-based inference: replaces the plan when chosen --------------------------------
     result.layerwise_plan = memory
+    cost = cost_model.for_target(target)
+    sram = target.sram_bytes - result.state_bytes if target.sram_bytes else None
     result.patch = choose_patching(graph, calls, memory, patch, patch_overhead,
-                                   lower=lambda g: lower(g, target))
+                                   lower=lambda g: lower(g, target), optimize=optimize,
+                                   predict=lambda s: cost.predict(graph, calls, s),
+                                   sram_bytes=sram, notes=result.patch_notes)
     if result.patch is not None:
         result.plan = result.patch.plan
+    result.optimize, result.predicted_on = optimize, cost.core
+    result.predicted_instructions = cost.predict(graph, calls, result.patch)
     if learn is not None:  # the training scratch shares the arena
         result.learn = learn
         result.plan = learn.plan_memory(result.plan)
@@ -150,14 +170,14 @@ def compile_model(model: str | Path, target: str | Target, output_dir: str | Pat
                   build: bool = True,
                   quantize: Callable[[Graph], Graph] | None = None, patch: str | None = "auto",
                   patch_overhead: float = DEFAULT_OVERHEAD, trainable: str | None = None,
-                  max_classes: int | None = None) -> Compilation:
+                  max_classes: int | None = None, optimize: str = "balanced") -> Compilation:
     """Compile ``model`` for ``target`` into the C project ``output_dir``.
 
     Cortex-M targets (unless ``build`` is false) also build ``example.elf`` and measure it;
     ``profile`` generates the per-layer counter hooks of the profiling build. ``patch`` and
-    ``patch_overhead``, ``trainable`` and ``max_classes``: see :func:`plan`."""
+    ``patch_overhead``, ``trainable``, ``max_classes`` and ``optimize``: see :func:`plan`."""
     result = plan(model, target, quantize, patch=patch, patch_overhead=patch_overhead,
-                  trainable=trainable, max_classes=max_classes)
+                  trainable=trainable, max_classes=max_classes, optimize=optimize)
     budget.check_plan(result)
     staged = result.target.is_firmware and build
     result.project = generate_project(

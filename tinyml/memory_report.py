@@ -244,11 +244,14 @@ per layer where they take fewer bytes than dense). {html.escape(flash_total)}</p
 
 
 def write_report(model: str | Path, target: str, output: str | Path, *, patch: str = "auto",
-                 patch_overhead: float = DEFAULT_OVERHEAD) -> Compilation:
+                 patch_overhead: float = DEFAULT_OVERHEAD,
+                 optimize: str = "balanced") -> Compilation:
     """Plan ``model`` for ``target`` (as ``compile`` would) and write the HTML report."""
-    result = plan(model, target, patch=patch, patch_overhead=patch_overhead)
+    result = plan(model, target, patch=patch, patch_overhead=patch_overhead, optimize=optimize)
     why = "--patch off"
-    if result.patch is None and PatchOption.parse(patch).mode == "auto":
+    if result.patch is None and result.patch_notes:
+        why = result.patch_notes[0]
+    elif result.patch is None and PatchOption.parse(patch).mode == "auto":
         why = why_not_patched(result.graph, result.calls, result.plan, patch_overhead,
                               lower=lambda g: lower(g, result.target))
     text = render(result, why)

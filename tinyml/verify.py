@@ -84,10 +84,11 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
            sanitize: bool = False, output_dir: str | Path | None = None,
            profile: bool = True, patch: str | None = "auto",
            patch_overhead: float = 0.2,
-           quantize: Callable[[Graph], Graph] | None = None) -> VerifyReport:
+           quantize: Callable[[Graph], Graph] | None = None,
+           optimize: str = "balanced") -> VerifyReport:
     """Compile ``model`` for ``target``, run it on the samples, compare with the oracles.
-    ``profile`` (emulated targets) adds the per-layer instruction counts. ``patch`` and
-    ``patch_overhead``: patch-based inference, as for ``compile``. ``quantize`` turns a float
+    ``profile`` (emulated targets) adds the per-layer instruction counts. ``patch``,
+    ``patch_overhead`` and ``optimize``: patch-based inference, as for ``compile``. ``quantize`` turns a float
     model into the int8 graph that is compiled and verified (``verify --calib``, as
     ``compile --calib``); TFLM then runs that graph exported as an int8 TFLite file."""
     model = Path(model)
@@ -99,7 +100,8 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
     with tempfile.TemporaryDirectory(prefix="tinyml-verify-") as tmp:
         project = Path(output_dir) if output_dir else Path(tmp) / "project"
         result = compile_model(model, target, project, patch=patch,
-                               patch_overhead=patch_overhead, quantize=quantize)
+                               patch_overhead=patch_overhead, quantize=quantize,
+                               optimize=optimize)
         inputs = make_samples(result.source_graph, samples, seed)
         if result.target.is_host:
             binary = host.build(project, sanitize=sanitize)
@@ -126,8 +128,9 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
         if profile:
             # A quantized float model is profiled as the int8 graph already made from it.
             report.measured["layer_instructions"] = profile_layers(
-                model if quantize is None else result.source_graph, result.target, inputs[0], Path(tmp) / "profile", run.outputs[0],
-                patch=patch, patch_overhead=patch_overhead)
+                model if quantize is None else result.source_graph, result.target, inputs[0],
+                Path(tmp) / "profile", run.outputs[0], patch=patch,
+                patch_overhead=patch_overhead, optimize=optimize)
         return report
 
 
@@ -142,7 +145,7 @@ def require_runnable(target: Target) -> None:
 def profile_layers(model: str | Path | Graph, target: Target, sample: list[np.ndarray],
                    project_dir: str | Path,
                    expected: list[np.ndarray] | None = None, *, patch: str | None = "auto",
-                   patch_overhead: float = 0.2) -> list[dict]:
+                   patch_overhead: float = 0.2, optimize: str = "balanced") -> list[dict]:
     """Instructions of each layer on one sample, from a profiling build (model.c with counter
     hooks between layers; the harness records SysTick at each). Aliases run no code: 0.
     Each hook costs a few instructions, counted in the layer after it. ``expected``: the
@@ -150,7 +153,7 @@ def profile_layers(model: str | Path | Graph, target: Target, sample: list[np.nd
     from tinyml import firmware
     from tinyml.sim import qemu
     result = compile_model(model, target, project_dir, profile=True, build=False, patch=patch,
-                           patch_overhead=patch_overhead)
+                           patch_overhead=patch_overhead, optimize=optimize)
     elf = firmware.build_harness(project_dir, result.target, profile=True)
     emulator = firmware.emulator_of(result.target)
     run = qemu.run_samples(elf, emulator, result.source_graph, [sample])

@@ -14,7 +14,7 @@ ELFs give an :class:`ImageModel`:
   is not the model's (start-up, semihosting, libc);
 - RAM besides the arena: the ELF's other ``.data``/``.bss`` and the deepest stack measured in
   QEMU, plus a margin (:data:`STACK_MARGIN`);
-- instructions per kernel (:mod:`tinyml.nas.latency`) from a profiling build of each.
+- instructions per kernel (:mod:`tinyml.schedule.latency`) from a profiling build of each.
 
 Stored as ``tinyml/nas/data/<target>.json`` (``benchmarks/nas_calibrate.py`` rewrites it).
 Kernels change between calibrations, so each search first builds and profiles one small
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyml.errors import TinymlError
-from tinyml.nas.latency import LatencyModel, fit, layer_features
+from tinyml.schedule.latency import LatencyModel, fit, layer_features
 from tinyml.nas.search_space import Arch, Genome, SearchSpace
 from tinyml.targets import Target, load_target
 

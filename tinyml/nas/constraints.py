@@ -10,7 +10,7 @@ quantizer (on two random images: ranges do not change sizes), then lowered and p
 - peak SRAM = the plan's arena (exact) + the image's other static data + the stack, flash =
   the model's constants (exact, as the budget check counts them) + code, the last two from an
   :class:`~tinyml.nas.calibration.ImageModel` measured on real ELFs;
-- instructions from the calibrated :mod:`latency <tinyml.nas.latency>` model.
+- instructions from the calibrated :mod:`latency <tinyml.schedule.latency>` model.
 
 Misfits are dropped before any training. Results are cached by architecture key.
 """
@@ -99,7 +99,8 @@ class ConstraintChecker:
         fit = self._fit(arch, key, plan(graph, self.target, patch="off"))
         if fit.ram_bytes > self.budget.sram_bytes and fit.flash_bytes <= self.budget.flash_bytes:
             patched = self._fit(arch, key, plan(graph, self.target, patch="auto",
-                                                patch_overhead=self.budget.patch_overhead))
+                                                patch_overhead=self.budget.patch_overhead,
+                                                optimize="memory"))
             if patched.arena_bytes < fit.arena_bytes:
                 fit = patched
         return fit

@@ -406,8 +406,9 @@ def compile_firmware(tflite: Path, target: Target, output: Path, fit: Fit, budge
     error: BudgetError | None = None
     for patch in attempts:
         try:
+            # The search's budget, not the part's, decides: patches whenever they fit it.
             return compile_model(tflite, target, output, patch=patch,
-                                 patch_overhead=budget.patch_overhead)
+                                 patch_overhead=budget.patch_overhead, optimize="memory")
         except BudgetError as exc:
             error = exc
     raise TinymlError(f"the searched model does not fit once built: {error}")

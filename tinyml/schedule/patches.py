@@ -57,8 +57,10 @@ from tinyml.schedule.receptive_field import (NotLocal, StageGeometry, is_spatial
 MAX_TILES = 8
 #: Default budget of extra MACs, as a fraction of the model's.
 DEFAULT_OVERHEAD = 0.2
-#: Estimated candidates that get an exact plan.
+#: Estimated candidates that get an exact plan: the smallest estimated arenas, and the
+#: fewest patches.
 REFINE = 6
+REFINE_COARSE = 3
 
 
 # ---- the --patch option ------------------------------------------------------------------------
@@ -124,6 +126,8 @@ class PatchSchedule:
     macs: int                      # MACs of one inference, halos included
     layerwise_macs: int
     layer_macs: dict[int, int] = field(default_factory=dict)  # stage layer -> patched MACs
+    predicted_instructions: int | None = None   # by the cost model, when the search ranked it
+    layerwise_instructions: int | None = None   # the same, for the layer-by-layer plan
 
     @property
     def plan(self) -> MemoryPlan:
@@ -138,7 +142,11 @@ class PatchSchedule:
         return {"split_layer": self.split_layer, "split_tensor": self.split,
                 "split_index": self.split_index, "grid": list(self.grid),
                 "patches": self.grid[0] * self.grid[1], "layers": len(self.stage),
-                "mac_overhead": self.mac_overhead, "macs": self.macs}
+                "mac_overhead": self.mac_overhead, "macs": self.macs,
+                "predicted_instructions": self.predicted_instructions,
+                "instructions_added": (self.predicted_instructions - self.layerwise_instructions
+                                       if self.predicted_instructions is not None
+                                       and self.layerwise_instructions is not None else None)}
 
 
 # ---- candidates ----------------------------------------------------------------------------------
@@ -396,17 +404,25 @@ def estimate_candidates(graph: Graph, calls: Sequence, overhead: float,
 
 def choose_patching(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
                     option: PatchOption | str | None = None, overhead: float = DEFAULT_OVERHEAD,
-                    lower: Callable[[Graph], list] | None = None) -> PatchSchedule | None:
+                    lower: Callable[[Graph], list] | None = None, *,
+                    optimize: str = "memory",
+                    predict: Callable[[PatchSchedule | None], int] | None = None,
+                    sram_bytes: int | None = None,
+                    notes: list[str] | None = None) -> PatchSchedule | None:
     """The patch schedule ``option`` asks for (None: layer by layer).
 
-    ``auto``: the smallest arena among splits and grids whose extra MACs stay within
-    ``overhead`` (a fraction of the model's MACs), if it is smaller than ``layerwise``'s.
+    ``auto``: among the splits and grids whose extra MACs stay within ``overhead`` (a
+    fraction of the model's MACs) and layer by layer, the plan ``optimize`` asks for (see
+    :func:`pick`), ``predict`` giving each plan's instructions (None: MACs stand in).
     A forced ``SPLIT:N`` is built as asked (a clear error if it cannot be). ``lower`` lowers a
-    graph for the target (lowering's ``lower``)."""
+    graph for the target (lowering's ``lower``). ``notes`` receives one sentence when
+    ``auto`` keeps a smaller-arena plan out for its predicted instructions."""
     if not isinstance(option, PatchOption):
         option = PatchOption.parse(option)
     if overhead < 0:
         raise TinymlError(f"--patch-overhead must be >= 0, got {overhead}")
+    if optimize not in OPTIMIZE:
+        raise TinymlError(f"--optimize '{optimize}': expected one of {', '.join(OPTIMIZE)}")
     if lower is None:
         from tinyml.codegen.lowering import lower as lower_default
         lower = lower_default
@@ -415,32 +431,94 @@ def choose_patching(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
     if option.mode == "forced":
         return _forced(graph, calls, option, lower)
     candidates = estimate_candidates(graph, calls, overhead, below=layerwise.arena_bytes)
-    best = _refine(graph, calls, candidates, lower)
-    if best is None or best.plan.arena_bytes >= layerwise.arena_bytes:
-        return None
-    return best
+    schedules = _refine(graph, calls, candidates, lower)
+    chosen = pick(layerwise, schedules, optimize, predict, sram_bytes)
+    if notes is not None:
+        arena = chosen.plan.arena_bytes if chosen is not None else layerwise.arena_bytes
+        smaller = [s for s in schedules if s.plan.arena_bytes < arena]
+        if smaller:
+            best = min(smaller, key=lambda s: (s.plan.arena_bytes, s.predicted_instructions))
+            base = (chosen.predicted_instructions if chosen is not None
+                    else best.layerwise_instructions)
+            notes.append(
+                f"--optimize {optimize}: {best.grid[0]}x{best.grid[1]} patches up to "
+                f"'{best.split_layer}' would need {best.plan.arena_bytes:,} B instead of "
+                f"{arena:,} B for {100 * (best.predicted_instructions / max(base, 1) - 1):+.1f} "
+                f"% predicted instructions (--optimize memory takes them)")
+    return chosen
+
+
+#: What ``--optimize`` may ask for.
+OPTIMIZE = ("speed", "memory", "balanced")
+#: ``balanced``: the smallest arena among plans within this fraction of the fastest one's
+#: predicted instructions (the cost model's own error on its calibration plans is ~2 %).
+BALANCED_SLACK = 0.03
+
+
+def pick(layerwise: MemoryPlan, schedules: Sequence[PatchSchedule], optimize: str,
+         predict: Callable[[PatchSchedule | None], int] | None,
+         sram_bytes: int | None = None) -> PatchSchedule | None:
+    """The plan to run, among layer by layer (None) and ``schedules``:
+
+    - ``memory``: the smallest arena (fewer predicted instructions breaking ties);
+    - ``speed``: the fewest predicted instructions (smaller arena breaking ties);
+    - ``balanced``: the smallest arena whose predicted instructions are within
+      :data:`BALANCED_SLACK` of the fastest plan's, unless that arena does not fit
+      ``sram_bytes`` (the part's SRAM for the arena): then the fastest plan that fits, or
+      the smallest arena when none does (the budget check then says so).
+
+    Each schedule gets ``predicted_instructions`` and ``layerwise_instructions``."""
+    if predict is None:
+        def predict(schedule):
+            return schedule.macs if schedule is not None else _layerwise_macs(schedules)
+    base = predict(None)
+    plans = [(layerwise.arena_bytes, base, None)]
+    for schedule in schedules:
+        schedule.layerwise_instructions = base
+        schedule.predicted_instructions = predict(schedule)
+        if schedule.plan.arena_bytes < layerwise.arena_bytes:
+            plans.append((schedule.plan.arena_bytes, schedule.predicted_instructions, schedule))
+    smallest = min(plans, key=lambda p: (p[0], p[1]))
+    fastest = min(plans, key=lambda p: (p[1], p[0]))
+    if optimize == "memory":
+        return smallest[2]
+    if optimize == "speed":
+        return fastest[2]
+    within = [p for p in plans if p[1] <= fastest[1] * (1 + BALANCED_SLACK)]
+    chosen = min(within, key=lambda p: (p[0], p[1]))
+    if sram_bytes is not None and chosen[0] > sram_bytes:
+        fitting = [p for p in plans if p[0] <= sram_bytes]
+        chosen = min(fitting, key=lambda p: (p[1], p[0])) if fitting else smallest
+    return chosen[2]
+
+
+def _layerwise_macs(schedules: Sequence[PatchSchedule]) -> int:
+    return schedules[0].layerwise_macs if schedules else 0
 
 
 def _refine(graph: Graph, calls: Sequence, candidates: Sequence[_Candidate],
-            lower: Callable[[Graph], list]) -> PatchSchedule | None:
-    """The exact schedule of the best :data:`REFINE` estimates with the smallest arena (fewer
-    extra MACs breaking ties); None when none of them can be lowered for its patch size."""
-    best: PatchSchedule | None = None
-    tried: set[tuple[int, tuple[int, int]]] = set()
-    for c in candidates:
-        if len(tried) >= REFINE:
-            break
-        if (c.k, c.grid) in tried:
-            continue
-        tried.add((c.k, c.grid))
+            lower: Callable[[Graph], list]) -> list[PatchSchedule]:
+    """The exact schedules of the :data:`REFINE` estimates with the smallest arena, and of the
+    :data:`REFINE_COARSE` with the fewest patches (per-call costs grow with the patch count,
+    so the fastest patched plans are coarse ones); those that lower for their patch size."""
+    coarse = sorted(candidates, key=lambda c: (c.grid[0] * c.grid[1], c.overhead, c.estimate))
+    chosen: list[_Candidate] = []
+    for group, limit in ((candidates, REFINE), (coarse, REFINE_COARSE)):
+        taken = 0
+        for c in group:
+            if taken >= limit:
+                break
+            if any((c.k, c.grid) == (d.k, d.grid) for d in chosen):
+                continue
+            chosen.append(c)
+            taken += 1
+    schedules = []
+    for c in chosen:
         try:
-            schedule = _schedule(graph, calls, c.k, c.grid, lower)
+            schedules.append(_schedule(graph, calls, c.k, c.grid, lower))
         except NotLocal:
             continue
-        if best is None or ((schedule.plan.arena_bytes, schedule.mac_overhead) <
-                            (best.plan.arena_bytes, best.mac_overhead)):
-            best = schedule
-    return best
+    return schedules
 
 
 def why_not_patched(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
@@ -472,7 +550,8 @@ def why_not_patched(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
     if lower is None:
         from tinyml.codegen.lowering import lower as lower_default
         lower = lower_default
-    best = _refine(graph, calls, within, lower)
+    schedules = _refine(graph, calls, within, lower)
+    best = min(schedules, key=lambda s: (s.plan.arena_bytes, s.mac_overhead), default=None)
     if best is None:
         return (f"no split and grid within {100 * overhead:g} % extra MACs lowers for its "
                 f"patch size")
