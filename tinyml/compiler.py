@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from tinyml.schedule import MemoryPlan, plan_memory
 from tinyml.schedule.patches import DEFAULT_OVERHEAD, PatchSchedule, choose_patching
 from tinyml.summary import summarize
 from tinyml.targets import Target, load_target
+
+if TYPE_CHECKING:
+    from tinyml.passes.stream_window import StreamPlan
 
 
 @dataclass
@@ -51,6 +54,14 @@ class Compilation:
     learn: "TrainableBuild | None" = None
     #: The source graph is tinyml's quantization of a float model (``--calib``).
     quantized: bool = False
+    #: ``--stream`` (tinyml.passes.stream_window): ``graph`` consumes one frame per call;
+    #: ``source_graph`` is still the full-window model it equals.
+    stream: "StreamPlan | None" = None
+
+    @property
+    def io_graph(self) -> Graph:
+        """The graph whose inputs and outputs the generated C has (the harness's I/O)."""
+        return self.stream.graph if self.stream is not None else self.source_graph
 
     @property
     def state_bytes(self) -> int:
@@ -81,6 +92,7 @@ class Compilation:
             "output_dir": str(self.project.output_dir) if self.project else None,
             **{k: v for k, v in self.sizes.items() if k != "flash_bytes"},
             **(self.learn.report() if self.learn is not None else {}),
+            **({"stream": self.stream.to_json()} if self.stream is not None else {}),
         }
 
 
@@ -106,13 +118,15 @@ def check_int8(graph: Graph) -> None:
 def plan(model: str | Path | Graph, target: str | Target = "host",
          quantize: Callable[[Graph], Graph] | None = None, *, patch: str | None = "auto",
          patch_overhead: float = DEFAULT_OVERHEAD, trainable: str | None = None,
-         max_classes: int | None = None) -> Compilation:
+         max_classes: int | None = None, stream: bool = False) -> Compilation:
     """Everything up to (not including) writing files. ``quantize`` turns the imported float
     graph into an int8 one first (``tinyml compile --calib``, tinyml.quantize). ``patch``:
     "auto" (patch-based inference of the first layers when it lowers peak SRAM within
     ``patch_overhead`` extra MACs), "off", or "SPLIT:N" (see tinyml.schedule.patches).
     ``trainable`` ("last:K") and ``max_classes``: on-device learning of the last K fully
-    connected layers (tinyml.learn); ``graph`` is then the backbone."""
+    connected layers (tinyml.learn); ``graph`` is then the backbone. ``stream``: the input is a
+    sliding window; compile the model that consumes one new frame per call
+    (tinyml.passes.stream_window)."""
     target = load_target(target) if isinstance(target, str) else target
     if isinstance(model, Graph):  # an in-memory graph (tinyml.nas plans candidates so)
         source, model = model, Path(f"{model.name}.graph")
@@ -125,6 +139,11 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
     # QUANTIZE) into int8 ops.
     graph = run_passes(copy.deepcopy(source))
     check_int8(graph)
+    streamed = None
+    if stream:
+        from tinyml.passes.stream_window import stream_window
+        streamed = stream_window(graph)
+        graph = streamed.graph
     learn = None
     if trainable is not None or max_classes is not None:
         from tinyml.learn.project import prepare
@@ -132,7 +151,7 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
     calls = lower(graph, target)
     memory = plan_memory(graph, calls)
     result = Compilation(model, target, source, graph, calls, memory, summarize(source).macs,
-                         quantized=quantize is not None)
+                         quantized=quantize is not None, stream=streamed)
     # ---- patch-based inference: replaces the plan when chosen --------------------------------
     result.layerwise_plan = memory
     result.patch = choose_patching(graph, calls, memory, patch, patch_overhead,
@@ -150,14 +169,14 @@ def compile_model(model: str | Path, target: str | Target, output_dir: str | Pat
                   build: bool = True,
                   quantize: Callable[[Graph], Graph] | None = None, patch: str | None = "auto",
                   patch_overhead: float = DEFAULT_OVERHEAD, trainable: str | None = None,
-                  max_classes: int | None = None) -> Compilation:
+                  max_classes: int | None = None, stream: bool = False) -> Compilation:
     """Compile ``model`` for ``target`` into the C project ``output_dir``.
 
     Cortex-M targets (unless ``build`` is false) also build ``example.elf`` and measure it;
     ``profile`` generates the per-layer counter hooks of the profiling build. ``patch`` and
-    ``patch_overhead``, ``trainable`` and ``max_classes``: see :func:`plan`."""
+    ``patch_overhead``, ``trainable``, ``max_classes`` and ``stream``: see :func:`plan`."""
     result = plan(model, target, quantize, patch=patch, patch_overhead=patch_overhead,
-                  trainable=trainable, max_classes=max_classes)
+                  trainable=trainable, max_classes=max_classes, stream=stream)
     budget.check_plan(result)
     staged = result.target.is_firmware and build
     result.project = generate_project(
