@@ -92,7 +92,9 @@ class Compilation:
             "output_dir": str(self.project.output_dir) if self.project else None,
             **{k: v for k, v in self.sizes.items() if k != "flash_bytes"},
             **(self.learn.report() if self.learn is not None else {}),
-            **({"stream": self.stream.to_json()} if self.stream is not None else {}),
+            **({"stream": {**self.stream.to_json(),
+                           "macs_full_window": summarize(self.source_graph).macs}}
+               if self.stream is not None else {}),
         }
 
 
@@ -150,7 +152,9 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
         graph, learn = prepare(graph, source, trainable or "last:1", max_classes, target.name)
     calls = lower(graph, target)
     memory = plan_memory(graph, calls)
-    result = Compilation(model, target, source, graph, calls, memory, summarize(source).macs,
+    # MACs per call: a --stream model's call is one new frame.
+    macs = summarize(graph if streamed is not None else source).macs
+    result = Compilation(model, target, source, graph, calls, memory, macs,
                          quantized=quantize is not None, stream=streamed)
     # ---- patch-based inference: replaces the plan when chosen --------------------------------
     result.layerwise_plan = memory
@@ -182,7 +186,8 @@ def compile_model(model: str | Path, target: str | Target, output_dir: str | Pat
     result.project = generate_project(
         result.graph, result.calls, result.plan, result.target, output_dir,
         model_file=result.model.name, macs=result.macs, example_input=example_input,
-        profile=profile, stage=staged, patch=result.patch, learn=result.learn)
+        profile=profile, stage=staged, patch=result.patch, learn=result.learn,
+        stream_window=result.stream.window if result.stream is not None else None)
     if staged:
         try:
             _build_and_measure(result)
