@@ -41,7 +41,7 @@ def measure(path: Path, target: str, count: int) -> dict:
         stream = compile_model(path, target, Path(tmp) / "stream", stream=True)
         graph = full.source_graph
         x = graph.tensors[graph.inputs[0]]
-        frames = models.frame_stream(x.shape[2], count)
+        frames = models.frame_stream((1, 1) + tuple(x.shape[2:]), count)
         windows = models.windows(frames, x.shape[1], int(x.quant.zero_point[0]))
         runs = {}
         for label, result, samples in (("full", full, windows), ("stream", stream, frames)):

@@ -39,7 +39,7 @@ def _stream(path, count=FRAMES):
     """(frames, full windows after each) for the model at ``path``."""
     graph = load_tflite(path)
     x = graph.tensors[graph.inputs[0]]
-    frames = models.frame_stream(x.shape[2], count)
+    frames = models.frame_stream((1, 1) + tuple(x.shape[2:]), count)
     return frames, models.windows(frames, x.shape[1], int(x.quant.zero_point[0]))
 
 
@@ -105,12 +105,32 @@ def test_compile_json_reports_the_stream(kws, tmp_path):
 
 @pytest.mark.slow
 def test_prefix_stops_at_a_strided_time_conv():
-    plan, _, _ = _check_reference(models.window_kws(models.STRIDED_LAYERS))
+    path = models.window_kws(models.STRIDED_LAYERS)
+    plan, _, _ = _check_reference(path)
     assert len(plan.streamed) == 1
     assert "strides 2 along time" in plan.stop_reason
-    assert plan.stop_layer.endswith("conv2d_5_1/Relu")
+    assert plan.stop_layer == load_tflite(path).ops[1].name   # the second conv
     # The first conv's output (47 columns of 8x8) is kept whole for the strided conv.
     assert sorted(plan.states.values(), key=lambda s: s[1])[-1][1] == 46
+
+
+@pytest.mark.slow
+def test_prefix_stops_at_a_time_padded_conv():
+    plan, _, _ = _check_reference(models.window_kws(models.SAME_LAYERS))
+    assert len(plan.streamed) == 1
+    assert "pads the time axis" in plan.stop_reason
+
+
+@pytest.mark.slow
+def test_keras_conv1d_streams_through_its_reshapes(tmp_path):
+    """Conv1D: EXPAND_DIMS puts time on axis 2 of the convolutions, a RESHAPE back on axis
+    1 before the pooling; the prefix follows the time axis through both."""
+    path = models.window_kws(models.CONV1D_LAYERS)
+    plan, _, _ = _check_reference(path)
+    kinds = [op.kind for op in plan.graph.ops if op.name in plan.streamed]
+    assert kinds == ["RESHAPE", "CONV_2D", "CONV_2D", "CONV_2D", "RESHAPE"]
+    assert plan.stop_reason == "MEAN mixes the whole time axis"
+    assert _host_stream(path, tmp_path) == 0
 
 
 @pytest.mark.slow
@@ -121,7 +141,8 @@ def test_nothing_streamable_is_one_line_naming_the_layer(tmp_path):
     assert out.returncode == 2 and out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "nothing to stream" in lines[0] and "conv2d_7_1/Relu" in lines[0]
+    first = load_tflite(path).ops[0]
+    assert "nothing to stream" in lines[0] and f"'{first.name}' (CONV_2D)" in lines[0]
     assert "strides 2 along time" in lines[0]
 
 

@@ -9,7 +9,9 @@ compare every frame with the ordinary model run on the whole window.
 Layers are given as a small spec so each test model states its shape in one line:
 ``("conv", filters, (kt, kf), dilation_t, stride_t)``, ``("dw", (kt, kf), dilation_t)``,
 ``("pad_f", 1)`` (zero padding of the feature axis only), ``("same", filters, (kt, kf))``
-(a conv with 'same' padding, time included). Conversion takes seconds, so files are cached on
+(a conv with 'same' padding, time included), ``("conv1d", filters, kt, dilation_t)`` (a
+Keras Conv1D over a [T, F] window: the converter wraps it in EXPAND_DIMS / RESHAPE, so time
+is axis 2 of the convolution). Conversion takes seconds, so files are cached on
 disk keyed by this module's source and the arguments.
 """
 
@@ -34,6 +36,10 @@ KWS_LAYERS = (("conv", 16, (5, 3), 1, 1), ("pad_f", 1), ("dw", (3, 3), 2),
 #: A strided time conv after the first layer: the streamed prefix stops there.
 STRIDED_LAYERS = (("conv", 8, (3, 3), 1, 1), ("conv", 16, (3, 3), 1, 2),
                   ("conv", 16, (3, 1), 1, 1))
+#: 'same' padding (time included) on the second conv: the prefix stops there.
+SAME_LAYERS = (("conv", 8, (3, 3), 1, 1), ("same", 8, (3, 3)), ("conv", 8, (3, 1), 1, 1))
+#: Keras Conv1D over a [49, 10] window (time on axis 1, features as channels).
+CONV1D_LAYERS = (("conv1d", 16, 3, 1), ("conv1d", 16, 3, 2), ("conv1d", 24, 5, 1))
 #: The first layer already strides in time: nothing can be streamed.
 UNSTREAMABLE_LAYERS = (("conv", 8, (3, 3), 1, 2), ("conv", 8, (3, 1), 1, 1))
 
@@ -58,7 +64,9 @@ def window_kws(layers: tuple = KWS_LAYERS, frames: int = 49, features: int = 10,
         import tensorflow as tf
         keras = tf.keras
         keras.utils.set_random_seed(seed)
-        inp = keras.Input((frames, features, 1), batch_size=1)
+        one_d = all(spec[0] == "conv1d" for spec in layers)
+        shape = (frames, features) if one_d else (frames, features, 1)
+        inp = keras.Input(shape, batch_size=1)
         x = inp
         for spec in layers:
             kind = spec[0]
@@ -72,19 +80,24 @@ def window_kws(layers: tuple = KWS_LAYERS, frames: int = 49, features: int = 10,
                                                  activation="relu")(x)
             elif kind == "pad_f":
                 x = keras.layers.ZeroPadding2D(((0, 0), (spec[1], spec[1])))(x)
+            elif kind == "conv1d":
+                _, filters, kernel, dilation = spec
+                x = keras.layers.Conv1D(filters, kernel, dilation_rate=dilation,
+                                        activation="relu")(x)
             elif kind == "same":
                 _, filters, kernel = spec
                 x = keras.layers.Conv2D(filters, kernel, padding="same", activation="relu")(x)
             else:
                 raise ValueError(kind)
-        x = keras.layers.GlobalAveragePooling2D()(x)
+        x = (keras.layers.GlobalAveragePooling1D() if one_d else
+             keras.layers.GlobalAveragePooling2D())(x)
         x = keras.layers.Dense(classes)(x)
         model = keras.Model(inp, keras.layers.Softmax()(x))
         rng = np.random.default_rng(seed)
 
         def representative():
             for _ in range(32):
-                yield [rng.normal(0, 1, (1, frames, features, 1)).astype(np.float32)]
+                yield [rng.normal(0, 1, (1,) + shape).astype(np.float32)]
 
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -96,15 +109,14 @@ def window_kws(layers: tuple = KWS_LAYERS, frames: int = 49, features: int = 10,
     return _cached("kws", (layers, frames, features, classes, seed), build)
 
 
-def frame_stream(features: int, count: int, seed: int = 0) -> list[np.ndarray]:
-    """``count`` int8 frames of shape (1, 1, features, 1): seeded random codes, with an
+def frame_stream(shape: tuple[int, ...], count: int, seed: int = 0) -> list[np.ndarray]:
+    """``count`` int8 frames of ``shape`` (1, 1, features...): seeded random codes, with an
     all-minimum and an all-maximum frame among them."""
     rng = np.random.default_rng(seed)
-    result = [rng.integers(-128, 128, (1, 1, features, 1)).astype(np.int8)
-              for _ in range(count)]
+    result = [rng.integers(-128, 128, shape).astype(np.int8) for _ in range(count)]
     if count >= 4:
-        result[count // 3] = np.full((1, 1, features, 1), -128, np.int8)
-        result[2 * count // 3] = np.full((1, 1, features, 1), 127, np.int8)
+        result[count // 3] = np.full(shape, -128, np.int8)
+        result[2 * count // 3] = np.full(shape, 127, np.int8)
     return result
 
 

@@ -41,7 +41,7 @@ import numpy as np
 from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op
 from tinyml.ir.graph import Variable
-from tinyml.ir.ops import ConcatenationAttrs, SliceAttrs, VariableAttrs
+from tinyml.ir.ops import ConcatenationAttrs, ReshapeAttrs, SliceAttrs, VariableAttrs
 
 #: Ops that read a window of input 0 along time and are streamed when they stride 1 and do
 #: not pad along time.
@@ -82,51 +82,71 @@ class StreamPlan:
         return f"{head}; from '{self.stop_layer}' on, the window: {self.stop_reason}"
 
 
-def _time_kernel(graph: Graph, op: Op) -> tuple[int, int]:
-    """(kernel extent, dilation) along time (axis 1) of a window op."""
+def _time_kernel(graph: Graph, op: Op, axis: int) -> tuple[int, int]:
+    """(kernel extent, dilation) along ``axis`` (1: H, 2: W) of a window op."""
     if op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-        return op.attrs.filter[0], 1
-    # CONV_2D filters are OHWI, DEPTHWISE_CONV_2D filters 1HWC: H is the time extent.
-    return graph.tensors[op.inputs[1]].shape[1], op.attrs.dilation[0]
+        return op.attrs.filter[axis - 1], 1
+    # CONV_2D filters are OHWI, DEPTHWISE_CONV_2D filters 1HWC.
+    return graph.tensors[op.inputs[1]].shape[axis], op.attrs.dilation[axis - 1]
 
 
-def _why_not(graph: Graph, op: Op, prefix: dict[str, int]) -> str | None:
-    """Why ``op`` (reading a tensor of the streamed prefix) cannot compute one new column per
-    frame, or None when it can."""
+def _reshaped_axis(graph: Graph, op: Op, axis: int) -> int | None:
+    """Where a RESHAPE puts the time axis ``axis`` of its input (the same elements before
+    and after it, as EXPAND_DIMS / SQUEEZE around a Keras Conv1D do), or None."""
+    shape, out = graph.tensors[op.inputs[0]].shape, graph.tensors[op.outputs[0]].shape
+    before = int(np.prod(shape[:axis], dtype=np.int64))
+    for j, extent in enumerate(out):
+        if extent == shape[axis] and int(np.prod(out[:j], dtype=np.int64)) == before:
+            return j
+    return None
+
+
+def _why_not(graph: Graph, op: Op,
+             prefix: dict[str, tuple[int, int]]) -> tuple[str | None, int | None]:
+    """(None, time axis of the output) when ``op`` (reading a tensor of the streamed prefix)
+    can compute one new column per frame, else (why not, None)."""
     out = graph.tensors[op.outputs[0]] if op.outputs else None
     if op.kind in ("READ_VARIABLE", "ASSIGN_VARIABLE") or out is None:
-        return f"{op.kind} has state of its own"
+        return f"{op.kind} has state of its own", None
+    axis, extent = next(prefix[n] for n in op.inputs if n in prefix)
     geometry = op.spec.geometry(op)
+    if op.kind == "RESHAPE":
+        if op.inputs[0] not in prefix:
+            return "it reshapes by a computed shape", None
+        j = _reshaped_axis(graph, op, axis)
+        if j is None:
+            return "RESHAPE merges the time axis with another", None
+        return None, j
     if op.kind in _WINDOW_OPS:
-        if len(out.shape) != 4:
-            return f"{op.kind} of a {len(out.shape)}-D tensor"
-        if op.attrs.stride[0] != 1:
-            return (f"it strides {op.attrs.stride[0]} along time, so not every frame makes a "
-                    f"new output column")
-        if op.attrs.padding[0] or op.attrs.padding[1]:
+        if len(out.shape) != 4 or axis not in (1, 2) or op.inputs[0] not in prefix:
+            return f"{op.kind} reads time on axis {axis} of a {len(out.shape)}-D tensor", None
+        stride = op.attrs.stride[axis - 1]
+        if stride != 1:
+            return (f"it strides {stride} along time, so not every frame makes a new output "
+                    f"column"), None
+        if op.attrs.padding[2 * axis - 2] or op.attrs.padding[2 * axis - 1]:
             return ("it pads the time axis ('same' padding): its last output columns read "
-                    "frames that do not exist yet")
+                    "frames that do not exist yet"), None
         activations = [n for i, n in enumerate(op.inputs)
                        if n and i != 0 and not graph.tensors[n].is_constant]
-    elif geometry in ("elementwise", "pixel") and op.kind not in ("RESHAPE",):
-        if len(out.shape) < 3:
-            return f"its {len(out.shape)}-D output has no feature axis after time"
+    elif geometry == "elementwise" or (geometry == "pixel" and axis < len(out.shape) - 1):
         activations = [n for n in op.inputs if n and not graph.tensors[n].is_constant]
     else:
-        return f"{op.kind} mixes the whole time axis"
+        return f"{op.kind} mixes the whole time axis", None
     for name in activations:
         if name not in prefix:
-            return f"it also reads '{name}', which is not computed frame by frame"
-        if prefix[name] != out.shape[1]:
-            return f"it broadcasts '{name}' along time"
+            return f"it also reads '{name}', which is not computed frame by frame", None
+        if prefix[name] != (axis, extent) or \
+                len(graph.tensors[name].shape) != len(out.shape):
+            return f"it broadcasts '{name}' along time", None
     for name in op.inputs:
         t = graph.tensors[name] if name else None
         if t is None or not t.is_constant or op.kind in _WINDOW_OPS:
             continue
         shape = (1,) * (len(out.shape) - len(t.shape)) + tuple(t.shape)
-        if len(shape) == len(out.shape) and shape[1] != 1:
-            return f"its constant operand '{name}' varies along time"
-    return None
+        if len(shape) == len(out.shape) and shape[axis] != 1:
+            return f"its constant operand '{name}' varies along time", None
+    return None, axis
 
 
 def _unique(taken, base: str) -> str:
@@ -151,30 +171,31 @@ def stream_window(graph: Graph) -> StreamPlan:
     if len(x.shape) < 3 or x.shape[0] != 1 or x.shape[1] < 2 or x.dtype != "int8":
         raise TinymlError(f"--stream: input '{x.name}' is {x.dtype}{list(x.shape)}; expected "
                           f"an int8 window [1, T frames, features...] with time on axis 1")
-    prefix: dict[str, int] = {x.name: x.shape[1]}     # tensor -> its full time extent
+    # Tensor -> (time axis, full time extent); the input's time axis is 1.
+    prefix: dict[str, tuple[int, int]] = {x.name: (1, x.shape[1])}
     need: dict[str, int] = {}                          # tensor -> past columns kept
     streamed: list[Op] = []
     stop: tuple[Op | None, str] | None = None
     for op in graph.ops:
         if not any(n in prefix for n in op.inputs):
             continue
-        reason = _why_not(graph, op, prefix)
+        reason, axis = _why_not(graph, op, prefix)
         if reason is None:
             streamed.append(op)
-            prefix.update((o, graph.tensors[o].shape[1]) for o in op.outputs)
+            prefix.update((o, (axis, graph.tensors[o].shape[axis])) for o in op.outputs)
             if op.kind in _WINDOW_OPS:
-                k, d = _time_kernel(graph, op)
+                k, d = _time_kernel(graph, op, axis)
                 need[op.inputs[0]] = max(need.get(op.inputs[0], 0), (k - 1) * d)
             continue
         stop = stop or (op, reason)
         for name in op.inputs:
             if name in prefix:
-                need[name] = prefix[name] - 1
+                need[name] = prefix[name][1] - 1
     for name in graph.outputs:
         if name in prefix:
-            need[name] = prefix[name] - 1
+            need[name] = prefix[name][1] - 1
             stop = stop or (None, f"the model's output '{name}' keeps the time axis")
-    if not streamed:
+    if not streamed or all(op.kind == "RESHAPE" for op in streamed):
         op, reason = stop
         raise TinymlError(f"--stream: nothing to stream: the first layer '{op.name}' "
                           f"({op.kind}) reads the whole window: {reason}")
@@ -189,9 +210,12 @@ def stream_window(graph: Graph) -> StreamPlan:
     windows: dict[str, str] = {}       # tensor -> its window tensor (need + 1 columns)
     states: dict[str, tuple[str, int]] = {}
 
+    def along(shape, axis: int, extent: int) -> tuple[int, ...]:
+        return tuple(extent if i == axis else d for i, d in enumerate(shape))
+
     def column(name: str) -> None:
         t = g.tensors[name]
-        g.tensors[name] = dataclasses.replace(t, shape=(1, 1) + tuple(t.shape[2:]))
+        g.tensors[name] = dataclasses.replace(t, shape=along(t.shape, prefix[name][0], 1))
 
     def keep(name: str) -> None:
         """The state ops keeping ``need[name]`` past columns of ``name``."""
@@ -199,39 +223,39 @@ def stream_window(graph: Graph) -> StreamPlan:
         if n == 0:
             return
         t = g.tensors[name]
-        rest = tuple(t.shape[2:])
+        axis = prefix[name][0]
         var = _unique(g.variables, f"stream/{name.split(';')[0]}")
-        initial = np.ascontiguousarray(values[name][:, :n]).astype(np.int8)
-        g.variables[var] = Variable(var, (1, n) + rest, "int8", initial, t.quant)
-        attrs = VariableAttrs(var, (1, n) + rest, "int8")
+        initial = np.ascontiguousarray(np.take(values[name], range(n), axis=axis))
+        g.variables[var] = Variable(var, along(t.shape, axis, n), "int8",
+                                    initial.astype(np.int8), t.quant)
+        attrs = VariableAttrs(var, along(t.shape, axis, n), "int8")
         old, window, new = (g.unique_name(f"{name} (stream {what})")
                             for what in ("state", "window", "next state"))
         for tensor, cols in ((old, n), (window, n + 1), (new, n)):
-            g.add_tensor(dataclasses.replace(t, name=tensor, shape=(1, cols) + rest,
+            g.add_tensor(dataclasses.replace(t, name=tensor, shape=along(t.shape, axis, cols),
                                              data=None))
-        rank = 2 + len(rest)
+        rank = len(t.shape)
         ops.extend([
             Op("READ_VARIABLE", f"{name} (stream read)", [], [old], attrs),
             Op("CONCATENATION", f"{name} (stream window)", [old, name], [window],
-               ConcatenationAttrs(axis=1)),
+               ConcatenationAttrs(axis=axis)),
             Op("SLICE", f"{name} (stream shift)", [window], [new],
-               SliceAttrs((0, 1) + (0,) * (rank - 2), (-1,) * rank)),
+               SliceAttrs(along((0,) * rank, axis, 1), (-1,) * rank)),
             Op("ASSIGN_VARIABLE", f"{name} (stream assign)", [new], [], attrs)])
         windows[name] = window
         states[var] = (name, n)
 
     def window_of(name: str, cols: int) -> str:
         """A tensor holding the last ``cols`` columns of ``name``."""
-        n = need[name]
+        n, axis = need[name], prefix[name][0]
         if cols == n + 1:
             return windows[name]
         t = g.tensors[windows[name]]
         part = g.unique_name(f"{name} (stream last {cols})")
-        g.add_tensor(dataclasses.replace(t, name=part, shape=(1, cols) + t.shape[2:]))
+        g.add_tensor(dataclasses.replace(t, name=part, shape=along(t.shape, axis, cols)))
         rank = len(t.shape)
         ops.append(Op("SLICE", f"{name} (stream last {cols})", [windows[name]], [part],
-                      SliceAttrs((0, n + 1 - cols) + (0,) * (rank - 2),
-                                 (-1,) * rank)))
+                      SliceAttrs(along((0,) * rank, axis, n + 1 - cols), (-1,) * rank)))
         return part
 
     column(x.name)
@@ -239,17 +263,21 @@ def stream_window(graph: Graph) -> StreamPlan:
     # Walk the copy alongside the original (deepcopy keeps the order).
     for original, op in zip(graph.ops, g.ops):
         if id(original) in streamed_names:
+            axis = prefix[op.inputs[0]][0] if op.inputs[0] in prefix else None
             if op.kind in _WINDOW_OPS:
-                k, d = _time_kernel(g, op)
+                k, d = _time_kernel(g, op, axis)
                 if k > 1:
                     op.inputs[0] = window_of(op.inputs[0], (k - 1) * d + 1)
-            ops.append(op)
             for name in op.outputs:
                 column(name)
+            if op.kind == "RESHAPE":  # to the column's shape
+                op.inputs = op.inputs[:1]
+                op.attrs = ReshapeAttrs(g.tensors[op.outputs[0]].shape)
+            ops.append(op)
             for name in op.outputs:
                 keep(name)
             continue
-        op.inputs = [window_of(n, prefix[n]) if n in prefix else n for n in op.inputs]
+        op.inputs = [window_of(n, prefix[n][1]) if n in prefix else n for n in op.inputs]
         ops.append(op)
     g.ops = ops
     for i, name in enumerate(g.outputs):
