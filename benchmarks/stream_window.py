@@ -4,7 +4,8 @@ Run: ``.venv/bin/python benchmarks/stream_window.py [--frames N] [--target corte
 
 The models are tests/support/stream_window_models.py's converter-made keyword spotters over a
 49x10 window (several time convs, one dilated, global average pooling, a dense layer) and one
-whose streamed prefix stops at a strided time conv. Each is compiled twice for the target:
+over a Keras Conv1D stack, and two whose streamed prefix stops at the second layer (a strided
+time conv, a 'same'-padded one). Each is compiled twice for the target:
 the ordinary model (one call = the whole window) and the ``--stream`` model (one call = one
 new frame). One stream of seeded frames runs through the stream firmware in QEMU, and every
 full window it implies (the window starting as the input's zero point) through the ordinary
@@ -69,7 +70,10 @@ def main() -> int:
     parser.add_argument("--target", default="cortex-m4")
     args = parser.parse_args()
     cases = {"kws 49x10 (5 time convs, dilated dw)": models.window_kws(),
-             "strided at layer 2 (prefix stops)": models.window_kws(models.STRIDED_LAYERS)}
+             "Keras Conv1D 49x10 (3 time convs, 1 dilated)":
+                 models.window_kws(models.CONV1D_LAYERS),
+             "strided at layer 2 (prefix stops)": models.window_kws(models.STRIDED_LAYERS),
+             "'same' at layer 2 (prefix stops)": models.window_kws(models.SAME_LAYERS)}
     table = Table(title=f"--stream on {args.target}, {args.frames} frames each")
     for column in ("model", "full window instr.", "per new frame", "ratio", "state B",
                    "arena B full/stream", "mismatches"):
