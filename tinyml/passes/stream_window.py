@@ -118,7 +118,10 @@ def _why_not(graph: Graph, op: Op,
             return "RESHAPE merges the time axis with another", None
         return None, j
     if op.kind in _WINDOW_OPS:
-        if len(out.shape) != 4 or axis not in (1, 2) or op.inputs[0] not in prefix:
+        if op.inputs[0] not in prefix:
+            return (f"it also reads '{op.inputs[0]}', which is not computed frame by "
+                    f"frame"), None
+        if len(out.shape) != 4 or axis not in (1, 2):
             return f"{op.kind} reads time on axis {axis} of a {len(out.shape)}-D tensor", None
         stride = op.attrs.stride[axis - 1]
         if stride != 1:
@@ -188,17 +191,18 @@ def stream_window(graph: Graph) -> StreamPlan:
                 need[op.inputs[0]] = max(need.get(op.inputs[0], 0), (k - 1) * d)
             continue
         stop = stop or (op, reason)
-        for name in op.inputs:
+        for name in op.inputs:  # the consumer reads the whole time extent
             if name in prefix:
-                need[name] = prefix[name][1] - 1
+                need[name] = max(need.get(name, 0), prefix[name][1] - 1)
     for name in graph.outputs:
         if name in prefix:
-            need[name] = prefix[name][1] - 1
+            need[name] = max(need.get(name, 0), prefix[name][1] - 1)
             stop = stop or (None, f"the model's output '{name}' keeps the time axis")
     if not streamed or all(op.kind == "RESHAPE" for op in streamed):
         op, reason = stop
-        raise TinymlError(f"--stream: nothing to stream: the first layer '{op.name}' "
-                          f"({op.kind}) reads the whole window: {reason}")
+        where = f"layer '{op.name}' ({op.kind})" if op is not None else "the output"
+        raise TinymlError(f"--stream: nothing to stream: {where}, the first to read the "
+                          f"window, needs all of it: {reason}")
 
     # Each kept column's value at reset: the full model's on an all-zero-point window.
     zero = np.full(x.shape, int(x.quant.zero_point[0]) if x.quant else 0, np.int8)
@@ -223,6 +227,9 @@ def stream_window(graph: Graph) -> StreamPlan:
         if n == 0:
             return
         t = g.tensors[name]
+        if t.dtype != "int8":
+            raise TinymlError(f"--stream: '{name}' is {t.dtype}: only int8 columns can be "
+                              f"kept between frames")
         axis = prefix[name][0]
         var = _unique(g.variables, f"stream/{name.split(';')[0]}")
         initial = np.ascontiguousarray(np.take(values[name], range(n), axis=axis))
