@@ -134,6 +134,17 @@ def test_keras_conv1d_streams_through_its_reshapes(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_residual_add_streams_with_its_skip_column(tmp_path):
+    """x + conv(x) (time kernel 1), fused into CONV_2D_ADD: the skip operand is the new
+    column of x, computed this frame."""
+    path = models.window_kws(models.RESIDUAL_LAYERS)
+    plan, _, _ = _check_reference(path)
+    assert [op.kind for op in plan.graph.ops if op.name in plan.streamed] == \
+        ["CONV_2D", "CONV_2D_ADD", "CONV_2D"]
+    assert _host_stream(path, tmp_path) == 0
+
+
+@pytest.mark.slow
 def test_nothing_streamable_is_one_line_naming_the_layer(tmp_path):
     path = models.window_kws(models.UNSTREAMABLE_LAYERS)
     out = subprocess.run([sys.executable, "-m", "tinyml.cli", "compile", str(path), "--stream",

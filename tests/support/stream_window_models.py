@@ -8,7 +8,8 @@ compare every frame with the ordinary model run on the whole window.
 
 Layers are given as a small spec so each test model states its shape in one line:
 ``("conv", filters, (kt, kf), dilation_t, stride_t)``, ``("dw", (kt, kf), dilation_t)``,
-``("pad_f", 1)`` (zero padding of the feature axis only), ``("same", filters, (kt, kf))``
+``("pad_f", 1)`` (zero padding of the feature axis only), ``("res",)`` (x + a conv of x over
+the features only), ``("same", filters, (kt, kf))``
 (a conv with 'same' padding, time included), ``("conv1d", filters, kt, dilation_t)`` (a
 Keras Conv1D over a [T, F] window: the converter wraps it in EXPAND_DIMS / RESHAPE, so time
 is axis 2 of the convolution). Conversion takes seconds, so files are cached on
@@ -38,6 +39,8 @@ STRIDED_LAYERS = (("conv", 8, (3, 3), 1, 1), ("conv", 16, (3, 3), 1, 2),
                   ("conv", 16, (3, 1), 1, 1))
 #: 'same' padding (time included) on the second conv: the prefix stops there.
 SAME_LAYERS = (("conv", 8, (3, 3), 1, 1), ("same", 8, (3, 3)), ("conv", 8, (3, 1), 1, 1))
+#: A residual block between time convs (the converter's ADD, fused into CONV_2D_ADD).
+RESIDUAL_LAYERS = (("conv", 8, (3, 3), 1, 1), ("res",), ("conv", 8, (3, 3), 2, 1))
 #: Keras Conv1D over a [49, 10] window (time on axis 1, features as channels).
 CONV1D_LAYERS = (("conv1d", 16, 3, 1), ("conv1d", 16, 3, 2), ("conv1d", 24, 5, 1))
 #: The first layer already strides in time: nothing can be streamed.
@@ -84,6 +87,10 @@ def window_kws(layers: tuple = KWS_LAYERS, frames: int = 49, features: int = 10,
                 _, filters, kernel, dilation = spec
                 x = keras.layers.Conv1D(filters, kernel, dilation_rate=dilation,
                                         activation="relu")(x)
+            elif kind == "res":  # x + conv(x) over the features only (time kernel 1)
+                y = keras.layers.ZeroPadding2D(((0, 0), (1, 1)))(x)
+                y = keras.layers.Conv2D(x.shape[-1], (1, 3), activation="relu")(y)
+                x = keras.layers.Add()([x, y])
             elif kind == "same":
                 _, filters, kernel = spec
                 x = keras.layers.Conv2D(filters, kernel, padding="same", activation="relu")(x)
