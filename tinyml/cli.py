@@ -119,7 +119,7 @@ def _compile(args: argparse.Namespace) -> int:
     result = compile_model(args.model, args.target, args.output, quantize=quantize,
                            patch=args.patch, patch_overhead=args.patch_overhead,
                            trainable=args.trainable, max_classes=args.max_classes,
-                           optimize=args.optimize)
+                           optimize=args.optimize, stream=args.stream)
     report = result.report()
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
@@ -152,6 +152,9 @@ def _compile(args: argparse.Namespace) -> int:
             rows.append(("firmware", report["elf"], "make run (emulated targets) runs it in QEMU"
                          if target.is_emulated else "links for the board"))
         rows[1:1] = _patch_rows(report)
+        if result.stream is not None:  # --stream (tinyml.passes.stream_window)
+            rows.insert(1, ("stream", f"1 of {result.stream.window} frames a call",
+                            result.stream.summary()))
         if result.learn is not None:  # on-device learning (tinyml.learn)
             rows.insert(1, ("train RAM", f"{report['train_ram_bytes']:,} B",
                             f"{report['trainable']}: {report['train_params']:,} float32 "
@@ -233,6 +236,14 @@ def _add_patch_arguments(p: argparse.ArgumentParser) -> None:
                         "plan's instructions, unless the part's SRAM needs less)")
 
 
+def _add_stream_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--stream", action="store_true",
+                   help="the input is a sliding window (time on axis 1, newest frame last): "
+                        "compile a model that consumes one new frame per call, caching the "
+                        "causal first layers' past columns, equal to the full-window model; "
+                        + what)
+
+
 def _add_trainable_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trainable", metavar="last:K",
                    help="on-device learning of the last K fully connected layers (float32 "
@@ -251,13 +262,15 @@ def _verify(args: argparse.Namespace) -> int:
     report = verify(args.model, args.target, samples=args.samples, seed=args.seed,
                     sanitize=args.sanitize, profile=not args.no_profile, patch=args.patch,
                     patch_overhead=args.patch_overhead, quantize=quantize,
-                    optimize=args.optimize).to_json()
+                    optimize=args.optimize, stream=args.stream).to_json()
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         verdict = "bit-exact" if report["mismatched_outputs"] == 0 else "MISMATCH"
         rows = [
-            ("samples", str(report["samples"]), f"{args.samples} seeded random + all-min + all-max"),
+            ("samples", str(report["samples"]), f"{args.samples} seeded random + all-min + all-max"
+             + (" frames, one stream; each output against the full window" if args.stream
+                else "")),
             ("mismatched outputs", str(report["mismatched_outputs"]), "samples with any difference"),
             ("max abs diff", f"{report['max_abs_diff']:g}", "in quantized units"),
             ("oracle", report["oracle"], "compared against"),
@@ -286,7 +299,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.learn:  # a labelled stream through a learning device (tinyml.learn)
         from tinyml.learn.runner import main as learn_main
         return learn_main(args)
-    result = run_model(args.model, args.target, args.input)
+    result = run_model(args.model, args.target, args.input, stream=args.stream)
     if args.output:
         if len(result.outputs) == 1:
             np.save(args.output, next(iter(result.outputs.values())))
@@ -313,7 +326,8 @@ def _run(args: argparse.Namespace) -> int:
                     rows.append(("  real", str(real.reshape(-1)), "scale * (q - zero point)"))
         if result.measured:
             rows.append(("instructions", f"{result.measured['instructions']:,}",
-                         f"QEMU {result.measured['machine']}, -icount shift=0"))
+                         f"QEMU {result.measured['machine']}, -icount shift=0"
+                         + (" (the last frame's call)" if args.stream else "")))
             rows.append(("stack", f"{result.measured['stack_bytes']:,} B",
                          "tinyml_invoke()'s high-water mark"))
         if args.output:
@@ -377,6 +391,7 @@ def _add_compile_parser(sub) -> None:
     _add_patch_arguments(p)
     add_calibration_arguments(p, required=False)
     _add_trainable_arguments(p)
+    _add_stream_argument(p, "the window starts as the input's zero point")
     p.set_defaults(run=_compile)
 
 
@@ -394,6 +409,8 @@ def _add_verify_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_patch_arguments(p)
     add_calibration_arguments(p, required=False)
+    _add_stream_argument(p, "the samples are frames of one stream, each output compared "
+                            "with the full window's")
     p.set_defaults(run=_verify)
 
 
@@ -429,6 +446,8 @@ def _add_run_parser(sub) -> None:
     p.add_argument("--report", metavar="OUT.html",
                    help="--learn: write the accuracy-over-time plot and figures here")
     _add_trainable_arguments(p)
+    _add_stream_argument(p, "--input then holds any number of frames (along axis 1), fed one "
+                            "per call; the output is the last frame's")
     p.set_defaults(run=_run)
 
 

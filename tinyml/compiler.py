@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from tinyml.schedule import cost_model
 from tinyml.schedule.patches import DEFAULT_OVERHEAD, PatchSchedule, choose_patching
 from tinyml.summary import summarize
 from tinyml.targets import Target, load_target
+
+if TYPE_CHECKING:
+    from tinyml.passes.stream_window import StreamPlan
 
 
 @dataclass
@@ -57,6 +60,14 @@ class Compilation:
     predicted_instructions: int | None = None
     predicted_on: str | None = None  # the core whose calibration predicted them
     patch_notes: list[str] = field(default_factory=list)  # why auto kept a smaller plan out
+    #: ``--stream`` (tinyml.passes.stream_window): ``graph`` consumes one frame per call;
+    #: ``source_graph`` is still the full-window model it equals.
+    stream: "StreamPlan | None" = None
+
+    @property
+    def io_graph(self) -> Graph:
+        """The graph whose inputs and outputs the generated C has (the harness's I/O)."""
+        return self.stream.graph if self.stream is not None else self.source_graph
 
     @property
     def state_bytes(self) -> int:
@@ -93,6 +104,9 @@ class Compilation:
             "output_dir": str(self.project.output_dir) if self.project else None,
             **{k: v for k, v in self.sizes.items() if k != "flash_bytes"},
             **(self.learn.report() if self.learn is not None else {}),
+            **({"stream": {**self.stream.to_json(),
+                           "macs_full_window": summarize(self.source_graph).macs}}
+               if self.stream is not None else {}),
         }
 
 
@@ -118,7 +132,8 @@ def check_int8(graph: Graph) -> None:
 def plan(model: str | Path | Graph, target: str | Target = "host",
          quantize: Callable[[Graph], Graph] | None = None, *, patch: str | None = "auto",
          patch_overhead: float = DEFAULT_OVERHEAD, trainable: str | None = None,
-         max_classes: int | None = None, optimize: str = "balanced") -> Compilation:
+         max_classes: int | None = None, optimize: str = "balanced",
+         stream: bool = False) -> Compilation:
     """Everything up to (not including) writing files. ``quantize`` turns the imported float
     graph into an int8 one first (``tinyml compile --calib``, tinyml.quantize). ``patch``:
     "auto" (patch-based inference of the first layers when it lowers peak SRAM within
@@ -126,7 +141,9 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
     ``optimize`` ("speed", "memory", "balanced"): how ``auto`` trades RAM for instructions
     predicted by the target's cost model (tinyml.schedule.patches.pick).
     ``trainable`` ("last:K") and ``max_classes``: on-device learning of the last K fully
-    connected layers (tinyml.learn); ``graph`` is then the backbone."""
+    connected layers (tinyml.learn); ``graph`` is then the backbone. ``stream``: the input is a
+    sliding window; compile the model that consumes one new frame per call
+    (tinyml.passes.stream_window)."""
     target = load_target(target) if isinstance(target, str) else target
     if isinstance(model, Graph):  # an in-memory graph (tinyml.nas plans candidates so)
         source, model = model, Path(f"{model.name}.graph")
@@ -139,14 +156,21 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
     # QUANTIZE) into int8 ops.
     graph = run_passes(copy.deepcopy(source))
     check_int8(graph)
+    streamed = None
+    if stream:
+        from tinyml.passes.stream_window import stream_window
+        streamed = stream_window(graph)
+        graph = streamed.graph
     learn = None
     if trainable is not None or max_classes is not None:
         from tinyml.learn.project import prepare
         graph, learn = prepare(graph, source, trainable or "last:1", max_classes, target.name)
     calls = lower(graph, target)
     memory = plan_memory(graph, calls)
-    result = Compilation(model, target, source, graph, calls, memory, summarize(source).macs,
-                         quantized=quantize is not None)
+    # MACs per call: a --stream model's call is one new frame.
+    macs = summarize(graph if streamed is not None else source).macs
+    result = Compilation(model, target, source, graph, calls, memory, macs,
+                         quantized=quantize is not None, stream=streamed)
     # ---- patch-based inference: replaces the plan when chosen --------------------------------
     result.layerwise_plan = memory
     cost = cost_model.for_target(target)
@@ -170,20 +194,24 @@ def compile_model(model: str | Path, target: str | Target, output_dir: str | Pat
                   build: bool = True,
                   quantize: Callable[[Graph], Graph] | None = None, patch: str | None = "auto",
                   patch_overhead: float = DEFAULT_OVERHEAD, trainable: str | None = None,
-                  max_classes: int | None = None, optimize: str = "balanced") -> Compilation:
+                  max_classes: int | None = None, optimize: str = "balanced",
+                  stream: bool = False) -> Compilation:
     """Compile ``model`` for ``target`` into the C project ``output_dir``.
 
     Cortex-M targets (unless ``build`` is false) also build ``example.elf`` and measure it;
     ``profile`` generates the per-layer counter hooks of the profiling build. ``patch`` and
-    ``patch_overhead``, ``trainable``, ``max_classes`` and ``optimize``: see :func:`plan`."""
+    ``patch_overhead``, ``trainable``, ``max_classes``, ``optimize`` and ``stream``: see
+    :func:`plan`."""
     result = plan(model, target, quantize, patch=patch, patch_overhead=patch_overhead,
-                  trainable=trainable, max_classes=max_classes, optimize=optimize)
+                  trainable=trainable, max_classes=max_classes, optimize=optimize,
+                  stream=stream)
     budget.check_plan(result)
     staged = result.target.is_firmware and build
     result.project = generate_project(
         result.graph, result.calls, result.plan, result.target, output_dir,
         model_file=result.model.name, macs=result.macs, example_input=example_input,
-        profile=profile, stage=staged, patch=result.patch, learn=result.learn)
+        profile=profile, stage=staged, patch=result.patch, learn=result.learn,
+        stream_window=result.stream.window if result.stream is not None else None)
     if staged:
         try:
             _build_and_measure(result)

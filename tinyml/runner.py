@@ -82,27 +82,65 @@ def load_inputs(graph: Graph, paths: list[str] | None) -> tuple[list[np.ndarray]
     return values, ", ".join(paths)
 
 
+def stream_frames(graph: Graph, paths: list[str] | None,
+                  window: int) -> tuple[list[list[np.ndarray]], str]:
+    """``run --stream``: the frames of the ``.npy`` input (any number along axis 1; without
+    one, a window of zero-point frames), each one input of ``graph`` (the one-frame model)."""
+    frame = graph.tensors[graph.inputs[0]]
+    if paths and len(paths) != 1:
+        raise TinymlError(f"--stream: the model has one input (the window); got {len(paths)} "
+                          f"--input files")
+    if paths:
+        x = np.load(paths[0], allow_pickle=False) if paths[0].endswith(".npy") else None
+        if x is None or x.size == 0 or x.size % frame.size:
+            raise TinymlError(f"{paths[0]}: --stream takes frames of {frame.size} elements "
+                              f"(shape {tuple(frame.shape)}) along axis 1; got "
+                              f"{None if x is None else x.shape}")
+        count = x.size // frame.size
+        codes, _ = load_inputs(_with_frames(graph, count), paths)
+        frames = np.split(codes[0], count, axis=1)
+        return [[f] for f in frames], f"{paths[0]} ({count} frames, one per call)"
+    values, _ = load_inputs(graph, None)
+    return [values] * window, f"zero point (real value 0), {window} frames"
+
+
+def _with_frames(graph: Graph, count: int) -> Graph:
+    """A view of ``graph`` whose input holds ``count`` frames (for :func:`load_inputs`)."""
+    import copy
+    g = copy.copy(graph)
+    g.tensors = dict(graph.tensors)
+    t = graph.tensors[graph.inputs[0]]
+    g.tensors[t.name] = type(t)(t.name, (1, count) + tuple(t.shape[2:]), t.dtype, t.quant)
+    return g
+
+
 def run_model(model: str | Path, target: str = "host",
-              inputs: list[str] | None = None) -> RunResult:
+              inputs: list[str] | None = None, stream: bool = False) -> RunResult:
+    """One inference; with ``stream`` (``compile --stream``), one stream of frames, the
+    output being the last frame's."""
     from tinyml.verify import require_runnable
     model = Path(model)
     require_runnable(load_target(target))
     with tempfile.TemporaryDirectory(prefix="tinyml-run-") as tmp:
-        result = compile_model(model, target, Path(tmp) / "project")
-        graph = result.source_graph
-        values, source = load_inputs(graph, inputs)
+        result = compile_model(model, target, Path(tmp) / "project", stream=stream)
+        graph = result.io_graph
+        if stream:
+            samples, source = stream_frames(graph, inputs, result.stream.window)
+        else:
+            values, source = load_inputs(graph, inputs)
+            samples = [values]
         measured = {}
         if result.target.is_host:
             from tinyml.sim import host
-            produced = host.run(host.build(result.project.output_dir), graph, [values])[0]
+            produced = host.run(host.build(result.project.output_dir), graph, samples)[-1]
         else:
             from tinyml import firmware
             from tinyml.sim import qemu
             elf = firmware.build_harness(result.project.output_dir, result.target)
             emulator = firmware.emulator_of(result.target)  # a board: its core's machine
-            run = qemu.run_samples(elf, emulator, graph, [values])
-            produced = run.outputs[0]
+            run = qemu.run_samples(elf, emulator, graph, samples)
+            produced = run.outputs[-1]
             measured = {"machine": emulator.qemu_machine,
-                        "instructions": run.instructions[0], "stack_bytes": run.stack_bytes}
+                        "instructions": run.instructions[-1], "stack_bytes": run.stack_bytes}
     return RunResult(str(model), result.target.name, source,
                      dict(zip(graph.outputs, produced)), graph, measured)

@@ -85,12 +85,15 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
            profile: bool = True, patch: str | None = "auto",
            patch_overhead: float = 0.2,
            quantize: Callable[[Graph], Graph] | None = None,
-           optimize: str = "balanced") -> VerifyReport:
+           optimize: str = "balanced", stream: bool = False) -> VerifyReport:
     """Compile ``model`` for ``target``, run it on the samples, compare with the oracles.
     ``profile`` (emulated targets) adds the per-layer instruction counts. ``patch``,
-    ``patch_overhead`` and ``optimize``: patch-based inference, as for ``compile``. ``quantize`` turns a float
-    model into the int8 graph that is compiled and verified (``verify --calib``, as
-    ``compile --calib``); TFLM then runs that graph exported as an int8 TFLite file."""
+    ``patch_overhead`` and ``optimize``: patch-based inference, as for ``compile``.
+    ``quantize`` turns a float model into the int8 graph that is compiled and verified
+    (``verify --calib``, as ``compile --calib``); TFLM then runs that graph exported as an int8 TFLite file.
+    ``stream`` (``compile --stream``): the samples are the frames of one stream, and each
+    output is compared with the oracles run on the full window after that frame (the window
+    starting as the input's zero point)."""
     model = Path(model)
     target_spec = load_target(target)
     require_runnable(target_spec)
@@ -101,18 +104,18 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
         project = Path(output_dir) if output_dir else Path(tmp) / "project"
         result = compile_model(model, target, project, patch=patch,
                                patch_overhead=patch_overhead, quantize=quantize,
-                               optimize=optimize)
-        inputs = make_samples(result.source_graph, samples, seed)
+                               optimize=optimize, stream=stream)
+        inputs = make_samples(result.io_graph, samples, seed)
         if result.target.is_host:
             binary = host.build(project, sanitize=sanitize)
-            return _compare(result, host.run(binary, result.source_graph, inputs), inputs,
+            return _compare(result, host.run(binary, result.io_graph, inputs), inputs,
                             sanitize)
         from tinyml import firmware
         from tinyml.sim import qemu
         # A board profile runs on the QEMU machine of its core (firmware.emulator_of).
         emulator = firmware.emulator_of(result.target)
         run = qemu.run_samples(firmware.build_harness(project, result.target), emulator,
-                               result.source_graph, inputs)
+                               result.io_graph, inputs)
         report = _compare(result, run.outputs, inputs, False)
         # The random samples (not the two extremes) give the typical count.
         typical = run.instructions[:max(samples, 1)]
@@ -130,7 +133,7 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
             report.measured["layer_instructions"] = profile_layers(
                 model if quantize is None else result.source_graph, result.target, inputs[0],
                 Path(tmp) / "profile", run.outputs[0], patch=patch,
-                patch_overhead=patch_overhead, optimize=optimize)
+                patch_overhead=patch_overhead, optimize=optimize, stream=stream)
         return report
 
 
@@ -145,7 +148,8 @@ def require_runnable(target: Target) -> None:
 def profile_layers(model: str | Path | Graph, target: Target, sample: list[np.ndarray],
                    project_dir: str | Path,
                    expected: list[np.ndarray] | None = None, *, patch: str | None = "auto",
-                   patch_overhead: float = 0.2, optimize: str = "balanced") -> list[dict]:
+                   patch_overhead: float = 0.2, optimize: str = "balanced",
+                   stream: bool = False) -> list[dict]:
     """Instructions of each layer on one sample, from a profiling build (model.c with counter
     hooks between layers; the harness records SysTick at each). Aliases run no code: 0.
     Each hook costs a few instructions, counted in the layer after it. ``expected``: the
@@ -153,10 +157,10 @@ def profile_layers(model: str | Path | Graph, target: Target, sample: list[np.nd
     from tinyml import firmware
     from tinyml.sim import qemu
     result = compile_model(model, target, project_dir, profile=True, build=False, patch=patch,
-                           patch_overhead=patch_overhead, optimize=optimize)
+                           patch_overhead=patch_overhead, optimize=optimize, stream=stream)
     elf = firmware.build_harness(project_dir, result.target, profile=True)
     emulator = firmware.emulator_of(result.target)
-    run = qemu.run_samples(elf, emulator, result.source_graph, [sample])
+    run = qemu.run_samples(elf, emulator, result.io_graph, [sample])
     if expected is not None and not all(np.array_equal(a, b)
                                         for a, b in zip(run.outputs[0], expected)):
         raise TinymlError("the profiling build computed different outputs from the ordinary "
@@ -165,6 +169,19 @@ def profile_layers(model: str | Path | Graph, target: Target, sample: list[np.nd
                  instructions=0 if layer["alias"] else
                  emulator.instructions(run.layer_ticks.get(index, 0)))
             for index, layer in enumerate(result.project.layers)]
+
+
+def stream_windows(frames: list[np.ndarray], graph: Graph) -> list[np.ndarray]:
+    """The full window of ``graph``'s input after each frame of a stream: the last T frames,
+    oldest first, starting as the input's zero point (what ``compile --stream`` defines)."""
+    t = graph.tensors[graph.inputs[0]]
+    zero = int(t.quant.zero_point[0]) if t.quant is not None else 0
+    window = np.full(t.shape, zero, DTYPES[t.dtype])
+    result = []
+    for frame in frames:
+        window = np.concatenate([window[:, 1:], frame.reshape((1, 1) + t.shape[2:])], axis=1)
+        result.append(window)
+    return result
 
 
 def _tflite_of(result: Compilation) -> Path | bytes | None:
@@ -197,6 +214,8 @@ def _compare(result: Compilation, produced: list[list[np.ndarray]],
     # The samples are one stream, as the harness runs them: a streaming model's state
     # carries over from each to the next (TFLM's interpreter keeps its variables likewise).
     state = reference.initial_state(graph)
+    if result.stream is not None:  # frames: the oracles see the full window after each
+        samples = [[w] for w in stream_windows([s[0] for s in samples], graph)]
     for sample, outputs in zip(samples, produced):
         expected = [reference.run(graph, sample, state=state)]
         if runner is not None:

@@ -269,7 +269,8 @@ class _Emitter:
 def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, target: Target,
                      output_dir: str | Path, *, model_file: str, macs: int,
                      example_input: np.ndarray | None = None, profile: bool = False,
-                     stage: bool = False, patch=None, learn=None) -> GeneratedProject:
+                     stage: bool = False, patch=None, learn=None,
+                     stream_window: int | None = None) -> GeneratedProject:
     """Render the project into ``output_dir`` (replacing what a previous compile wrote).
 
     ``profile`` adds per-layer counter hooks to ``model.c`` (``tinyml_profile_start()`` before
@@ -277,7 +278,9 @@ def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, ta
     ``stage`` leaves the project in a staging directory (see the module docstring).
     ``patch``: the patch schedule (tinyml.schedule.patches) ``plan`` belongs to, if any.
     ``learn``: a trainable head (tinyml.learn.project.TrainableBuild) on top of ``graph``, the
-    backbone: adds learn.c, learn.json and the training kernels (tinyml.learn)."""
+    backbone: adds learn.c, learn.json and the training kernels (tinyml.learn).
+    ``stream_window``: ``compile --stream``'s T, frames in the window the model equals (the
+    input is one frame; ``TINYML_STREAM_WINDOW``, and the example feeds T frames)."""
     output_dir = Path(output_dir)
     emitter = _Emitter(graph, calls, plan, patch, profile)
     layers = emitter.layers()
@@ -306,6 +309,7 @@ def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, ta
         other_cflags=" ".join(f for f in target.cflags if not f.startswith("-m")),
         learn=learn_context, variables=emitter.variables(),
         state_bytes=sum(v.nbytes for v in graph.variables.values()),
+        stream_window=stream_window,
     )
     env = _environment()
     flavour = "firmware" if target.is_firmware else "project"

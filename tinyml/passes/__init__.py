@@ -24,6 +24,10 @@ it on the MLPerf Tiny int8 models and the test zoo):
   QUANTIZE runs in int8, with a LOOKUP_TABLE per leaf whose quantization differs.
 
 Unreferenced tensors are pruned and the graph re-validated at the end.
+
+Not in the pipeline: ``stream_window`` (``compile --stream``) changes what the model's input
+is (one frame of a sliding window instead of the window), so the compiler applies it after
+the passes, only when asked.
 """
 
 from __future__ import annotations
