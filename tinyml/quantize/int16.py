@@ -42,6 +42,7 @@ import numpy as np
 from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Quantization
 from tinyml.ir.ops import kinds_where
+from tinyml.quantize.params import activation_quantization
 
 ACTIVATION_TYPES = ("int8", "int16")
 INT16_QMAX = 32767
@@ -76,7 +77,6 @@ def quantization_for(dtype: str, low: float, high: float) -> Quantization:
     """The quantization of real range [low, high] as an activation of type ``dtype``."""
     if dtype == "int16":
         return symmetric_activation(low, high)
-    from tinyml.quantize.params import activation_quantization
     return activation_quantization(low, high)
 
 

@@ -60,7 +60,7 @@ from tinyml.quantize.calibrate import Calibration
 from tinyml.quantize.int16 import INT16_FIXED_OUTPUT, input_types, quantization_for
 from tinyml.quantize.int4 import Int4Filter, mean_shift
 from tinyml.quantize.params import (LOG_PROBABILITY, SYMMETRIC_UNIT_INTERVAL, UNIT_INTERVAL,
-                                    activation_quantization, bias_int32, bias_int64,
+                                    bias_int32, bias_int64,
                                     dequantize_array, quantize_array, symmetric_weights)
 from tinyml.reference.fixedpoint import tflite_round
 
