@@ -76,8 +76,8 @@ def sqnr_db(reference: list[np.ndarray], values: list[np.ndarray]) -> float:
 
 
 def run_int8_tflm(model: bytes, samples: list[np.ndarray]) -> list[np.ndarray]:
-    """Quantize each float sample with the model's input quantization, run TFLM, dequantize
-    the output with the model's output quantization."""
+    """Quantize each float sample with the model's input quantization (int8, or int16 for a
+    16x8 model), run TFLM, dequantize the output with the model's output quantization."""
     from support.oracles import tflm_interpreter
     from tinyml.frontends.tflite import load_tflite_bytes
     from tinyml.quantize.params import quantize_array
@@ -87,7 +87,7 @@ def run_int8_tflm(model: bytes, samples: list[np.ndarray]) -> list[np.ndarray]:
     interpreter = tflm_interpreter(model, all_tensors=False)
     outputs = []
     for x in samples:
-        interpreter.set_input(quantize_array(x, x_t.quant), 0)
+        interpreter.set_input(quantize_array(x, x_t.quant, np.dtype(x_t.dtype).type), 0)
         interpreter.invoke()
         y = interpreter.get_output(0).astype(np.float64)
         outputs.append((y - y_t.zero_point()) * y_t.scale())
@@ -280,3 +280,21 @@ def litert_op_differences(exported: bytes, inputs: list[list[np.ndarray]]) -> di
                 differences[(number, op.kind)] = (max(worst, int(diff.max())),
                                                   count + int(np.count_nonzero(diff)))
     return differences
+
+
+# ---- the converter's 16x8 quantization ------------------------------------------------------
+
+def converter_16x8_tflite(float_model: bytes | Path, samples: list[np.ndarray]) -> bytes:
+    """The TFLite converter's 16x8 quantization (``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_
+    INT16_WEIGHTS_INT8``: int16 activations, int8 weights, int64 biases; int16 input and
+    output) of a float .tflite file, on ``samples`` in order. ``TFLiteConverter`` hands 16x8
+    to the calibrator's own quantizer (``calibrate_and_quantize``), not to MLIR; this calls it
+    the same way."""
+    import tensorflow as tf
+    from tensorflow.lite.python.optimize import calibrator
+
+    data = Path(float_model).read_bytes() if isinstance(float_model, (str, Path)) \
+        else bytes(float_model)
+    prepared = calibrator.add_intermediate_tensors(data)
+    return calibrator.Calibrator(prepared).calibrate_and_quantize(
+        _dataset(samples), tf.int16, tf.int16, False, tf.int16, tf.int64)

@@ -22,6 +22,8 @@ METHODS = ("minmax", "percentile", "mse")
 #: default), repeated for the same reason; tests check they agree.
 WEIGHT_MODES = ("int8", "int4", "mixed")
 INT4_ROUNDINGS = ("rtn", "gptq", "search", "gptq-search")
+#: tinyml.quantize.int16.ACTIVATION_TYPES, repeated for the same reason.
+ACTIVATION_TYPES = ("int8", "int16")
 DEFAULT_INT4_ROUNDING = "gptq-search"
 _SUFFIXES = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1 << 20, "MB": 1 << 20,
              "MIB": 1 << 20}
@@ -48,6 +50,14 @@ def add_calibration_arguments(p: argparse.ArgumentParser, required: bool) -> Non
     p.add_argument("--flash", metavar="BYTES",
                    help="--weights mixed: the bytes the weights may take (suffixes K, M: "
                         "256K = 262144)")
+    p.add_argument("--activations", choices=ACTIVATION_TYPES, default="int8",
+                   help="activation type: int8 (default) or int16 (TFLite's 16x8: int16 "
+                        "activations, int8 weights, int64 biases, for every layer TFLM runs "
+                        "in int16)")
+    p.add_argument("--int16-layers", metavar="NAMES",
+                   help="comma-separated layers to make 16x8, the rest int8 (QUANTIZE ops "
+                        "between them); the int8 report lists the worst layers as such an "
+                        "option")
     p.add_argument("--int4-rounding", choices=INT4_ROUNDINGS, default=DEFAULT_INT4_ROUNDING,
                    help="how float weights round to int4: rtn (to nearest), gptq (error "
                         "feedback), search (per-channel scale search), gptq-search "
@@ -55,12 +65,12 @@ def add_calibration_arguments(p: argparse.ArgumentParser, required: bool) -> Non
 
 
 def add_quantize_parser(sub) -> None:
-    p = sub.add_parser("quantize", help="quantize a float model to int8 (.tflite) with "
-                                        "calibration data, and report what it cost")
+    p = sub.add_parser("quantize", help="quantize a float model to int8 or 16x8 (.tflite) "
+                                        "with calibration data, and report what it cost")
     p.add_argument("model", help="a float model (.tflite, .onnx, .keras, .h5, SavedModel)")
     add_calibration_arguments(p, required=True)
     p.add_argument("-o", "--output", required=True, metavar="OUT.tflite",
-                   help="where to write the int8 TFLite model")
+                   help="where to write the quantized TFLite model")
     p.add_argument("--eval", metavar="DATA",
                    help="data for the report (default: the calibration data); labels in an "
                         ".npz or image sub-folders give accuracies")
@@ -131,12 +141,21 @@ def quantize_from_args(model, args: argparse.Namespace, quiet: bool = False):
     if flash is not None and weights != "mixed":
         raise TinymlError(f"--flash {flash}: a weight budget needs --weights mixed")
     budget = parse_bytes(flash, "--flash") if flash is not None else None
+    activations = getattr(args, "activations", "int8")
+    names = getattr(args, "int16_layers", None)
+    int16_layers = [n.strip() for n in names.split(",") if n.strip()] if names else []
+    if names is not None and not int16_layers:
+        raise TinymlError(f"--int16-layers '{names}': expected comma-separated layer names")
+    if int16_layers and activations == "int16":
+        raise TinymlError("--int16-layers names the int16 layers of an int8 model; "
+                          "--activations int16 already makes every layer int16")
     with _progress(f"calibrating ({args.method})", quiet) as advance:
         result = quantize_model(model, args.calib, method=args.method,
                                 bias_correction=args.bias_correction,
                                 samples=args.calib_samples,
                                 image_range=_image_range(args.image_range), progress=advance,
-                                weights=weights, flash=budget,
+                                weights=weights, flash=budget, activations=activations,
+                                int16_layers=int16_layers,
                                 int4_rounding=getattr(args, "int4_rounding",
                                                       DEFAULT_INT4_ROUNDING))
     if result.synthetic:
@@ -193,7 +212,7 @@ def _io(model) -> dict:
         from tinyml.quantize.evaluation import scale_and_zero_point
         t = model.graph.tensors[name]
         scale, zero_point = scale_and_zero_point(t)  # (1, 0) for a bool output
-        return {"name": name, "shape": list(t.shape), "scale": scale,
+        return {"name": name, "shape": list(t.shape), "dtype": t.dtype, "scale": scale,
                 "zero_point": zero_point}
     return {"inputs": [describe(n) for n in model.graph.inputs],
             "int8_outputs": [describe(n) for n in model.graph.outputs]}
@@ -229,23 +248,27 @@ def print_report(figures: dict) -> None:
          f"{figures['weight_bytes']:,} B of constants, {len(figures['int4_layers'])} int4 "
          f"layers" + (f" (budget {figures['flash_budget']:,} B)"
                       if figures["flash_budget"] else "")),
+        ("activations", figures["activations"] if not figures["int16_layers"] else
+         f"{figures['activations']}, {len(figures['int16_layers'])} 16x8 layers",
+         ", ".join(figures["int16_layers"]) if figures["activations"] == "int8" else ""),
         ("evaluated on", f"{figures['samples']} samples", figures["data"]),
-        ("output SQNR", _db(figures["output_sqnr_db"]), "int8 vs float, first output"),
-        ("top-1 agreement", _percent(figures["top1_agreement"]), "float and int8 argmax equal"),
+        ("output SQNR", _db(figures["output_sqnr_db"]), "quantized vs float, first output"),
+        ("top-1 agreement", _percent(figures["top1_agreement"]), "float and quantized argmax equal"),
     ]
     if figures["float_accuracy"] is not None:
         rows.append(("accuracy", f"float {_percent(figures['float_accuracy'])}, int8 "
                                  f"{_percent(figures['int8_accuracy'])}", "against the labels"))
     for t in figures["inputs"]:
-        rows.append(("input", t["name"], f"int8 scale {t['scale']:.6g}, zero point "
+        rows.append(("input", t["name"], f"{t['dtype']} scale {t['scale']:.6g}, zero point "
                                          f"{t['zero_point']}"))
     for row in rows:
         summary.add_row(*(Text(str(c)) for c in row))
     console.print(summary)
 
     layers = Table(title=Text("per layer (isolated: the layer alone on float inputs; the "
-                              "lowest is marked)"), title_justify="left")
-    for column in ("#", "op", "layer", "scale", "zp", "SQNR", "isolated"):
+                              "lowest is marked; - : a 16x8 layer, not measured)"),
+                   title_justify="left")
+    for column in ("#", "op", "layer", "type", "scale", "zp", "SQNR", "isolated"):
         layers.add_column(column, justify="right" if column in ("#", "scale", "zp", "SQNR",
                                                                 "isolated") else "left",
                           overflow="fold")
@@ -253,7 +276,11 @@ def print_report(figures: dict) -> None:
     for i, layer in enumerate(figures["layers"]):
         marker = " <" if layer["layer"] == worst else ""
         layers.add_row(*(Text(c) for c in (
-            str(i), layer["op"], layer["layer"], f"{layer['scale']:.4g}",
+            str(i), layer["op"], layer["layer"], layer["dtype"], f"{layer['scale']:.4g}",
             str(layer["zero_point"]), _db(layer["sqnr_db"]),
-            _db(layer["isolated_sqnr_db"]) + marker)))
+            (_db(layer["isolated_sqnr_db"]) if layer["isolated_measured"] else "-")
+            + marker)))
     console.print(layers)
+    if figures["worst_layers"]:
+        console.print(Text(f"lowest isolated SQNR (int8 layers TFLM runs 16x8): "
+                           f"--int16-layers {','.join(figures['worst_layers'])}"))

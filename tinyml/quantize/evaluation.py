@@ -14,6 +14,15 @@ Figures (``tinyml quantize`` prints them as a table, ``--json`` as a dict):
 The float side is the prepared float graph (after batch-norm folding and activation fusion,
 which change float results only by rounding); its tensors share names with the int8 graph's.
 A SQNR of None means the int8 values are exact (or the float tensor is all zero).
+
+Picking ``--int16-layers``: :meth:`QuantizationReport.worst_layers` lists the int8 layers
+with the lowest isolated SQNR that TFLM runs 16x8; the report prints them as a ready-made
+``--int16-layers`` option.
+
+A graph with 16x8 layers (int16 activations, :mod:`.int16`) is run end to end by TFLM on its
+exported .tflite file, every tensor preserved, since tinyml's reference interpreter computes
+the int8 kernels; the isolated SQNR is then given for the all-int8 layers only (None for
+16x8 layers and the QUANTIZE ops between types).
 """
 
 from __future__ import annotations
@@ -28,6 +37,9 @@ from tinyml.quantize.data import Dataset
 from tinyml.quantize.params import dequantize_array, quantize_array
 from tinyml.reference import run
 from tinyml.reference.kernels import KERNELS, KernelCall
+
+#: Layers the report proposes for ``--int16-layers``.
+WORST_LAYERS = 3
 
 
 def sqnr_db(signal: float, noise: float) -> float | None:
@@ -62,6 +74,9 @@ class LayerReport:
     zero_point: int
     sqnr_db: float | None
     isolated_sqnr_db: float | None
+    dtype: str = "int8"          #: the layer's output type: int8, int16 (16x8) or bool
+    #: False when the isolated SQNR was not measured (a 16x8 layer, module docstring)
+    isolated_measured: bool = True
 
     def to_json(self) -> dict:
         return dict(vars(self))
@@ -101,6 +116,15 @@ class QuantizationReport:
         scored = [l for l in self.layers if l.isolated_sqnr_db is not None]
         return min(scored, key=lambda l: l.isolated_sqnr_db) if scored else None
 
+    def worst_layers(self, count: int = WORST_LAYERS) -> list[str]:
+        """Names of the ``count`` layers with the lowest isolated SQNR that TFLM can run
+        16x8 (:data:`tinyml.quantize.int16.INT16_KINDS`), lowest first: the candidates for
+        ``--int16-layers``."""
+        from tinyml.quantize.int16 import INT16_KINDS
+        scored = [l for l in self.layers if l.isolated_sqnr_db is not None
+                  and l.op in INT16_KINDS and l.dtype == "int8"]
+        return [l.layer for l in sorted(scored, key=lambda l: l.isolated_sqnr_db)[:count]]
+
     def to_json(self) -> dict:
         worst = self.worst_layer
         return {
@@ -108,6 +132,7 @@ class QuantizationReport:
             "output_sqnr_db": self.output_sqnr_db, "top1_agreement": self.top1_agreement,
             "float_accuracy": self.float_accuracy, "int8_accuracy": self.int8_accuracy,
             "worst_layer": worst.layer if worst else None,
+            "worst_layers": self.worst_layers(),
             "outputs": [o.to_json() for o in self.outputs],
             "layers": [l.to_json() for l in self.layers],
             **self.extra,
@@ -126,16 +151,22 @@ def evaluate(model, data: Dataset,
     agree = {name: 0 for name in q.outputs}
     correct_float = correct_int8 = 0
     labels = data.labels
+    int16 = any(t.dtype == "int16" for t in q.tensors.values() if not t.is_constant)
+    run_quantized = _TflmValues(model) if int16 else \
+        (lambda codes: run(q, codes, keep_all=True))
+    alone = [op for op in ops if not int16 or _all_int8(q, op)]
 
     for index, sample in enumerate(data.samples):
         with np.errstate(over="ignore", invalid="ignore"):
             f_values = run(fg, sample, keep_all=True)
-        q_values = run(q, model.quantize_inputs(sample), keep_all=True)
+        q_values = run_quantized(model.quantize_inputs(sample))
         for op in ops:
             out = op.outputs[0]
             reference = f_values[twin[out]]
             cumulative[out].add(reference, _real(q_values[out], q.tensors[out]))
-            isolated[out].add(reference, _isolated(q, op, f_values, twin))
+        for op in alone:
+            out = op.outputs[0]
+            isolated[out].add(f_values[twin[out]], _isolated(q, op, f_values, twin))
         for name in q.outputs:
             f_out = f_values[twin[name]]
             q_out = _real(q_values[name], q.tensors[name])
@@ -151,7 +182,8 @@ def evaluate(model, data: Dataset,
     count = len(data)
     layer_rows = [LayerReport(op.name, op.kind, op.outputs[0],
                               *scale_and_zero_point(q.tensors[op.outputs[0]]),
-                              cumulative[op.outputs[0]].db, isolated[op.outputs[0]].db)
+                              cumulative[op.outputs[0]].db, isolated[op.outputs[0]].db,
+                              q.tensors[op.outputs[0]].dtype, op in alone)
                   for op in ops]
     output_rows = [OutputReport(name, outputs[name].db,
                                 agree[name] / count if q.tensors[name].shape[-1:] != (1,)
@@ -162,6 +194,41 @@ def evaluate(model, data: Dataset,
         report.float_accuracy = correct_float / count
         report.int8_accuracy = correct_int8 / count
     return report
+
+
+def _all_int8(q, op) -> bool:
+    """No int16 activation among ``op``'s tensors: tinyml's int8 kernel computes it."""
+    return all(t is None or t.is_constant or t.dtype != "int16"
+               for t in q.op_inputs(op) + q.op_outputs(op))
+
+
+class _TflmValues:
+    """Every tensor of a graph with 16x8 layers, by name, as TFLM computes it on the
+    exported .tflite (tensors keep their names through export)."""
+
+    def __init__(self, model):
+        from ai_edge_litert import schema_py_generated as schema
+        from tflite_micro.python.tflite_micro import runtime
+
+        data = model.to_tflite()
+        subgraph = schema.Model.GetRootAsModel(data, 0).Subgraphs(0)
+        self.names = [subgraph.Tensors(i).Name().decode()
+                      for i in range(subgraph.TensorsLength())]
+        self.inputs = len(model.graph.inputs)
+        self.interpreter = runtime.Interpreter.from_bytes(
+            data, arena_size=max(10 * len(data), 1 << 20),
+            intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+
+    def __call__(self, codes: list[np.ndarray]) -> dict[str, np.ndarray]:
+        for i, x in enumerate(codes):
+            self.interpreter.set_input(x, i)
+        self.interpreter.invoke()
+        values = {}
+        for i, name in enumerate(self.names):
+            value = self.interpreter.GetTensor(i, 0)["tensor_data"]
+            if value is not None:
+                values[name] = np.array(value)
+        return values
 
 
 def _isolated(q, op, f_values: dict, twin: dict) -> np.ndarray:

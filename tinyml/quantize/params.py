@@ -7,7 +7,8 @@ These are the conventions TFLM's kernels assume (the TFLite int8 quantization sp
 - weights: symmetric per output channel, zero point 0, codes in [-127, 127] (-128 is never
   used, so that a product never needs the asymmetric extra code);
 - bias: int32, zero point 0, scale ``input_scale * weight_scale[c]`` per channel, so the
-  kernel adds it to the int32 accumulator unscaled;
+  kernel adds it to the int32 accumulator unscaled (int64 for the 16x8 layers of
+  :mod:`.int16`, whose kernels accumulate in int64);
 - SOFTMAX and LOGISTIC outputs: scale 1/256, zero point -128 (TFLM refuses anything else).
 
 Rounding is half away from zero (``std::round``), as TFLite's quantizer rounds.
@@ -106,5 +107,16 @@ def bias_int32(bias: np.ndarray, input_scale: float, weight_scales: np.ndarray
     scales = (np.float32(input_scale) * np.asarray(weight_scales, np.float32)).astype(np.float32)
     codes = tflite_round(np.asarray(bias, np.float64) / scales.astype(np.float64))
     codes = np.clip(codes, INT32_MIN, INT32_MAX).astype(np.int32)
+    axis = 0 if scales.size > 1 else None
+    return codes, Quantization(scales, np.zeros(scales.size, np.int64), axis)
+
+
+def bias_int64(bias: np.ndarray, input_scale: float, weight_scales: np.ndarray
+               ) -> tuple[np.ndarray, Quantization]:
+    """The bias of a 16x8 layer: int64 at scale input_scale x weight_scale[c] (float32
+    products, as the TFLite converter stores them for int16 activations)."""
+    scales = (np.float32(input_scale) * np.asarray(weight_scales, np.float32)).astype(np.float32)
+    codes = tflite_round(np.asarray(bias, np.float64) / scales.astype(np.float64))
+    codes = np.clip(codes, -(2.0 ** 62), 2.0 ** 62).astype(np.int64)
     axis = 0 if scales.size > 1 else None
     return codes, Quantization(scales, np.zeros(scales.size, np.int64), axis)

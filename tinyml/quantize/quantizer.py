@@ -39,6 +39,10 @@ Optional bias correction (Nagel et al., "Data-free quantization", 2019, in its e
 form): weight rounding shifts each output channel's mean by ``(W - W_q) . E[x]``; adding that
 to the bias, with ``E[x]`` the layer's mean input over the calibration data, removes the shift.
 
+16x8 layers (int16 activations, :mod:`.int16`) follow the same rules with int16's
+conventions: symmetric activations, int64 biases, SOFTMAX/LOGISTIC/TANH outputs at 1/32768;
+a tensor read by a layer of the other type is requantized by a QUANTIZE op in front of it.
+
 Tensors keep their float names, so the int8 graph pairs with the float one tensor by tensor.
 """
 
@@ -53,10 +57,11 @@ from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op, Quantization, Tensor
 from tinyml.ir.ops import COMPARISONS, OP_SPECS, CastAttrs, kinds_where
 from tinyml.quantize.calibrate import Calibration
+from tinyml.quantize.int16 import INT16_FIXED_OUTPUT, input_types, quantization_for
 from tinyml.quantize.int4 import Int4Filter, mean_shift
 from tinyml.quantize.params import (LOG_PROBABILITY, SYMMETRIC_UNIT_INTERVAL, UNIT_INTERVAL,
-                                    activation_quantization, bias_int32, dequantize_array,
-                                    quantize_array, symmetric_weights)
+                                    bias_int32, bias_int64,
+                                    dequantize_array, quantize_array, symmetric_weights)
 from tinyml.reference.fixedpoint import tflite_round
 
 # The output quantization rule of each op kind is its ``quantize`` trait (tinyml.ir.ops).
@@ -98,6 +103,22 @@ class ActivationPlan:
     quant: dict[str, Quantization]
     #: (concatenation op, input index) pairs whose input must be requantized.
     requantize: set[tuple[int, int]]
+    #: Activation type of each tensor ("int8" or "int16"; absent: int8).
+    dtype: dict[str, str] = field(default_factory=dict)
+    #: Activation type of each op, by name (absent: int8).
+    layer: dict[str, str] = field(default_factory=dict)
+    #: (tensor, type) -> quantization of the tensor requantized for readers of the other type.
+    cast: dict[tuple[str, str], Quantization] = field(default_factory=dict)
+
+    def seen_as(self, name: str, dtype: str, ranges) -> Quantization:
+        """The quantization of tensor ``name`` as a ``dtype`` layer reads it: its own, or
+        its calibrated range quantized for ``dtype`` when it has the other type."""
+        if self.dtype.get(name, "int8") == dtype:
+            return self.quant[name]
+        key = (name, dtype)
+        if key not in self.cast:
+            self.cast[key] = quantization_for(dtype, *ranges[name])
+        return self.cast[key]
 
 
 def _fail(op: Op, message: str) -> TinymlError:
@@ -115,10 +136,16 @@ def _is_index(fg: Graph, name: str) -> bool:
     return not t.is_constant and t.dtype in ("int32", "int64")
 
 
-def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> ActivationPlan:
-    """The int8 quantization of every activation of float graph ``fg``."""
-    quant: dict[str, Quantization] = {n: activation_quantization(*ranges[n]) for n in fg.inputs}
+def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]],
+                     types: dict[str, str] | None = None) -> ActivationPlan:
+    """The quantization of every activation of float graph ``fg``; ``types``: each op's
+    activation type by name (:func:`tinyml.quantize.int16.layer_types`; default all int8)."""
+    types = dict(types or {})
+    dtype = input_types(fg, types)
+    quant: dict[str, Quantization] = {n: quantization_for(dtype[n], *ranges[n])
+                                      for n in fg.inputs}
     requantize: set[tuple[int, int]] = set()
+    plan = ActivationPlan(quant, requantize, dtype, types)
     producers = fg.producers()
     consumers = fg.consumers()
     for op in fg.ops:
@@ -128,46 +155,54 @@ def plan_activations(fg: Graph, ranges: dict[str, tuple[float, float]]) -> Activ
         x = op.inputs[0]
         if op.kind in INDEX_OUTPUT or (op.kind in SAME_AS_INPUT and _is_index(fg, x)):
             continue  # integer indices: not quantized
+        kind_type = types.get(op.name, "int8")
+        for out in op.outputs:
+            dtype[out] = kind_type
         if op.kind in SAME_AS_INPUT:  # SPLIT, UNPACK: every output keeps the input's
             for out in op.outputs:
-                quant[out] = quant[x]
+                quant[out] = plan.seen_as(x, kind_type, ranges)
             continue
         if len(op.outputs) != 1:
             raise _fail(op, "expected one output")
         out = op.outputs[0]
-        if op.kind in FIXED_OUTPUT:
+        if kind_type == "int16" and op.kind in INT16_FIXED_OUTPUT:
+            scale, zero_point = INT16_FIXED_OUTPUT[op.kind]
+            quant[out] = Quantization([scale], [zero_point])
+        elif op.kind in FIXED_OUTPUT:
             scale, zero_point = FIXED_OUTPUT[op.kind]
             quant[out] = Quantization([scale], [zero_point])
         elif op.kind in SHARED:
-            quant[out] = _plan_concat(fg, op, ranges, quant, producers, consumers, requantize)
+            quant[out] = _plan_concat(fg, op, ranges, plan, producers, consumers)
         elif op.kind in BOOLEAN:
             continue  # a BOOL output: nothing to quantize
         else:
             if op.kind == "CLIP" and not op.attrs.min <= 0.0 <= op.attrs.max:
                 raise _fail(op, f"clip to [{op.attrs.min:g}, {op.attrs.max:g}] excludes 0, "
                                 f"which int8 activations must represent")
-            quant[out] = activation_quantization(*ranges[out])
+            quant[out] = quantization_for(kind_type, *ranges[out])
             if op.kind == "HARD_SWISH":
                 quant[out] = _hard_swish_output(quant[x], quant[out], ranges[out])
-    return ActivationPlan(quant, requantize)
+    return plan
 
 
-def _plan_concat(fg, op, ranges, quant, producers, consumers, requantize) -> Quantization:
+def _plan_concat(fg, op, ranges, plan: ActivationPlan, producers, consumers) -> Quantization:
+    quant, kind_type = plan.quant, plan.layer.get(op.name, "int8")
     activations = [n for n in op.inputs if _shared_operand(fg, n)]
     low = min([ranges[n][0] for n in activations] + [ranges[op.outputs[0]][0]])
     high = max([ranges[n][1] for n in activations] + [ranges[op.outputs[0]][1]])
-    q = activation_quantization(low, high)
+    q = quantization_for(kind_type, low, high)
     for index, name in enumerate(op.inputs):
-        if not _shared_operand(fg, name) or _same(quant[name], q):
+        same_type = plan.dtype.get(name, "int8") == kind_type
+        if not _shared_operand(fg, name) or (same_type and _same(quant[name], q)):
             continue
         producer = producers.get(name)
         readers = {id(o) for o in consumers.get(name, [])}
-        if (producer is not None and producer.kind in RETARGETABLE
+        if (same_type and producer is not None and producer.kind in RETARGETABLE
                 and readers == {id(op)} and op.inputs.count(name) == 1
                 and name not in fg.outputs):
             quant[name] = q
         else:
-            requantize.add((id(op), index))
+            plan.requantize.add((id(op), index))
     return q
 
 
@@ -202,13 +237,16 @@ def _hard_swish_output(x: Quantization, out: Quantization, observed) -> Quantiza
 
 
 def quantize_graph(fg: Graph, calibration: Calibration, bias_correction: bool = False,
-                   int4_weights: dict[str, Int4Filter] | None = None) -> QuantizedGraph:
+                   int4_weights: dict[str, Int4Filter] | None = None,
+                   types: dict[str, str] | None = None) -> QuantizedGraph:
     """The int8 graph of float graph ``fg`` (prepared by :mod:`.prepare`).
 
     ``int4_weights``: filters to store as int4 (:mod:`.int4`), by the layer's output tensor;
-    every other filter is int8."""
-    plan = plan_activations(fg, calibration.ranges)
-    builder = _Builder(fg, plan, calibration if bias_correction else None, int4_weights or {})
+    every other filter is int8. ``types``: the activation type of each op by name
+    (:func:`tinyml.quantize.int16.layer_types`; default: all int8)."""
+    plan = plan_activations(fg, calibration.ranges, types)
+    builder = _Builder(fg, plan, calibration if bias_correction else None, int4_weights or {},
+                       calibration.ranges)
     for op in fg.ops:
         builder.convert(op)
     q = builder.graph
@@ -218,7 +256,9 @@ def quantize_graph(fg: Graph, calibration: Calibration, bias_correction: bool = 
 
 class _Builder:
     def __init__(self, fg: Graph, plan: ActivationPlan, calibration: Calibration | None,
-                 int4_weights: dict[str, Int4Filter]):
+                 int4_weights: dict[str, Int4Filter],
+                 ranges: dict[str, tuple[float, float]]):
+        self.calibration_ranges = ranges
         self.fg = fg
         self.int4_weights = int4_weights
         self.plan = plan
@@ -226,6 +266,8 @@ class _Builder:
         self.graph = Graph(fg.name)
         self.twin: dict[str, str] = {}
         self.bias_shift: dict[str, np.ndarray] = {}
+        #: (tensor, type) -> the requantized tensor layers of that type read.
+        self.casts: dict[tuple[str, str], str] = {}
         for name in fg.inputs:
             self._activation(name)
 
@@ -237,7 +279,8 @@ class _Builder:
             if t.dtype == "bool":
                 self.graph.add_tensor(Tensor(name, t.shape, "bool"))
             else:
-                self.graph.add_tensor(Tensor(name, t.shape, "int8", self.plan.quant[name]))
+                self.graph.add_tensor(Tensor(name, t.shape, self._type(name),
+                                             self.plan.quant[name]))
             self.twin[name] = name
         return name
 
@@ -247,6 +290,13 @@ class _Builder:
         self.graph.add_tensor(Tensor(unique, data.shape, dtype, quant, data))
         return unique
 
+    def _type(self, name: str) -> str:
+        """Activation type of a tensor of the float graph."""
+        return self.plan.dtype.get(name, "int8")
+
+    def _layer_type(self, op: Op) -> str:
+        return self.plan.layer.get(op.name, "int8")
+
     def _copy_constant(self, name: str) -> str:
         t = self.fg.tensors[name]
         if name in self.graph.tensors:
@@ -254,11 +304,13 @@ class _Builder:
         self.graph.add_tensor(Tensor(name, t.shape, t.dtype, t.quant, t.data))
         return name
 
-    def _per_tensor_constant(self, name: str, q: Quantization | None = None) -> str:
-        """A float constant operand as int8, per tensor (its own range unless ``q``)."""
+    def _per_tensor_constant(self, name: str, q: Quantization | None = None,
+                             dtype: str = "int8") -> str:
+        """A float constant operand as int8 (int16 for a 16x8 layer), per tensor (its own
+        range unless ``q``)."""
         data = self.fg.tensors[name].data.astype(np.float32)
-        q = q or activation_quantization(float(data.min()), float(data.max()))
-        return self._constant(name, quantize_array(data, q), "int8", q)
+        q = q or quantization_for(dtype, float(data.min()), float(data.max()))
+        return self._constant(name, quantize_array(data, q, np.dtype(dtype).type), dtype, q)
 
     # ---- ops --------------------------------------------------------------------------------
 
@@ -286,15 +338,17 @@ class _Builder:
                 elif not t.is_constant:
                     inputs.append(self._input(op, i))
                 elif op.kind in OWN_RANGE_CONSTANTS and t.dtype == "float32":
-                    inputs.append(self._per_tensor_constant(name))
+                    inputs.append(self._per_tensor_constant(name,
+                                                            dtype=self._layer_type(op)))
                 elif t.dtype == "float32":
                     raise _fail(op, f"constant float input '{name}' has no int8 role")
                 else:
                     inputs.append(self._copy_constant(name))
         attrs = op.attrs
         if op.kind == "PAD" and attrs.value is not None:
-            q = self.plan.quant[op.inputs[0]]
-            code = int(quantize_array(np.float32(attrs.value), q))
+            dtype = self._layer_type(op)
+            q = self.plan.seen_as(op.inputs[0], dtype, self.calibration_ranges)
+            code = int(quantize_array(np.float32(attrs.value), q, np.dtype(dtype).type))
             attrs = dataclasses.replace(attrs, value=code)
         self.graph.add_op(Op(op.kind, op.name, inputs, outs, attrs))
 
@@ -312,28 +366,45 @@ class _Builder:
         self.graph.add_op(Op(op.kind, op.name, inputs, [out], op.attrs))
 
     def _input(self, op: Op, index: int) -> str:
+        """The quantized tensor ``op`` reads as input ``index``: the activation itself, or
+        (a tensor of the other activation type) its requantization, made once."""
         name = op.inputs[index]
         t = self.fg.tensors[name]
         if t.dtype not in ("float32", "bool"):
             raise _fail(op, f"input '{name}' is {t.dtype}, not float32 or bool")
-        return self._activation(name)
+        source = self._activation(name)
+        dtype = self._layer_type(op)
+        if t.dtype == "bool" or self._type(name) == dtype or op.kind in INDEX_OUTPUT:
+            return source
+        key = (name, dtype)
+        if key not in self.casts:
+            moved = self.graph.unique_name(f"{name}/{dtype}")
+            q = self.plan.seen_as(name, dtype, self.calibration_ranges)
+            self.graph.add_tensor(Tensor(moved, t.shape, dtype, q))
+            self.twin[moved] = name
+            self.graph.add_op(Op("QUANTIZE", f"{name}/to_{dtype}", [source], [moved],
+                                 CastAttrs(dtype)))
+            self.casts[key] = moved
+        return self.casts[key]
 
     def _concat_inputs(self, op: Op) -> list[str]:
         q = self.plan.quant[op.outputs[0]]
+        dtype = self._layer_type(op)
         inputs = []
         for index, name in enumerate(op.inputs):
             t = self.fg.tensors[name]
             if t.is_constant and t.dtype == "float32":
-                inputs.append(self._per_tensor_constant(name, q))
+                inputs.append(self._per_tensor_constant(name, q, dtype))
             elif t.is_constant:
                 inputs.append(self._copy_constant(name))
             elif (id(op), index) in self.plan.requantize:
-                source = self._input(op, index)
+                # straight from the producer's tensor, whatever its type: one requantization
+                source = self._activation(name)
                 moved = self.graph.unique_name(f"{name}/requantized")
-                self.graph.add_tensor(Tensor(moved, self.fg.tensors[name].shape, "int8", q))
+                self.graph.add_tensor(Tensor(moved, self.fg.tensors[name].shape, dtype, q))
                 self.twin[moved] = name
                 self.graph.add_op(Op("QUANTIZE", f"{op.name}/requantize_{index}", [source],
-                                     [moved], CastAttrs("int8")))
+                                     [moved], CastAttrs(dtype)))
                 inputs.append(moved)
             else:
                 inputs.append(self._input(op, index))
@@ -347,6 +418,9 @@ class _Builder:
             raise _fail(op, f"weights '{w_t.name}' must be float32 constants to quantize")
         axis = WEIGHT_AXIS[op.kind]
         int4 = self.int4_weights.get(op.outputs[0])
+        if int4 is not None and self._layer_type(op) == "int16":
+            raise _fail(op, "int4 filters need int8 activations (TFLM's 16x8 kernels read "
+                            "int8 filters only)")
         if int4 is not None:
             codes, w_quant = int4.codes, int4.quant
             if codes.shape != w_t.shape or w_quant.axis not in (axis, None):
@@ -376,7 +450,10 @@ class _Builder:
                 bias_name = bias_name or f"{op.name}/bias"
         if not bias_name:
             return [x, weights]
-        x_scale = float(self.plan.quant[op.inputs[0]].scale[0])
+        x_scale = float(self.graph.tensors[x].quant.scale[0])
+        if self._layer_type(op) == "int16":
+            b_codes, b_quant = bias_int64(bias, x_scale, w_quant.scale)
+            return [x, weights, self._constant(bias_name, b_codes, "int64", b_quant)]
         b_codes, b_quant = bias_int32(bias, x_scale, w_quant.scale)
         return [x, weights, self._constant(bias_name, b_codes, "int32", b_quant)]
 

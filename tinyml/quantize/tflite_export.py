@@ -18,7 +18,10 @@ reversed:
 - operator versions are those TFLite's op versioning assigns to each op's types (int8 kernels
   need version 2 to 4; an int4 filter makes CONV_2D and DEPTHWISE_CONV_2D version 7 and
   FULLY_CONNECTED version 10); a runtime reads them to know which kernel variant the op needs;
-- int4 filters (:mod:`.int4`) are INT4 tensors, two codes per byte, low nibble first.
+- int4 filters (:mod:`.int4`) are INT4 tensors, two codes per byte, low nibble first;
+- 16x8 layers (:mod:`.int16`) are written as the converter writes them: INT16 activations,
+  INT8 filters, INT64 biases, the versions of the int8 kernels (TFLM does not read versions),
+  ADD and SUB with ``pot_scale_int16`` false (their scales are not powers of two).
 
 Constant buffers are 16-byte aligned (the schema's ``force_align: 16``), so runtimes may read
 int32 biases in place. Ops the TFLite schema has no builtin for (CLIP, BATCH_NORM, the fused
@@ -252,7 +255,7 @@ class _Exporter:
         pads = self.constant(f"{op.name}/paddings",
                               np.asarray([[0, 0], [pt, pb], [pl, pr], [0, 0]], np.int32))
         self.emit("PAD", [x_index, pads], [padded], self.schema.PadOptionsT(), "PadOptions",
-                   2 if x.dtype == "int8" else 1)
+                   2 if x.dtype in QUANTIZED else 1)
         return self.schema.Padding.VALID, padded
 
 
@@ -261,15 +264,21 @@ class _Exporter:
 ExportFn = Callable[[_Exporter, Op, list[int], list[int]], None]
 
 
-def _is_int8(ex: _Exporter, op: Op) -> bool:
-    return ex.graph.tensors[op.inputs[0]].dtype == "int8"
+#: Activation types of quantized kernels: int8, and int16 (16x8 layers, whose kernels the
+#: converter writes with the int8 versions of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED,
+#: the poolings and SOFTMAX).
+QUANTIZED = ("int8", "int16")
+
+
+def _is_quantized(ex: _Exporter, op: Op) -> bool:
+    return ex.graph.tensors[op.inputs[0]].dtype in QUANTIZED
 
 
 @exports("CONV_2D", "DEPTHWISE_CONV_2D")
 def _conv(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     s, g, a = ex.schema, ex.graph, op.attrs
     x, w = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]]
-    int8 = x.dtype == "int8"
+    int8 = x.dtype in QUANTIZED
     kernel = (w.shape[1], w.shape[2])
     padding, ins[0] = ex.conv_padding(op, x, kernel, a.stride, a.dilation, ins[0])
     int4 = w.dtype == "int4"
@@ -299,7 +308,7 @@ def _fully_connected(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> 
     has_bias = len(op.inputs) > 2 and op.inputs[2]
     int4 = ex.graph.tensors[op.inputs[1]].dtype == "int4"
     version = (6 if not has_bias else 5 if a.keep_num_dims else 10 if int4
-               else 4 if _is_int8(ex, op) else 1)
+               else 4 if _is_quantized(ex, op) else 1)
     ex.emit(op.kind, ins[:3] if has_bias else ins[:2], outs, o, "FullyConnectedOptions",
              version)
 
@@ -308,14 +317,14 @@ def _fully_connected(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> 
 def _gelu(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o = ex.schema.GeluOptionsT()
     o.approximate = op.attrs.approximate
-    ex.emit(op.kind, ins, outs, o, "GeluOptions", 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins, outs, o, "GeluOptions", 2 if _is_quantized(ex, op) else 1)
 
 
 @exports("BATCH_MATMUL")
 def _batch_matmul(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o = ex.schema.BatchMatMulOptionsT()
     o.adjX, o.adjY = op.attrs.adj_x, op.attrs.adj_y
-    ex.emit(op.kind, ins[:2], outs, o, "BatchMatMulOptions", 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins[:2], outs, o, "BatchMatMulOptions", 2 if _is_quantized(ex, op) else 1)
 
 
 @exports("ADD", "MUL")
@@ -323,9 +332,15 @@ def _binary(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     s, g = ex.schema, ex.graph
     o = s.AddOptionsT() if op.kind == "ADD" else s.MulOptionsT()
     o.fusedActivationFunction = ex.fused_activation(op, op.attrs.activation)
-    int8 = _is_int8(ex, op)
+    int8 = _is_quantized(ex, op)
     version = 2 if int8 else 1
-    if op.kind == "MUL" and int8:
+    if g.tensors[op.inputs[0]].dtype == "int16":
+        # 16x8: general scales (LiteRT's int16 ADD otherwise assumes power-of-two scales), as
+        # the converter writes it; versions of TFLite's op versioning for int16.
+        if op.kind == "ADD":
+            o.potScaleInt16 = False
+        version = 3 if op.kind == "ADD" else 4
+    elif op.kind == "MUL" and int8:
         x, b, out = (g.tensors[n] for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
         if float(x.scale()) * float(b.scale()) / float(out.scale()) >= 1.0:
             version = 3
@@ -345,7 +360,7 @@ def _pool(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o.strideH, o.strideW = a.stride
     o.filterHeight, o.filterWidth = a.filter
     o.fusedActivationFunction = ex.fused_activation(op, a.activation)
-    ex.emit(op.kind, ins, outs, o, "Pool2DOptions", 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins, outs, o, "Pool2DOptions", 2 if _is_quantized(ex, op) else 1)
 
 
 @exports("MEAN")
@@ -353,7 +368,7 @@ def _mean(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o = ex.schema.ReducerOptionsT()
     o.keepDims = op.attrs.keep_dims
     axes = ex.constant(f"{op.name}/axes", np.asarray(op.attrs.axes, np.int32))
-    ex.emit(op.kind, ins + [axes], outs, o, "ReducerOptions", 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins + [axes], outs, o, "ReducerOptions", 2 if _is_quantized(ex, op) else 1)
 
 
 @exports("RESHAPE")
@@ -369,7 +384,7 @@ def _reshape(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
 def _softmax(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o = ex.schema.SoftmaxOptionsT()
     o.beta = float(op.attrs.beta)
-    ex.emit(op.kind, ins, outs, o, "SoftmaxOptions", 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins, outs, o, "SoftmaxOptions", 2 if _is_quantized(ex, op) else 1)
 
 
 @exports("CONCATENATION")
@@ -377,7 +392,7 @@ def _concatenation(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> No
     o = ex.schema.ConcatenationOptionsT()
     o.axis = int(op.attrs.axis)
     o.fusedActivationFunction = ex.fused_activation(op, op.attrs.activation)
-    ex.emit(op.kind, ins, outs, o, "ConcatenationOptions", 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins, outs, o, "ConcatenationOptions", 2 if _is_quantized(ex, op) else 1)
 
 
 @exports("PAD")
@@ -385,7 +400,7 @@ def _pad(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     s, a = ex.schema, op.attrs
     x = ex.graph.tensors[op.inputs[0]]
     pads = ex.constant(f"{op.name}/paddings", np.asarray(a.pads, np.int32).reshape(-1, 2))
-    version = 2 if x.dtype == "int8" else 1
+    version = 2 if x.dtype in QUANTIZED else 1
     if a.value is None:
         ex.emit("PAD", ins + [pads], outs, s.PadOptionsT(), "PadOptions", version)
     else:
@@ -397,14 +412,14 @@ def _pad(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
 def _transpose(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     x = ex.graph.tensors[op.inputs[0]]
     perm = ex.constant(f"{op.name}/perm", np.asarray(op.attrs.perm, np.int32))
-    version = 4 if len(x.shape) > 4 else 2 if x.dtype == "int8" else 1
+    version = 4 if len(x.shape) > 4 else 2 if x.dtype in QUANTIZED else 1
     ex.emit(op.kind, ins + [perm], outs, ex.schema.TransposeOptionsT(), "TransposeOptions",
              version)
 
 
 @exports("RELU", "RELU6", "LOGISTIC", "EXP", "LOG", "SQRT")
 def _unary(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
-    ex.emit(op.kind, ins, outs, version=2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins, outs, version=2 if _is_quantized(ex, op) else 1)
 
 
 @exports("HARD_SWISH", "QUANTIZE", "NEG", "SQUARE", "SIN", "COS", "FLOOR", "CEIL", "ROUND")
@@ -433,7 +448,7 @@ def _slice(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     begin = _int32(ex, op, "begin", op.attrs.begin)
     size = _int32(ex, op, "size", ex.graph.tensors[op.outputs[0]].shape)
     ex.emit(op.kind, ins[:1] + [begin, size], outs, ex.schema.SliceOptionsT(), "SliceOptions",
-            2 if _is_int8(ex, op) else 1)
+            2 if _is_quantized(ex, op) else 1)
 
 
 @exports("STRIDED_SLICE")
@@ -442,14 +457,14 @@ def _strided_slice(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> No
     o = ex.schema.StridedSliceOptionsT()
     o.beginMask, o.endMask, o.shrinkAxisMask, o.offset = (a.begin_mask, a.end_mask,
                                                           a.shrink_axis_mask, a.offset)
-    ex.emit(op.kind, ins, outs, o, "StridedSliceOptions", 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins, outs, o, "StridedSliceOptions", 2 if _is_quantized(ex, op) else 1)
 
 
 @exports("SPLIT", "SPLIT_V")
 def _split(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     a = op.attrs
     axis = _int32(ex, op, "axis", [a.axis])
-    version = 2 if _is_int8(ex, op) else 1
+    version = 2 if _is_quantized(ex, op) else 1
     if op.kind == "SPLIT":
         o = ex.schema.SplitOptionsT()
         o.numSplits = len(a.sizes)
@@ -465,7 +480,7 @@ def _split(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
 def _unpack(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o = ex.schema.UnpackOptionsT()
     o.num, o.axis = len(op.outputs), int(op.attrs.axis)
-    ex.emit(op.kind, ins, outs, o, "UnpackOptions", 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins, outs, o, "UnpackOptions", 2 if _is_quantized(ex, op) else 1)
 
 
 @exports("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR")
@@ -476,7 +491,7 @@ def _resize(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
          else ex.schema.ResizeNearestNeighborOptionsT())
     o.alignCorners, o.halfPixelCenters = a.align_corners, a.half_pixel_centers
     flagged = a.half_pixel_centers or (a.align_corners and not bilinear)
-    version = 3 if flagged else 2 if _is_int8(ex, op) else 1
+    version = 3 if flagged else 2 if _is_quantized(ex, op) else 1
     ex.emit(op.kind, ins + [_int32(ex, op, "size", a.size)], outs, o,
             "ResizeBilinearOptions" if bilinear else "ResizeNearestNeighborOptions", version)
 
@@ -488,7 +503,7 @@ def _depth_space(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None
     o.blockSize = int(op.attrs.block_size)
     ex.emit(op.kind, ins, outs, o,
             "DepthToSpaceOptions" if to_space else "SpaceToDepthOptions",
-            2 if _is_int8(ex, op) else 1)
+            2 if _is_quantized(ex, op) else 1)
 
 
 @exports("MIRROR_PAD")
@@ -496,7 +511,7 @@ def _mirror_pad(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o = ex.schema.MirrorPadOptionsT()
     o.mode = getattr(ex.schema.MirrorPadMode, op.attrs.mode)
     pads = _int32(ex, op, "paddings", np.asarray(op.attrs.pads).reshape(-1, 2))
-    ex.emit(op.kind, ins + [pads], outs, o, "MirrorPadOptions", 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins + [pads], outs, o, "MirrorPadOptions", 2 if _is_quantized(ex, op) else 1)
 
 
 @exports("BROADCAST_TO")
@@ -510,27 +525,27 @@ def _broadcast_to(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> Non
 def _reverse(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     axes = _int32(ex, op, "axis", op.attrs.axes)
     ex.emit(op.kind, ins + [axes], outs, ex.schema.ReverseV2OptionsT(), "ReverseV2Options",
-            2 if _is_int8(ex, op) else 1)
+            2 if _is_quantized(ex, op) else 1)
 
 
 @exports("GATHER")
 def _gather(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o = ex.schema.GatherOptionsT()
     o.axis = int(op.attrs.axis)
-    ex.emit(op.kind, ins, outs, o, "GatherOptions", 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins, outs, o, "GatherOptions", 2 if _is_quantized(ex, op) else 1)
 
 
 @exports("GATHER_ND")
 def _gather_nd(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     ex.emit(op.kind, ins, outs, ex.schema.GatherNdOptionsT(), "GatherNdOptions",
-            2 if _is_int8(ex, op) else 1)
+            2 if _is_quantized(ex, op) else 1)
 
 # ---- activations_math ops
 
 
 @exports("TANH", "ELU", "ABS", "RSQRT", "LOG_SOFTMAX")
 def _unary_math(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
-    ex.emit(op.kind, ins, outs, version=2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins, outs, version=2 if _is_quantized(ex, op) else 1)
 
 
 @exports("PRELU")
@@ -552,12 +567,16 @@ def _leaky_relu(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
 def _sub(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o = ex.schema.SubOptionsT()
     o.fusedActivationFunction = ex.fused_activation(op, op.attrs.activation)
-    ex.emit(op.kind, ins, outs, o, "SubOptions", 2 if _is_int8(ex, op) else 1)
+    int16 = ex.graph.tensors[op.inputs[0]].dtype == "int16"
+    if int16:
+        o.potScaleInt16 = False
+    ex.emit(op.kind, ins, outs, o, "SubOptions", 3 if int16 else 2 if _is_quantized(ex, op)
+            else 1)
 
 
 @exports("MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", *irops.COMPARISONS)
 def _binary_family(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
-    ex.emit(op.kind, ins, outs, version=2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins, outs, version=2 if _is_quantized(ex, op) else 1)
 
 
 @exports("SELECT_V2", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT")
@@ -578,13 +597,13 @@ def _arg_min_max(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None
     o = getattr(s, f"{name}OptionsT")()
     o.outputType = getattr(s.TensorType, _TYPES[op.attrs.output_type])
     axis = ex.constant(f"{op.name}/axis", np.asarray([op.attrs.axis], np.int32))
-    ex.emit(op.kind, ins + [axis], outs, o, f"{name}Options", 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins + [axis], outs, o, f"{name}Options", 2 if _is_quantized(ex, op) else 1)
 
 
 @exports("L2_NORMALIZATION")
 def _l2_normalization(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o = ex.schema.L2NormOptionsT()
-    ex.emit(op.kind, ins, outs, o, "L2NormOptions", 2 if _is_int8(ex, op) else 1)
+    ex.emit(op.kind, ins, outs, o, "L2NormOptions", 2 if _is_quantized(ex, op) else 1)
 
 # ---- conv ops: convolution variants and their data movement ----------------------------------
 
@@ -598,7 +617,7 @@ def _space_batch(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None
     block = ex.constant(f"{op.name}/block_shape", np.asarray(a.block, np.int32))
     pairs = ex.constant(f"{op.name}/{'paddings' if space else 'crops'}",
                         np.asarray(a.pads if space else a.crops, np.int32).reshape(-1, 2))
-    version = 3 if len(x.shape) != 4 else 2 if x.dtype == "int8" else 1
+    version = 3 if len(x.shape) != 4 else 2 if x.dtype in QUANTIZED else 1
     options = ex.schema.SpaceToBatchNDOptionsT() if space else \
         ex.schema.BatchToSpaceNDOptionsT()
     ex.emit(op.kind, ins + [block, pairs], outs, options,
@@ -629,6 +648,6 @@ def _transpose_conv(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> N
     shape = ex.constant(f"{op.name}/output_shape", np.asarray(a.output_shape, np.int32))
     has_bias = len(op.inputs) > 2 and bool(op.inputs[2])
     version = (4 if a.activation != "NONE" else 3 if has_bias
-               else 2 if _is_int8(ex, op) else 1)
+               else 2 if _is_quantized(ex, op) else 1)
     ex.emit(op.kind, [shape, ins[1], ins[0]] + ([ins[2]] if has_bias else []), outs, o,
             "TransposeConvOptions", version)

@@ -174,16 +174,21 @@ def choose_mixed(fg: Graph, calibration: Calibration, bias_correction: bool,
 
 def quantize_weights(fg: Graph, calibration: Calibration, bias_correction: bool,
                      data: Dataset, mode: str, rounding: str, budget: int | None = None,
-                     progress: Callable[[int], None] | None = None
+                     progress: Callable[[int], None] | None = None,
+                     types: dict[str, str] | None = None
                      ) -> tuple[QuantizedGraph, MixedChoice | None]:
     """The quantized graph with ``mode``'s filters: all int8, all eligible int4, or the
-    mixed choice under ``budget`` bytes."""
+    mixed choice under ``budget`` bytes. ``types``: each layer's activation type
+    (:mod:`.int16`); int4 filters need int8 activations."""
+    if mode != "int8" and types and "int16" in types.values():
+        raise TinymlError(f"--weights {mode} needs int8 activations: TFLM's 16x8 kernels read "
+                          f"int8 filters only")
     if mode not in WEIGHT_MODES:
         raise TinymlError(f"unknown weights mode '{mode}' (known: {', '.join(WEIGHT_MODES)})")
     if mode == "mixed" and budget is None:
         raise TinymlError("--weights mixed needs a flash budget (--flash BYTES)")
     if mode == "int8":
-        return quantize_graph(fg, calibration, bias_correction), None
+        return quantize_graph(fg, calibration, bias_correction, types=types), None
     candidates = int4_weights(fg, data, rounding, bias_correction, progress)
     if mode == "int4":
         return quantize_graph(fg, calibration, bias_correction, candidates), None
