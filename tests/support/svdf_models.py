@@ -27,7 +27,7 @@ def _quant(schema, scale: float, zero_point: int):
 
 def svdf_model(input_size: int = 20, units: int = 6, rank: int = 1, memory: int = 5,
                classes: int = 4, activation: str = "NONE", seed: int = 0,
-               state_dtype: str = "int16") -> bytes:
+               state_dtype: str = "int16", output_zero_point: int | None = None) -> bytes:
     """One int8 SVDF keyword spotter; returns the .tflite bytes. ``state_dtype`` int16 is
     TFLM's usual integer SVDF (int16 time weights and state); int8 is its other variant."""
     import flatbuffers
@@ -62,6 +62,8 @@ def svdf_model(input_size: int = 20, units: int = 6, rank: int = 1, memory: int 
     bias_q = np.round(bias / s_bias).astype(np.int32)
     s_svdf = f32((per_unit.max() + np.abs(bias).max()) / 200)
     zp_svdf = -128 if activation == "RELU" else int(rng.integers(-30, 30))
+    if output_zero_point is not None:
+        zp_svdf = output_zero_point
 
     wd = rng.normal(0, 0.4, (classes, units)).astype(f32)
     s_wd = f32(np.abs(wd).max() / 127)
