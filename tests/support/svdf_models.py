@@ -27,9 +27,12 @@ def _quant(schema, scale: float, zero_point: int):
 
 def svdf_model(input_size: int = 20, units: int = 6, rank: int = 1, memory: int = 5,
                classes: int = 4, activation: str = "NONE", seed: int = 0,
-               state_dtype: str = "int16", output_zero_point: int | None = None) -> bytes:
+               state_dtype: str = "int16", output_zero_point: int | None = None,
+               head: bool = True) -> bytes:
     """One int8 SVDF keyword spotter; returns the .tflite bytes. ``state_dtype`` int16 is
-    TFLM's usual integer SVDF (int16 time weights and state); int8 is its other variant."""
+    TFLM's usual integer SVDF (int16 time weights and state); int8 is its other variant.
+    Without ``head`` the model is the SVDF alone (its output is the model's: the C tests see
+    every SVDF output code, which the softmax would partly saturate)."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
@@ -100,10 +103,11 @@ def svdf_model(input_size: int = 20, units: int = 6, rank: int = 1, memory: int 
     t_state = tensor("svdf/activation_state", (1, memory * filters), state_dtype, s_state,
                      zp_state, variable=True)
     t_svdf = tensor("svdf/output", (1, units), "int8", s_svdf, zp_svdf)
-    t_wd = tensor("dense/weights", wd_q.shape, "int8", s_wd, 0, wd_q)
-    t_bd = tensor("dense/bias", bd_q.shape, "int32", s_bd, 0, bd_q)
-    t_fc = tensor("dense/output", (1, classes), "int8", s_fc, zp_fc)
-    t_out = tensor("softmax/output", (1, classes), "int8", 1 / 256, -128)
+    if head:
+        t_wd = tensor("dense/weights", wd_q.shape, "int8", s_wd, 0, wd_q)
+        t_bd = tensor("dense/bias", bd_q.shape, "int32", s_bd, 0, bd_q)
+        t_fc = tensor("dense/output", (1, classes), "int8", s_fc, zp_fc)
+        t_out = tensor("softmax/output", (1, classes), "int8", 1 / 256, -128)
 
     codes = []
 
@@ -132,14 +136,17 @@ def svdf_model(input_size: int = 20, units: int = 6, rank: int = 1, memory: int 
     softmax_options.beta = 1.0
     sub = schema.SubGraphT()
     sub.tensors = tensors
-    sub.inputs, sub.outputs = [x], [t_out]
+    sub.inputs, sub.outputs = [x], [t_out if head else t_svdf]
     sub.operators = [
         operator(opcode("SVDF", 3), [x, t_wf, t_wt, t_b, t_state], [t_svdf], svdf_options,
                  "SVDFOptions"),
-        operator(opcode("FULLY_CONNECTED", 4), [t_svdf, t_wd, t_bd], [t_fc], fc_options,
-                 "FullyConnectedOptions"),
-        operator(opcode("SOFTMAX", 2), [t_fc], [t_out], softmax_options, "SoftmaxOptions"),
     ]
+    if head:
+        sub.operators += [
+            operator(opcode("FULLY_CONNECTED", 4), [t_svdf, t_wd, t_bd], [t_fc], fc_options,
+                     "FullyConnectedOptions"),
+            operator(opcode("SOFTMAX", 2), [t_fc], [t_out], softmax_options, "SoftmaxOptions"),
+        ]
     sub.name = "main"
     model = schema.ModelT()
     model.version = 3
