@@ -298,7 +298,7 @@ def test_host_c_equals_tflm_frame_by_frame(tmp_path):
 
 def test_dsp_c_equals_tflm_frame_by_frame(tmp_path):
     report = _check_host("int8_state", tmp_path, dsp=True)
-    assert report["state_bytes"] == _state_bytes("int8_state") == 80
+    assert report["state_bytes"] == _state_bytes("int8_state") == 44
 
 
 @pytest.mark.slow

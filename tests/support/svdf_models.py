@@ -168,7 +168,7 @@ SHAPES = {
     "memory1": dict(input_size=8, units=5, rank=2, memory=1),
     # TFLM's 8-bit variant (keyword_scrambled_8bit): int8 time weights and state, whose zero
     # point is not 0.
-    "int8_state": dict(input_size=24, units=10, rank=2, memory=4, state_dtype="int8"),
+    "int8_state": dict(input_size=23, units=11, rank=1, memory=4, state_dtype="int8"),
 }
 
 

@@ -35,6 +35,50 @@ static int32_t feature_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t 
     return acc;
 }
 
+/* feature_dot for two filters (rows w and w + n) at once: each input word is unpacked once
+ * for both, which is a third of the instructions of the one-filter loop. */
+static void feature_dot2(const int8_t *w, const int8_t *x, int32_t n, int32_t offset,
+                         int32_t *dot0, int32_t *dot1)
+{
+    const int32_t offset2 = tinyml_dup16(offset);
+    const int8_t *w1 = w + n;
+    int32_t acc0 = 0, acc1 = 0;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        int32_t x_even, x_odd, w_even, w_odd;
+        tinyml_s8x4_interleaved_offset(tinyml_read_s8x4(x + i), offset2, &x_even, &x_odd);
+        tinyml_s8x4_interleaved(tinyml_read_s8x4(w + i), &w_even, &w_odd);
+        acc0 = __smlad(w_even, x_even, acc0);
+        acc0 = __smlad(w_odd, x_odd, acc0);
+        tinyml_s8x4_interleaved(tinyml_read_s8x4(w1 + i), &w_even, &w_odd);
+        acc1 = __smlad(w_even, x_even, acc1);
+        acc1 = __smlad(w_odd, x_odd, acc1);
+    }
+    for (; i < n; i++) {
+        const int32_t v = (int32_t)x[i] + offset;
+        acc0 = tinyml_wrap_add(acc0, (int32_t)w[i] * v);
+        acc1 = tinyml_wrap_add(acc1, (int32_t)w1[i] * v);
+    }
+    *dot0 = acc0;
+    *dot1 = acc1;
+}
+
+/* The newest columns of every filter of one batch row (state_t's range [lo, hi]): pairs of
+ * filters, then the odd one. */
+#define NEWEST_COLUMNS(state_t, lo, hi)                                                      \
+    for (f = 0; f + 2 <= p->filters; f += 2) {                                               \
+        int32_t dot0, dot1;                                                                  \
+        feature_dot2(p->weights_feature + f * p->input_size, x, p->input_size,               \
+                     p->input_offset, &dot0, &dot1);                                         \
+        rows[f * memory + memory - 1] = (state_t)newest_column(p, r1, dot0, lo, hi);         \
+        rows[(f + 1) * memory + memory - 1] = (state_t)newest_column(p, r1, dot1, lo, hi);   \
+    }                                                                                        \
+    if (f < p->filters) {                                                                    \
+        const int32_t dot = feature_dot(p->weights_feature + f * p->input_size, x,           \
+                                        p->input_size, p->input_offset);                     \
+        rows[f * memory + memory - 1] = (state_t)newest_column(p, r1, dot, lo, hi);          \
+    }
+
 /* The newest column of a filter: the feature dot product rescaled to the state's scale,
  * clamped to the state type's range, plus the state's zero point. */
 static int32_t newest_column(const tinyml_svdf_params *p, tinyml_dsp_requant r1, int32_t dot,
@@ -81,14 +125,9 @@ void tinyml_svdf_s8_s16(const tinyml_svdf_params *p, const int8_t *input, int16_
     shift_s16(state, p->batches * p->filters * memory);
     for (b = 0; b < p->batches; b++) {
         int16_t *rows = state + b * p->filters * memory;
+        const int8_t *x = input + b * p->input_size;
         int32_t f, u;
-        for (f = 0; f < p->filters; f++) {
-            const int32_t dot = feature_dot(p->weights_feature + f * p->input_size,
-                                            input + b * p->input_size, p->input_size,
-                                            p->input_offset);
-            rows[f * memory + memory - 1] =
-                (int16_t)newest_column(p, r1, dot, TINYML_INT16_MIN, TINYML_INT16_MAX);
-        }
+        NEWEST_COLUMNS(int16_t, TINYML_INT16_MIN, TINYML_INT16_MAX)
         for (u = 0; u < units; u++) {
             int32_t acc = p->bias[u];
             const int32_t first = u * p->rank * memory;
@@ -123,13 +162,9 @@ void tinyml_svdf_s8_s8(const tinyml_svdf_params *p, const int8_t *input, int8_t 
     shift_s8(state, p->batches * p->filters * memory);
     for (b = 0; b < p->batches; b++) {
         int8_t *rows = state + b * p->filters * memory;
+        const int8_t *x = input + b * p->input_size;
         int32_t f, u;
-        for (f = 0; f < p->filters; f++) {
-            const int32_t dot = feature_dot(p->weights_feature + f * p->input_size,
-                                            input + b * p->input_size, p->input_size,
-                                            p->input_offset);
-            rows[f * memory + memory - 1] = (int8_t)newest_column(p, r1, dot, -128, 127);
-        }
+        NEWEST_COLUMNS(int8_t, -128, 127)
         for (u = 0; u < units; u++) {
             const int32_t first = u * p->rank * memory;
             const int32_t acc = tinyml_wrap_add(
