@@ -329,3 +329,26 @@ def test_cortex_m4_in_qemu_equals_tflm_frame_by_frame(tmp_path):
     assert np.unique(want).size > 10
     assert len(run.instructions) == FRAMES and min(run.instructions) > 0
     assert result.report()["state_bytes"] == _state_bytes("rank1")
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
+@pytest.mark.parametrize("target_name", ["cortex-m4", "cortex-m33"])
+def test_dsp_kernel_builds_with_strict_warnings_and_uses_smlad(tmp_path, target_name):
+    """The strict warnings of the kernel tests plus -Wconversion, for the DSP cores; the
+    object really multiplies with SMLAD on SXTB16-unpacked pairs."""
+    import subprocess
+
+    from tinyml.paths import KERNELS_DIR
+    from tinyml.targets import load_target
+    from tests.support.c_harness import WARNINGS
+    arch = [f for f in load_target(target_name).cflags if f.startswith("-m")]
+    obj = tmp_path / "svdf.o"
+    result = subprocess.run(
+        ["arm-none-eabi-gcc", *WARNINGS, "-Wconversion", "-O2", *arch, f"-I{KERNELS_DIR}",
+         f"-I{KERNELS_DIR / 'portable'}", f"-I{KERNELS_DIR / 'cortex_m'}", "-c",
+         str(KERNELS_DIR / "cortex_m" / "svdf.c"), "-o", str(obj)],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    disassembly = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)],
+                                 capture_output=True, text=True).stdout
+    assert "smlad" in disassembly and "sxtb16" in disassembly
