@@ -308,6 +308,64 @@ def test_c_equals_tflm_frame_by_frame_every_shape(key, dsp, tmp_path):
     assert _check_host(key, tmp_path, dsp)["state_bytes"] == _state_bytes(key)
 
 
+_TWICE_DRIVER = r"""
+#include <stdio.h>
+#include <string.h>
+#include "model.h"
+/* The frames of stdin, tinyml_reset(), the same frames again: both passes to stdout. */
+int main(void)
+{
+    static unsigned char frames[64][TINYML_INPUT_BYTES];
+    int n = 0, pass, i;
+    while (n < 64 && fread(frames[n], 1, TINYML_INPUT_BYTES, stdin) == TINYML_INPUT_BYTES) {
+        n++;
+    }
+    for (pass = 0; pass < 2; pass++) {
+        tinyml_reset();
+        for (i = 0; i < n; i++) {
+            memcpy(tinyml_input(), frames[i], TINYML_INPUT_BYTES);
+            if (tinyml_invoke() != 0) {
+                return 2;
+            }
+            fwrite(tinyml_output(), 1, TINYML_OUTPUT_BYTES, stdout);
+        }
+    }
+    return 0;
+}
+"""
+
+
+def test_reset_restores_the_zero_state(tmp_path):
+    """tinyml_reset() zeroes the int16 state (one memset, no initial-value array), so a
+    stream run again after it gives TFLM's outputs again (ASan/UBSan)."""
+    import subprocess
+
+    from tinyml.compiler import compile_model
+    from tinyml.sim.host import SANITIZE_FLAGS, STRICT_FLAGS
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no host C compiler")
+    data = _model("rank1", head=False)
+    path = tmp_path / "rank1.tflite"
+    path.write_bytes(data)
+    project = compile_model(path, "host", tmp_path / "project").project.output_dir
+    model_c = (project / "model.c").read_text()
+    assert "memset(state_svdf_activation_state, 0," in model_c and "_initial[" not in model_c
+    driver = tmp_path / "driver.c"
+    driver.write_text(_TWICE_DRIVER)
+    sources = [project / "model.c", project / "weights.c",
+               *sorted((project / "kernels").glob("*.c")), driver]
+    subprocess.run([cc, *STRICT_FLAGS, "-O1", *SANITIZE_FLAGS, f"-I{project}",
+                    f"-I{project / 'kernels'}", *map(str, sources), "-o",
+                    str(tmp_path / "driver")], check=True, capture_output=True)
+    frames = svdf_models.frames(svdf_models.SHAPES["rank1"]["input_size"], FRAMES)
+    out = subprocess.run([str(tmp_path / "driver")], input=b"".join(x.tobytes() for x in frames),
+                         capture_output=True, check=True).stdout
+    runs = np.frombuffer(out, np.int8).reshape(2, FRAMES, -1)
+    want = np.stack([w["svdf/output"].reshape(-1) for w in _tflm_stream(data, frames)])
+    assert np.array_equal(runs[0], want) and np.array_equal(runs[1], want)
+
+
 def test_cortex_m4_in_qemu_equals_tflm_frame_by_frame(tmp_path):
     """The keyword spotter (SVDF -> FULLY_CONNECTED -> SOFTMAX) with the DSP kernel, about
     3 s (QEMU boots once for the stream); benchmarks/svdf_kws.py measures more shapes."""
