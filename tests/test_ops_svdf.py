@@ -390,7 +390,8 @@ def test_cortex_m4_in_qemu_equals_tflm_frame_by_frame(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
-@pytest.mark.parametrize("target_name", ["cortex-m4", "cortex-m33"])
+@pytest.mark.parametrize("target_name", ["cortex-m4",
+                                         pytest.param("cortex-m33", marks=pytest.mark.slow)])
 def test_dsp_kernel_builds_with_strict_warnings_and_uses_smlad(tmp_path, target_name):
     """The strict warnings of the kernel tests plus -Wconversion, for the DSP cores; the
     object really multiplies with SMLAD on SXTB16-unpacked pairs."""
