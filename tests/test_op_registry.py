@@ -47,8 +47,6 @@ NOT_EXPORTED = {
                      "streaming models are read as they are)",
     "ASSIGN_VARIABLE": "tinyml's quantizer does not write resource variables (the converter's "
                        "streaming models are read as they are)",
-    "SVDF": "tinyml's quantizer does not write SVDF (its models are read as they are: "
-            "tests/support/svdf_models.py writes them with the flatbuffer schema)",
     **{k: v for k, v in NOT_COMPILED.items()
        if k not in ("NEG", "SQUARE", "SIN", "COS", "FLOOR", "CEIL", "ROUND")},
 }

@@ -211,6 +211,24 @@ def test_effective_scales_are_derived_in_double():
     assert (ours, theirs) == (0, 1)
 
 
+def test_export_writes_the_state_back_as_a_variable_tensor():
+    """tinyml's TFLite writer (tinyml.quantize.tflite_export) writes the SVDF with its
+    variable tensor: TFLM runs the written file and gives the original's outputs frame by
+    frame, and it imports to the same variable."""
+    from tinyml.quantize.tflite_export import export_tflite
+    data = _model("int8_state")
+    graph = load_tflite_bytes(data, "svdf")
+    written = export_tflite(graph)
+    again = load_tflite_bytes(written, "written")
+    assert list(again.variables) == [STATE]
+    assert again.variables[STATE].dtype == "int8"
+    assert again.ops[0].attrs == graph.ops[0].attrs
+    frames = svdf_models.frames(svdf_models.SHAPES["int8_state"]["input_size"], FRAMES)
+    want = [w["softmax/output"] for w in _tflm_stream(data, frames)]
+    got = [w["softmax/output"] for w in _tflm_stream(written, frames)]
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
 TFLM_DIR = os.environ.get("TINYML_TFLM_DIR")
 
 

@@ -1158,6 +1158,7 @@ OP_SPECS.update({s.kind: s for s in [
     _spec("ASSIGN_VARIABLE", VariableAttrs, _infer_assign_variable, (1, 1), "global", "none"),
 ]})
 
+
 @dataclass(frozen=True)
 class SvdfAttrs:
     """SVDF (TFLite's singular value decomposition filter, the keyword spotters' layer): its
