@@ -59,6 +59,7 @@ NOT_QUANTIZED = {
     "READ_VARIABLE": "a variable's quantization comes from its model (tinyml.passes.int8_state)",
     "ASSIGN_VARIABLE": "a variable's quantization comes from its model "
                        "(tinyml.passes.int8_state)",
+    "SVDF": "its quantization (int16 state and time weights) comes from its model",
     **NOT_COMPILED,
 }
 

@@ -43,7 +43,6 @@ TFLITE_REASONS = {
         "its int16 gates use TFLM's sigmoid table (sigmoid_table_uint16), which no formula "
         "tinyml knows reproduces (44 of its 256 entries differ from round(65536 "
         "sigmoid(i/24))); not bit-exact without it yet"),
-    "SVDF": "sequence ops are not supported yet",
     "BROADCAST_ARGS": "a shape computation on int32/int64 that tinyml does not evaluate yet",
     # Float only in TFLM, and two inputs: no 256-entry table stands for them.
     **{k: _FLOAT_ONLY for k in ("FLOOR_DIV", "FLOOR_MOD", "L2_POOL_2D")},

@@ -850,6 +850,33 @@ typedef struct {
 void tinyml_variable_copy(const tinyml_variable_copy_params *p, const void *input,
                           void *output);
 
+/* SVDF (int8 input and output, int32 bias; state and time weights int16, or int8 in TFLM's
+ * 8-bit variant): one step of the rank-`rank` filter over the last `memory` frames. `state`
+ * [batches][filters][memory] is the op's variable, updated in place (shift, newest column);
+ * filters = units * rank. */
+typedef struct {
+    int32_t batches;
+    int32_t input_size;
+    int32_t filters;
+    int32_t memory;
+    int32_t rank;
+    int32_t input_offset;        /* -input zero point */
+    int32_t state_zero_point;
+    int32_t output_zero_point;
+    int32_t multiplier_1;        /* input * feature / state scales */
+    int32_t shift_1;
+    int32_t multiplier_2;        /* state * time / output scales */
+    int32_t shift_2;
+    const int8_t *weights_feature;   /* [filters][input_size] */
+    const void *weights_time;        /* [filters][memory], the state's type */
+    const int32_t *bias;             /* [units] */
+} tinyml_svdf_params;
+
+void tinyml_svdf_s8_s16(const tinyml_svdf_params *p, const int8_t *input, int16_t *state,
+                        int8_t *output);
+void tinyml_svdf_s8_s8(const tinyml_svdf_params *p, const int8_t *input, int8_t *state,
+                       int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

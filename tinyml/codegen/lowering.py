@@ -1445,6 +1445,36 @@ def _lower_table(ctx: _Context) -> KernelCall:
                  in_place=(0, 0))
 
 
+
+
+@lowers("SVDF", kernels={"tinyml_svdf_s8_s16": None, "tinyml_svdf_s8_s8": None})
+def _lower_svdf(ctx: _Context) -> KernelCall:
+    """The state is the op's variable (``"state:<name>"``, static storage outside the arena
+    that tinyml_reset() restores); the kernel shifts and updates it in place, as TFLM does."""
+    from tinyml.ir.tensor import Quantization
+    from tinyml.reference.kernels.svdf import svdf_int8_params
+    a = ctx.op.attrs
+    var = ctx.graph.variables[a.variable]
+    x_t, feature_t, time_t = ctx.ins[:3]
+    bias_t = ctx.ins[3] if len(ctx.ins) > 3 else None
+    p = svdf_int8_params(ctx.op.name, x_t, feature_t, time_t, bias_t, var.dtype,
+                         Quantization(np.float32(a.state_scale), a.state_zero_point), ctx.out)
+    filters, memory = time_t.shape
+    params = dict(batches=x_t.shape[0], input_size=x_t.shape[1], filters=filters,
+                  memory=memory, rank=a.rank, input_offset=-p.input_zero_point,
+                  state_zero_point=p.state_zero_point, output_zero_point=p.output_zero_point,
+                  multiplier_1=p.multiplier_1, shift_1=p.shift_1,
+                  multiplier_2=p.multiplier_2, shift_2=p.shift_2,
+                  weights_feature=ctx.array("weights_feature", "int8_t",
+                                            ctx.constant(feature_t, "the feature weights")),
+                  weights_time=ctx.array("weights_time", f"{var.dtype}_t",
+                                         ctx.constant(time_t, "the time weights")),
+                  bias=ctx.array("bias", "int32_t", ctx.bias(3, filters // a.rank)))
+    function = "tinyml_svdf_s8_s16" if var.dtype == "int16" else "tinyml_svdf_s8_s8"
+    return _call(ctx, function, "tinyml_svdf_params", params,
+                 [f"in:{ctx.op.inputs[0]}", f"state:{var.name}", f"out:{ctx.op.outputs[0]}"])
+
+
 # ---- streaming ops --------------------------------------------------------------------------
 
 

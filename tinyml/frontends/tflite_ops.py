@@ -143,6 +143,27 @@ def _fully_connected(op: TfliteOp) -> Imported:
         keep_num_dims=bool(o.keepNumDims) if o is not None else False), op.inputs
 
 
+@imports("SVDF", "SVDFOptionsT")
+def _svdf(op: TfliteOp) -> Imported:
+    """Input 4, the activation state, is a variable tensor the op updates in place: it
+    becomes the op's variable (tinyml.frontends.tflite_variables.variable_tensor)."""
+    from tinyml.frontends.tflite_variables import variable_tensor
+    if len(op.inputs) != 5:
+        raise op.fail(f"{len(op.inputs)} inputs, TFLM's SVDF takes 5 (input, feature "
+                      f"weights, time weights, bias, activation state)")
+    o = op.options
+    if o is not None and o.asymmetricQuantizeInputs:
+        raise op.fail("hybrid (float activations, int8 weights) SVDF")
+    var = variable_tensor(op.graph, op.inputs[4], op.layer, op.kind)
+    q = var.quant
+    attrs = irops.SvdfAttrs(
+        rank=int(o.rank) if o is not None else 0, activation=op.activation(),
+        variable=var.name, shape=tuple(var.shape), dtype=var.dtype,
+        state_scale=float(q.scale.reshape(-1)[0]) if q is not None else 0.0,
+        state_zero_point=int(q.zero_point.reshape(-1)[0]) if q is not None else 0)
+    return op.kind, attrs, op.inputs[:4]
+
+
 @imports("GELU", "GeluOptionsT")
 def _gelu(op: TfliteOp) -> Imported:
     o = op.options

@@ -144,3 +144,26 @@ def _ints(values) -> list[int]:
     if values is None:
         return []
     return [int(v) for v in np.asarray(values).reshape(-1)]
+
+
+def variable_tensor(graph, name: str, layer: str, kind: str) -> Variable:
+    """A TFLite *variable tensor* (``is_variable``: state an op updates in place, as SVDF's
+    activation state) as a graph variable named after the tensor, which leaves the tensors.
+
+    TFLM gives such a tensor persistent storage and ``ResetTensorData`` fills it at every
+    reset, whatever its buffer holds: zeros, or the zero point for an int8 tensor. That is
+    the variable's value at reset here too."""
+    if name in graph.variables:
+        return graph.variables[name]
+    t = graph.tensors.get(name) if name else None
+    if t is None:
+        raise ModelFormatError(f"{graph.name}: layer '{layer}' ({kind}) has no state tensor")
+    if name in graph.inputs or any(name in op.outputs for op in graph.ops):
+        raise ModelFormatError(f"{graph.name}: layer '{layer}' ({kind}): its state tensor "
+                               f"'{name}' is computed or fed by the caller, not a variable")
+    fill = int(t.quant.zero_point.reshape(-1)[0]) if t.dtype == "int8" and t.quant else 0
+    from tinyml.ir.tensor import DTYPES
+    initial = np.full(t.shape, fill, np.dtype(DTYPES[t.dtype]))
+    graph.variables[name] = Variable(name, tuple(t.shape), t.dtype, initial, t.quant)
+    del graph.tensors[name]
+    return graph.variables[name]

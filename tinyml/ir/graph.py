@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from tinyml.errors import GraphError, ShapeError
-from tinyml.ir.ops import OP_SPECS, VARIABLE_OPS, OpSpec
+from tinyml.ir.ops import OP_SPECS, SIDE_EFFECT_OPS, VARIABLE_OPS, OpSpec
 from tinyml.ir.tensor import DTYPES, Quantization, Tensor
 
 
@@ -136,7 +136,8 @@ class Graph:
     def ordering_edges(self) -> list[tuple[Op, Op]]:
         """(before, after) pairs data flow does not imply: per variable, a READ_VARIABLE and
         an ASSIGN_VARIABLE keep their order in ``ops`` (a read before an assignment sees the
-        old value, one after it the new value), and so do two assignments."""
+        old value, one after it the new value), and so do two assignments (any op of
+        ``SIDE_EFFECT_OPS`` writes its variable: an SVDF updates its state in place)."""
         edges: list[tuple[Op, Op]] = []
         seen: dict[str, list[Op]] = defaultdict(list)
         for op in self.ops:
@@ -144,7 +145,7 @@ class Graph:
                 continue
             earlier = seen[op.attrs.variable]
             edges.extend((e, op) for e in earlier
-                         if "ASSIGN_VARIABLE" in (e.kind, op.kind))
+                         if e.kind in SIDE_EFFECT_OPS or op.kind in SIDE_EFFECT_OPS)
             earlier.append(op)
         return edges
 

@@ -1158,11 +1158,65 @@ OP_SPECS.update({s.kind: s for s in [
     _spec("ASSIGN_VARIABLE", VariableAttrs, _infer_assign_variable, (1, 1), "global", "none"),
 ]})
 
+
+@dataclass(frozen=True)
+class SvdfAttrs:
+    """SVDF (TFLite's singular value decomposition filter, the keyword spotters' layer): its
+    rank, its fused activation, and the variable holding its activation state (TFLite's
+    variable tensor, input 4: ``[batch, memory_size * num_filters]``), which the op reads and
+    updates in place, as TFLM does. ``variable``, ``shape`` and ``dtype`` name it as
+    :class:`VariableAttrs` does, so the variable checks and ordering treat it alike.
+
+    TFLM's integer kernel (``EvalIntegerSvdfReference``) ignores ``activation``: the output
+    is only clamped to int8, whatever the options say; the IR keeps the field for import and
+    float semantics."""
+
+    rank: int = 1
+    activation: str = "NONE"
+    variable: str = ""
+    shape: tuple[int, ...] = ()
+    dtype: str = "int16"
+    #: The state's quantization (the variable's, repeated for the kernels, which see the op).
+    state_scale: float = 0.0
+    state_zero_point: int = 0
+
+
+def _infer_svdf(op, ins):
+    """inputs: x [batch, input_size], weights_feature [filters, input_size], weights_time
+    [filters, memory], bias [units] (filters = units * rank); output [batch, units]."""
+    x, feature, time = ins[0], ins[1], ins[2]
+    for t, what in ((x, "input"), (feature, "feature weights"), (time, "time weights")):
+        _rank(op, t, 2, what)
+    rank = op.attrs.rank
+    filters, memory = feature.shape[0], time.shape[1]
+    if rank < 1 or filters % rank:
+        raise _fail(op, f"{filters} filters are not a multiple of rank {rank}")
+    if feature.shape[1] != x.shape[1] or time.shape[0] != filters:
+        raise _fail(op, f"input {list(x.shape)}, feature weights {list(feature.shape)} and "
+                        f"time weights {list(time.shape)} do not match")
+    units = filters // rank
+    if len(ins) > 3 and ins[3] is not None and tuple(ins[3].shape) != (units,):
+        raise _fail(op, f"bias of shape {list(ins[3].shape)}, expected [{units}]")
+    if tuple(op.attrs.shape) != (x.shape[0], memory * filters):
+        raise _fail(op, f"state variable '{op.attrs.variable}' is {list(op.attrs.shape)}, "
+                        f"expected [{x.shape[0]}, {memory * filters}] (batch, memory x filters)")
+    return [((x.shape[0], units), x.dtype)]
+
+
+def _macs_svdf(op, ins, outs):
+    batch, filters, memory = ins[0].shape[0], ins[1].shape[0], ins[2].shape[1]
+    return batch * filters * (ins[0].shape[1] + memory)
+
+
+OP_SPECS.update({s.kind: s for s in [
+    _spec("SVDF", SvdfAttrs, _infer_svdf, (3, 4), "global", "none", _macs_svdf),
+]})
+
 #: Ops with an effect beyond their outputs (they write a variable): never dead, never
 #: reordered across a READ_VARIABLE of the same variable (``Graph.ordering_edges``).
-SIDE_EFFECT_OPS = ("ASSIGN_VARIABLE",)
+SIDE_EFFECT_OPS = ("ASSIGN_VARIABLE", "SVDF")
 #: Ops reading or writing variables, whose relative order per variable is fixed.
-VARIABLE_OPS = ("READ_VARIABLE", "ASSIGN_VARIABLE")
+VARIABLE_OPS = ("READ_VARIABLE", "ASSIGN_VARIABLE", "SVDF")
 
 
 # STRIDED_SLICE and GATHER also run on activations (Cropping2D, tf.gather with constant

@@ -651,3 +651,27 @@ def _transpose_conv(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> N
                else 2 if _is_quantized(ex, op) else 1)
     ex.emit(op.kind, [shape, ins[1], ins[0]] + ([ins[2]] if has_bias else []), outs, o,
             "TransposeConvOptions", version)
+
+
+@exports("SVDF")
+def _svdf(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
+    """The op's state variable is written back as the variable tensor of SVDF's input 4
+    (``isVariable``): TFLM gives it persistent storage and resets it to zeros (the zero point
+    for int8), so that must be the variable's value at reset."""
+    a = op.attrs
+    var = ex.graph.variables[a.variable]
+    zero = int(var.quant.zero_point.reshape(-1)[0]) if var.dtype == "int8" and var.quant \
+        else 0
+    if not np.array_equal(np.asarray(var.initial), np.full(var.shape, zero)):
+        raise ex.fail(op, f"its state '{var.name}' starts from a value other than TFLM's "
+                          f"reset value ({zero})")
+    state = ex.index.get(var.name)
+    if state is None:
+        state = ex._add(var.name, var.shape, var.dtype, var.quant, None)
+        ex.tensors[state].isVariable = True
+    o = ex.schema.SVDFOptionsT()
+    o.rank = a.rank
+    o.fusedActivationFunction = ex.fused_activation(op, a.activation)
+    bias = ins[3] if len(ins) > 3 else -1
+    ex.emit(op.kind, ins[:3] + [bias, state], outs, o, "SVDFOptions",
+            3 if _is_int8(ex, op) else 1)
