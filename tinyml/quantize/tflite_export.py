@@ -674,4 +674,4 @@ def _svdf(ex: _Exporter, op: Op, ins: list[int], outs: list[int]) -> None:
     o.fusedActivationFunction = ex.fused_activation(op, a.activation)
     bias = ins[3] if len(ins) > 3 else -1
     ex.emit(op.kind, ins[:3] + [bias, state], outs, o, "SVDFOptions",
-            3 if _is_int8(ex, op) else 1)
+            3 if _is_quantized(ex, op) else 1)
