@@ -850,6 +850,41 @@ typedef struct {
 void tinyml_variable_copy(const tinyml_variable_copy_params *p, const void *input,
                           void *output);
 
+/* ---- sequence ops ---------------------------------------------------------------------- */
+
+/* UNIDIRECTIONAL_SEQUENCE_LSTM, full int8 (lstm.c). Gates in TFLite's order (input, forget,
+ * cell, output): rows [gate * units, (gate + 1) * units) of the weights and biases. */
+typedef struct {
+    int32_t batch;
+    int32_t time;
+    int32_t features;
+    int32_t units;
+    int32_t time_major;
+    const int8_t *input_weights;      /* [4 * units][features] */
+    const int8_t *recurrent_weights;  /* [4 * units][units] */
+    const int32_t *input_bias;        /* bias + input offset * row sums */
+    const int32_t *recurrent_bias;    /* hidden offset * row sums */
+    const int32_t *input_multiplier;  /* [4], into the gates' Q3.12 */
+    const int32_t *input_shift;
+    const int32_t *recurrent_multiplier;
+    const int32_t *recurrent_shift;
+    int32_t forget_multiplier;        /* f * c -> c */
+    int32_t forget_shift;
+    int32_t update_multiplier;        /* i * g -> c */
+    int32_t update_shift;
+    int32_t hidden_multiplier;        /* tanh(c) * o -> h */
+    int32_t hidden_shift;
+    int32_t hidden_zero_point;
+    int32_t cell_clip;                /* 0: none */
+    int32_t cell_tanh_multiplier;     /* tanh(c)'s input rescaling (0: 3 << shift) */
+    int32_t cell_tanh_shift;
+    int32_t cell_gate_sigmoid;
+} tinyml_lstm_params;
+
+/* ``scratch``: 4 * units int16. ``hidden`` and ``cell`` are updated in place. */
+void tinyml_lstm_s8(const tinyml_lstm_params *p, const int8_t *input, int8_t *hidden,
+                    int16_t *cell, int8_t *output, void *scratch);
+
 #ifdef __cplusplus
 }
 #endif
