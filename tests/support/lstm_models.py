@@ -25,9 +25,9 @@ import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import numpy as np, tensorflow as tf, tf_keras as K
-units, steps, features, sequences, layers, seed, scale, out = (
+units, steps, features, sequences, layers, seed, scale, quantize, out = (
     eval(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]),
-    int(sys.argv[6]), float(sys.argv[7]), sys.argv[8])
+    int(sys.argv[6]), float(sys.argv[7]), sys.argv[8] == "1", sys.argv[9])
 K.utils.set_random_seed(seed)
 x = K.Input((steps, features), batch_size=1)
 y = x
@@ -40,22 +40,26 @@ def rep():
     for _ in range(32):
         yield [r.normal(0, scale, (1, steps, features)).astype(np.float32)]
 c = tf.lite.TFLiteConverter.from_keras_model(m)
-c.optimizations = [tf.lite.Optimize.DEFAULT]
-c.representative_dataset = rep
-c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-c.inference_input_type = tf.int8
-c.inference_output_type = tf.int8
+if quantize:
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = rep
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    c.inference_input_type = tf.int8
+    c.inference_output_type = tf.int8
 open(out, "wb").write(c.convert())
 """
 
 
 def lstm_model(units: int | tuple[int, ...] = 8, steps: int = 6, features: int = 5,
-               return_sequences: bool = False, seed: int = 0, scale: float = 1.0) -> Path:
+               return_sequences: bool = False, seed: int = 0, scale: float = 1.0,
+               quantize: bool = True) -> Path:
     """Keras ``LSTM(units)`` (a tuple: stacked LSTMs, each returning sequences into the
-    next) over ``steps`` x ``features`` inputs, then ``Dense(4)``, converted full-int8;
-    calibrated on normal inputs of standard deviation ``scale``."""
+    next) over ``steps`` x ``features`` inputs, then ``Dense(4)``, converted full-int8
+    (``quantize``; else float32), calibrated on normal inputs of standard deviation
+    ``scale``."""
     units = (units,) if isinstance(units, int) else tuple(units)
-    args = (units, steps, features, return_sequences, seed, scale)
+    args = (units, steps, features, return_sequences, seed, scale) + (() if quantize else
+                                                                       ("float",))
     key = hashlib.sha256(Path(__file__).read_bytes() + repr(args).encode()).hexdigest()[:16]
     path = _CACHE / f"lstm-{key}.tflite"
     if not path.exists():
@@ -64,7 +68,8 @@ def lstm_model(units: int | tuple[int, ...] = 8, steps: int = 6, features: int =
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         subprocess.run([sys.executable, "-c", _SCRIPT, repr(list(units)), str(steps),
                         str(features), "1" if return_sequences else "0", str(len(units)),
-                        str(seed), str(scale), str(tmp)], check=True, capture_output=True,
+                        str(seed), str(scale), "1" if quantize else "0", str(tmp)], check=True,
+                       capture_output=True,
                        env=env)
         tmp.replace(path)
     return path

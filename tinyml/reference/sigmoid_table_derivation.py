@@ -64,10 +64,10 @@ def measure(kind: str, input_scale: float) -> np.ndarray:
     return np.array(it.get_output(0)).astype(np.int16)
 
 
-def _replay(kind: str, input_scale: float, table) -> np.ndarray:
+def _replay(kind: str, input_scale: float, table, inputs=ALL_INT16) -> np.ndarray:
     multiplier, shift = int16_activation_params(kind, input_scale)
     fn = tanh_int16 if kind == "TANH" else logistic_int16
-    return fn(ALL_INT16, multiplier, shift, table)
+    return fn(inputs, multiplier, shift, table)
 
 
 def derive_table(measured: dict[tuple[str, float], np.ndarray] | None = None) -> tuple[int, ...]:
@@ -89,12 +89,14 @@ def derive_table(measured: dict[tuple[str, float], np.ndarray] | None = None) ->
         table[uh] = ua
     if (table[:255] < 0).any():
         raise AssertionError(f"entries {np.flatnonzero(table[:255] < 0)} were not observed")
-    # Entry 255: the one value that reproduces every measurement.
+    # Entry 255: the one value that reproduces every measurement in segment 254 (the only
+    # one that reads it).
+    last_segment = {m: _last_segment(*m) for m in MEASUREMENTS}
     candidates = []
     for last in range(int(table[254]) - 1024, 65536):
         table[255] = last
-        if all(np.array_equal(_replay(k, s, table), measured[(k, s)])
-               for k, s in MEASUREMENTS if _reaches_last_segment(k, s)):
+        if all(np.array_equal(_replay(k, s, table, inputs), measured[(k, s)][inputs + 32768])
+               for (k, s), inputs in last_segment.items()):
             candidates.append(last)
             if last - candidates[0] > 64:
                 break
@@ -109,10 +111,11 @@ def derive_table(measured: dict[tuple[str, float], np.ndarray] | None = None) ->
     return tuple(int(t) for t in table)
 
 
-def _reaches_last_segment(kind: str, input_scale: float) -> bool:
+def _last_segment(kind: str, input_scale: float) -> np.ndarray:
+    """The int16 inputs that ``kind`` at ``input_scale`` maps into table segment 254."""
     multiplier, shift = int16_activation_params(kind, input_scale)
     v = np.abs(_scaled(ALL_INT16, multiplier, shift))
-    return bool(((v >> (8 if kind == "TANH" else 9)) == 254).any())
+    return ALL_INT16[(v >> (8 if kind == "TANH" else 9)) == 254].astype(np.int64)
 
 
 _ROOT = Path(__file__).resolve().parents[2]
