@@ -228,14 +228,14 @@ def test_compiled_c_equals_tflm_more_models(name, tmp_path):
     _check_host(lstm_models.lstm_model(**MORE_MODELS[name]), tmp_path)
 
 
-@pytest.mark.slow
-def test_lstm_in_qemu_equals_tflm(tmp_path):
+def test_lstm_in_qemu_equals_tflm(basic, tmp_path):
+    """cortex-m4: the DSP dot products (firmware/kernels/cortex_m/lstm_dot.c)."""
     from tinyml import firmware
     from tinyml.compiler import compile_model
     from tinyml.sim import qemu
     if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc")
-    path = lstm_models.lstm_model(**MORE_MODELS["stacked"])
+    path = basic
     result = compile_model(path, "cortex-m4", tmp_path / "project")
     xs = lstm_models.sequences(path, INVOKES)
     run = qemu.run_samples(firmware.build_harness(result.project.output_dir, result.target),

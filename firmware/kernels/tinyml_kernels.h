@@ -885,6 +885,10 @@ typedef struct {
 void tinyml_lstm_s8(const tinyml_lstm_params *p, const int8_t *input, int8_t *hidden,
                     int16_t *cell, int8_t *output, void *scratch);
 
+/* acc + x . w over n int8 values: the LSTM's inner loop (lstm_dot.c; a DSP version in
+ * cortex_m/). */
+int32_t tinyml_lstm_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t acc);
+
 #ifdef __cplusplus
 }
 #endif

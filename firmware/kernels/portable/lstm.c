@@ -85,15 +85,8 @@ static void lstm_gate(const tinyml_lstm_params *p, int32_t gate, const int8_t *x
         const int32_t row = gate * n + o;
         const int8_t *w = p->input_weights + row * f;
         const int8_t *r = p->recurrent_weights + row * n;
-        int32_t acc_x = p->input_bias[row];
-        int32_t acc_h = p->recurrent_bias[row];
-        int32_t d;
-        for (d = 0; d < f; d++) {
-            acc_x += (int32_t)x[d] * (int32_t)w[d];
-        }
-        for (d = 0; d < n; d++) {
-            acc_h += (int32_t)h[d] * (int32_t)r[d];
-        }
+        const int32_t acc_x = tinyml_lstm_dot_s8(x, w, f, p->input_bias[row]);
+        const int32_t acc_h = tinyml_lstm_dot_s8(h, r, n, p->recurrent_bias[row]);
         const int32_t sum = lstm_clamp16(
             lstm_clamp16(tinyml_mbqm(acc_x, p->input_multiplier[gate], p->input_shift[gate]))
             + lstm_clamp16(tinyml_mbqm(acc_h, p->recurrent_multiplier[gate],
