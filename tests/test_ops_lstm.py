@@ -37,11 +37,12 @@ def basic():
 
 
 #: The other converter-made models: whole sequences out, two stacked LSTMs, odd sizes with a
-#: wider calibration range.
+#: wider calibration range, two sequences per invocation (a state row each).
 MORE_MODELS = {
     "return_sequences": dict(return_sequences=True),
     "stacked": dict(units=(8, 6)),
     "units13": dict(units=13, steps=4, features=7, seed=1, scale=3.0),
+    "batch2": dict(batch=2, return_sequences=True),
 }
 
 

@@ -25,11 +25,11 @@ import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import numpy as np, tensorflow as tf, tf_keras as K
-units, steps, features, sequences, layers, seed, scale, quantize, out = (
+units, steps, features, sequences, layers, seed, scale, quantize, batch, out = (
     eval(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]),
-    int(sys.argv[6]), float(sys.argv[7]), sys.argv[8] == "1", sys.argv[9])
+    int(sys.argv[6]), float(sys.argv[7]), sys.argv[8] == "1", int(sys.argv[9]), sys.argv[10])
 K.utils.set_random_seed(seed)
-x = K.Input((steps, features), batch_size=1)
+x = K.Input((steps, features), batch_size=batch)
 y = x
 for i in range(layers):
     y = K.layers.LSTM(units[i], return_sequences=sequences or i < layers - 1)(y)
@@ -38,7 +38,7 @@ m = K.Model(x, y)
 def rep():
     r = np.random.default_rng(seed)
     for _ in range(32):
-        yield [r.normal(0, scale, (1, steps, features)).astype(np.float32)]
+        yield [r.normal(0, scale, (batch, steps, features)).astype(np.float32)]
 c = tf.lite.TFLiteConverter.from_keras_model(m)
 if quantize:
     c.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -52,14 +52,14 @@ open(out, "wb").write(c.convert())
 
 def lstm_model(units: int | tuple[int, ...] = 8, steps: int = 6, features: int = 5,
                return_sequences: bool = False, seed: int = 0, scale: float = 1.0,
-               quantize: bool = True) -> Path:
+               quantize: bool = True, batch: int = 1) -> Path:
     """Keras ``LSTM(units)`` (a tuple: stacked LSTMs, each returning sequences into the
     next) over ``steps`` x ``features`` inputs, then ``Dense(4)``, converted full-int8
     (``quantize``; else float32), calibrated on normal inputs of standard deviation
-    ``scale``."""
+    ``scale``; ``batch`` sequences per invocation (each row its own state)."""
     units = (units,) if isinstance(units, int) else tuple(units)
-    args = (units, steps, features, return_sequences, seed, scale) + (() if quantize else
-                                                                       ("float",))
+    args = (units, steps, features, return_sequences, seed, scale) + (
+        () if quantize else ("float",)) + (() if batch == 1 else (("batch", batch),))
     key = hashlib.sha256(Path(__file__).read_bytes() + repr(args).encode()).hexdigest()[:16]
     path = _CACHE / f"lstm-{key}.tflite"
     if not path.exists():
@@ -68,9 +68,8 @@ def lstm_model(units: int | tuple[int, ...] = 8, steps: int = 6, features: int =
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         subprocess.run([sys.executable, "-c", _SCRIPT, repr(list(units)), str(steps),
                         str(features), "1" if return_sequences else "0", str(len(units)),
-                        str(seed), str(scale), "1" if quantize else "0", str(tmp)], check=True,
-                       capture_output=True,
-                       env=env)
+                        str(seed), str(scale), "1" if quantize else "0", str(batch), str(tmp)],
+                       check=True, capture_output=True, env=env)
         tmp.replace(path)
     return path
 
