@@ -229,14 +229,12 @@ def test_compiled_c_equals_tflm_more_models(name, tmp_path):
     _check_host(lstm_models.lstm_model(**MORE_MODELS[name]), tmp_path)
 
 
-def test_lstm_in_qemu_equals_tflm(basic, tmp_path):
-    """cortex-m4: the DSP dot products (firmware/kernels/cortex_m/lstm_dot.c)."""
+def _check_qemu(path, tmp_path):
     from tinyml import firmware
     from tinyml.compiler import compile_model
     from tinyml.sim import qemu
     if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc")
-    path = basic
     result = compile_model(path, "cortex-m4", tmp_path / "project")
     xs = lstm_models.sequences(path, INVOKES)
     run = qemu.run_samples(firmware.build_harness(result.project.output_dir, result.target),
@@ -244,6 +242,19 @@ def test_lstm_in_qemu_equals_tflm(basic, tmp_path):
     want = _tflm_stream(path, xs)
     assert sum(not np.array_equal(p[0], w) for p, (w, _) in zip(run.outputs, want)) == 0
     assert len(run.instructions) == INVOKES and min(run.instructions) > 0
+
+
+def test_lstm_in_qemu_equals_tflm(basic, tmp_path):
+    """cortex-m4: the DSP dot products (firmware/kernels/cortex_m/lstm_dot.c), four rows at
+    a time and the odd input column."""
+    _check_qemu(basic, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["units13", "stacked"])
+def test_lstm_in_qemu_more_models(name, tmp_path):
+    """13 units: a row left over after the blocks of four; stacked: 6 units."""
+    _check_qemu(lstm_models.lstm_model(**MORE_MODELS[name]), tmp_path)
 
 
 # ---- what is not supported: one line naming the layer ---------------------------------------

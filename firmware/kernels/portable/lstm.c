@@ -74,28 +74,46 @@ static int32_t lstm_rescale(int32_t x, int32_t multiplier, int32_t shift)
     return (x * multiplier + (shift > 0 ? (1 << (shift - 1)) : 0)) >> shift;
 }
 
-/* One gate for one row: out[o] = act(sat16(FC(x) + FC(h))). */
+/* act(sat16(FC(x) + FC(h))) of one gate value from its two accumulators. */
+static int16_t lstm_activate(const tinyml_lstm_params *p, int32_t gate, int32_t acc_x,
+                             int32_t acc_h)
+{
+    const int32_t sum = lstm_clamp16(
+        lstm_clamp16(tinyml_mbqm(acc_x, p->input_multiplier[gate], p->input_shift[gate]))
+        + lstm_clamp16(tinyml_mbqm(acc_h, p->recurrent_multiplier[gate],
+                                   p->recurrent_shift[gate])));
+    if (gate == LSTM_GATE_CELL && !p->cell_gate_sigmoid) {
+        return lstm_tanh(sum * 3);
+    }
+    return lstm_sigmoid(sum * 3);
+}
+
+/* One gate for one row of the batch: out[o] = act(sat16(FC(x) + FC(h))), four output rows
+ * at a time (the DSP dot products share each input word among them). */
 static void lstm_gate(const tinyml_lstm_params *p, int32_t gate, const int8_t *x,
                       const int8_t *h, int16_t *out)
 {
     const int32_t n = p->units;
     const int32_t f = p->features;
-    int32_t o;
-    for (o = 0; o < n; o++) {
+    int32_t o, k;
+    for (o = 0; o + 4 <= n; o += 4) {
         const int32_t row = gate * n + o;
-        const int8_t *w = p->input_weights + row * f;
-        const int8_t *r = p->recurrent_weights + row * n;
-        const int32_t acc_x = tinyml_lstm_dot_s8(x, w, f, p->input_bias[row]);
-        const int32_t acc_h = tinyml_lstm_dot_s8(h, r, n, p->recurrent_bias[row]);
-        const int32_t sum = lstm_clamp16(
-            lstm_clamp16(tinyml_mbqm(acc_x, p->input_multiplier[gate], p->input_shift[gate]))
-            + lstm_clamp16(tinyml_mbqm(acc_h, p->recurrent_multiplier[gate],
-                                       p->recurrent_shift[gate])));
-        if (gate == LSTM_GATE_CELL && !p->cell_gate_sigmoid) {
-            out[o] = lstm_tanh(sum * 3);
-        } else {
-            out[o] = lstm_sigmoid(sum * 3);
+        int32_t acc_x[4], acc_h[4];
+        for (k = 0; k < 4; k++) {
+            acc_x[k] = p->input_bias[row + k];
+            acc_h[k] = p->recurrent_bias[row + k];
         }
+        tinyml_lstm_dot4_s8(x, p->input_weights + row * f, f, f, acc_x);
+        tinyml_lstm_dot4_s8(h, p->recurrent_weights + row * n, n, n, acc_h);
+        for (k = 0; k < 4; k++) {
+            out[o + k] = lstm_activate(p, gate, acc_x[k], acc_h[k]);
+        }
+    }
+    for (; o < n; o++) {
+        const int32_t row = gate * n + o;
+        out[o] = lstm_activate(
+            p, gate, tinyml_lstm_dot_s8(x, p->input_weights + row * f, f, p->input_bias[row]),
+            tinyml_lstm_dot_s8(h, p->recurrent_weights + row * n, n, p->recurrent_bias[row]));
     }
 }
 
