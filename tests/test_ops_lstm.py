@@ -257,6 +257,34 @@ def test_lstm_in_qemu_more_models(name, tmp_path):
     _check_qemu(lstm_models.lstm_model(**MORE_MODELS[name]), tmp_path)
 
 
+# ---- the option the converter's Keras LSTMs leave at one value -----------------------------
+
+
+def _tight_clip(model, sub, op, schema):  # |c| <= 0.5: 16384 codes of 2^-15, which bites
+    op.builtinOptions.cellClip = 0.5
+
+
+def _no_clip(model, sub, op, schema):
+    op.builtinOptions.cellClip = 0.0
+
+
+@pytest.mark.parametrize("edit", [_tight_clip, _no_clip], ids=["cell_clip_0.5", "no_cell_clip"])
+def test_other_options_equal_tflm(basic, tmp_path, edit):
+    """The cell clip, set in the converter's file (Keras' LSTM always writes 10): reference
+    and generated C equal TFLM (TFLM runs these files as they are)."""
+    path = tmp_path / "edited.tflite"
+    path.write_bytes(_edited(basic, edit))
+    _check_reference(path)
+    _check_host(path, tmp_path)
+    if edit is _tight_clip:  # the clip is reached: the cell state sits on it
+        state = reference.initial_state(load_tflite(path))
+        graph = load_tflite(path)
+        for x in lstm_models.sequences(path, INVOKES):
+            reference.run(graph, [x], state=state)
+        cell = next(v for n, v in state.items() if graph.variables[n].dtype == "int16")
+        assert np.abs(cell).max() == 16384
+
+
 # ---- what is not supported: one line naming the layer ---------------------------------------
 
 

@@ -878,7 +878,6 @@ typedef struct {
     int32_t cell_clip;                /* 0: none */
     int32_t cell_tanh_multiplier;     /* tanh(c)'s input rescaling (0: 3 << shift) */
     int32_t cell_tanh_shift;
-    int32_t cell_gate_sigmoid;
 } tinyml_lstm_params;
 
 /* ``scratch``: 4 * units int16. ``hidden`` and ``cell`` are updated in place. */

@@ -1503,8 +1503,7 @@ def _lower_lstm(ctx: _Context) -> KernelCall:
         update_multiplier=p.input_mul[0], update_shift=p.input_mul[1],
         hidden_multiplier=p.output_mul[0], hidden_shift=p.output_mul[1],
         hidden_zero_point=p.hidden_zero_point, cell_clip=p.cell_clip,
-        cell_tanh_multiplier=p.cell_tanh[0], cell_tanh_shift=p.cell_tanh[1],
-        cell_gate_sigmoid=int(p.cell_gate_sigmoid))
+        cell_tanh_multiplier=p.cell_tanh[0], cell_tanh_shift=p.cell_tanh[1])
     args = [f"in:{ctx.op.inputs[0]}", f"state:{a.hidden}", f"state:{a.cell}",
             f"out:{ctx.op.outputs[0]}", "scratch"]
     return _call(ctx, "tinyml_lstm_s8", "tinyml_lstm_params", params, args,

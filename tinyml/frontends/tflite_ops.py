@@ -546,8 +546,8 @@ def _lstm(op: TfliteOp) -> Imported:
     if o is not None and o.diagonalRecurrentTensors:
         raise op.fail("diagonal recurrent weights are not run by TFLM")
     act = op.activation_names.get(o.fusedActivationFunction, "?") if o is not None else "NONE"
-    if act not in ("TANH", "SIGMOID"):
-        raise op.fail(f"cell activation {act}: TFLM's integer LSTM runs tanh or sigmoid")
+    if act != "TANH":
+        raise op.fail(f"cell activation {act}: TFLM's integer LSTM runs tanh only")
     states = []
     for position, what, dtype in ((18, "hidden", "int8"), (19, "cell", "int16")):
         name = op.inputs[position]

@@ -1184,7 +1184,8 @@ class LstmAttrs:
     #: TFLite's cell_clip (0: none).
     cell_clip: float = 0.0
     time_major: bool = False
-    #: The cell gate's nonlinearity ("TANH" or "SIGMOID": what TFLM's integer LSTM runs).
+    #: The cell gate's nonlinearity: "TANH" (TFLM's integer LSTM also runs sigmoid, which
+    #: TFLite's ActivationFunctionType cannot name).
     activation: str = "TANH"
 
 

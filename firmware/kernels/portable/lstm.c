@@ -4,7 +4,7 @@
  *
  * Per batch row and time step, as TFLM orders it: the forget, input and cell gates
  * (act(FC(x) + FC(h)), each FC int8 -> int16 into the gates' fixed Q3.12 scale, the sum
- * saturated to int16, act the table-based int16 sigmoid or tanh); the cell update
+ * saturated to int16, act the table-based int16 sigmoid, tanh for the cell gate); the cell update
  * c = f * c + i * g (int16, clipped when the layer has a cell clip); the output gate, from
  * the old hidden state; then h = tanh(c) * o into int8, which is also the step's output.
  * The hidden and cell states are the model's static state arrays (outside the arena): they
@@ -82,7 +82,7 @@ static int16_t lstm_activate(const tinyml_lstm_params *p, int32_t gate, int32_t 
         lstm_clamp16(tinyml_mbqm(acc_x, p->input_multiplier[gate], p->input_shift[gate]))
         + lstm_clamp16(tinyml_mbqm(acc_h, p->recurrent_multiplier[gate],
                                    p->recurrent_shift[gate])));
-    if (gate == LSTM_GATE_CELL && !p->cell_gate_sigmoid) {
+    if (gate == LSTM_GATE_CELL) {
         return lstm_tanh(sum * 3);
     }
     return lstm_sigmoid(sum * 3);

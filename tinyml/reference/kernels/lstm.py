@@ -4,8 +4,8 @@ What the converter's full-int8 LSTM computes in TFLM, per time step and batch ro
 
 - each gate is ``act(FC(x_t) + FC(h))``: two integer FULLY_CONNECTEDs (int8 in, int16 out,
   int32 accumulators; the bias on the input side only) into TFLM's fixed gate scale 2^-12
-  (Q3.12), a saturating int16 add, then the int16 sigmoid (or, for the cell gate, the
-  layer's activation, tanh) of :mod:`tinyml.reference.int16_activations`, output in Q0.15;
+  (Q3.12), a saturating int16 add, then the int16 sigmoid (for the cell gate, the
+  layer's activation: tanh, the one TFLite's schema can name besides ReLUs) of :mod:`tinyml.reference.int16_activations`, output in Q0.15;
 - ``c = clamp(f * c) + i * g`` (two int16 MulElementwise into the cell scale, saturating
   add), clipped to the quantized ``cell_clip`` when that is positive;
 - the output gate is computed after the cell update but from the old hidden state; then
@@ -64,7 +64,6 @@ class LstmParams:
     hidden_zero_point: int
     cell_clip: int               # quantized clip; 0: none
     cell_tanh: tuple[int, int]   # (input_multiplier, input_left_shift) of tanh(c)
-    cell_gate_sigmoid: bool      # the cell gate's activation is sigmoid, not tanh
 
 
 def lstm_int8_params(call: KernelCall) -> LstmParams:
@@ -94,8 +93,9 @@ def lstm_int8_params(call: KernelCall) -> LstmParams:
     for t in ins[9:13]:
         if t.dtype != "int32" or not t.is_constant:
             raise fail(f"bias '{t.name}' is not a constant int32")
-    if a.activation not in ("TANH", "SIGMOID"):
-        raise fail(f"cell activation {a.activation}: TFLM's integer LSTM runs tanh or sigmoid")
+    if a.activation != "TANH":
+        raise fail(f"cell activation {a.activation}: TFLM's integer LSTM runs tanh (or sigmoid, "
+                   f"which a TFLite file cannot name)")
     x_scale = float(np.float32(x.quant.scale[0]))
     h_scale, c_scale = float(np.float32(a.hidden_scale)), float(np.float32(a.cell_scale))
     gates = {}
@@ -118,7 +118,7 @@ def lstm_int8_params(call: KernelCall) -> LstmParams:
         batch, time, features, units, -int(x.quant.zero_point[0]), -int(a.hidden_zero_point),
         gates, quantize_multiplier(out_s * c_scale / c_scale),
         quantize_multiplier(out_s * out_s / c_scale), quantize_multiplier(out_s * out_s / h_scale),
-        int(a.hidden_zero_point), clip, cell_tanh, a.activation == "SIGMOID")
+        int(a.hidden_zero_point), clip, cell_tanh)
 
 
 def _fc(x, offset: int, w, bias, multiplier: int, shift: int) -> np.ndarray:
@@ -145,7 +145,7 @@ def lstm_step(p: LstmParams, x, h, c, weights, biases):
                           g.input_shift)
                       + _fc(h, p.hidden_offset, weights[4 + k], None, g.recurrent_multiplier,
                             g.recurrent_shift), -32768, 32767)
-        if gate == "cell" and not p.cell_gate_sigmoid:
+        if gate == "cell":
             gates[gate] = tanh_int16(pre, 0, 0).astype(np.int64)
         else:
             gates[gate] = logistic_int16(pre, 0, 0).astype(np.int64)
