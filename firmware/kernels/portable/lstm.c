@@ -103,8 +103,8 @@ static void lstm_gate(const tinyml_lstm_params *p, int32_t gate, const int8_t *x
             acc_x[k] = p->input_bias[row + k];
             acc_h[k] = p->recurrent_bias[row + k];
         }
-        tinyml_lstm_dot4_s8(x, p->input_weights + row * f, f, f, acc_x);
-        tinyml_lstm_dot4_s8(h, p->recurrent_weights + row * n, n, n, acc_h);
+        tinyml_lstm_dot4_s8(x, p->input_weights + row * f, f, acc_x);
+        tinyml_lstm_dot4_s8(h, p->recurrent_weights + row * n, n, acc_h);
         for (k = 0; k < 4; k++) {
             out[o + k] = lstm_activate(p, gate, acc_x[k], acc_h[k]);
         }

@@ -14,11 +14,10 @@ int32_t tinyml_lstm_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t 
     return acc;
 }
 
-void tinyml_lstm_dot4_s8(const int8_t *x, const int8_t *w, int32_t stride, int32_t n,
-                         int32_t *acc)
+void tinyml_lstm_dot4_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t *acc)
 {
     int32_t r;
     for (r = 0; r < 4; r++) {
-        acc[r] = tinyml_lstm_dot_s8(x, w + r * stride, n, acc[r]);
+        acc[r] = tinyml_lstm_dot_s8(x, w + r * n, n, acc[r]);
     }
 }
