@@ -47,6 +47,9 @@ NOT_EXPORTED = {
                      "streaming models are read as they are)",
     "ASSIGN_VARIABLE": "tinyml's quantizer does not write resource variables (the converter's "
                        "streaming models are read as they are)",
+    # ---- sequence ops
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "tinyml's quantizer does not quantize LSTMs (the "
+                                    "converter's full-int8 LSTMs are read as they are)",
     **{k: v for k, v in NOT_COMPILED.items()
        if k not in ("NEG", "SQUARE", "SIN", "COS", "FLOOR", "CEIL", "ROUND")},
 }
@@ -60,6 +63,8 @@ NOT_QUANTIZED = {
     "ASSIGN_VARIABLE": "a variable's quantization comes from its model "
                        "(tinyml.passes.int8_state)",
     "SVDF": "its quantization (int16 state and time weights) comes from its model",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "the converter quantizes it (fixed int16 gate scales, "
+                                    "the state's quantization from the file)",
     **NOT_COMPILED,
 }
 

@@ -7,9 +7,9 @@ models``, ``tensorflow/lite/micro/examples`` and ``third_party/xtensa/examples``
 it the test is skipped with that message. The quirk fixtures that reproduce what these files
 carry are built by tests/test_tflite_quirks.py and always run.
 
-``integration_tests/seanet`` (int16 activations) is left out, and the sequence models (LSTM;
-the SVDF models' int16 input and softmax), which tinyml does not compile yet, are listed with
-the op they fail on today.
+``integration_tests/seanet`` (int16 activations) is left out; the float32 LSTM and the SVDF
+models' int16 input and softmax, which tinyml does not compile, are listed with the op they
+fail on today.
 
 Oracles: TFLM itself (in a child process, since a model TFLM cannot run may abort it) decides
 "TFLM runs it"; the compiled C is compared with TFLM and tinyml's reference by ``verify``.
@@ -35,8 +35,7 @@ FOLDERS = ("tensorflow/lite/micro/models", "tensorflow/lite/micro/examples",
 #: person_detect_vela runs only on an Ethos-U NPU; TFLM's Python package has no kernel for it.
 _MICRO = "tensorflow/lite/micro/"
 EXPECTED = {
-    _MICRO + "examples/dtln/dtln_noise_suppression.tflite":
-        (True, "unsupported UNIDIRECTIONAL_SEQUENCE_LSTM"),
+    _MICRO + "examples/dtln/dtln_noise_suppression.tflite": (True, "bit-exact"),
     _MICRO + "examples/hello_world/models/hello_world_float.tflite": (True, "float"),
     _MICRO + "examples/hello_world/models/hello_world_int8.tflite": (True, "bit-exact"),
     _MICRO + "examples/memory_footprint/models/simple_add_model.tflite": (True, "bit-exact"),
@@ -45,10 +44,10 @@ EXPECTED = {
     _MICRO + "examples/micro_speech/models/audio_preprocessor_int8.tflite":
         (True, "unsupported CUSTOM(SignalWindow)"),
     _MICRO + "examples/micro_speech/models/micro_speech_quantized.tflite": (True, "bit-exact"),
+    # A float32 LSTM: refused at import (only the full-int8 LSTM is supported).
     _MICRO + "examples/mnist_lstm/trained_lstm.tflite":
         (True, "unsupported UNIDIRECTIONAL_SEQUENCE_LSTM"),
-    _MICRO + "examples/mnist_lstm/trained_lstm_int8.tflite":
-        (True, "unsupported UNIDIRECTIONAL_SEQUENCE_LSTM"),
+    _MICRO + "examples/mnist_lstm/trained_lstm_int8.tflite": (True, "bit-exact"),
     # Their SVDFs import and equal TFLM (tests/test_ops_svdf.py); the int16 input and
     # softmax around them do not compile.
     _MICRO + "models/keyword_scrambled.tflite": (True, "unsupported QUANTIZE"),
@@ -56,7 +55,7 @@ EXPECTED = {
     _MICRO + "models/person_detect.tflite": (True, "bit-exact"),
     _MICRO + "models/person_detect_vela.tflite": (False, "unsupported CUSTOM(ethos-u)"),
     "third_party/xtensa/examples/micro_speech_lstm/micro_speech_lstm.tflite":
-        (True, "unsupported UNIDIRECTIONAL_SEQUENCE_LSTM"),
+        (True, "bit-exact"),
     "third_party/xtensa/examples/pytorch_to_tflite/mobilenet_v2_quantized_1x3x224x224.tflite":
         (True, "bit-exact"),
 }

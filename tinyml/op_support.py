@@ -39,10 +39,6 @@ _FLOAT_ONLY = "TFLM runs it in float32 only, so an int8 model has none"
 TFLITE_REASONS = {
     "IF": "control flow: tinyml compiles one static graph",
     "WHILE": "control flow: tinyml compiles one static graph",
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": (
-        "its int16 gates use TFLM's sigmoid table (sigmoid_table_uint16), which no formula "
-        "tinyml knows reproduces (44 of its 256 entries differ from round(65536 "
-        "sigmoid(i/24))); not bit-exact without it yet"),
     "BROADCAST_ARGS": "a shape computation on int32/int64 that tinyml does not evaluate yet",
     # Float only in TFLM, and two inputs: no 256-entry table stands for them.
     **{k: _FLOAT_ONLY for k in ("FLOOR_DIV", "FLOOR_MOD", "L2_POOL_2D")},
@@ -70,6 +66,13 @@ FOLDED = {
     **{k: ("float32 in TFLM; between a DEQUANTIZE and a QUANTIZE (the converter's float "
            "island) it becomes an int8 lookup table")
        for k in ("NEG", "SQUARE", "SIN", "COS", "FLOOR", "CEIL", "ROUND")},
+}
+#: What a supported builtin's row adds: the variants it compiles, where not all do.
+VARIANTS = {
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": (
+        "the converter's full-int8 LSTM only (int8 input and output, int16 cell state; no "
+        "peephole, projection or layer normalization, as TFLM's integer LSTM); its state is "
+        "static storage (state_bytes) kept between tinyml_invoke() calls"),
 }
 #: The resource-variable builtins (streaming state, tinyml.frontends.tflite_variables) that
 #: leave no op of their own, and what becomes of them.
@@ -126,6 +129,8 @@ def tflite_matrix() -> list[dict]:
             row.update(status="unsupported", reason=TFLITE_REASONS.get(builtin, NOT_YET))
         else:
             row.update(_ir_status(importer.becomes, dsp))
+            if builtin in VARIANTS:
+                row["variants"] = VARIANTS[builtin]
         rows.append(row)
     return rows
 
@@ -177,6 +182,8 @@ def _details(row: dict) -> str:
         extras.append("patchable")
     if row.get("ir_op") not in (None, row["op"]):
         extras.append(f"as {row['ir_op']}")
+    if row.get("variants"):
+        extras.append(row["variants"])
     return ", ".join(extras)
 
 

@@ -208,7 +208,11 @@ int main(void) {
   print_value("invoke_ticks", ticks);
   print_outputs(interpreter, "output");
 
-  // Again: the memory planner may have reused the input tensors' bytes for later tensors.
+  // Again, from the same state: Reset() restores the variable tensors (an LSTM's state)
+  // Invoke() #1 updated; the memory planner may have reused the input tensors' bytes.
+  if (interpreter.Reset() != kTfLiteOk) {
+    return fail("Reset() failed", 24);
+  }
   if (!load_inputs(interpreter)) {
     return fail("the embedded input does not match the model's input sizes", 23);
   }

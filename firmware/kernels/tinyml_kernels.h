@@ -877,6 +877,46 @@ void tinyml_svdf_s8_s16(const tinyml_svdf_params *p, const int8_t *input, int16_
 void tinyml_svdf_s8_s8(const tinyml_svdf_params *p, const int8_t *input, int8_t *state,
                        int8_t *output);
 
+/* ---- sequence ops ---------------------------------------------------------------------- */
+
+/* UNIDIRECTIONAL_SEQUENCE_LSTM, full int8 (lstm.c). Gates in TFLite's order (input, forget,
+ * cell, output): rows [gate * units, (gate + 1) * units) of the weights and biases. */
+typedef struct {
+    int32_t batch;
+    int32_t time;
+    int32_t features;
+    int32_t units;
+    int32_t time_major;
+    const int8_t *input_weights;      /* [4 * units][features] */
+    const int8_t *recurrent_weights;  /* [4 * units][units] */
+    const int32_t *input_bias;        /* bias + input offset * row sums */
+    const int32_t *recurrent_bias;    /* hidden offset * row sums */
+    const int32_t *input_multiplier;  /* [4], into the gates' Q3.12 */
+    const int32_t *input_shift;
+    const int32_t *recurrent_multiplier;
+    const int32_t *recurrent_shift;
+    int32_t forget_multiplier;        /* f * c -> c */
+    int32_t forget_shift;
+    int32_t update_multiplier;        /* i * g -> c */
+    int32_t update_shift;
+    int32_t hidden_multiplier;        /* tanh(c) * o -> h */
+    int32_t hidden_shift;
+    int32_t hidden_zero_point;
+    int32_t cell_clip;                /* 0: none */
+    int32_t cell_tanh_multiplier;     /* tanh(c)'s input rescaling (0: 3 << shift) */
+    int32_t cell_tanh_shift;
+} tinyml_lstm_params;
+
+/* ``scratch``: 4 * units int16. ``hidden`` and ``cell`` are updated in place. */
+void tinyml_lstm_s8(const tinyml_lstm_params *p, const int8_t *input, int8_t *hidden,
+                    int16_t *cell, int8_t *output, void *scratch);
+
+/* acc + x . w over n int8 values: the LSTM's inner loop (lstm_dot.c; a DSP version in
+ * cortex_m/). */
+int32_t tinyml_lstm_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t acc);
+/* acc[r] += x . (w + r * n) for rows r = 0..3 of n values each. */
+void tinyml_lstm_dot4_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t *acc);
+
 #ifdef __cplusplus
 }
 #endif

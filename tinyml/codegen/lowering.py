@@ -1493,3 +1493,48 @@ def _lower_variable(ctx: _Context) -> KernelCall:
         args = [f"in:{ctx.op.inputs[0]}", f"state:{var.name}"]
     return _call(ctx, "tinyml_variable_copy", "tinyml_variable_copy_params",
                  dict(bytes=var.nbytes), args)
+
+
+# ---- sequence ops ---------------------------------------------------------------------------
+
+
+@lowers("UNIDIRECTIONAL_SEQUENCE_LSTM", kernels={"tinyml_lstm_s8": None})
+def _lower_lstm(ctx: _Context) -> KernelCall:
+    """TFLM's integer LSTM; its hidden and cell states are the model's variables
+    (``"state:<name>"`` arguments), updated in place. Constants come from
+    :func:`tinyml.reference.kernels.lstm.lstm_int8_params`; each FC's input offset is folded
+    into its bias. Scratch: the four gates of one row, int16."""
+    from tinyml.reference.kernels.lstm import lstm_int8_params
+    ctx.int8(ctx.ins[0], "input")
+    ctx.int8(ctx.out, "output")
+    p = lstm_int8_params(ctx.reference_call())
+    a = ctx.op.attrs
+    w_in = np.concatenate([ctx.constant(t, "the weights") for t in ctx.ins[1:5]]).astype(np.int64)
+    w_rec = np.concatenate([ctx.constant(t, "the weights") for t in ctx.ins[5:9]]).astype(np.int64)
+    bias = np.concatenate([ctx.bias(9 + k, p.units) for k in range(4)])
+    gates = [p.gates[g] for g in ("input", "forget", "cell", "output")]
+    params = dict(
+        batch=p.batch, time=p.time, features=p.features, units=p.units,
+        time_major=int(a.time_major),
+        input_weights=ctx.array("input_weights", "int8_t", w_in),
+        recurrent_weights=ctx.array("recurrent_weights", "int8_t", w_rec),
+        input_bias=ctx.array("input_bias", "int32_t",
+                             wrap_int32(bias + p.input_offset * w_in.sum(axis=1))),
+        recurrent_bias=ctx.array("recurrent_bias", "int32_t",
+                                 wrap_int32(p.hidden_offset * w_rec.sum(axis=1))),
+        input_multiplier=ctx.array("input_multiplier", "int32_t",
+                                   [g.input_multiplier for g in gates]),
+        input_shift=ctx.array("input_shift", "int32_t", [g.input_shift for g in gates]),
+        recurrent_multiplier=ctx.array("recurrent_multiplier", "int32_t",
+                                       [g.recurrent_multiplier for g in gates]),
+        recurrent_shift=ctx.array("recurrent_shift", "int32_t",
+                                  [g.recurrent_shift for g in gates]),
+        forget_multiplier=p.forget_mul[0], forget_shift=p.forget_mul[1],
+        update_multiplier=p.input_mul[0], update_shift=p.input_mul[1],
+        hidden_multiplier=p.output_mul[0], hidden_shift=p.output_mul[1],
+        hidden_zero_point=p.hidden_zero_point, cell_clip=p.cell_clip,
+        cell_tanh_multiplier=p.cell_tanh[0], cell_tanh_shift=p.cell_tanh[1])
+    args = [f"in:{ctx.op.inputs[0]}", f"state:{a.hidden}", f"state:{a.cell}",
+            f"out:{ctx.op.outputs[0]}", "scratch"]
+    return _call(ctx, "tinyml_lstm_s8", "tinyml_lstm_params", params, args,
+                 scratch_bytes=4 * p.units * 2)

@@ -242,8 +242,7 @@ class _Emitter:
         items = []
         for name, var in self.graph.variables.items():
             codes = np.asarray(var.initial).reshape(-1)
-            # memset fills bytes: one equal code of a byte type, or all zeros of any type
-            # (an SVDF's int16 state).
+            # memset fills bytes: any code of a byte type, or zero of any type.
             uniform = codes.size > 0 and bool((codes == codes[0]).all()) and \
                 (var.dtype in ("int8", "uint8") or codes[0] == 0)
             items.append(dict(c_name=self.state_names[name], ctype=c_type(var.dtype),

@@ -76,6 +76,8 @@ class _Importer:
         self.quirks = tflite_quirks.Quirks()
         #: Tensors whose shape signature has a dynamic (-1) dimension, with that signature.
         self.dynamic: dict[str, tuple[int, ...]] = {}
+        #: Tensors flagged ``is_variable`` (an LSTM's state).
+        self.variable_tensors: set[str] = set()
 
     def run(self) -> Graph:
         model = self.model
@@ -171,6 +173,8 @@ class _Importer:
         data = self._buffer(t.buffer, dtype, shape, name)
         self.graph.add_tensor(Tensor(name, shape, dtype, quant, data))
         self.tensor_names[index] = name
+        if t.isVariable:
+            self.variable_tensors.add(name)
 
     def _buffer(self, index: int, dtype: str, shape: tuple[int, ...], name: str):
         buffers = self.model.buffers or []
@@ -258,7 +262,7 @@ class _Importer:
                 kind, importer, layer, note=not (kind == "RESHAPE" and len(inputs) > 1))
         ir_kind, attrs, ir_inputs = importer.convert(TfliteOp(
             kind, layer, inputs, outputs, options, self.graph, self.schema, self.act_names,
-            self.dynamic))
+            self.dynamic, frozenset(self.variable_tensors)))
         self.graph.add_op(Op(ir_kind, layer, ir_inputs, outputs, attrs))
 
 

@@ -40,6 +40,8 @@ class TfliteOp:
     activation_names: dict[int, str]
     #: Shape signatures of the tensors with a dynamic (-1) dimension.
     dynamic: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: Tensors the file flags ``is_variable`` (state TFLM keeps between invocations).
+    variable_tensors: frozenset[str] = frozenset()
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.graph.tensors[name].shape
@@ -523,3 +525,69 @@ def _transpose_conv(op: TfliteOp) -> Imported:
         inputs.append(op.inputs[3])
     return op.kind, irops.TransposeConvAttrs(out_shape, stride, tuple(padding), activation), \
         inputs
+
+
+# ---- sequence ops -----------------------------------------------------------------------------
+
+#: TFLite's UNIDIRECTIONAL_SEQUENCE_LSTM inputs of the variants TFLM's integer LSTM does not
+#: run (``LstmTensors::ValidateTensorStatus`` requires them absent).
+_LSTM_VARIANTS = {"peephole": (9, 10, 11), "projection": (16, 17),
+                  "layer normalization": (20, 21, 22, 23)}
+
+
+@imports("UNIDIRECTIONAL_SEQUENCE_LSTM", "UnidirectionalSequenceLSTMOptionsT")
+def _lstm(op: TfliteOp) -> Imported:
+    """The converter's full-int8 LSTM. Its hidden (input 18) and cell (input 19) state tensors
+    are variables TFLM keeps between invocations: they become ``Graph.variables`` (reset as
+    TFLM resets variable tensors: int8 to the zero point, int16 to 0) that the IR op updates,
+    and leave the input list. The operator's intermediates (gate scales the converter records)
+    are not read: TFLM's integer LSTM uses fixed gate scales."""
+    from tinyml.ir.graph import Variable
+    if len(op.inputs) != 24:
+        raise ModelFormatError(f"{op.graph.name}: layer '{op.layer}' ({op.kind}) has "
+                               f"{len(op.inputs)} inputs, TFLite's LSTM has 24")
+    for variant, positions in _LSTM_VARIANTS.items():
+        if any(op.inputs[i] for i in positions):
+            raise op.fail(f"{variant} LSTM: TFLM's integer LSTM runs the standard (Keras) "
+                          f"LSTM only")
+    x = op.graph.tensors[op.inputs[0]]
+    weights = [op.graph.tensors[n] if n else None for n in op.inputs[1:9]]
+    if any(w is None for w in weights):
+        raise op.fail("LSTM without an input gate (CIFG): TFLM's integer LSTM needs all four "
+                      "gates")
+    if x.dtype == "float32":
+        raise op.fail("hybrid LSTM (float activations, int8 weights): only the full-int8 LSTM "
+                      "compiles" if weights[0].dtype == "int8" else
+                      "float32 LSTM: only the full-int8 LSTM compiles (convert with "
+                      "TFLITE_BUILTINS_INT8 and int8 input and output)")
+    if x.dtype != "int8":
+        raise op.fail(f"{x.dtype} activations: only the full-int8 LSTM (int8 activations, "
+                      f"int16 cell state) is supported")
+    o = op.options
+    if o is not None and o.diagonalRecurrentTensors:
+        raise op.fail("diagonal recurrent weights are not run by TFLM")
+    act = op.activation_names.get(o.fusedActivationFunction, "?") if o is not None else "NONE"
+    if act != "TANH":
+        raise op.fail(f"cell activation {act}: TFLM's integer LSTM runs tanh only")
+    states = []
+    for position, what, dtype in ((18, "hidden", "int8"), (19, "cell", "int16")):
+        name = op.inputs[position]
+        t = op.graph.tensors.get(name) if name else None
+        if t is None or name not in op.variable_tensors:
+            raise ModelFormatError(f"{op.graph.name}: layer '{op.layer}' ({op.kind}): its "
+                                   f"{what} state (input {position}) is not a variable tensor")
+        if t.dtype != dtype or t.quant is None or t.quant.per_channel:
+            raise op.fail(f"{what} state '{name}' is {t.dtype}, expected per-tensor quantized "
+                          f"{dtype} (the full-int8 LSTM)")
+        if name not in op.graph.variables:
+            zero = int(t.quant.zero_point[0]) if dtype == "int8" else 0
+            op.graph.variables[name] = Variable(name, tuple(t.shape), dtype,
+                                                np.full(t.shape, zero, dtype), t.quant)
+        states.append(t)
+    h, c = states
+    attrs = irops.LstmAttrs(
+        hidden=h.name, cell=c.name, hidden_shape=tuple(h.shape), cell_shape=tuple(c.shape),
+        hidden_scale=float(h.quant.scale[0]), hidden_zero_point=int(h.quant.zero_point[0]),
+        cell_scale=float(c.quant.scale[0]), cell_clip=float(o.cellClip) if o else 0.0,
+        time_major=bool(o.timeMajor) if o else False, activation=act)
+    return op.kind, attrs, [op.inputs[0], *op.inputs[1:9], *op.inputs[12:16]]

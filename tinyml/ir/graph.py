@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from tinyml.errors import GraphError, ShapeError
-from tinyml.ir.ops import OP_SPECS, SIDE_EFFECT_OPS, VARIABLE_OPS, OpSpec
+from tinyml.ir.ops import OP_SPECS, OpSpec, variable_uses
 from tinyml.ir.tensor import DTYPES, Quantization, Tensor
 
 
@@ -134,19 +134,18 @@ class Graph:
     # ---- structure ------------------------------------------------------------------------
 
     def ordering_edges(self) -> list[tuple[Op, Op]]:
-        """(before, after) pairs data flow does not imply: per variable, a READ_VARIABLE and
-        an ASSIGN_VARIABLE keep their order in ``ops`` (a read before an assignment sees the
-        old value, one after it the new value), and so do two assignments (any op of
-        ``SIDE_EFFECT_OPS`` writes its variable: an SVDF updates its state in place)."""
+        """(before, after) pairs data flow does not imply: per variable, a read and a write
+        (READ_VARIABLE, ASSIGN_VARIABLE, an LSTM updating its state: ``variable_uses``) keep
+        their order in ``ops`` (a read before an assignment sees the old value, one after it
+        the new value), and so do two writes."""
         edges: list[tuple[Op, Op]] = []
         seen: dict[str, list[Op]] = defaultdict(list)
         for op in self.ops:
-            if op.kind not in VARIABLE_OPS:
-                continue
-            earlier = seen[op.attrs.variable]
-            edges.extend((e, op) for e in earlier
-                         if e.kind in SIDE_EFFECT_OPS or op.kind in SIDE_EFFECT_OPS)
-            earlier.append(op)
+            for name, _, _, writes in variable_uses(op):
+                earlier = seen[name]
+                edges.extend((e, op) for e, wrote in earlier
+                             if (writes or wrote) and (e, op) not in edges)
+                earlier.append((op, writes))
         return edges
 
     def topological_order(self) -> list[Op]:
@@ -251,15 +250,15 @@ class Graph:
             if name not in available:
                 raise GraphError(f"graph output '{name}' is never computed")
         for op in self.ops:
-            if op.kind in VARIABLE_OPS:
-                var = self.variables.get(op.attrs.variable)
+            for name, shape, dtype, _ in variable_uses(op):
+                var = self.variables.get(name)
                 if var is None:
                     raise GraphError(f"layer '{op.name}' ({op.kind}): unknown variable "
-                                     f"'{op.attrs.variable}'")
-                if (tuple(var.shape), var.dtype) != (tuple(op.attrs.shape), op.attrs.dtype):
+                                     f"'{name}'")
+                if (tuple(var.shape), var.dtype) != (shape, dtype):
                     raise GraphError(f"layer '{op.name}' ({op.kind}): variable '{var.name}' "
                                      f"is {var.dtype}{list(var.shape)}, the op says "
-                                     f"{op.attrs.dtype}{list(op.attrs.shape)}")
+                                     f"{dtype}{list(shape)}")
         for t in self.tensors.values():
             if any(d < 0 for d in t.shape):
                 raise ShapeError(f"tensor '{t.name}' has unresolved shape {list(t.shape)}")

@@ -1212,11 +1212,92 @@ OP_SPECS.update({s.kind: s for s in [
     _spec("SVDF", SvdfAttrs, _infer_svdf, (3, 4), "global", "none", _macs_svdf),
 ]})
 
+# ---- sequence ops -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LstmAttrs:
+    """UNIDIRECTIONAL_SEQUENCE_LSTM, the converter's full-int8 LSTM (TFLM's integer LSTM:
+    int8 input, output and hidden state, int16 cell state, int16 gates).
+
+    Inputs: the sequence, then TFLite's weights and biases in TFLite's order (input-to-input,
+    -forget, -cell, -output weights; recurrent-to-input, -forget, -cell, -output weights;
+    input, forget, cell, output gate biases). The hidden and cell states are variables
+    (``Graph.variables``) the op reads and updates in place, as TFLM's variable tensors: they
+    carry over to the next invocation. Their quantizations are kept here because the kernel
+    needs them and sees the op, not the graph (the graph checks they agree)."""
+
+    hidden: str = ""
+    cell: str = ""
+    hidden_shape: tuple[int, ...] = ()
+    cell_shape: tuple[int, ...] = ()
+    hidden_scale: float = 1.0
+    hidden_zero_point: int = 0
+    cell_scale: float = 1.0
+    #: TFLite's cell_clip (0: none).
+    cell_clip: float = 0.0
+    time_major: bool = False
+    #: The cell gate's nonlinearity: "TANH" (TFLM's integer LSTM also runs sigmoid, which
+    #: TFLite's ActivationFunctionType cannot name).
+    activation: str = "TANH"
+
+
+def lstm_sizes(op, ins) -> tuple[int, int, int, int]:
+    """(batch, time steps, input features, units) of an LSTM, checking its weights."""
+    x = ins[0]
+    a: LstmAttrs = op.attrs
+    _rank(op, x, 3)
+    time, batch = (x.shape[0], x.shape[1]) if a.time_major else (x.shape[1], x.shape[0])
+    features = x.shape[2]
+    units = ins[1].shape[0] if len(ins[1].shape) == 2 else -1
+    for i, t in enumerate(ins[1:], start=1):
+        want = (units, features) if i <= 4 else (units, units) if i <= 8 else (units,)
+        if t is None or tuple(t.shape) != want:
+            raise _fail(op, f"input {i} has shape {list(t.shape) if t else None}, expected "
+                            f"{list(want)}")
+    for what, shape in (("hidden", a.hidden_shape), ("cell", a.cell_shape)):
+        if int(np.prod(shape, dtype=np.int64)) != batch * units:
+            raise _fail(op, f"{what} state of shape {list(shape)} does not hold {batch} x "
+                            f"{units} values")
+    return batch, time, features, units
+
+
+def _infer_lstm(op, ins):
+    batch, time, _, units = lstm_sizes(op, ins)
+    shape = (time, batch, units) if op.attrs.time_major else (batch, time, units)
+    return [(shape, ins[0].dtype)]
+
+
+def _macs_lstm(op, ins, outs):
+    batch, time, features, units = lstm_sizes(op, ins)
+    return batch * time * 4 * units * (features + units)
+
+
+OP_SPECS.update({s.kind: s for s in [
+    _spec("UNIDIRECTIONAL_SEQUENCE_LSTM", LstmAttrs, _infer_lstm, (13, 13), "global", "none",
+          _macs_lstm),
+]})
+
+
 #: Ops with an effect beyond their outputs (they write a variable): never dead, never
 #: reordered across a READ_VARIABLE of the same variable (``Graph.ordering_edges``).
-SIDE_EFFECT_OPS = ("ASSIGN_VARIABLE", "SVDF")
+SIDE_EFFECT_OPS = ("ASSIGN_VARIABLE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "SVDF")
 #: Ops reading or writing variables, whose relative order per variable is fixed.
-VARIABLE_OPS = ("READ_VARIABLE", "ASSIGN_VARIABLE", "SVDF")
+VARIABLE_OPS = ("READ_VARIABLE", "ASSIGN_VARIABLE", "UNIDIRECTIONAL_SEQUENCE_LSTM",
+                "SVDF")
+
+
+def variable_uses(op) -> list[tuple[str, tuple[int, ...], str, bool]]:
+    """The variables ``op`` uses: (name, shape, dtype, whether it writes it) each."""
+    a = op.attrs
+    if op.kind in ("READ_VARIABLE", "ASSIGN_VARIABLE"):
+        return [(a.variable, tuple(a.shape), a.dtype, op.kind == "ASSIGN_VARIABLE")]
+    if op.kind == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        return [(a.hidden, tuple(a.hidden_shape), "int8", True),
+                (a.cell, tuple(a.cell_shape), "int16", True)]
+    if op.kind == "SVDF":  # its activation state, updated in place
+        return [(a.variable, tuple(a.shape), a.dtype, True)]
+    return []
 
 
 # STRIDED_SLICE and GATHER also run on activations (Cropping2D, tf.gather with constant

@@ -13,7 +13,7 @@ from tinyml.reference.kernels.registry import KERNELS, Kernel, KernelCall, kerne
 from tinyml.reference.kernels import (  # noqa: F401
     activations, activations_math, batch_norm, binary, conv, conv_family, data_movement,
     elementwise, float_math, fully_connected, fused, matmul, pooling, quantize, reductions,
-    shape_ops, softmax, svdf, variables,
+    lstm, shape_ops, softmax, svdf, variables,
 )
 
 __all__ = ["KERNELS", "Kernel", "KernelCall", "kernel"]
