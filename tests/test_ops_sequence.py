@@ -3,7 +3,10 @@
 Keras' SimpleRNN with ``unroll=True`` becomes one FULLY_CONNECTED per step for the input and
 the recurrent state, ADD and TANH: ops tinyml compiles. The reference must equal TFLM on every
 tensor and the C kernels must reproduce TFLM's tensors under ASan/UBSan. (UNIDIRECTIONAL_
-SEQUENCE_LSTM is not supported: see ``tinyml ops``.)
+SEQUENCE_LSTM is not supported: see ``tinyml ops``.) Keras' GRU unrolled the same way adds
+SPLIT / STRIDED_SLICE, LOGISTIC, MUL and SUB, and a float SPLIT island on its first step.
+(Full-int8 conversion of the GRU that is not unrolled, a WHILE loop, crashes TensorFlow 2.21's
+converter with Keras 3 and tf_keras alike.)
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from support.int8_op_models import compare_all_tensors, tflm_all_tensors
 from support.oracles import tflm_interpreter
 from support.tflite_zoo import convert
 from tinyml.frontends.tflite import load_tflite_bytes
+from tinyml import reference
 from tinyml.passes import run_passes
 
 
@@ -42,4 +46,112 @@ def test_unrolled_simple_rnn_matches_tflm_on_every_tensor(tmp_path):
     harness = Harness(tmp_path)
     bad = {k: v for k, v in check_graph(harness, run_passes(graph), samples, "rnn").items()
            if v}
+    assert not bad, bad
+
+
+def int8_samples(passed, interpreter, graph, x) -> dict[str, np.ndarray]:
+    """Every tensor of ``passed`` on ``x``: TFLM's value, except for the tensors the passes
+    turned from float into int8 (an island's piece nobody reads: TFLM holds it in float), which
+    take the reference's."""
+    values = dict(zip(graph.tensors, tflm_all_tensors(interpreter, [x], len(graph.tensors))))
+    own = reference.run(passed, [x], keep_all=True)
+    return {n: (values[n] if values.get(n) is not None
+                and values[n].dtype == np.dtype(passed.tensors[n].dtype) else own[n])
+            for n in passed.tensors if n in own}
+
+
+def gru(x):
+    import tensorflow as tf
+    L = tf.keras.layers
+    return L.Dense(4)(L.GRU(8, unroll=True)(x))
+
+
+@pytest.mark.slow  # 14 s; the split islands below are its fast sample
+def test_unrolled_gru_matches_tflm_on_every_tensor(tmp_path):
+    """Keras' GRU with ``unroll=True``: per step a FULLY_CONNECTED per input and state, SPLIT
+    or STRIDED_SLICE into the gates, LOGISTIC, TANH, MUL, SUB, ADD. The converter leaves the
+    first step's SPLIT in float (DEQUANTIZE -> SPLIT -> QUANTIZE per gate), which
+    ``float_island_movement`` runs in int8 (not every conversion: the converter decides
+    differently from run to run, so the island itself is tested on exported graphs below); the
+    C then equals TFLM on every tensor."""
+    data = convert(gru, [(1, 6, 5)]).read_bytes()
+    kinds = [op.kind for op in load_tflite_bytes(data, name="gru").ops]
+    assert kinds.count("TANH") == 6 and kinds.count("LOGISTIC") == 11, kinds
+    check_against_tflm(data, tmp_path)
+
+
+def check_against_tflm(data: bytes, tmp_path) -> None:
+    """The passed int8 graph of ``data`` equals TFLM on every tensor, in the reference and in
+    the C kernels (under the sanitizers)."""
+    graph = load_tflite_bytes(data, name="recurrent")
+    passed = run_passes(graph)
+    assert not {"DEQUANTIZE", "QUANTIZE"} & {op.kind for op in passed.ops}
+    interpreter = tflm_interpreter(data)
+    samples, total = [], {}
+    inputs = [np.random.default_rng(seed).integers(-128, 128, (1, 6, 5)).astype(np.int8)
+              for seed in range(3)]
+    inputs += [np.full((1, 6, 5), -128, np.int8), np.full((1, 6, 5), 127, np.int8)]
+    for x in inputs:
+        for tensor, count in compare_all_tensors(graph, interpreter, [x]).items():
+            total[tensor] = total.get(tensor, 0) + count
+        samples.append(int8_samples(passed, interpreter, graph, x))
+    assert not total, total
+    harness = Harness(tmp_path)
+    bad = {k: v for k, v in check_graph(harness, passed, samples[:3], "gru").items() if v}
+    assert not bad, bad
+
+
+def _split_island(kind: str, quants: dict[int, tuple[float, int]]) -> bytes:
+    """x (int8, 3 x 256) -> DEQUANTIZE -> ``kind`` into three pieces along axis 0 ->
+    QUANTIZE of the pieces in ``quants`` (piece index -> scale, zero point); the other pieces
+    are read by nothing. Exported as a .tflite file, so TFLM runs the island in float."""
+    from tinyml.ir import Graph, Op, Quantization, Tensor
+    from tinyml.ir.ops import AxisAttrs, SplitAttrs
+    from tinyml.quantize.tflite_export import export_tflite
+    sizes = (1, 2) if kind == "SPLIT_V" else (1, 1, 1)
+    g = Graph(f"{kind.lower()}_island")
+    g.add_tensor(Tensor("x", (3, 256), "int8", Quantization(np.float32(0.037), 5)))
+    g.add_tensor(Tensor("xf", (3, 256), "float32"))
+    pieces = [f"piece{i}" for i in range(len(sizes))]
+    for name, size in zip(pieces, sizes):
+        g.add_tensor(Tensor(name, (256,) if kind == "UNPACK" else (size, 256), "float32"))
+    g.add_op(Op("DEQUANTIZE", "dq", ["x"], ["xf"]))
+    attrs = AxisAttrs(axis=0) if kind == "UNPACK" else SplitAttrs(axis=0, sizes=sizes)
+    g.add_op(Op(kind, "move", ["xf"], pieces, attrs))
+    for i, (scale, zero_point) in quants.items():
+        g.add_tensor(Tensor(f"y{i}", g.tensors[pieces[i]].shape, "int8",
+                            Quantization(np.float32(scale), zero_point)))
+        g.add_op(Op("QUANTIZE", f"q{i}", [pieces[i]], [f"y{i}"]))
+    g.inputs, g.outputs = ["x"], [f"y{i}" for i in quants]
+    return export_tflite(g.finalize())
+
+
+@pytest.mark.parametrize("kind, quants, tables", [
+    # The pieces read share a quantization apart from x's: one table, at the leaf.
+    ("SPLIT", {0: (0.05, -3), 2: (0.05, -3)}, 1),
+    # Each piece read has its own: the move runs in x's quantization, a table per piece.
+    ("SPLIT_V", {0: (0.05, -3), 1: (0.02, 10)}, 2),
+    # x's own quantization for one piece: that piece needs no table.
+    ("UNPACK", {0: (0.037, 5), 1: (0.1, 0), 2: (0.01, -128)}, 2),
+])
+def test_float_split_islands_run_in_int8_bit_exact_with_tflm(tmp_path, kind, quants, tables):
+    """DEQUANTIZE -> SPLIT / SPLIT_V / UNPACK -> QUANTIZE per piece (the unrolled GRU's first
+    step) becomes the int8 move plus LOOKUP_TABLEs, equal to TFLM's float path on every code
+    (each row of x holds all 256), in the reference and in the C kernels."""
+    data = _split_island(kind, quants)
+    graph = load_tflite_bytes(data, name=f"{kind.lower()}_island")
+    passed = run_passes(graph)
+    kinds = [op.kind for op in passed.ops]
+    assert kinds.count(kind) == 1 and kinds.count("LOOKUP_TABLE") == tables, kinds
+    assert not {"DEQUANTIZE", "QUANTIZE"} & set(kinds), kinds
+    interpreter = tflm_interpreter(data)
+    x = np.stack([np.roll(np.arange(-128, 128), 85 * i) for i in range(3)]).astype(np.int8)
+    want = dict(zip(graph.tensors, tflm_all_tensors(interpreter, [x], len(graph.tensors))))
+    got = reference.run(passed, [x])
+    for name in passed.outputs:
+        assert np.array_equal(got[name], want[name]), name
+    harness = Harness(tmp_path)
+    bad = {k: v for k, v in check_graph(harness, passed, [int8_samples(passed, interpreter,
+                                                                       graph, x)],
+                                         kind).items() if v}
     assert not bad, bad
