@@ -155,3 +155,16 @@ def test_float_split_islands_run_in_int8_bit_exact_with_tflm(tmp_path, kind, qua
                                                                        graph, x)],
                                          kind).items() if v}
     assert not bad, bad
+
+
+@pytest.mark.slow  # 10 s
+def test_unrolled_gru_verifies_in_qemu_cortex_m4():
+    """The GRU compiled for cortex-m4 runs on QEMU equal to the reference and TFLM."""
+    import shutil
+    from tinyml.verify import verify
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc")
+    report = verify(convert(gru, [(1, 6, 5)]), "cortex-m4", samples=2, profile=False)
+    assert report.oracle == "reference+tflite-micro"
+    assert report.samples == 4 and report.mismatched_outputs == 0
+    assert report.measured["instructions_per_inference"] > 6 * 2 * 24 * 8  # the FC MACs
