@@ -80,6 +80,23 @@ def test_unrolled_gru_matches_tflm_on_every_tensor(tmp_path):
     check_against_tflm(data, tmp_path)
 
 
+@pytest.mark.slow  # 45 s (TensorFlow's start-up and the conversion)
+def test_unrolled_tf_keras_gru_matches_tflm_on_every_tensor(tmp_path):
+    """tf_keras (Keras 2) writes the unrolled GRU's state gates with SPLIT_V instead of
+    STRIDED_SLICEs: the same checks."""
+    import tf_keras
+    from support.quantize_oracles import converter_int8_keras
+    tf_keras.utils.set_random_seed(0)
+    x = tf_keras.Input(shape=(6, 5), batch_size=1)
+    model = tf_keras.Model(x, tf_keras.layers.Dense(4)(tf_keras.layers.GRU(8, unroll=True)(x)))
+    samples = [np.random.default_rng(s).normal(0, 1, (1, 6, 5)).astype(np.float32)
+               for s in range(32)]
+    data = converter_int8_keras(model, samples)
+    kinds = [op.kind for op in load_tflite_bytes(data, name="gru").ops]
+    assert kinds.count("SPLIT_V") == 5 and kinds.count("TANH") == 6, kinds
+    check_against_tflm(data, tmp_path)
+
+
 def check_against_tflm(data: bytes, tmp_path) -> None:
     """The passed int8 graph of ``data`` equals TFLM on every tensor, in the reference and in
     the C kernels (under the sanitizers)."""
