@@ -161,3 +161,20 @@ def test_keras_gru_via_tf2onnx_reaches_its_sqnr():
 @pytest.mark.parametrize("name", ["gru", "lstm", "gru_sequences"])
 def test_keras_recurrent_via_tf2onnx_quantizes_and_compiles(name):
     _keras_case(name, compile_c=True)
+
+
+@pytest.mark.slow  # 25 s
+def test_keras_lstm_via_tf2onnx_verifies_in_qemu_cortex_m4():
+    """The int8 LSTM (tinyml's quantizer) built for cortex-m4 runs on QEMU equal to the
+    reference and TFLM (126,500 instructions for 6 steps of 8 units, measured)."""
+    import shutil
+    from support.onnx_zoo import accuracy, export
+    from tinyml.verify import verify
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc")
+    path = export(["lstm"])["lstm"]
+    graph = accuracy("lstm", path).graph
+    report = verify(path, "cortex-m4", samples=2, profile=False, quantize=lambda _: graph)
+    assert report.oracle == "reference+tflite-micro"
+    assert report.samples == 4 and report.mismatched_outputs == 0
+    assert report.measured["instructions_per_inference"] > 6 * 4 * 8 * (5 + 8)  # the MACs
