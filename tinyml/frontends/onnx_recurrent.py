@@ -102,7 +102,7 @@ class _Unroller:
     def act(self, index: int, src: str, name: str) -> str:
         return self.emit(self.acts[index], [src], name)
 
-    # ---- one step ---------------------------------------------------------------------------
+    # ---- one step: (layer, step index, previous h, previous c, name prefix) -> new h, c -----
 
     def x_term(self, layer: _Layer, g: str, t: int, bias: np.ndarray) -> str:
         """X[t] Wg^T + ``bias``: step ``t``'s rows of the product over all steps."""
@@ -116,23 +116,25 @@ class _Unroller:
         return self.emit("SLICE", [whole], f"d{layer.direction}/t{t}/{g}_x", irops.SliceAttrs(
             (t * self.batch, 0), (self.batch, self.hidden)))
 
-    def gate(self, layer: _Layer, g: str, x: int, h: str | None, name: str,
+    def gate(self, layer: _Layer, g: str, step: int, h: str | None, name: str,
              extra: list[str] = ()) -> str:
-        """Pre-activation of gate ``g`` at step ``x``: X W^T + H' R^T + Wb + Rb (+
-        ``extra``)."""
-        terms = [self.x_term(layer, g, x, layer.wb[g] + layer.rb[g])]
+        """Pre-activation of gate ``g`` at ``step``: X W^T + H' R^T + Wb + Rb (+ ``extra``).
+        ``h`` is None at the first step from a zero state."""
+        terms = [self.x_term(layer, g, step, layer.wb[g] + layer.rb[g])]
         if h is not None:
             terms.append(self.fc(h, layer.r[g], None, f"{name}/h"))
         return self.add(terms + list(extra), name)
 
-    def rnn_step(self, layer: _Layer, x: int, h: str | None, c: str | None, t: str):
-        return self.act(0, self.gate(layer, "i", x, h, f"{t}/gate"), f"{t}/h"), None
+    def rnn_step(self, layer: _Layer, step: int, h: str | None, c: str | None,
+                 t: str):
+        return self.act(0, self.gate(layer, "i", step, h, f"{t}/gate"), f"{t}/h"), None
 
-    def gru_step(self, layer: _Layer, x: int, h: str | None, c: str | None, t: str):
-        z = self.act(0, self.gate(layer, "z", x, h, f"{t}/z_gate"), f"{t}/z")
-        r = self.act(0, self.gate(layer, "r", x, h, f"{t}/r_gate"), f"{t}/r")
+    def gru_step(self, layer: _Layer, step: int, h: str | None, c: str | None,
+                 t: str):
+        z = self.act(0, self.gate(layer, "z", step, h, f"{t}/z_gate"), f"{t}/z")
+        r = self.act(0, self.gate(layer, "r", step, h, f"{t}/r_gate"), f"{t}/r")
         if self.lbr:  # r (.) (H' Rh^T + Rbh)
-            terms = [self.x_term(layer, "h", x, layer.wb["h"])]
+            terms = [self.x_term(layer, "h", step, layer.wb["h"])]
             if h is not None:
                 recurrent = self.fc(h, layer.r["h"], layer.rb["h"], f"{t}/h_gate/h")
                 terms.append(self.emit("MUL", [r, recurrent], f"{t}/h_gate/reset"))
@@ -145,7 +147,7 @@ class _Unroller:
             if h is not None:
                 reset = self.emit("MUL", [r, h], f"{t}/h_gate/reset")
                 extra.append(self.fc(reset, layer.r["h"], None, f"{t}/h_gate/h"))
-            pre = self.add([self.x_term(layer, "h", x, layer.wb["h"] + layer.rb["h"])] + extra,
+            pre = self.add([self.x_term(layer, "h", step, layer.wb["h"] + layer.rb["h"])] + extra,
                            f"{t}/h_gate")
         candidate = self.act(1, pre, f"{t}/h_candidate")
         keep = self.emit("SUB", [self.const(f"{t}/one", np.ones(1)), z], f"{t}/one_minus_z")
@@ -155,21 +157,22 @@ class _Unroller:
         return self.emit("ADD", [new, self.emit("MUL", [z, h], f"{t}/h_kept_part")],
                          f"{t}/h"), None
 
-    def lstm_step(self, layer: _Layer, x: int, h: str | None, c: str | None, t: str):
+    def lstm_step(self, layer: _Layer, step: int, h: str | None, c: str | None,
+                 t: str):
         def peephole(g: str, state: str | None) -> list[str]:
             if state is None or layer.p[g] is None:
                 return []
             return [self.emit("MUL", [state, self.const(f"{t}/p{g}", layer.p[g])],
                               f"{t}/{g}_peephole")]
 
-        i = self.act(0, self.gate(layer, "i", x, h, f"{t}/i_gate", peephole("i", c)), f"{t}/i")
-        f = self.act(0, self.gate(layer, "f", x, h, f"{t}/f_gate", peephole("f", c)), f"{t}/f")
-        cell = self.act(1, self.gate(layer, "c", x, h, f"{t}/c_gate"), f"{t}/c_candidate")
+        i = self.act(0, self.gate(layer, "i", step, h, f"{t}/i_gate", peephole("i", c)), f"{t}/i")
+        f = self.act(0, self.gate(layer, "f", step, h, f"{t}/f_gate", peephole("f", c)), f"{t}/f")
+        cell = self.act(1, self.gate(layer, "c", step, h, f"{t}/c_gate"), f"{t}/c_candidate")
         new_c = self.emit("MUL", [i, cell], f"{t}/c_new_part")
         if c is not None:
             new_c = self.emit("ADD", [self.emit("MUL", [f, c], f"{t}/c_kept_part"), new_c],
                               f"{t}/c")
-        o = self.act(0, self.gate(layer, "o", x, h, f"{t}/o_gate", peephole("o", new_c)),
+        o = self.act(0, self.gate(layer, "o", step, h, f"{t}/o_gate", peephole("o", new_c)),
                      f"{t}/o")
         return self.emit("MUL", [o, self.act(2, new_c, f"{t}/c_activated")], f"{t}/h"), new_c
 
