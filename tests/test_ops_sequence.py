@@ -4,7 +4,8 @@ Keras' SimpleRNN with ``unroll=True`` becomes one FULLY_CONNECTED per step for t
 the recurrent state, ADD and TANH: ops tinyml compiles. The reference must equal TFLM on every
 tensor and the C kernels must reproduce TFLM's tensors under ASan/UBSan. (UNIDIRECTIONAL_
 SEQUENCE_LSTM is not supported: see ``tinyml ops``.) Keras' GRU unrolled the same way adds
-SPLIT / STRIDED_SLICE, LOGISTIC, MUL and SUB, and a float SPLIT island on its first step.
+SPLIT / STRIDED_SLICE, LOGISTIC, MUL and SUB, and a float SPLIT island on its first step;
+Keras' LSTM unrolled is the same primitive ops.
 (Full-int8 conversion of the GRU that is not unrolled, a WHILE loop, crashes TensorFlow 2.21's
 converter with Keras 3 and tf_keras alike.)
 """
@@ -94,6 +95,22 @@ def test_unrolled_tf_keras_gru_matches_tflm_on_every_tensor(tmp_path):
     data = converter_int8_keras(model, samples)
     kinds = [op.kind for op in load_tflite_bytes(data, name="gru").ops]
     assert kinds.count("SPLIT_V") == 5 and kinds.count("TANH") == 6, kinds
+    check_against_tflm(data, tmp_path)
+
+
+def lstm(x):
+    import tensorflow as tf
+    L = tf.keras.layers
+    return L.Dense(4)(L.LSTM(8, unroll=True)(x))
+
+
+@pytest.mark.slow  # 20 s
+def test_unrolled_lstm_matches_tflm_on_every_tensor(tmp_path):
+    """Keras' LSTM with ``unroll=True`` is primitive ops too (FULLY_CONNECTED, SPLIT into the
+    four gates, LOGISTIC, TANH, MUL, ADD), not UNIDIRECTIONAL_SEQUENCE_LSTM."""
+    data = convert(lstm, [(1, 6, 5)]).read_bytes()
+    kinds = [op.kind for op in load_tflite_bytes(data, name="lstm").ops]
+    assert kinds.count("TANH") == 12 and "UNIDIRECTIONAL_SEQUENCE_LSTM" not in kinds, kinds
     check_against_tflm(data, tmp_path)
 
 
