@@ -127,6 +127,59 @@ def test_short_sequence_lens_is_an_error_naming_the_node():
         import_onnx(model)
 
 
+def _quantized(model, seed: int = 0):
+    """tinyml's int8 graph of ``model`` (calibrated on 64 uniform samples per input) and the
+    SQNR (dB) of its output Y against onnxruntime's float Y on 16 fresh samples."""
+    from support.onnx_cases import ort_values
+    from support.onnx_zoo import sqnr_db
+    from tinyml.quantize import quantize_model
+    from tinyml.reference import run
+
+    graph = import_onnx(model).graph
+    rng = np.random.default_rng(seed)
+    shapes = [graph.tensors[n].shape for n in graph.inputs]
+    calib = [np.stack([rng.uniform(-1, 1, s).astype(np.float32) for _ in range(64)])
+             for s in shapes]
+    quantized = quantize_model(graph, calib)
+    q = quantized.graph
+    out = q.tensors[q.outputs[0]]
+    theirs, ours = [], []
+    for _ in range(16):
+        xs = [rng.uniform(-1, 1, s).astype(np.float32) for s in shapes]
+        theirs.append(ort_values(model, dict(zip(graph.inputs, xs)))["Y"])
+        codes = run(q, quantized.quantize_inputs(xs))[q.outputs[0]]
+        ours.append((codes.astype(np.float32) - out.zero_point()) * out.scale())
+    return quantized, sqnr_db(np.stack(theirs), np.stack(ours))
+
+
+#: Measured: 35.4, 36.2 and 26.8 dB.
+@pytest.mark.parametrize("case, floor", [("rnn_bidirectional_state_input", 32.0),
+                                         ("gru_bidirectional", 32.0),
+                                         ("lstm_bidirectional_peepholes", 24.0)])
+def test_quantized_every_direction_reaches_sqnr(case, floor):
+    """Both directions, state inputs and peepholes quantize like any other op: every output
+    step of Y in int8 against onnxruntime's float."""
+    spec = dict(CASES[case], outputs=("Y",))
+    _, db = _quantized(_recurrent(spec.pop("kind"), **spec))
+    assert db >= floor, f"{case}: {db:.1f} dB"
+
+
+@pytest.mark.slow  # 35 s (the sanitized host build)
+def test_quantized_bidirectional_lstm_compiles_bit_exact(tmp_path):
+    """The bidirectional LSTM with peepholes and its state as graph inputs (three inputs):
+    its C equals the reference and TFLM under the sanitizers."""
+    import onnx
+    from tinyml.verify import verify
+    spec = dict(CASES["lstm_bidirectional_peepholes"], outputs=("Y",))
+    model = _recurrent(spec.pop("kind"), **spec)
+    path = tmp_path / "lstm.onnx"
+    onnx.save(model, str(path))
+    quantized, _ = _quantized(model)
+    report = verify(path, "host", samples=2, profile=False, sanitize=True,
+                    quantize=lambda _: quantized.graph)
+    assert report.mismatched_outputs == 0 and report.samples == 4, report.to_json()
+
+
 # ---- tf2onnx's Keras layers, quantized and compiled --------------------------------------------
 
 def _keras_case(name: str, compile_c: bool) -> float:
