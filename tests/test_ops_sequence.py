@@ -12,6 +12,9 @@ converter with Keras 3 and tf_keras alike.)
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -24,13 +27,20 @@ from tinyml import reference
 from tinyml.passes import run_passes
 
 
+@pytest.fixture(scope="module")
+def harness():
+    """One sanitized build of the kernel library for the module's tests."""
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Harness(Path(tmp))
+
+
 def simple_rnn(x):
     import tensorflow as tf
     L = tf.keras.layers
     return L.Dense(4)(L.SimpleRNN(8, unroll=True)(x))
 
 
-def test_unrolled_simple_rnn_matches_tflm_on_every_tensor(tmp_path):
+def test_unrolled_simple_rnn_matches_tflm_on_every_tensor(harness):
     data = convert(simple_rnn, [(1, 6, 5)]).read_bytes()
     graph = load_tflite_bytes(data, name="simple_rnn")
     kinds = [op.kind for op in graph.ops]
@@ -44,7 +54,6 @@ def test_unrolled_simple_rnn_matches_tflm_on_every_tensor(tmp_path):
         values = tflm_all_tensors(interpreter, [x], len(graph.tensors))
         samples.append({n: v for n, v in zip(graph.tensors, values) if v is not None})
     assert not total, total
-    harness = Harness(tmp_path)
     bad = {k: v for k, v in check_graph(harness, run_passes(graph), samples, "rnn").items()
            if v}
     assert not bad, bad
@@ -68,7 +77,7 @@ def gru(x):
 
 
 @pytest.mark.slow  # 14 s; the split islands below are its fast sample
-def test_unrolled_gru_matches_tflm_on_every_tensor(tmp_path):
+def test_unrolled_gru_matches_tflm_on_every_tensor(harness):
     """Keras' GRU with ``unroll=True``: per step a FULLY_CONNECTED per input and state, SPLIT
     or STRIDED_SLICE into the gates, LOGISTIC, TANH, MUL, SUB, ADD. The converter leaves the
     first step's SPLIT in float (DEQUANTIZE -> SPLIT -> QUANTIZE per gate), which
@@ -78,11 +87,11 @@ def test_unrolled_gru_matches_tflm_on_every_tensor(tmp_path):
     data = convert(gru, [(1, 6, 5)]).read_bytes()
     kinds = [op.kind for op in load_tflite_bytes(data, name="gru").ops]
     assert kinds.count("TANH") == 6 and kinds.count("LOGISTIC") == 11, kinds
-    check_against_tflm(data, tmp_path)
+    check_against_tflm(data, harness)
 
 
 @pytest.mark.slow  # 45 s (TensorFlow's start-up and the conversion)
-def test_unrolled_tf_keras_gru_matches_tflm_on_every_tensor(tmp_path):
+def test_unrolled_tf_keras_gru_matches_tflm_on_every_tensor(harness):
     """tf_keras (Keras 2) writes the unrolled GRU's state gates with SPLIT_V instead of
     STRIDED_SLICEs: the same checks."""
     import tf_keras
@@ -95,7 +104,7 @@ def test_unrolled_tf_keras_gru_matches_tflm_on_every_tensor(tmp_path):
     data = converter_int8_keras(model, samples)
     kinds = [op.kind for op in load_tflite_bytes(data, name="gru").ops]
     assert kinds.count("SPLIT_V") == 5 and kinds.count("TANH") == 6, kinds
-    check_against_tflm(data, tmp_path)
+    check_against_tflm(data, harness)
 
 
 def lstm(x):
@@ -105,16 +114,16 @@ def lstm(x):
 
 
 @pytest.mark.slow  # 20 s
-def test_unrolled_lstm_matches_tflm_on_every_tensor(tmp_path):
+def test_unrolled_lstm_matches_tflm_on_every_tensor(harness):
     """Keras' LSTM with ``unroll=True`` is primitive ops too (FULLY_CONNECTED, SPLIT into the
     four gates, LOGISTIC, TANH, MUL, ADD), not UNIDIRECTIONAL_SEQUENCE_LSTM."""
     data = convert(lstm, [(1, 6, 5)]).read_bytes()
     kinds = [op.kind for op in load_tflite_bytes(data, name="lstm").ops]
     assert kinds.count("TANH") == 12 and "UNIDIRECTIONAL_SEQUENCE_LSTM" not in kinds, kinds
-    check_against_tflm(data, tmp_path)
+    check_against_tflm(data, harness)
 
 
-def check_against_tflm(data: bytes, tmp_path) -> None:
+def check_against_tflm(data: bytes, harness: Harness) -> None:
     """The passed int8 graph of ``data`` equals TFLM on every tensor, in the reference and in
     the C kernels (under the sanitizers)."""
     graph = load_tflite_bytes(data, name="recurrent")
@@ -130,7 +139,6 @@ def check_against_tflm(data: bytes, tmp_path) -> None:
             total[tensor] = total.get(tensor, 0) + count
         samples.append(int8_samples(passed, interpreter, graph, x))
     assert not total, total
-    harness = Harness(tmp_path)
     bad = {k: v for k, v in check_graph(harness, passed, samples[:3], "gru").items() if v}
     assert not bad, bad
 
@@ -168,7 +176,7 @@ def _split_island(kind: str, quants: dict[int, tuple[float, int]]) -> bytes:
     # x's own quantization for one piece: that piece needs no table.
     ("UNPACK", {0: (0.037, 5), 1: (0.1, 0), 2: (0.01, -128)}, 2),
 ])
-def test_float_split_islands_run_in_int8_bit_exact_with_tflm(tmp_path, kind, quants, tables):
+def test_float_split_islands_run_in_int8_bit_exact_with_tflm(harness, kind, quants, tables):
     """DEQUANTIZE -> SPLIT / SPLIT_V / UNPACK -> QUANTIZE per piece (the unrolled GRU's first
     step) becomes the int8 move plus LOOKUP_TABLEs, equal to TFLM's float path on every code
     (each row of x holds all 256), in the reference and in the C kernels."""
@@ -184,7 +192,6 @@ def test_float_split_islands_run_in_int8_bit_exact_with_tflm(tmp_path, kind, qua
     got = reference.run(passed, [x])
     for name in passed.outputs:
         assert np.array_equal(got[name], want[name]), name
-    harness = Harness(tmp_path)
     bad = {k: v for k, v in check_graph(harness, passed, [int8_samples(passed, interpreter,
                                                                        graph, x)],
                                          kind).items() if v}
