@@ -209,3 +209,52 @@ def test_unrolled_gru_verifies_in_qemu_cortex_m4():
     assert report.oracle == "reference+tflite-micro"
     assert report.samples == 4 and report.mismatched_outputs == 0
     assert report.measured["instructions_per_inference"] > 6 * 2 * 24 * 8  # the FC MACs
+
+
+def _graph_island(second_piece: str):
+    """DEQUANTIZE(x), DEQUANTIZE(w) -> CONCATENATION -> SPLIT in two -> QUANTIZE of piece 0
+    at one scale, piece 1 ``"quantized"`` at another, at the ``"same"``, or ``"float"`` (a
+    graph output)."""
+    from tinyml.ir import Graph, Op, Quantization, Tensor
+    from tinyml.ir.ops import ConcatenationAttrs, SplitAttrs
+    g = Graph("split_island")
+    for name, scale in (("x", 0.05), ("w", 0.02)):
+        g.add_tensor(Tensor(name, (1, 4), "int8", Quantization(np.float32(scale), 1)))
+        g.add_tensor(Tensor(f"{name}f", (1, 4), "float32"))
+        g.add_op(Op("DEQUANTIZE", f"dq_{name}", [name], [f"{name}f"]))
+    g.add_tensor(Tensor("cat", (1, 8), "float32"))
+    g.add_op(Op("CONCATENATION", "cat", ["xf", "wf"], ["cat"], ConcatenationAttrs(axis=1)))
+    g.add_tensor(Tensor("p0", (1, 4), "float32"))
+    g.add_tensor(Tensor("p1", (1, 4), "float32"))
+    g.add_op(Op("SPLIT", "split", ["cat"], ["p0", "p1"], SplitAttrs(axis=1, sizes=(4, 4))))
+    g.add_tensor(Tensor("y0", (1, 4), "int8", Quantization(np.float32(0.1), 0)))
+    g.add_op(Op("QUANTIZE", "q0", ["p0"], ["y0"]))
+    g.inputs, g.outputs = ["x", "w"], ["y0", "p1"]
+    if second_piece in ("quantized", "same"):
+        scale, zero_point = (0.03, -2) if second_piece == "quantized" else (0.1, 0)
+        g.add_tensor(Tensor("y1", (1, 4), "int8", Quantization(np.float32(scale), zero_point)))
+        g.add_op(Op("QUANTIZE", "q1", ["p1"], ["y1"]))
+        g.outputs = ["y0", "y1"]
+    return g.finalize()
+
+
+@pytest.mark.parametrize("second_piece", ["float", "quantized"])
+def test_split_islands_that_cannot_run_in_int8_stay_float(second_piece):
+    """A piece that stays float (read as a graph output), or two leaves whose pieces are
+    quantized apart (no common quantization holds both exactly): the island is left alone."""
+    graph = _graph_island(second_piece)
+    kinds = [op.kind for op in graph.ops]
+    assert [op.kind for op in run_passes(graph, passes=["float_island_movement"]).ops] == kinds
+
+
+def test_split_island_of_two_leaves_into_one_quantization_runs_in_int8():
+    """The same island with both pieces in one quantization: a table per leaf, equal to the
+    float island on every code."""
+    graph = _graph_island("same")
+    passed = run_passes(graph, passes=["float_island_movement"])
+    assert [op.kind for op in passed.ops] == ["LOOKUP_TABLE", "LOOKUP_TABLE", "CONCATENATION",
+                                              "SPLIT"]
+    codes = np.arange(-128, 128).reshape(64, 1, 4).astype(np.int8)
+    for x, w in zip(codes, codes[::-1]):
+        want, got = reference.run(graph, [x, w]), reference.run(passed, [x, w])
+        assert all(np.array_equal(want[n], got[n]) for n in ("y0", "y1"))
