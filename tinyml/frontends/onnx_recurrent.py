@@ -82,9 +82,16 @@ class _Unroller:
         return self.b.new_const(f"{self.base}/{what}", np.asarray(data, np.float32))
 
     def emit(self, kind: str, inputs: list[str], name: str, attrs=None) -> str:
+        """An op named after the node and its role (``encoder/t3/z``), so the generated C's
+        comments and per-layer profiles tell the steps and gates apart."""
         if attrs is None:
             attrs = irops.ElementwiseAttrs() if kind in ("ADD", "MUL", "SUB") else irops.NoAttrs()
-        return self.b.emit(kind, inputs, attrs, name=f"{self.base}/{name}", dtype="float32")
+        layer = self.b.layer
+        self.b.layer = f"{layer}/{name}"
+        try:
+            return self.b.emit(kind, inputs, attrs, name=f"{self.base}/{name}", dtype="float32")
+        finally:
+            self.b.layer = layer
 
     def fc(self, src: str, weights: np.ndarray, bias: np.ndarray | None, name: str) -> str:
         inputs = [src, self.const(f"{name}/weights", weights)]
