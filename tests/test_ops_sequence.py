@@ -22,8 +22,8 @@ from support.c_harness import Harness, check_graph
 from support.int8_op_models import compare_all_tensors, tflm_all_tensors
 from support.oracles import tflm_interpreter
 from support.tflite_zoo import convert
-from tinyml.frontends.tflite import load_tflite_bytes
 from tinyml import reference
+from tinyml.frontends.tflite import load_tflite_bytes
 from tinyml.passes import run_passes
 
 
