@@ -72,6 +72,7 @@ from tinyml.errors import GraphError, ModelFormatError, ShapeError, UnsupportedO
 from tinyml.frontends import layout
 from tinyml.frontends.layout import Perm
 from tinyml.frontends.onnx_ops import CONVERTERS
+from tinyml.frontends.onnx_recurrent import recurrent  # noqa: F401  (registers LSTM, GRU, RNN)
 from tinyml.frontends.onnx_values import Builder, Value
 from tinyml.ir import Graph, Tensor
 

@@ -20,8 +20,9 @@ it on the MLPerf Tiny int8 models and the test zoo):
   converter's float fallback inside an int8 graph, becomes one int8 LOOKUP_TABLE;
 - ``int8_state``: a float variable that only ever holds dequantized int8 codes of one
   quantization (a streaming model's state) keeps the codes instead;
-- ``float_island_movement``: DEQUANTIZE -> data movement (CONCATENATION, slices...) ->
-  QUANTIZE runs in int8, with a LOOKUP_TABLE per leaf whose quantization differs.
+- ``float_island_movement``: DEQUANTIZE -> data movement (CONCATENATION, slices, splits...)
+  -> QUANTIZE (one per piece of a split) runs in int8, with a LOOKUP_TABLE per leaf or piece
+  whose quantization differs.
 
 Unreferenced tensors are pruned and the graph re-validated at the end.
 
