@@ -469,6 +469,10 @@ def pool_cases():
         ((2, 5, 6, 5), (5, 6), (1, 1), (0, 0, 0, 0)),
         ((1, 9, 7, 2), (3, 2), (1, 2), (1, 1, 0, 1)),
         ((1, 25, 5, 8), (25, 5), (25, 5), (0, 0, 0, 0)),
+        # Groups of four channels and a tail (the kernels' two loops).
+        ((1, 64, 1, 27), (2, 1), (2, 1), (0, 0, 0, 0)),   # 1-D (Conv1D models)
+        ((1, 7, 2, 13), (7, 2), (7, 2), (0, 0, 0, 0)),    # global
+        ((1, 6, 6, 9), (3, 3), (2, 2), (0, 1, 0, 1)),     # windows clipped by the padding
     ]
     for kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         for i, (shape, filt, stride, padding) in enumerate(specs):

@@ -572,14 +572,15 @@ def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, 
     values = max(plane_h * even(plane_w), plane_w * even(plane_h))
     plane = 2 * values + 4 * kh * ((kw + 1) // 2)
     # Small outputs without a depth multiplier may go pixel by pixel (DW_PIXEL_* in the
-    # kernel, for filters of at most 25 taps, undilated vertically, and 12 to 32 channels):
-    # per tap and group of four channels 8 bytes of weights, per channel 16 bytes of
-    # constants, and a ring of filter_h rows of plane_w pixels.
+    # kernel, for filters of at most 25 taps and at least 12 channels, in passes of at most
+    # 32 channels): per tap and group of four channels of a pass 8 bytes of weights, per
+    # channel 16 bytes of constants, and a ring of the window's span of rows
+    # ((kh - 1) * dilation_h + 1) of plane_w pixels.
     channels, attrs = ctx.ins[0].shape[3], ctx.op.attrs
     pixel = 0
-    if attrs.depth_multiplier == 1 and kh * kw <= 25 and 12 <= channels <= 32 and \
-            attrs.dilation[0] == 1:
-        pixel = 8 * kh * kw * (channels // 4) + 16 * channels + kh * plane_w * channels
+    if attrs.depth_multiplier == 1 and kh * kw <= 25 and channels >= 12:
+        span, per_pass = (kh - 1) * attrs.dilation[0] + 1, min(channels, 32)
+        pixel = 8 * kh * kw * (per_pass // 4) + 16 * per_pass + span * plane_w * per_pass
     return max(plane, pixel) + 3 + (4 * kh * kw if int4 else 0)
 
 

@@ -26,9 +26,10 @@
  *   loops run along the longer side.
  * - anything else (other sizes, strides, dilations): per output and filter row, SMLAD over
  *   pairs of taps (dilation_w 1) or one SMLABB per tap.
- * - small outputs (at most 100 pixels, 12 to 32 channels, no depth multiplier: the patches of
- *   patch-based inference) skip the planes and go pixel by pixel, four channels at a time,
- *   from a ring of NHWC rows (see "small outputs" below); in place too.
+ * - small outputs (at most 100 pixels, at least 12 channels, no depth multiplier: the patches
+ *   of patch-based inference, the last layers of a network, 1-D convolutions over a short
+ *   time axis) skip the planes and go pixel by pixel, four channels at a time, at most 32
+ *   channels per pass, from a ring of NHWC rows (see "small outputs" below); in place too.
  *
  * Requantization per output: the short form with the zero point folded in (as conv.c's
  * conv_channel) for the usual shifts, else the long form; SSAT when the activation range is
@@ -402,20 +403,23 @@ static TINYML_NOINLINE void dw_row_any(const tinyml_depthwise_conv2d_params *p,
 
 /* ---- small outputs: pixel by pixel, four channels at a time -------------------------------- */
 
-/* Layers with few output pixels (the patches of patch-based inference) spend more on copying
- * planes and setting up channels than on arithmetic. Without a depth multiplier, with few
- * channels and an undilated filter height, they go pixel by pixel instead, all channels at
- * once. The rows of the windows are copied, zero-point padded and all channels together (NHWC),
- * into a ring of filter_h rows of plane_w pixels; per output pixel, the taps point into the
- * ring; per group of four channels and tap, one load and two SXTB16 give the inputs as
+/* Layers with few output pixels (the patches of patch-based inference, a network's last
+ * layers, a 1-D convolution over a short time axis) spend more on copying planes and setting
+ * up channels than on arithmetic. Without a depth multiplier they go pixel by pixel instead,
+ * in passes of at most DW_PIXEL_MAX_CHANNELS channels (so that the tables below stay small
+ * whatever the channel count). The rows of the windows are copied, zero-point padded and the
+ * pass's channels together (NHWC), into a ring of the window's span of rows
+ * ((filter_h - 1) * dilation_h + 1) of plane_w pixels; per output pixel, the taps point into
+ * the ring; per group of four channels and tap, one load and two SXTB16 give the inputs as
  * (c0, c2), (c1, c3), one LDRD the weights prepared as the same int16 pairs, and SMLABB /
  * SMLATT the four products. In place (output == input), each plane row is copied before the
  * output rows that overwrite its pixels are written, as long as the output rows are no longer
- * than the input's (output_w <= input_w) and the padding at the top is less than filter_h.
+ * than the input's (output_w <= input_w) and the padding at the top is less than the span;
+ * a pass only reads and writes its own channels.
  *
  * Scratch (lowering's depthwise_scratch_bytes, which declares it whenever the invariant
- * conditions below hold): the prepared weights (8 bytes per tap and group of four channels),
- * per channel (bias, multiplier, round_high, high_shift), then the ring. */
+ * conditions below hold): for one pass, the prepared weights (8 bytes per tap and group of
+ * four channels), per channel (bias, multiplier, round_high, high_shift), then the ring. */
 
 /* Unrolls the tap loop of a 3x3 filter. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -424,8 +428,8 @@ static TINYML_NOINLINE void dw_row_any(const tinyml_depthwise_conv2d_params *p,
 #define DW_UNROLL_TAPS
 #endif
 
-/* The pixel path's limits: taps, channels (both fixed for a layer, so lowering sizes the
- * scratch with them) and output pixels (a patch may have fewer than its layer). */
+/* The pixel path's limits: taps, channels per pass (both fixed for a layer, so lowering sizes
+ * the scratch with them) and output pixels (a patch may have fewer than its layer). */
 #define DW_PIXEL_MAX_TAPS 25
 #define DW_PIXEL_MAX_CHANNELS 32
 /* With fewer channels than this, a pixel's tap addresses and loop overheads serve too few
@@ -438,8 +442,11 @@ static TINYML_NOINLINE void dw_row_any(const tinyml_depthwise_conv2d_params *p,
 typedef struct {
     int32_t *weights;  /* [quad][tap]: (w[c0], w[c2]), (w[c1], w[c3]) */
     int32_t *channels; /* [channel]: bias, multiplier, round_high, high_shift */
-    int8_t *ring;      /* filter_h rows of plane_w pixels of input_c channels */
+    int8_t *ring;      /* span rows of plane_w pixels of `count` channels */
     const int8_t *tail; /* int8 filters of the channels after the last group of four */
+    int32_t first;     /* the pass: channels [first, first + count) */
+    int32_t count;
+    int32_t span;      /* rows of the ring: (filter_h - 1) * dilation_h + 1 */
 } dw_pixel_tables;
 
 /* Channels [c, c + count) of the filter as int8 (taps values each): the filter itself, or,
@@ -459,21 +466,20 @@ static const int8_t *dw_filter(const tinyml_depthwise_conv2d_params *p, int32_t 
     return unpacked;
 }
 
-/* Whether the pixel path applies; fills the tables if so. */
-static int32_t dw_pixel_prepare(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
-                                const int8_t *output, int32_t *scratch, dw_pixel_tables *t,
-                                int8_t *unpacked)
+/* Whether the pixel path applies. */
+static int32_t dw_pixel_applies(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
+                                const int8_t *output)
 {
     const int32_t taps = p->filter_h * p->filter_w, c_count = p->input_c;
+    const int32_t span = (p->filter_h - 1) * p->dilation_h + 1;
     const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
     const uintptr_t in_end = in + (uintptr_t)(p->batches * p->input_h * p->input_w * c_count);
     const uintptr_t out_end =
         out + (uintptr_t)(p->batches * p->output_h * p->output_w * c_count);
-    const int32_t in_place_safe = p->output_w <= p->input_w && p->pad_top < p->filter_h;
-    int32_t c, q, k;
+    const int32_t in_place_safe = p->output_w <= p->input_w && p->pad_top < span;
+    int32_t c;
     if (p->depth_multiplier != 1 || taps > DW_PIXEL_MAX_TAPS ||
-        c_count > DW_PIXEL_MAX_CHANNELS || c_count < DW_PIXEL_MIN_CHANNELS ||
-        p->dilation_h != 1 ||
+        c_count < DW_PIXEL_MIN_CHANNELS ||
         p->output_h * p->output_w > DW_PIXEL_MAX_OUTPUTS ||
         (out < in_end && in < out_end && !(out == in && in_place_safe))) {
         return 0;
@@ -484,11 +490,25 @@ static int32_t dw_pixel_prepare(const tinyml_depthwise_conv2d_params *p, const i
             return 0;
         }
     }
+    return 1;
+}
+
+/* The tables of the pass over channels [first, first + count) (count at most
+ * DW_PIXEL_MAX_CHANNELS). */
+static void dw_pixel_prepare(const tinyml_depthwise_conv2d_params *p, int32_t first,
+                             int32_t count, int32_t *scratch, dw_pixel_tables *t,
+                             int8_t *unpacked)
+{
+    const int32_t taps = p->filter_h * p->filter_w, c_count = count;
+    int32_t c, q, k;
+    t->first = first;
+    t->count = count;
+    t->span = (p->filter_h - 1) * p->dilation_h + 1;
     t->weights = scratch;
     t->channels = scratch + 2 * taps * (c_count >> 2);
     t->ring = (int8_t *)(void *)(t->channels + 4 * c_count);
     for (q = 0; q < (c_count >> 2); ++q) {
-        const int8_t *w = dw_filter(p, 4 * q, 4, unpacked);
+        const int8_t *w = dw_filter(p, first + 4 * q, 4, unpacked);
         for (k = 0; k < taps; ++k) {
             int32_t *pair = t->weights + 2 * (q * taps + k);
             pair[0] = tinyml_pkhbt(w[k], w[2 * taps + k]);
@@ -496,22 +516,23 @@ static int32_t dw_pixel_prepare(const tinyml_depthwise_conv2d_params *p, const i
         }
     }
     for (c = 0; c < c_count; ++c) {
-        const int32_t e = -p->shift[c] - 1;
+        const int32_t e = -p->shift[first + c] - 1;
         int32_t *ch = t->channels + 4 * c;
-        ch[0] = p->bias[c];
-        ch[1] = p->multiplier[c];
+        ch[0] = p->bias[first + c];
+        ch[1] = p->multiplier[first + c];
         ch[2] = (int32_t)((1u << (e - 1)) + ((uint32_t)p->output_offset << e));
         ch[3] = e;
     }
-    t->tail = dw_filter(p, 4 * (c_count >> 2), c_count & 3, unpacked);
-    return 1;
+    t->tail = dw_filter(p, first + 4 * (c_count >> 2), c_count & 3, unpacked);
 }
 
-/* Plane row r (input row r - pad_top, all channels, zero-point padded) into its ring row. */
+/* Plane row r (input row r - pad_top, the pass's channels, zero-point padded) into its ring
+ * row; in_b points at the pass's first channel. */
 static TINYML_NO_LIBCALLS void dw_ring_row(const tinyml_depthwise_conv2d_params *p,
-                                           const int8_t *in_b, int32_t r, int8_t *dst)
+                                           int32_t c_count, const int8_t *in_b, int32_t r,
+                                           int8_t *dst)
 {
-    const int32_t c_count = p->input_c, iy = r - p->pad_top;
+    const int32_t iy = r - p->pad_top;
     const int8_t zero_point = (int8_t)p->input_zero_point;
     int32_t px, i;
     for (px = 0; px < p->plane_w; ++px, dst += c_count) {
@@ -521,7 +542,7 @@ static TINYML_NO_LIBCALLS void dw_ring_row(const tinyml_depthwise_conv2d_params 
                 dst[i] = zero_point;
             }
         } else {
-            const int8_t *src = in_b + (iy * p->input_w + ix) * c_count;
+            const int8_t *src = in_b + (iy * p->input_w + ix) * p->input_c;
             for (i = 0; i + 4 <= c_count; i += 4) {
                 tinyml_write_s8x4(dst + i, tinyml_read_s8x4(src + i));
             }
@@ -549,7 +570,7 @@ static TINYML_ALWAYS_INLINE void dw_pixel(const int8_t *const *at, int32_t taps,
                                           const tinyml_depthwise_conv2d_params *p,
                                           const dw_pixel_tables *t, int8_t *out, int32_t full)
 {
-    const int32_t lo = p->act_min, hi = p->act_max, quads = p->input_c >> 2;
+    const int32_t lo = p->act_min, hi = p->act_max, quads = t->count >> 2;
     const int32_t *w = t->weights;
     const int32_t *ch = t->channels;
     int32_t q, k, c;
@@ -570,7 +591,7 @@ static TINYML_ALWAYS_INLINE void dw_pixel(const int8_t *const *at, int32_t taps,
         out[2] = dw_pixel_output(a2, ch + 8, full, lo, hi);
         out[3] = dw_pixel_output(a3, ch + 12, full, lo, hi);
     }
-    for (c = 4 * quads; c < p->input_c; ++c, ++out, ch += 4) {
+    for (c = 4 * quads; c < t->count; ++c, ++out, ch += 4) {
         const int8_t *f = t->tail + (c - 4 * quads) * taps;
         int32_t acc = ch[0];
         for (k = 0; k < taps; ++k) {
@@ -588,10 +609,10 @@ static TINYML_ALWAYS_INLINE void dw_pixel_row3(const int8_t *const rows[3], int3
                                                const dw_pixel_tables *t, int8_t *out,
                                                int32_t full)
 {
-    const int32_t c_count = p->input_c, c2 = 2 * p->input_c, quads = p->input_c >> 2;
+    const int32_t c_count = t->count, c2 = 2 * t->count, quads = t->count >> 2;
     const int32_t lo = p->act_min, hi = p->act_max;
     int32_t ox, q, k, c;
-    for (ox = 0; ox < p->output_w; ++ox, out += c_count) {
+    for (ox = 0; ox < p->output_w; ++ox, out += p->input_c) {
         const int8_t *r0 = rows[0] + ox * step, *r1 = rows[1] + ox * step;
         const int8_t *r2 = rows[2] + ox * step;
         const int32_t *w = t->weights;
@@ -655,40 +676,41 @@ static TINYML_NOINLINE TINYML_NO_SCHEDULE void dw_pixel_any(const int8_t *const 
     }
 }
 
+/* One pass (t's channels) over every output pixel. */
 static void dw_pixel_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
                          int8_t *output, const dw_pixel_tables *t)
 {
-    const int32_t c_count = p->input_c, kh = p->filter_h;
+    const int32_t c_count = t->count, kh = t->span, dh = p->dilation_h;
     const int32_t row_bytes = p->plane_w * c_count;
     const int32_t three = p->filter_h == 3 && p->filter_w == 3 && p->dilation_w == 1;
     const int32_t full = p->act_min == -128 && p->act_max == 127;
     const int8_t *at[DW_PIXEL_MAX_TAPS];
     int32_t b, oy, ox, ky, kx, next;
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *in_b = input + b * p->input_h * p->input_w * c_count;
-        int8_t *out = output + b * p->output_h * p->output_w * c_count;
+        const int8_t *in_b = input + b * p->input_h * p->input_w * p->input_c + t->first;
+        int8_t *out = output + b * p->output_h * p->output_w * p->input_c + t->first;
         next = 0; /* the next plane row to copy */
         for (oy = 0; oy < p->output_h; ++oy) {
             const int32_t top = oy * p->stride_h;
             for (; next < top + kh; ++next) {
                 if (next >= top) {
-                    dw_ring_row(p, in_b, next, t->ring + (next % kh) * row_bytes);
+                    dw_ring_row(p, c_count, in_b, next, t->ring + (next % kh) * row_bytes);
                 }
             }
             if (three) {
                 const int8_t *rows[3];
                 for (ky = 0; ky < 3; ++ky) {
-                    rows[ky] = t->ring + ((top + ky) % kh) * row_bytes;
+                    rows[ky] = t->ring + ((top + ky * dh) % kh) * row_bytes;
                 }
                 (full ? dw_pixel_row3_full : dw_pixel_row3_clamp)(rows, p->stride_w * c_count,
                                                                   p, t, out);
-                out += p->output_w * c_count;
+                out += p->output_w * p->input_c;
                 continue;
             }
-            for (ox = 0; ox < p->output_w; ++ox, out += c_count) {
+            for (ox = 0; ox < p->output_w; ++ox, out += p->input_c) {
                 const int8_t **tap = at;
-                for (ky = 0; ky < kh; ++ky) {
-                    const int8_t *row = t->ring + ((top + ky) % kh) * row_bytes +
+                for (ky = 0; ky < p->filter_h; ++ky) {
+                    const int8_t *row = t->ring + ((top + ky * dh) % kh) * row_bytes +
                                         ox * p->stride_w * c_count;
                     for (kx = 0; kx < p->filter_w; ++kx) {
                         *tap++ = row + kx * p->dilation_w * c_count;
@@ -722,8 +744,14 @@ static void dw_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
     const int32_t cols_ok = p->stride_w == 1 || p->stride_w == 2;
     int32_t transposed = 0, b, c, m, oy;
     dw_geometry g;
-    if (dw_pixel_prepare(p, input, output, (int32_t *)(void *)plane, &tables, unpacked)) {
-        dw_pixel_run(p, input, output, &tables);
+    if (dw_pixel_applies(p, input, output)) {
+        /* Passes of DW_PIXEL_MAX_CHANNELS channels, the last one the rest. */
+        for (c = 0; c < p->input_c; c += DW_PIXEL_MAX_CHANNELS) {
+            const int32_t rest = p->input_c - c;
+            dw_pixel_prepare(p, c, rest < DW_PIXEL_MAX_CHANNELS ? rest : DW_PIXEL_MAX_CHANNELS,
+                             (int32_t *)(void *)plane, &tables, unpacked);
+            dw_pixel_run(p, input, output, &tables);
+        }
         return;
     }
     three = three && p->filter_h == 3 && p->filter_w == 3 && p->dilation_w == 1 &&
