@@ -570,13 +570,17 @@ def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, 
         return n + (n & 1)
 
     values = max(plane_h * even(plane_w), plane_w * even(plane_h))
-    plane = 2 * values + 4 * kh * ((kw + 1) // 2)
+    attrs = ctx.op.attrs
+    # The packed filter: int16 pairs (U_j, V_j) per filter row for rows 5 or 7 wide
+    # (undilated horizontally, horizontal stride 1 or 2), else one int16 pair per two taps.
+    wide = kw in (5, 7) and attrs.dilation[1] == 1 and attrs.stride[1] in (1, 2)
+    plane = 2 * values + (8 * kh * (kw // 2 + 1) if wide else 4 * kh * ((kw + 1) // 2))
     # Small outputs without a depth multiplier may go pixel by pixel (DW_PIXEL_* in the
     # kernel, for filters of at most 25 taps and at least 12 channels, in passes of at most
     # 32 channels): per tap and group of four channels of a pass 8 bytes of weights, per
     # channel 16 bytes of constants, and a ring of the window's span of rows
     # ((kh - 1) * dilation_h + 1) of plane_w pixels.
-    channels, attrs = ctx.ins[0].shape[3], ctx.op.attrs
+    channels = ctx.ins[0].shape[3]
     pixel = 0
     if attrs.depth_multiplier == 1 and kh * kw <= 25 and channels >= 12:
         span, per_pass = (kh - 1) * attrs.dilation[0] + 1, min(channels, 32)

@@ -24,6 +24,15 @@
  *   P1 may read p[plane_w], which S's rounding provides (a zero-point value, never used).
  *   When the output has more rows than columns, the plane is copied transposed so that these
  *   loops run along the longer side.
+ * - filter rows 5 or 7 wide, undilated horizontally, horizontal stride 1 or 2 (MCUNet-style
+ *   blocks): two outputs x, x+1 of a row at a time, as 3x3 does it for any width K. With
+ *   the plane words P_j = (p[s+2j], p[s+2j+1]) and the weight pairs U_j = (w_2j, w_2j+1),
+ *   V_j = (w_2j-1, w_2j) (taps outside 0..K-1 are 0):
+ *     out x:   sum over j of SMLAD(P_j, U_j)
+ *     out x+1, stride 1: sum over j of SMLAD(P_j, V_j)
+ *     out x+1, stride 2: sum over j of SMLAD(P_j+1, U_j)
+ *   K / 2 + 1 words of the plane and 2K MACs in K + 1 (stride 1) or K + 1 (stride 2,
+ *   rounded up to even) SMLADs per filter row, the filter row loop fully unrolled.
  * - anything else (other sizes, strides, dilations): per output and filter row, SMLAD over
  *   pairs of taps (dilation_w 1) or one SMLABB per tap.
  * - small outputs (at most 100 pixels, at least 12 channels, no depth multiplier: the patches
@@ -36,8 +45,8 @@
  * all of int8, else the clamp.
  *
  * Scratch (lowering's depthwise_scratch_bytes): 2 * plane_h * S bytes for the plane (or the
- * transposed plane, whichever is larger), 4 * filter_h * ceil(filter_w / 2) for the packed
- * filter of the generic path, or the pixel path's tables and ring if larger; 3 for word
+ * transposed plane, whichever is larger), 8 * filter_h * (filter_w / 2 + 1) for the packed
+ * filter of the generic and wide paths, or the pixel path's tables and ring if larger; 3 for word
  * alignment.
  *
  * Packed int4 filters (the *_s4 entry points): every path above reads a channel's filter once
@@ -401,6 +410,129 @@ static TINYML_NOINLINE void dw_row_any(const tinyml_depthwise_conv2d_params *p,
     }
 }
 
+/* ---- filter rows 5 and 7 wide ------------------------------------------------------------- */
+
+/* Pairs (U_j, V_j) per filter row (see the header): `words` = K / 2 + 1 of each. */
+static int32_t dw_wide_words(int32_t k)
+{
+    return k / 2 + 1;
+}
+
+static void dw_pack_wide(const tinyml_depthwise_conv2d_params *p, const int8_t *w,
+                         int32_t *packed)
+{
+    const int32_t k = p->filter_w, words = dw_wide_words(k);
+    int32_t ky, j;
+    for (ky = 0; ky < p->filter_h; ++ky, w += k) {
+        for (j = 0; j < words; ++j, packed += 2) {
+            const int32_t a = 2 * j < k ? w[2 * j] : 0;
+            const int32_t b = 2 * j + 1 < k ? w[2 * j + 1] : 0;
+            const int32_t c = 2 * j - 1 < k && j > 0 ? w[2 * j - 1] : 0;
+            packed[0] = tinyml_pkhbt(a, b);
+            packed[1] = tinyml_pkhbt(c, a);
+        }
+    }
+}
+
+/* One output row, filter rows K wide (a constant), horizontal stride `wide` + 1. */
+static TINYML_ALWAYS_INLINE void dw_row_wide(const tinyml_depthwise_conv2d_params *p,
+                                             const int16_t *row, int32_t stride,
+                                             const int32_t *packed, const dw_channel *ch,
+                                             int8_t *out, int32_t step, const int32_t k,
+                                             const int32_t wide)
+{
+    const int32_t words = k / 2 + 1, row_step = p->dilation_h * stride;
+    const int32_t advance = wide ? 4 : 2;
+    int32_t ox, ky, j;
+    for (ox = 0; ox + 2 <= p->output_w; ox += 2, row += advance, out += 2 * step) {
+        const int16_t *line = row;
+        const int32_t *w = packed;
+        int32_t acc0 = ch->bias, acc1 = ch->bias;
+        for (ky = 0; ky < p->filter_h; ++ky, line += row_step, w += 2 * words) {
+            TINYML_UNROLL
+            for (j = 0; j < words; ++j) {
+                const int32_t pj = tinyml_read_s16x2(line + 2 * j);
+                if (2 * j < k) {
+                    acc0 = __smlad(pj, w[2 * j], acc0);
+                }
+                if (!wide) {
+                    acc1 = __smlad(pj, w[2 * j + 1], acc1);
+                } else if (j > 0) {
+                    acc1 = __smlad(pj, w[2 * j - 2], acc1);
+                }
+            }
+            if (wide && (k & 1)) {
+                /* U_(words-1) = (w_(K-1), 0): the plane value after the window is read
+                 * (the row's rounding to even, or the next row or the packed filter after
+                 * the plane's last row) and multiplied by 0. */
+                acc1 = __smlad(tinyml_read_s16x2(line + 2 * words), w[2 * words - 2], acc1);
+            }
+        }
+        out[0] = dw_output(ch, acc0);
+        out[step] = dw_output(ch, acc1);
+    }
+    if (ox < p->output_w) {
+        const int16_t *line = row;
+        const int32_t *w = packed;
+        int32_t acc = ch->bias;
+        for (ky = 0; ky < p->filter_h; ++ky, line += row_step, w += 2 * words) {
+            TINYML_UNROLL
+            for (j = 0; 2 * j < k; ++j) {
+                acc = __smlad(tinyml_read_s16x2(line + 2 * j), w[2 * j], acc);
+            }
+        }
+        out[0] = dw_output(ch, acc);
+    }
+}
+
+static TINYML_NOINLINE void dw_row_5(const tinyml_depthwise_conv2d_params *p,
+                                     const int16_t *row, int32_t stride, const int32_t *packed,
+                                     const dw_channel *ch, int8_t *out, int32_t step)
+{
+    dw_row_wide(p, row, stride, packed, ch, out, step, 5, 0);
+}
+
+static TINYML_NOINLINE void dw_row_5s2(const tinyml_depthwise_conv2d_params *p,
+                                       const int16_t *row, int32_t stride,
+                                       const int32_t *packed, const dw_channel *ch,
+                                       int8_t *out, int32_t step)
+{
+    dw_row_wide(p, row, stride, packed, ch, out, step, 5, 1);
+}
+
+static TINYML_NOINLINE void dw_row_7(const tinyml_depthwise_conv2d_params *p,
+                                     const int16_t *row, int32_t stride, const int32_t *packed,
+                                     const dw_channel *ch, int8_t *out, int32_t step)
+{
+    dw_row_wide(p, row, stride, packed, ch, out, step, 7, 0);
+}
+
+static TINYML_NOINLINE void dw_row_7s2(const tinyml_depthwise_conv2d_params *p,
+                                       const int16_t *row, int32_t stride,
+                                       const int32_t *packed, const dw_channel *ch,
+                                       int8_t *out, int32_t step)
+{
+    dw_row_wide(p, row, stride, packed, ch, out, step, 7, 1);
+}
+
+typedef void (*dw_row_fn)(const tinyml_depthwise_conv2d_params *, const int16_t *, int32_t,
+                          const int32_t *, const dw_channel *, int8_t *, int32_t);
+
+/* The row function of filter rows 5 or 7 wide, or NULL. */
+static dw_row_fn dw_wide_row(const tinyml_depthwise_conv2d_params *p)
+{
+    if (p->dilation_w != 1 || (p->stride_w != 1 && p->stride_w != 2)) {
+        return NULL;
+    }
+    if (p->filter_w == 5) {
+        return p->stride_w == 1 ? dw_row_5 : dw_row_5s2;
+    }
+    if (p->filter_w == 7) {
+        return p->stride_w == 1 ? dw_row_7 : dw_row_7s2;
+    }
+    return NULL;
+}
+
 /* ---- small outputs: pixel by pixel, four channels at a time -------------------------------- */
 
 /* Layers with few output pixels (the patches of patch-based inference, a network's last
@@ -743,6 +875,7 @@ static void dw_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
     const int32_t rows_ok = p->stride_h == 1 || p->stride_h == 2;
     const int32_t cols_ok = p->stride_w == 1 || p->stride_w == 2;
     int32_t transposed = 0, b, c, m, oy;
+    const dw_row_fn wide_row = dw_wide_row(p);
     dw_geometry g;
     if (dw_pixel_applies(p, input, output)) {
         /* Passes of DW_PIXEL_MAX_CHANNELS channels, the last one the rest. */
@@ -785,9 +918,17 @@ static void dw_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
                     const int32_t stride = dw_even(p->plane_w);
                     const int16_t *row = plane;
                     int8_t *out = out_b + oc;
-                    dw_pack(p, dw_filter(p, oc, 1, unpacked), packed);
+                    if (wide_row != NULL) {
+                        dw_pack_wide(p, dw_filter(p, oc, 1, unpacked), packed);
+                    } else {
+                        dw_pack(p, dw_filter(p, oc, 1, unpacked), packed);
+                    }
                     for (oy = 0; oy < p->output_h; ++oy) {
-                        dw_row_any(p, row, stride, packed, &ch, out, output_c);
+                        if (wide_row != NULL) {
+                            wide_row(p, row, stride, packed, &ch, out, output_c);
+                        } else {
+                            dw_row_any(p, row, stride, packed, &ch, out, output_c);
+                        }
                         row += p->stride_h * stride;
                         out += p->output_w * output_c;
                     }
