@@ -55,10 +55,15 @@ def dsp_calls(graph):
                                   4 * p["filter_h"] * ((p["filter_w"] + 1) // 2))
         taps, channels = p["filter_h"] * p["filter_w"], p["input_c"]
         pixel_path = 0  # the pixel-by-pixel path's tables and ring (DW_PIXEL_*)
-        if p["depth_multiplier"] == 1 and taps <= 25 and channels >= 12:
-            span, per_pass = (p["filter_h"] - 1) * p["dilation_h"] + 1, min(channels, 32)
+        per_pass = p["pixel_channels"]
+        if p["depth_multiplier"] == 1 and taps <= 25 and channels >= 12 and (
+                channels <= 32 or p["output_h"] * p["output_w"] <= 100):
+            assert per_pass == min(channels, 32)
+            span = (p["filter_h"] - 1) * p["dilation_h"] + 1
             pixel_path = 8 * taps * (per_pass // 4) + 16 * per_pass + \
                 span * p["plane_w"] * per_pass
+        else:
+            assert per_pass == 0
         assert call.scratch_bytes == max(plane_path, pixel_path) + 3
     return calls
 
@@ -66,8 +71,7 @@ def dsp_calls(graph):
 def pixel_path(p: dict) -> bool:
     """Whether the kernel computes this call pixel by pixel (its dw_pixel_prepare, but for the
     requantization shifts)."""
-    return (p["depth_multiplier"] == 1 and p["filter_h"] * p["filter_w"] <= 25 and
-            p["input_c"] >= 12 and p["output_h"] * p["output_w"] <= 100)
+    return p["pixel_channels"] > 0 and p["output_h"] * p["output_w"] <= 100
 
 
 def run_cases(harness, graphs_and_feeds, samples: int = 2, flavor: str = "sanitized"):

@@ -539,6 +539,7 @@ def _lower_depthwise(ctx: _Context) -> KernelCall:
                   pad_top=a.padding[0], pad_left=a.padding[2], plane_h=plane_h,
                   plane_w=plane_w, input_zero_point=x_t.zero_point(),
                   output_offset=out.zero_point(), act_min=lo, act_max=hi,
+                  pixel_channels=depthwise_pixel_channels(ctx, c, m, kh * kw, oh * ow),
                   filter=_filter_array(ctx, w_t, weights.reshape(channels, -1)),
                   bias=ctx.array("bias", "int32_t", bias),
                   **_multiplier_arrays(ctx, multiplier, shift))
@@ -549,12 +550,36 @@ def _lower_depthwise(ctx: _Context) -> KernelCall:
     return _call(ctx, function, "tinyml_depthwise_conv2d_params", params,
                  _io_args(ctx) + ["scratch"],
                  scratch_bytes=depthwise_scratch_bytes(ctx, plane_h, plane_w, kh, kw,
-                                                       _is_int4(w_t)),
+                                                       _is_int4(w_t),
+                                                       params["pixel_channels"]),
                  in_place=in_place, weight_format=_dense_format(w_t))
 
 
+#: The DSP depthwise kernel's pixel-by-pixel path (DW_PIXEL_* in
+#: firmware/kernels/cortex_m/depthwise_conv.c): at most this many taps, at least this many
+#: channels, passes of at most this many channels, and (for more channels than one pass) at
+#: most this many output pixels.
+DW_PIXEL_MAX_TAPS, DW_PIXEL_MIN_CHANNELS, DW_PIXEL_PASS, DW_PIXEL_MAX_OUTPUTS = 25, 12, 32, 100
+
+
+def depthwise_pixel_channels(ctx: _Context, channels: int, multiplier: int, taps: int,
+                             outputs: int) -> int:
+    """Channels per pass of the DSP depthwise kernel's pixel-by-pixel path that the scratch
+    holds (its ``pixel_channels`` parameter; 0: the path is off). Up to 32 channels it is
+    always declared (a patch of a layer may have few enough output pixels even when the
+    largest one does not); with more, only when the call's output is small, so that layers
+    with large planes and many channels, which never take the path, keep their small plane
+    scratch (and every patch of a layer gets the parameter of its largest patch)."""
+    if not ctx.dsp or multiplier != 1 or taps > DW_PIXEL_MAX_TAPS or \
+            channels < DW_PIXEL_MIN_CHANNELS:
+        return 0
+    if channels <= DW_PIXEL_PASS:
+        return channels
+    return DW_PIXEL_PASS if outputs <= DW_PIXEL_MAX_OUTPUTS else 0
+
+
 def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, kw: int,
-                            int4: bool = False) -> int:
+                            int4: bool = False, pixel_channels: int = 0) -> int:
     """Scratch of the DEPTHWISE_CONV_2D kernels: the portable ones copy a channel's plane as
     int8 (plane_h * plane_w bytes); the DSP ones (firmware/kernels/cortex_m/depthwise_conv.c)
     as int16, in rows of an even number of values, possibly transposed (whichever of
@@ -575,16 +600,15 @@ def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, 
     # (undilated horizontally, horizontal stride 1 or 2), else one int16 pair per two taps.
     wide = kw in (5, 7) and attrs.dilation[1] == 1 and attrs.stride[1] in (1, 2)
     plane = 2 * values + (8 * kh * (kw // 2 + 1) if wide else 4 * kh * ((kw + 1) // 2))
-    # Small outputs without a depth multiplier may go pixel by pixel (DW_PIXEL_* in the
-    # kernel, for filters of at most 25 taps and at least 12 channels, in passes of at most
-    # 32 channels): per tap and group of four channels of a pass 8 bytes of weights, per
-    # channel 16 bytes of constants, and a ring of the window's span of rows
+    # Small outputs may go pixel by pixel (depthwise_pixel_channels), in passes of
+    # pixel_channels channels: per tap and group of four channels of a pass 8 bytes of
+    # weights, per channel 16 bytes of constants, and a ring of the window's span of rows
     # ((kh - 1) * dilation_h + 1) of plane_w pixels.
-    channels = ctx.ins[0].shape[3]
     pixel = 0
-    if attrs.depth_multiplier == 1 and kh * kw <= 25 and channels >= 12:
-        span, per_pass = (kh - 1) * attrs.dilation[0] + 1, min(channels, 32)
-        pixel = 8 * kh * kw * (per_pass // 4) + 16 * per_pass + span * plane_w * per_pass
+    if pixel_channels:
+        span = (kh - 1) * attrs.dilation[0] + 1
+        pixel = 8 * kh * kw * (pixel_channels // 4) + 16 * pixel_channels + \
+            span * plane_w * pixel_channels
     return max(plane, pixel) + 3 + (4 * kh * kw if int4 else 0)
 
 

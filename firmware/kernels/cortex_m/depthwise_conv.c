@@ -538,7 +538,7 @@ static dw_row_fn dw_wide_row(const tinyml_depthwise_conv2d_params *p)
 /* Layers with few output pixels (the patches of patch-based inference, a network's last
  * layers, a 1-D convolution over a short time axis) spend more on copying planes and setting
  * up channels than on arithmetic. Without a depth multiplier they go pixel by pixel instead,
- * in passes of at most DW_PIXEL_MAX_CHANNELS channels (so that the tables below stay small
+ * in passes of at most pixel_channels channels (so that the tables below stay small
  * whatever the channel count). The rows of the windows are copied, zero-point padded and the
  * pass's channels together (NHWC), into a ring of the window's span of rows
  * ((filter_h - 1) * dilation_h + 1) of plane_w pixels; per output pixel, the taps point into
@@ -560,10 +560,11 @@ static dw_row_fn dw_wide_row(const tinyml_depthwise_conv2d_params *p)
 #define DW_UNROLL_TAPS
 #endif
 
-/* The pixel path's limits: taps, channels per pass (both fixed for a layer, so lowering sizes
- * the scratch with them) and output pixels (a patch may have fewer than its layer). */
+/* The pixel path's limits: taps (fixed for a layer, so lowering sizes the scratch with them)
+ * and output pixels (a patch may have fewer than its layer). The channels per pass are the
+ * pixel_channels parameter: lowering's depthwise_pixel_channels, 0 when its scratch does not
+ * hold the path's tables (more than 32 channels and many output pixels). */
 #define DW_PIXEL_MAX_TAPS 25
-#define DW_PIXEL_MAX_CHANNELS 32
 /* With fewer channels than this, a pixel's tap addresses and loop overheads serve too few
  * multiply-accumulates: the plane path is cheaper (measured on vww's patches). Lowering's
  * scratch does not depend on it. */
@@ -610,7 +611,7 @@ static int32_t dw_pixel_applies(const tinyml_depthwise_conv2d_params *p, const i
         out + (uintptr_t)(p->batches * p->output_h * p->output_w * c_count);
     const int32_t in_place_safe = p->output_w <= p->input_w && p->pad_top < span;
     int32_t c;
-    if (p->depth_multiplier != 1 || taps > DW_PIXEL_MAX_TAPS ||
+    if (p->pixel_channels <= 0 || p->depth_multiplier != 1 || taps > DW_PIXEL_MAX_TAPS ||
         c_count < DW_PIXEL_MIN_CHANNELS ||
         p->output_h * p->output_w > DW_PIXEL_MAX_OUTPUTS ||
         (out < in_end && in < out_end && !(out == in && in_place_safe))) {
@@ -626,7 +627,7 @@ static int32_t dw_pixel_applies(const tinyml_depthwise_conv2d_params *p, const i
 }
 
 /* The tables of the pass over channels [first, first + count) (count at most
- * DW_PIXEL_MAX_CHANNELS). */
+ * pixel_channels). */
 static void dw_pixel_prepare(const tinyml_depthwise_conv2d_params *p, int32_t first,
                              int32_t count, int32_t *scratch, dw_pixel_tables *t,
                              int8_t *unpacked)
@@ -878,10 +879,10 @@ static void dw_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
     const dw_row_fn wide_row = dw_wide_row(p);
     dw_geometry g;
     if (dw_pixel_applies(p, input, output)) {
-        /* Passes of DW_PIXEL_MAX_CHANNELS channels, the last one the rest. */
-        for (c = 0; c < p->input_c; c += DW_PIXEL_MAX_CHANNELS) {
+        /* Passes of pixel_channels channels, the last one the rest. */
+        for (c = 0; c < p->input_c; c += p->pixel_channels) {
             const int32_t rest = p->input_c - c;
-            dw_pixel_prepare(p, c, rest < DW_PIXEL_MAX_CHANNELS ? rest : DW_PIXEL_MAX_CHANNELS,
+            dw_pixel_prepare(p, c, rest < p->pixel_channels ? rest : p->pixel_channels,
                              (int32_t *)(void *)plane, &tables, unpacked);
             dw_pixel_run(p, input, output, &tables);
         }

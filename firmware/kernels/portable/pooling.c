@@ -105,16 +105,17 @@ void tinyml_avg_pool2d_s8(const tinyml_pool2d_params *p, const int8_t *input, in
 
 void tinyml_max_pool2d_s8(const tinyml_pool2d_params *p, const int8_t *input, int8_t *output)
 {
-    const int32_t c_count = p->channels;
+    const int32_t c_count = p->channels, lo = p->act_min, hi = p->act_max;
     int32_t b, oy, ox, c, fy, fx;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + b * p->input_h * p->input_w * c_count;
         for (oy = 0; oy < p->output_h; ++oy) {
             for (ox = 0; ox < p->output_w; ++ox, output += c_count) {
                 const pool_window w = window_of(p, in_b, oy, ox);
+                /* Starting at act_min instead of -128 is the lower clamp. */
                 for (c = 0; c + 4 <= c_count; c += 4) {
                     const int8_t *row = w.first + c;
-                    int32_t m0 = -128, m1 = -128, m2 = -128, m3 = -128;
+                    int32_t m0 = lo, m1 = lo, m2 = lo, m3 = lo;
                     for (fy = 0; fy < w.rows; ++fy, row += w.row_step) {
                         const int8_t *cell = row;
                         for (fx = 0; fx < w.cols; ++fx, cell += c_count) {
@@ -124,10 +125,16 @@ void tinyml_max_pool2d_s8(const tinyml_pool2d_params *p, const int8_t *input, in
                             m3 = tinyml_max_i32(m3, cell[3]);
                         }
                     }
-                    output[c] = pool_clamp(m0, p);
-                    output[c + 1] = pool_clamp(m1, p);
-                    output[c + 2] = pool_clamp(m2, p);
-                    output[c + 3] = pool_clamp(m3, p);
+                    if (hi < 127) {
+                        m0 = tinyml_min_i32(m0, hi);
+                        m1 = tinyml_min_i32(m1, hi);
+                        m2 = tinyml_min_i32(m2, hi);
+                        m3 = tinyml_min_i32(m3, hi);
+                    }
+                    output[c] = (int8_t)m0;
+                    output[c + 1] = (int8_t)m1;
+                    output[c + 2] = (int8_t)m2;
+                    output[c + 3] = (int8_t)m3;
                 }
                 for (; c < c_count; ++c) {
                     const int8_t *row = w.first + c;
