@@ -527,7 +527,7 @@ def activation_cases():
 
 def softmax_cases():
     for i, (shape, beta) in enumerate([((1, 10), 1.0), ((2, 3, 7), 0.3), ((5,), 4.0),
-                                       ((1, 2, 2, 33), 1.0), ((3, 1), 1.0)]):
+                                       ((1, 2, 2, 33), 1.0), ((3, 1), 1.0), ((2, 32), 2.0)]):
         b = Builder(f"softmax{i}", 800 + i)
         x = b.input(shape, scale=b.scale(-2, 0))
         yield b.finish(b.op("SOFTMAX", [x], irops.SoftmaxAttrs(beta), 1 / 256, -128))
