@@ -58,7 +58,7 @@ def dsp_calls(graph):
         per_pass = p["pixel_channels"]
         if p["depth_multiplier"] == 1 and taps <= 25 and channels >= 12 and (
                 channels <= 32 or p["output_h"] * p["output_w"] <= 100):
-            assert per_pass == min(channels, 32)
+            assert per_pass == (channels if channels <= 32 else 16)
             span = (p["filter_h"] - 1) * p["dilation_h"] + 1
             pixel_path = 8 * taps * (per_pass // 4) + 16 * per_pass + \
                 span * p["plane_w"] * per_pass

@@ -557,9 +557,10 @@ def _lower_depthwise(ctx: _Context) -> KernelCall:
 
 #: The DSP depthwise kernel's pixel-by-pixel path (DW_PIXEL_* in
 #: firmware/kernels/cortex_m/depthwise_conv.c): at most this many taps, at least this many
-#: channels, passes of at most this many channels, and (for more channels than one pass) at
-#: most this many output pixels.
-DW_PIXEL_MAX_TAPS, DW_PIXEL_MIN_CHANNELS, DW_PIXEL_PASS, DW_PIXEL_MAX_OUTPUTS = 25, 12, 32, 100
+#: channels, all channels in one pass up to DW_PIXEL_ONE_PASS, else passes of DW_PIXEL_PASS
+#: channels and at most DW_PIXEL_MAX_OUTPUTS output pixels.
+DW_PIXEL_MAX_TAPS, DW_PIXEL_MIN_CHANNELS, DW_PIXEL_MAX_OUTPUTS = 25, 12, 100
+DW_PIXEL_ONE_PASS, DW_PIXEL_PASS = 32, 16
 
 
 def depthwise_pixel_channels(ctx: _Context, channels: int, multiplier: int, taps: int,
@@ -569,11 +570,13 @@ def depthwise_pixel_channels(ctx: _Context, channels: int, multiplier: int, taps
     always declared (a patch of a layer may have few enough output pixels even when the
     largest one does not); with more, only when the call's output is small, so that layers
     with large planes and many channels, which never take the path, keep their small plane
-    scratch (and every patch of a layer gets the parameter of its largest patch)."""
+    scratch (and every patch of a layer gets the parameter of its largest patch), and in
+    passes of 16 channels, which keep the tables (and the arena) small at a few
+    instructions per pass and output pixel."""
     if not ctx.dsp or multiplier != 1 or taps > DW_PIXEL_MAX_TAPS or \
             channels < DW_PIXEL_MIN_CHANNELS:
         return 0
-    if channels <= DW_PIXEL_PASS:
+    if channels <= DW_PIXEL_ONE_PASS:
         return channels
     return DW_PIXEL_PASS if outputs <= DW_PIXEL_MAX_OUTPUTS else 0
 
