@@ -364,6 +364,7 @@ def conv_cases():
         ((2, 9, 7, 8), 7, (1, 1), (2, 3), (1, 1), (0, 0, 0, 0), False, 1),
         ((1, 5, 5, 4), 3, (1, 1), (1, 1), (1, 1), (1, 0, 0, 1), True, 1),  # padded 1x1
         ((1, 4, 4, 96), 8, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), True, 1),  # long sums
+        ((1, 1, 1, 37), 11, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0), True, 1),  # one pixel: FC
     ]
     for i, (shape, cout, kernel, stride, dilation, padding, per_channel, groups) in \
             enumerate(specs):

@@ -423,7 +423,9 @@ def conv_scratch_bytes(ctx: _Context, w_t: Tensor, add: bool = False) -> int:
 @lowers("CONV_2D", kernels={"tinyml_conv2d_s8": "window", "tinyml_conv2d_1x1_s8": "pointwise",
                             "tinyml_conv2d_sparse_s8": "window",
                             "tinyml_conv2d_1x1_sparse_s8": "pointwise",
-                            "tinyml_conv2d_s4": "window", "tinyml_conv2d_1x1_s4": "pointwise"})
+                            "tinyml_conv2d_s4": "window", "tinyml_conv2d_1x1_s4": "pointwise",
+                            "tinyml_fully_connected_s8": None,
+                            "tinyml_fully_connected_s4": None})
 def _lower_conv2d(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
@@ -436,9 +438,27 @@ def _lower_conv2d(ctx: _Context) -> KernelCall:
         if call is not None:
             return call
     params = _conv_params(ctx, x_t, w_t, 2, out.scale(), out.zero_point(), pointwise)
+    if pointwise and x_t.size == x_t.shape[3]:
+        return _pointwise_as_fully_connected(ctx, params, w_t)
     function = _s4("tinyml_conv2d_1x1_s8" if pointwise else "tinyml_conv2d_s8", w_t)
     return _call(ctx, function, "tinyml_conv2d_params", params, _io_args(ctx) + ["scratch"],
                  scratch_bytes=conv_scratch_bytes(ctx, w_t), weight_format=_dense_format(w_t))
+
+
+def _pointwise_as_fully_connected(ctx: _Context, params: dict, w_t: Tensor) -> KernelCall:
+    """A 1x1 CONV_2D of one input pixel (a classifier head after global pooling) is a fully
+    connected layer with per-channel multipliers: the same sums, bias (input offset folded
+    in), requantization and clamp. Why: the convolution kernels take output pixels in blocks
+    of 4 or 8, so one pixel would pay for four; the fully connected kernel is made for one
+    row."""
+    fc = dict(batches=1, input_depth=params["filter_c"], output_depth=params["output_c"],
+              filter_offset=0, output_offset=params["output_offset"],
+              act_min=params["act_min"], act_max=params["act_max"], filter=params["filter"],
+              bias=params["bias"], multiplier=params["multiplier"], shift=params["shift"])
+    return _call(ctx, _s4("tinyml_fully_connected_s8", w_t), "tinyml_fully_connected_params",
+                 fc, _io_args(ctx) + ["scratch"],
+                 scratch_bytes=fc_scratch_bytes(ctx, params["filter_c"]),
+                 weight_format=_dense_format(w_t))
 
 
 def _dense_format(w_t: Tensor) -> str:
