@@ -4,6 +4,15 @@ Run (the checkouts are not part of tinyml and are never committed):
 
     .venv/bin/python benchmarks/tflm_cortex_m.py --third-party-dir ../tflm-deps \\
         [--target cortex-m4] [--reference] [--json] [MODEL.tflite | mlperf name ...]
+    .venv/bin/python benchmarks/tflm_cortex_m.py --third-party-dir ../tflm-deps --suite
+
+``--suite`` runs the benchmark suite: eight public architectures built here with random,
+calibrated weights (``tflm_bench/suite.py``: MobileNetV2 0.35 and MobileNetV3-Small
+minimalistic at 96 px, MCUNet-style 5x5 and 7x7 blocks, a dilated 1-D keyword spotter, a
+Conv1D sensor model, ResNet-8 at twice the width, a DS-CNN with odd channels; converted once
+into ``BUILD_DIR/suite``) and the four MLPerf Tiny models, then the per-model table with the
+geometric mean and the worst layers over all of them. Suite models can also be named one by
+one; ``--from-json`` joins several saved runs into one table.
 
 ``--third-party-dir`` holds the checkouts under their repository names (``tflite-micro``,
 ``CMSIS-NN``, ``CMSIS_6``, ``flatbuffers``, ``gemmlowp``, ``ruy``); ``--tflm-dir``,
