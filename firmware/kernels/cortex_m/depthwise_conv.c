@@ -698,8 +698,8 @@ static TINYML_ALWAYS_INLINE int8_t dw_pixel_output(int32_t acc, const int32_t *c
     return (int8_t)(v > hi ? hi : v);
 }
 
-/* All channels of one output pixel, any filter (tap pointers in `at`). */
-static TINYML_ALWAYS_INLINE void dw_pixel(const int8_t *const *at, int32_t taps,
+/* All channels of one output pixel, any filter (the taps at at[k] + base). */
+static TINYML_ALWAYS_INLINE void dw_pixel(const int8_t *const *at, int32_t base, int32_t taps,
                                           const tinyml_depthwise_conv2d_params *p,
                                           const dw_pixel_tables *t, int8_t *out, int32_t full)
 {
@@ -708,7 +708,7 @@ static TINYML_ALWAYS_INLINE void dw_pixel(const int8_t *const *at, int32_t taps,
     const int32_t *ch = t->channels;
     int32_t q, k, c;
     for (q = 0; q < quads; ++q, out += 4, ch += 16) {
-        const int32_t offset = 4 * q;
+        const int32_t offset = base + 4 * q;
         int32_t a0 = ch[0], a1 = ch[4], a2 = ch[8], a3 = ch[12];
         for (k = 0; k < taps; ++k) {
             int32_t xe, xo, we, wo;
@@ -728,7 +728,7 @@ static TINYML_ALWAYS_INLINE void dw_pixel(const int8_t *const *at, int32_t taps,
         const int8_t *f = t->tail + (c - 4 * quads) * taps;
         int32_t acc = ch[0];
         for (k = 0; k < taps; ++k) {
-            acc += at[k][c] * f[k];
+            acc += at[k][base + c] * f[k];
         }
         *out = dw_pixel_output(acc, ch, full, lo, hi);
     }
@@ -798,14 +798,21 @@ static TINYML_NOINLINE TINYML_NO_SCHEDULE void dw_pixel_row3_clamp(
     dw_pixel_row3(rows, step, p, t, out, 0);
 }
 
+/* One output row, any filter: at[k] points at tap k of the row's first pixel, the next
+ * pixel's taps `step` bytes on. */
 static TINYML_NOINLINE TINYML_NO_SCHEDULE void dw_pixel_any(const int8_t *const *at,
+                                         int32_t step,
                                          const tinyml_depthwise_conv2d_params *p,
                                          const dw_pixel_tables *t, int8_t *out)
 {
-    if (p->act_min == -128 && p->act_max == 127) {
-        dw_pixel(at, p->filter_h * p->filter_w, p, t, out, 1);
-    } else {
-        dw_pixel(at, p->filter_h * p->filter_w, p, t, out, 0);
+    const int32_t taps = p->filter_h * p->filter_w;
+    int32_t ox;
+    for (ox = 0; ox < p->output_w; ++ox, out += p->input_c) {
+        if (p->act_min == -128 && p->act_max == 127) {
+            dw_pixel(at, ox * step, taps, p, t, out, 1);
+        } else {
+            dw_pixel(at, ox * step, taps, p, t, out, 0);
+        }
     }
 }
 
@@ -818,7 +825,7 @@ static void dw_pixel_run(const tinyml_depthwise_conv2d_params *p, const int8_t *
     const int32_t three = p->filter_h == 3 && p->filter_w == 3 && p->dilation_w == 1;
     const int32_t full = p->act_min == -128 && p->act_max == 127;
     const int8_t *at[DW_PIXEL_MAX_TAPS];
-    int32_t b, oy, ox, ky, kx, next;
+    int32_t b, oy, ky, kx, next;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + b * p->input_h * p->input_w * p->input_c + t->first;
         int8_t *out = output + b * p->output_h * p->output_w * p->input_c + t->first;
@@ -840,16 +847,16 @@ static void dw_pixel_run(const tinyml_depthwise_conv2d_params *p, const int8_t *
                 out += p->output_w * p->input_c;
                 continue;
             }
-            for (ox = 0; ox < p->output_w; ++ox, out += p->input_c) {
+            {
                 const int8_t **tap = at;
                 for (ky = 0; ky < p->filter_h; ++ky) {
-                    const int8_t *row = t->ring + ((top + ky * dh) % kh) * row_bytes +
-                                        ox * p->stride_w * c_count;
+                    const int8_t *row = t->ring + ((top + ky * dh) % kh) * row_bytes;
                     for (kx = 0; kx < p->filter_w; ++kx) {
                         *tap++ = row + kx * p->dilation_w * c_count;
                     }
                 }
-                dw_pixel_any(at, p, t, out);
+                dw_pixel_any(at, p->stride_w * c_count, p, t, out);
+                out += p->output_w * p->input_c;
             }
         }
     }
