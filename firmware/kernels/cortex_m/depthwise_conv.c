@@ -173,6 +173,13 @@ static dw_channel dw_prepare(const tinyml_depthwise_conv2d_params *p, int32_t oc
     return ch;
 }
 
+/* The long requantization (shifts outside the short form's range: rare), out of line so
+ * that the many inlined output stages stay small. */
+static TINYML_NOINLINE int32_t dw_requantize_long(const dw_channel *ch, int32_t acc)
+{
+    return tinyml_wrap_add(tinyml_dsp_mbqm(acc, ch->rq), ch->zero_point);
+}
+
 /* Any channel: the cheapest exact requantization, the zero point, the clamp. */
 static inline int8_t dw_output(const dw_channel *ch, int32_t acc)
 {
@@ -180,7 +187,7 @@ static inline int8_t dw_output(const dw_channel *ch, int32_t acc)
     if (ch->fast) {
         v = tinyml_dsp_mbqm_short_raw(acc, ch->multiplier, ch->round_high, ch->high_shift);
     } else {
-        v = tinyml_wrap_add(tinyml_dsp_mbqm(acc, ch->rq), ch->zero_point);
+        v = dw_requantize_long(ch, acc);
     }
     if (ch->full) {
         return (int8_t)tinyml_ssat8(v);
