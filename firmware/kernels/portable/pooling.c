@@ -55,12 +55,6 @@ static int8_t pool_average(int32_t sum, int32_t count, const tinyml_pool2d_param
     return (int8_t)tinyml_min_i32(average, p->act_max);
 }
 
-static int8_t pool_clamp(int32_t v, const tinyml_pool2d_params *p)
-{
-    v = tinyml_max_i32(v, p->act_min);
-    return (int8_t)tinyml_min_i32(v, p->act_max);
-}
-
 void tinyml_avg_pool2d_s8(const tinyml_pool2d_params *p, const int8_t *input, int8_t *output)
 {
     const int32_t c_count = p->channels;
@@ -136,15 +130,30 @@ void tinyml_max_pool2d_s8(const tinyml_pool2d_params *p, const int8_t *input, in
                     output[c + 2] = (int8_t)m2;
                     output[c + 3] = (int8_t)m3;
                 }
-                for (; c < c_count; ++c) {
+                if (c < c_count) {
+                    /* The last one to three channels, in one pass over the window. */
+                    const int32_t rest = c_count - c;
                     const int8_t *row = w.first + c;
-                    int32_t max = -128;
+                    int32_t m0 = lo, m1 = lo, m2 = lo;
                     for (fy = 0; fy < w.rows; ++fy, row += w.row_step) {
-                        for (fx = 0; fx < w.cols; ++fx) {
-                            max = tinyml_max_i32(max, row[fx * c_count]);
+                        const int8_t *cell = row;
+                        for (fx = 0; fx < w.cols; ++fx, cell += c_count) {
+                            m0 = tinyml_max_i32(m0, cell[0]);
+                            if (rest > 1) {
+                                m1 = tinyml_max_i32(m1, cell[1]);
+                            }
+                            if (rest > 2) {
+                                m2 = tinyml_max_i32(m2, cell[2]);
+                            }
                         }
                     }
-                    output[c] = pool_clamp(max, p);
+                    output[c] = (int8_t)tinyml_min_i32(m0, hi);
+                    if (rest > 1) {
+                        output[c + 1] = (int8_t)tinyml_min_i32(m1, hi);
+                    }
+                    if (rest > 2) {
+                        output[c + 2] = (int8_t)tinyml_min_i32(m2, hi);
+                    }
                 }
             }
         }
