@@ -274,6 +274,9 @@ def resolve_models(names: list[str], with_suite: bool = False,
     mlperf = [MLPERF_DIR / f"{m}.tflite" for m in MLPERF_MODELS
               if (MLPERF_DIR / f"{m}.tflite").exists()]
     if with_suite:
+        if not mlperf:
+            log(f"tflm_cortex_m: no MLPerf Tiny models in {MLPERF_DIR}: the suite runs "
+                f"without them")
         names = [*suite.MODELS, *(str(p) for p in mlperf), *names]
     elif not names:
         return mlperf
