@@ -4,6 +4,15 @@ Run (the checkouts are not part of tinyml and are never committed):
 
     .venv/bin/python benchmarks/tflm_cortex_m.py --third-party-dir ../tflm-deps \\
         [--target cortex-m4] [--reference] [--json] [MODEL.tflite | mlperf name ...]
+    .venv/bin/python benchmarks/tflm_cortex_m.py --third-party-dir ../tflm-deps --suite
+
+``--suite`` runs the benchmark suite: eight public architectures built here with random,
+calibrated weights (``tflm_bench/suite.py``: MobileNetV2 0.35 and MobileNetV3-Small
+minimalistic at 96 px, MCUNet-style 5x5 and 7x7 blocks, a dilated 1-D keyword spotter, a
+Conv1D sensor model, ResNet-8 at twice the width, a DS-CNN with odd channels; converted once
+into ``BUILD_DIR/suite``) and the four MLPerf Tiny models, then the per-model table with the
+geometric mean and the worst layers over all of them. Suite models can also be named one by
+one; ``--from-json`` joins several saved runs into one table.
 
 ``--third-party-dir`` holds the checkouts under their repository names (``tflite-micro``,
 ``CMSIS-NN``, ``CMSIS_6``, ``flatbuffers``, ``gemmlowp``, ``ruy``); ``--tflm-dir``,
@@ -67,7 +76,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tflm_bench import compare, sources  # noqa: E402
+from tflm_bench import compare, sources, suite  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -240,13 +249,42 @@ def print_tables(results: list[dict], kernels: list[str], console) -> None:
         console.print(f"geometric mean tinyml / {label[main]}: {mean:.3f}")
 
 
-def resolve_models(names: list[str]) -> list[Path]:
-    if not names:
-        return [MLPERF_DIR / f"{m}.tflite" for m in MLPERF_MODELS
-                if (MLPERF_DIR / f"{m}.tflite").exists()]
+def print_worst_layers(results: list[dict], console, count: int = 15) -> None:
+    """The layers where tinyml loses most against TFLM + CMSIS-NN, over all models."""
+    rows = [(r["model"], i, row) for r in results for i, row in enumerate(r["rows"])
+            if row["ratio"] is not None]
+    rows.sort(key=lambda item: -item[2]["ratio"])
+    from rich.table import Table
+    table = Table(title=f"worst layers (tinyml / TFLM, {count} highest ratios)")
+    for column in ["model", "#", "ops", "layer", "TFLM", "tinyml", "ratio"]:
+        table.add_column(column, justify="left" if column in ("model", "ops", "layer")
+                         else "right")
+    for model, i, row in rows[:count]:
+        table.add_row(model, str(i), " + ".join(row["tinyml_ops"] or row["tflm_ops"]),
+                      row["name"][-40:], f"{row['tflm']:,}", f"{row['tinyml']:,}",
+                      _fmt_ratio(row["ratio"]))
+    console.print(table)
+
+
+def resolve_models(names: list[str], with_suite: bool = False,
+                   suite_dir: Path | None = None) -> list[Path]:
+    """Model files for the names given: .tflite paths, MLPerf Tiny names, suite model names
+    (built on first use into ``suite_dir``); with ``with_suite`` the whole suite (its own
+    models, then the four MLPerf Tiny ones) comes first."""
+    mlperf = [MLPERF_DIR / f"{m}.tflite" for m in MLPERF_MODELS
+              if (MLPERF_DIR / f"{m}.tflite").exists()]
+    if with_suite:
+        if not mlperf:
+            log(f"tflm_cortex_m: no MLPerf Tiny models in {MLPERF_DIR}: the suite runs "
+                f"without them")
+        names = [*suite.MODELS, *(str(p) for p in mlperf), *names]
+    elif not names:
+        return mlperf
     paths = []
     for name in names:
         path = Path(name)
+        if not path.exists() and name in suite.MODELS:
+            path = suite.build(name, suite_dir, log=log)
         if not path.exists() and (MLPERF_DIR / f"{name}.tflite").exists():
             path = MLPERF_DIR / f"{name}.tflite"
         if not path.exists():
@@ -258,8 +296,13 @@ def resolve_models(names: list[str]) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*",
-                        help="TFLite files or MLPerf Tiny names (default: the four MLPerf Tiny "
+                        help="TFLite files, MLPerf Tiny names or suite model names "
+                             f"({', '.join(suite.MODELS)}; default: the four MLPerf Tiny "
                              f"int8 models in {MLPERF_DIR})")
+    parser.add_argument("--suite", action="store_true",
+                        help="the benchmark suite: its models built from public architectures "
+                             "(tflm_bench/suite.py, cached in BUILD_DIR/suite) and the four "
+                             "MLPerf Tiny models")
     parser.add_argument("--target", default="cortex-m4", help="an emulated Cortex-M target")
     parser.add_argument("--third-party-dir", help="folder holding all the checkouts")
     for key, option in sources.OPTIONS.items():
@@ -282,18 +325,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
                         help="machine-readable output: on stdout instead of the tables, or "
                              "into FILE beside them")
-    parser.add_argument("--from-json", metavar="FILE",
-                        help="print the tables of a saved --json FILE (no build, no run)")
+    parser.add_argument("--from-json", metavar="FILE", nargs="+",
+                        help="print the tables of saved --json FILEs, their models joined "
+                             "(no build, no run)")
     args = parser.parse_args(argv)
 
     if args.from_json:
         from rich.console import Console
-        saved = json.loads(Path(args.from_json).read_text())
-        for result in saved["models"]:
+        files = [json.loads(Path(f).read_text()) for f in args.from_json]
+        kernels = [k for k in files[0]["kernels"] if all(k in f["kernels"] for f in files)]
+        models = [r for f in files for r in f["models"]]
+        for result in models:
+            result["tflm"] = {k: v for k, v in result["tflm"].items() if k in kernels}
             result["rows"] = rows_of(result)
-        print_tables(saved["models"], saved["kernels"], Console(width=max(Console().width, 240)))
-        return 0 if all(e["identical"] for r in saved["models"]
-                        for e in r["exact"].values()) else 1
+        console = Console(width=max(Console().width, 240))
+        print_tables(models, kernels, console)
+        print_worst_layers(models, console)
+        return 0 if all(e["identical"] for r in models for e in r["exact"].values()) else 1
     explicit = {key: getattr(args, f"dir_{key}") for key in sources.OPTIONS}
     try:
         checkouts, why = sources.locate(explicit, args.third_party_dir)
@@ -318,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"tflm_cortex_m: skipped: {missing}")
         return 0
-    models = resolve_models(args.models)
+    models = resolve_models(args.models, args.suite, Path(args.build_dir) / "suite")
     if not models:
         print(f"tflm_cortex_m: skipped: no models given and none in {MLPERF_DIR}")
         return 0
@@ -345,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         from rich.console import Console
         console = Console(width=max(Console().width, 240))
         print_tables(results, kernels, console)
+        print_worst_layers(results, console)
         console.print("checkouts: " + ", ".join(
             f"{k} {commits[k] or p}" for k, p in checkouts.items()))
     exact = all(e["identical"] for r in results for e in r["exact"].values())

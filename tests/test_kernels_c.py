@@ -364,6 +364,7 @@ def conv_cases():
         ((2, 9, 7, 8), 7, (1, 1), (2, 3), (1, 1), (0, 0, 0, 0), False, 1),
         ((1, 5, 5, 4), 3, (1, 1), (1, 1), (1, 1), (1, 0, 0, 1), True, 1),  # padded 1x1
         ((1, 4, 4, 96), 8, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), True, 1),  # long sums
+        ((1, 1, 1, 37), 11, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0), True, 1),  # one pixel: FC
     ]
     for i, (shape, cout, kernel, stride, dilation, padding, per_channel, groups) in \
             enumerate(specs):
@@ -469,6 +470,10 @@ def pool_cases():
         ((2, 5, 6, 5), (5, 6), (1, 1), (0, 0, 0, 0)),
         ((1, 9, 7, 2), (3, 2), (1, 2), (1, 1, 0, 1)),
         ((1, 25, 5, 8), (25, 5), (25, 5), (0, 0, 0, 0)),
+        # Groups of four channels and a tail (the kernels' two loops).
+        ((1, 64, 1, 27), (2, 1), (2, 1), (0, 0, 0, 0)),   # 1-D (Conv1D models)
+        ((1, 7, 2, 13), (7, 2), (7, 2), (0, 0, 0, 0)),    # global
+        ((1, 6, 6, 9), (3, 3), (2, 2), (0, 1, 0, 1)),     # windows clipped by the padding
     ]
     for kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         for i, (shape, filt, stride, padding) in enumerate(specs):
@@ -523,7 +528,7 @@ def activation_cases():
 
 def softmax_cases():
     for i, (shape, beta) in enumerate([((1, 10), 1.0), ((2, 3, 7), 0.3), ((5,), 4.0),
-                                       ((1, 2, 2, 33), 1.0), ((3, 1), 1.0)]):
+                                       ((1, 2, 2, 33), 1.0), ((3, 1), 1.0), ((2, 32), 2.0)]):
         b = Builder(f"softmax{i}", 800 + i)
         x = b.input(shape, scale=b.scale(-2, 0))
         yield b.finish(b.op("SOFTMAX", [x], irops.SoftmaxAttrs(beta), 1 / 256, -128))

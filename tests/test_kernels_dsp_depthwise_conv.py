@@ -50,13 +50,20 @@ def dsp_calls(graph):
     for call in calls:
         p = call.params
         plane = max(p["plane_h"] * _even(p["plane_w"]), p["plane_w"] * _even(p["plane_h"]))
-        plane_path = 2 * plane + 4 * p["filter_h"] * ((p["filter_w"] + 1) // 2)
+        wide = p["filter_w"] in (5, 7) and p["dilation_w"] == 1 and p["stride_w"] in (1, 2)
+        plane_path = 2 * plane + (8 * p["filter_h"] * (p["filter_w"] // 2 + 1) if wide else
+                                  4 * p["filter_h"] * ((p["filter_w"] + 1) // 2))
         taps, channels = p["filter_h"] * p["filter_w"], p["input_c"]
         pixel_path = 0  # the pixel-by-pixel path's tables and ring (DW_PIXEL_*)
-        if p["depth_multiplier"] == 1 and taps <= 25 and 12 <= channels <= 32 and \
-                p["dilation_h"] == 1:
-            pixel_path = 8 * taps * (channels // 4) + 16 * channels + \
-                p["filter_h"] * p["plane_w"] * channels
+        per_pass = p["pixel_channels"]
+        if p["depth_multiplier"] == 1 and taps <= 25 and channels >= 12 and (
+                channels <= 32 or p["output_h"] * p["output_w"] <= 100):
+            assert per_pass == (channels if channels <= 32 else 16)
+            span = (p["filter_h"] - 1) * p["dilation_h"] + 1
+            pixel_path = 8 * taps * (per_pass // 4) + 16 * per_pass + \
+                span * p["plane_w"] * per_pass
+        else:
+            assert per_pass == 0
         assert call.scratch_bytes == max(plane_path, pixel_path) + 3
     return calls
 
@@ -64,9 +71,7 @@ def dsp_calls(graph):
 def pixel_path(p: dict) -> bool:
     """Whether the kernel computes this call pixel by pixel (its dw_pixel_prepare, but for the
     requantization shifts)."""
-    return (p["depth_multiplier"] == 1 and p["filter_h"] * p["filter_w"] <= 25 and
-            12 <= p["input_c"] <= 32 and p["dilation_h"] == 1 and
-            p["output_h"] * p["output_w"] <= 100)
+    return p["pixel_channels"] > 0 and p["output_h"] * p["output_w"] <= 100
 
 
 def run_cases(harness, graphs_and_feeds, samples: int = 2, flavor: str = "sanitized"):
@@ -138,6 +143,19 @@ def test_random_depthwise_convolutions_match_reference(harness):
         ((1, 6, 5, 12), 1, (2, 3), (1, 1), (1, 2), (1, 1, 2, 2)),  # pixel path, any filter
         ((1, 1, 1, 16), 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # one pixel
         ((1, 7, 9, 5), 1, (1, 3), (1, 2), (2, 1), (0, 0, 1, 1)),
+        # Pixel path in passes of at most 32 channels, and dilated vertically (1-D over time).
+        ((1, 25, 5, 45), 1, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),  # two passes, 3x3
+        ((1, 40, 1, 60), 1, (5, 1), (1, 1), (4, 1), (8, 8, 0, 0)),  # 1-D, dilation 4
+        ((1, 20, 1, 37), 1, (3, 1), (2, 1), (1, 1), (1, 1, 0, 0)),  # 1-D, stride 2, odd
+        ((1, 9, 8, 20), 1, (3, 3), (1, 1), (2, 1), (2, 2, 1, 1)),   # 3x3, dilation_h 2
+        # Filter rows 5 and 7 wide (the plane path: more than 100 outputs or few channels):
+        # strides 1 and 2, odd and even output widths, odd and even plane widths.
+        ((1, 14, 13, 5), 1, (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),
+        ((1, 14, 14, 7), 1, (5, 5), (2, 2), (1, 1), (1, 2, 1, 2)),
+        ((1, 12, 16, 3), 2, (7, 7), (1, 1), (1, 1), (3, 3, 3, 3)),
+        ((1, 16, 15, 6), 1, (7, 7), (2, 2), (1, 1), (3, 3, 3, 3)),
+        ((1, 21, 20, 4), 1, (3, 5), (1, 2), (2, 1), (2, 2, 2, 3)),
+        ((1, 6, 7, 40), 1, (7, 7), (2, 2), (1, 1), (3, 3, 3, 3)),   # 49 taps, many channels
         # More than 100 output pixels: the plane path (the cases above with fewer pixels, one
         # channel multiplier and at most 32 channels go pixel by pixel).
         ((1, 12, 13, 5), 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # odd width
@@ -163,6 +181,11 @@ def test_random_depthwise_convolutions_match_reference(harness):
     assert {pixel_path(p) for p in params} == {True, False}
     assert any(job.in_place and pixel_path(job.call.params) and job.call.params["pad_top"] > 0
                for job in jobs)
+    assert any(pixel_path(p) and p["input_c"] > 32 for p in params)
+    # The wide rows (5 and 7 taps) on the plane path, both strides.
+    assert {(p["filter_w"], p["stride_w"]) for p in params if not pixel_path(p) and
+            p["filter_w"] in (5, 7) and p["dilation_w"] == 1} >= {(5, 1), (5, 2), (7, 1), (7, 2)}
+    assert any(pixel_path(p) and p["dilation_h"] > 1 for p in params)
     assert bad_counts(counts) == {}
     # Real outputs, not a saturated constant.
     dull = dull_layers(jobs, results)

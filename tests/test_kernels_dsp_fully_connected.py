@@ -22,7 +22,7 @@ import pytest
 
 from support.c_harness import (KERNELS, WARNINGS, bad_counts, graph_jobs, mismatches,
                                reference_samples)
-from support.dsp_harness import DSP, M4, DspHarness, dull_layers, mlperf_compiled
+from support.dsp_harness import DSP, M4, DspHarness, dull_layers, mlperf_compiled, output_scale
 from support.graph_builder import ACTIVATIONS, Builder, quantization_of
 from tinyml.codegen.lowering import lower
 from tinyml.ir import Quantization, Tensor
@@ -97,6 +97,28 @@ def test_random_fully_connected_match_reference(harness):
     dull = dull_layers(jobs, results)
     # (A few layers are dull by construction: RELU6 with an output zero point near 127.)
     assert len(dull) <= len(cases) * 3 // 20, dull
+
+
+def _head_conv_graph(i: int, channels: int, units: int, per_channel: bool):
+    """A 1x1 CONV_2D on one pixel (a classifier head after global pooling)."""
+    b = Builder(f"dsp_head_conv{i}", 8500 + i)
+    x = b.input((1, 1, 1, channels))
+    w = b.int8_const((units, 1, 1, channels), 0 if per_channel else None, scale=b.scale(-3, -1))
+    sx, _ = quantization_of(b, x)
+    bias = b.bias(units, sx if per_channel else sx * b.graph.tensors[w].scale())
+    attrs = irops.Conv2DAttrs((1, 1), (1, 1), (0, 0, 0, 0), ACTIVATIONS[i % 4])
+    return b.finish(b.op("CONV_2D", [x, w, bias], attrs, output_scale(b, x, w, channels)))
+
+
+def test_one_pixel_pointwise_convolution_runs_as_fully_connected(harness):
+    """Lowering hands a 1x1 CONV_2D of one pixel to the fully connected kernel (per-channel
+    multipliers, no filter offset): bit for bit the convolution's reference."""
+    cases = [_head_conv_graph(i, c, u, pc) for i, (c, u, pc) in enumerate(
+        [(1024, 10, True), (37, 13, True), (288, 5, False), (9, 3, True)])]
+    counts, jobs, _ = run_cases(harness, cases)
+    assert len(jobs) == 2 * len(cases)
+    assert all(job.call.op.kind == "CONV_2D" for job in jobs)
+    assert bad_counts(counts) == {}
 
 
 def test_requantization_shifts_outside_the_short_path(harness):

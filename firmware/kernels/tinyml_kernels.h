@@ -153,6 +153,8 @@ typedef struct {
     int32_t output_offset;
     int32_t act_min;
     int32_t act_max;
+    int32_t pixel_channels;      /* DSP kernels: channels per pass of the pixel-by-pixel path
+                                    the scratch holds (0: that path is off) */
     const int8_t *filter;
     const int32_t *bias;         /* input offset folded in */
     const int32_t *multiplier;

@@ -423,7 +423,9 @@ def conv_scratch_bytes(ctx: _Context, w_t: Tensor, add: bool = False) -> int:
 @lowers("CONV_2D", kernels={"tinyml_conv2d_s8": "window", "tinyml_conv2d_1x1_s8": "pointwise",
                             "tinyml_conv2d_sparse_s8": "window",
                             "tinyml_conv2d_1x1_sparse_s8": "pointwise",
-                            "tinyml_conv2d_s4": "window", "tinyml_conv2d_1x1_s4": "pointwise"})
+                            "tinyml_conv2d_s4": "window", "tinyml_conv2d_1x1_s4": "pointwise",
+                            "tinyml_fully_connected_s8": None,
+                            "tinyml_fully_connected_s4": None})
 def _lower_conv2d(ctx: _Context) -> KernelCall:
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
@@ -436,9 +438,27 @@ def _lower_conv2d(ctx: _Context) -> KernelCall:
         if call is not None:
             return call
     params = _conv_params(ctx, x_t, w_t, 2, out.scale(), out.zero_point(), pointwise)
+    if pointwise and x_t.size == x_t.shape[3]:
+        return _pointwise_as_fully_connected(ctx, params, w_t)
     function = _s4("tinyml_conv2d_1x1_s8" if pointwise else "tinyml_conv2d_s8", w_t)
     return _call(ctx, function, "tinyml_conv2d_params", params, _io_args(ctx) + ["scratch"],
                  scratch_bytes=conv_scratch_bytes(ctx, w_t), weight_format=_dense_format(w_t))
+
+
+def _pointwise_as_fully_connected(ctx: _Context, params: dict, w_t: Tensor) -> KernelCall:
+    """A 1x1 CONV_2D of one input pixel (a classifier head after global pooling) is a fully
+    connected layer with per-channel multipliers: the same sums, bias (input offset folded
+    in), requantization and clamp. Why: the convolution kernels take output pixels in blocks
+    of 4 or 8, so one pixel would pay for four; the fully connected kernel is made for one
+    row."""
+    fc = dict(batches=1, input_depth=params["filter_c"], output_depth=params["output_c"],
+              filter_offset=0, output_offset=params["output_offset"],
+              act_min=params["act_min"], act_max=params["act_max"], filter=params["filter"],
+              bias=params["bias"], multiplier=params["multiplier"], shift=params["shift"])
+    return _call(ctx, _s4("tinyml_fully_connected_s8", w_t), "tinyml_fully_connected_params",
+                 fc, _io_args(ctx) + ["scratch"],
+                 scratch_bytes=fc_scratch_bytes(ctx, params["filter_c"]),
+                 weight_format=_dense_format(w_t))
 
 
 def _dense_format(w_t: Tensor) -> str:
@@ -539,6 +559,7 @@ def _lower_depthwise(ctx: _Context) -> KernelCall:
                   pad_top=a.padding[0], pad_left=a.padding[2], plane_h=plane_h,
                   plane_w=plane_w, input_zero_point=x_t.zero_point(),
                   output_offset=out.zero_point(), act_min=lo, act_max=hi,
+                  pixel_channels=depthwise_pixel_channels(ctx, c, m, kh * kw, oh * ow),
                   filter=_filter_array(ctx, w_t, weights.reshape(channels, -1)),
                   bias=ctx.array("bias", "int32_t", bias),
                   **_multiplier_arrays(ctx, multiplier, shift))
@@ -549,12 +570,39 @@ def _lower_depthwise(ctx: _Context) -> KernelCall:
     return _call(ctx, function, "tinyml_depthwise_conv2d_params", params,
                  _io_args(ctx) + ["scratch"],
                  scratch_bytes=depthwise_scratch_bytes(ctx, plane_h, plane_w, kh, kw,
-                                                       _is_int4(w_t)),
+                                                       _is_int4(w_t),
+                                                       params["pixel_channels"]),
                  in_place=in_place, weight_format=_dense_format(w_t))
 
 
+#: The DSP depthwise kernel's pixel-by-pixel path (DW_PIXEL_* in
+#: firmware/kernels/cortex_m/depthwise_conv.c): at most this many taps, at least this many
+#: channels, all channels in one pass up to DW_PIXEL_ONE_PASS, else passes of DW_PIXEL_PASS
+#: channels and at most DW_PIXEL_MAX_OUTPUTS output pixels.
+DW_PIXEL_MAX_TAPS, DW_PIXEL_MIN_CHANNELS, DW_PIXEL_MAX_OUTPUTS = 25, 12, 100
+DW_PIXEL_ONE_PASS, DW_PIXEL_PASS = 32, 16
+
+
+def depthwise_pixel_channels(ctx: _Context, channels: int, multiplier: int, taps: int,
+                             outputs: int) -> int:
+    """Channels per pass of the DSP depthwise kernel's pixel-by-pixel path that the scratch
+    holds (its ``pixel_channels`` parameter; 0: the path is off). Up to 32 channels it is
+    always declared (a patch of a layer may have few enough output pixels even when the
+    largest one does not); with more, only when the call's output is small, so that layers
+    with large planes and many channels, which never take the path, keep their small plane
+    scratch (and every patch of a layer gets the parameter of its largest patch), and in
+    passes of 16 channels, which keep the tables (and the arena) small at a few
+    instructions per pass and output pixel."""
+    if not ctx.dsp or multiplier != 1 or taps > DW_PIXEL_MAX_TAPS or \
+            channels < DW_PIXEL_MIN_CHANNELS:
+        return 0
+    if channels <= DW_PIXEL_ONE_PASS:
+        return channels
+    return DW_PIXEL_PASS if outputs <= DW_PIXEL_MAX_OUTPUTS else 0
+
+
 def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, kw: int,
-                            int4: bool = False) -> int:
+                            int4: bool = False, pixel_channels: int = 0) -> int:
     """Scratch of the DEPTHWISE_CONV_2D kernels: the portable ones copy a channel's plane as
     int8 (plane_h * plane_w bytes); the DSP ones (firmware/kernels/cortex_m/depthwise_conv.c)
     as int16, in rows of an even number of values, possibly transposed (whichever of
@@ -570,16 +618,20 @@ def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, 
         return n + (n & 1)
 
     values = max(plane_h * even(plane_w), plane_w * even(plane_h))
-    plane = 2 * values + 4 * kh * ((kw + 1) // 2)
-    # Small outputs without a depth multiplier may go pixel by pixel (DW_PIXEL_* in the
-    # kernel, for filters of at most 25 taps, undilated vertically, and 12 to 32 channels):
-    # per tap and group of four channels 8 bytes of weights, per channel 16 bytes of
-    # constants, and a ring of filter_h rows of plane_w pixels.
-    channels, attrs = ctx.ins[0].shape[3], ctx.op.attrs
+    attrs = ctx.op.attrs
+    # The packed filter: int16 pairs (U_j, V_j) per filter row for rows 5 or 7 wide
+    # (undilated horizontally, horizontal stride 1 or 2), else one int16 pair per two taps.
+    wide = kw in (5, 7) and attrs.dilation[1] == 1 and attrs.stride[1] in (1, 2)
+    plane = 2 * values + (8 * kh * (kw // 2 + 1) if wide else 4 * kh * ((kw + 1) // 2))
+    # Small outputs may go pixel by pixel (depthwise_pixel_channels), in passes of
+    # pixel_channels channels: per tap and group of four channels of a pass 8 bytes of
+    # weights, per channel 16 bytes of constants, and a ring of the window's span of rows
+    # ((kh - 1) * dilation_h + 1) of plane_w pixels.
     pixel = 0
-    if attrs.depth_multiplier == 1 and kh * kw <= 25 and 12 <= channels <= 32 and \
-            attrs.dilation[0] == 1:
-        pixel = 8 * kh * kw * (channels // 4) + 16 * channels + kh * plane_w * channels
+    if pixel_channels:
+        span = (kh - 1) * attrs.dilation[0] + 1
+        pixel = 8 * kh * kw * (pixel_channels // 4) + 16 * pixel_channels + \
+            span * plane_w * pixel_channels
     return max(plane, pixel) + 3 + (4 * kh * kw if int4 else 0)
 
 

@@ -24,19 +24,29 @@
  *   P1 may read p[plane_w], which S's rounding provides (a zero-point value, never used).
  *   When the output has more rows than columns, the plane is copied transposed so that these
  *   loops run along the longer side.
+ * - filter rows 5 or 7 wide, undilated horizontally, horizontal stride 1 or 2 (MCUNet-style
+ *   blocks): two outputs x, x+1 of a row at a time, as 3x3 does it for any width K. With
+ *   the plane words P_j = (p[s+2j], p[s+2j+1]) and the weight pairs U_j = (w_2j, w_2j+1),
+ *   V_j = (w_2j-1, w_2j) (taps outside 0..K-1 are 0):
+ *     out x:   sum over j of SMLAD(P_j, U_j)
+ *     out x+1, stride 1: sum over j of SMLAD(P_j, V_j)
+ *     out x+1, stride 2: sum over j of SMLAD(P_j+1, U_j)
+ *   K / 2 + 1 words of the plane and 2K MACs in K + 1 (stride 1) or K + 1 (stride 2,
+ *   rounded up to even) SMLADs per filter row, the filter row loop fully unrolled.
  * - anything else (other sizes, strides, dilations): per output and filter row, SMLAD over
  *   pairs of taps (dilation_w 1) or one SMLABB per tap.
- * - small outputs (at most 100 pixels, 12 to 32 channels, no depth multiplier: the patches of
- *   patch-based inference) skip the planes and go pixel by pixel, four channels at a time,
- *   from a ring of NHWC rows (see "small outputs" below); in place too.
+ * - small outputs (at most 100 pixels, at least 12 channels, no depth multiplier: the patches
+ *   of patch-based inference, the last layers of a network, 1-D convolutions over a short
+ *   time axis) skip the planes and go pixel by pixel, four channels at a time, at most 32
+ *   channels per pass, from a ring of NHWC rows (see "small outputs" below); in place too.
  *
  * Requantization per output: the short form with the zero point folded in (as conv.c's
  * conv_channel) for the usual shifts, else the long form; SSAT when the activation range is
  * all of int8, else the clamp.
  *
  * Scratch (lowering's depthwise_scratch_bytes): 2 * plane_h * S bytes for the plane (or the
- * transposed plane, whichever is larger), 4 * filter_h * ceil(filter_w / 2) for the packed
- * filter of the generic path, or the pixel path's tables and ring if larger; 3 for word
+ * transposed plane, whichever is larger), 8 * filter_h * (filter_w / 2 + 1) for the packed
+ * filter of the generic and wide paths, or the pixel path's tables and ring if larger; 3 for word
  * alignment.
  *
  * Packed int4 filters (the *_s4 entry points): every path above reads a channel's filter once
@@ -163,6 +173,13 @@ static dw_channel dw_prepare(const tinyml_depthwise_conv2d_params *p, int32_t oc
     return ch;
 }
 
+/* The long requantization (shifts outside the short form's range: rare), out of line so
+ * that the many inlined output stages stay small. */
+static TINYML_NOINLINE int32_t dw_requantize_long(const dw_channel *ch, int32_t acc)
+{
+    return tinyml_wrap_add(tinyml_dsp_mbqm(acc, ch->rq), ch->zero_point);
+}
+
 /* Any channel: the cheapest exact requantization, the zero point, the clamp. */
 static inline int8_t dw_output(const dw_channel *ch, int32_t acc)
 {
@@ -170,7 +187,7 @@ static inline int8_t dw_output(const dw_channel *ch, int32_t acc)
     if (ch->fast) {
         v = tinyml_dsp_mbqm_short_raw(acc, ch->multiplier, ch->round_high, ch->high_shift);
     } else {
-        v = tinyml_wrap_add(tinyml_dsp_mbqm(acc, ch->rq), ch->zero_point);
+        v = dw_requantize_long(ch, acc);
     }
     if (ch->full) {
         return (int8_t)tinyml_ssat8(v);
@@ -400,22 +417,148 @@ static TINYML_NOINLINE void dw_row_any(const tinyml_depthwise_conv2d_params *p,
     }
 }
 
+/* ---- filter rows 5 and 7 wide ------------------------------------------------------------- */
+
+/* Pairs (U_j, V_j) per filter row (see the header): `words` = K / 2 + 1 of each. */
+static int32_t dw_wide_words(int32_t k)
+{
+    return k / 2 + 1;
+}
+
+static void dw_pack_wide(const tinyml_depthwise_conv2d_params *p, const int8_t *w,
+                         int32_t *packed)
+{
+    const int32_t k = p->filter_w, words = dw_wide_words(k);
+    int32_t ky, j;
+    for (ky = 0; ky < p->filter_h; ++ky, w += k) {
+        for (j = 0; j < words; ++j, packed += 2) {
+            const int32_t a = 2 * j < k ? w[2 * j] : 0;
+            const int32_t b = 2 * j + 1 < k ? w[2 * j + 1] : 0;
+            const int32_t c = 2 * j - 1 < k && j > 0 ? w[2 * j - 1] : 0;
+            packed[0] = tinyml_pkhbt(a, b);
+            packed[1] = tinyml_pkhbt(c, a);
+        }
+    }
+}
+
+/* One output row, filter rows K wide (a constant), horizontal stride `wide` + 1. */
+static TINYML_ALWAYS_INLINE void dw_row_wide(const tinyml_depthwise_conv2d_params *p,
+                                             const int16_t *row, int32_t stride,
+                                             const int32_t *packed, const dw_channel *ch,
+                                             int8_t *out, int32_t step, const int32_t k,
+                                             const int32_t wide)
+{
+    const int32_t words = k / 2 + 1, row_step = p->dilation_h * stride;
+    const int32_t advance = wide ? 4 : 2;
+    int32_t ox, ky, j;
+    for (ox = 0; ox + 2 <= p->output_w; ox += 2, row += advance, out += 2 * step) {
+        const int16_t *line = row;
+        const int32_t *w = packed;
+        int32_t acc0 = ch->bias, acc1 = ch->bias;
+        for (ky = 0; ky < p->filter_h; ++ky, line += row_step, w += 2 * words) {
+            TINYML_UNROLL
+            for (j = 0; j < words; ++j) {
+                const int32_t pj = tinyml_read_s16x2(line + 2 * j);
+                if (2 * j < k) {
+                    acc0 = __smlad(pj, w[2 * j], acc0);
+                }
+                if (!wide) {
+                    acc1 = __smlad(pj, w[2 * j + 1], acc1);
+                } else if (j > 0) {
+                    acc1 = __smlad(pj, w[2 * j - 2], acc1);
+                }
+            }
+            if (wide && (k & 1)) {
+                /* U_(words-1) = (w_(K-1), 0): the plane value after the window is read
+                 * (the row's rounding to even, or the next row or the packed filter after
+                 * the plane's last row) and multiplied by 0. */
+                acc1 = __smlad(tinyml_read_s16x2(line + 2 * words), w[2 * words - 2], acc1);
+            }
+        }
+        out[0] = dw_output(ch, acc0);
+        out[step] = dw_output(ch, acc1);
+    }
+    if (ox < p->output_w) {
+        const int16_t *line = row;
+        const int32_t *w = packed;
+        int32_t acc = ch->bias;
+        for (ky = 0; ky < p->filter_h; ++ky, line += row_step, w += 2 * words) {
+            TINYML_UNROLL
+            for (j = 0; 2 * j < k; ++j) {
+                acc = __smlad(tinyml_read_s16x2(line + 2 * j), w[2 * j], acc);
+            }
+        }
+        out[0] = dw_output(ch, acc);
+    }
+}
+
+static TINYML_NOINLINE void dw_row_5(const tinyml_depthwise_conv2d_params *p,
+                                     const int16_t *row, int32_t stride, const int32_t *packed,
+                                     const dw_channel *ch, int8_t *out, int32_t step)
+{
+    dw_row_wide(p, row, stride, packed, ch, out, step, 5, 0);
+}
+
+static TINYML_NOINLINE void dw_row_5s2(const tinyml_depthwise_conv2d_params *p,
+                                       const int16_t *row, int32_t stride,
+                                       const int32_t *packed, const dw_channel *ch,
+                                       int8_t *out, int32_t step)
+{
+    dw_row_wide(p, row, stride, packed, ch, out, step, 5, 1);
+}
+
+static TINYML_NOINLINE void dw_row_7(const tinyml_depthwise_conv2d_params *p,
+                                     const int16_t *row, int32_t stride, const int32_t *packed,
+                                     const dw_channel *ch, int8_t *out, int32_t step)
+{
+    dw_row_wide(p, row, stride, packed, ch, out, step, 7, 0);
+}
+
+static TINYML_NOINLINE void dw_row_7s2(const tinyml_depthwise_conv2d_params *p,
+                                       const int16_t *row, int32_t stride,
+                                       const int32_t *packed, const dw_channel *ch,
+                                       int8_t *out, int32_t step)
+{
+    dw_row_wide(p, row, stride, packed, ch, out, step, 7, 1);
+}
+
+typedef void (*dw_row_fn)(const tinyml_depthwise_conv2d_params *, const int16_t *, int32_t,
+                          const int32_t *, const dw_channel *, int8_t *, int32_t);
+
+/* The row function of filter rows 5 or 7 wide, or NULL. */
+static dw_row_fn dw_wide_row(const tinyml_depthwise_conv2d_params *p)
+{
+    if (p->dilation_w != 1 || (p->stride_w != 1 && p->stride_w != 2)) {
+        return NULL;
+    }
+    if (p->filter_w == 5) {
+        return p->stride_w == 1 ? dw_row_5 : dw_row_5s2;
+    }
+    if (p->filter_w == 7) {
+        return p->stride_w == 1 ? dw_row_7 : dw_row_7s2;
+    }
+    return NULL;
+}
+
 /* ---- small outputs: pixel by pixel, four channels at a time -------------------------------- */
 
-/* Layers with few output pixels (the patches of patch-based inference) spend more on copying
- * planes and setting up channels than on arithmetic. Without a depth multiplier, with few
- * channels and an undilated filter height, they go pixel by pixel instead, all channels at
- * once. The rows of the windows are copied, zero-point padded and all channels together (NHWC),
- * into a ring of filter_h rows of plane_w pixels; per output pixel, the taps point into the
- * ring; per group of four channels and tap, one load and two SXTB16 give the inputs as
+/* Layers with few output pixels (the patches of patch-based inference, a network's last
+ * layers, a 1-D convolution over a short time axis) spend more on copying planes and setting
+ * up channels than on arithmetic. Without a depth multiplier they go pixel by pixel instead,
+ * in passes of at most pixel_channels channels (so that the tables below stay small
+ * whatever the channel count). The rows of the windows are copied, zero-point padded and the
+ * pass's channels together (NHWC), into a ring of the window's span of rows
+ * ((filter_h - 1) * dilation_h + 1) of plane_w pixels; per output pixel, the taps point into
+ * the ring; per group of four channels and tap, one load and two SXTB16 give the inputs as
  * (c0, c2), (c1, c3), one LDRD the weights prepared as the same int16 pairs, and SMLABB /
  * SMLATT the four products. In place (output == input), each plane row is copied before the
  * output rows that overwrite its pixels are written, as long as the output rows are no longer
- * than the input's (output_w <= input_w) and the padding at the top is less than filter_h.
+ * than the input's (output_w <= input_w) and the padding at the top is less than the span;
+ * a pass only reads and writes its own channels.
  *
  * Scratch (lowering's depthwise_scratch_bytes, which declares it whenever the invariant
- * conditions below hold): the prepared weights (8 bytes per tap and group of four channels),
- * per channel (bias, multiplier, round_high, high_shift), then the ring. */
+ * conditions below hold): for one pass, the prepared weights (8 bytes per tap and group of
+ * four channels), per channel (bias, multiplier, round_high, high_shift), then the ring. */
 
 /* Unrolls the tap loop of a 3x3 filter. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -424,10 +567,11 @@ static TINYML_NOINLINE void dw_row_any(const tinyml_depthwise_conv2d_params *p,
 #define DW_UNROLL_TAPS
 #endif
 
-/* The pixel path's limits: taps, channels (both fixed for a layer, so lowering sizes the
- * scratch with them) and output pixels (a patch may have fewer than its layer). */
+/* The pixel path's limits: taps (fixed for a layer, so lowering sizes the scratch with them)
+ * and output pixels (a patch may have fewer than its layer). The channels per pass are the
+ * pixel_channels parameter: lowering's depthwise_pixel_channels, 0 when its scratch does not
+ * hold the path's tables (more than 32 channels and many output pixels). */
 #define DW_PIXEL_MAX_TAPS 25
-#define DW_PIXEL_MAX_CHANNELS 32
 /* With fewer channels than this, a pixel's tap addresses and loop overheads serve too few
  * multiply-accumulates: the plane path is cheaper (measured on vww's patches). Lowering's
  * scratch does not depend on it. */
@@ -438,8 +582,11 @@ static TINYML_NOINLINE void dw_row_any(const tinyml_depthwise_conv2d_params *p,
 typedef struct {
     int32_t *weights;  /* [quad][tap]: (w[c0], w[c2]), (w[c1], w[c3]) */
     int32_t *channels; /* [channel]: bias, multiplier, round_high, high_shift */
-    int8_t *ring;      /* filter_h rows of plane_w pixels of input_c channels */
+    int8_t *ring;      /* span rows of plane_w pixels of `count` channels */
     const int8_t *tail; /* int8 filters of the channels after the last group of four */
+    int32_t first;     /* the pass: channels [first, first + count) */
+    int32_t count;
+    int32_t span;      /* rows of the ring: (filter_h - 1) * dilation_h + 1 */
 } dw_pixel_tables;
 
 /* Channels [c, c + count) of the filter as int8 (taps values each): the filter itself, or,
@@ -459,21 +606,20 @@ static const int8_t *dw_filter(const tinyml_depthwise_conv2d_params *p, int32_t 
     return unpacked;
 }
 
-/* Whether the pixel path applies; fills the tables if so. */
-static int32_t dw_pixel_prepare(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
-                                const int8_t *output, int32_t *scratch, dw_pixel_tables *t,
-                                int8_t *unpacked)
+/* Whether the pixel path applies. */
+static int32_t dw_pixel_applies(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
+                                const int8_t *output)
 {
     const int32_t taps = p->filter_h * p->filter_w, c_count = p->input_c;
+    const int32_t span = (p->filter_h - 1) * p->dilation_h + 1;
     const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
     const uintptr_t in_end = in + (uintptr_t)(p->batches * p->input_h * p->input_w * c_count);
     const uintptr_t out_end =
         out + (uintptr_t)(p->batches * p->output_h * p->output_w * c_count);
-    const int32_t in_place_safe = p->output_w <= p->input_w && p->pad_top < p->filter_h;
-    int32_t c, q, k;
-    if (p->depth_multiplier != 1 || taps > DW_PIXEL_MAX_TAPS ||
-        c_count > DW_PIXEL_MAX_CHANNELS || c_count < DW_PIXEL_MIN_CHANNELS ||
-        p->dilation_h != 1 ||
+    const int32_t in_place_safe = p->output_w <= p->input_w && p->pad_top < span;
+    int32_t c;
+    if (p->pixel_channels <= 0 || p->depth_multiplier != 1 || taps > DW_PIXEL_MAX_TAPS ||
+        c_count < DW_PIXEL_MIN_CHANNELS ||
         p->output_h * p->output_w > DW_PIXEL_MAX_OUTPUTS ||
         (out < in_end && in < out_end && !(out == in && in_place_safe))) {
         return 0;
@@ -484,11 +630,25 @@ static int32_t dw_pixel_prepare(const tinyml_depthwise_conv2d_params *p, const i
             return 0;
         }
     }
+    return 1;
+}
+
+/* The tables of the pass over channels [first, first + count) (count at most
+ * pixel_channels). */
+static void dw_pixel_prepare(const tinyml_depthwise_conv2d_params *p, int32_t first,
+                             int32_t count, int32_t *scratch, dw_pixel_tables *t,
+                             int8_t *unpacked)
+{
+    const int32_t taps = p->filter_h * p->filter_w, c_count = count;
+    int32_t c, q, k;
+    t->first = first;
+    t->count = count;
+    t->span = (p->filter_h - 1) * p->dilation_h + 1;
     t->weights = scratch;
     t->channels = scratch + 2 * taps * (c_count >> 2);
     t->ring = (int8_t *)(void *)(t->channels + 4 * c_count);
     for (q = 0; q < (c_count >> 2); ++q) {
-        const int8_t *w = dw_filter(p, 4 * q, 4, unpacked);
+        const int8_t *w = dw_filter(p, first + 4 * q, 4, unpacked);
         for (k = 0; k < taps; ++k) {
             int32_t *pair = t->weights + 2 * (q * taps + k);
             pair[0] = tinyml_pkhbt(w[k], w[2 * taps + k]);
@@ -496,22 +656,23 @@ static int32_t dw_pixel_prepare(const tinyml_depthwise_conv2d_params *p, const i
         }
     }
     for (c = 0; c < c_count; ++c) {
-        const int32_t e = -p->shift[c] - 1;
+        const int32_t e = -p->shift[first + c] - 1;
         int32_t *ch = t->channels + 4 * c;
-        ch[0] = p->bias[c];
-        ch[1] = p->multiplier[c];
+        ch[0] = p->bias[first + c];
+        ch[1] = p->multiplier[first + c];
         ch[2] = (int32_t)((1u << (e - 1)) + ((uint32_t)p->output_offset << e));
         ch[3] = e;
     }
-    t->tail = dw_filter(p, 4 * (c_count >> 2), c_count & 3, unpacked);
-    return 1;
+    t->tail = dw_filter(p, first + 4 * (c_count >> 2), c_count & 3, unpacked);
 }
 
-/* Plane row r (input row r - pad_top, all channels, zero-point padded) into its ring row. */
+/* Plane row r (input row r - pad_top, the pass's channels, zero-point padded) into its ring
+ * row; in_b points at the pass's first channel. */
 static TINYML_NO_LIBCALLS void dw_ring_row(const tinyml_depthwise_conv2d_params *p,
-                                           const int8_t *in_b, int32_t r, int8_t *dst)
+                                           int32_t c_count, const int8_t *in_b, int32_t r,
+                                           int8_t *dst)
 {
-    const int32_t c_count = p->input_c, iy = r - p->pad_top;
+    const int32_t iy = r - p->pad_top;
     const int8_t zero_point = (int8_t)p->input_zero_point;
     int32_t px, i;
     for (px = 0; px < p->plane_w; ++px, dst += c_count) {
@@ -521,7 +682,7 @@ static TINYML_NO_LIBCALLS void dw_ring_row(const tinyml_depthwise_conv2d_params 
                 dst[i] = zero_point;
             }
         } else {
-            const int8_t *src = in_b + (iy * p->input_w + ix) * c_count;
+            const int8_t *src = in_b + (iy * p->input_w + ix) * p->input_c;
             for (i = 0; i + 4 <= c_count; i += 4) {
                 tinyml_write_s8x4(dst + i, tinyml_read_s8x4(src + i));
             }
@@ -544,17 +705,17 @@ static TINYML_ALWAYS_INLINE int8_t dw_pixel_output(int32_t acc, const int32_t *c
     return (int8_t)(v > hi ? hi : v);
 }
 
-/* All channels of one output pixel, any filter (tap pointers in `at`). */
-static TINYML_ALWAYS_INLINE void dw_pixel(const int8_t *const *at, int32_t taps,
+/* All channels of one output pixel, any filter (the taps at at[k] + base). */
+static TINYML_ALWAYS_INLINE void dw_pixel(const int8_t *const *at, int32_t base, int32_t taps,
                                           const tinyml_depthwise_conv2d_params *p,
                                           const dw_pixel_tables *t, int8_t *out, int32_t full)
 {
-    const int32_t lo = p->act_min, hi = p->act_max, quads = p->input_c >> 2;
+    const int32_t lo = p->act_min, hi = p->act_max, quads = t->count >> 2;
     const int32_t *w = t->weights;
     const int32_t *ch = t->channels;
     int32_t q, k, c;
     for (q = 0; q < quads; ++q, out += 4, ch += 16) {
-        const int32_t offset = 4 * q;
+        const int32_t offset = base + 4 * q;
         int32_t a0 = ch[0], a1 = ch[4], a2 = ch[8], a3 = ch[12];
         for (k = 0; k < taps; ++k) {
             int32_t xe, xo, we, wo;
@@ -570,11 +731,11 @@ static TINYML_ALWAYS_INLINE void dw_pixel(const int8_t *const *at, int32_t taps,
         out[2] = dw_pixel_output(a2, ch + 8, full, lo, hi);
         out[3] = dw_pixel_output(a3, ch + 12, full, lo, hi);
     }
-    for (c = 4 * quads; c < p->input_c; ++c, ++out, ch += 4) {
+    for (c = 4 * quads; c < t->count; ++c, ++out, ch += 4) {
         const int8_t *f = t->tail + (c - 4 * quads) * taps;
         int32_t acc = ch[0];
         for (k = 0; k < taps; ++k) {
-            acc += at[k][c] * f[k];
+            acc += at[k][base + c] * f[k];
         }
         *out = dw_pixel_output(acc, ch, full, lo, hi);
     }
@@ -588,10 +749,10 @@ static TINYML_ALWAYS_INLINE void dw_pixel_row3(const int8_t *const rows[3], int3
                                                const dw_pixel_tables *t, int8_t *out,
                                                int32_t full)
 {
-    const int32_t c_count = p->input_c, c2 = 2 * p->input_c, quads = p->input_c >> 2;
+    const int32_t c_count = t->count, c2 = 2 * t->count, quads = t->count >> 2;
     const int32_t lo = p->act_min, hi = p->act_max;
     int32_t ox, q, k, c;
-    for (ox = 0; ox < p->output_w; ++ox, out += c_count) {
+    for (ox = 0; ox < p->output_w; ++ox, out += p->input_c) {
         const int8_t *r0 = rows[0] + ox * step, *r1 = rows[1] + ox * step;
         const int8_t *r2 = rows[2] + ox * step;
         const int32_t *w = t->weights;
@@ -644,57 +805,65 @@ static TINYML_NOINLINE TINYML_NO_SCHEDULE void dw_pixel_row3_clamp(
     dw_pixel_row3(rows, step, p, t, out, 0);
 }
 
+/* One output row, any filter: at[k] points at tap k of the row's first pixel, the next
+ * pixel's taps `step` bytes on. */
 static TINYML_NOINLINE TINYML_NO_SCHEDULE void dw_pixel_any(const int8_t *const *at,
+                                         int32_t step,
                                          const tinyml_depthwise_conv2d_params *p,
                                          const dw_pixel_tables *t, int8_t *out)
 {
-    if (p->act_min == -128 && p->act_max == 127) {
-        dw_pixel(at, p->filter_h * p->filter_w, p, t, out, 1);
-    } else {
-        dw_pixel(at, p->filter_h * p->filter_w, p, t, out, 0);
+    const int32_t taps = p->filter_h * p->filter_w;
+    int32_t ox;
+    for (ox = 0; ox < p->output_w; ++ox, out += p->input_c) {
+        if (p->act_min == -128 && p->act_max == 127) {
+            dw_pixel(at, ox * step, taps, p, t, out, 1);
+        } else {
+            dw_pixel(at, ox * step, taps, p, t, out, 0);
+        }
     }
 }
 
+/* One pass (t's channels) over every output pixel. */
 static void dw_pixel_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
                          int8_t *output, const dw_pixel_tables *t)
 {
-    const int32_t c_count = p->input_c, kh = p->filter_h;
+    const int32_t c_count = t->count, kh = t->span, dh = p->dilation_h;
     const int32_t row_bytes = p->plane_w * c_count;
     const int32_t three = p->filter_h == 3 && p->filter_w == 3 && p->dilation_w == 1;
     const int32_t full = p->act_min == -128 && p->act_max == 127;
     const int8_t *at[DW_PIXEL_MAX_TAPS];
-    int32_t b, oy, ox, ky, kx, next;
+    int32_t b, oy, ky, kx, next;
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *in_b = input + b * p->input_h * p->input_w * c_count;
-        int8_t *out = output + b * p->output_h * p->output_w * c_count;
+        const int8_t *in_b = input + b * p->input_h * p->input_w * p->input_c + t->first;
+        int8_t *out = output + b * p->output_h * p->output_w * p->input_c + t->first;
         next = 0; /* the next plane row to copy */
         for (oy = 0; oy < p->output_h; ++oy) {
             const int32_t top = oy * p->stride_h;
             for (; next < top + kh; ++next) {
                 if (next >= top) {
-                    dw_ring_row(p, in_b, next, t->ring + (next % kh) * row_bytes);
+                    dw_ring_row(p, c_count, in_b, next, t->ring + (next % kh) * row_bytes);
                 }
             }
             if (three) {
                 const int8_t *rows[3];
                 for (ky = 0; ky < 3; ++ky) {
-                    rows[ky] = t->ring + ((top + ky) % kh) * row_bytes;
+                    rows[ky] = t->ring + ((top + ky * dh) % kh) * row_bytes;
                 }
                 (full ? dw_pixel_row3_full : dw_pixel_row3_clamp)(rows, p->stride_w * c_count,
                                                                   p, t, out);
-                out += p->output_w * c_count;
+                out += p->output_w * p->input_c;
                 continue;
             }
-            for (ox = 0; ox < p->output_w; ++ox, out += c_count) {
+            {
                 const int8_t **tap = at;
-                for (ky = 0; ky < kh; ++ky) {
-                    const int8_t *row = t->ring + ((top + ky) % kh) * row_bytes +
-                                        ox * p->stride_w * c_count;
+                for (ky = 0; ky < p->filter_h; ++ky) {
+                    const int8_t *row = t->ring + ((top + ky * dh) % kh) * row_bytes;
                     for (kx = 0; kx < p->filter_w; ++kx) {
                         *tap++ = row + kx * p->dilation_w * c_count;
                     }
                 }
-                dw_pixel_any(at, p, t, out);
+                dw_pixel_any(at, p->stride_w * c_count, p, t, out);
+                out += p->output_w * p->input_c;
             }
         }
     }
@@ -721,9 +890,16 @@ static void dw_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
     const int32_t rows_ok = p->stride_h == 1 || p->stride_h == 2;
     const int32_t cols_ok = p->stride_w == 1 || p->stride_w == 2;
     int32_t transposed = 0, b, c, m, oy;
+    const dw_row_fn wide_row = dw_wide_row(p);
     dw_geometry g;
-    if (dw_pixel_prepare(p, input, output, (int32_t *)(void *)plane, &tables, unpacked)) {
-        dw_pixel_run(p, input, output, &tables);
+    if (dw_pixel_applies(p, input, output)) {
+        /* Passes of pixel_channels channels, the last one the rest. */
+        for (c = 0; c < p->input_c; c += p->pixel_channels) {
+            const int32_t rest = p->input_c - c;
+            dw_pixel_prepare(p, c, rest < p->pixel_channels ? rest : p->pixel_channels,
+                             (int32_t *)(void *)plane, &tables, unpacked);
+            dw_pixel_run(p, input, output, &tables);
+        }
         return;
     }
     three = three && p->filter_h == 3 && p->filter_w == 3 && p->dilation_w == 1 &&
@@ -757,9 +933,17 @@ static void dw_run(const tinyml_depthwise_conv2d_params *p, const int8_t *input,
                     const int32_t stride = dw_even(p->plane_w);
                     const int16_t *row = plane;
                     int8_t *out = out_b + oc;
-                    dw_pack(p, dw_filter(p, oc, 1, unpacked), packed);
+                    if (wide_row != NULL) {
+                        dw_pack_wide(p, dw_filter(p, oc, 1, unpacked), packed);
+                    } else {
+                        dw_pack(p, dw_filter(p, oc, 1, unpacked), packed);
+                    }
                     for (oy = 0; oy < p->output_h; ++oy) {
-                        dw_row_any(p, row, stride, packed, &ch, out, output_c);
+                        if (wide_row != NULL) {
+                            wide_row(p, row, stride, packed, &ch, out, output_c);
+                        } else {
+                            dw_row_any(p, row, stride, packed, &ch, out, output_c);
+                        }
                         row += p->stride_h * stride;
                         out += p->output_w * output_c;
                     }
