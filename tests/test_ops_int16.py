@@ -1,0 +1,49 @@
+"""TFLite 16x8 models (int16 activations, int8 weights, int64 bias) equal TFLM bit for bit.
+
+The converter makes each model of the 16x8 zoo (``tests/support/int16_models.py``); the
+reference interpreter must equal TFLM (``kPreserveAllTensors``) on every tensor, on seeded
+random inputs and on the all-minimum and all-maximum inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from support.int8_op_models import compare_all_tensors
+from support.int16_models import CASES, model_bytes, random_inputs
+from support.oracles import tflm_interpreter
+from tinyml.frontends.tflite import load_tflite_bytes
+
+SEEDS = range(4)
+
+
+def _inputs(graph):
+    for seed in SEEDS:
+        yield random_inputs(graph, np.random.default_rng(seed))
+    for fill in (-32768, 32767):
+        yield [np.full(graph.tensors[n].shape, fill, np.int16)
+               if graph.tensors[n].dtype == "int16" else
+               np.full(graph.tensors[n].shape, fill / 4096, np.float32) for n in graph.inputs]
+
+
+def _load(name):
+    data = model_bytes(CASES[name])
+    graph = load_tflite_bytes(data, name=name)
+    kinds = {op.kind for op in graph.ops}
+    assert set(CASES[name].ops) <= kinds, f"converter emitted {sorted(kinds)}"
+    return data, graph
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_int16_reference_matches_tflm(name):
+    data, graph = _load(name)
+    activations = [t for t in graph.tensors.values() if not t.is_constant and
+                   t.dtype == "int16"]
+    assert activations and all(t.zero_point() == 0 for t in activations)
+    interpreter = tflm_interpreter(data)
+    total: dict[str, int] = {}
+    for inputs in _inputs(graph):
+        for tensor, count in compare_all_tensors(graph, interpreter, inputs).items():
+            total[tensor] = total.get(tensor, 0) + count
+    assert not total, f"{name}: elements differing from TFLM per tensor: {total}"
