@@ -7,6 +7,8 @@ random inputs and on the all-minimum and all-maximum inputs.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -47,3 +49,30 @@ def test_int16_reference_matches_tflm(name):
         for tensor, count in compare_all_tensors(graph, interpreter, inputs).items():
             total[tensor] = total.get(tensor, 0) + count
     assert not total, f"{name}: elements differing from TFLM per tensor: {total}"
+
+
+# --------------------------------------------------------------------------------------------
+# The portable _s16 C kernels, op by op, under AddressSanitizer and UBSan
+
+C_CASES = [name for name in CASES if name != "logistic_tanh"]
+
+
+@pytest.fixture(scope="module")
+def harness():
+    import tempfile
+    from pathlib import Path
+
+    from support.c_harness import Harness
+    with tempfile.TemporaryDirectory(prefix="tinyml-kernels-s16-") as tmp:
+        yield Harness(Path(tmp))
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler (cc)")
+@pytest.mark.parametrize("name", C_CASES)
+def test_int16_c_kernels_match_reference(harness, name):
+    from support.c_harness import bad_counts, check_graph, reference_samples
+    _, graph = _load(name)
+    samples = reference_samples(graph, list(_inputs(graph)))
+    counts = check_graph(harness, graph, samples, name)
+    assert counts, "no kernel ran"
+    assert not bad_counts(counts), f"C differs from the reference: {bad_counts(counts)}"
