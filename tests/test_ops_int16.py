@@ -76,3 +76,46 @@ def test_int16_c_kernels_match_reference(harness, name):
     counts = check_graph(harness, graph, samples, name)
     assert counts, "no kernel ran"
     assert not bad_counts(counts), f"C differs from the reference: {bad_counts(counts)}"
+
+
+# --------------------------------------------------------------------------------------------
+# Whole programs: the generated C on the host (sanitized) and in QEMU, against TFLM
+
+
+def _verify(name, target, tmp_path, samples=4):
+    from tinyml.verify import verify
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(model_bytes(CASES[name]))
+    report = verify(path, target, samples=samples, sanitize=target == "host",
+                    profile=False).to_json()
+    assert report["oracle"] == "reference+tflite-micro", report["oracle"]
+    assert report["samples"] == samples + 2
+    assert report["mismatched_outputs"] == 0, report
+    return report
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler (cc)")
+@pytest.mark.parametrize("name", ["ds_cnn", "dense_float_io"])
+def test_int16_program_on_host_matches_tflm(name, tmp_path):
+    report = _verify(name, "host", tmp_path)
+    assert report["sanitized"]
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler (cc)")
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in C_CASES if n not in ("ds_cnn", "dense_float_io")])
+def test_int16_programs_on_host_match_tflm(name, tmp_path):
+    _verify(name, "host", tmp_path)
+
+
+def _qemu_available() -> bool:
+    from tinyml.sim import qemu
+    return shutil.which("arm-none-eabi-gcc") is not None and qemu.available()
+
+
+@pytest.mark.skipif(not _qemu_available(), reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@pytest.mark.parametrize("target", ["cortex-m4", pytest.param("cortex-m3", marks=pytest.mark.slow)])
+def test_int16_ds_cnn_in_qemu_matches_tflm(target, tmp_path):
+    """cortex-m4 runs the DSP kernels, cortex-m3 the portable ones."""
+    report = _verify("ds_cnn", target, tmp_path)
+    assert report["instructions_per_inference"] > 0
