@@ -874,7 +874,7 @@ typedef struct {
 /* CONV_2D: acc = bias[oc] + sum over taps inside the image of input * filter (int64). The
  * scratch is unused by the portable kernel; the DSP kernel copies input windows there. */
 void tinyml_conv2d_s16(const tinyml_conv2d_s16_params *p, const int16_t *input,
-                       int16_t *output, int16_t *scratch);
+                       int16_t *output, int8_t *scratch);
 
 typedef struct {
     int32_t batches;

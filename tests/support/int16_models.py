@@ -97,6 +97,18 @@ def reshape_transpose_slice(x):
     return keras.ops.reshape(y, (1, -1))
 
 
+def conv_wide(x):
+    """Odd output channels, 3 groups of windows longer than one SMLAD chunk (3 * 3 * 37)."""
+    L = _layers()
+    y = L.Conv2D(37, 1, bias_initializer="random_normal")(x)
+    return L.Conv2D(7, 3, padding="same", bias_initializer="random_normal")(y)
+
+
+def dense_wide(x):
+    """A depth of 601 (two SMLAD chunks and a remainder of 1) and an odd row count."""
+    return _layers().Dense(5, bias_initializer="random_normal")(x)
+
+
 def softmax(x):
     return _layers().Softmax()(_layers().Dense(10, bias_initializer="random_normal")(x))
 
@@ -133,6 +145,8 @@ CASES = {
     "reshape_transpose_slice": Case(reshape_transpose_slice, [(1, 6, 5, 3)],
                                     ("TRANSPOSE", "STRIDED_SLICE", "RESHAPE")),
     "softmax": Case(softmax, [(1, 12)], ("SOFTMAX",)),
+    "conv_wide": Case(conv_wide, [(1, 5, 6, 3)], ("CONV_2D",)),
+    "dense_wide": Case(dense_wide, [(1, 601)], ("FULLY_CONNECTED",)),
     "logistic_tanh": Case(logistic_tanh, [(1, 12)], ("LOGISTIC", "TANH")),
 }
 

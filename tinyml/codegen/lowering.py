@@ -1588,8 +1588,18 @@ def _lower_conv2d_s16(ctx: _Context) -> KernelCall:
 
 
 def conv_s16_scratch_bytes(ctx: _Context, w_t: Tensor) -> int:
-    """Scratch of tinyml_conv2d_s16: none for the portable kernel."""
-    return 0
+    """Scratch of tinyml_conv2d_s16: none for the portable kernel; the DSP one
+    (firmware/kernels/cortex_m/conv_s16.c) copies one window (filter_h * filter_w * filter_c
+    int16 values) there, plus 3 bytes to align it to a word, except for a 1x1 convolution of
+    one group whose windows all lie inside the image (it reads the input pixel)."""
+    if not ctx.dsp:
+        return 0
+    x_t, out, a = ctx.ins[0], ctx.out, ctx.op.attrs
+    _, kh, kw, cin = w_t.shape
+    direct = (kh == kw == 1 and cin == x_t.shape[3] and a.padding[0] == a.padding[2] == 0
+              and (out.shape[1] - 1) * a.stride[0] < x_t.shape[1]
+              and (out.shape[2] - 1) * a.stride[1] < x_t.shape[2])
+    return 0 if direct else 2 * kh * kw * cin + 3
 
 
 def _lower_depthwise_s16(ctx: _Context) -> KernelCall:

@@ -11,7 +11,7 @@
 #include "fixedpoint.h"
 
 void tinyml_conv2d_s16(const tinyml_conv2d_s16_params *p, const int16_t *input,
-                       int16_t *output, int16_t *scratch)
+                       int16_t *output, int8_t *scratch)
 {
     const int32_t groups = p->input_c / p->filter_c;
     const int32_t per_group = p->output_c / groups;

@@ -1,0 +1,132 @@
+/*
+ * CONV_2D and DEPTHWISE_CONV_2D of 16x8 models, Cortex-M DSP version of
+ * portable/conv_s16.c (same arithmetic: int64 accumulation, TFLM's int64 requantization).
+ *
+ * CONV_2D: a window is one dot product of filter_h * filter_w * filter_c values with each
+ * filter row. A 1x1 unpadded convolution reads it straight from the input pixel; otherwise
+ * the window of a group is copied into scratch (int16, in filter order, zeros for the taps
+ * in the padding: the zero point is 0, so they add nothing, as TFLM skips them). The rows
+ * then go two at a time through SMLAD (s16_dot.h).
+ *
+ * DEPTHWISE_CONV_2D: the portable loop with the tap bounds computed once per output pixel,
+ * so the inner loop has no tests.
+ */
+#include "tinyml_kernels.h"
+#include "s16_dot.h"
+
+/* The window of output pixel (in_y0, in_x0) for channels [ic0, ic0 + filter_c). */
+static TINYML_NOINLINE void copy_window(const tinyml_conv2d_s16_params *p, const int16_t *in_b,
+                                        int32_t in_y0, int32_t in_x0, int32_t ic0,
+                                        int16_t *window)
+{
+    const int32_t fc = p->filter_c;
+    int32_t ky, kx, ic;
+    for (ky = 0; ky < p->filter_h; ++ky) {
+        const int32_t iy = in_y0 + ky * p->dilation_h;
+        for (kx = 0; kx < p->filter_w; ++kx) {
+            const int32_t ix = in_x0 + kx * p->dilation_w;
+            if (iy < 0 || iy >= p->input_h || ix < 0 || ix >= p->input_w) {
+                for (ic = 0; ic < fc; ++ic) {
+                    window[ic] = 0;
+                }
+            } else {
+                const int16_t *x = in_b + (iy * p->input_w + ix) * p->input_c + ic0;
+                for (ic = 0; ic < fc; ++ic) {
+                    window[ic] = x[ic];
+                }
+            }
+            window += fc;
+        }
+    }
+}
+
+void tinyml_conv2d_s16(const tinyml_conv2d_s16_params *p, const int16_t *input,
+                       int16_t *output, int8_t *scratch)
+{
+    const int32_t groups = p->input_c / p->filter_c;
+    const int32_t per_group = p->output_c / groups;
+    const int32_t k = p->filter_h * p->filter_w * p->filter_c;
+    /* A 1x1 window inside the image: the input pixel itself (lowering declares no scratch
+     * for this case, conv_s16_scratch_bytes). */
+    const int32_t direct = p->filter_h == 1 && p->filter_w == 1 && groups == 1 &&
+                           p->pad_top == 0 && p->pad_left == 0 &&
+                           (p->output_h - 1) * p->stride_h < p->input_h &&
+                           (p->output_w - 1) * p->stride_w < p->input_w;
+    /* Word-align the window (lowering adds 3 bytes to the scratch for it). */
+    int16_t *window = (int16_t *)(void *)((uintptr_t)(scratch + 3) & ~(uintptr_t)3);
+    int32_t b, oy, ox, g;
+    for (b = 0; b < p->batches; ++b) {
+        const int16_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
+        for (oy = 0; oy < p->output_h; ++oy) {
+            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < p->output_w; ++ox) {
+                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                for (g = 0; g < groups; ++g) {
+                    const int32_t oc0 = g * per_group;
+                    const int16_t *x;
+                    if (direct) {
+                        x = in_b + (in_y0 * p->input_w + in_x0) * p->input_c;
+                    } else {
+                        copy_window(p, in_b, in_y0, in_x0, g * p->filter_c, window);
+                        x = window;
+                    }
+                    tinyml_s16_rows(x, p->filter + oc0 * k, k, per_group, p->bias + oc0,
+                                    p->multiplier + oc0, p->shift + oc0, p->act_min,
+                                    p->act_max, output + oc0);
+                }
+                output += p->output_c;
+            }
+        }
+    }
+}
+
+void tinyml_depthwise_conv2d_s16(const tinyml_depthwise_conv2d_s16_params *p,
+                                 const int16_t *input, int16_t *output)
+{
+    const int32_t m_count = p->depth_multiplier;
+    const int32_t taps = p->filter_h * p->filter_w;
+    int32_t b, oy, ox, c, m, ky, kx;
+    for (b = 0; b < p->batches; ++b) {
+        const int16_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
+        for (oy = 0; oy < p->output_h; ++oy) {
+            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            int32_t ky0 = 0, ky1 = p->filter_h;
+            while (ky0 < ky1 && in_y0 + ky0 * p->dilation_h < 0) {
+                ++ky0;
+            }
+            while (ky1 > ky0 && in_y0 + (ky1 - 1) * p->dilation_h >= p->input_h) {
+                --ky1;
+            }
+            for (ox = 0; ox < p->output_w; ++ox) {
+                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                int32_t kx0 = 0, kx1 = p->filter_w;
+                while (kx0 < kx1 && in_x0 + kx0 * p->dilation_w < 0) {
+                    ++kx0;
+                }
+                while (kx1 > kx0 && in_x0 + (kx1 - 1) * p->dilation_w >= p->input_w) {
+                    --kx1;
+                }
+                for (c = 0; c < p->input_c; ++c) {
+                    const int16_t *x_c = in_b + c;
+                    for (m = 0; m < m_count; ++m) {
+                        const int32_t oc = c * m_count + m;
+                        const int8_t *w = p->filter + oc * taps;
+                        int64_t acc = p->bias[oc]; /* SMLAL per tap */
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            const int16_t *row = x_c + ((in_y0 + ky * p->dilation_h) *
+                                                        p->input_w + in_x0) * p->input_c;
+                            const int8_t *w_row = w + ky * p->filter_w;
+                            for (kx = kx0; kx < kx1; ++kx) {
+                                acc += (int32_t)row[kx * p->dilation_w * p->input_c] *
+                                       (int32_t)w_row[kx];
+                            }
+                        }
+                        *output++ = tinyml_s16_output(acc,
+                                                      p->multiplier[oc], p->shift[oc],
+                                                      p->act_min, p->act_max);
+                    }
+                }
+            }
+        }
+    }
+}
