@@ -56,8 +56,8 @@ def test_int16_reference_matches_tflm(name):
 # --------------------------------------------------------------------------------------------
 # The portable _s16 C kernels, op by op, under AddressSanitizer and UBSan
 
-#: The default run's sample of the C kernel tests (the rest is slow-marked).
-C_FAST = ("ds_cnn", "add_mul_concat_pad", "dense_float_io")
+#: The default run checks the portable kernels through whole programs (below); op by op
+#: under the sanitizers they are slow-marked (compiling the kernel files costs ~10 s).
 
 
 #: The kernel files the 16x8 graphs call (the harness compiles only these: the whole library
@@ -66,7 +66,7 @@ S16_FILES = ("conv_s16.c", "fully_connected_s16.c", "pooling_s16.c", "elementwis
              "softmax_s16.c", "quantize_s16.c", "data_movement.c", "data_movement_ops.c")
 
 
-def _harness(tmp, dsp_files=()):
+def _harness(tmp, dsp_files=(), files=S16_FILES):
     from pathlib import Path
 
     from support.c_harness import KERNELS
@@ -80,7 +80,7 @@ def _harness(tmp, dsp_files=()):
                 out = self.workdir / flavor
                 out.mkdir(exist_ok=True)
                 objects = []
-                for name in S16_FILES:
+                for name in files:
                     source = (DSP if name in dsp_files else KERNELS / "portable") / name
                     objects.append(out / f"{source.parent.name}_{source.stem}.o")
                     self._cc(flavor, ["-c", str(source), "-o", str(objects[-1])])
@@ -98,8 +98,8 @@ def harness():
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler (cc)")
-@pytest.mark.parametrize("name", [n if n in C_FAST else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in C_CASES])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", C_CASES)
 def test_int16_c_kernels_match_reference(harness, name):
     from support.c_harness import bad_counts, check_graph, reference_samples
     _, graph = _load(name)
@@ -126,7 +126,7 @@ def _verify(name, target, tmp_path, samples=4):
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler (cc)")
-@pytest.mark.parametrize("name", ["ds_cnn", "dense_float_io"])
+@pytest.mark.parametrize("name", ["ds_cnn", "add_mul_concat_pad"])
 def test_int16_program_on_host_matches_tflm(name, tmp_path):
     report = _verify(name, "host", tmp_path)
     assert report["sanitized"]
@@ -134,7 +134,7 @@ def test_int16_program_on_host_matches_tflm(name, tmp_path):
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler (cc)")
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in C_CASES if n not in ("ds_cnn", "dense_float_io")])
+@pytest.mark.parametrize("name", [n for n in C_CASES if n not in ("ds_cnn", "add_mul_concat_pad")])
 def test_int16_programs_on_host_match_tflm(name, tmp_path):
     _verify(name, "host", tmp_path)
 
@@ -164,11 +164,11 @@ DSP_CASES = ["ds_cnn", "conv_relu6_stride", "conv_valid_dilated", "depthwise_m2"
 def dsp_harness():
     import tempfile
     with tempfile.TemporaryDirectory(prefix="tinyml-dsp-s16-") as tmp:
-        yield _harness(tmp, DSP_FILES)
+        yield _harness(tmp, DSP_FILES, DSP_FILES)
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler (cc)")
-@pytest.mark.parametrize("name", [n if n in ("ds_cnn", "conv_wide", "dense_wide") else
+@pytest.mark.parametrize("name", [n if n in ("conv_wide", "dense_wide") else
                                   pytest.param(n, marks=pytest.mark.slow) for n in DSP_CASES])
 def test_int16_dsp_kernels_match_reference(dsp_harness, name):
     from support.c_harness import bad_counts, graph_jobs, mismatches, reference_samples
