@@ -185,3 +185,38 @@ def test_int16_dsp_kernels_match_reference(dsp_harness, name):
         expected += [{n: values[n] for n in job.outputs} for job in batch]
     counts = mismatches(jobs, dsp_harness.run(jobs), expected)
     assert not bad_counts(counts), f"DSP C differs from the reference: {bad_counts(counts)}"
+
+
+# --------------------------------------------------------------------------------------------
+# MLPerf Tiny's keyword spotting DS-CNN, converted 16x8 (slow)
+
+
+@pytest.fixture(scope="module")
+def kws_16x8():
+    from conftest import mlperf_model
+    from support.int16_mlperf import kws_16x8 as convert_kws
+    return convert_kws(mlperf_model("kws_ref_model_float32"), mlperf_model("kws_ref_model"))
+
+
+@pytest.mark.slow
+def test_mlperf_kws_16x8_reference_matches_tflm(kws_16x8):
+    from support.int8_op_models import compare_all_tensors
+    data = kws_16x8.read_bytes()
+    graph = load_tflite_bytes(data, name="kws_16x8")
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED",
+            "SOFTMAX"} <= {op.kind for op in graph.ops}
+    interpreter = tflm_interpreter(data)
+    total: dict[str, int] = {}
+    for inputs in _inputs(graph):
+        for tensor, count in compare_all_tensors(graph, interpreter, inputs).items():
+            total[tensor] = total.get(tensor, 0) + count
+    assert not total, total
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _qemu_available(), reason="needs arm-none-eabi-gcc and qemu-system-arm")
+def test_mlperf_kws_16x8_in_qemu_matches_tflm(kws_16x8):
+    from tinyml.verify import verify
+    report = verify(kws_16x8, "cortex-m4", samples=3, profile=False).to_json()
+    assert report["oracle"] == "reference+tflite-micro"
+    assert report["mismatched_outputs"] == 0, report

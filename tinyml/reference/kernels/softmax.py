@@ -149,8 +149,14 @@ def softmax_int16_params(op: Op, x_t: Tensor, out: Tensor) -> tuple[int, int]:
         raise TinymlError(f"layer '{op.name}' (SOFTMAX): int16 input and output need zero "
                           f"point 0 and the output scale 1/32768 (TFLM requires it), got "
                           f"output scale {out.scale():.6g}")
-    return quantize_multiplier(float(x_t.scale()) * float(np.float32(op.attrs.beta))
-                               / (10.0 / 65535.0))
+    multiplier, shift = quantize_multiplier(float(x_t.scale()) * float(np.float32(op.attrs.beta))
+                                            / (10.0 / 65535.0))
+    if shift > 30:
+        # TFLM would shift an int32 left by 31 bits or more (undefined behaviour in C++).
+        raise TinymlError(f"layer '{op.name}' (SOFTMAX): beta * input scale "
+                          f"{float(x_t.scale()) * op.attrs.beta:.6g} is too large for TFLM's "
+                          f"int16 softmax")
+    return multiplier, shift
 
 
 def softmax_int16(call: KernelCall) -> np.ndarray:
