@@ -11,6 +11,8 @@ step's midpoint, so interpolation is centred on the function.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from functools import lru_cache
 from typing import Callable
 
@@ -53,6 +55,16 @@ def populate(input_scale: float, input_zero_point: int, output_scale: float,
     lut[_STEPS] = int(min(max(last, _F(-32768)), _F(32767)))
     lut.setflags(write=False)
     return lut
+
+
+@lru_cache(maxsize=None)
+def libm_float(name: str):
+    """A float32 function of the C library (``expf``): TFLM's table transforms call it, and
+    numpy's float32 functions may round the last bit differently."""
+    libm = ctypes.CDLL(ctypes.util.find_library("m") or None)
+    fn = getattr(libm, name)
+    fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
+    return fn
 
 
 def lookup(values, lut: np.ndarray) -> np.ndarray:

@@ -13,8 +13,6 @@ int16 (16x8 models) follows TFLM's ``SoftmaxInt16``: two interpolated 513-entry 
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from tinyml.errors import TinymlError, UnsupportedOpError
@@ -111,14 +109,8 @@ def softmax_int8(call: KernelCall) -> np.ndarray:
 _INT16_RANGE = 65535
 
 
-@lru_cache(maxsize=None)
-def _libm(name: str):
-    from tinyml.reference.kernels.activations_math import libm_float
-    return libm_float(name)
-
-
 def _exp_transform(value: np.float32) -> np.float32:
-    return np.float32(_libm("expf")(float(value)))
+    return np.float32(lut_int16.libm_float("expf")(float(value)))
 
 
 def _one_over_one_plus(value: np.float32) -> np.float32:
