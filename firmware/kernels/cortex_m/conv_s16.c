@@ -80,15 +80,16 @@ void tinyml_conv2d_s16(const tinyml_conv2d_s16_params *p, const int16_t *input,
     }
 }
 
-void tinyml_depthwise_conv2d_s16(const tinyml_depthwise_conv2d_s16_params *p,
-                                 const int16_t *input, int16_t *output)
+/* Output pixels [ox0, ox1) of row oy, every channel, with the taps clipped to the image. */
+static TINYML_NOINLINE void dw_pixels(const tinyml_depthwise_conv2d_s16_params *p,
+                                      const int16_t *in_b, int32_t oy, int32_t ox0, int32_t ox1,
+                                      int16_t *output)
 {
     const int32_t m_count = p->depth_multiplier;
     const int32_t taps = p->filter_h * p->filter_w;
-    int32_t b, oy, ox, c, m, ky, kx;
-    for (b = 0; b < p->batches; ++b) {
-        const int16_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
-        for (oy = 0; oy < p->output_h; ++oy) {
+    int32_t ox, c, m, ky, kx;
+    {
+        {
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
             int32_t ky0 = 0, ky1 = p->filter_h;
             while (ky0 < ky1 && in_y0 + ky0 * p->dilation_h < 0) {
@@ -97,7 +98,7 @@ void tinyml_depthwise_conv2d_s16(const tinyml_depthwise_conv2d_s16_params *p,
             while (ky1 > ky0 && in_y0 + (ky1 - 1) * p->dilation_h >= p->input_h) {
                 --ky1;
             }
-            for (ox = 0; ox < p->output_w; ++ox) {
+            for (ox = ox0; ox < ox1; ++ox) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
                 int32_t kx0 = 0, kx1 = p->filter_w;
                 while (kx0 < kx1 && in_x0 + kx0 * p->dilation_w < 0) {
@@ -126,6 +127,87 @@ void tinyml_depthwise_conv2d_s16(const tinyml_depthwise_conv2d_s16_params *p,
                                                       p->act_min, p->act_max);
                     }
                 }
+            }
+        }
+    }
+}
+
+/* The fast path's limit: up to 64 taps, a channel's sum of products fits int32. */
+#define DW_MAX_TAPS 64
+
+/* Channels c and c + 1 of one output pixel whose taps all lie inside the image: taps t and
+ * t + 2 (and t + 1, t + 3) pair up in SMLAD, the lane order SXTB16 gives a word of four
+ * filter taps; one 32-bit load reads a tap of both channels, PKHBT/PKHTB split them. */
+static TINYML_NOINLINE void dw_interior(const tinyml_depthwise_conv2d_s16_params *p,
+                                        const int16_t *base, const int32_t *offsets,
+                                        int16_t *output)
+{
+    const int32_t taps = p->filter_h * p->filter_w;
+    int32_t c;
+    for (c = 0; c < p->input_c; c += 2) {
+        const int16_t *x = base + c;
+        const int8_t *w0 = p->filter + c * taps;
+        const int8_t *w1 = w0 + taps;
+        int32_t a0 = 0, a1 = 0;
+        int32_t t = 0;
+        for (; t + 4 <= taps; t += 4) {
+            const int32_t x0 = tinyml_read_s16x2(x + offsets[t]);
+            const int32_t x1 = tinyml_read_s16x2(x + offsets[t + 1]);
+            const int32_t x2 = tinyml_read_s16x2(x + offsets[t + 2]);
+            const int32_t x3 = tinyml_read_s16x2(x + offsets[t + 3]);
+            int32_t we, wo;
+            tinyml_s8x4_interleaved(tinyml_read_s8x4(w0 + t), &we, &wo);
+            a0 = __smlad(tinyml_pkhbt(x1, x3), wo, __smlad(tinyml_pkhbt(x0, x2), we, a0));
+            tinyml_s8x4_interleaved(tinyml_read_s8x4(w1 + t), &we, &wo);
+            a1 = __smlad(tinyml_pkhtb(x3, x1), wo, __smlad(tinyml_pkhtb(x2, x0), we, a1));
+        }
+        for (; t < taps; ++t) {
+            const int32_t xt = tinyml_read_s16x2(x + offsets[t]);
+            a0 += (int32_t)(int16_t)(uint32_t)xt * w0[t];
+            a1 += (xt >> 16) * w1[t];
+        }
+        output[c] = tinyml_s16_output((int64_t)a0 + p->bias[c], p->multiplier[c], p->shift[c],
+                                      p->act_min, p->act_max);
+        output[c + 1] = tinyml_s16_output((int64_t)a1 + p->bias[c + 1], p->multiplier[c + 1],
+                                          p->shift[c + 1], p->act_min, p->act_max);
+    }
+}
+
+void tinyml_depthwise_conv2d_s16(const tinyml_depthwise_conv2d_s16_params *p,
+                                 const int16_t *input, int16_t *output)
+{
+    const int32_t taps = p->filter_h * p->filter_w;
+    const int32_t fast = p->depth_multiplier == 1 && (p->input_c & 1) == 0 &&
+                         taps <= DW_MAX_TAPS;
+    const int32_t span_h = (p->filter_h - 1) * p->dilation_h;
+    const int32_t span_w = (p->filter_w - 1) * p->dilation_w;
+    const int32_t out_c = p->input_c * p->depth_multiplier;
+    int32_t offsets[DW_MAX_TAPS];
+    int32_t b, oy, ox, ky, kx;
+    if (fast) {
+        for (ky = 0; ky < p->filter_h; ++ky) {
+            for (kx = 0; kx < p->filter_w; ++kx) {
+                offsets[ky * p->filter_w + kx] =
+                    (ky * p->dilation_h * p->input_w + kx * p->dilation_w) * p->input_c;
+            }
+        }
+    }
+    for (b = 0; b < p->batches; ++b) {
+        const int16_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
+        for (oy = 0; oy < p->output_h; ++oy) {
+            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            const int32_t rows_inside = in_y0 >= 0 && in_y0 + span_h < p->input_h;
+            int16_t *out_row = output + (b * p->output_h + oy) * p->output_w * out_c;
+            ox = 0;
+            while (ox < p->output_w) {
+                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                if (fast && rows_inside && in_x0 >= 0 && in_x0 + span_w < p->input_w) {
+                    dw_interior(p, in_b + (in_y0 * p->input_w + in_x0) * p->input_c, offsets,
+                                out_row + ox * out_c);
+                } else {
+                    dw_pixels(p, in_b, oy, ox, ox + 1, out_row + ox * out_c);
+                }
+                ++ox;
             }
         }
     }
