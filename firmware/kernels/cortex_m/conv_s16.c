@@ -8,8 +8,10 @@
  * in the padding: the zero point is 0, so they add nothing, as TFLM skips them). The rows
  * then go two at a time through SMLAD (s16_dot.h).
  *
- * DEPTHWISE_CONV_2D: the portable loop with the tap bounds computed once per output pixel,
- * so the inner loop has no tests.
+ * DEPTHWISE_CONV_2D (depth multiplier 1, an even channel count, at most 25 taps): two
+ * channels per 32-bit load; inside the image taps pair up in SMLAD (dw_interior), at the
+ * border the taps inside are listed first (dw_border). Other layers: the portable loop with
+ * the tap bounds computed once per output pixel (dw_pixels).
  */
 #include "tinyml_kernels.h"
 #include "s16_dot.h"
@@ -132,8 +134,9 @@ static TINYML_NOINLINE void dw_pixels(const tinyml_depthwise_conv2d_s16_params *
     }
 }
 
-/* The fast path's limit: up to 64 taps, a channel's sum of products fits int32. */
-#define DW_MAX_TAPS 64
+/* The fast paths' limit: up to 5x5 taps (a channel's sum of products fits int32 up to 256;
+ * the tap tables live on the stack, 3 * 4 * 25 bytes). */
+#define DW_MAX_TAPS 25
 
 /* Channels c and c + 1 of one output pixel whose taps all lie inside the image: taps t and
  * t + 2 (and t + 1, t + 3) pair up in SMLAD, the lane order SXTB16 gives a word of four
@@ -173,6 +176,33 @@ static TINYML_NOINLINE void dw_interior(const tinyml_depthwise_conv2d_s16_params
     }
 }
 
+/* The same two channels at a time for a pixel at the border: only the ``count`` taps inside
+ * the image (input offsets and filter indices listed by the caller), one SMLABB/SMLATB-like
+ * multiply each. */
+static TINYML_NOINLINE void dw_border(const tinyml_depthwise_conv2d_s16_params *p,
+                                      const int16_t *base, const int32_t *offsets,
+                                      const int32_t *taps_inside, int32_t count,
+                                      int16_t *output)
+{
+    const int32_t taps = p->filter_h * p->filter_w;
+    int32_t c, i;
+    for (c = 0; c < p->input_c; c += 2) {
+        const int16_t *x = base + c;
+        const int8_t *w0 = p->filter + c * taps;
+        const int8_t *w1 = w0 + taps;
+        int32_t a0 = 0, a1 = 0;
+        for (i = 0; i < count; ++i) {
+            const int32_t xt = tinyml_read_s16x2(x + offsets[i]);
+            a0 += (int32_t)(int16_t)(uint32_t)xt * w0[taps_inside[i]];
+            a1 += (xt >> 16) * w1[taps_inside[i]];
+        }
+        output[c] = tinyml_s16_output((int64_t)a0 + p->bias[c], p->multiplier[c], p->shift[c],
+                                      p->act_min, p->act_max);
+        output[c + 1] = tinyml_s16_output((int64_t)a1 + p->bias[c + 1], p->multiplier[c + 1],
+                                          p->shift[c + 1], p->act_min, p->act_max);
+    }
+}
+
 void tinyml_depthwise_conv2d_s16(const tinyml_depthwise_conv2d_s16_params *p,
                                  const int16_t *input, int16_t *output)
 {
@@ -204,6 +234,20 @@ void tinyml_depthwise_conv2d_s16(const tinyml_depthwise_conv2d_s16_params *p,
                 if (fast && rows_inside && in_x0 >= 0 && in_x0 + span_w < p->input_w) {
                     dw_interior(p, in_b + (in_y0 * p->input_w + in_x0) * p->input_c, offsets,
                                 out_row + ox * out_c);
+                } else if (fast) {
+                    int32_t inside_offsets[DW_MAX_TAPS], taps_inside[DW_MAX_TAPS];
+                    int32_t count = 0;
+                    for (ky = 0; ky < p->filter_h; ++ky) {
+                        const int32_t iy = in_y0 + ky * p->dilation_h;
+                        for (kx = 0; kx < p->filter_w; ++kx) {
+                            const int32_t ix = in_x0 + kx * p->dilation_w;
+                            if (iy >= 0 && iy < p->input_h && ix >= 0 && ix < p->input_w) {
+                                inside_offsets[count] = (iy * p->input_w + ix) * p->input_c;
+                                taps_inside[count++] = ky * p->filter_w + kx;
+                            }
+                        }
+                    }
+                    dw_border(p, in_b, inside_offsets, taps_inside, count, out_row + ox * out_c);
                 } else {
                     dw_pixels(p, in_b, oy, ox, ox + 1, out_row + ox * out_c);
                 }
