@@ -949,6 +949,18 @@ typedef struct {
 void tinyml_softmax_s16(const tinyml_softmax_s16_params *p, const int16_t *input,
                         int16_t *output);
 
+/* LOGISTIC and TANH int16 -> int16 (TFLM's interpolated sigmoid table). In place. */
+typedef struct {
+    int32_t size;
+    int32_t input_multiplier;    /* 0: power-of-two input scale (3 << input_left_shift) */
+    int32_t input_left_shift;
+} tinyml_sigmoid_s16_params;
+
+void tinyml_logistic_s16(const tinyml_sigmoid_s16_params *p, const int16_t *input,
+                         int16_t *output);
+void tinyml_tanh_s16(const tinyml_sigmoid_s16_params *p, const int16_t *input,
+                     int16_t *output);
+
 /* QUANTIZE float32 -> int16, int16 -> int16 / int16 -> int8 / int8 -> int16 (requantize), and
  * DEQUANTIZE int16 -> float32: the int8 parameter structs. */
 void tinyml_quantize_f32_s16(const tinyml_quantize_params *p, const float *input,

@@ -40,7 +40,8 @@ from tinyml.reference.fixedpoint import (activation_range, per_channel_multiplie
                                          per_tensor_fc_multiplier, wrap_int32)
 from tinyml.reference.kernels import KernelCall as ReferenceCall
 from tinyml.reference.kernels.activations import (hard_swish_int8_params, logistic_int8_params,
-                                                  relu6_int8_bounds, relu_int8_params)
+                                                  relu6_int8_bounds, relu_int8_params,
+                                                  sigmoid_family_int16_params)
 from tinyml.reference.kernels.binary import (COMPARISON_LEFT_SHIFT, SQUARED_DIFFERENCE_LEFT_SHIFT,
                                             SUB_LEFT_SHIFT, comparison_multipliers,
                                             squared_difference_multipliers, sub_multipliers)
@@ -814,8 +815,10 @@ def _lower_softmax(ctx: _Context) -> KernelCall:
                  in_place=(0, 0))
 
 
-@lowers("LOGISTIC", kernels={"tinyml_logistic_s8": "elementwise"})
+@lowers("LOGISTIC", kernels={"tinyml_logistic_s8": "elementwise", "tinyml_logistic_s16": None})
 def _lower_logistic(ctx: _Context) -> KernelCall:
+    if _is_16x8(ctx):
+        return _lower_sigmoid_family_s16(ctx)
     x_t, out = _unary_int8(ctx)
     multiplier, left_shift, radius = logistic_int8_params(ctx.op, x_t, out)
     params = dict(size=x_t.size, input_zero_point=x_t.zero_point(),
@@ -1158,13 +1161,16 @@ def _lower_prelu(ctx: _Context) -> KernelCall:
 
 
 @lowers("TANH", "ELU", "RSQRT", "GELU", "EXP", "LOG", "SQRT",
-        kernels={"tinyml_lut_s8": "elementwise"})
+        kernels={"tinyml_lut_s8": "elementwise", "tinyml_tanh_s16": None})
 def _lower_lookup_table(ctx: _Context) -> KernelCall:
     """A table of the output code of each of the 256 input codes. ELU's is TFLM's own, GELU's,
     EXP's, LOG's and SQRT's LiteRT's (TFLM has no int8 kernel for them); TANH's
     and RSQRT's are the reference (TFLM's per-element fixed-point arithmetic) evaluated on
     every code, the same values TFLM computes element by element: about 400 Cortex-M4
-    instructions per TANH element become a load, for 256 bytes of flash."""
+    instructions per TANH element become a load, for 256 bytes of flash. int16 TANH (16x8)
+    runs TFLM's sigmoid-table kernel instead."""
+    if ctx.op.kind == "TANH" and _is_16x8(ctx):
+        return _lower_sigmoid_family_s16(ctx)
     x_t, out = _unary_int8(ctx)
     kind = ctx.op.kind
     if kind == "SQRT" and x_t.zero_point() != -128:
@@ -1676,4 +1682,15 @@ def _lower_quantize_s16(ctx: _Context) -> KernelCall:
     params = dict(size=x_t.size, input_zero_point=0, multiplier=multiplier, shift=shift,
                   output_zero_point=0)
     return _call(ctx, "tinyml_requantize_s16", "tinyml_requantize_params", params,
+                 _io_args(ctx))
+
+
+def _lower_sigmoid_family_s16(ctx: _Context) -> KernelCall:
+    """int16 LOGISTIC and TANH: TFLM's input rescaling and its sigmoid table (in the C)."""
+    x_t = _int16(ctx, ctx.ins[0], "input")
+    out = _int16(ctx, ctx.out, "output")
+    multiplier, shift = sigmoid_family_int16_params(ctx.op, x_t, out)
+    function = "tinyml_logistic_s16" if ctx.op.kind == "LOGISTIC" else "tinyml_tanh_s16"
+    return _call(ctx, function, "tinyml_sigmoid_s16_params",
+                 dict(size=x_t.size, input_multiplier=multiplier, input_left_shift=shift),
                  _io_args(ctx))
