@@ -220,3 +220,23 @@ def test_mlperf_kws_16x8_in_qemu_matches_tflm(kws_16x8):
     report = verify(kws_16x8, "cortex-m4", samples=3, profile=False).to_json()
     assert report["oracle"] == "reference+tflite-micro"
     assert report["mismatched_outputs"] == 0, report
+
+
+def test_int16_graphs_run_layer_by_layer():
+    """The _s16 kernels declare no patch geometry: "auto" keeps a 16x8 graph layer by layer,
+    and a forced patch schedule names the kernel that cannot run on a window."""
+    from tinyml.compiler import plan
+    from tinyml.errors import TinymlError
+    data, graph = _load("ds_cnn")
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ds_cnn.tflite"
+        path.write_bytes(data)
+        compiled = plan(path, "cortex-m4")
+        assert compiled.patch is None
+        assert compiled.plan.arena_bytes >= 2 * max(t.size for t in graph.tensors.values()
+                                                    if not t.is_constant)
+        split = graph.ops[1].outputs[0]
+        with pytest.raises(TinymlError, match="tinyml_conv2d_s16 cannot run on a window"):
+            plan(path, "cortex-m4", patch=f"{split}:2")
