@@ -67,8 +67,8 @@ def sigmoid_family_int16_params(op: Op, x_t: Tensor, out: Tensor) -> tuple[int, 
         raise UnsupportedOpError(op.kind, op.name, detail=f"int16 -> {out.dtype} (int16 -> "
                                  f"int16 only)")
     if x_t.zero_point() != 0 or out.zero_point() != 0:
-        raise TinymlError(f"layer '{op.name}' ({op.kind}): int16 input and output need zero "
-                          f"point 0 (TFLM requires it)")
+        raise UnsupportedOpError(op.kind, op.name, detail="int16 input and output need zero "
+                                 "point 0 (TFLM's int16 kernel requires it)")
     return int16_activation_params(op.kind, x_t.scale())
 
 
