@@ -843,8 +843,9 @@ void tinyml_batch_matmul_s8(const tinyml_batch_matmul_params *p, const int8_t *l
  * TFLite's 16x8 scheme: activations int16 with zero point 0, weights int8 per channel,
  * CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED with an int64 bias. Those accumulate in int64
  * and requantize with TFLM's int64 MultiplyByQuantizedMultiplier (the multiplier reduced to
- * 16 bits, one rounding shift); the other kernels are TFLM's int8 templates at int16. No
- * kernel here runs on a patch or in place.
+ * 16 bits, one rounding shift); with an int32 bias (int32_accumulator) TFLM wraps an int32
+ * sum and requantizes as the int8 kernels do. The other kernels are TFLM's int8 templates at
+ * int16. No kernel here runs on a patch or in place.
  */
 typedef struct {
     int32_t batches;
@@ -866,6 +867,7 @@ typedef struct {
     int32_t act_min;
     int32_t act_max;
     const int8_t *filter;        /* OHWI, as CONV_2D int8 */
+    int32_t int32_accumulator;   /* 1: an int32 bias (TFLM then wraps an int32 sum) */
     const int64_t *bias;         /* output_c entries (zeros when the layer has none) */
     const int32_t *multiplier;   /* output_c entries */
     const int32_t *shift;        /* output_c entries */
@@ -895,6 +897,7 @@ typedef struct {
     int32_t act_min;
     int32_t act_max;
     const int8_t *filter;        /* [output_c][filter_h][filter_w], channel-major */
+    int32_t int32_accumulator;   /* 1: an int32 bias (TFLM then wraps an int32 sum) */
     const int64_t *bias;         /* output_c = input_c * depth_multiplier entries */
     const int32_t *multiplier;
     const int32_t *shift;
@@ -911,6 +914,7 @@ typedef struct {
     int32_t act_min;
     int32_t act_max;
     const int8_t *filter;        /* [output_depth][input_depth] */
+    int32_t int32_accumulator;   /* 1: an int32 bias (TFLM then wraps an int32 sum) */
     const int64_t *bias;         /* output_depth entries */
     const int32_t *multiplier;   /* output_depth entries (one value repeated per tensor) */
     const int32_t *shift;

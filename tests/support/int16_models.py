@@ -109,6 +109,12 @@ def dense_wide(x):
     return _layers().Dense(5, bias_initializer="random_normal")(x)
 
 
+def conv_dense(x):
+    L = _layers()
+    y = L.Conv2D(6, 3, padding="same", bias_initializer="random_normal")(x)
+    return L.Dense(4, bias_initializer="random_normal")(L.Flatten()(y))
+
+
 def softmax(x):
     return _layers().Softmax()(_layers().Dense(10, bias_initializer="random_normal")(x))
 
@@ -145,6 +151,8 @@ CASES = {
     "reshape_transpose_slice": Case(reshape_transpose_slice, [(1, 6, 5, 3)],
                                     ("TRANSPOSE", "STRIDED_SLICE", "RESHAPE")),
     "softmax": Case(softmax, [(1, 12)], ("SOFTMAX",)),
+    "conv_dense_bias32": Case(conv_dense, [(1, 6, 5, 3)], ("CONV_2D", "FULLY_CONNECTED"),
+                              dict(bias32=True)),
     "conv_wide": Case(conv_wide, [(1, 5, 6, 3)], ("CONV_2D",)),
     "dense_wide": Case(dense_wide, [(1, 601)], ("FULLY_CONNECTED",)),
     "logistic_tanh": Case(logistic_tanh, [(1, 12)], ("LOGISTIC", "TANH")),

@@ -1551,20 +1551,24 @@ def _value_range(t: Tensor) -> tuple[int, int]:
     return (-32768, 32767) if t.dtype == "int16" else (-128, 127)
 
 
-def _bias_s16(ctx: _Context, index: int, channels: int) -> ConstArray:
-    """The int64 bias of a 16x8 layer (zeros when it has none). An int32 bias makes TFLM
-    accumulate in int32 with other rounding; the C kernels implement the int64 path the
-    converter emits."""
+def _bias_s16(ctx: _Context, index: int, channels: int) -> dict:
+    """The bias fields of a 16x8 layer: the bias as int64 (zeros when it has none) and
+    whether TFLM accumulates in int32 (an int32 bias; the converter writes int64 unless asked
+    otherwise). DEPTHWISE_CONV_2D reads an int64 bias only in TFLM."""
     t = ctx.ins[index] if len(ctx.ins) > index else None
     if t is None:
-        return ctx.array("bias", "int64_t", np.zeros(channels, np.int64))
-    if t.dtype != "int64":
-        raise ctx.fail(f"bias '{t.name}' is {t.dtype}: 16x8 layers compile with the int64 "
-                       f"bias TFLite's converter writes")
+        return dict(int32_accumulator=0,
+                    bias=ctx.array("bias", "int64_t", np.zeros(channels, np.int64)))
+    if t.dtype not in ("int64", "int32") or (t.dtype == "int32" and
+                                              ctx.op.kind == "DEPTHWISE_CONV_2D"):
+        allowed = "an int64" if ctx.op.kind == "DEPTHWISE_CONV_2D" else "an int64 or int32"
+        raise ctx.fail(f"bias '{t.name}' is {t.dtype}: TFLM's 16x8 {ctx.op.kind} takes "
+                       f"{allowed} bias")
     data = ctx.constant(t, "the bias").astype(np.int64).reshape(-1)
     if data.size != channels:
         raise ctx.error(f"bias '{t.name}' has {data.size} entries, expected {channels}")
-    return ctx.array("bias", "int64_t", data)
+    return dict(int32_accumulator=int(t.dtype == "int32"),
+                bias=ctx.array("bias", "int64_t", data))
 
 
 def _int8_weights_s16(ctx: _Context, w_t: Tensor, axis: int) -> np.ndarray:
@@ -1587,7 +1591,7 @@ def _lower_conv2d_s16(ctx: _Context) -> KernelCall:
     lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), 0, -32768, 32767)
     params = dict(geometry, act_min=lo, act_max=hi,
                   filter=ctx.array("filter", "int8_t", w.reshape(cout, -1)),
-                  bias=_bias_s16(ctx, 2, cout), **_multiplier_arrays(ctx, multiplier, shift))
+                  **_bias_s16(ctx, 2, cout), **_multiplier_arrays(ctx, multiplier, shift))
     return _call(ctx, "tinyml_conv2d_s16", "tinyml_conv2d_s16_params", params,
                  _io_args(ctx) + ["scratch"], scratch_bytes=conv_s16_scratch_bytes(ctx, w_t),
                  weight_format="dense int8")
@@ -1628,7 +1632,7 @@ def _lower_depthwise_s16(ctx: _Context) -> KernelCall:
                   dilation_w=a.dilation[1], pad_top=a.padding[0], pad_left=a.padding[2],
                   act_min=lo, act_max=hi,
                   filter=ctx.array("filter", "int8_t", weights.reshape(channels, -1)),
-                  bias=_bias_s16(ctx, 2, channels),
+                  **_bias_s16(ctx, 2, channels),
                   **_multiplier_arrays(ctx, multiplier, shift))
     return _call(ctx, "tinyml_depthwise_conv2d_s16", "tinyml_depthwise_conv2d_s16_params",
                  params, _io_args(ctx), weight_format="dense int8")
@@ -1653,7 +1657,7 @@ def _lower_fully_connected_s16(ctx: _Context) -> KernelCall:
     lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), 0, -32768, 32767)
     params = dict(batches=x_t.size // depth, input_depth=depth, output_depth=units,
                   act_min=lo, act_max=hi, filter=ctx.array("filter", "int8_t", w),
-                  bias=_bias_s16(ctx, 2, units), **_multiplier_arrays(ctx, multiplier, shift))
+                  **_bias_s16(ctx, 2, units), **_multiplier_arrays(ctx, multiplier, shift))
     return _call(ctx, "tinyml_fully_connected_s16", "tinyml_fully_connected_s16_params",
                  params, _io_args(ctx), weight_format="dense int8")
 

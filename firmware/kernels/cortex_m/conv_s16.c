@@ -73,8 +73,9 @@ void tinyml_conv2d_s16(const tinyml_conv2d_s16_params *p, const int16_t *input,
                         x = window;
                     }
                     tinyml_s16_rows(x, p->filter + oc0 * k, k, per_group, p->bias + oc0,
-                                    p->multiplier + oc0, p->shift + oc0, p->act_min,
-                                    p->act_max, output + oc0);
+                                    p->multiplier + oc0, p->shift + oc0,
+                                    p->int32_accumulator, p->act_min, p->act_max,
+                                    output + oc0);
                 }
                 output += p->output_c;
             }
@@ -124,9 +125,9 @@ static TINYML_NOINLINE void dw_pixels(const tinyml_depthwise_conv2d_s16_params *
                                        (int32_t)w_row[kx];
                             }
                         }
-                        *output++ = tinyml_s16_output(acc,
-                                                      p->multiplier[oc], p->shift[oc],
-                                                      p->act_min, p->act_max);
+                        *output++ = tinyml_s16_output(acc, p->multiplier[oc], p->shift[oc],
+                                                      p->int32_accumulator, p->act_min,
+                                                      p->act_max);
                     }
                 }
             }
@@ -170,9 +171,10 @@ static TINYML_NOINLINE void dw_interior(const tinyml_depthwise_conv2d_s16_params
             a1 += (xt >> 16) * w1[t];
         }
         output[c] = tinyml_s16_output((int64_t)a0 + p->bias[c], p->multiplier[c], p->shift[c],
-                                      p->act_min, p->act_max);
+                                      p->int32_accumulator, p->act_min, p->act_max);
         output[c + 1] = tinyml_s16_output((int64_t)a1 + p->bias[c + 1], p->multiplier[c + 1],
-                                          p->shift[c + 1], p->act_min, p->act_max);
+                                          p->shift[c + 1], p->int32_accumulator, p->act_min,
+                                          p->act_max);
     }
 }
 
@@ -197,9 +199,10 @@ static TINYML_NOINLINE void dw_border(const tinyml_depthwise_conv2d_s16_params *
             a1 += (xt >> 16) * w1[taps_inside[i]];
         }
         output[c] = tinyml_s16_output((int64_t)a0 + p->bias[c], p->multiplier[c], p->shift[c],
-                                      p->act_min, p->act_max);
+                                      p->int32_accumulator, p->act_min, p->act_max);
         output[c + 1] = tinyml_s16_output((int64_t)a1 + p->bias[c + 1], p->multiplier[c + 1],
-                                          p->shift[c + 1], p->act_min, p->act_max);
+                                          p->shift[c + 1], p->int32_accumulator, p->act_min,
+                                          p->act_max);
     }
 }
 

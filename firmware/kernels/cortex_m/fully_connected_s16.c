@@ -12,7 +12,8 @@ void tinyml_fully_connected_s16(const tinyml_fully_connected_s16_params *p,
     int32_t b;
     for (b = 0; b < p->batches; ++b) {
         tinyml_s16_rows(input + b * p->input_depth, p->filter, p->input_depth, p->output_depth,
-                        p->bias, p->multiplier, p->shift, p->act_min, p->act_max,
+                        p->bias, p->multiplier, p->shift, p->int32_accumulator, p->act_min,
+                        p->act_max,
                         output + b * p->output_depth);
     }
 }

@@ -79,11 +79,13 @@ static TINYML_NOINLINE int64_t tinyml_s16_dot1(const int16_t *x, const int8_t *w
     return acc;
 }
 
-/* The output stage: int64 MultiplyByQuantizedMultiplier, clamp, int16. */
+/* The output stage: TFLM's requantization for the bias's type, clamp, int16. */
 static inline int16_t tinyml_s16_output(int64_t acc, int32_t multiplier, int32_t shift,
-                                        int32_t act_min, int32_t act_max)
+                                        int32_t int32_accumulator, int32_t act_min,
+                                        int32_t act_max)
 {
-    return tinyml_clamp_s16(tinyml_mbqm64(acc, multiplier, shift), act_min, act_max);
+    return tinyml_clamp_s16(tinyml_requantize_16x8(acc, multiplier, shift, int32_accumulator),
+                            act_min, act_max);
 }
 
 /* Output rows [0, rows) of one input vector x (depth values), in pairs: one call per
@@ -91,18 +93,22 @@ static inline int16_t tinyml_s16_output(int64_t acc, int32_t multiplier, int32_t
 static TINYML_NOINLINE void tinyml_s16_rows(const int16_t *x, const int8_t *filter, int32_t depth,
                                    int32_t rows, const int64_t *bias,
                                    const int32_t *multiplier, const int32_t *shift,
-                                   int32_t act_min, int32_t act_max, int16_t *out)
+                                   int32_t int32_accumulator, int32_t act_min, int32_t act_max,
+                                   int16_t *out)
 {
     int32_t o = 0;
     for (; o + 2 <= rows; o += 2) {
         int64_t acc0 = bias[o], acc1 = bias[o + 1];
         tinyml_s16_dot2(x, filter + o * depth, filter + (o + 1) * depth, depth, &acc0, &acc1);
-        out[o] = tinyml_s16_output(acc0, multiplier[o], shift[o], act_min, act_max);
-        out[o + 1] = tinyml_s16_output(acc1, multiplier[o + 1], shift[o + 1], act_min, act_max);
+        out[o] = tinyml_s16_output(acc0, multiplier[o], shift[o], int32_accumulator, act_min,
+                                   act_max);
+        out[o + 1] = tinyml_s16_output(acc1, multiplier[o + 1], shift[o + 1], int32_accumulator,
+                                       act_min, act_max);
     }
     if (o < rows) {
         out[o] = tinyml_s16_output(tinyml_s16_dot1(x, filter + o * depth, depth, bias[o]),
-                                   multiplier[o], shift[o], act_min, act_max);
+                                   multiplier[o], shift[o], int32_accumulator, act_min,
+                                   act_max);
     }
 }
 

@@ -4,7 +4,8 @@
  *
  * Follows TFLM's reference_integer_ops::ConvPerChannel / DepthwiseConvPerChannel for int16:
  * acc (int64) = sum over the taps inside the image of input * filter, + bias, then the int64
- * MultiplyByQuantizedMultiplier (tinyml_mbqm64) and the activation clamp. There is no input
+ * MultiplyByQuantizedMultiplier (tinyml_mbqm64; an int32 bias: the int32 path,
+ * tinyml_requantize_16x8) and the activation clamp. There is no input
  * offset (zero point 0), so taps in the padding are simply skipped.
  */
 #include "tinyml_kernels.h"
@@ -57,7 +58,8 @@ void tinyml_conv2d_s16(const tinyml_conv2d_s16_params *p, const int16_t *input,
                     }
                     acc += p->bias[oc];
                     *output++ = tinyml_clamp_s16(
-                        tinyml_mbqm64(acc, p->multiplier[oc], p->shift[oc]),
+                        tinyml_requantize_16x8(acc, p->multiplier[oc], p->shift[oc],
+                                               p->int32_accumulator),
                         p->act_min, p->act_max);
                 }
             }
@@ -99,7 +101,9 @@ void tinyml_depthwise_conv2d_s16(const tinyml_depthwise_conv2d_s16_params *p,
                         }
                         acc += p->bias[oc];
                         output[((b * p->output_h + oy) * p->output_w + ox) * output_c + oc] =
-                            tinyml_clamp_s16(tinyml_mbqm64(acc, p->multiplier[oc], p->shift[oc]),
+                            tinyml_clamp_s16(tinyml_requantize_16x8(acc, p->multiplier[oc],
+                                                                    p->shift[oc],
+                                                                    p->int32_accumulator),
                                              p->act_min, p->act_max);
                     }
                 }

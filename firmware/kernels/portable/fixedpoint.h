@@ -130,6 +130,19 @@ static inline int32_t tinyml_mbqm64(int64_t x, int32_t multiplier, int32_t shift
     return (int32_t)(uint32_t)(uint64_t)y;
 }
 
+/* The output stage of the 16x8 conv and FC kernels on their int64 sum (bias included): the
+ * int64 requantization, or, for an int32 bias, the int32 one on the sum wrapped to int32
+ * (TFLM accumulates in the bias's type; modular addition makes the wrapped int64 sum equal
+ * the wrapping int32 one). */
+static inline int32_t tinyml_requantize_16x8(int64_t acc, int32_t multiplier, int32_t shift,
+                                             int32_t int32_accumulator)
+{
+    if (int32_accumulator) {
+        return tinyml_mbqm((int32_t)(uint32_t)(uint64_t)acc, multiplier, shift);
+    }
+    return tinyml_mbqm64(acc, multiplier, shift);
+}
+
 /* A value clamped to [act_min, act_max] as int16 (the activation range lies in int16). */
 static inline int16_t tinyml_clamp_s16(int32_t x, int32_t act_min, int32_t act_max)
 {

@@ -26,7 +26,9 @@ void tinyml_fully_connected_s16(const tinyml_fully_connected_s16_params *p,
                 }
             }
             acc += sum + p->bias[o];
-            *output++ = tinyml_clamp_s16(tinyml_mbqm64(acc, p->multiplier[o], p->shift[o]),
+            *output++ = tinyml_clamp_s16(tinyml_requantize_16x8(acc, p->multiplier[o],
+                                                                p->shift[o],
+                                                                p->int32_accumulator),
                                          p->act_min, p->act_max);
         }
     }

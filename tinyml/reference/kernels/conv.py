@@ -184,6 +184,10 @@ def depthwise_conv_2d_int8(call: KernelCall) -> np.ndarray:
     """TFLM ``DepthwiseConvPerChannel``: output channel c*M+m reads input channel c with
     filter column c*M+m; same accumulation and output stage as :func:`conv_2d_int8`."""
     _check_int8_filter(call, 3)
+    if call.in_tensors[0].dtype == "int16" and not int64_accumulator(call):
+        raise UnsupportedOpError("DEPTHWISE_CONV_2D", call.op.name,
+                                 detail="int16 input with an int32 bias (TFLM's 16x8 depthwise "
+                                        "reads an int64 bias)")
     w = call.inputs[1].astype(np.int64)
     _, kh, kw, channels = w.shape
     n, oh, ow, _ = call.out.shape

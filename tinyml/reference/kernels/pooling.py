@@ -99,7 +99,8 @@ def mean_multiplier(input_scale: float, output_scale: float, count: int) -> tupl
 
 
 def mean_int8(call: KernelCall) -> np.ndarray:
-    """TFLM int8 and int16 MEAN: ``QuantizedMeanOrSum<T>`` (``reference/reduce.h``), whatever the axes.
+    """TFLM int8 and int16 MEAN: ``QuantizedMeanOrSum<T>`` (``reference/reduce.h``), whatever
+    the axes.
 
     The sum over the reduced axes, minus count * input zero point, is rescaled by
     QuantizeMultiplier(s_in / s_out) with 1/count folded into the multiplier: it is shifted
