@@ -158,7 +158,7 @@ def test_int16_ds_cnn_in_qemu_matches_tflm(target, tmp_path):
 DSP_FILES = ("conv_s16.c", "fully_connected_s16.c")
 DSP_FUNCTIONS = ("tinyml_conv2d_s16", "tinyml_depthwise_conv2d_s16", "tinyml_fully_connected_s16")
 DSP_CASES = ["ds_cnn", "conv_relu6_stride", "conv_valid_dilated", "depthwise_m2",
-             "conv_dense_bias32",
+             "conv_dense_bias32", "conv_dense_per_tensor",
              "dense_no_bias", "dense_relu", "add_mul_concat_pad", "conv_wide", "dense_wide"]
 
 

@@ -142,6 +142,8 @@ CASES = {
     "depthwise_m2": Case(depthwise_m2, [(1, 8, 7, 3)], ("DEPTHWISE_CONV_2D",)),
     "dense_no_bias": Case(dense_no_bias, [(1, 24)], ("FULLY_CONNECTED",)),
     "dense_relu": Case(dense_relu, [(1, 24)], ("FULLY_CONNECTED",)),
+    "conv_dense_per_tensor": Case(conv_dense, [(1, 6, 5, 3)], ("CONV_2D", "FULLY_CONNECTED"),
+                                  dict(per_channel=False)),
     "dense_float_io": Case(dense_relu, [(1, 24)], ("QUANTIZE", "FULLY_CONNECTED",
                                                    "DEQUANTIZE"), dict(int8_io=False)),
     "pools": Case(pools, [(1, 9, 8, 3)], ("MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD")),
