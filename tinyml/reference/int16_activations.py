@@ -24,7 +24,7 @@ def _table(table) -> np.ndarray:
     return np.asarray(table, np.int64)
 
 
-def _scaled(x, input_multiplier: int, input_left_shift: int) -> np.ndarray:
+def rescaled_input(x, input_multiplier: int, input_left_shift: int) -> np.ndarray:
     """``((x * multiplier + round) >> left_shift)`` as TFLM computes it (int32, arithmetic
     shift)."""
     if input_multiplier == 0:
@@ -38,7 +38,7 @@ def logistic_int16(x, input_multiplier: int = 0, input_left_shift: int = 0,
     """``reference_integer_ops::Logistic`` (int16 in, int16 out): 9 fractional bits of
     interpolation between table entries ``abs >> 9`` and the next."""
     t = _table(table)
-    v = _scaled(x, input_multiplier, input_left_shift)
+    v = rescaled_input(x, input_multiplier, input_left_shift)
     a = np.abs(v)
     uh = a >> 9
     inside = uh < 255
@@ -55,7 +55,7 @@ def tanh_int16(x, input_multiplier: int = 0, input_left_shift: int = 0,
     """``reference_integer_ops::Tanh`` (int16 in, int16 out): tanh(x) = 2 sigmoid(2x) - 1 on
     the same table, 8 fractional bits of interpolation."""
     t = _table(table)
-    v = _scaled(x, input_multiplier, input_left_shift)
+    v = rescaled_input(x, input_multiplier, input_left_shift)
     a = np.abs(v)
     uh = a >> 8
     inside = uh < 255

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyml.reference.int16_activations import (_scaled, int16_activation_params, logistic_int16,
-                                                tanh_int16)
+from tinyml.reference.int16_activations import (int16_activation_params, logistic_int16,
+                                                rescaled_input, tanh_int16)
 
 #: (op, input scale) of the measured models: 1/12288 is a gain of 1 into the table's input
 #: scaling, 1/6144 and 1/3072 gains of 2 and 4 (every segment), 2^-12 and 2^-15 the LSTM's
@@ -77,7 +77,7 @@ def derive_table(measured: dict[tuple[str, float], np.ndarray] | None = None) ->
     table = np.full(256, -1, np.int64)
     # Entries 0..254: TANH with v = 2x, at the inputs where the fraction is 0.
     multiplier, shift = int16_activation_params("TANH", 1 / 6144)
-    v = _scaled(ALL_INT16, multiplier, shift)
+    v = rescaled_input(ALL_INT16, multiplier, shift)
     out = measured[("TANH", 1 / 6144)].astype(np.int64)
     if not np.array_equal(v, 2 * ALL_INT16.astype(np.int64)):
         raise AssertionError("TANH at scale 1/6144 does not rescale by 2")
@@ -114,7 +114,7 @@ def derive_table(measured: dict[tuple[str, float], np.ndarray] | None = None) ->
 def _last_segment(kind: str, input_scale: float) -> np.ndarray:
     """The int16 inputs that ``kind`` at ``input_scale`` maps into table segment 254."""
     multiplier, shift = int16_activation_params(kind, input_scale)
-    v = np.abs(_scaled(ALL_INT16, multiplier, shift))
+    v = np.abs(rescaled_input(ALL_INT16, multiplier, shift))
     return ALL_INT16[(v >> (8 if kind == "TANH" else 9)) == 254].astype(np.int64)
 
 
