@@ -4,7 +4,7 @@ per-layer choice (``--int16-layers``) and the exported models run in TFLM.
 The oracle is TFLM running the exported .tflite (independent of tinyml's kernels), against
 the float model run by LiteRT; the conventions are checked against the TFLite converter's
 own 16x8 output (slow: TensorFlow). Fast tests use a hand-built IR graph with every op whose
-16x8 rule differs (support/int16_models.py); the digits CNN, the converter comparison and
+16x8 rule differs (support/int16_graphs.py); the digits CNN, the converter comparison and
 MLPerf Tiny's kws model are slow.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from support.int4_models import float_cnn
-from support.int16_models import calibration_inputs, ops_cnn
+from support.int16_graphs import calibration_inputs, ops_cnn
 from support.quantize_oracles import run_float_litert, run_int8_tflm, sqnr_db
 from tinyml.errors import TinymlError
 from tinyml.quantize import evaluate, load_dataset, quantize_model

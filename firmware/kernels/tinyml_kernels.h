@@ -841,6 +841,141 @@ typedef struct {
 void tinyml_batch_matmul_s8(const tinyml_batch_matmul_params *p, const int8_t *lhs,
                             const int8_t *rhs, int8_t *output);
 
+/* ---- 16x8 kernels (int16 activations, int8 weights) -------------------------------------
+ * TFLite's 16x8 scheme: activations int16 with zero point 0, weights int8 per channel,
+ * CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED with an int64 bias. Those accumulate in int64
+ * and requantize with TFLM's int64 MultiplyByQuantizedMultiplier (the multiplier reduced to
+ * 16 bits, one rounding shift); with an int32 bias (int32_accumulator) TFLM wraps an int32
+ * sum and requantizes as the int8 kernels do. The other kernels are TFLM's int8 templates at
+ * int16. No kernel here runs on a patch or in place.
+ */
+typedef struct {
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t input_c;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t output_c;
+    int32_t filter_h;
+    int32_t filter_w;
+    int32_t filter_c;
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t dilation_h;
+    int32_t dilation_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t act_min;
+    int32_t act_max;
+    const int8_t *filter;        /* OHWI, as CONV_2D int8 */
+    int32_t int32_accumulator;   /* 1: an int32 bias (TFLM then wraps an int32 sum) */
+    const int64_t *bias;         /* output_c entries (zeros when the layer has none) */
+    const int32_t *multiplier;   /* output_c entries */
+    const int32_t *shift;        /* output_c entries */
+} tinyml_conv2d_s16_params;
+
+/* CONV_2D: acc = bias[oc] + sum over taps inside the image of input * filter (int64). The
+ * scratch is unused by the portable kernel; the DSP kernel copies input windows there. */
+void tinyml_conv2d_s16(const tinyml_conv2d_s16_params *p, const int16_t *input,
+                       int16_t *output, int8_t *scratch);
+
+typedef struct {
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t input_c;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t depth_multiplier;
+    int32_t filter_h;
+    int32_t filter_w;
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t dilation_h;
+    int32_t dilation_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t act_min;
+    int32_t act_max;
+    const int8_t *filter;        /* [output_c][filter_h][filter_w], channel-major */
+    int32_t int32_accumulator;   /* 1: an int32 bias (TFLM then wraps an int32 sum) */
+    const int64_t *bias;         /* output_c = input_c * depth_multiplier entries */
+    const int32_t *multiplier;
+    const int32_t *shift;
+} tinyml_depthwise_conv2d_s16_params;
+
+/* DEPTHWISE_CONV_2D: output channel c * depth_multiplier + m reads input channel c. */
+void tinyml_depthwise_conv2d_s16(const tinyml_depthwise_conv2d_s16_params *p,
+                                 const int16_t *input, int16_t *output);
+
+typedef struct {
+    int32_t batches;
+    int32_t input_depth;
+    int32_t output_depth;
+    int32_t act_min;
+    int32_t act_max;
+    const int8_t *filter;        /* [output_depth][input_depth] */
+    int32_t int32_accumulator;   /* 1: an int32 bias (TFLM then wraps an int32 sum) */
+    const int64_t *bias;         /* output_depth entries */
+    const int32_t *multiplier;   /* output_depth entries (one value repeated per tensor) */
+    const int32_t *shift;
+} tinyml_fully_connected_s16_params;
+
+void tinyml_fully_connected_s16(const tinyml_fully_connected_s16_params *p,
+                                const int16_t *input, int16_t *output);
+
+/* ADD (left_shift 15: TFLM's general int16 path), MUL, pooling, MEAN: the int8 parameter
+ * structs, outputs clamped to int16. */
+void tinyml_add_s16(const tinyml_add_params *p, const int16_t *input1, const int16_t *input2,
+                    int16_t *output);
+void tinyml_add_broadcast_s16(const tinyml_add_params *p, const int16_t *input1,
+                              const int16_t *input2, int16_t *output);
+void tinyml_mul_s16(const tinyml_mul_params *p, const int16_t *input1, const int16_t *input2,
+                    int16_t *output);
+void tinyml_mul_broadcast_s16(const tinyml_mul_params *p, const int16_t *input1,
+                              const int16_t *input2, int16_t *output);
+void tinyml_avg_pool2d_s16(const tinyml_pool2d_params *p, const int16_t *input,
+                           int16_t *output);
+void tinyml_max_pool2d_s16(const tinyml_pool2d_params *p, const int16_t *input,
+                           int16_t *output);
+void tinyml_mean_s16(const tinyml_mean_params *p, const int16_t *input, int16_t *output);
+
+/* SOFTMAX int16 -> int16 (TFLM SoftmaxInt16): two 513-entry interpolated tables, exp on
+ * [-10, 0] and 1 / (1 + x) on [0, 1], built by lowering as TFLM builds them in Prepare. */
+typedef struct {
+    int32_t rows;
+    int32_t depth;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    const int16_t *exp_lut;
+    const int16_t *reciprocal_lut;
+} tinyml_softmax_s16_params;
+
+void tinyml_softmax_s16(const tinyml_softmax_s16_params *p, const int16_t *input,
+                        int16_t *output);
+
+/* LOGISTIC and TANH int16 -> int16 (TFLM's interpolated sigmoid table). In place. */
+typedef struct {
+    int32_t size;
+    int32_t input_multiplier;    /* 0: power-of-two input scale (3 << input_left_shift) */
+    int32_t input_left_shift;
+} tinyml_sigmoid_s16_params;
+
+void tinyml_logistic_s16(const tinyml_sigmoid_s16_params *p, const int16_t *input,
+                         int16_t *output);
+void tinyml_tanh_s16(const tinyml_sigmoid_s16_params *p, const int16_t *input,
+                     int16_t *output);
+
+/* QUANTIZE float32 -> int16, int16 -> int16 / int16 -> int8 / int8 -> int16 (requantize), and
+ * DEQUANTIZE int16 -> float32: the int8 parameter structs. */
+void tinyml_quantize_f32_s16(const tinyml_quantize_params *p, const float *input,
+                             int16_t *output);
+void tinyml_requantize_s16(const tinyml_requantize_params *p, const int16_t *input,
+                           int16_t *output);
+void tinyml_dequantize_s16_f32(const tinyml_dequantize_params *p, const int16_t *input,
+                               float *output);
+
 /* ---- streaming ops ---------------------------------------------------------------------- */
 
 /* READ_VARIABLE and ASSIGN_VARIABLE: copy a variable (static storage outside the arena) into

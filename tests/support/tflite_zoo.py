@@ -38,16 +38,22 @@ def _fingerprint_code(code) -> str:
 
 def convert(build: Callable, input_shapes: list[tuple[int, ...]], *, int8: bool = True,
             seed: int = 0, calibration: Callable[[np.random.Generator, tuple], np.ndarray]
-            | None = None, int8_io: bool = True, per_channel: bool = True) -> Path:
+            | None = None, int8_io: bool = True, per_channel: bool = True,
+            activations: str = "int8", bias32: bool = False) -> Path:
     """Build ``build(*keras_inputs) -> keras_output`` and convert it to a .tflite file.
 
     ``input_shapes`` include the batch dimension (1). With ``int8`` the model is fully
     quantized (int8 weights and activations; int8 inputs/outputs when ``int8_io``). Returns the
-    path of a cached .tflite file.
+    path of a cached .tflite file. ``activations="int16"`` makes TFLite's 16x8 model instead
+    (int16 activations, int8 weights, int64 conv/FC bias; int16 inputs/outputs when
+    ``int8_io``); ``bias32`` asks the converter for int32 biases in a 16x8 model instead.
     """
     key = hashlib.sha256(repr((_fingerprint(build), input_shapes, int8, seed,
                                _fingerprint(calibration) if calibration else None,
-                               int8_io, per_channel)).encode()).hexdigest()[:16]
+                               int8_io, per_channel)
+                               + ((activations,) if activations != "int8" else ())
+                               + (("bias32",) if bias32 else ())
+                               ).encode()).hexdigest()[:16]
     path = _CACHE / f"{build.__name__}-{key}.tflite"
     if path.exists():
         return path
@@ -70,10 +76,17 @@ def convert(build: Callable, input_shapes: list[tuple[int, ...]], *, int8: bool 
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if activations == "int16":
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            if bias32:
+                converter._experimental_full_integer_quantization_bias_type = tf.int32
+        else:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io:
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
+            io_type = tf.int16 if activations == "int16" else tf.int8
+            converter.inference_input_type = io_type
+            converter.inference_output_type = io_type
         if not per_channel:
             converter._experimental_disable_per_channel = True
     data = converter.convert()

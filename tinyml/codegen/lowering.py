@@ -11,8 +11,10 @@ which input it may overwrite with its output. Scratch is the one thing that depe
 target: the Cortex-M DSP kernels (firmware/kernels/cortex_m) that replace some portable ones
 may need scratch where the portable kernel needs none (``lower(graph, target)``).
 
-Only int8 graphs compile. A float computation, int16 activations or an op without a C kernel
-raise a :class:`~tinyml.errors.TinymlError` naming the op and the layer.
+int8 graphs compile, and TFLite's 16x8 graphs (int16 activations with zero point 0, int8
+weights, int64 conv/FC bias) for the ops with ``_s16`` kernels (see the "16x8" section). A
+float computation or an op without a C kernel raise a :class:`~tinyml.errors.TinymlError`
+naming the op and the layer.
 
 Exact arithmetic rearrangements: where every tap of a window lies inside the image (1x1
 convolutions, fully connected layers, depthwise convolutions over a zero-point-padded plane),
@@ -38,18 +40,21 @@ from tinyml.reference.fixedpoint import (activation_range, per_channel_multiplie
                                          per_tensor_fc_multiplier, wrap_int32)
 from tinyml.reference.kernels import KernelCall as ReferenceCall
 from tinyml.reference.kernels.activations import (hard_swish_int8_params, logistic_int8_params,
-                                                  relu6_int8_bounds, relu_int8_params)
+                                                  relu6_int8_bounds, relu_int8_params,
+                                                  sigmoid_family_int16_params)
 from tinyml.reference.kernels.binary import (COMPARISON_LEFT_SHIFT, SQUARED_DIFFERENCE_LEFT_SHIFT,
                                             SUB_LEFT_SHIFT, comparison_multipliers,
                                             squared_difference_multipliers, sub_multipliers)
-from tinyml.reference.kernels.elementwise import ADD_LEFT_SHIFT, add_multipliers, mul_multiplier
+from tinyml.reference.kernels.elementwise import (ADD_LEFT_SHIFT, add_left_shift, add_multipliers,
+                                                  mul_multiplier)
 from tinyml.reference.kernels.fully_connected import check_bias_scale
 from tinyml.reference.kernels.int4 import check_int4_weights
 from tinyml.reference.kernels.pooling import mean_multiplier
 from tinyml.reference.kernels.quantize import requantize_multiplier
 from tinyml.reference.kernels.reductions import (  # reductions family
     check_l2_norm, check_same_quantization, sum_multiplier)
-from tinyml.reference.kernels.softmax import softmax_int8_params
+from tinyml.reference.kernels.softmax import (softmax_int16_params, softmax_int16_tables,
+                                              softmax_int8_params)
 from tinyml.targets import Target
 
 #: Dimensions the C kernels iterate over (shapes are padded with leading 1s up to this).
@@ -58,7 +63,7 @@ MAX_DIMS = 4
 DSP_KERNELS = "cortex_m"
 
 _CTYPES = {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32, "uint16_t": np.uint16,
-           "float": np.float32}
+           "int64_t": np.int64, "float": np.float32}
 
 
 @dataclass
@@ -425,8 +430,11 @@ def conv_scratch_bytes(ctx: _Context, w_t: Tensor, add: bool = False) -> int:
                             "tinyml_conv2d_1x1_sparse_s8": "pointwise",
                             "tinyml_conv2d_s4": "window", "tinyml_conv2d_1x1_s4": "pointwise",
                             "tinyml_fully_connected_s8": None,
-                            "tinyml_fully_connected_s4": None})
+                            "tinyml_fully_connected_s4": None,
+                            "tinyml_conv2d_s16": None})
 def _lower_conv2d(ctx: _Context) -> KernelCall:
+    if _is_16x8(ctx):
+        return _lower_conv2d_s16(ctx)
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
     w_t = ctx.ins[1]
@@ -531,8 +539,11 @@ def _lower_conv2d_add(ctx: _Context) -> KernelCall:
     "tinyml_depthwise_conv2d_s8": "plane",
     "tinyml_depthwise_conv2d_3x3_s8": "plane",
     "tinyml_depthwise_conv2d_s4": "plane",
-    "tinyml_depthwise_conv2d_3x3_s4": "plane"})
+    "tinyml_depthwise_conv2d_3x3_s4": "plane",
+    "tinyml_depthwise_conv2d_s16": None})
 def _lower_depthwise(ctx: _Context) -> KernelCall:
+    if _is_16x8(ctx):
+        return _lower_depthwise_s16(ctx)
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
     w_t = ctx.ins[1]
@@ -637,8 +648,11 @@ def depthwise_scratch_bytes(ctx: _Context, plane_h: int, plane_w: int, kh: int, 
 
 @lowers("FULLY_CONNECTED", kernels={"tinyml_fully_connected_s8": None,
                                     "tinyml_fully_connected_sparse_s8": None,
-                                    "tinyml_fully_connected_s4": None})
+                                    "tinyml_fully_connected_s4": None,
+                                    "tinyml_fully_connected_s16": None})
 def _lower_fully_connected(ctx: _Context) -> KernelCall:
+    if _is_16x8(ctx):
+        return _lower_fully_connected_s16(ctx)
     x_t = ctx.int8(ctx.ins[0], "input")
     out = ctx.int8(ctx.out, "output")
     w_t = ctx.ins[1]
@@ -732,6 +746,12 @@ def _broadcast_operands(ctx: _Context, operands: list[Tensor], out: Tensor
 
 
 def _elementwise_common(ctx: _Context) -> tuple[Tensor, Tensor, Tensor, dict, str, tuple | None]:
+    if _is_16x8(ctx):  # the _s16 kernels: whole tensors, not in place
+        a_t = _int16(ctx, ctx.ins[0], "input 1")
+        b_t = _int16(ctx, ctx.ins[1], "input 2")
+        out = _int16(ctx, ctx.out, "output")
+        params, suffix, _ = _broadcast_operands(ctx, [a_t, b_t], out)
+        return a_t, b_t, out, params, suffix.replace("_s8", "_s16"), None
     a_t = ctx.int8(ctx.ins[0], "input 1")
     b_t = ctx.int8(ctx.ins[1], "input 2")
     out = ctx.int8(ctx.out, "output")
@@ -739,24 +759,30 @@ def _elementwise_common(ctx: _Context) -> tuple[Tensor, Tensor, Tensor, dict, st
     return a_t, b_t, out, params, suffix, in_place
 
 
-@lowers("ADD", kernels={"tinyml_add_s8": "elementwise", "tinyml_add_broadcast_s8": None})
+@lowers("ADD", kernels={"tinyml_add_s8": "elementwise", "tinyml_add_broadcast_s8": None,
+                        "tinyml_add_s16": None, "tinyml_add_broadcast_s16": None})
 def _lower_add(ctx: _Context) -> KernelCall:
     a_t, b_t, out, params, suffix, in_place = _elementwise_common(ctx)
-    (m1, s1), (m2, s2), (mo, so) = add_multipliers(a_t.scale(), b_t.scale(), out.scale())
-    lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), out.zero_point())
+    left_shift = add_left_shift(out.dtype)
+    (m1, s1), (m2, s2), (mo, so) = add_multipliers(a_t.scale(), b_t.scale(), out.scale(),
+                                                   left_shift)
+    lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), out.zero_point(),
+                              *_value_range(out))
     params.update(input1_offset=-a_t.zero_point(), input2_offset=-b_t.zero_point(),
-                  left_shift=ADD_LEFT_SHIFT, input1_multiplier=m1, input1_shift=s1,
+                  left_shift=left_shift, input1_multiplier=m1, input1_shift=s1,
                   input2_multiplier=m2, input2_shift=s2, output_multiplier=mo,
                   output_shift=so, output_offset=out.zero_point(), act_min=lo, act_max=hi)
     return _call(ctx, "tinyml_add" + suffix, "tinyml_add_params", params,
                  _io_args(ctx, [0, 1]), in_place=in_place)
 
 
-@lowers("MUL", kernels={"tinyml_mul_s8": "elementwise", "tinyml_mul_broadcast_s8": None})
+@lowers("MUL", kernels={"tinyml_mul_s8": "elementwise", "tinyml_mul_broadcast_s8": None,
+                        "tinyml_mul_s16": None, "tinyml_mul_broadcast_s16": None})
 def _lower_mul(ctx: _Context) -> KernelCall:
     a_t, b_t, out, params, suffix, in_place = _elementwise_common(ctx)
     multiplier, shift = mul_multiplier(a_t.scale(), b_t.scale(), out.scale())
-    lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), out.zero_point())
+    lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), out.zero_point(),
+                              *_value_range(out))
     params.update(input1_offset=-a_t.zero_point(), input2_offset=-b_t.zero_point(),
                   output_multiplier=multiplier, output_shift=shift,
                   output_offset=out.zero_point(), act_min=lo, act_max=hi)
@@ -770,10 +796,13 @@ def _lower_mul(ctx: _Context) -> KernelCall:
 
 @lowers("AVERAGE_POOL_2D", "MAX_POOL_2D", kernels={
     "tinyml_avg_pool2d_s8": "window",
-    "tinyml_max_pool2d_s8": "window"})
+    "tinyml_max_pool2d_s8": "window",
+    "tinyml_avg_pool2d_s16": None,
+    "tinyml_max_pool2d_s16": None})
 def _lower_pool(ctx: _Context) -> KernelCall:
-    x_t = ctx.int8(ctx.ins[0], "input")
-    out = ctx.int8(ctx.out, "output")
+    s16 = _is_16x8(ctx)
+    x_t = _int16(ctx, ctx.ins[0], "input") if s16 else ctx.int8(ctx.ins[0], "input")
+    out = _int16(ctx, ctx.out, "output") if s16 else ctx.int8(ctx.out, "output")
     a = ctx.op.attrs
     n, h, w, c = x_t.shape
     _, oh, ow, _ = out.shape
@@ -784,20 +813,23 @@ def _lower_pool(ctx: _Context) -> KernelCall:
                 origin = o * stride - before
                 if min(filt, size - origin) - max(0, -origin) <= 0:
                     raise ctx.error("a pooling window lies entirely in the padding")
-    lo, hi = activation_range(a.activation, out.scale(), out.zero_point())
+    lo, hi = activation_range(a.activation, out.scale(), out.zero_point(), *_value_range(out))
     params = dict(batches=n, input_h=h, input_w=w, channels=c, output_h=oh, output_w=ow,
                   filter_h=a.filter[0], filter_w=a.filter[1], stride_h=a.stride[0],
                   stride_w=a.stride[1], pad_top=a.padding[0], pad_left=a.padding[2],
                   act_min=lo, act_max=hi)
     function = ("tinyml_avg_pool2d_s8" if ctx.op.kind == "AVERAGE_POOL_2D"
                 else "tinyml_max_pool2d_s8")
+    if s16:
+        function = function[:-3] + "_s16"
     return _call(ctx, function, "tinyml_pool2d_params", params, _io_args(ctx))
 
 
-@lowers("MEAN", kernels={"tinyml_mean_s8": None})
+@lowers("MEAN", kernels={"tinyml_mean_s8": None, "tinyml_mean_s16": None})
 def _lower_mean(ctx: _Context) -> KernelCall:
-    x_t = ctx.int8(ctx.ins[0], "input")
-    out = ctx.int8(ctx.out, "output")
+    s16 = _is_16x8(ctx)
+    x_t = _int16(ctx, ctx.ins[0], "input") if s16 else ctx.int8(ctx.ins[0], "input")
+    out = _int16(ctx, ctx.out, "output") if s16 else ctx.int8(ctx.out, "output")
     rank = len(x_t.shape)
     axes = {normalize_axis(ax, rank, ctx.op) for ax in ctx.op.attrs.axes}
     count = int(np.prod([x_t.shape[ax] for ax in axes], dtype=np.int64))
@@ -810,7 +842,8 @@ def _lower_mean(ctx: _Context) -> KernelCall:
                                     [0] * (MAX_DIMS - len(dims)) + [int(r) for r in reduced]),
                   input_offset_sum=int(wrap_int32(-x_t.zero_point() * count)),
                   multiplier=multiplier, shift=shift, output_offset=out.zero_point())
-    return _call(ctx, "tinyml_mean_s8", "tinyml_mean_params", params, _io_args(ctx))
+    return _call(ctx, "tinyml_mean_s16" if s16 else "tinyml_mean_s8", "tinyml_mean_params",
+                 params, _io_args(ctx))
 
 
 # --------------------------------------------------------------------------------------------
@@ -821,8 +854,10 @@ def _unary_int8(ctx: _Context) -> tuple[Tensor, Tensor]:
     return ctx.int8(ctx.ins[0], "input"), ctx.int8(ctx.out, "output")
 
 
-@lowers("SOFTMAX", kernels={"tinyml_softmax_s8": None})
+@lowers("SOFTMAX", kernels={"tinyml_softmax_s8": None, "tinyml_softmax_s16": None})
 def _lower_softmax(ctx: _Context) -> KernelCall:
+    if _is_16x8(ctx):
+        return _lower_softmax_s16(ctx)
     x_t, out = _unary_int8(ctx)
     multiplier, left_shift, diff_min = softmax_int8_params(ctx.op, x_t, out)
     depth = x_t.shape[-1]
@@ -832,8 +867,10 @@ def _lower_softmax(ctx: _Context) -> KernelCall:
                  in_place=(0, 0))
 
 
-@lowers("LOGISTIC", kernels={"tinyml_logistic_s8": "elementwise"})
+@lowers("LOGISTIC", kernels={"tinyml_logistic_s8": "elementwise", "tinyml_logistic_s16": None})
 def _lower_logistic(ctx: _Context) -> KernelCall:
+    if _is_16x8(ctx):
+        return _lower_sigmoid_family_s16(ctx)
     x_t, out = _unary_int8(ctx)
     multiplier, left_shift, radius = logistic_int8_params(ctx.op, x_t, out)
     params = dict(size=x_t.size, input_zero_point=x_t.zero_point(),
@@ -880,9 +917,13 @@ def _lower_relu(ctx: _Context) -> KernelCall:
 
 @lowers("QUANTIZE", kernels={
     "tinyml_quantize_f32_s8": "elementwise",
-    "tinyml_requantize_s8": "elementwise"})
+    "tinyml_requantize_s8": "elementwise",
+    "tinyml_quantize_f32_s16": None,
+    "tinyml_requantize_s16": None})
 def _lower_quantize(ctx: _Context) -> KernelCall:
     x_t = ctx.ins[0]
+    if "int16" in (x_t.dtype, ctx.out.dtype):
+        return _lower_quantize_s16(ctx)
     out = ctx.int8(ctx.out, "output")
     if x_t.dtype == "float32":
         params = dict(size=x_t.size, scale=float(np.float32(out.scale())),
@@ -897,8 +938,17 @@ def _lower_quantize(ctx: _Context) -> KernelCall:
                  _io_args(ctx), in_place=(0, 0))
 
 
-@lowers("DEQUANTIZE", kernels={"tinyml_dequantize_s8_f32": None})
+@lowers("DEQUANTIZE", kernels={"tinyml_dequantize_s8_f32": None,
+                                "tinyml_dequantize_s16_f32": None})
 def _lower_dequantize(ctx: _Context) -> KernelCall:
+    if ctx.ins[0].dtype == "int16":
+        x_t = _int16(ctx, ctx.ins[0], "input")
+        if ctx.out.dtype != "float32":
+            raise ctx.fail(f"int16 -> {ctx.out.dtype} (int16 -> float32 only)")
+        params = dict(size=x_t.size, scale=float(np.float32(x_t.scale())),
+                      zero_point=x_t.zero_point())
+        return _call(ctx, "tinyml_dequantize_s16_f32", "tinyml_dequantize_params", params,
+                     _io_args(ctx))
     x_t = ctx.int8(ctx.ins[0], "input")
     if ctx.out.dtype != "float32":
         raise ctx.fail(f"int8 -> {ctx.out.dtype} (int8 -> float32 only)")
@@ -918,6 +968,9 @@ def _movable(ctx: _Context, t: Tensor, role: str) -> int:
     which an ONNX graph reshapes and transposes back to its layout)."""
     if t.dtype in ("float32", "int32"):
         return 4
+    if t.dtype == "int16":
+        _int16(ctx, t, role)
+        return 2
     ctx.int8(t, role)
     return 1
 
@@ -1004,9 +1057,9 @@ def _lower_concatenation(ctx: _Context) -> KernelCall:
     for i, t in enumerate(ctx.ins):
         if _movable(ctx, t, f"input {i}") != size:
             raise ctx.error(f"input '{t.name}' is {t.dtype}, the output {out.dtype}")
-        if out.dtype == "int8" and (t.scale(), t.zero_point()) != (out.scale(),
+        if out.dtype in ("int8", "int16") and (t.scale(), t.zero_point()) != (out.scale(),
                                                                    out.zero_point()):
-            raise ctx.fail(f"int8 inputs ['{t.name}'] are quantized differently from the "
+            raise ctx.fail(f"{out.dtype} inputs ['{t.name}'] are quantized differently from the "
                            f"output (TFLM requires equal scale and zero point; requantize "
                            f"them first)")
     axis = normalize_axis(ctx.op.attrs.axis, len(out.shape), ctx.op)
@@ -1160,13 +1213,16 @@ def _lower_prelu(ctx: _Context) -> KernelCall:
 
 
 @lowers("TANH", "ELU", "RSQRT", "GELU", "EXP", "LOG", "SQRT",
-        kernels={"tinyml_lut_s8": "elementwise"})
+        kernels={"tinyml_lut_s8": "elementwise", "tinyml_tanh_s16": None})
 def _lower_lookup_table(ctx: _Context) -> KernelCall:
     """A table of the output code of each of the 256 input codes. ELU's is TFLM's own, GELU's,
     EXP's, LOG's and SQRT's LiteRT's (TFLM has no int8 kernel for them); TANH's
     and RSQRT's are the reference (TFLM's per-element fixed-point arithmetic) evaluated on
     every code, the same values TFLM computes element by element: about 400 Cortex-M4
-    instructions per TANH element become a load, for 256 bytes of flash."""
+    instructions per TANH element become a load, for 256 bytes of flash. int16 TANH (16x8)
+    runs TFLM's sigmoid-table kernel instead."""
+    if ctx.op.kind == "TANH" and _is_16x8(ctx):
+        return _lower_sigmoid_family_s16(ctx)
     x_t, out = _unary_int8(ctx)
     kind = ctx.op.kind
     if kind == "SQRT" and x_t.zero_point() != -128:
@@ -1590,3 +1646,182 @@ def _lower_lstm(ctx: _Context) -> KernelCall:
             f"out:{ctx.op.outputs[0]}", "scratch"]
     return _call(ctx, "tinyml_lstm_s8", "tinyml_lstm_params", params, args,
                  scratch_bytes=4 * p.units * 2)
+
+
+# --------------------------------------------------------------------------------------------
+# 16x8: int16 activations (zero point 0), int8 weights, int64 bias
+
+
+def _is_16x8(ctx: _Context) -> bool:
+    """Whether the op computes on int16 activations (a TFLite 16x8 layer): its first input
+    is int16, or (QUANTIZE from float) its output."""
+    first = ctx.ins[0] if ctx.ins and ctx.ins[0] is not None else ctx.out
+    return first.dtype == "int16"
+
+
+def _int16(ctx: _Context, t: Tensor, role: str) -> Tensor:
+    """Check that ``t`` is an int16 activation as TFLite's 16x8 scheme makes them:
+    per-tensor quantized, zero point 0 (TFLM's int16 kernels require it)."""
+    if t.dtype != "int16":
+        raise ctx.fail(f"{role} '{t.name}' is {t.dtype}: a 16x8 layer takes int16 "
+                       f"activations throughout")
+    if t.quant is None or t.quant.per_channel:
+        raise ctx.fail(f"{role} '{t.name}' is int16 but not quantized per tensor")
+    if t.zero_point() != 0:
+        raise ctx.fail(f"{role} '{t.name}' is int16 with zero point {t.zero_point()} "
+                       f"(TFLite's 16x8 scheme has zero point 0)")
+    return t
+
+
+def _value_range(t: Tensor) -> tuple[int, int]:
+    """The clamp range of ``t``'s type (the activation range of a fused RELU lies in it)."""
+    return (-32768, 32767) if t.dtype == "int16" else (-128, 127)
+
+
+def _bias_s16(ctx: _Context, index: int, channels: int) -> dict:
+    """The bias fields of a 16x8 layer: the bias as int64 (zeros when it has none) and
+    whether TFLM accumulates in int32 (an int32 bias; the converter writes int64 unless asked
+    otherwise). DEPTHWISE_CONV_2D reads an int64 bias only in TFLM."""
+    t = ctx.ins[index] if len(ctx.ins) > index else None
+    if t is None:
+        return dict(int32_accumulator=0,
+                    bias=ctx.array("bias", "int64_t", np.zeros(channels, np.int64)))
+    if t.dtype not in ("int64", "int32") or (t.dtype == "int32" and
+                                              ctx.op.kind == "DEPTHWISE_CONV_2D"):
+        allowed = "an int64" if ctx.op.kind == "DEPTHWISE_CONV_2D" else "an int64 or int32"
+        raise ctx.fail(f"bias '{t.name}' is {t.dtype}: TFLM's 16x8 {ctx.op.kind} takes "
+                       f"{allowed} bias")
+    data = ctx.constant(t, "the bias").astype(np.int64).reshape(-1)
+    if data.size != channels:
+        raise ctx.error(f"bias '{t.name}' has {data.size} entries, expected {channels}")
+    return dict(int32_accumulator=int(t.dtype == "int32"),
+                bias=ctx.array("bias", "int64_t", data))
+
+
+def _int8_weights_s16(ctx: _Context, w_t: Tensor, axis: int) -> np.ndarray:
+    """Symmetric int8 weights (TFLM's 16x8 kernels ignore a filter zero point)."""
+    w = ctx.weights(w_t, axis)
+    if np.any(w_t.quant.zero_point != 0):
+        raise ctx.fail(f"weights '{w_t.name}' have a non-zero zero point (16x8 weights are "
+                       f"symmetric)")
+    return w
+
+
+def _lower_conv2d_s16(ctx: _Context) -> KernelCall:
+    x_t = _int16(ctx, ctx.ins[0], "input")
+    out = _int16(ctx, ctx.out, "output")
+    w_t = ctx.ins[1]
+    geometry = _conv_geometry(ctx, x_t, w_t, out)
+    w = _int8_weights_s16(ctx, w_t, 0)
+    cout = w.shape[0]
+    multiplier, shift = per_channel_multipliers(x_t.scale(), w_t.quant.scale, out.scale(), cout)
+    lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), 0, -32768, 32767)
+    params = dict(geometry, act_min=lo, act_max=hi,
+                  filter=ctx.array("filter", "int8_t", w.reshape(cout, -1)),
+                  **_bias_s16(ctx, 2, cout), **_multiplier_arrays(ctx, multiplier, shift))
+    return _call(ctx, "tinyml_conv2d_s16", "tinyml_conv2d_s16_params", params,
+                 _io_args(ctx) + ["scratch"], scratch_bytes=conv_s16_scratch_bytes(ctx, w_t),
+                 weight_format="dense int8")
+
+
+def conv_s16_scratch_bytes(ctx: _Context, w_t: Tensor) -> int:
+    """Scratch of tinyml_conv2d_s16: none for the portable kernel; the DSP one
+    (firmware/kernels/cortex_m/conv_s16.c) copies one window (filter_h * filter_w * filter_c
+    int16 values) there, plus 3 bytes to align it to a word, except for a 1x1 convolution of
+    one group whose windows all lie inside the image (it reads the input pixel)."""
+    if not ctx.dsp:
+        return 0
+    x_t, out, a = ctx.ins[0], ctx.out, ctx.op.attrs
+    _, kh, kw, cin = w_t.shape
+    direct = (kh == kw == 1 and cin == x_t.shape[3] and a.padding[0] == a.padding[2] == 0
+              and (out.shape[1] - 1) * a.stride[0] < x_t.shape[1]
+              and (out.shape[2] - 1) * a.stride[1] < x_t.shape[2])
+    return 0 if direct else 2 * kh * kw * cin + 3
+
+
+def _lower_depthwise_s16(ctx: _Context) -> KernelCall:
+    x_t = _int16(ctx, ctx.ins[0], "input")
+    out = _int16(ctx, ctx.out, "output")
+    w_t = ctx.ins[1]
+    a = ctx.op.attrs
+    n, h, w, c = x_t.shape
+    _, kh, kw, channels = w_t.shape
+    _, oh, ow, _ = out.shape
+    if c <= 0 or channels % c:
+        raise ctx.fail(f"{channels} filter channels for {c} input channels")
+    weights = _int8_weights_s16(ctx, w_t, 3).reshape(kh, kw, channels).transpose(2, 0, 1)
+    multiplier, shift = per_channel_multipliers(x_t.scale(), w_t.quant.scale, out.scale(),
+                                                channels)
+    lo, hi = activation_range(a.activation, out.scale(), 0, -32768, 32767)
+    params = dict(batches=n, input_h=h, input_w=w, input_c=c, output_h=oh, output_w=ow,
+                  depth_multiplier=channels // c, filter_h=kh, filter_w=kw,
+                  stride_h=a.stride[0], stride_w=a.stride[1], dilation_h=a.dilation[0],
+                  dilation_w=a.dilation[1], pad_top=a.padding[0], pad_left=a.padding[2],
+                  act_min=lo, act_max=hi,
+                  filter=ctx.array("filter", "int8_t", weights.reshape(channels, -1)),
+                  **_bias_s16(ctx, 2, channels),
+                  **_multiplier_arrays(ctx, multiplier, shift))
+    return _call(ctx, "tinyml_depthwise_conv2d_s16", "tinyml_depthwise_conv2d_s16_params",
+                 params, _io_args(ctx), weight_format="dense int8")
+
+
+def _lower_fully_connected_s16(ctx: _Context) -> KernelCall:
+    x_t = _int16(ctx, ctx.ins[0], "input")
+    out = _int16(ctx, ctx.out, "output")
+    w_t = ctx.ins[1]
+    w = _int8_weights_s16(ctx, w_t, 0)
+    units, depth = out.shape[-1], w.shape[-1]
+    w = w.reshape(-1, depth)[:units]
+    if x_t.size % depth:
+        raise ctx.error(f"input of {x_t.size} elements is not a multiple of the weights' "
+                        f"depth {depth}")
+    if w_t.quant.per_channel:
+        multiplier, shift = per_channel_multipliers(x_t.scale(), w_t.quant.scale, out.scale(),
+                                                    units)
+    else:
+        m, s_ = per_tensor_fc_multiplier(x_t.scale(), w_t.scale(), out.scale())
+        multiplier, shift = np.full(units, m), np.full(units, s_)
+    lo, hi = activation_range(ctx.op.attrs.activation, out.scale(), 0, -32768, 32767)
+    params = dict(batches=x_t.size // depth, input_depth=depth, output_depth=units,
+                  act_min=lo, act_max=hi, filter=ctx.array("filter", "int8_t", w),
+                  **_bias_s16(ctx, 2, units), **_multiplier_arrays(ctx, multiplier, shift))
+    return _call(ctx, "tinyml_fully_connected_s16", "tinyml_fully_connected_s16_params",
+                 params, _io_args(ctx), weight_format="dense int8")
+
+
+def _lower_softmax_s16(ctx: _Context) -> KernelCall:
+    x_t = _int16(ctx, ctx.ins[0], "input")
+    out = ctx.out
+    multiplier, shift = softmax_int16_params(ctx.op, x_t, out)
+    exp_lut, reciprocal_lut = softmax_int16_tables()
+    depth = x_t.shape[-1]
+    params = dict(rows=x_t.size // depth, depth=depth, input_multiplier=multiplier,
+                  input_left_shift=shift, exp_lut=ctx.array("exp_lut", "int16_t", exp_lut),
+                  reciprocal_lut=ctx.array("reciprocal_lut", "int16_t", reciprocal_lut))
+    return _call(ctx, "tinyml_softmax_s16", "tinyml_softmax_s16_params", params, _io_args(ctx))
+
+
+def _lower_quantize_s16(ctx: _Context) -> KernelCall:
+    """QUANTIZE at the int16 edges: float32 -> int16, and int16 -> int16 requantization."""
+    x_t, out = ctx.ins[0], _int16(ctx, ctx.out, "output")
+    if x_t.dtype == "float32":
+        params = dict(size=x_t.size, scale=float(np.float32(out.scale())), zero_point=0)
+        return _call(ctx, "tinyml_quantize_f32_s16", "tinyml_quantize_params", params,
+                     _io_args(ctx))
+    _int16(ctx, x_t, "input")
+    multiplier, shift = requantize_multiplier(x_t.scale(), out.scale())
+    params = dict(size=x_t.size, input_zero_point=0, multiplier=multiplier, shift=shift,
+                  output_zero_point=0)
+    return _call(ctx, "tinyml_requantize_s16", "tinyml_requantize_params", params,
+                 _io_args(ctx))
+
+
+def _lower_sigmoid_family_s16(ctx: _Context) -> KernelCall:
+    """int16 LOGISTIC and TANH: TFLM's input rescaling and its sigmoid table (in the C)."""
+    x_t = _int16(ctx, ctx.ins[0], "input")
+    out = _int16(ctx, ctx.out, "output")
+    multiplier, shift = sigmoid_family_int16_params(ctx.op, x_t, out)
+    function = "tinyml_logistic_s16" if ctx.op.kind == "LOGISTIC" else "tinyml_tanh_s16"
+    return _call(ctx, function, "tinyml_sigmoid_s16_params",
+                 dict(size=x_t.size, input_multiplier=multiplier, input_left_shift=shift),
+                 _io_args(ctx))

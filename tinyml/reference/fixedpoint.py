@@ -138,6 +138,37 @@ def requantize(acc, multiplier, shift, zero_point: int, qmin: int, qmax: int,
     return np.clip(y, qmin, qmax).astype(dtype)
 
 
+def multiply_by_quantized_multiplier_int64(x, multiplier, shift):
+    """``MultiplyByQuantizedMultiplier`` of an int64 accumulator (the 16x8 kernels with an
+    int64 bias), TFLM's double-rounding build: the multiplier is first reduced to 16 bits,
+    ``(q + 2^15) >> 16`` (0x7FFF from 0x7FFF0000 up), then one rounding shift by
+    ``15 - shift``; the int64 result is narrowed to int32 without saturation, as the C
+    assignment does."""
+    x = np.asarray(x, dtype=np.int64)
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    reduced = np.where(multiplier < 0x7FFF0000, (multiplier + (1 << 15)) >> 16, 0x7FFF)
+    total_shift = 15 - shift
+    return wrap_int32((x * reduced + (np.int64(1) << (total_shift - 1))) >> total_shift)
+
+
+def requantize_16x8(acc, multiplier, shift, zero_point: int, qmin: int, qmax: int,
+                    int64_accumulator: bool) -> np.ndarray:
+    """The output stage of the 16x8 CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED: TFLM
+    accumulates in the bias's type, so an int64 bias takes
+    :func:`multiply_by_quantized_multiplier_int64` and an int32 bias the int8 path's wrapped
+    int32 accumulator and double rounding. Stored as int16."""
+    if not int64_accumulator:
+        return requantize(wrap_int32(acc), multiplier, shift, zero_point, qmin, qmax,
+                          dtype=np.int16)
+    y = wrap_int32(multiply_by_quantized_multiplier_int64(acc, multiplier, shift)
+                   + int(zero_point))
+    return np.clip(y, qmin, qmax).astype(np.int16)
+
+
+INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
+
+
 def wrap_int32(x):
     """Two's-complement wrap to int32, as TFLM's int32 accumulators behave on overflow."""
     x = np.asarray(x, dtype=np.int64)

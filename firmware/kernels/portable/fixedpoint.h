@@ -118,6 +118,37 @@ static inline int8_t tinyml_rescaled_sum(int32_t a, int32_t b, int32_t left_shif
     return tinyml_add_clamp(raw, output_offset, act_min, act_max);
 }
 
+/* TFLM's MultiplyByQuantizedMultiplier(int64_t x, ...) (double-rounding build), used by the
+ * 16x8 kernels with an int64 bias: the multiplier is reduced to 16 bits, then one rounding
+ * shift by 15 - shift; the result is narrowed to int32 as the C++ assignment narrows it. */
+static inline int32_t tinyml_mbqm64(int64_t x, int32_t multiplier, int32_t shift)
+{
+    const int64_t reduced = multiplier < 0x7FFF0000 ? (int64_t)((multiplier + (1 << 15)) >> 16)
+                                                    : 0x7FFF;
+    const int32_t total_shift = 15 - shift;
+    const int64_t y = (x * reduced + ((int64_t)1 << (total_shift - 1))) >> total_shift;
+    return (int32_t)(uint32_t)(uint64_t)y;
+}
+
+/* The output stage of the 16x8 conv and FC kernels on their int64 sum (bias included): the
+ * int64 requantization, or, for an int32 bias, the int32 one on the sum wrapped to int32
+ * (TFLM accumulates in the bias's type; modular addition makes the wrapped int64 sum equal
+ * the wrapping int32 one). */
+static inline int32_t tinyml_requantize_16x8(int64_t acc, int32_t multiplier, int32_t shift,
+                                             int32_t int32_accumulator)
+{
+    if (int32_accumulator) {
+        return tinyml_mbqm((int32_t)(uint32_t)(uint64_t)acc, multiplier, shift);
+    }
+    return tinyml_mbqm64(acc, multiplier, shift);
+}
+
+/* A value clamped to [act_min, act_max] as int16 (the activation range lies in int16). */
+static inline int16_t tinyml_clamp_s16(int32_t x, int32_t act_min, int32_t act_max)
+{
+    return (int16_t)tinyml_min_i32(tinyml_max_i32(x, act_min), act_max);
+}
+
 /* ---- gemmlowp FixedPoint<int32_t, m> ------------------------------------------------------ */
 
 /* RoundingHalfSum: (a + b) / 2 rounded half away from zero. */

@@ -44,6 +44,8 @@ def clamp(call: KernelCall) -> np.ndarray:
 @kernel("LOGISTIC")
 def logistic(call: KernelCall) -> np.ndarray:
     if call.quantized:
+        if call.in_tensors[0].dtype == "int16":
+            return sigmoid_family_int16(call)
         return logistic_int8(call)
     x = call.inputs[0].astype(np.float32)
     return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
@@ -55,6 +57,29 @@ def hard_swish(call: KernelCall) -> np.ndarray:
         return hard_swish_int8(call)
     x = call.inputs[0].astype(np.float32)
     return (x * np.clip(x + 3, 0, 6) / 6).astype(np.float32)
+
+
+def sigmoid_family_int16_params(op: Op, x_t: Tensor, out: Tensor) -> tuple[int, int]:
+    """(input_multiplier, input_left_shift) of TFLM's int16 LOGISTIC or TANH, after its checks
+    (int16 -> int16, zero points 0; TFLM reads the output as Q0.15 whatever its scale)."""
+    from tinyml.reference.int16_activations import int16_activation_params
+    if out.dtype != "int16":
+        raise UnsupportedOpError(op.kind, op.name, detail=f"int16 -> {out.dtype} (int16 -> "
+                                 f"int16 only)")
+    if x_t.zero_point() != 0 or out.zero_point() != 0:
+        raise UnsupportedOpError(op.kind, op.name, detail="int16 input and output need zero "
+                                 "point 0 (TFLM's int16 kernel requires it)")
+    return int16_activation_params(op.kind, x_t.scale())
+
+
+def sigmoid_family_int16(call: KernelCall) -> np.ndarray:
+    """TFLM's int16 LOGISTIC and TANH (``reference_integer_ops::Logistic`` / ``Tanh``): the
+    input rescaled, then TFLM's interpolated sigmoid table (tinyml.reference.int16_activations,
+    whose table is measured from TFLM)."""
+    from tinyml.reference.int16_activations import logistic_int16, tanh_int16
+    multiplier, shift = sigmoid_family_int16_params(call.op, call.in_tensors[0], call.out)
+    fn = logistic_int16 if call.op.kind == "LOGISTIC" else tanh_int16
+    return np.asarray(fn(call.inputs[0], multiplier, shift)).reshape(call.out.shape)
 
 
 def _int8_only(call: KernelCall) -> None:

@@ -61,6 +61,9 @@ def _int8_only(call: KernelCall) -> None:
 def tanh(call: KernelCall) -> np.ndarray:
     if not call.quantized:
         return np.tanh(call.inputs[0].astype(np.float32)).astype(np.float32)
+    if call.in_tensors[0].dtype == "int16":
+        from tinyml.reference.kernels.activations import sigmoid_family_int16
+        return sigmoid_family_int16(call)
     _int8_only(call)
     return _tanh_int8(call.in_tensors[0], call.inputs[0])
 

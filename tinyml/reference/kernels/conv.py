@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyml.errors import UnsupportedOpError
-from tinyml.reference.fixedpoint import (activation_range, float_activation,
-                                         per_channel_multipliers, requantize,
-                                         symmetric_quantize_floats)
+from tinyml.reference.fixedpoint import (INT16_MAX, INT16_MIN, activation_range,
+                                         float_activation, per_channel_multipliers, requantize,
+                                         requantize_16x8, symmetric_quantize_floats)
 from tinyml.reference.kernels.int4 import check_int4_weights
 from tinyml.reference.kernels.registry import KernelCall, kernel
 from tinyml.reference.kernels.windows import windows
@@ -92,13 +92,27 @@ def _bias_int32(call: KernelCall, channels: int) -> np.ndarray:
     return np.zeros(channels, np.int64)
 
 
+def int64_accumulator(call: KernelCall) -> bool:
+    """Whether a 16x8 conv or FULLY_CONNECTED accumulates in int64: TFLM accumulates in the
+    bias's type (int64 unless the model has an int32 bias; no bias is the int64 path)."""
+    bias = call.in_tensors[2] if len(call.in_tensors) > 2 else None
+    return bias is None or bias.dtype == "int64"
+
+
 def _output_stage(call: KernelCall, acc: np.ndarray) -> np.ndarray:
-    """Bias, per-channel requantization and activation clamp, as TFLM's conv kernels end."""
+    """Bias, per-channel requantization and activation clamp, as TFLM's conv kernels end.
+    With int16 activations (16x8) the accumulator is the bias's type
+    (:func:`requantize_16x8`)."""
     x_t, w_t, out = call.in_tensors[0], call.in_tensors[1], call.out
     channels = acc.shape[-1]
     acc = acc + _bias_int32(call, channels)
     multiplier, shift = per_channel_multipliers(x_t.scale(), w_t.quant.scale, out.scale(),
                                                 channels)
+    if x_t.dtype == "int16":
+        lo, hi = activation_range(call.attrs.activation, out.scale(), out.zero_point(),
+                                  INT16_MIN, INT16_MAX)
+        return requantize_16x8(acc, multiplier, shift, out.zero_point(), lo, hi,
+                               int64_accumulator(call))
     lo, hi = activation_range(call.attrs.activation, out.scale(), out.zero_point())
     return requantize(acc, multiplier, shift, out.zero_point(), lo, hi)
 
@@ -170,6 +184,10 @@ def depthwise_conv_2d_int8(call: KernelCall) -> np.ndarray:
     """TFLM ``DepthwiseConvPerChannel``: output channel c*M+m reads input channel c with
     filter column c*M+m; same accumulation and output stage as :func:`conv_2d_int8`."""
     _check_int8_filter(call, 3)
+    if call.in_tensors[0].dtype == "int16" and not int64_accumulator(call):
+        raise UnsupportedOpError("DEPTHWISE_CONV_2D", call.op.name,
+                                 detail="int16 input with an int32 bias (TFLM's 16x8 depthwise "
+                                        "reads an int64 bias)")
     w = call.inputs[1].astype(np.int64)
     _, kh, kw, channels = w.shape
     n, oh, ow, _ = call.out.shape

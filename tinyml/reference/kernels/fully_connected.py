@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyml.errors import TinymlError, UnsupportedOpError
-from tinyml.reference.fixedpoint import (activation_range, float_activation,
-                                         per_channel_multipliers, per_tensor_fc_multiplier,
-                                         requantize)
+from tinyml.reference.fixedpoint import (INT16_MAX, INT16_MIN, activation_range,
+                                         float_activation, per_channel_multipliers,
+                                         per_tensor_fc_multiplier, requantize, requantize_16x8)
 from tinyml.reference.kernels.int4 import check_int4_weights
 from tinyml.reference.kernels.registry import KernelCall, kernel
 
@@ -58,6 +58,14 @@ def fully_connected_int8(call: KernelCall) -> np.ndarray:
     acc = (x @ w.T).astype(np.int64)
     if len(call.inputs) > 2 and call.inputs[2] is not None:
         acc = acc + call.inputs[2].astype(np.int64).reshape(units)
+    if x_t.dtype == "int16":
+        # 16x8: the accumulator has the bias's type (TFLM's FullyConnected<..., BiasType>).
+        from tinyml.reference.kernels.conv import int64_accumulator
+        lo, hi = activation_range(call.attrs.activation, out.scale(), out.zero_point(),
+                                  INT16_MIN, INT16_MAX)
+        y = requantize_16x8(acc, multiplier, shift, out.zero_point(), lo, hi,
+                            int64_accumulator(call))
+        return y.reshape(call.out.shape)
     lo, hi = activation_range(call.attrs.activation, out.scale(), out.zero_point())
     y = requantize(acc, multiplier, shift, out.zero_point(), lo, hi)
     return y.reshape(call.out.shape)

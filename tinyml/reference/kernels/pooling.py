@@ -46,6 +46,13 @@ def mean(call: KernelCall) -> np.ndarray:
         np.float32)
 
 
+def int_range(t) -> tuple[int, int]:
+    """The value range of a quantized tensor's type: the int8 kernels here are TFLM's
+    templates, whose int16 instances (16x8 models) differ only in this range."""
+    info = np.iinfo(t.dtype)
+    return int(info.min), int(info.max)
+
+
 def _valid_cells(call: KernelCall) -> np.ndarray:
     """How many cells of each pooling window lie inside the image, shape (1, OH, OW, 1)."""
     a = call.attrs
@@ -54,7 +61,7 @@ def _valid_cells(call: KernelCall) -> np.ndarray:
 
 
 def average_pool_2d_int8(call: KernelCall) -> np.ndarray:
-    """TFLM int8 ``AveragePool``: the sum of the valid cells divided by their count,
+    """TFLM int8 and int16 ``AveragePool``: the sum of the valid cells divided by their count,
     rounded half away from zero as C does it: ``(sum +/- count/2) / count`` with
     truncating division. There is no rescaling: TFLM reads the result with the input's
     quantization (the converter gives input and output the same)."""
@@ -68,19 +75,19 @@ def average_pool_2d_int8(call: KernelCall) -> np.ndarray:
                           f"entirely in the padding")
     half = count // 2
     mean = np.where(total > 0, (total + half) // count, -((half - total) // count))
-    lo, hi = activation_range(a.activation, out.scale(), out.zero_point())
-    return np.clip(mean, lo, hi).astype(np.int8)
+    lo, hi = activation_range(a.activation, out.scale(), out.zero_point(), *int_range(out))
+    return np.clip(mean, lo, hi).astype(out.dtype)
 
 
 def max_pool_2d_int8(call: KernelCall) -> np.ndarray:
-    """TFLM int8 ``MaxPool``: the largest valid cell (padding never wins: it holds the
-    int8 minimum, TFLM's starting value), clamped to the activation range."""
+    """TFLM int8 and int16 ``MaxPool``: the largest valid cell (padding never wins: it holds the
+    type's minimum, TFLM's starting value), clamped to the activation range."""
     a = call.attrs
     out = call.out
     x = call.inputs[0]
-    y = windows(x, a.filter, a.stride, (1, 1), a.padding, np.iinfo(np.int8).min).max(axis=(4, 5))
-    lo, hi = activation_range(a.activation, out.scale(), out.zero_point())
-    return np.clip(y, lo, hi).astype(np.int8)
+    y = windows(x, a.filter, a.stride, (1, 1), a.padding, np.iinfo(x.dtype).min).max(axis=(4, 5))
+    lo, hi = activation_range(a.activation, out.scale(), out.zero_point(), *int_range(out))
+    return np.clip(y, lo, hi).astype(out.dtype)
 
 
 def mean_multiplier(input_scale: float, output_scale: float, count: int) -> tuple[int, int]:
@@ -92,7 +99,8 @@ def mean_multiplier(input_scale: float, output_scale: float, count: int) -> tupl
 
 
 def mean_int8(call: KernelCall) -> np.ndarray:
-    """TFLM int8 MEAN: ``QuantizedMeanOrSum`` (``reference/reduce.h``), whatever the axes.
+    """TFLM int8 and int16 MEAN: ``QuantizedMeanOrSum<T>`` (``reference/reduce.h``), whatever
+    the axes.
 
     The sum over the reduced axes, minus count * input zero point, is rescaled by
     QuantizeMultiplier(s_in / s_out) with 1/count folded into the multiplier: it is shifted
@@ -109,9 +117,10 @@ def mean_int8(call: KernelCall) -> np.ndarray:
     axes = tuple(sorted({ax % x.ndim for ax in call.attrs.axes}))
     count = int(np.prod([x.shape[ax] for ax in axes], dtype=np.int64))
     if count == 0:
-        return np.zeros(out.shape, np.int8)
+        return np.zeros(out.shape, out.dtype)
     total = x.sum(axis=axes)
     multiplier, shift = mean_multiplier(x_t.scale(), out.scale(), count)
     centered = wrap_int32(total - x_t.zero_point() * count)
-    y = requantize(centered, multiplier, shift, out.zero_point(), -128, 127)
+    y = requantize(centered, multiplier, shift, out.zero_point(), *int_range(out),
+                   dtype=out.dtype)
     return np.asarray(y).reshape(out.shape)  # an array even for a 0-D (all axes) result

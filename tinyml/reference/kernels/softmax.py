@@ -6,6 +6,9 @@ Q5.26 value, exponentiated with gemmlowp's fixed-point exp, summed in Q12.19, in
 ``GetReciprocal`` and multiplied back; differences below ``diff_min`` (whose exp would not fit)
 give exactly 0 (-128). The output must be int8 with scale 1/256 and zero point -128, as TFLM
 requires.
+
+int16 (16x8 models) follows TFLM's ``SoftmaxInt16``: two interpolated 513-entry tables
+(exp and 1 / (1 + x), ``tinyml.reference.lut_int16``) built as TFLM builds them in Prepare.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tinyml.reference.fixedpoint import (
     quantize_multiplier, rounding_divide_by_pot, saturating_rounding_doubling_high_mul,
     wrap_int32,
 )
+from tinyml.reference import lut_int16
 from tinyml.reference.gemmlowp import (
     calculate_input_radius, exp_on_negative_values, get_reciprocal, rescale,
 )
@@ -31,6 +35,8 @@ ACCUMULATION_INTEGER_BITS = 12
 @kernel("SOFTMAX")
 def softmax(call: KernelCall) -> np.ndarray:
     if call.quantized:
+        if call.in_tensors[0].dtype == "int16":
+            return softmax_int16(call)
         return softmax_int8(call)
     x = call.inputs[0].astype(np.float32)
     e = np.exp((x - x.max(axis=-1, keepdims=True)) * np.float32(call.attrs.beta))
@@ -94,3 +100,75 @@ def softmax_int8(call: KernelCall) -> np.ndarray:
         saturating_rounding_doubling_high_mul(reciprocal, exps), exponent)
     y = np.clip(unsaturated - 128, -128, 127)
     return np.where(used, y, -128).astype(np.int8)
+
+
+# ---- int16 (16x8 models) ------------------------------------------------------------------
+
+#: The exp table spans [-10, 0]: int16 SOFTMAX scales the difference to the row maximum so
+#: that [-65535, 0] is [-10.0, 0.0] (exp(-10) is negligible in the sum).
+_INT16_RANGE = 65535
+
+
+def _exp_transform(value: np.float32) -> np.float32:
+    return np.float32(lut_int16.libm_float("expf")(float(value)))
+
+
+def _one_over_one_plus(value: np.float32) -> np.float32:
+    return np.float32(1.0) / (np.float32(1.0) + np.float32(value))
+
+
+def softmax_int16_tables() -> tuple[np.ndarray, np.ndarray]:
+    """The two tables TFLM's ``InitializeLutForInt16`` builds: exp on [-10, 0] (input zero
+    point 32767) and 1 / (1 + x) on [0, 1] (input zero point -32768), both into Q0.15."""
+    range_ = np.float32(_INT16_RANGE)
+    exp_lut = lut_int16.populate(float(np.float32(10.0) / range_), 32767,
+                                 float(np.float32(2.0) / range_), 0, _exp_transform)
+    reciprocal_lut = lut_int16.populate(float(np.float32(1.0) / range_), -32768,
+                                        float(np.float32(2.0) / range_), 0,
+                                        _one_over_one_plus)
+    return exp_lut, reciprocal_lut
+
+
+def softmax_int16_params(op: Op, x_t: Tensor, out: Tensor) -> tuple[int, int]:
+    """``CalculateSoftmaxParams`` for int16: (input multiplier, input left shift) of
+    beta * input_scale / (10 / 65535), after TFLM's checks (zero points 0, output scale
+    1/32768)."""
+    if out.dtype != "int16":
+        raise UnsupportedOpError(op.kind, op.name, detail=f"int16 -> {out.dtype} softmax "
+                                 f"(int16 -> int16 only)")
+    if x_t.zero_point() != 0 or out.zero_point() != 0 or \
+            abs(np.float32(out.scale()) - np.float32(1 / 32768)) > np.float32(0.001 / 32768):
+        raise TinymlError(f"layer '{op.name}' (SOFTMAX): int16 input and output need zero "
+                          f"point 0 and the output scale 1/32768 (TFLM requires it), got "
+                          f"output scale {out.scale():.6g}")
+    multiplier, shift = quantize_multiplier(float(x_t.scale()) * float(np.float32(op.attrs.beta))
+                                            / (10.0 / 65535.0))
+    if shift > 30:
+        # TFLM would shift an int32 left by 31 bits or more (undefined behaviour in C++).
+        raise TinymlError(f"layer '{op.name}' (SOFTMAX): beta * input scale "
+                          f"{float(x_t.scale()) * op.attrs.beta:.6g} is too large for TFLM's "
+                          f"int16 softmax")
+    return multiplier, shift
+
+
+def softmax_int16(call: KernelCall) -> np.ndarray:
+    """TFLM ``SoftmaxInt16``: each difference to the row maximum is rescaled to [-65535, 0],
+    recentred and looked up in the exp table (Q0.15); the sum is normalized by its leading
+    zeros, looked up in the 1 / (1 + x) table, and each exp multiplied by that reciprocal
+    with one rounding shift; outputs clamp to [0, 32767]."""
+    from tinyml.reference.fixedpoint import multiply_by_quantized_multiplier
+    from tinyml.reference.gemmlowp import count_leading_zeros_u32
+    multiplier, shift = softmax_int16_params(call.op, call.in_tensors[0], call.out)
+    exp_lut, reciprocal_lut = softmax_int16_tables()
+    x = call.inputs[0].astype(np.int64)
+    diff = x - x.max(axis=-1, keepdims=True)
+    scaled = multiply_by_quantized_multiplier(diff, multiplier, shift)
+    exps = lut_int16.lookup(np.clip(scaled + 32767, -32768, 32767), exp_lut)
+    sum_of_exps = wrap_int32(exps.sum(axis=-1, keepdims=True))
+    headroom_plus_one = count_leading_zeros_u32(sum_of_exps)
+    shifted_sum = ((sum_of_exps << (headroom_plus_one - 1)) + (1 << 13)) >> 14
+    sym = np.clip(shifted_sum - ((1 << 15) + (1 << 16)), -32768, 32767)
+    reciprocal = lut_int16.lookup(sym, reciprocal_lut)
+    right_shift = 31 - headroom_plus_one
+    result = (exps * reciprocal + (np.int64(1) << (right_shift - 1))) >> right_shift
+    return np.clip(wrap_int32(result), 0, 32767).astype(np.int16)

@@ -1,0 +1,62 @@
+/*
+ * QUANTIZE and DEQUANTIZE at the int16 edges of 16x8 models: float32 -> int16 (TFLM's
+ * AffineQuantize: round half away from zero in float32, + zero point, clamped), int16 ->
+ * int16 requantization (Requantize: one MultiplyByQuantizedMultiplier), and int16 -> float32
+ * (scale * (x - zero_point) in float32: a float32 scale times an integer below 2^17 rounds
+ * once, as the reference's product does).
+ */
+#include "tinyml_kernels.h"
+#include "fixedpoint.h"
+
+/* TfLiteRound of |v| < 2^23 as an int32 (ties decided on the exact value). */
+static int32_t round_half_away(float v)
+{
+    const int32_t t = (int32_t)v;
+    const float fraction = v - (float)t;
+    if (fraction >= 0.5f) {
+        return t + 1;
+    }
+    if (fraction <= -0.5f) {
+        return t - 1;
+    }
+    return t;
+}
+
+void tinyml_quantize_f32_s16(const tinyml_quantize_params *p, const float *input,
+                             int16_t *output)
+{
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const float v = input[i] / p->scale;
+        int32_t q;
+        if (!(v > -100000.0f)) {
+            q = TINYML_INT16_MIN; /* far below the range, or NaN */
+        } else if (v >= 100000.0f) {
+            q = TINYML_INT16_MAX;
+        } else {
+            q = tinyml_min_i32(tinyml_max_i32(round_half_away(v) + p->zero_point,
+                                              TINYML_INT16_MIN), TINYML_INT16_MAX);
+        }
+        output[i] = (int16_t)q;
+    }
+}
+
+void tinyml_requantize_s16(const tinyml_requantize_params *p, const int16_t *input,
+                           int16_t *output)
+{
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t y = tinyml_mbqm((int32_t)input[i] - p->input_zero_point, p->multiplier,
+                                      p->shift) + p->output_zero_point;
+        output[i] = tinyml_clamp_s16(y, TINYML_INT16_MIN, TINYML_INT16_MAX);
+    }
+}
+
+void tinyml_dequantize_s16_f32(const tinyml_dequantize_params *p, const int16_t *input,
+                               float *output)
+{
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        output[i] = p->scale * (float)((int32_t)input[i] - p->zero_point);
+    }
+}
