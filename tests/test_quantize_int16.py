@@ -340,3 +340,27 @@ def test_kws_16x8_output_sqnr_is_10_db_above_int8():
         figures[label] = sqnr_db(reference, run_int8_tflm(model.to_tflite(), samples))
     print(f"\nkws output SQNR vs float, TFLM: {figures}")
     assert figures["16x8"] >= figures["int8"] + 10, figures
+
+
+# ---- tinyml's 16x8 and mixed models compile ------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["16x8", "mixed"])
+def test_exported_16x8_models_compile_bit_exact_under_sanitizers(models, tmp_path, kind):
+    """The exported file compiles (int8 -> int16 and int16 -> int8 QUANTIZE where a mixed
+    model's layers meet) and its C equals tinyml's reference and TFLM on the host under
+    ASan/UBSan."""
+    from tinyml.verify import verify
+    path = tmp_path / f"{kind}.tflite"
+    path.write_bytes(export_tflite(models[kind].graph))
+    report = verify(path, "host", samples=6, sanitize=True)
+    assert report.oracle == "reference+tflite-micro"
+    assert report.mismatched_outputs == 0 and report.samples == 8
+
+
+def test_mixed_model_on_cortex_m4(models, tmp_path):
+    from tinyml.verify import verify
+    path = tmp_path / "mixed.tflite"
+    path.write_bytes(export_tflite(models["mixed"].graph))
+    report = verify(path, "cortex-m4", samples=6, profile=False)
+    assert report.mismatched_outputs == 0 and report.oracle == "reference+tflite-micro"

@@ -973,6 +973,12 @@ void tinyml_quantize_f32_s16(const tinyml_quantize_params *p, const float *input
                              int16_t *output);
 void tinyml_requantize_s16(const tinyml_requantize_params *p, const int16_t *input,
                            int16_t *output);
+/* int8 -> int16 and int16 -> int8 requantization: where a mixed model's int8 and 16x8
+ * layers meet. */
+void tinyml_requantize_s8_s16(const tinyml_requantize_params *p, const int8_t *input,
+                              int16_t *output);
+void tinyml_requantize_s16_s8(const tinyml_requantize_params *p, const int16_t *input,
+                              int8_t *output);
 void tinyml_dequantize_s16_f32(const tinyml_dequantize_params *p, const int16_t *input,
                                float *output);
 

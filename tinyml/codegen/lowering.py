@@ -919,7 +919,9 @@ def _lower_relu(ctx: _Context) -> KernelCall:
     "tinyml_quantize_f32_s8": "elementwise",
     "tinyml_requantize_s8": "elementwise",
     "tinyml_quantize_f32_s16": None,
-    "tinyml_requantize_s16": None})
+    "tinyml_requantize_s16": None,
+    "tinyml_requantize_s8_s16": None,
+    "tinyml_requantize_s16_s8": None})
 def _lower_quantize(ctx: _Context) -> KernelCall:
     x_t = ctx.ins[0]
     if "int16" in (x_t.dtype, ctx.out.dtype):
@@ -1802,8 +1804,21 @@ def _lower_softmax_s16(ctx: _Context) -> KernelCall:
 
 
 def _lower_quantize_s16(ctx: _Context) -> KernelCall:
-    """QUANTIZE at the int16 edges: float32 -> int16, and int16 -> int16 requantization."""
-    x_t, out = ctx.ins[0], _int16(ctx, ctx.out, "output")
+    """QUANTIZE at the int16 edges: float32 -> int16, and int16 -> int16, int8 -> int16 and
+    int16 -> int8 requantization (TFLM's Requantize: the last two join the int8 and 16x8
+    layers of a mixed model)."""
+    x_t = ctx.ins[0]
+    if x_t.dtype in ("int8", "int16") and x_t.dtype != ctx.out.dtype:
+        narrow, wide = (x_t, ctx.out) if x_t.dtype == "int8" else (ctx.out, x_t)
+        ctx.int8(narrow, "input" if narrow is x_t else "output")
+        _int16(ctx, wide, "input" if wide is x_t else "output")
+        multiplier, shift = requantize_multiplier(x_t.scale(), ctx.out.scale())
+        params = dict(size=x_t.size, input_zero_point=x_t.zero_point(), multiplier=multiplier,
+                      shift=shift, output_zero_point=ctx.out.zero_point())
+        function = ("tinyml_requantize_s8_s16" if x_t.dtype == "int8"
+                    else "tinyml_requantize_s16_s8")
+        return _call(ctx, function, "tinyml_requantize_params", params, _io_args(ctx))
+    out = _int16(ctx, ctx.out, "output")
     if x_t.dtype == "float32":
         params = dict(size=x_t.size, scale=float(np.float32(out.scale())), zero_point=0)
         return _call(ctx, "tinyml_quantize_f32_s16", "tinyml_quantize_params", params,

@@ -1,7 +1,9 @@
 /*
  * QUANTIZE and DEQUANTIZE at the int16 edges of 16x8 models: float32 -> int16 (TFLM's
  * AffineQuantize: round half away from zero in float32, + zero point, clamped), int16 ->
- * int16 requantization (Requantize: one MultiplyByQuantizedMultiplier), and int16 -> float32
+ * int16, int8 -> int16 and int16 -> int8 requantization (Requantize: one
+ * MultiplyByQuantizedMultiplier; the last two join int8 and 16x8 layers of a mixed model),
+ * and int16 -> float32
  * (scale * (x - zero_point) in float32: a float32 scale times an integer below 2^17 rounds
  * once, as the reference's product does).
  */
@@ -49,6 +51,28 @@ void tinyml_requantize_s16(const tinyml_requantize_params *p, const int16_t *inp
         const int32_t y = tinyml_mbqm((int32_t)input[i] - p->input_zero_point, p->multiplier,
                                       p->shift) + p->output_zero_point;
         output[i] = tinyml_clamp_s16(y, TINYML_INT16_MIN, TINYML_INT16_MAX);
+    }
+}
+
+void tinyml_requantize_s8_s16(const tinyml_requantize_params *p, const int8_t *input,
+                              int16_t *output)
+{
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t y = tinyml_mbqm((int32_t)input[i] - p->input_zero_point, p->multiplier,
+                                      p->shift) + p->output_zero_point;
+        output[i] = tinyml_clamp_s16(y, TINYML_INT16_MIN, TINYML_INT16_MAX);
+    }
+}
+
+void tinyml_requantize_s16_s8(const tinyml_requantize_params *p, const int16_t *input,
+                              int8_t *output)
+{
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t y = tinyml_mbqm((int32_t)input[i] - p->input_zero_point, p->multiplier,
+                                      p->shift) + p->output_zero_point;
+        output[i] = (int8_t)tinyml_min_i32(tinyml_max_i32(y, -128), 127);
     }
 }
 
