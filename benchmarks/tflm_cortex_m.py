@@ -101,22 +101,24 @@ def model_operators(data: bytes) -> tuple[list[dict], list[str]]:
     return ops, sorted(set(codes))
 
 
-def measure_tinyml(path: Path, target, patch: str, seed: int, work: Path) -> dict:
+def measure_tinyml(path: Path, target, patch: str, seed: int, work: Path,
+                   optimize: str = "balanced") -> dict:
     from tinyml import firmware
     from tinyml.compiler import compile_model
     from tinyml.sim import qemu
     from tinyml.verify import make_samples, profile_layers
-    result = compile_model(path, target, work / "project", patch=patch)
+    result = compile_model(path, target, work / "project", patch=patch, optimize=optimize)
     sample = make_samples(result.source_graph, 1, seed)[0]
     elf = firmware.build_harness(work / "project", result.target)
     run = qemu.run_samples(elf, result.target, result.source_graph, [sample])
     layers = profile_layers(path, result.target, sample, work / "profile", run.outputs[0],
-                            patch=patch)
+                            patch=patch, optimize=optimize)
     return dict(sample=sample, outputs=[a.tobytes() for a in run.outputs[0]],
                 instructions=run.instructions[0], layers=layers,
                 arena_bytes=result.plan.arena_bytes, ram_bytes=result.sizes["ram_bytes"],
                 text_bytes=result.sizes["text_bytes"], rodata_bytes=result.sizes["rodata_bytes"],
-                macs=result.macs, patch=result.patch is not None)
+                macs=result.macs, patch=result.patch is not None,
+                predicted_instructions=result.predicted_instructions)
 
 
 def measure_tflm(build, name: str, data: bytes, inputs: bytes, ops: list[dict],
@@ -152,7 +154,7 @@ def measure(path: Path, target, builds: dict, args) -> dict:
     ops, builtins = model_operators(data)
     with tempfile.TemporaryDirectory(prefix="tflm-bench-tinyml-") as tmp:
         log(f"{path.stem}: tinyml compile + run on {target.name}")
-        tiny = measure_tinyml(path, target, args.patch, args.seed, Path(tmp))
+        tiny = measure_tinyml(path, target, args.patch, args.seed, Path(tmp), args.optimize)
     inputs = b"".join(np.ascontiguousarray(x).tobytes() for x in tiny.pop("sample"))
     tflm = {}
     for kernels, build in builds.items():
@@ -179,6 +181,14 @@ def rows_of(result: dict) -> list[dict]:
     return [dict(tflm_ops=r.tflm_ops, tinyml_ops=r.tinyml_ops, name=r.name, tflm=r.tflm,
                  tinyml=r.tinyml, ratio=r.ratio, extra=r.extra)
             for r in compare.match_layers(layers, result["tinyml"]["layers"])]
+
+
+def _fmt_prediction(tinyml: dict) -> str:
+    """The cost model's instructions and their error against the measured ones."""
+    predicted = tinyml.get("predicted_instructions")
+    if not predicted:
+        return "-"
+    return f"{predicted:,} ({100 * (predicted / tinyml['instructions'] - 1):+.1f} %)"
 
 
 def _fmt_ratio(value: float | None) -> str:
@@ -223,7 +233,7 @@ def print_tables(results: list[dict], kernels: list[str], console) -> None:
 
     summary = Table(title=f"tinyml vs TFLM on {results[0]['target']} (QEMU "
                           f"{results[0]['machine']}, -icount shift=0, one input)")
-    columns = ["model", "outputs", *(label[k] for k in kernels), "tinyml",
+    columns = ["model", "outputs", *(label[k] for k in kernels), "tinyml", "predicted",
                *(f"tinyml / {label[k]}" for k in kernels),
                *(f"{label[k]} arena" for k in kernels), "tinyml arena",
                "tinyml RAM", "TFLM code", "tinyml code", "TFLM const", "tinyml const"]
@@ -237,6 +247,7 @@ def print_tables(results: list[dict], kernels: list[str], console) -> None:
             r["model"], "[green]identical[/]" if ok else "[red]" + "; ".join(
                 f"{k}: {e['detail']}" for k, e in r["exact"].items() if not e["identical"]) + "[/]",
             *(f"{r['tflm'][k]['instructions']:,}" for k in kernels), f"{t['instructions']:,}",
+            _fmt_prediction(t),
             *(_fmt_ratio(t["instructions"] / r["tflm"][k]["instructions"]) for k in kernels),
             *(f"{r['tflm'][k]['arena_bytes']:,}" for k in kernels), f"{t['arena_bytes']:,}",
             f"{t['ram_bytes']:,}",
@@ -315,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="TFLM with reference kernels only (no CMSIS-NN)")
     parser.add_argument("--patch", default="auto", help="tinyml's patch-based inference: "
                         "auto (default, as tinyml compile), off, or SPLIT:N")
+    parser.add_argument("--optimize", default="balanced", choices=("speed", "memory", "balanced"),
+                        help="tinyml's --optimize (default balanced, as tinyml compile)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input")
     parser.add_argument("--build-dir", default=str(REPO / "build" / "tflm-cortex-m"),
                         help="cache of TFLM objects and firmware images")
