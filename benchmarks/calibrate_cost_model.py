@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tinyml.compiler import plan  # noqa: E402
+from tinyml.errors import TinymlError  # noqa: E402
 from tinyml.nas.calibration import calibration_archs  # noqa: E402
 from tinyml.nas.ir_builder import quantized_graph  # noqa: E402
 from tinyml.quantize.tflite_export import export_tflite  # noqa: E402
@@ -160,8 +161,9 @@ def profile_samples(model: str | Path, target, workdir: Path, patch: str = "off"
         call = by_name.get(layer["name"])
         if call is None or not layer["instructions"]:
             continue
-        features = staged.get(call.op.name) or layer_features(result.graph, call)
-        samples.append((kernel_key(result.graph, call), tuple(features),
+        features, pixels = staged.get(call.op.name) or (layer_features(result.graph, call),
+                                                        None)
+        samples.append((kernel_key(result.graph, call, pixels), tuple(features),
                         int(layer["instructions"])))
     return samples, sum(s[2] for s in samples), result
 
@@ -172,7 +174,11 @@ def calibrate(plans: Sequence[tuple[str, str | Path, str]], target, workdir: Pat
     each, profiled in QEMU. ``errors`` holds each plan's relative error under the fit."""
     profiled: dict[str, list] = {}
     for i, (label, model, patch) in enumerate(plans):
-        samples, total, _ = profile_samples(model, target, workdir / f"plan{i}", patch)
+        try:
+            samples, total, _ = profile_samples(model, target, workdir / f"plan{i}", patch)
+        except TinymlError as exc:  # a forced grid whose kernels do not run on patches
+            log(f"skipped {label} --patch {patch}: {exc}")
+            continue
         profiled[f"{label} ({patch})"] = samples
         log(f"profiled {label} --patch {patch}: {total:,} instructions, {len(samples)} layers")
     return cost_model.fitted(target.core, profiled)

@@ -107,6 +107,7 @@ def test_vww_goals_on_cortex_m4(tmp_path):
     patch = memory.report()["patch"]
     assert patch["instructions_added"] == (memory.predicted_instructions
                                            - balanced.predicted_instructions)
+    assert patch["ram_saved_bytes"] == balanced.plan.arena_bytes - memory.plan.arena_bytes > 0
     json.dumps(report)
 
 

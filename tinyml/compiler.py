@@ -94,7 +94,10 @@ class Compilation:
             "macs": self.macs,
             "peak_layer": self.plan.peak_layer,
             "peak_sram_bytes_layerwise": (self.layerwise_plan or self.plan).peak_sram_bytes,
-            "patch": self.patch.to_json() if self.patch else None,
+            "patch": ({**self.patch.to_json(),  # what the patches buy and cost
+                       "ram_saved_bytes": self.layerwise_plan.arena_bytes
+                       - self.patch.plan.arena_bytes}
+                      if self.patch and self.layerwise_plan else None),
             "optimize": self.optimize,
             # Instructions per inference by the cost model (measured ones, on emulated
             # targets, are in the example run).

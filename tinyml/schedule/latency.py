@@ -47,13 +47,15 @@ def layer_features(graph, call, macs: int | None = None,
     return work, outputs, inputs, weights * calls, calls
 
 
-def kernel_key(graph, call) -> str:
+def kernel_key(graph, call, pixels: int | None = None) -> str:
     """The kernel function, and for sliding-window and dense layers the shape class its
-    kernels branch on (``function|variant``): kernel size, stride, dilation and whether the
-    input channels are a multiple of 4. One kernel function runs different code paths for a
-    3x1 dilated depthwise layer with 27 channels and a 5x5 one with 24 (37 and 9
-    instructions per MAC on cortex-m4): a linear model per function cannot tell them apart,
-    a scale per shape class measured in calibration can."""
+    kernels branch on (``function|variant``): kernel size, stride, dilation, whether the
+    input channels are a multiple of 4, and for sliding windows the output pixels per call in
+    powers of 4 (``pixels``: a patch's, in a patch stage). One kernel function runs different
+    code paths for a 3x1 dilated depthwise layer with 27 channels, a 5x5 one with 24, and the
+    same layer on a small patch (up to 4x apart in instructions per MAC on cortex-m4): a
+    linear model per function cannot tell them apart, a scale per shape class measured in
+    calibration can. A class calibration never saw takes the function's coefficients."""
     op = call.op
     ins = graph.op_inputs(op)
     attrs = op.attrs
@@ -65,15 +67,43 @@ def kernel_key(graph, call) -> str:
         kh, kw = ins[1].shape[1:3]  # OHWI filters, 1HWC depthwise ones
         stride = "s%dx%d" % tuple(attrs.stride)
         dilation = "d%dx%d" % tuple(getattr(attrs, "dilation", (1, 1)))
-        return f"{call.function}|{kh}x{kw} {stride} {dilation} {align}"
+        if pixels is None:
+            out = graph.tensors[op.outputs[0]]
+            pixels = out.shape[1] * out.shape[2] if len(out.shape) == 4 else 1
+        size = 0
+        while pixels > 16 * 4 ** size and size < 4:
+            size += 1
+        return f"{call.function}|{kh}x{kw} {stride} {dilation} {align} p{size}"
     return f"{call.function}|{align}"
 
 
-def stage_features(graph, patch) -> dict[str, tuple[int, ...]]:
-    """:func:`layer_features` of each layer of a patch stage, by layer name: MAC layers with
-    their MACs halos included, the others scaled by the pixels the patches compute (halos
-    included), every layer called once per patch. The window copies between steps count as
-    input elements of the layer they feed."""
+#: The shape-class tokens :func:`coarser_keys` drops, in order, to find a class calibration
+#: saw: channel alignment, dilation, stride, then output pixels (the kernel size separates a
+#: kernel's code paths the most).
+_DROPPED_FIRST = ("c", "d", "s", "p")
+
+
+def coarser_keys(key: str) -> list[str]:
+    """``key`` and the coarser classes it belongs to, finest first (``function|3x1 s1x1 d2x1
+    c3 p4`` -> ``... d2x1 p4`` -> ``3x1 s1x1 p4`` -> ``3x1 p4`` -> ``3x1``)."""
+    function, _, variant = key.partition("|")
+    if not variant:
+        return [key]
+    tokens = variant.split()
+    keys = [key]
+    for prefix in _DROPPED_FIRST:
+        tokens = [t for t in tokens if not (t[0] == prefix and t[1:2].isdigit())]
+        coarse = f"{function}|{' '.join(tokens)}"
+        if coarse != keys[-1]:
+            keys.append(coarse)
+    return keys
+
+
+def stage_features(graph, patch) -> dict[str, tuple[tuple[int, ...], int]]:
+    """:func:`layer_features` of each layer of a patch stage, by layer name, with the output
+    pixels of its largest patch: MAC layers with their MACs halos included, the others scaled
+    by the pixels the patches compute (halos included), every layer called once per patch.
+    The window copies between steps count as input elements of the layer they feed."""
     patches = patch.grid[0] * patch.grid[1]
     geometry = patch.geometry
     features: dict[str, tuple[int, ...]] = {}
@@ -95,9 +125,10 @@ def stage_features(graph, patch) -> dict[str, tuple[int, ...]]:
         work, outputs, inputs, weights, _ = layer_features(graph, _Call(op))
         macs = patch.layer_macs.get(j)
         work = macs if macs else round(work * ratio)
-        features[op.name] = (work, round(outputs * ratio),
-                             round(inputs * ratio) + copied.get(op.name, 0),
-                             weights * patches, patches)
+        rows, cols = geometry.max_extent(op.outputs[0])
+        features[op.name] = ((work, round(outputs * ratio),
+                              round(inputs * ratio) + copied.get(op.name, 0),
+                              weights * patches, patches), rows * cols)
     return features
 
 
@@ -127,7 +158,8 @@ class LatencyModel:
         function = key.split("|")[0]
         if function in self.coefficients:
             base = float(np.dot(padded(self.coefficients[function]), padded(features)))
-            return base * self.scales.get(key, 1.0)
+            scale = next((self.scales[k] for k in coarser_keys(key) if k in self.scales), 1.0)
+            return base * scale
         return self.fallback_per_unit * features[0]
 
     def predict(self, compilation) -> dict:
@@ -144,10 +176,10 @@ class LatencyModel:
         for call in calls:
             if getattr(call, "alias", False):
                 continue
-            features = staged.get(call.op.name) or layer_features(graph, call)
+            features, pixels = staged.get(call.op.name) or (layer_features(graph, call), None)
             if call.function not in self.coefficients:
                 unmodelled.add(call.function)
-            key = kernel_key(graph, call)
+            key = kernel_key(graph, call, pixels)
             layers.append({"name": call.op.name, "function": call.function,
                            "features": list(features),
                            "instructions": round(self.predict_call(key, features))})
@@ -206,8 +238,9 @@ def fit(samples: Sequence[tuple[str, Sequence[int], int]], relative: bool = Fals
     measured: dict[str, float] = {}
     predicted: dict[str, float] = {}
     for key, features, instructions in samples:
-        if "|" in key:
-            measured[key] = measured.get(key, 0.0) + instructions
-            predicted[key] = predicted.get(key, 0.0) + model.predict_call(key, features)
+        base = model.predict_call(key.split("|")[0], features)
+        for k in coarser_keys(key)[:None if "|" in key else 0]:
+            measured[k] = measured.get(k, 0.0) + instructions
+            predicted[k] = predicted.get(k, 0.0) + base
     model.scales = {k: measured[k] / predicted[k] for k in measured if predicted[k] > 0}
     return model
