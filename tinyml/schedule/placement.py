@@ -78,14 +78,16 @@ def _fit(buffers, offsets, placed, i, fit, alignment) -> int:
     """An aligned offset for buffer ``i`` clear of every placed buffer it meets in time."""
     me = buffers[i]
     # (lo, hi, start): offsets o with lo < o < hi collide with bytes from ``start`` upwards.
+    # Segments sit at their offset inside their buffer (overlapped hand-overs).
     forbidden: list[tuple[int, int, int]] = []
     for p in placed:
         other = buffers[p]
         for a in me.segments:
             for b in other.segments:
                 if a.overlaps(b) and a.size and b.size:
-                    forbidden.append((offsets[p] - a.size, offsets[p] + b.size, offsets[p]))
-    candidates = sorted({0} | {align_up(hi, alignment) for _, hi, _ in forbidden})
+                    base = offsets[p] + b.offset - a.offset
+                    forbidden.append((base - a.size, base + b.size, base))
+    candidates = sorted({0} | {align_up(hi, alignment) for _, hi, _ in forbidden if hi > 0})
     valid = [o for o in candidates if not any(lo < o < hi for lo, hi, _ in forbidden)]
     if fit == "first_fit":
         return valid[0]

@@ -25,7 +25,7 @@ from tinyml.ir import Graph
 from tinyml.schedule.liveness import Liveness, analyze
 from tinyml.schedule.ordering import has_branches, min_peak_order, order_peak
 from tinyml.schedule.placement import STRATEGIES, Placement, place
-from tinyml.schedule.policy import InPlace, ScratchSource, op_requirements
+from tinyml.schedule.policy import InPlace, ScratchSource, op_overlaps, op_requirements
 
 
 @dataclass
@@ -48,8 +48,17 @@ class MemoryPlan:
     live_bytes: list[int]               # bytes in use at each step of ``order``
     peak_step: int
     peak_layer: str                     # name of the op at the step with most bytes alive
-    #: Arena bytes of every placement tried, by "<order>|<in-place or copy>|<strategy>".
+    #: Arena bytes of every placement tried, by "<order>|<mode>|<strategy>" (mode: in-place,
+    #: copy, or overlap: in place and overlapped hand-overs).
     candidates: dict[str, int] = field(default_factory=dict)
+    #: Overlapped hand-overs: (op index, input, output, offset(output) - offset(input)).
+    overlaps: list[tuple[int, str, str, int]] = field(default_factory=list)
+
+    @property
+    def arena_bytes_without_overlap(self) -> int:
+        """The smallest arena tried without overlapped hand-overs (the saving's baseline)."""
+        plain = [v for k, v in self.candidates.items() if "|overlap|" not in k]
+        return min(plain, default=self.arena_bytes)
 
     @property
     def scratch_bytes(self) -> int:
@@ -69,7 +78,8 @@ class MemoryPlan:
     def summary(self) -> str:
         return (f"arena {self.arena_bytes} B (peak live {self.peak_live_bytes} B at "
                 f"'{self.peak_layer}'), scratch {self.scratch_bytes} B, "
-                f"{len(self.in_place)} in place, {len(self.aliases)} aliases, "
+                f"{len(self.in_place)} in place, {len(self.overlaps)} overlapped, "
+                f"{len(self.aliases)} aliases, "
                 f"strategy {self.strategy}, order {self.order_source}")
 
 
@@ -77,14 +87,16 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
                 scratch: ScratchSource = None,
                 in_place: Mapping[str, Sequence[InPlace]] | Callable | None = None,
                 alignment: int = 4, reorder: bool = True,
-                strategies: Sequence[str] = STRATEGIES) -> MemoryPlan:
+                strategies: Sequence[str] = STRATEGIES, overlap: bool = True) -> MemoryPlan:
     """Plan the arena of ``graph`` (after ``tinyml.passes.run_passes``).
 
     ``calls``: lowering's ``KernelCall`` list (scratch bytes and in-place pairs per op). Without
     it, ``scratch`` (bytes by op name, or a function of the op) and ``in_place`` (candidate
     (input, output) index pairs by op name, or a function) override the defaults of
     :mod:`tinyml.schedule.policy`. ``alignment`` applies to every offset; ``reorder`` allows
-    a different topological order when it lowers the peak.
+    a different topological order when it lowers the peak; ``overlap`` also tries the
+    overlapped hand-overs the calls declare (``KernelCall.overlap``), kept only when they
+    give a smaller arena.
     """
     if alignment < 1 or alignment & (alignment - 1):
         raise TinymlError(f"arena alignment must be a power of two, got {alignment}")
@@ -93,6 +105,10 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
         raise TinymlError(f"unknown placement strategies {sorted(unknown)} "
                           f"(known: {', '.join(STRATEGIES)})")
     scratch_bytes, candidates = op_requirements(graph, calls, scratch, in_place)
+    overlaps = op_overlaps(graph, calls)
+    modes = [("in-place", True, None), ("copy", False, None)]
+    if overlap and any(overlaps):
+        modes.append(("overlap", True, overlaps))
 
     orders = {"graph": list(range(len(graph.ops)))}
     if reorder and has_branches(graph):
@@ -103,12 +119,13 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
     results: dict[str, tuple[Placement, Liveness, str]] = {}
     winner: tuple[Placement, Liveness, str] | None = None
     for source, order in orders.items():
-        for use_in_place in (True, False):
-            live = analyze(graph, order, scratch_bytes, candidates, use_in_place)
+        for mode, use_in_place, mode_overlaps in modes:
+            live = analyze(graph, order, scratch_bytes, candidates, use_in_place,
+                           mode_overlaps, alignment)
             profile = live.live_bytes()
             for strategy in strategies:
                 placement = place(live.buffers, strategy, alignment, profile)
-                key = f"{source}|{'in-place' if use_in_place else 'copy'}|{strategy}"
+                key = f"{source}|{mode}|{strategy}"
                 results[key] = (placement, live, source)
                 if winner is None or placement.arena_bytes < winner[0].arena_bytes:
                     winner = (placement, live, source)
@@ -127,7 +144,7 @@ def _plan(graph: Graph, placement: Placement, live: Liveness, source: str, align
             scratch_offset[buffer.scratch_of] = offset
             scratch_size[buffer.scratch_of] = buffer.size
         for name in buffer.tensors:
-            offsets[name] = offset
+            offsets[name] = offset + buffer.tensor_offsets.get(name, 0)
     profile = live.live_bytes()
     peak_step = max(range(len(profile)), key=lambda s: (profile[s], -s)) if profile else 0
     order = live.order
@@ -141,4 +158,5 @@ def _plan(graph: Graph, placement: Placement, live: Liveness, source: str, align
         alignment=alignment, strategy=placement.strategy, order_source=source,
         in_place=[(u.op, u.input, u.output) for u in live.in_place], aliases=aliases,
         live_bytes=profile, peak_step=peak_step, peak_layer=peak_layer,
-        candidates=candidates)
+        candidates=candidates,
+        overlaps=[(u.op, u.input, u.output, u.delta) for u in live.overlaps])
