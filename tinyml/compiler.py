@@ -78,10 +78,23 @@ class Compilation:
             "peak_layer": self.plan.peak_layer,
             "peak_sram_bytes_layerwise": (self.layerwise_plan or self.plan).peak_sram_bytes,
             "patch": self.patch.to_json() if self.patch else None,
+            "overlap": overlap_json(self.graph, self.plan),
             "output_dir": str(self.project.output_dir) if self.project else None,
             **{k: v for k, v in self.sizes.items() if k != "flash_bytes"},
             **(self.learn.report() if self.learn is not None else {}),
         }
+
+
+def overlap_json(graph: Graph, memory: MemoryPlan) -> dict:
+    """The overlapped hand-overs of the plan (tinyml.codegen.write_order): each layer whose
+    output starts ``delta`` bytes from its dying input's start, and the arena without them."""
+    return {
+        "arena_bytes_without_overlap": memory.arena_bytes_without_overlap,
+        "saving_bytes": memory.arena_bytes_without_overlap - memory.arena_bytes,
+        "layers": [{"layer": graph.ops[i].name, "op": graph.ops[i].kind, "input": t_in,
+                    "output": t_out, "delta": delta}
+                   for i, t_in, t_out, delta in memory.overlaps],
+    }
 
 
 def check_int8(graph: Graph) -> None:

@@ -23,6 +23,7 @@ from typing import Callable, Mapping, Sequence
 from tinyml.errors import TinymlError
 from tinyml.ir import Graph
 from tinyml.schedule.liveness import Liveness, analyze
+from tinyml.schedule.overlap import choose as choose_overlaps
 from tinyml.schedule.ordering import has_branches, min_peak_order, order_peak
 from tinyml.schedule.placement import STRATEGIES, Placement, place
 from tinyml.schedule.policy import InPlace, ScratchSource, op_overlaps, op_requirements
@@ -49,7 +50,7 @@ class MemoryPlan:
     peak_step: int
     peak_layer: str                     # name of the op at the step with most bytes alive
     #: Arena bytes of every placement tried, by "<order>|<mode>|<strategy>" (mode: in-place,
-    #: copy, or overlap: in place and overlapped hand-overs).
+    #: copy, or overlap: in place and the overlapped hand-overs tinyml.schedule.overlap chose).
     candidates: dict[str, int] = field(default_factory=dict)
     #: Overlapped hand-overs: (op index, input, output, offset(output) - offset(input)).
     overlaps: list[tuple[int, str, str, int]] = field(default_factory=list)
@@ -57,7 +58,7 @@ class MemoryPlan:
     @property
     def arena_bytes_without_overlap(self) -> int:
         """The smallest arena tried without overlapped hand-overs (the saving's baseline)."""
-        plain = [v for k, v in self.candidates.items() if "|overlap|" not in k]
+        plain = [v for k, v in self.candidates.items() if "|overlap" not in k]
         return min(plain, default=self.arena_bytes)
 
     @property
@@ -105,10 +106,7 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
         raise TinymlError(f"unknown placement strategies {sorted(unknown)} "
                           f"(known: {', '.join(STRATEGIES)})")
     scratch_bytes, candidates = op_requirements(graph, calls, scratch, in_place)
-    overlaps = op_overlaps(graph, calls)
-    modes = [("in-place", True, None), ("copy", False, None)]
-    if overlap and any(overlaps):
-        modes.append(("overlap", True, overlaps))
+    overlaps = op_overlaps(graph, calls) if overlap else []
 
     orders = {"graph": list(range(len(graph.ops)))}
     if reorder and has_branches(graph):
@@ -119,6 +117,12 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
     results: dict[str, tuple[Placement, Liveness, str]] = {}
     winner: tuple[Placement, Liveness, str] | None = None
     for source, order in orders.items():
+        modes = [("in-place", True, None), ("copy", False, None)]
+        if any(overlaps):
+            # The overlaps that do not grow the arena (see tinyml.schedule.overlap).
+            modes.append(("overlap", True, choose_overlaps(graph, order, scratch_bytes,
+                                                           candidates, overlaps, alignment,
+                                                           strategies)))
         for mode, use_in_place, mode_overlaps in modes:
             live = analyze(graph, order, scratch_bytes, candidates, use_in_place,
                            mode_overlaps, alignment)
