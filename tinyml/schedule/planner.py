@@ -88,7 +88,8 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
                 scratch: ScratchSource = None,
                 in_place: Mapping[str, Sequence[InPlace]] | Callable | None = None,
                 alignment: int = 4, reorder: bool = True,
-                strategies: Sequence[str] = STRATEGIES, overlap: bool = True) -> MemoryPlan:
+                strategies: Sequence[str] = STRATEGIES,
+                overlap: bool | str = True) -> MemoryPlan:
     """Plan the arena of ``graph`` (after ``tinyml.passes.run_passes``).
 
     ``calls``: lowering's ``KernelCall`` list (scratch bytes and in-place pairs per op). Without
@@ -97,7 +98,8 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
     :mod:`tinyml.schedule.policy`. ``alignment`` applies to every offset; ``reorder`` allows
     a different topological order when it lowers the peak; ``overlap`` also tries the
     overlapped hand-overs the calls declare (``KernelCall.overlap``), kept only when they
-    give a smaller arena.
+    give a smaller arena; ``overlap="all"`` uses every one of them, whatever the arena (to
+    check the kernels' declared orders end to end).
     """
     if alignment < 1 or alignment & (alignment - 1):
         raise TinymlError(f"arena alignment must be a power of two, got {alignment}")
@@ -118,7 +120,9 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
     winner: tuple[Placement, Liveness, str] | None = None
     for source, order in orders.items():
         modes = [("in-place", True, None), ("copy", False, None)]
-        if any(overlaps):
+        if overlap == "all":
+            modes = [("overlap", True, overlaps)]
+        elif any(overlaps):
             # The overlaps that do not grow the arena (see tinyml.schedule.overlap).
             modes.append(("overlap", True, choose_overlaps(graph, order, scratch_bytes,
                                                            candidates, overlaps, alignment,
