@@ -29,6 +29,13 @@ def _by_first_use(b: Buffer, ctx) -> tuple:
     return (b.start, -b.size, b.name)
 
 
+def _by_first_use_smallest(b: Buffer, ctx) -> tuple:
+    """Like first use, the smaller first among buffers born together: a graph input placed
+    before the chain that overlaps its reader's output (whose later segments may then take
+    the input's bytes once it is dead)."""
+    return (b.start, b.size, b.name)
+
+
 def _by_lifetime(b: Buffer, ctx) -> tuple:
     return (-(b.end - b.start), -b.size, b.start, b.name)
 
@@ -45,7 +52,8 @@ def _by_contention(b: Buffer, ctx) -> tuple:
 
 
 ORDERINGS: dict[str, Callable] = {
-    "size": _by_size, "first_use": _by_first_use, "lifetime": _by_lifetime,
+    "size": _by_size, "first_use": _by_first_use, "first_use_smallest": _by_first_use_smallest,
+    "lifetime": _by_lifetime,
     "area": _by_area, "contention": _by_contention,
 }
 FITS = ("first_fit", "best_fit")
