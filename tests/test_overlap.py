@@ -179,6 +179,26 @@ def test_kws_peak_with_overlap():
     assert {o["op"] for o in report["overlap"]["layers"]} >= {"CONV_2D"}
 
 
+def test_memory_report_figures_show_the_overlaps():
+    from tinyml.memory_report import figures, layer_rows
+    result = plan(mlperf_model("kws_ref_model"), "host", patch="off")
+    overlap = result.report()["overlap"]
+    assert figures(result)["overlap"] == overlap
+    rows = {r.name: r.overlap for r in layer_rows(result)}
+    for entry in overlap["layers"]:
+        assert rows[entry["layer"]] == entry["delta"]
+
+
+@pytest.mark.slow
+def test_memory_report_html_shows_the_overlaps():
+    from tinyml.memory_report import render
+    result = plan(mlperf_model("kws_ref_model"), "host", patch="off")
+    overlap = result.report()["overlap"]
+    text = render(result)
+    assert f"saving {overlap['saving_bytes']:,} B" in text
+    assert f"{overlap['layers'][1]['delta']:+,} B" in text
+
+
 # ---- the generated C, with junk in the arena --------------------------------------------------
 
 
