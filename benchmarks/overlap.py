@@ -5,7 +5,7 @@ they cost in instructions on cortex-m4 (QEMU, ``--measure``).
 
 "Without" plans every layer as before overlaps existed (in place and copies only); "with" is
 what ``tinyml compile`` does. Both are printed for ``--patch off`` and ``--patch auto``. With
-``--measure`` each model is also verified in QEMU on cortex-m4 (``--patch off``) with and
+``--measure`` each model is also verified in QEMU on cortex-m4 (``--patches``) with and
 without overlaps: outputs must equal TFLM's, the instruction counts are compared.
 """
 
@@ -46,11 +46,11 @@ def arenas(model: Path, target: str, patch: str) -> tuple[int, int, int]:
     return before, result.plan.arena_bytes, len(result.plan.overlaps)
 
 
-def instructions(model: Path) -> tuple[int, int, int, int]:
-    """(instructions, mismatches) without and with overlaps, cortex-m4, --patch off."""
+def instructions(model: Path, patch: str = "off") -> tuple[int, int, int, int]:
+    """(instructions, mismatches) without and with overlaps, cortex-m4."""
     with without_overlap():
-        before = verify(model, "cortex-m4", samples=3, patch="off", profile=False)
-    after = verify(model, "cortex-m4", samples=3, patch="off", profile=False)
+        before = verify(model, "cortex-m4", samples=3, patch=patch, profile=False)
+    after = verify(model, "cortex-m4", samples=3, patch=patch, profile=False)
     return (before.measured["instructions_per_inference"], before.mismatched_outputs,
             after.measured["instructions_per_inference"], after.mismatched_outputs)
 
@@ -59,9 +59,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--measure", action="store_true")
     parser.add_argument("--targets", default="host,cortex-m4")
+    parser.add_argument("--models", default=",".join(NAMES))
+    parser.add_argument("--patches", default="off,auto", help="--measure: patch modes")
     args = parser.parse_args()
+    names = args.models.split(",")
     print("model                   target     patch  arena before  arena after  overlaps")
-    for name in NAMES:
+    for name in names:
         model = MODELS / f"{name}.tflite"
         for target in args.targets.split(","):
             for patch in ("off", "auto"):
@@ -69,11 +72,13 @@ def main() -> None:
                 print(f"{name:23s} {target:10s} {patch:5s} {before:12,d} {after:12,d} "
                       f"{count:9d}", flush=True)
     if args.measure:
-        print("\nmodel                   instr. without  with  ratio  mismatches")
-        for name in NAMES:
-            before, bad_before, after, bad_after = instructions(MODELS / f"{name}.tflite")
-            print(f"{name:23s} {before:14,d} {after:14,d} {after / before:6.4f} "
-                  f"{bad_before + bad_after}", flush=True)
+        print("\nmodel                   patch  instr. without     with  ratio  mismatches")
+        for name in names:
+            for patch in args.patches.split(","):
+                before, bad_before, after, bad_after = instructions(
+                    MODELS / f"{name}.tflite", patch)
+                print(f"{name:23s} {patch:5s} {before:14,d} {after:14,d} "
+                      f"{after / before:6.4f} {bad_before + bad_after}", flush=True)
 
 
 if __name__ == "__main__":
