@@ -20,7 +20,8 @@ from support.tflite_zoo import convert
 from tinyml.codegen import write_order
 from tinyml import compiler
 from tinyml.compiler import plan
-from tinyml.schedule import planner
+from tinyml.reference import run
+from tinyml.schedule import execute_planned, planner
 from tinyml.verify import verify
 from conftest import mlperf_model
 
@@ -168,6 +169,25 @@ def test_chain_plan_overlaps_every_kind(chain_model, monkeypatch):
             ra = (memory.offsets[a], memory.offsets[a] + graph.tensors[a].nbytes)
             rb = (memory.offsets[b], memory.offsets[b] + graph.tensors[b].nbytes)
             assert ra[1] <= rb[0] or rb[1] <= ra[0], (a, b)
+
+
+def test_chain_plan_runs_in_one_arena(chain_model):
+    """The reference kernels inside one byte array laid out by the all-overlaps plan (each
+    op reads all its inputs, then writes) read and return what the unplanned run computes."""
+    result = plan(chain_model, "host", patch="off")
+    graph = result.graph
+    memory = planner.plan_memory(graph, result.calls, overlap="all")
+    assert memory.overlaps
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(0, 1, graph.tensors[n].shape).astype(np.float32)
+              for n in graph.inputs]
+    want = run(graph, inputs, keep_all=True)
+    got = execute_planned(graph, memory, inputs)
+    for name in graph.outputs:
+        np.testing.assert_array_equal(got.outputs[name], want[name])
+    for name, values in got.reads.items():
+        for value in values:
+            np.testing.assert_array_equal(value, want[name], err_msg=name)
 
 
 def test_kws_peak_with_overlap():
