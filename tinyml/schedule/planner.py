@@ -6,13 +6,16 @@ room for fragmentation; a compile-time plan makes the RAM need a number the buil
 and lets buffers whose lifetimes do not overlap share bytes. Compared with TFLM's planner
 this one also (1) lets aliases (RESHAPE) share storage instead of copying, (2) runs
 element-wise ops, in-place depthwise convolutions and fused residual convolutions over a
-dying input, (3) considers other topological orders when the graph branches, and (4) tries
-several placement heuristics and keeps the smallest arena.
+dying input, (3) considers other topological orders when the graph branches, (4) tries
+several placement heuristics and keeps the smallest arena, and (5) places a layer's output
+partly over its dying input at the distance the kernel's read/write order makes safe
+(:mod:`tinyml.codegen.write_order`, chosen by :mod:`tinyml.schedule.overlap`).
 
 Search: candidate orders (the graph's own and the minimum-peak order of
-:mod:`tinyml.schedule.ordering`) x in-place on/off x the placement strategies of
-:mod:`tinyml.schedule.placement`; the smallest arena wins, ties going to the earlier candidate
-(source order, in place, TFLM's size-first greedy).
+:mod:`tinyml.schedule.ordering`) x in place / copies / in place with overlaps x the
+placement strategies of :mod:`tinyml.schedule.placement`; the smallest arena wins, ties
+going to the earlier candidate (source order, in place without overlaps, TFLM's size-first
+greedy).
 """
 
 from __future__ import annotations
