@@ -104,6 +104,7 @@ class Compilation:
             "predicted_instructions": self.predicted_instructions,
             "predicted_on": self.predicted_on,
             "patch_notes": self.patch_notes,
+            "overlap": overlap_json(self.graph, self.plan),
             "output_dir": str(self.project.output_dir) if self.project else None,
             **{k: v for k, v in self.sizes.items() if k != "flash_bytes"},
             **(self.learn.report() if self.learn is not None else {}),
@@ -111,6 +112,18 @@ class Compilation:
                            "macs_full_window": summarize(self.source_graph).macs}}
                if self.stream is not None else {}),
         }
+
+
+def overlap_json(graph: Graph, memory: MemoryPlan) -> dict:
+    """The overlapped hand-overs of the plan (tinyml.codegen.write_order): each layer whose
+    output starts ``delta`` bytes from its dying input's start, and the arena without them."""
+    return {
+        "arena_bytes_without_overlap": memory.arena_bytes_without_overlap,
+        "saving_bytes": memory.arena_bytes_without_overlap - memory.arena_bytes,
+        "layers": [{"layer": graph.ops[i].name, "op": graph.ops[i].kind, "input": t_in,
+                    "output": t_out, "delta": delta}
+                   for i, t_in, t_out, delta in memory.overlaps],
+    }
 
 
 def check_int8(graph: Graph) -> None:

@@ -94,10 +94,14 @@ def build_harness(project_dir: str | Path, target: Target, profile: bool = False
     """The verification harness against the project's model (``-DTINYML_PROFILE`` when the
     project was generated with profiling hooks). For a board profile it is compiled with the
     board's flags and linked for its emulator's machine (:func:`emulator_of`, which runs it):
-    the same model and kernel instructions, measured on QEMU, with the board's budgets."""
+    the same model and kernel instructions, measured on QEMU, with the board's budgets. The
+    harness fills the arena with junk before each sample (``-DTINYML_ARENA_JUNK``, outside
+    the counted instructions; model.c defines the filler only then, so the harness compiles
+    its own copy of the library: the same instructions for the layers)."""
     build = "build/harness-profile" if profile else "build/harness"
+    defines = "-DTINYML_ARENA_JUNK" + (" -DTINYML_PROFILE" if profile else "")
     variables = [f"APP={HARNESS}", f"ELF={build}/harness.elf", f"BUILD={build}",
-                 f"EXTRA_DEFINES={'-DTINYML_PROFILE' if profile else ''}"]
+                 f"LIB_BUILD={build}/lib", f"EXTRA_DEFINES={defines}"]
     emulator = emulator_of(target)
     if emulator is not target:
         variables += [f"LDSCRIPT={FIRMWARE_DIR / 'linker' / emulator.linker_script}",

@@ -38,6 +38,7 @@ class LayerRow:
     bytes_layerwise: int       # bytes alive while the layer runs, layer by layer
     bytes_patched: int         # the same with the patch schedule
     in_stage: bool
+    overlap: int | None = None  # offset(output) - offset(input) when overlapped
 
 
 def layer_rows(result: Compilation) -> list[LayerRow]:
@@ -61,6 +62,7 @@ def layer_rows(result: Compilation) -> list[LayerRow]:
         for j, index in enumerate(schedule.plan.order[len(schedule.stage):]):
             after[index] = live[len(schedule.steps) + j]
         patched_macs = schedule.layer_macs
+    deltas = {i: delta for i, _, _, delta in result.plan.overlaps}
     rows = []
     for position, index in enumerate(layerwise.order):
         op = graph.ops[index]
@@ -70,7 +72,7 @@ def layer_rows(result: Compilation) -> list[LayerRow]:
         rows.append(LayerRow(position, op.name, op.kind,
                              "x".join(str(d) for d in shape[1:] or shape),
                              macs, patched_macs.get(index, macs), before.get(index, 0),
-                             after.get(index, 0), index in stage))
+                             after.get(index, 0), index in stage, deltas.get(index)))
     return rows
 
 
@@ -78,7 +80,8 @@ def figures(result: Compilation) -> dict:
     """The summary figures: the same keys and values as ``compile --json``."""
     report = result.report()
     keys = ("target", "peak_sram_bytes", "peak_sram_bytes_layerwise", "arena_bytes",
-            "scratch_bytes", "state_bytes", "macs", "peak_layer", "patch", "layers_flash")
+            "scratch_bytes", "state_bytes", "macs", "peak_layer", "patch", "overlap",
+            "layers_flash")
     return {k: report[k] for k in keys}
 
 
@@ -152,6 +155,11 @@ def render(result: Compilation, why: str = "--patch off") -> str:
         ("Peak layer", "peak_layer", data["peak_layer"], None),
         ("MACs per inference (model)", "macs", data["macs"], f"{data['macs']:,}"),
     ]
+    overlap = data["overlap"]
+    summary.append(("Overlapped layers (output inside the dying input)", "overlap.layers",
+                    [o["layer"] for o in overlap["layers"]],
+                    f"{len(overlap['layers'])}, saving {overlap['saving_bytes']:,} B "
+                    f"(arena {overlap['arena_bytes_without_overlap']:,} B without)"))
     if data["state_bytes"]:  # a streaming model's variables, outside the arena
         summary.append(("Streaming state (outside the arena)", "state_bytes",
                         data["state_bytes"], f"{data['state_bytes']:,} B"))
@@ -183,7 +191,8 @@ def render(result: Compilation, why: str = "--patch off") -> str:
         f'<tr class="{"stage" if r.in_stage else ""}"><td>{r.index}</td>'
         f"<td>{html.escape(r.name)}</td><td>{r.op}</td><td>{r.output}</td>"
         f"<td>{r.macs:,}</td><td>{r.patched_macs:,}</td><td>{r.bytes_layerwise:,}</td>"
-        f"<td>{r.bytes_patched:,}</td><td>{'yes' if r.in_stage else ''}</td></tr>"
+        f"<td>{r.bytes_patched:,}</td><td>{'yes' if r.in_stage else ''}</td>"
+        f"<td>{'' if r.overlap is None else f'{r.overlap:+,} B'}</td></tr>"
         for r in rows)
     flash_layers = result.layers_flash()
     flash_bytes = sum(layer.bytes for layer in flash_layers)
@@ -222,10 +231,13 @@ tr.stage {{ background: #eef5fb; }}
 <h2>Layers</h2>
 <p>Bytes alive while a layer runs: its inputs and outputs, every tensor still to be read, the
 input image during the patch stage, and kernel scratch. Peak SRAM (the arena) is at least the
-largest of them. Rows of the patch stage are shaded.</p>
+largest of them. Rows of the patch stage are shaded. An overlapped layer writes its output
+inside its dying input's bytes, starting the given distance from the input's start (its
+kernel reads every input byte before an output byte lands on it), so both count only once.</p>
 <table id="layers">
 <tr><th>#</th><th>layer</th><th>op</th><th>output</th><th>MACs</th><th>MACs patched</th>
-<th>bytes, layer by layer</th><th>bytes, patched</th><th>patch stage</th></tr>
+<th>bytes, layer by layer</th><th>bytes, patched</th><th>patch stage</th>
+<th>overlap (output start - input start)</th></tr>
 {table}
 </table>
 <h2>Flash per layer</h2>

@@ -77,10 +77,19 @@ static int32_t fail(const char *message, int32_t status)
     return status;
 }
 
-/* Reads one sample; 1 on success, 0 at the end of the input, -1 if truncated. */
+#ifdef TINYML_ARENA_JUNK
+void tinyml_arena_junk(uint32_t seed); /* model.c: junk in every arena byte */
+static uint32_t junk_seed;
+#endif
+
+/* Reads one sample; 1 on success, 0 at the end of the input, -1 if truncated. With
+ * TINYML_ARENA_JUNK the arena is filled with junk first (the inputs live in it). */
 static int read_sample(int32_t file)
 {
     int32_t i;
+#ifdef TINYML_ARENA_JUNK
+    tinyml_arena_junk(junk_seed++);
+#endif
     for (i = 0; i < TINYML_NUM_INPUTS; ++i) {
         const int32_t bytes = tinyml_input_bytes_n(i);
         const int32_t missing = semihost_read(file, tinyml_input_n(i), (uint32_t)bytes);

@@ -8,12 +8,20 @@
  * The samples are one stream: the model's state (a streaming model's variables) is reset once
  * at start and carries over from each sample to the next, as on a device.
  *
+ * Built with TINYML_ARENA_JUNK (tinyml.sim.host.build does), the arena is filled with junk
+ * before each sample: a plan or kernel that reads bytes it did not write shows as a mismatch.
+ *
  * Binary stdio keeps it exact (no text formatting of int8 or float values) and lets one
  * process run hundreds of samples, so a verification costs one compile and one launch.
  */
+#include <stdint.h>
 #include <stdio.h>
 
 #include "model.h"
+
+#ifdef TINYML_ARENA_JUNK
+void tinyml_arena_junk(uint32_t seed); /* model.c: junk in every arena byte */
+#endif
 
 static int read_exact(void *buffer, int bytes)
 {
@@ -22,14 +30,18 @@ static int read_exact(void *buffer, int bytes)
 
 int main(void)
 {
+    unsigned sample = 0;
     tinyml_reset();
-    for (;;) {
+    for (;; ++sample) {
         int i;
         int c = getchar();
         if (c == EOF) {
             return 0;
         }
         ungetc(c, stdin);
+#ifdef TINYML_ARENA_JUNK
+        tinyml_arena_junk((uint32_t)sample); /* before the inputs, which live in the arena */
+#endif
         for (i = 0; i < TINYML_NUM_INPUTS; i++) {
             if (!read_exact(tinyml_input_n(i), tinyml_input_bytes_n(i))) {
                 fprintf(stderr, "harness: truncated sample\n");

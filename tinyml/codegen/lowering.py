@@ -35,7 +35,7 @@ from tinyml.codegen.int4_layout import pack_int4_rows
 from tinyml.errors import TinymlError, UnsupportedOpError
 from tinyml.ir import Graph, Op, Tensor
 from tinyml.ir.ops import batch_matmul_dims, normalize_axis
-from tinyml.codegen import sparse
+from tinyml.codegen import sparse, write_order
 from tinyml.reference.fixedpoint import (activation_range, per_channel_multipliers,
                                          per_tensor_fc_multiplier, wrap_int32)
 from tinyml.reference.kernels import KernelCall as ReferenceCall
@@ -85,7 +85,10 @@ class KernelCall:
     pointer when ``scratch_bytes`` is 0, e.g. the convolutions on targets whose kernels need
     none).
     ``in_place`` is (index into ``op.inputs``, index into ``op.outputs``): the kernel is
-    correct when that output is given the very buffer of that input.
+    correct when that output is given the very buffer of that input. ``overlap`` is (input
+    index, output index, delta): the kernel is also correct when that output starts at most
+    ``delta`` bytes above that input's start (inside its bytes when negative and small), by
+    the read/write order of :mod:`tinyml.codegen.write_order`.
     """
 
     op: Op
@@ -100,6 +103,7 @@ class KernelCall:
     #: How the layer's weights are stored ("dense int8", "sparse4", ... see
     #: tinyml.codegen.flash); None: the layer has no weight filter.
     weight_format: str | None = None
+    overlap: tuple[int, int, int] | None = None
 
     def fields(self) -> list[tuple[str, int | float | ConstArray]]:
         """The struct's fields in order as (C designator, value). A dict in ``params`` is a
@@ -292,13 +296,15 @@ class _Context:
 
 def _call(ctx: _Context, function: str, params_type: str, params: dict, args: list[str],
           scratch_bytes: int = 0, in_place: tuple[int, int] | None = None,
-          weight_format: str | None = None) -> KernelCall:
+          weight_format: str | None = None,
+          overlap: tuple[int, int, int] | None = None) -> KernelCall:
     declared = _LOWERERS[ctx.op.kind].kernels
     if function not in declared:
         raise AssertionError(f"the lowering of {ctx.op.kind} calls {function}, which it does not "
                              f"declare (lowers(..., kernels=...))")
     return KernelCall(ctx.op, function, params_type, _clean(params), args, int(scratch_bytes),
-                      in_place, declared[function], weight_format)
+                      in_place, declared[function], weight_format,
+                      None if overlap is None else tuple(int(v) for v in overlap))
 
 
 def _clean(params: dict) -> dict:
@@ -449,8 +455,10 @@ def _lower_conv2d(ctx: _Context) -> KernelCall:
     if pointwise and x_t.size == x_t.shape[3]:
         return _pointwise_as_fully_connected(ctx, params, w_t)
     function = _s4("tinyml_conv2d_1x1_s8" if pointwise else "tinyml_conv2d_s8", w_t)
+    delta = write_order.conv_delta(params, x_t.shape[3], out.shape[3], w_t.shape[3], ctx.dsp)
     return _call(ctx, function, "tinyml_conv2d_params", params, _io_args(ctx) + ["scratch"],
-                 scratch_bytes=conv_scratch_bytes(ctx, w_t), weight_format=_dense_format(w_t))
+                 scratch_bytes=conv_scratch_bytes(ctx, w_t), weight_format=_dense_format(w_t),
+                 overlap=(0, 0, delta))
 
 
 def _pointwise_as_fully_connected(ctx: _Context, params: dict, w_t: Tensor) -> KernelCall:
@@ -690,7 +698,8 @@ def _lower_fully_connected(ctx: _Context) -> KernelCall:
                   **_multiplier_arrays(ctx, multiplier, shift))
     return _call(ctx, _s4("tinyml_fully_connected_s8", w_t), "tinyml_fully_connected_params",
                  params, _io_args(ctx) + ["scratch"], scratch_bytes=fc_scratch_bytes(ctx, depth),
-                 weight_format=_dense_format(w_t))
+                 weight_format=_dense_format(w_t),
+                 overlap=(0, 0, write_order.rows(x_t.size // depth, depth, units)))
 
 
 def fc_scratch_bytes(ctx: _Context, depth: int) -> int:
@@ -820,9 +829,12 @@ def _lower_pool(ctx: _Context) -> KernelCall:
                   act_min=lo, act_max=hi)
     function = ("tinyml_avg_pool2d_s8" if ctx.op.kind == "AVERAGE_POOL_2D"
                 else "tinyml_max_pool2d_s8")
-    if s16:
-        function = function[:-3] + "_s16"
-    return _call(ctx, function, "tinyml_pool2d_params", params, _io_args(ctx))
+    if s16:  # (the int16 kernels declare no write order: no overlap)
+        return _call(ctx, function[:-3] + "_s16", "tinyml_pool2d_params", params,
+                     _io_args(ctx))
+    delta = write_order.safe_delta(write_order.pixels_interleaved(params, c, c))
+    return _call(ctx, function, "tinyml_pool2d_params", params, _io_args(ctx),
+                 overlap=(0, 0, delta))
 
 
 @lowers("MEAN", kernels={"tinyml_mean_s8": None, "tinyml_mean_s16": None})
@@ -931,7 +943,7 @@ def _lower_quantize(ctx: _Context) -> KernelCall:
         params = dict(size=x_t.size, scale=float(np.float32(out.scale())),
                       zero_point=out.zero_point())
         return _call(ctx, "tinyml_quantize_f32_s8", "tinyml_quantize_params", params,
-                     _io_args(ctx))
+                     _io_args(ctx), overlap=(0, 0, write_order.elementwise(x_t.size, 4, 1)))
     ctx.int8(x_t, "input")
     multiplier, shift = requantize_multiplier(x_t.scale(), out.scale())
     params = dict(size=x_t.size, input_zero_point=x_t.zero_point(), multiplier=multiplier,
@@ -957,7 +969,7 @@ def _lower_dequantize(ctx: _Context) -> KernelCall:
     params = dict(size=x_t.size, scale=float(np.float32(x_t.scale())),
                   zero_point=x_t.zero_point())
     return _call(ctx, "tinyml_dequantize_s8_f32", "tinyml_dequantize_params", params,
-                 _io_args(ctx))
+                 _io_args(ctx), overlap=(0, 0, write_order.elementwise(x_t.size, 1, 4)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -58,7 +58,9 @@ def execute_planned(graph: Graph, plan, inputs: Sequence[np.ndarray] | Mapping[s
         view(name)[...] = np.asarray(inputs[name]).astype(DTYPES[graph.tensors[name].dtype])
 
     reads: dict[str, list[np.ndarray]] = {}
+    # Outputs written over (or overlapping) a dying input: junk there would be the input's.
     in_place = {(i, out) for i, _, out in plan.in_place}
+    in_place |= {(i, out) for i, _, out, _ in getattr(plan, "overlaps", ())}
     for i in plan.order:
         op = graph.ops[i]
         outs = graph.op_outputs(op)

@@ -10,7 +10,11 @@ holds over time:
   the chain is one buffer whose size may change at the hand-over step (a stride-2 in-place
   depthwise convolution shrinks it), so a buffer is a list of *segments* (first step, last
   step, bytes) at one offset;
-- kernel scratch is a one-step buffer of its own.
+- kernel scratch is a one-step buffer of its own;
+- an op whose kernel declares a safe overlap (:mod:`tinyml.codegen.write_order`) chains its
+  output group onto a dying input group too, at a fixed distance: the output's segment sits
+  ``delta`` bytes from the input's (rounded down to the alignment), so a segment has an
+  offset inside its buffer, and at the hand-over step the buffer spans both.
 
 Steps are positions in the execution order; an op reads its inputs and writes its outputs at
 its step, so a tensor dying at step s and one born at s are both live at s and may share bytes
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 
 from tinyml.ir import Graph, Op
 from tinyml.passes.reshape_alias import alias_roots, is_alias
-from tinyml.schedule.policy import InPlace
+from tinyml.schedule.policy import InPlace, Overlap
 
 
 @dataclass
@@ -44,9 +48,14 @@ class Segment:
     start: int
     end: int
     size: int
+    offset: int = 0  # bytes from the buffer's offset (overlapped hand-overs move it)
 
     def overlaps(self, other: "Segment") -> bool:
         return self.start <= other.end and other.start <= self.end
+
+    @property
+    def top(self) -> int:
+        return self.offset + self.size
 
 
 @dataclass
@@ -57,10 +66,12 @@ class Buffer:
     segments: list[Segment]
     tensors: list[str] = field(default_factory=list)
     scratch_of: int | None = None  # op index when this is kernel scratch
+    #: Tensor -> bytes from the buffer's offset (absent: 0).
+    tensor_offsets: dict[str, int] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
-        return max(s.size for s in self.segments)
+        return max(s.top for s in self.segments)
 
     @property
     def start(self) -> int:
@@ -71,7 +82,11 @@ class Buffer:
         return max(s.end for s in self.segments)
 
     def size_at(self, step: int) -> int:
-        return max((s.size for s in self.segments if s.start <= step <= s.end), default=0)
+        """Bytes the buffer spans at ``step`` (both segments of an overlapped hand-over)."""
+        live = [s for s in self.segments if s.start <= step <= s.end and s.size]
+        if not live:
+            return 0
+        return max(s.top for s in live) - min(s.offset for s in live)
 
     def overlaps_in_time(self, other: "Buffer") -> bool:
         return any(a.overlaps(b) for a in self.segments for b in other.segments)
@@ -88,12 +103,24 @@ class InPlaceUse:
 
 
 @dataclass
+class OverlapUse:
+    """An overlapped hand-over: op writes ``output`` starting ``delta`` bytes from ``input``'s
+    start (negative: below it)."""
+
+    op: int
+    input: str
+    output: str
+    delta: int
+
+
+@dataclass
 class Liveness:
     order: list[int]
     groups: dict[str, Group]             # by root tensor
     root_of: dict[str, str]              # tensor -> root of its group
     buffers: list[Buffer]
     in_place: list[InPlaceUse]
+    overlaps: list[OverlapUse] = field(default_factory=list)
 
     def live_bytes(self) -> list[int]:
         """Bytes in use at each step (segments of one buffer share bytes: the largest counts)."""
@@ -147,17 +174,34 @@ def build_groups(graph: Graph, order: list[int]) -> tuple[dict[str, Group], dict
 
 
 def analyze(graph: Graph, order: list[int], scratch: list[int],
-            candidates: list[list[InPlace]], use_in_place: bool = True) -> Liveness:
+            candidates: list[list[InPlace]], use_in_place: bool = True,
+            overlaps: list[list[Overlap]] | None = None, alignment: int = 1) -> Liveness:
     """Groups, in-place chains and scratch areas of ``graph`` executed in ``order``
     (indices into ``graph.ops``); ``scratch`` and ``candidates`` are indexed like
-    ``graph.ops``."""
+    ``graph.ops``. ``overlaps`` (by op, like ``candidates``; with ``use_in_place``): the
+    (input, output, largest delta) an op may overlap when no in-place pair applies;
+    deltas are rounded down to ``alignment``."""
     groups, root_of = build_groups(graph, order)
     chain_of: dict[str, list[str]] = {root: [root] for root in groups}  # root -> its chain
+    rel: dict[str, int] = {root: 0 for root in groups}  # root -> offset inside its chain
     uses: list[InPlaceUse] = []
+    overlap_uses: list[OverlapUse] = []
     if use_in_place:
         for s, i in enumerate(order):
             op = graph.ops[i]
             pair = _legal_pair(graph, op, s, candidates[i], groups, root_of, chain_of)
+            delta = 0
+            if pair is None and overlaps is not None:
+                found = _legal_pair(graph, op, s, [(j, k) for j, k, _ in overlaps[i]], groups,
+                                    root_of, chain_of, any_size=True)
+                if found is not None:
+                    pair = found
+                    limit = next(d for j, k, d in overlaps[i] if (j, k) == found)
+                    delta = (limit // alignment) * alignment
+                    overlap_uses.append(OverlapUse(i, op.inputs[found[0]],
+                                                   op.outputs[found[1]], delta))
+            elif pair is not None:
+                uses.append(InPlaceUse(i, op.inputs[pair[0]], op.outputs[pair[1]]))
             if pair is None:
                 continue
             j, k = pair
@@ -165,7 +209,7 @@ def analyze(graph: Graph, order: list[int], scratch: list[int],
             chain = chain_of[g_in]
             chain.append(g_out)
             chain_of[g_out] = chain
-            uses.append(InPlaceUse(i, op.inputs[j], op.outputs[k]))
+            rel[g_out] = rel[g_in] + delta
     buffers: list[Buffer] = []
     seen: set[int] = set()
     for root in groups:
@@ -174,21 +218,26 @@ def analyze(graph: Graph, order: list[int], scratch: list[int],
             continue
         seen.add(id(chain))
         members = [groups[r] for r in chain]
-        buffers.append(Buffer(chain[0], [Segment(g.start, g.end, g.size) for g in members],
-                              [m for g in members for m in g.members]))
+        low = min(rel[r] for r in chain)
+        buffers.append(Buffer(chain[0], [Segment(g.start, g.end, g.size, rel[g.root] - low)
+                                         for g in members],
+                              [m for g in members for m in g.members],
+                              tensor_offsets={m: rel[g.root] - low for g in members
+                                              for m in g.members if rel[g.root] != low}))
     for s, i in enumerate(order):
         if scratch[i] > 0:
             buffers.append(Buffer(f"scratch:{graph.ops[i].name}", [Segment(s, s, scratch[i])],
                                   scratch_of=i))
-    return Liveness(list(order), groups, root_of, buffers, uses)
+    return Liveness(list(order), groups, root_of, buffers, uses, overlap_uses)
 
 
 def _legal_pair(graph: Graph, op: Op, step: int, pairs: list[InPlace],
                 groups: dict[str, Group], root_of: dict[str, str],
-                chain_of: dict[str, list[str]]) -> InPlace | None:
+                chain_of: dict[str, list[str]], any_size: bool = False) -> InPlace | None:
     """The first candidate (input j, output k) whose input buffer may be overwritten here:
     the input's group dies at this op, holds no graph output, is not read through another
-    operand of this op, ends its chain, and the output fits in it."""
+    operand of this op, ends its chain, and the output fits in it (``any_size``: an
+    overlap, whose output may be larger)."""
     if is_alias(graph, op):
         return None
     for j, k in pairs:
@@ -205,7 +254,9 @@ def _legal_pair(graph: Graph, op: Op, step: int, pairs: list[InPlace],
             continue
         if chain_of[g_in.root][-1] != g_in.root:
             continue
-        if g_out.size > g_in.size or g_out.start != step:
+        if (g_out.size > g_in.size and not any_size) or g_out.start != step:
+            continue
+        if len(chain_of[g_out.root]) != 1:
             continue
         return j, k
     return None

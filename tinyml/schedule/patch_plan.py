@@ -28,7 +28,8 @@ from tinyml.schedule.liveness import Buffer, Liveness, Segment, analyze
 from tinyml.schedule.ordering import has_branches, min_peak_order, order_peak
 from tinyml.schedule.placement import STRATEGIES, place
 from tinyml.schedule.planner import MemoryPlan
-from tinyml.schedule.policy import op_requirements
+from tinyml.schedule.overlap import choose as choose_overlaps
+from tinyml.schedule.policy import op_overlaps, op_requirements
 
 
 @dataclass
@@ -130,18 +131,24 @@ def plan_patched(graph: Graph, calls: Sequence, stage: StageMemory, stage_ops: l
     by_op = {id(c.op): c for c in calls}
     tail_calls = [by_op[id(op)] for op in tail.ops if id(op) in by_op]
     scratch, candidates = op_requirements(tail, tail_calls)
+    overlaps = op_overlaps(tail, tail_calls)
     steps = stage.steps
     best = None
     results: dict[str, int] = {}
     for source, order in tail_orders(tail, tail_calls).items():
-        for use_in_place in (True, False):
+        modes = [("in-place", True, None), ("copy", False, None)]
+        if any(overlaps):  # the later layers' overlaps that do not grow their own arena
+            modes.append(("overlap", True, choose_overlaps(tail, order, scratch, candidates,
+                                                           overlaps, alignment, strategies)))
+        for mode, use_in_place, mode_overlaps in modes:
             s_live = stage.liveness(use_in_place)
-            t_live = analyze(tail, order, scratch, candidates, use_in_place)
+            t_live = analyze(tail, order, scratch, candidates, use_in_place, mode_overlaps,
+                             alignment)
             buffers = _combine(stage, s_live, t_live, steps, steps + len(order))
             profile = [sum(b.size_at(s) for b in buffers) for s in range(steps + len(order))]
             for strategy in strategies:
                 placement = place(buffers, strategy, alignment, profile)
-                key = f"patch+{source}|{'in-place' if use_in_place else 'copy'}|{strategy}"
+                key = f"patch+{source}|{mode}|{strategy}"
                 results[key] = placement.arena_bytes
                 if best is None or placement.arena_bytes < best[0].arena_bytes:
                     best = (placement, buffers, s_live, t_live, source, profile)
@@ -151,9 +158,9 @@ def plan_patched(graph: Graph, calls: Sequence, stage: StageMemory, stage_ops: l
 
 
 def _shifted(buffer: Buffer, by: int) -> Buffer:
-    return Buffer(buffer.name, [Segment(s.start + by, s.end + by, s.size)
+    return Buffer(buffer.name, [Segment(s.start + by, s.end + by, s.size, s.offset)
                                 for s in buffer.segments], list(buffer.tensors),
-                  buffer.scratch_of)
+                  buffer.scratch_of, dict(buffer.tensor_offsets))
 
 
 def _combine(stage: StageMemory, s_live: Liveness, t_live: Liveness, steps: int,
@@ -171,7 +178,7 @@ def _combine(stage: StageMemory, s_live: Liveness, t_live: Liveness, steps: int,
         moved = _shifted(b, steps)
         if stage.split in b.tensors:
             first = moved.segments[0]
-            moved.segments[0] = Segment(0, min(first.end, total - 1), first.size)
+            moved.segments[0] = Segment(0, min(first.end, total - 1), first.size, first.offset)
         buffers.append(moved)
     return buffers
 
@@ -202,7 +209,7 @@ def _result(graph: Graph, stage: StageMemory, stage_ops: list[int], first: int, 
                 stage_sizes[name] = stage.graph.tensors[name].nbytes
         else:
             for name in buffer.tensors:
-                offsets[name] = offset
+                offsets[name] = offset + buffer.tensor_offsets.get(name, 0)
                 sizes[name] = graph.tensors[name].nbytes
     order = list(stage_ops) + [first + i for i in t_live.order]
     labels = stage.labels + [graph.ops[first + i].name for i in t_live.order]
@@ -214,6 +221,7 @@ def _result(graph: Graph, stage: StageMemory, stage_ops: list[int], first: int, 
         strategy=placement.strategy, order_source=f"patch+{source}",
         in_place=[(first + u.op, u.input, u.output) for u in t_live.in_place],
         aliases=aliases, live_bytes=profile, peak_step=peak_step,
-        peak_layer=labels[peak_step] if labels else "", candidates=candidates)
+        peak_layer=labels[peak_step] if labels else "", candidates=candidates,
+        overlaps=[(first + u.op, u.input, u.output, u.delta) for u in t_live.overlaps])
     return PatchedPlan(plan, stage_offsets, stage_sizes, stage_scratch,
                        [(u.op, u.input, u.output) for u in s_live.in_place])

@@ -529,6 +529,8 @@ def why_not_patched(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
     :func:`choose_patching` builds it (``lower``: as there, None for the host's lowering)."""
     if len(graph.inputs) != 1 or not is_spatial(graph, graph.inputs[0]):
         return "the model does not have exactly one single-image 4-D input"
+    if graph.tensors[graph.inputs[0]].shape[1:3] == (1, 1):  # the root cause, said first
+        return "no tensor can be cut into 2 or more tiles (the input image is 1x1)"
     splits = stage_splits(graph, calls)
     if not splits:
         by_op = _calls_by_op(calls)

@@ -29,6 +29,13 @@ def _by_first_use(b: Buffer, ctx) -> tuple:
     return (b.start, -b.size, b.name)
 
 
+def _by_first_use_smallest(b: Buffer, ctx) -> tuple:
+    """Like first use, the smaller first among buffers born together: a graph input placed
+    before the chain that overlaps its reader's output (whose later segments may then take
+    the input's bytes once it is dead)."""
+    return (b.start, b.size, b.name)
+
+
 def _by_lifetime(b: Buffer, ctx) -> tuple:
     return (-(b.end - b.start), -b.size, b.start, b.name)
 
@@ -45,7 +52,8 @@ def _by_contention(b: Buffer, ctx) -> tuple:
 
 
 ORDERINGS: dict[str, Callable] = {
-    "size": _by_size, "first_use": _by_first_use, "lifetime": _by_lifetime,
+    "size": _by_size, "first_use": _by_first_use, "first_use_smallest": _by_first_use_smallest,
+    "lifetime": _by_lifetime,
     "area": _by_area, "contention": _by_contention,
 }
 FITS = ("first_fit", "best_fit")
@@ -78,14 +86,16 @@ def _fit(buffers, offsets, placed, i, fit, alignment) -> int:
     """An aligned offset for buffer ``i`` clear of every placed buffer it meets in time."""
     me = buffers[i]
     # (lo, hi, start): offsets o with lo < o < hi collide with bytes from ``start`` upwards.
+    # Segments sit at their offset inside their buffer (overlapped hand-overs).
     forbidden: list[tuple[int, int, int]] = []
     for p in placed:
         other = buffers[p]
         for a in me.segments:
             for b in other.segments:
                 if a.overlaps(b) and a.size and b.size:
-                    forbidden.append((offsets[p] - a.size, offsets[p] + b.size, offsets[p]))
-    candidates = sorted({0} | {align_up(hi, alignment) for _, hi, _ in forbidden})
+                    base = offsets[p] + b.offset - a.offset
+                    forbidden.append((base - a.size, base + b.size, base))
+    candidates = sorted({0} | {align_up(hi, alignment) for _, hi, _ in forbidden if hi > 0})
     valid = [o for o in candidates if not any(lo < o < hi for lo, hi, _ in forbidden)]
     if fit == "first_fit":
         return valid[0]

@@ -6,13 +6,16 @@ room for fragmentation; a compile-time plan makes the RAM need a number the buil
 and lets buffers whose lifetimes do not overlap share bytes. Compared with TFLM's planner
 this one also (1) lets aliases (RESHAPE) share storage instead of copying, (2) runs
 element-wise ops, in-place depthwise convolutions and fused residual convolutions over a
-dying input, (3) considers other topological orders when the graph branches, and (4) tries
-several placement heuristics and keeps the smallest arena.
+dying input, (3) considers other topological orders when the graph branches, (4) tries
+several placement heuristics and keeps the smallest arena, and (5) places a layer's output
+partly over its dying input at the distance the kernel's read/write order makes safe
+(:mod:`tinyml.codegen.write_order`, chosen by :mod:`tinyml.schedule.overlap`).
 
 Search: candidate orders (the graph's own and the minimum-peak order of
-:mod:`tinyml.schedule.ordering`) x in-place on/off x the placement strategies of
-:mod:`tinyml.schedule.placement`; the smallest arena wins, ties going to the earlier candidate
-(source order, in place, TFLM's size-first greedy).
+:mod:`tinyml.schedule.ordering`) x in place / copies / in place with overlaps x the
+placement strategies of :mod:`tinyml.schedule.placement`; the smallest arena wins, ties
+going to the earlier candidate (source order, in place without overlaps, TFLM's size-first
+greedy).
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from typing import Callable, Mapping, Sequence
 from tinyml.errors import TinymlError
 from tinyml.ir import Graph
 from tinyml.schedule.liveness import Liveness, analyze
+from tinyml.schedule.overlap import choose as choose_overlaps
 from tinyml.schedule.ordering import has_branches, min_peak_order, order_peak
 from tinyml.schedule.placement import STRATEGIES, Placement, place
-from tinyml.schedule.policy import InPlace, ScratchSource, op_requirements
+from tinyml.schedule.policy import InPlace, ScratchSource, op_overlaps, op_requirements
 
 
 @dataclass
@@ -48,8 +52,17 @@ class MemoryPlan:
     live_bytes: list[int]               # bytes in use at each step of ``order``
     peak_step: int
     peak_layer: str                     # name of the op at the step with most bytes alive
-    #: Arena bytes of every placement tried, by "<order>|<in-place or copy>|<strategy>".
+    #: Arena bytes of every placement tried, by "<order>|<mode>|<strategy>" (mode: in-place,
+    #: copy, or overlap: in place and the overlapped hand-overs tinyml.schedule.overlap chose).
     candidates: dict[str, int] = field(default_factory=dict)
+    #: Overlapped hand-overs: (op index, input, output, offset(output) - offset(input)).
+    overlaps: list[tuple[int, str, str, int]] = field(default_factory=list)
+
+    @property
+    def arena_bytes_without_overlap(self) -> int:
+        """The smallest arena tried without overlapped hand-overs (the saving's baseline)."""
+        plain = [v for k, v in self.candidates.items() if "|overlap" not in k]
+        return min(plain, default=self.arena_bytes)
 
     @property
     def scratch_bytes(self) -> int:
@@ -69,7 +82,8 @@ class MemoryPlan:
     def summary(self) -> str:
         return (f"arena {self.arena_bytes} B (peak live {self.peak_live_bytes} B at "
                 f"'{self.peak_layer}'), scratch {self.scratch_bytes} B, "
-                f"{len(self.in_place)} in place, {len(self.aliases)} aliases, "
+                f"{len(self.in_place)} in place, {len(self.overlaps)} overlapped, "
+                f"{len(self.aliases)} aliases, "
                 f"strategy {self.strategy}, order {self.order_source}")
 
 
@@ -77,14 +91,18 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
                 scratch: ScratchSource = None,
                 in_place: Mapping[str, Sequence[InPlace]] | Callable | None = None,
                 alignment: int = 4, reorder: bool = True,
-                strategies: Sequence[str] = STRATEGIES) -> MemoryPlan:
+                strategies: Sequence[str] = STRATEGIES,
+                overlap: bool | str = True) -> MemoryPlan:
     """Plan the arena of ``graph`` (after ``tinyml.passes.run_passes``).
 
     ``calls``: lowering's ``KernelCall`` list (scratch bytes and in-place pairs per op). Without
     it, ``scratch`` (bytes by op name, or a function of the op) and ``in_place`` (candidate
     (input, output) index pairs by op name, or a function) override the defaults of
     :mod:`tinyml.schedule.policy`. ``alignment`` applies to every offset; ``reorder`` allows
-    a different topological order when it lowers the peak.
+    a different topological order when it lowers the peak; ``overlap`` also tries the
+    overlapped hand-overs the calls declare (``KernelCall.overlap``), kept only when they
+    give a smaller arena; ``overlap="all"`` uses every one of them, whatever the arena (to
+    check the kernels' declared orders end to end).
     """
     if alignment < 1 or alignment & (alignment - 1):
         raise TinymlError(f"arena alignment must be a power of two, got {alignment}")
@@ -93,6 +111,7 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
         raise TinymlError(f"unknown placement strategies {sorted(unknown)} "
                           f"(known: {', '.join(STRATEGIES)})")
     scratch_bytes, candidates = op_requirements(graph, calls, scratch, in_place)
+    overlaps = op_overlaps(graph, calls) if overlap else []
 
     orders = {"graph": list(range(len(graph.ops)))}
     if reorder and has_branches(graph):
@@ -103,12 +122,21 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
     results: dict[str, tuple[Placement, Liveness, str]] = {}
     winner: tuple[Placement, Liveness, str] | None = None
     for source, order in orders.items():
-        for use_in_place in (True, False):
-            live = analyze(graph, order, scratch_bytes, candidates, use_in_place)
+        modes = [("in-place", True, None), ("copy", False, None)]
+        if overlap == "all":
+            modes = [("overlap", True, overlaps)]
+        elif any(overlaps):
+            # The overlaps that do not grow the arena (see tinyml.schedule.overlap).
+            modes.append(("overlap", True, choose_overlaps(graph, order, scratch_bytes,
+                                                           candidates, overlaps, alignment,
+                                                           strategies)))
+        for mode, use_in_place, mode_overlaps in modes:
+            live = analyze(graph, order, scratch_bytes, candidates, use_in_place,
+                           mode_overlaps, alignment)
             profile = live.live_bytes()
             for strategy in strategies:
                 placement = place(live.buffers, strategy, alignment, profile)
-                key = f"{source}|{'in-place' if use_in_place else 'copy'}|{strategy}"
+                key = f"{source}|{mode}|{strategy}"
                 results[key] = (placement, live, source)
                 if winner is None or placement.arena_bytes < winner[0].arena_bytes:
                     winner = (placement, live, source)
@@ -127,7 +155,7 @@ def _plan(graph: Graph, placement: Placement, live: Liveness, source: str, align
             scratch_offset[buffer.scratch_of] = offset
             scratch_size[buffer.scratch_of] = buffer.size
         for name in buffer.tensors:
-            offsets[name] = offset
+            offsets[name] = offset + buffer.tensor_offsets.get(name, 0)
     profile = live.live_bytes()
     peak_step = max(range(len(profile)), key=lambda s: (profile[s], -s)) if profile else 0
     order = live.order
@@ -141,4 +169,5 @@ def _plan(graph: Graph, placement: Placement, live: Liveness, source: str, align
         alignment=alignment, strategy=placement.strategy, order_source=source,
         in_place=[(u.op, u.input, u.output) for u in live.in_place], aliases=aliases,
         live_bytes=profile, peak_step=peak_step, peak_layer=peak_layer,
-        candidates=candidates)
+        candidates=candidates,
+        overlaps=[(u.op, u.input, u.output, u.delta) for u in live.overlaps])

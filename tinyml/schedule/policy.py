@@ -24,6 +24,9 @@ from tinyml.ir import OP_SPECS, Graph, Op
 
 #: (input index, output index) pairs an op may run in place on, in order of preference.
 InPlace = tuple[int, int]
+#: (input index, output index, largest offset(output) - offset(input)) an op's kernel allows
+#: when the input dies there (lowering's ``KernelCall.overlap``).
+Overlap = tuple[int, int, int]
 
 
 def is_elementwise(op: Op) -> bool:
@@ -103,3 +106,15 @@ def _lookup(source, op: Op, default):
     if callable(source):
         return source(op)
     return source.get(op.name, default)
+
+
+def op_overlaps(graph: Graph, calls: Sequence | None) -> list[list[Overlap]]:
+    """The overlap each op's kernel declares (lowering's ``KernelCall.overlap``), by op index;
+    none without calls (only the chosen C kernel knows its write order)."""
+    by_op = {id(c.op): c for c in calls or ()}
+    result: list[list[Overlap]] = []
+    for op in graph.ops:
+        call = by_op.get(id(op))
+        overlap = getattr(call, "overlap", None) if call is not None else None
+        result.append([tuple(overlap)] if overlap else [])
+    return result

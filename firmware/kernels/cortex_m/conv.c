@@ -903,15 +903,28 @@ static TINYML_ALWAYS_INLINE void conv_channels_any(const conv_outputs o, const c
 
 /* ---- the convolution loop ------------------------------------------------------------------- */
 
+/* Whether the output's bytes overlap the input's (both inside the arena). */
+static int32_t conv_overlapping(const tinyml_conv2d_params *c, const int8_t *input,
+                                const int8_t *output)
+{
+    const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
+    const uintptr_t in_bytes = (uintptr_t)(c->batches * c->input_h * c->input_w * c->input_c);
+    const uintptr_t out_bytes =
+        (uintptr_t)(c->batches * c->output_h * c->output_w * c->output_c);
+    return out < in + in_bytes && in < out + out_bytes;
+}
+
 /* Runs the convolution c over every block of output pixels; with add != NULL (CONV_2D_ADD)
  * each result goes through ADD with skip before it is stored. `pointwise`: the 1x1 kernel (no
  * padding, one group), whose column is the input pixel itself and whose bias already holds
  * the input offset (lowering), so the columns get none.
  *
  * Blocks are n consecutive output pixels. Without ADD, a short last block is moved back to
- * end at the last pixel (recomputing some pixels, which stores the same values again);
- * CONV_2D_ADD, which may run in place, repeats the last pixel instead and stores only the
- * new ones. */
+ * end at the last pixel (recomputing some pixels, which stores the same values again),
+ * unless the output overlaps the input (the memory plan may place it inside the dying
+ * input's bytes, tinyml/codegen/write_order.py): the moved block would re-read input pixels
+ * the previous blocks' outputs may have overwritten. CONV_2D_ADD, which may run in place,
+ * and overlapped layers repeat the last pixel instead and store only the new ones. */
 static TINYML_ALWAYS_INLINE void conv_run_body(const tinyml_conv2d_params *c,
                                               const conv_add *add, const int8_t *input,
                                               const int8_t *skip, int8_t *output,
@@ -922,7 +935,7 @@ static TINYML_ALWAYS_INLINE void conv_run_body(const tinyml_conv2d_params *c,
     const int32_t pixels = c->output_h * c->output_w;
     const int32_t offset = pointwise ? 0 : c->input_offset;
     conv_outputs o;
-    int32_t n, fast_add, b, pix, g, p;
+    int32_t n, fast_add, move_back, b, pix, g, p;
     o.filter = c->filter;
     o.bias = c->bias;
     o.multiplier = c->multiplier;
@@ -934,12 +947,13 @@ static TINYML_ALWAYS_INLINE void conv_run_body(const tinyml_conv2d_params *c,
     o.stride = c->output_c;
     n = conv_layer_block(o.k, pixels);
     fast_add = add != NULL && add->out_rq.form == TINYML_DSP_SHORT && add->out_rq.right <= 23;
+    move_back = add == NULL && !conv_overlapping(c, input, output);
     for (b = 0; b < c->batches; ++b) {
         const int8_t *in_b = input + b * c->input_h * c->input_w * c->input_c;
         for (pix = 0; pix < pixels; pix += n) {
             int32_t first = pix, count = pixels - pix < n ? pixels - pix : n;
             int8_t *out;
-            if (add == NULL && count < n && pixels >= n) {
+            if (move_back && count < n && pixels >= n) {
                 first = pixels - n;
                 count = n;
             }

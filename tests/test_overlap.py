@@ -1,0 +1,267 @@
+"""Overlapped hand-overs: a layer's output placed inside its dying input's bytes at the
+distance its kernel's read/write order makes safe (tinyml.codegen.write_order).
+
+The safe distances are checked three ways: against the closed forms of the simple loops,
+against a byte-level emulation of the portable 1x1 loop (the safe delta works, one output
+pixel more corrupts), and end to end: the generated C, with every declared overlap forced at
+its largest delta, run with the arena filled with junk before each sample (the harnesses'
+TINYML_ARENA_JUNK), equals TFLM bit for bit; the same model with an unsafe delta does not,
+which shows the harness sees a violated lag.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from support.tflite_zoo import convert
+from tinyml.codegen import write_order
+from tinyml import compiler
+from tinyml.compiler import plan
+from tinyml.reference import run
+from tinyml.schedule import execute_planned, planner
+from tinyml.verify import verify
+from conftest import mlperf_model
+
+
+def overlap_chain(x):
+    """Every op kind with a declared overlap, each input dying at its reader: QUANTIZE of the
+    float input (4 bytes to 1), a padded 3x3 convolution (3 to 16 channels), 1x1
+    convolutions that shrink, grow and stride, max and average pooling, a dense layer on rows
+    (FULLY_CONNECTED with batches) and DEQUANTIZE of the output (1 byte to 4)."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    y = L.Conv2D(16, 3, padding="same", activation="relu")(x)
+    y = L.Conv2D(8, 1)(y)
+    y = L.Conv2D(24, 1, activation="relu")(y)
+    y = L.Conv2D(12, 1, strides=2)(y)
+    y = L.MaxPooling2D(3, strides=1, padding="same")(y)
+    y = L.AveragePooling2D(2)(y)
+    y = L.Reshape((-1, 12))(y)
+    y = L.Dense(20, activation="relu")(y)
+    y = L.Flatten()(y)
+    return L.Dense(5)(y)
+
+
+CHAIN_INPUT = [(1, 12, 10, 3)]
+
+
+@pytest.fixture(scope="module")
+def chain_model():
+    return convert(overlap_chain, CHAIN_INPUT, int8=True, int8_io=False)
+
+
+def force_all_overlaps(monkeypatch):
+    """Every declared overlap, at its largest delta, in the layer-by-layer plans compile
+    makes (not only those that shrink the arena)."""
+    monkeypatch.setattr(compiler, "plan_memory",
+                        functools.partial(planner.plan_memory, overlap="all"))
+
+
+# ---- the safe distances ------------------------------------------------------------------------
+
+
+def pointwise_params(h, w, stride=1, batches=1):
+    oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
+    return dict(batches=batches, input_h=h, input_w=w, output_h=oh, output_w=ow,
+                filter_h=1, filter_w=1, stride_h=stride, stride_w=stride)
+
+
+@pytest.mark.parametrize("cin,cout", [(64, 64), (16, 8), (8, 16), (3, 40)])
+def test_pointwise_delta_closed_forms(cin, cout):
+    p = pointwise_params(25, 5)
+    pixels = 125
+    # Portable: pixel q's outputs are stored while pixel q is read: for every q,
+    # delta + (q + 1) * cout <= q * cin.
+    portable = -cout if cin >= cout else (pixels - 1) * cin - pixels * cout
+    assert write_order.conv_delta(p, cin, cout, cin, dsp=False) == portable
+    # DSP: blocks of n pixels read before they are stored: delta + f * cout <= f * cin for
+    # every block start f (the last block starts at 120 with n = 8).
+    n = write_order.dsp_conv_block(cin, pixels)
+    assert n == 8
+    dsp = 0 if cin >= cout else 120 * (cin - cout)
+    assert write_order.conv_delta(p, cin, cout, cin, dsp=True) == dsp
+
+
+def test_elementwise_and_rows_deltas():
+    assert write_order.elementwise(640, 4, 1) == 0          # float -> int8: in its first bytes
+    assert write_order.elementwise(640, 1, 4) == -3 * 639   # int8 -> float: the input at its top
+    assert write_order.elementwise(10, 1, 1) == 0
+    assert write_order.rows(1, 64, 12) == -12               # one row: right below the input
+    assert write_order.rows(6, 12, 20) == 5 * 12 - 6 * 20
+
+
+def emulate_portable_pointwise(arena, i, o, pixels, cin, cout, weights):
+    """portable/conv.c's conv_1x1_run on bytes of one arena, in its exact order: per pixel,
+    per output channel, read the pixel's cin values, then store the channel."""
+    for q in range(pixels):
+        for oc in range(cout):
+            x = arena[i + q * cin:i + (q + 1) * cin].astype(np.int64)
+            arena[o + q * cout + oc] = np.int64(x @ weights[oc]) & 0x7F
+
+
+@pytest.mark.parametrize("cin,cout", [(6, 6), (6, 3), (3, 7)])
+def test_portable_pointwise_emulation(cin, cout):
+    rng = np.random.default_rng(cin * 10 + cout)
+    pixels = 9
+    weights = rng.integers(-3, 4, (cout, cin))
+    x = rng.integers(0, 100, pixels * cin)
+    expected = np.array([np.int64(x[q * cin:(q + 1) * cin] @ weights[oc]) & 0x7F
+                         for q in range(pixels) for oc in range(cout)])
+    delta = write_order.conv_delta(pointwise_params(3, 3), cin, cout, cin, dsp=False)
+
+    def run(d):
+        arena = np.zeros(4 * pixels * max(cin, cout), np.int64)
+        i = 2 * pixels * max(cin, cout)
+        arena[i:i + pixels * cin] = x
+        emulate_portable_pointwise(arena, i, i + d, pixels, cin, cout, weights)
+        return arena[i + d:i + d + pixels * cout]
+
+    # Safe at the delta; one output pixel higher corrupts. (The model counts all of a pixel's
+    # stores before its reads, so it is conservative by less than a pixel: the last channel
+    # of a pixel may land on that pixel's first input byte, no longer read by then.)
+    assert np.array_equal(run(delta), expected)
+    assert not np.array_equal(run(delta + cout), expected)
+
+
+# ---- plans -------------------------------------------------------------------------------------
+
+
+def test_chain_plan_overlaps_every_kind(chain_model, monkeypatch):
+    force_all_overlaps(monkeypatch)
+    result = plan(chain_model, "host", patch="off")
+    memory, graph = result.plan, result.graph
+    kinds = {graph.ops[i].kind for i, _, _, _ in memory.overlaps}
+    assert kinds == {"QUANTIZE", "CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
+                     "FULLY_CONNECTED", "DEQUANTIZE"}
+    calls = {id(c.op): c for c in result.calls}
+    for i, t_in, t_out, delta in memory.overlaps:
+        declared = calls[id(graph.ops[i])].overlap[2]
+        assert memory.offsets[t_out] - memory.offsets[t_in] == delta <= declared
+        assert declared - delta < memory.alignment and delta % memory.alignment == 0
+    # Bytes of tensors alive at one step are disjoint, except an overlapped or in-place
+    # pair at its hand-over.
+    shared = {(i, a, b) for i, a, b, _ in memory.overlaps} | set(memory.in_place)
+    root = {t: memory.aliases.get(t, t) for t in memory.offsets}
+    first, last = {}, {}
+    for step, i in enumerate(memory.order):
+        op = graph.ops[i]
+        for t in op.outputs:
+            first.setdefault(root[t], step)
+        for t in op.inputs:
+            if t in root:
+                last[root[t]] = step
+    for t in graph.inputs:
+        first[root[t]] = 0
+    for t in graph.outputs:
+        last[root[t]] = len(memory.order) - 1
+    names = sorted(first)
+    for a in names:
+        for b in names:
+            if a >= b or first[a] > last.get(b, first[b]) or first[b] > last.get(a, first[a]):
+                continue
+            step = max(first[a], first[b])
+            i = memory.order[step]
+            if (i, a, b) in shared or (i, b, a) in shared:
+                continue
+            ra = (memory.offsets[a], memory.offsets[a] + graph.tensors[a].nbytes)
+            rb = (memory.offsets[b], memory.offsets[b] + graph.tensors[b].nbytes)
+            assert ra[1] <= rb[0] or rb[1] <= ra[0], (a, b)
+
+
+def test_chain_plan_runs_in_one_arena(chain_model):
+    """The reference kernels inside one byte array laid out by the all-overlaps plan (each
+    op reads all its inputs, then writes) read and return what the unplanned run computes."""
+    result = plan(chain_model, "host", patch="off")
+    graph = result.graph
+    memory = planner.plan_memory(graph, result.calls, overlap="all")
+    assert memory.overlaps
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(0, 1, graph.tensors[n].shape).astype(np.float32)
+              for n in graph.inputs]
+    want = run(graph, inputs, keep_all=True)
+    got = execute_planned(graph, memory, inputs)
+    for name in graph.outputs:
+        np.testing.assert_array_equal(got.outputs[name], want[name])
+    for name, values in got.reads.items():
+        for value in values:
+            np.testing.assert_array_equal(value, want[name], err_msg=name)
+
+
+def test_kws_peak_with_overlap():
+    result = plan(mlperf_model("kws_ref_model"), "host", patch="off")
+    report = result.report()
+    assert report["peak_sram_bytes"] <= 9000
+    assert report["overlap"]["arena_bytes_without_overlap"] == 16000
+    assert report["overlap"]["saving_bytes"] == 16000 - report["peak_sram_bytes"]
+    assert {o["op"] for o in report["overlap"]["layers"]} >= {"CONV_2D"}
+
+
+def test_memory_report_figures_show_the_overlaps():
+    from tinyml.memory_report import figures, layer_rows
+    result = plan(mlperf_model("kws_ref_model"), "host", patch="off")
+    overlap = result.report()["overlap"]
+    assert figures(result)["overlap"] == overlap
+    rows = {r.name: r.overlap for r in layer_rows(result)}
+    for entry in overlap["layers"]:
+        assert rows[entry["layer"]] == entry["delta"]
+
+
+@pytest.mark.slow
+def test_memory_report_html_shows_the_overlaps():
+    from tinyml.memory_report import render
+    result = plan(mlperf_model("kws_ref_model"), "host", patch="off")
+    overlap = result.report()["overlap"]
+    text = render(result)
+    assert f"saving {overlap['saving_bytes']:,} B" in text
+    assert f"{overlap['layers'][1]['delta']:+,} B" in text
+
+
+# ---- the generated C, with junk in the arena --------------------------------------------------
+
+
+def test_chain_overlapped_is_bit_exact_on_host(chain_model, monkeypatch):
+    force_all_overlaps(monkeypatch)
+    report = verify(chain_model, "host", samples=20, patch="off", sanitize=True)
+    assert report.samples == 22 and report.mismatched_outputs == 0
+
+
+def test_unsafe_delta_shows_as_a_mismatch(chain_model, monkeypatch):
+    """One alignment step past the 1x1 convolutions' safe delta corrupts the result: the
+    junk-filled harness sees a violated lag."""
+    force_all_overlaps(monkeypatch)
+    safe = write_order.conv_delta
+
+    def unsafe(p, cin, cout, filter_c, dsp):
+        delta = safe(p, cin, cout, filter_c, dsp)
+        return delta + 4 if p.get("filter_h", 1) == p.get("filter_w", 1) == 1 else delta
+
+    monkeypatch.setattr(write_order, "conv_delta", unsafe)
+    report = verify(chain_model, "host", samples=10, patch="off")
+    assert report.mismatched_outputs > 0
+
+
+@pytest.mark.slow
+def test_chain_overlapped_is_bit_exact_on_cortex_m4(chain_model, monkeypatch):
+    """The DSP convolutions' blocks (the last one repeating its pixel when overlapped)."""
+    force_all_overlaps(monkeypatch)
+    report = verify(chain_model, "cortex-m4", samples=10, patch="off", profile=False)
+    assert report.mismatched_outputs == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["kws_ref_model", "vww_96_int8", "pretrainedResnet_quant",
+                                  "ad01_int8"])
+@pytest.mark.parametrize("patch", ["off", "auto"])
+def test_mlperf_overlapped_is_bit_exact_on_host(name, patch):
+    report = verify(mlperf_model(name), "host", samples=20, patch=patch)
+    assert report.mismatched_outputs == 0
+
+
+@pytest.mark.slow
+def test_kws_overlapped_is_bit_exact_on_cortex_m4():
+    report = verify(mlperf_model("kws_ref_model"), "cortex-m4", samples=5, patch="off",
+                    profile=False)
+    assert report.mismatched_outputs == 0
