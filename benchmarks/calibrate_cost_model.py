@@ -74,6 +74,20 @@ def _time_convs(x):
     return L.Dense(7)(L.Flatten()(L.AveragePooling2D((4, 1))(y)))
 
 
+def _spectrogram_columns(x):
+    """Kernels along one axis of a 2-D feature map (time x frequency, 62x12): regular and
+    depthwise k x 1 convolutions, dilated or not, channel counts of every alignment."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    y = L.Conv2D(18, (7, 1), padding="same", activation="relu")(x)
+    for kernel, dilation, channels in ((3, 1, 33), (5, 2, 14), (3, 3, 24)):
+        y = L.DepthwiseConv2D((kernel, 1), padding="same", dilation_rate=(dilation, 1),
+                              activation="relu")(y)
+        y = L.Conv2D(channels, 1, activation="relu")(y)
+    y = L.Conv2D(20, (1, 3), activation="relu")(y)
+    return L.Dense(4)(L.GlobalAveragePooling2D()(y))
+
+
 def _sensor_conv1d(x):
     """Accelerometer windows: Conv1D with strides and odd channels, then dense layers."""
     import tensorflow as tf
@@ -112,6 +126,7 @@ def _wide_dense(x):
 
 #: Layer shapes users bring that the NAS space lacks: (name, Keras builder, input shape).
 SHAPES = (("time convolutions", _time_convs, (1, 49, 10, 1)),
+          ("spectrogram columns", _spectrogram_columns, (1, 62, 12, 1)),
           ("sensor conv1d", _sensor_conv1d, (1, 128, 6)),
           ("strided 2-D", _strided_2d, (1, 64, 64, 3)),
           ("wide dense", _wide_dense, (1, 640)))
