@@ -11,7 +11,8 @@ channel counts, stride 2, wide dense layers; random weights, converted by the TF
 converter), the MLPerf Tiny int8 models when ``../shared`` is there, and any ``--model FILE``
 given. ``--check FILE ...``
 only predicts and measures (default plan) the given models with the stored model: held-out
-models, for the error the README quotes.
+models. ``--refit --from-benchmark RUN.json`` refits without QEMU runs, adding the per-layer
+counts a ``benchmarks/tflm_cortex_m.py --json`` run measured (the suite).
 
     .venv/bin/python benchmarks/calibrate_cost_model.py [--target cortex-m4] [--model F ...]
     .venv/bin/python benchmarks/calibrate_cost_model.py --check model.tflite ...
@@ -183,6 +184,29 @@ def profile_samples(model: str | Path, target, workdir: Path, patch: str = "off"
     return samples, sum(s[2] for s in samples), result
 
 
+def benchmark_samples(path: Path, models_dir: Path, target) -> dict[str, list]:
+    """Samples from a saved ``tflm_cortex_m.py --json`` run on ``target``'s core: each
+    layer-by-layer model's per-layer instructions (its profiling build) with the features of
+    the same plan. No QEMU run: the benchmark measured them."""
+    data = json.loads(path.read_text())
+    profiled: dict[str, list] = {}
+    for entry in data["models"]:
+        tiny = entry["tinyml"]
+        model = next((p for p in (models_dir / f"{entry['model']}.tflite",
+                                  MLPERF / f"{entry['model']}.tflite") if p.exists()), None)
+        if tiny.get("patch") or model is None:
+            continue
+        result = plan(model, target, patch="off")
+        by_name = {c.op.name: c for c in result.calls if not getattr(c, "alias", False)}
+        samples = [(kernel_key(result.graph, by_name[layer["name"]]),
+                    tuple(layer_features(result.graph, by_name[layer["name"]])),
+                    int(layer["instructions"]))
+                   for layer in tiny["layers"]
+                   if layer["name"] in by_name and layer["instructions"]]
+        profiled[f"{entry['model']} (benchmark)"] = samples
+    return profiled
+
+
 def calibrate(plans: Sequence[tuple[str, str | Path, str]], target, workdir: Path,
               log=print) -> cost_model.CostModel:
     """Fit the cost model of ``target``'s core on ``plans``: (label, model file, patch option)
@@ -225,13 +249,20 @@ def main() -> int:
     parser.add_argument("--check", type=Path, nargs="+", help="only check these models")
     parser.add_argument("--refit", action="store_true",
                         help="refit on the samples stored with the model (no QEMU runs)")
+    parser.add_argument("--from-benchmark", type=Path, metavar="JSON",
+                        help="with --refit: also fit on the layers of a saved "
+                             "tflm_cortex_m.py --json run (its suite models in --models-dir)")
+    parser.add_argument("--models-dir", type=Path, help="where --from-benchmark's models are")
     args = parser.parse_args()
     target = load_target(args.target)
     if args.check:
         return check(args.check, target)
     if args.refit:
         stored = cost_model.for_target(target)
-        model = cost_model.fitted(stored.core, stored.samples)
+        samples = {k: v for k, v in stored.samples.items() if not k.endswith("(benchmark)")}
+        if args.from_benchmark:
+            samples.update(benchmark_samples(args.from_benchmark, args.models_dir, target))
+        model = cost_model.fitted(stored.core, samples)
         cost_model.data_path(stored.core).write_text(json.dumps(model.to_json(), indent=1)
                                                      + "\n")
         return _print_errors(model)
