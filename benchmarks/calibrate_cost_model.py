@@ -249,7 +249,7 @@ def main() -> int:
     parser.add_argument("--check", type=Path, nargs="+", help="only check these models")
     parser.add_argument("--refit", action="store_true",
                         help="refit on the samples stored with the model (no QEMU runs)")
-    parser.add_argument("--from-benchmark", type=Path, metavar="JSON",
+    parser.add_argument("--from-benchmark", type=Path, metavar="JSON", nargs="+", default=[],
                         help="with --refit: also fit on the layers of a saved "
                              "tflm_cortex_m.py --json run (its suite models in --models-dir)")
     parser.add_argument("--models-dir", type=Path, help="where --from-benchmark's models are")
@@ -260,8 +260,8 @@ def main() -> int:
     if args.refit:
         stored = cost_model.for_target(target)
         samples = {k: v for k, v in stored.samples.items() if not k.endswith("(benchmark)")}
-        if args.from_benchmark:
-            samples.update(benchmark_samples(args.from_benchmark, args.models_dir, target))
+        for run in args.from_benchmark:
+            samples.update(benchmark_samples(run, args.models_dir, target))
         model = cost_model.fitted(stored.core, samples)
         cost_model.data_path(stored.core).write_text(json.dumps(model.to_json(), indent=1)
                                                      + "\n")
