@@ -171,10 +171,11 @@ def profile_samples(model: str | Path, target, workdir: Path, patch: str = "off"
     sample = make_samples(result.source_graph, 1, seed=0)[0]
     measured = profile_layers(model, target, sample, workdir, patch=patch)
     staged = stage_features(result.graph, result.patch) if result.patch is not None else {}
-    by_name = {c.op.name: c for c in result.calls if not getattr(c, "alias", False)}
+    # (a fused layer and the RESHAPE after it may share a name: match the kind too)
+    by_name = {(c.op.name, c.op.kind): c for c in result.calls}
     samples = []
     for layer in measured:
-        call = by_name.get(layer["name"])
+        call = by_name.get((layer["name"], layer["op"]))
         if call is None or not layer["instructions"]:
             continue
         features, pixels = staged.get(call.op.name) or (layer_features(result.graph, call),
@@ -197,12 +198,13 @@ def benchmark_samples(path: Path, models_dir: Path, target) -> dict[str, list]:
         if tiny.get("patch") or model is None:
             continue
         result = plan(model, target, patch="off")
-        by_name = {c.op.name: c for c in result.calls if not getattr(c, "alias", False)}
-        samples = [(kernel_key(result.graph, by_name[layer["name"]]),
-                    tuple(layer_features(result.graph, by_name[layer["name"]])),
+        # (a fused layer and the RESHAPE after it may share a name: match the kind too)
+        by_name = {(c.op.name, c.op.kind): c for c in result.calls}
+        samples = [(kernel_key(result.graph, call), tuple(layer_features(result.graph, call)),
                     int(layer["instructions"]))
                    for layer in tiny["layers"]
-                   if layer["name"] in by_name and layer["instructions"]]
+                   if (call := by_name.get((layer["name"], layer["op"]))) is not None
+                   and layer["instructions"]]
         profiled[f"{entry['model']} (benchmark)"] = samples
     return profiled
 
@@ -253,6 +255,8 @@ def main() -> int:
                         help="with --refit: also fit on the layers of a saved "
                              "tflm_cortex_m.py --json run (its suite models in --models-dir)")
     parser.add_argument("--models-dir", type=Path, help="where --from-benchmark's models are")
+    parser.add_argument("--drop", nargs="+", default=[], metavar="FUNCTION",
+                        help="with --refit: leave out the stored samples of these kernels")
     args = parser.parse_args()
     target = load_target(args.target)
     if args.check:
@@ -260,6 +264,9 @@ def main() -> int:
     if args.refit:
         stored = cost_model.for_target(target)
         samples = {k: v for k, v in stored.samples.items() if not k.endswith("(benchmark)")}
+        if args.drop:  # e.g. samples a name clash attributed to the wrong kernel
+            samples = {k: [s for s in v if s[0].split("|")[0] not in args.drop]
+                       for k, v in samples.items()}
         for run in args.from_benchmark:
             samples.update(benchmark_samples(run, args.models_dir, target))
         model = cost_model.fitted(stored.core, samples)

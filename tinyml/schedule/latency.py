@@ -24,6 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tinyml.passes.reshape_alias import is_alias
+
 
 FEATURES = ("work", "outputs", "inputs", "weights", "calls")
 
@@ -174,7 +176,7 @@ class LatencyModel:
         staged = stage_features(graph, patch) if patch is not None else {}
         layers, unmodelled = [], set()
         for call in calls:
-            if getattr(call, "alias", False):
+            if getattr(call, "alias", False) or is_alias(graph, call.op):  # no code
                 continue
             features, pixels = staged.get(call.op.name) or (layer_features(graph, call), None)
             if call.function not in self.coefficients:
