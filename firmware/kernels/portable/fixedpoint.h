@@ -22,6 +22,22 @@
 #define TINYML_INT16_MIN (-32768)
 #define TINYML_INT16_MAX 32767
 
+/* TfLiteRound (std::round: half away from zero) of |v| < 2^23, as an int32: QUANTIZE from
+ * float32. The difference to the truncated value is exact in float32, so ties are decided on
+ * the exact value. */
+static inline int32_t tinyml_round_half_away(float v)
+{
+    const int32_t t = (int32_t)v;
+    const float fraction = v - (float)t;
+    if (fraction >= 0.5f) {
+        return t + 1;
+    }
+    if (fraction <= -0.5f) {
+        return t - 1;
+    }
+    return t;
+}
+
 static inline int32_t tinyml_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 static inline int32_t tinyml_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
 

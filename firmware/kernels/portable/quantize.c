@@ -5,21 +5,6 @@
 #include "tinyml_kernels.h"
 #include "fixedpoint.h"
 
-/* TfLiteRound (std::round: half away from zero) of |v| < 2^23, as an int32. The difference to
- * the truncated value is exact in float32, so ties are decided on the exact value. */
-static int32_t round_half_away(float v)
-{
-    const int32_t t = (int32_t)v;
-    const float fraction = v - (float)t;
-    if (fraction >= 0.5f) {
-        return t + 1;
-    }
-    if (fraction <= -0.5f) {
-        return t - 1;
-    }
-    return t;
-}
-
 void tinyml_quantize_f32_s8(const tinyml_quantize_params *p, const float *input,
                             int8_t *output)
 {
@@ -32,7 +17,7 @@ void tinyml_quantize_f32_s8(const tinyml_quantize_params *p, const float *input,
         } else if (v >= 1000.0f) {
             q = 127;
         } else {
-            q = round_half_away(v) + p->zero_point;
+            q = tinyml_round_half_away(v) + p->zero_point;
             q = tinyml_min_i32(tinyml_max_i32(q, -128), 127);
         }
         output[i] = (int8_t)q;

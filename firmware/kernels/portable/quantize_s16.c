@@ -10,20 +10,6 @@
 #include "tinyml_kernels.h"
 #include "fixedpoint.h"
 
-/* TfLiteRound of |v| < 2^23 as an int32 (ties decided on the exact value). */
-static int32_t round_half_away(float v)
-{
-    const int32_t t = (int32_t)v;
-    const float fraction = v - (float)t;
-    if (fraction >= 0.5f) {
-        return t + 1;
-    }
-    if (fraction <= -0.5f) {
-        return t - 1;
-    }
-    return t;
-}
-
 void tinyml_quantize_f32_s16(const tinyml_quantize_params *p, const float *input,
                              int16_t *output)
 {
@@ -36,7 +22,7 @@ void tinyml_quantize_f32_s16(const tinyml_quantize_params *p, const float *input
         } else if (v >= 100000.0f) {
             q = TINYML_INT16_MAX;
         } else {
-            q = tinyml_min_i32(tinyml_max_i32(round_half_away(v) + p->zero_point,
+            q = tinyml_min_i32(tinyml_max_i32(tinyml_round_half_away(v) + p->zero_point,
                                               TINYML_INT16_MIN), TINYML_INT16_MAX);
         }
         output[i] = (int16_t)q;
