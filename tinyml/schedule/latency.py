@@ -9,9 +9,10 @@ input elements (padded copies, e.g. the depthwise plane), its weights (per-call 
 for the DSP kernels) and the number of calls (the fixed cost of each: a patch stage calls each
 of its kernels once per patch, which MACs do not show). :func:`fit` finds the non-negative
 coefficients per kernel by least squares on the per-layer counts of profiling builds
-(:mod:`tinyml.nas.calibration` and :mod:`tinyml.schedule.cost_model` collect them from QEMU,
-``-icount shift=0``); they are stored as data (``tinyml/nas/data/<target>.json`` for the
-NAS's space, ``tinyml/schedule/data/<target>.json`` for the compiler).
+(:mod:`tinyml.nas.calibration` and ``benchmarks/calibrate_cost_model.py`` collect them from
+QEMU, ``-icount shift=0``); they are stored as data (``tinyml/nas/data/<target>.json`` for the
+NAS's space, ``tinyml/schedule/data/<core>.json`` for the compiler, with a scale per shape
+class: :func:`kernel_key`).
 
 A kernel never profiled falls back to the mean instructions per unit of work of all measured
 layers: the estimate then says so (``unmodelled``).
@@ -30,12 +31,10 @@ from tinyml.passes.reshape_alias import is_alias
 FEATURES = ("work", "outputs", "inputs", "weights", "calls")
 
 
-def layer_features(graph, call, macs: int | None = None,
-                   calls: int = 1) -> tuple[int, int, int, int, int]:
-    """(work, output elements, input elements, weight elements, calls) of one layer. ``macs``
-    overrides the layer's MACs (a patch stage recomputes halos): the activation counts scale
-    with it. ``calls``: how many times the kernel runs (once per patch in a patch stage);
-    the weights are read again by each call."""
+def layer_features(graph, call, macs: int | None = None) -> tuple[int, int, int, int, int]:
+    """(work, output elements, input elements, weight elements, calls) of one layer run once.
+    ``macs`` overrides the layer's MACs (a patch stage recomputes halos): the activation
+    counts scale with it. (:func:`stage_features` counts a patch stage's calls.)"""
     op = call.op
     ins = graph.op_inputs(op)
     full = int(op.spec.macs(op, ins, graph.op_outputs(op)))
@@ -46,7 +45,7 @@ def layer_features(graph, call, macs: int | None = None,
     if macs is not None and full:
         ratio = macs / full
         work, outputs, inputs = macs, round(outputs * ratio), round(inputs * ratio)
-    return work, outputs, inputs, weights * calls, calls
+    return work, outputs, inputs, weights, 1
 
 
 def kernel_key(graph, call, pixels: int | None = None) -> str:
@@ -57,7 +56,8 @@ def kernel_key(graph, call, pixels: int | None = None) -> str:
     code paths for a 3x1 dilated depthwise layer with 27 channels, a 5x5 one with 24, and the
     same layer on a small patch (up to 4x apart in instructions per MAC on cortex-m4): a
     linear model per function cannot tell them apart, a scale per shape class measured in
-    calibration can. A class calibration never saw takes the function's coefficients."""
+    calibration can. A class calibration never saw takes the scale of the nearest coarser
+    class it did see (:func:`coarser_keys`), or none."""
     op = call.op
     ins = graph.op_inputs(op)
     attrs = op.attrs
