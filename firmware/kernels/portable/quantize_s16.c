@@ -29,14 +29,21 @@ void tinyml_quantize_f32_s16(const tinyml_quantize_params *p, const float *input
     }
 }
 
+/* TFLM's Requantize of one value: (x - input zero point) rescaled, + output zero point, not
+ * yet clamped to the output type. */
+static int32_t requantized(const tinyml_requantize_params *p, int32_t x)
+{
+    return tinyml_mbqm(x - p->input_zero_point, p->multiplier, p->shift) +
+           p->output_zero_point;
+}
+
 void tinyml_requantize_s16(const tinyml_requantize_params *p, const int16_t *input,
                            int16_t *output)
 {
     int32_t i;
     for (i = 0; i < p->size; ++i) {
-        const int32_t y = tinyml_mbqm((int32_t)input[i] - p->input_zero_point, p->multiplier,
-                                      p->shift) + p->output_zero_point;
-        output[i] = tinyml_clamp_s16(y, TINYML_INT16_MIN, TINYML_INT16_MAX);
+        output[i] = tinyml_clamp_s16(requantized(p, input[i]), TINYML_INT16_MIN,
+                                     TINYML_INT16_MAX);
     }
 }
 
@@ -45,9 +52,8 @@ void tinyml_requantize_s8_s16(const tinyml_requantize_params *p, const int8_t *i
 {
     int32_t i;
     for (i = 0; i < p->size; ++i) {
-        const int32_t y = tinyml_mbqm((int32_t)input[i] - p->input_zero_point, p->multiplier,
-                                      p->shift) + p->output_zero_point;
-        output[i] = tinyml_clamp_s16(y, TINYML_INT16_MIN, TINYML_INT16_MAX);
+        output[i] = tinyml_clamp_s16(requantized(p, input[i]), TINYML_INT16_MIN,
+                                     TINYML_INT16_MAX);
     }
 }
 
@@ -56,9 +62,7 @@ void tinyml_requantize_s16_s8(const tinyml_requantize_params *p, const int16_t *
 {
     int32_t i;
     for (i = 0; i < p->size; ++i) {
-        const int32_t y = tinyml_mbqm((int32_t)input[i] - p->input_zero_point, p->multiplier,
-                                      p->shift) + p->output_zero_point;
-        output[i] = (int8_t)tinyml_min_i32(tinyml_max_i32(y, -128), 127);
+        output[i] = (int8_t)tinyml_min_i32(tinyml_max_i32(requantized(p, input[i]), -128), 127);
     }
 }
 
