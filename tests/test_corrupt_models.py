@@ -23,6 +23,10 @@ front and any case is reproducible: a failure prints the seed, the corruption an
 corrupted file was kept. Two real runs of the ``tinyml`` console script per format (a clean
 error and a successful load) check the same contract end to end.
 
+The Keras formats (.keras, .h5, SavedModel) cost about half a second per case (each load goes
+through TensorFlow), so the default run takes a sample of ``KERAS_SAMPLE`` cases of each (the
+first cases of the same seeded sequence); the full count runs with the slow tests.
+
 Environment: ``TINYML_FUZZ_SEED`` (default 20250601), ``TINYML_FUZZ_CASES`` (default 200 per
 format), ``TINYML_FUZZ_TIMEOUT`` (seconds per case, default 400: above the Keras frontend's own
 limits, so its timeout errors show up as clean errors).
@@ -48,6 +52,8 @@ REPO = HERE.parent
 
 SEED = int(os.environ.get("TINYML_FUZZ_SEED", "20250601"))
 CASES = int(os.environ.get("TINYML_FUZZ_CASES", "200"))
+#: Cases per Keras format in the default run (see the module docstring).
+KERAS_SAMPLE = min(CASES, 60)
 CASE_TIMEOUT_S = float(os.environ.get("TINYML_FUZZ_TIMEOUT", "400"))
 KEEP_DIR = Path(tempfile.gettempdir()) / "tinyml-fuzz-failures"
 
@@ -429,16 +435,17 @@ def _end_to_end(fmt: str, sources: list[Path], results: list[dict], workdir: Pat
         assert done.returncode == r["status"], (case, done.stderr)
 
 
-def _fuzz(fmt: str, sources: list[Path], tmp_path: Path, shards: int = 1) -> None:
+def _fuzz(fmt: str, sources: list[Path], tmp_path: Path, shards: int = 1,
+          count: int = CASES) -> None:
     _originals_load(sources)
     started = time.monotonic()
-    results = run_fuzz(fmt, sources, tmp_path / fmt, shards=shards)
+    results = run_fuzz(fmt, sources, tmp_path / fmt, count=count, shards=shards)
     text = report(fmt, results, time.monotonic() - started)
     print(text)
-    assert [r["index"] for r in results] == list(range(CASES))
+    assert [r["index"] for r in results] == list(range(count))
     assert not any(r.get("problem") for r in results), text
     # Some corruptions must be caught, or the harness is not corrupting anything.
-    assert sum(r["status"] == 2 for r in results) >= CASES // 4, text
+    assert sum(r["status"] == 2 for r in results) >= count // 4, text
     _end_to_end(fmt, sources, results, tmp_path)
 
 
@@ -495,17 +502,24 @@ def make_keras_sources(root: Path) -> Path:
     return root
 
 
-def test_corrupt_keras(keras_dir, tmp_path):
-    _fuzz("keras", [keras_dir / "small.keras"], tmp_path, shards=2)
+KERAS_COUNTS = [pytest.param(KERAS_SAMPLE, id="sample"),
+                pytest.param(CASES, id="all", marks=pytest.mark.slow)]
 
 
-def test_corrupt_h5(keras_dir, tmp_path):
+@pytest.mark.parametrize("count", KERAS_COUNTS)
+def test_corrupt_keras(keras_dir, tmp_path, count):
+    _fuzz("keras", [keras_dir / "small.keras"], tmp_path, shards=2, count=count)
+
+
+@pytest.mark.parametrize("count", KERAS_COUNTS)
+def test_corrupt_h5(keras_dir, tmp_path, count):
     sources = [keras_dir / "small.h5"]
     mlperf = MLPERF_DIR / "pretrainedResnet.h5"
     if mlperf.exists():
         sources.append(mlperf)
-    _fuzz("h5", sources, tmp_path, shards=2)
+    _fuzz("h5", sources, tmp_path, shards=2, count=count)
 
 
-def test_corrupt_savedmodel(keras_dir, tmp_path):
-    _fuzz("savedmodel", [keras_dir / "small_savedmodel"], tmp_path, shards=2)
+@pytest.mark.parametrize("count", KERAS_COUNTS)
+def test_corrupt_savedmodel(keras_dir, tmp_path, count):
+    _fuzz("savedmodel", [keras_dir / "small_savedmodel"], tmp_path, shards=2, count=count)
