@@ -245,7 +245,7 @@ def _check_qemu(path, tmp_path):
 
 
 def test_lstm_in_qemu_equals_tflm(basic, tmp_path):
-    """cortex-m4: the DSP dot products (firmware/kernels/cortex_m/lstm_dot.c), four rows at
+    """cortex-m4: the DSP dot products (firmware/kernels/cortex_m/dot_s8.c), four rows at
     a time and the odd input column."""
     _check_qemu(basic, tmp_path)
 

@@ -1054,11 +1054,11 @@ typedef struct {
 void tinyml_lstm_s8(const tinyml_lstm_params *p, const int8_t *input, int8_t *hidden,
                     int16_t *cell, int8_t *output, void *scratch);
 
-/* acc + x . w over n int8 values: the LSTM's inner loop (lstm_dot.c; a DSP version in
- * cortex_m/). */
-int32_t tinyml_lstm_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t acc);
+/* acc + x . w over n int8 values: the inner loop of the LSTM and, on DSP cores, of
+ * FULLY_CONNECTED (dot_s8.c; a DSP version in cortex_m/). */
+int32_t tinyml_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t acc);
 /* acc[r] += x . (w + r * n) for rows r = 0..3 of n values each. */
-void tinyml_lstm_dot4_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t *acc);
+void tinyml_dot4_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t *acc);
 
 #ifdef __cplusplus
 }

@@ -9,7 +9,7 @@
  * int8 words: per group of four input values (x0..x3), one load and SXTB16 / SXTB16 ROR #8
  * unpack them to (x0, x2), (x1, x3) once for the four rows; per row, one load and the same two
  * unpack the filter bytes in the same lane order and two SMLAD accumulate: 16 MACs in 23
- * instructions. (An int16 copy of the input row would save the two input SXTB16 per group but
+ * instructions (dot_s8.c, shared with the LSTM). (An int16 copy of the input row would save the two input SXTB16 per group but
  * costs 2 bytes of RAM per input value, which on small models is more than the rest of their
  * arena.) Rows left over (output_depth mod 4) run the same loop for one row; values left over
  * (input_depth mod 4) a scalar tail.
@@ -38,118 +38,6 @@
 #include "tinyml_kernels.h"
 #include "dsp_common.h"
 #include "int4.h"
-
-/* One group of four values for four rows: the input word at *x, the filter bytes of rows
- * 0 and 1 at *wa and *wa + d, of rows 2 and 3 at *wb and *wb + d; the three pointers advance
- * by 4. Two row pointers with one register offset keep the loop in 13 registers. */
-static TINYML_ALWAYS_INLINE void fc_group4(const int8_t **x, const int8_t **wa,
-                                           const int8_t **wb, int32_t d, int32_t *a0,
-                                           int32_t *a1, int32_t *a2, int32_t *a3)
-{
-    int32_t xe, xo, we, wo;
-    tinyml_s8x4_interleaved(tinyml_read_s8x4(*x), &xe, &xo);
-    tinyml_s8x4_interleaved(tinyml_read_s8x4(*wa + d), &we, &wo);
-    *a1 = __smlad(xo, wo, __smlad(xe, we, *a1));
-    tinyml_s8x4_interleaved(tinyml_read_s8x4(*wa), &we, &wo);
-    *a0 = __smlad(xo, wo, __smlad(xe, we, *a0));
-    tinyml_s8x4_interleaved(tinyml_read_s8x4(*wb + d), &we, &wo);
-    *a3 = __smlad(xo, wo, __smlad(xe, we, *a3));
-    tinyml_s8x4_interleaved(tinyml_read_s8x4(*wb), &we, &wo);
-    *a2 = __smlad(xo, wo, __smlad(xe, we, *a2));
-    *x += 4;
-    *wa += 4;
-    *wb += 4;
-}
-
-#if TINYML_DSP_ASM
-/* One group in assembly: 23 instructions, the pointers advanced by post-increment loads. */
-#define FC_GROUP4_ASM                                                                        \
-    "ldr %[xo], [%[x]], #4\n\t"                                                              \
-    "ldr %[t], [%[wa], %[d]]\n\t"                                                            \
-    "sxtb16 %[xe], %[xo]\n\t"                                                                \
-    "sxtb16 %[xo], %[xo], ror #8\n\t"                                                        \
-    "sxtb16 %[we], %[t]\n\t"                                                                 \
-    "sxtb16 %[t], %[t], ror #8\n\t"                                                          \
-    "smlad %[a1], %[xe], %[we], %[a1]\n\t"                                                   \
-    "smlad %[a1], %[xo], %[t], %[a1]\n\t"                                                    \
-    "ldr %[t], [%[wa]], #4\n\t"                                                              \
-    "sxtb16 %[we], %[t]\n\t"                                                                 \
-    "sxtb16 %[t], %[t], ror #8\n\t"                                                          \
-    "smlad %[a0], %[xe], %[we], %[a0]\n\t"                                                   \
-    "smlad %[a0], %[xo], %[t], %[a0]\n\t"                                                    \
-    "ldr %[t], [%[wb], %[d]]\n\t"                                                            \
-    "sxtb16 %[we], %[t]\n\t"                                                                 \
-    "sxtb16 %[t], %[t], ror #8\n\t"                                                          \
-    "smlad %[a3], %[xe], %[we], %[a3]\n\t"                                                   \
-    "smlad %[a3], %[xo], %[t], %[a3]\n\t"                                                    \
-    "ldr %[t], [%[wb]], #4\n\t"                                                              \
-    "sxtb16 %[we], %[t]\n\t"                                                                 \
-    "sxtb16 %[t], %[t], ror #8\n\t"                                                          \
-    "smlad %[a2], %[xe], %[we], %[a2]\n\t"                                                   \
-    "smlad %[a2], %[xo], %[t], %[a2]\n\t"
-#endif
-
-/* acc[r] += x . row r (r < 4, rows `depth` bytes apart from w). On the target the loop over
- * pairs of groups is assembly (48 instructions per 32 MACs): GCC 12 spills its end pointer
- * and adds a separate increment per pointer. */
-static TINYML_NOINLINE TINYML_NO_SCHEDULE void fc_dot4(const int8_t *x, const int8_t *w,
-                                                       int32_t depth, int32_t acc[4])
-{
-    const int8_t *wa = w, *wb = w + 2 * depth;
-    const int8_t *pairs_end = x + (depth & ~7);
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], i;
-#if TINYML_DSP_ASM
-    if (x != pairs_end) {
-        int32_t xe, xo, we, t;
-        __asm__ volatile("1:\n\t" FC_GROUP4_ASM FC_GROUP4_ASM
-                         "cmp %[x], %[end]\n\t"
-                         "bne 1b"
-                         : [x] "+&r"(x), [wa] "+&r"(wa), [wb] "+&r"(wb), [a0] "+&r"(a0),
-                           [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [xe] "=&r"(xe),
-                           [xo] "=&r"(xo), [we] "=&r"(we), [t] "=&r"(t)
-                         : [d] "r"(depth), [end] "r"(pairs_end)
-                         : "cc", "memory");
-    }
-#else
-    while (x != pairs_end) {
-        fc_group4(&x, &wa, &wb, depth, &a0, &a1, &a2, &a3);
-        fc_group4(&x, &wa, &wb, depth, &a0, &a1, &a2, &a3);
-    }
-#endif
-    if (depth & 4) {
-        fc_group4(&x, &wa, &wb, depth, &a0, &a1, &a2, &a3);
-    }
-    for (i = 0; i < (depth & 3); ++i) {
-        const int32_t v = x[i];
-        a0 += v * wa[i];
-        a1 += v * wa[i + depth];
-        a2 += v * wb[i];
-        a3 += v * wb[i + depth];
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-/* acc + x . w for one row. */
-static TINYML_NOINLINE TINYML_NO_SCHEDULE int32_t fc_dot1(const int8_t *x, const int8_t *w,
-                                                          int32_t depth, int32_t acc)
-{
-    const int8_t *end = x + (depth & ~3);
-    int32_t xe, xo, we, wo, i;
-    while (x != end) {
-        tinyml_s8x4_interleaved(tinyml_read_s8x4(x), &xe, &xo);
-        tinyml_s8x4_interleaved(tinyml_read_s8x4(w), &we, &wo);
-        acc = __smlad(xo, wo, __smlad(xe, we, acc));
-        x += 4;
-        w += 4;
-    }
-    for (i = 0; i < (depth & 3); ++i) {
-        acc += x[i] * w[i];
-    }
-    return acc;
-}
 
 /* ---- packed int4 rows ----------------------------------------------------------------------- */
 
@@ -324,14 +212,14 @@ static TINYML_ALWAYS_INLINE void fc_dot4_any(const int8_t *x, const int8_t *w, i
     if (int4) {
         fc_s4_dot4(x, w, row_bytes, depth, acc);
     } else {
-        fc_dot4(x, w, depth, acc);
+        tinyml_dot4_s8(x, w, depth, acc);
     }
 }
 
 static TINYML_ALWAYS_INLINE int32_t fc_dot1_any(const int8_t *x, const int8_t *w, int32_t depth,
                                                 int32_t acc, int32_t int4)
 {
-    return int4 ? fc_s4_dot1(x, w, depth, acc) : fc_dot1(x, w, depth, acc);
+    return int4 ? fc_s4_dot1(x, w, depth, acc) : tinyml_dot_s8(x, w, depth, acc);
 }
 
 /* The sum of the depth input values (for the filter offset of per-tensor weights with a

@@ -103,8 +103,8 @@ static void lstm_gate(const tinyml_lstm_params *p, int32_t gate, const int8_t *x
             acc_x[k] = p->input_bias[row + k];
             acc_h[k] = p->recurrent_bias[row + k];
         }
-        tinyml_lstm_dot4_s8(x, p->input_weights + row * f, f, acc_x);
-        tinyml_lstm_dot4_s8(h, p->recurrent_weights + row * n, n, acc_h);
+        tinyml_dot4_s8(x, p->input_weights + row * f, f, acc_x);
+        tinyml_dot4_s8(h, p->recurrent_weights + row * n, n, acc_h);
         for (k = 0; k < 4; k++) {
             out[o + k] = lstm_activate(p, gate, acc_x[k], acc_h[k]);
         }
@@ -112,8 +112,8 @@ static void lstm_gate(const tinyml_lstm_params *p, int32_t gate, const int8_t *x
     for (; o < n; o++) {
         const int32_t row = gate * n + o;
         out[o] = lstm_activate(
-            p, gate, tinyml_lstm_dot_s8(x, p->input_weights + row * f, f, p->input_bias[row]),
-            tinyml_lstm_dot_s8(h, p->recurrent_weights + row * n, n, p->recurrent_bias[row]));
+            p, gate, tinyml_dot_s8(x, p->input_weights + row * f, f, p->input_bias[row]),
+            tinyml_dot_s8(h, p->recurrent_weights + row * n, n, p->recurrent_bias[row]));
     }
 }
 

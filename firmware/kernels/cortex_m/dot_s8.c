@@ -1,15 +1,14 @@
 /*
- * The LSTM's dot products on cores with the DSP extension: four int8 pairs per step, each
- * word unpacked to two int16x2 halves (SXTB16, interleaved lanes on both operands) and
- * multiplied-accumulated with two SMLADs; four rows at a time share the input's unpacking.
- * Same sums as portable/lstm_dot.c (exact int32 arithmetic in a different order). The
- * four-row loop is fully_connected.c's fc_dot4 (its rows are also `n` bytes apart), with its
- * assembly group of 23 instructions on the target.
+ * int8 dot products on cores with the DSP extension, for FULLY_CONNECTED (fully_connected.c)
+ * and the LSTM (portable/lstm.c): four int8 pairs per step, each word unpacked to two
+ * int16x2 halves (SXTB16, interleaved lanes on both operands) and multiplied-accumulated with
+ * two SMLADs; four rows at a time share the input's unpacking: 16 MACs in 23 instructions.
+ * Same sums as portable/dot_s8.c (exact int32 arithmetic in a different order).
  */
 #include "dsp_common.h"
 #include "tinyml_kernels.h"
 
-TINYML_NOINLINE TINYML_NO_SCHEDULE int32_t tinyml_lstm_dot_s8(const int8_t *x, const int8_t *w,
+TINYML_NOINLINE TINYML_NO_SCHEDULE int32_t tinyml_dot_s8(const int8_t *x, const int8_t *w,
                                                               int32_t n, int32_t acc)
 {
     const int8_t *end = x + (n & ~3);
@@ -28,8 +27,9 @@ TINYML_NOINLINE TINYML_NO_SCHEDULE int32_t tinyml_lstm_dot_s8(const int8_t *x, c
 }
 
 /* One group of four values for four rows: the input word at *x, rows 0 and 1 at *wa and
- * *wa + d, rows 2 and 3 at *wb and *wb + d; the three pointers advance by 4. */
-static TINYML_ALWAYS_INLINE void lstm_group4(const int8_t **x, const int8_t **wa,
+ * *wa + d, rows 2 and 3 at *wb and *wb + d; the three pointers advance by 4. Two row pointers
+ * with one register offset keep the loop in 13 registers. */
+static TINYML_ALWAYS_INLINE void dot_group4(const int8_t **x, const int8_t **wa,
                                              const int8_t **wb, int32_t d, int32_t *a0,
                                              int32_t *a1, int32_t *a2, int32_t *a3)
 {
@@ -50,7 +50,7 @@ static TINYML_ALWAYS_INLINE void lstm_group4(const int8_t **x, const int8_t **wa
 
 #if TINYML_DSP_ASM
 /* One group in assembly: 23 instructions, the pointers advanced by post-increment loads. */
-#define LSTM_GROUP4_ASM                                                                      \
+#define DOT_GROUP4_ASM                                                                      \
     "ldr %[xo], [%[x]], #4\n\t"                                                              \
     "ldr %[t], [%[wa], %[d]]\n\t"                                                            \
     "sxtb16 %[xe], %[xo]\n\t"                                                                \
@@ -77,8 +77,9 @@ static TINYML_ALWAYS_INLINE void lstm_group4(const int8_t **x, const int8_t **wa
 #endif
 
 /* acc[r] += x . row r for rows r = 0..3, n bytes apart from w. On the target the loop over
- * pairs of groups is assembly (48 instructions per 32 MACs). */
-TINYML_NOINLINE TINYML_NO_SCHEDULE void tinyml_lstm_dot4_s8(const int8_t *x, const int8_t *w,
+ * pairs of groups is assembly (48 instructions per 32 MACs): GCC 12 spills its end pointer
+ * and adds a separate increment per pointer. */
+TINYML_NOINLINE TINYML_NO_SCHEDULE void tinyml_dot4_s8(const int8_t *x, const int8_t *w,
                                                             int32_t n, int32_t *acc)
 {
     const int8_t *wa = w, *wb = w + 2 * n;
@@ -87,7 +88,7 @@ TINYML_NOINLINE TINYML_NO_SCHEDULE void tinyml_lstm_dot4_s8(const int8_t *x, con
 #if TINYML_DSP_ASM
     if (x != pairs_end) {
         int32_t xe, xo, we, t;
-        __asm__ volatile("1:\n\t" LSTM_GROUP4_ASM LSTM_GROUP4_ASM
+        __asm__ volatile("1:\n\t" DOT_GROUP4_ASM DOT_GROUP4_ASM
                          "cmp %[x], %[end]\n\t"
                          "bne 1b"
                          : [x] "+&r"(x), [wa] "+&r"(wa), [wb] "+&r"(wb), [a0] "+&r"(a0),
@@ -98,12 +99,12 @@ TINYML_NOINLINE TINYML_NO_SCHEDULE void tinyml_lstm_dot4_s8(const int8_t *x, con
     }
 #else
     while (x != pairs_end) {
-        lstm_group4(&x, &wa, &wb, n, &a0, &a1, &a2, &a3);
-        lstm_group4(&x, &wa, &wb, n, &a0, &a1, &a2, &a3);
+        dot_group4(&x, &wa, &wb, n, &a0, &a1, &a2, &a3);
+        dot_group4(&x, &wa, &wb, n, &a0, &a1, &a2, &a3);
     }
 #endif
     if (n & 4) {
-        lstm_group4(&x, &wa, &wb, n, &a0, &a1, &a2, &a3);
+        dot_group4(&x, &wa, &wb, n, &a0, &a1, &a2, &a3);
     }
     for (i = 0; i < (n & 3); ++i) {
         const int32_t v = x[i];
