@@ -119,7 +119,7 @@ def arena_blocks(graph, memory) -> list[Block]:
     for name in graph.outputs:
         if name in memory.offsets:
             last[root(name)] = last_step
-    overlapped = {t_out: t_in for _, t_in, t_out, _ in memory.overlaps}
+    overlapped = {root(t_out): root(t_in) for _, t_in, t_out, _ in memory.overlaps}
     blocks = [Block(name, first.get(name, 0), last.get(name, first.get(name, 0)),
                     memory.offsets[name], memory.sizes[name],
                     "overlap" if name in overlapped else "tensor", overlapped.get(name))
