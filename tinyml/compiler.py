@@ -221,13 +221,8 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
                                  lambda: plan_memory(graph, calls, overlap=False), optimize,
                                  sram)
     if weighed.declined:
-        base = cost.predict(graph, calls)
         result.overlap_declined = {"saving_bytes": weighed.saving_bytes,
                                    "predicted_instructions": weighed.extra_instructions}
-        result.patch_notes.append(
-            f"--optimize {optimize}: overlapped hand-overs would save "
-            f"{weighed.saving_bytes:,} B for {100 * weighed.extra_instructions / base:+.2f} % "
-            f"predicted instructions (--optimize memory takes them)")
     memory = result.plan = result.layerwise_plan = weighed.plan
 
     def predict(schedule) -> int:
