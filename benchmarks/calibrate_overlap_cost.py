@@ -1,6 +1,7 @@
 """Fit what overlapped hand-overs cost in instructions (tinyml/schedule/overlap_cost.py).
 
     python benchmarks/calibrate_overlap_cost.py [--models a,b] [--target cortex-m4] [--write]
+    python benchmarks/calibrate_overlap_cost.py --refit [--write]   # the stored samples again
 
 Each model is profiled layer by layer in QEMU (``-icount``, deterministic) twice on the same
 sample, planned with and without overlaps (``--patch off --optimize memory``, so that every
@@ -77,20 +78,24 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--target", default="cortex-m4")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--refit", action="store_true",
+                        help="fit the samples stored for the target's core (no QEMU runs)")
     args = parser.parse_args()
-    rows = []
-    for name in args.models.split(","):
-        for layer, function, x, extra in samples_of(model_path(name), args.target):
-            rows.append((name, layer, function, x, extra))
-            print(f"{name:24s} {layer[-36:]:36s} {function:22s} channels {x[0]:5d} "
-                  f"short pixels {x[1] // x[0]} measured {extra:+7d}", flush=True)
     target = compiler.load_target(args.target)
-    model = overlap_cost.fit([(f, x, e) for _, _, f, x, e in rows], target.core)
-    model.samples = [{"model": m, "layer": layer, "function": f, "features": list(x),
-                      "measured": e, "predicted": round(model.coefficient(f)[0] * x[0]
-                                                        + model.coefficient(f)[1] * x[1])}
-                     for m, layer, f, x, e in rows]
-    print(json.dumps(model.coefficients, indent=1))
+    if args.refit:
+        path = overlap_cost.data_path(target.core)
+        rows = json.loads(path.read_text())["samples"]
+    else:
+        rows = []
+        for name in args.models.split(","):
+            for layer, function, x, extra in samples_of(model_path(name), args.target):
+                rows.append({"model": name, "layer": layer, "function": function,
+                             "features": list(x), "measured": extra})
+                print(f"{name:24s} {layer[-36:]:36s} {function:22s} channels {x[0]:5d} "
+                      f"short pixels {x[1] // x[0]} measured {extra:+7d}", flush=True)
+    model = overlap_cost.fit(rows, target.core)
+    print(f"per output channel {model.per_channel:.2f}, per channel and short pixel "
+          f"{model.per_channel_pixel:.2f}")
     for s in model.samples:
         print(f"{s['model']:24s} {s['layer'][-36:]:36s} measured {s['measured']:+7d} "
               f"predicted {s['predicted']:+7d}")

@@ -17,10 +17,13 @@ layer's count by a few hundred instructions either way (word alignment), below w
 modelled here.
 
 Model: per layer where it applies, ``batches x output channels x (a + b x pixels of the short
-block)``, ``a`` and ``b`` per kernel function, fitted on per-layer profiles of the same models
-run with and without overlaps and stored per core in ``data/overlap-<core>.json`` (the
-cores without data use Cortex-M4's, as :mod:`tinyml.schedule.cost_model` does). int4 kernels
-take their int8 twin's coefficients when never profiled (the same loops over packed weights).
+block)``: per output channel the generic loop's call and its stores, one per pixel, against
+the unrolled block. The output loops are functions of their own, shared by the 1x1 and the
+windowed kernels (the columns are filled alike either way), so one ``a, b`` serves all of
+them (the int4 kernels' loops are the same over packed weights). Fitted on per-layer
+profiles of the same models run with and without overlaps, and stored per core in
+``data/overlap-<core>.json`` (the cores without data use Cortex-M4's, as
+:mod:`tinyml.schedule.cost_model` does).
 """
 
 from __future__ import annotations
@@ -70,27 +73,22 @@ def data_path(core: str) -> Path:
 
 @dataclass
 class OverlapCost:
-    """Instructions an overlap adds, per kernel function (see the module docstring)."""
+    """Instructions an overlap adds (see the module docstring)."""
 
     core: str
-    coefficients: dict[str, tuple[float, float]] = field(default_factory=dict)
-    dsp: bool = True               # the target runs the DSP kernels
-    #: layer -> measured and predicted extra instructions of the profiles fitted on
+    per_channel: float = 0.0        # a: per output channel (and batch)
+    per_channel_pixel: float = 0.0  # b: per output channel and pixel of the short block
+    dsp: bool = True                # the target runs the DSP kernels
+    #: the profiled layers fitted on: model, layer, function, features, measured, predicted
     samples: list[dict] = field(default_factory=list)
 
-    def coefficient(self, function: str) -> tuple[float, float]:
-        for name in (function, function.replace("_s4", "_s8")):
-            if name in self.coefficients:
-                return self.coefficients[name]
-        return (0.0, 0.0)
+    def of_features(self, x: Sequence[int]) -> int:
+        return round(self.per_channel * x[0] + self.per_channel_pixel * x[1])
 
     def layer_cost(self, call, input_bytes: int, output_bytes: int, delta: int) -> int:
         """Extra instructions of ``call`` when overlapped at ``delta``."""
         x = features(call, input_bytes, output_bytes, delta) if self.dsp else None
-        if x is None:
-            return 0
-        a, b = self.coefficient(call.function)
-        return round(a * x[0] + b * x[1])
+        return 0 if x is None else self.of_features(x)
 
     def layers(self, graph, calls: Sequence, memory) -> dict[str, int]:
         """Extra instructions per overlapped layer of the plan ``memory`` (a
@@ -113,14 +111,12 @@ class OverlapCost:
         return sum(self.layers(graph, calls, memory).values())
 
     def to_json(self) -> dict:
-        return {"core": self.core,
-                "coefficients": {k: list(v) for k, v in sorted(self.coefficients.items())},
-                "samples": self.samples}
+        return {"core": self.core, "per_channel": self.per_channel,
+                "per_channel_pixel": self.per_channel_pixel, "samples": self.samples}
 
     @classmethod
     def from_json(cls, data: dict, dsp: bool = True) -> "OverlapCost":
-        return cls(data["core"], {k: (float(v[0]), float(v[1]))
-                                  for k, v in data["coefficients"].items()},
+        return cls(data["core"], float(data["per_channel"]), float(data["per_channel_pixel"]),
                    dsp, list(data.get("samples", [])))
 
 
@@ -133,31 +129,25 @@ def for_target(target) -> OverlapCost:
     if not path.exists():
         path = data_path(FALLBACK_CORE)
     if not path.exists():
-        return OverlapCost("uncalibrated", {}, dsp)
+        return OverlapCost("uncalibrated", dsp=dsp)
     return OverlapCost.from_json(json.loads(path.read_text()), dsp)
 
 
-def fit(samples: Sequence[tuple[str, tuple[int, int], int]], core: str) -> OverlapCost:
-    """Coefficients per kernel function from ``samples`` (function, :func:`features`,
-    measured extra instructions), by non-negative least squares; a function with a single
-    sample gets a per-channel cost only."""
+def fit(samples: Sequence[dict], core: str) -> OverlapCost:
+    """``a`` and ``b`` from ``samples`` (dicts with :func:`features` as ``features`` and the
+    measured extra instructions as ``measured``) by non-negative least squares on relative
+    errors; each sample gets its ``predicted`` figure."""
     import numpy as np
     from tinyml.schedule.latency import nonnegative_lstsq
 
-    by_function: dict[str, list] = {}
-    for function, x, measured in samples:
-        by_function.setdefault(function, []).append((x, measured))
-    coefficients = {}
-    for function, points in by_function.items():
-        design = np.array([p[0] for p in points], np.float64)
-        measured = np.array([p[1] for p in points], np.float64)
-        if len(points) > 2:
-            scale = 1.0 / np.maximum(np.abs(measured), 1.0)  # relative errors
-            solution = nonnegative_lstsq(design * scale[:, None], measured * scale)
-        else:
-            solution = np.array([max(measured.sum(), 0.0) / design[:, 0].sum(), 0.0])
-        coefficients[function] = (float(solution[0]), float(solution[1]))
-    return OverlapCost(core, coefficients)
+    design = np.array([s["features"] for s in samples], np.float64).reshape(-1, 2)
+    measured = np.array([s["measured"] for s in samples], np.float64)
+    scale = 1.0 / np.maximum(np.abs(measured), 1.0)
+    a, b = nonnegative_lstsq(design * scale[:, None], measured * scale) if len(samples) else (0, 0)
+    model = OverlapCost(core, float(a), float(b))
+    model.samples = [{**s, "features": list(s["features"]),
+                      "predicted": model.of_features(s["features"])} for s in samples]
+    return model
 
 
 @dataclass
