@@ -11,9 +11,9 @@ overlapped hand-overs for reference. The bars: each model's cortex-m4 ``--optimi
 arena at most :data:`MODEL_BAR` of TFLM's, their geometric mean at most :data:`GEOMEAN_BAR`.
 
 ``--measure`` also verifies each model in QEMU on cortex-m4 (``--optimize memory``, ``--patch``
-as given) with and without overlaps against TFLM (mismatched outputs must be 0) and compares the instruction
-counts: overlaps may cost at most :data:`INSTRUCTION_BAR` x. When ``compile`` has
-``--input-stream`` (the input read row by row), vww is measured with ``rows`` too.
+as given) with and without overlaps against TFLM (mismatched outputs must be 0) and compares
+the instruction counts: overlaps may cost at most :data:`INSTRUCTION_BAR` x. When ``compile``
+has ``--input-stream`` (the input read row by row), vww is measured with ``rows`` too.
 """
 
 from __future__ import annotations
