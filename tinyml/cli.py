@@ -151,7 +151,7 @@ def _compile(args: argparse.Namespace) -> int:
                        f"+ data {report['data_bytes']:,}, of {target.flash_bytes:,} B")
             rows.append(("firmware", report["elf"], "make run (emulated targets) runs it in QEMU"
                          if target.is_emulated else "links for the board"))
-        rows[1:1] = _patch_rows(report)
+        rows[1:1] = _overlap_rows(report) + _patch_rows(report)
         if result.stream is not None:  # --stream (tinyml.passes.stream_window)
             rows.insert(1, ("stream", f"1 of {result.stream.window} frames a call",
                             result.stream.summary()))
@@ -163,6 +163,24 @@ def _compile(args: argparse.Namespace) -> int:
                       rows)
     sys.stdout.flush()
     return 0
+
+
+def _overlap_rows(report: dict) -> list[tuple[str, str, str]]:
+    """compile's row about overlapped hand-overs (tinyml.schedule.overlap, overlap_cost)."""
+    overlap = report["overlap"]
+    if overlap["layers"]:
+        cost = overlap["predicted_instructions"]
+        return [("overlaps", f"{len(overlap['layers'])} layers",
+                 f"outputs inside their dying inputs save {overlap['saving_bytes']:,} B "
+                 f"(arena {overlap['arena_bytes_without_overlap']:,} B without)"
+                 + (f", {cost:+,} predicted instructions" if cost else ""))]
+    declined = overlap.get("declined")
+    if declined:
+        return [("overlaps", "none", f"turned down by --optimize {report['optimize']}: "
+                                    f"{declined['saving_bytes']:,} B for "
+                                    f"{declined['predicted_instructions']:+,} predicted "
+                                    f"instructions")]
+    return []
 
 
 def _patch_rows(report: dict) -> list[tuple[str, str, str]]:
@@ -193,7 +211,7 @@ def _report(args: argparse.Namespace) -> int:
                           patch_overhead=args.patch_overhead, optimize=args.optimize)
     report = result.report()
     rows = [("peak SRAM", f"{report['peak_sram_bytes']:,} B", "arena with the chosen schedule")]
-    rows += _patch_rows(report)
+    rows += _overlap_rows(report) + _patch_rows(report)
     rows += _flash_rows(result)
     rows.append(("written", str(args.output), "HTML with the memory plot and per-layer table"))
     _print_report(f"report {result.model.name} ({report['target']})", rows)

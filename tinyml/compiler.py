@@ -27,7 +27,7 @@ from tinyml.frontends import load_model
 from tinyml.ir import Graph
 from tinyml.passes import run_passes
 from tinyml.schedule import MemoryPlan, plan_memory
-from tinyml.schedule import cost_model
+from tinyml.schedule import cost_model, overlap_cost
 from tinyml.schedule.patches import DEFAULT_OVERHEAD, PatchSchedule, choose_patching
 from tinyml.summary import summarize
 from tinyml.targets import Target, load_target
@@ -60,6 +60,11 @@ class Compilation:
     predicted_instructions: int | None = None
     predicted_on: str | None = None  # the core whose calibration predicted them
     patch_notes: list[str] = field(default_factory=list)  # why auto kept a smaller plan out
+    #: Predicted instructions the plan's overlapped hand-overs add (tinyml.schedule.overlap_cost),
+    #: and the layer-by-layer overlaps ``--optimize`` turned down for them, if it did
+    #: ({"saving_bytes", "predicted_instructions"}).
+    overlap_instructions: int = 0
+    overlap_declined: dict | None = None
     #: ``--stream`` (tinyml.passes.stream_window): ``graph`` consumes one frame per call;
     #: ``source_graph`` is still the full-window model it equals.
     stream: "StreamPlan | None" = None
@@ -104,7 +109,10 @@ class Compilation:
             "predicted_instructions": self.predicted_instructions,
             "predicted_on": self.predicted_on,
             "patch_notes": self.patch_notes,
-            "overlap": overlap_json(self.graph, self.plan),
+            "overlap": {**overlap_json(self.graph, self.plan,
+                                       overlap_cost.for_target(self.target).layers(
+                                           self.graph, self.calls, self.plan)),
+                        "declined": self.overlap_declined},
             "output_dir": str(self.project.output_dir) if self.project else None,
             **{k: v for k, v in self.sizes.items() if k != "flash_bytes"},
             **(self.learn.report() if self.learn is not None else {}),
@@ -114,15 +122,22 @@ class Compilation:
         }
 
 
-def overlap_json(graph: Graph, memory: MemoryPlan) -> dict:
+def overlap_json(graph: Graph, memory: MemoryPlan,
+                 instructions: dict[str, int] | None = None) -> dict:
     """The overlapped hand-overs of the plan (tinyml.codegen.write_order): each layer whose
-    output starts ``delta`` bytes from its dying input's start, and the arena without them."""
+    output starts ``delta`` bytes from its dying input's start, the arena without them, and
+    what they cost in predicted instructions (``instructions``: by layer name, from
+    tinyml.schedule.overlap_cost; layers absent cost nothing)."""
+    instructions = instructions or {}
+    layers = [{"layer": graph.ops[i].name, "op": graph.ops[i].kind, "input": t_in,
+               "output": t_out, "delta": delta,
+               "predicted_instructions": instructions.get(graph.ops[i].name, 0)}
+              for i, t_in, t_out, delta in memory.overlaps if i < len(graph.ops)]
     return {
         "arena_bytes_without_overlap": memory.arena_bytes_without_overlap,
         "saving_bytes": memory.arena_bytes_without_overlap - memory.arena_bytes,
-        "layers": [{"layer": graph.ops[i].name, "op": graph.ops[i].kind, "input": t_in,
-                    "output": t_out, "delta": delta}
-                   for i, t_in, t_out, delta in memory.overlaps],
+        "predicted_instructions": sum(instructions.values()),
+        "layers": layers,
     }
 
 
@@ -193,21 +208,35 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
     result = Compilation(model, target, source, graph, calls, memory, macs,
                          quantized=quantize is not None, stream=streamed)
     # ---- patch-based inference: replaces the plan when chosen --------------------------------
-    result.layerwise_plan = memory
     cost = cost_model.for_target(target)
+    extra = overlap_cost.for_target(target)
     # What the arena may take of the part's SRAM: the rest holds the streaming state, static
     # data and the stack (about 1 KB measured on the NAS's calibration images; see
     # SRAM_HEADROOM), so balanced does not pick an arena the image then overflows.
     sram = (target.sram_bytes - result.state_bytes - SRAM_HEADROOM
             if target.sram_bytes else None)
+    # ---- overlapped hand-overs: kept unless --optimize finds them too slow ------------------
+    weighed = overlap_cost.weigh(memory, extra.predict(graph, calls, memory),
+                                 cost.predict(graph, calls),
+                                 lambda: plan_memory(graph, calls, overlap=False), optimize,
+                                 sram)
+    if weighed.declined:
+        result.overlap_declined = {"saving_bytes": weighed.saving_bytes,
+                                   "predicted_instructions": weighed.extra_instructions}
+    memory = result.plan = result.layerwise_plan = weighed.plan
+
+    def predict(schedule) -> int:
+        return (cost.predict(graph, calls, schedule)
+                + extra.predict(graph, calls, schedule.plan if schedule else memory))
+
     result.patch = choose_patching(graph, calls, memory, patch, patch_overhead,
                                    lower=lambda g: lower(g, target), optimize=optimize,
-                                   predict=lambda s: cost.predict(graph, calls, s),
-                                   sram_bytes=sram, notes=result.patch_notes)
+                                   predict=predict, sram_bytes=sram, notes=result.patch_notes)
     if result.patch is not None:
         result.plan = result.patch.plan
     result.optimize, result.predicted_on = optimize, cost.core
-    result.predicted_instructions = cost.predict(graph, calls, result.patch)
+    result.predicted_instructions = predict(result.patch)
+    result.overlap_instructions = extra.predict(graph, calls, result.plan)
     if learn is not None:  # the training scratch shares the arena
         result.learn = learn
         result.plan = learn.plan_memory(result.plan)

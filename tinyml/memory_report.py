@@ -5,7 +5,10 @@ Why: tinyml decides on its own whether to run the first layers patch by patch
 (:mod:`tinyml.schedule.patches`); the user should see why. The report is the picture MCUNetV2
 draws, for the user's own model: the bytes alive during each layer layer by layer and with the
 patch schedule, the peak layer of each, the extra MACs that recomputed halos cost, and a
-per-layer table. It is one self-contained HTML file (the plot is a PNG embedded in base64),
+per-layer table, and the layer-by-layer arena itself: every tensor as a rectangle of its
+bytes over its lifetime, with the overlapped hand-overs (a layer's output written inside its
+dying input, :mod:`tinyml.schedule.overlap`) hatched over the bytes they share. It is one
+self-contained HTML file (the plot is a PNG embedded in base64),
 and its figures are the ones ``tinyml compile --json`` prints for the same options: both come
 from :func:`tinyml.compiler.plan`.
 
@@ -76,6 +79,59 @@ def layer_rows(result: Compilation) -> list[LayerRow]:
     return rows
 
 
+@dataclass
+class Block:
+    """One buffer of the arena layout plot: its bytes over the steps it is alive."""
+
+    name: str
+    first: int                 # first step alive (in the plan's order)
+    last: int                  # last step alive
+    offset: int
+    size: int
+    kind: str                  # "tensor", "scratch" or "overlap" (an overlapped output)
+    inside: str | None = None  # an overlapped output's input
+
+
+def arena_blocks(graph, memory) -> list[Block]:
+    """The layer-by-layer plan ``memory`` as rectangles: each tensor (aliases folded into the
+    tensor owning their bytes) from the step that writes it to the last that reads it (graph
+    inputs from the first step, outputs to the last), each op's scratch at its step."""
+    step_of = {index: step for step, index in enumerate(memory.order)}
+    last_step = len(memory.order) - 1
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+
+    def root(name: str) -> str:
+        return memory.aliases.get(name, name)
+
+    for name in graph.inputs:
+        if name in memory.offsets:
+            first[root(name)] = 0
+    for index, step in step_of.items():
+        op = graph.ops[index]
+        for name in op.outputs:
+            if name in memory.offsets:
+                first[root(name)] = min(first.get(root(name), step), step)
+                last[root(name)] = max(last.get(root(name), step), step)
+        for name in op.inputs:
+            if name in memory.offsets:
+                last[root(name)] = max(last.get(root(name), step), step)
+    for name in graph.outputs:
+        if name in memory.offsets:
+            last[root(name)] = last_step
+    overlapped = {root(t_out): root(t_in) for _, t_in, t_out, _ in memory.overlaps}
+    blocks = [Block(name, first.get(name, 0), last.get(name, first.get(name, 0)),
+                    memory.offsets[name], memory.sizes[name],
+                    "overlap" if name in overlapped else "tensor", overlapped.get(name))
+              for name in sorted(first, key=lambda n: (first[n], memory.offsets[n]))]
+    for index, offset in memory.scratch_offset.items():
+        if index in step_of and memory.scratch_size.get(index):
+            step = step_of[index]
+            blocks.append(Block(f"scratch of {graph.ops[index].name}", step, step, offset,
+                                memory.scratch_size[index], "scratch"))
+    return blocks
+
+
 def figures(result: Compilation) -> dict:
     """The summary figures: the same keys and values as ``compile --json``."""
     report = result.report()
@@ -91,8 +147,9 @@ def _plot(result: Compilation, rows: list[LayerRow]) -> bytes:
     except ImportError:
         raise TinymlError("tinyml report needs matplotlib (pip install matplotlib)") from None
     xs = [r.index for r in rows]
-    fig = Figure(figsize=(11, 6.5), dpi=100)
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.4]})
+    fig = Figure(figsize=(11, 10), dpi=100)
+    top, bottom, layout = fig.subplots(3, 1, gridspec_kw={"height_ratios": [3, 1.4, 3.2]})
+    bottom.sharex(top)
     layerwise = (result.layerwise_plan or result.plan).arena_bytes / 1024
     top.step(xs, [r.bytes_layerwise / 1024 for r in rows], where="mid", color="#555555",
              linestyle="--", zorder=3, label=f"layer by layer (arena {layerwise:,.1f} KB)")
@@ -129,10 +186,49 @@ def _plot(result: Compilation, rows: list[LayerRow]) -> bytes:
     bottom.set_xlabel("layer (execution order)")
     bottom.legend(fontsize=8, loc="upper right")
     bottom.grid(alpha=0.3)
+    _draw_layout(layout, result)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _draw_layout(ax, result: Compilation) -> None:
+    """The layer-by-layer arena: one rectangle per buffer (bytes x steps alive); overlapped
+    outputs hatched and outlined over the bytes of the input they are written into."""
+    from matplotlib.patches import Patch, Rectangle
+
+    memory = result.layerwise_plan or result.plan
+    blocks = arena_blocks(result.graph, memory)
+    style = {"tensor": dict(facecolor="#9ecae1", edgecolor="#3c6e91", linewidth=0.6),
+             "scratch": dict(facecolor="#d9d9d9", edgecolor="#888888", linewidth=0.6),
+             # translucent: the input's bytes it is written into show through
+             "overlap": dict(facecolor=(0.99, 0.6, 0.25, 0.3), edgecolor="#d35400",
+                             linewidth=1.6, hatch="///")}
+    for b in blocks:
+        ax.add_patch(Rectangle((b.first - 0.4, b.offset / 1024), b.last - b.first + 0.8,
+                               b.size / 1024, zorder=3 if b.kind == "overlap" else 2,
+                               **style[b.kind]))
+    steps = len(memory.order)
+    ax.set_xlim(-0.8, max(steps - 0.2, 0.8))
+    ax.set_ylim(0, max(memory.arena_bytes, 1) / 1024 * 1.05)
+    ax.axhline(memory.arena_bytes / 1024, color="#3c6e91", linestyle=":", linewidth=1)
+    without = memory.arena_bytes_without_overlap
+    handles = [Patch(label="tensor (bytes x steps alive)", **style["tensor"]),
+               Patch(label="kernel scratch", **style["scratch"])]
+    if memory.overlaps:
+        handles.append(Patch(label=f"overlap: output written inside its dying input "
+                                   f"({len(memory.overlaps)} layers, arena "
+                                   f"{memory.arena_bytes:,} B instead of {without:,} B)",
+                             **style["overlap"]))
+        ax.axhline(without / 1024, color="#d35400", linestyle="--", linewidth=1)
+        ax.set_ylim(0, max(without, memory.arena_bytes) / 1024 * 1.05)
+    ax.legend(handles=handles, fontsize=8, loc="upper right")
+    ax.set_ylabel("arena offset (KB)")
+    ax.set_xlabel("step (execution order, layer by layer)")
+    ax.set_title("Arena layout, layer by layer" + (
+        f" (dashed: the arena without overlaps, {without:,} B)" if memory.overlaps else ""))
+    ax.grid(alpha=0.3)
 
 
 def _cell(key: str, value, text: str | None = None) -> str:
@@ -160,6 +256,14 @@ def render(result: Compilation, why: str = "--patch off") -> str:
                     [o["layer"] for o in overlap["layers"]],
                     f"{len(overlap['layers'])}, saving {overlap['saving_bytes']:,} B "
                     f"(arena {overlap['arena_bytes_without_overlap']:,} B without)"))
+    summary.append(("Overlaps' predicted instructions", "overlap.predicted_instructions",
+                    overlap["predicted_instructions"],
+                    f"{overlap['predicted_instructions']:+,} per inference"))
+    if overlap["declined"]:
+        declined = overlap["declined"]
+        summary.append(("Overlaps turned down (--optimize)", "overlap.declined", declined,
+                        f"would save {declined['saving_bytes']:,} B for "
+                        f"{declined['predicted_instructions']:+,} predicted instructions"))
     if data["state_bytes"]:  # a streaming model's variables, outside the arena
         summary.append(("Streaming state (outside the arena)", "state_bytes",
                         data["state_bytes"], f"{data['state_bytes']:,} B"))

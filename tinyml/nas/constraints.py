@@ -7,10 +7,14 @@ quantizer (on two random images: ranges do not change sizes), then lowered and p
 - layer by layer first; when that arena does not fit, with the patch search
   (:mod:`tinyml.schedule.patches`, "auto"), so the schedule is part of what is searched: a
   candidate fits if *some* schedule tinyml would pick makes it fit;
+- the plan as the firmware is then compiled (``--optimize memory``, pipeline.compile_firmware):
+  overlapped hand-overs always taken (:mod:`tinyml.schedule.overlap`), so a candidate's arena
+  is the one its firmware gets;
 - peak SRAM = the plan's arena (exact) + the image's other static data + the stack, flash =
   the model's constants (exact, as the budget check counts them) + code, the last two from an
   :class:`~tinyml.nas.calibration.ImageModel` measured on real ELFs;
-- instructions from the calibrated :mod:`latency <tinyml.schedule.latency>` model.
+- instructions from the calibrated :mod:`latency <tinyml.schedule.latency>` model, plus what
+  the plan's overlaps cost (:mod:`tinyml.schedule.overlap_cost`).
 
 Misfits are dropped before any training. Results are cached by architecture key.
 """
@@ -89,14 +93,15 @@ class ConstraintChecker:
         return Fit(key, int(result.macs), "auto" if result.patch else "off",
                    result.plan.arena_bytes, (result.layerwise_plan or result.plan).arena_bytes,
                    result.patch.to_json() if result.patch else None, constants, code, ram,
-                   flash, int(self.image.latency.predict(result)["instructions"]), not reasons,
+                   flash, int(self.image.latency.predict(result)["instructions"])
+                   + result.overlap_instructions, not reasons,
                    "; ".join(reasons) or None)
 
     def _check(self, arch: Arch, key: str) -> Fit:
         from tinyml.compiler import plan
 
         graph = quantized_graph(arch)
-        fit = self._fit(arch, key, plan(graph, self.target, patch="off"))
+        fit = self._fit(arch, key, plan(graph, self.target, patch="off", optimize="memory"))
         if fit.ram_bytes > self.budget.sram_bytes and fit.flash_bytes <= self.budget.flash_bytes:
             patched = self._fit(arch, key, plan(graph, self.target, patch="auto",
                                                 patch_overhead=self.budget.patch_overhead,

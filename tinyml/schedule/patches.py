@@ -478,6 +478,14 @@ def pick(layerwise: MemoryPlan, schedules: Sequence[PatchSchedule], optimize: st
         schedule.predicted_instructions = predict(schedule)
         if schedule.plan.arena_bytes < layerwise.arena_bytes:
             plans.append((schedule.plan.arena_bytes, schedule.predicted_instructions, schedule))
+    return rank(plans, optimize, sram_bytes)
+
+
+def rank(plans: Sequence[tuple[int, int, object]], optimize: str,
+         sram_bytes: int | None = None):
+    """The rule of :func:`pick` on (arena bytes, predicted instructions, plan) triples: the
+    plan ``optimize`` asks for. Also how the compiler weighs overlapped hand-overs
+    (:mod:`tinyml.schedule.overlap_cost`)."""
     smallest = min(plans, key=lambda p: (p[0], p[1]))
     fastest = min(plans, key=lambda p: (p[1], p[0]))
     if optimize == "memory":
