@@ -27,7 +27,8 @@ the arena filled with junk first.
   pixels in increasing order, each reading its window (the 1x1 kernel: one pixel) while its
   channels are stored;
 - DSP CONV_2D and 1x1 CONV_2D (cortex_m/conv.c, conv_run_body): blocks of n consecutive
-  output pixels (conv_layer_block), the block's windows copied to scratch before its outputs
+  output pixels (conv_layer_block; 7 rather than 8 when the parameters' ``block`` is 7),
+  the block's windows copied to scratch before its outputs
   are stored (one group; with groups, per group, so a block is taken as interleaved); when
   the output overlaps the input, a short last block repeats its last pixel (rather than
   being moved back over pixels of the previous block, as it is otherwise);
@@ -121,10 +122,13 @@ def dsp_conv_block(k: int, pixels: int) -> int:
 
 def dsp_blocks(p: dict, channels_in: int, channels_out: int, k: int,
                groups: int) -> AccessOrder:
-    """cortex_m/conv.c's conv_run_body without ADD: blocks of n output pixels."""
+    """cortex_m/conv.c's conv_run_body without ADD: blocks of n output pixels (7 instead of 8
+    when the parameters' ``block`` says 7)."""
     pixels = p["output_h"] * p["output_w"]
     per_pixel = window_reads(p, channels_in)
     n = dsp_conv_block(k, pixels)
+    if n == 8 and p.get("block") == 7:
+        n = 7
     reads, writes = [], []
     for b in range(p.get("batches", 1)):
         base = b * pixels
