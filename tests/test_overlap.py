@@ -48,6 +48,34 @@ def overlap_chain(x):
 CHAIN_INPUT = [(1, 12, 10, 3)]
 
 
+def residual_blocks(x):
+    """The DSP convolutions' blocks of 7 pixels (49 output pixels, windows of 8, 16 and 72
+    values: lowering's conv_block_cap) growing and shrinking channels, odd channel counts and
+    a stride-2 growing convolution (5 to 11 channels) around them, and a CONV_2D_ADD whose
+    skip lives on after it (read by a later ADD), so that only its convolution's input
+    (input 0) can take its output."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    y = L.Conv2D(5, 3, padding="same", activation="relu")(x)        # 14x14x5
+    y = L.Conv2D(11, 3, strides=2, padding="same", activation="relu")(y)  # 7x7x11
+    y = L.Conv2D(8, 1, activation="relu")(y)
+    a = L.Conv2D(16, 1, activation="relu")(y)                      # K = 8: blocks of 7
+    c = L.Conv2D(8, 1)(a)                                          # K = 16, shrinking
+    d = L.Conv2D(12, 3, padding="same", activation="relu")(c)      # K = 72
+    e = L.Add()([L.Conv2D(8, 3, padding="same")(d), c])           # CONV_2D_ADD, skip c lives
+    y = L.Add()([e, c])
+    y = L.GlobalAveragePooling2D()(y)
+    return L.Dense(5)(y)
+
+
+RESIDUAL_INPUT = [(1, 14, 14, 3)]
+
+
+@pytest.fixture(scope="module")
+def residual_model():
+    return convert(residual_blocks, RESIDUAL_INPUT, int8=True, int8_io=False)
+
+
 @pytest.fixture(scope="module")
 def chain_model():
     return convert(overlap_chain, CHAIN_INPUT, int8=True, int8_io=False)
@@ -194,6 +222,11 @@ def test_kws_peak_with_overlap():
     result = plan(mlperf_model("kws_ref_model"), "host", patch="off")
     report = result.report()
     assert report["peak_sram_bytes"] <= 9000
+    # cortex-m4: its 1x1 convolutions (125 pixels, K = 64) take blocks of 7 pixels, so the
+    # DSP scratch beside the in-place 8,000 B is 2 * 7 * 64 + 3 B.
+    m4 = plan(mlperf_model("kws_ref_model"), "cortex-m4", patch="off")
+    assert {c.params["block"] for c in m4.calls if c.function == "tinyml_conv2d_1x1_s8"} == {7}
+    assert m4.plan.arena_bytes == 8000 + 2 * 7 * 64 + 3 + 1 <= 9000
     assert report["overlap"]["arena_bytes_without_overlap"] == 16000
     assert report["overlap"]["saving_bytes"] == 16000 - report["peak_sram_bytes"]
     assert {o["op"] for o in report["overlap"]["layers"]} >= {"CONV_2D"}
@@ -217,6 +250,59 @@ def test_memory_report_html_shows_the_overlaps():
     text = render(result)
     assert f"saving {overlap['saving_bytes']:,} B" in text
     assert f"{overlap['layers'][1]['delta']:+,} B" in text
+
+
+def test_blocks_of_seven_delta():
+    """A 1x1 convolution growing 8 -> 16 channels over 49 pixels: DSP blocks of 7 start at
+    pixels 0, 7, ..., 42, each read before it is stored: delta + f * 16 <= f * 8 for every
+    block start f, the last one binding."""
+    p = pointwise_params(7, 7)
+    assert write_order.conv_delta(p, 8, 16, 8, dsp=True) == 48 * (8 - 16)  # blocks of 8
+    assert write_order.conv_delta(dict(p, block=7), 8, 16, 8, dsp=True) == 42 * (8 - 16)
+
+
+def test_residual_plan_overlaps_conv_add_input(residual_model, monkeypatch):
+    """The CONV_2D_ADD, whose skip lives on, overlaps its convolution's input; the
+    convolutions take DSP blocks of 7 on cortex-m4 (49 pixels) and declare their order with them."""
+    force_all_overlaps(monkeypatch)
+    for target in ("host", "cortex-m4"):
+        result = plan(residual_model, target, patch="off")
+        graph, memory = result.graph, result.plan
+        kinds = {graph.ops[i].kind for i, _, _, _ in memory.overlaps}
+        assert "CONV_2D_ADD" in kinds
+        add = next(o for o in graph.ops if o.kind == "CONV_2D_ADD")
+        assert any(t_in == add.inputs[0] for i, t_in, _, _ in memory.overlaps
+                   if graph.ops[i] is add)
+    blocks = {c.params["block"] for c in result.calls
+              if c.function in ("tinyml_conv2d_s8", "tinyml_conv2d_1x1_s8")}
+    assert blocks == {0, 7}
+
+
+def test_residual_overlapped_is_bit_exact_on_host(residual_model, monkeypatch):
+    force_all_overlaps(monkeypatch)
+    report = verify(residual_model, "host", samples=10, patch="off", sanitize=True)
+    assert report.samples == 12 and report.mismatched_outputs == 0
+
+
+@pytest.mark.slow
+def test_residual_overlapped_is_bit_exact_on_cortex_m4(residual_model, monkeypatch):
+    """The DSP blocks of 7 and CONV_2D_ADD over its dying convolution input, junk in the
+    arena, in QEMU."""
+    force_all_overlaps(monkeypatch)
+    report = verify(residual_model, "cortex-m4", samples=6, patch="off", profile=False)
+    assert report.mismatched_outputs == 0
+
+
+@pytest.mark.slow
+def test_blocks_of_eight_declared_as_seven_show_as_a_mismatch(residual_model, monkeypatch):
+    """The blocks of 7 are what makes the declared delta safe: the same layers declaring
+    blocks of 7 while the kernel takes 8 (lowering then asks for none) corrupt the result."""
+    force_all_overlaps(monkeypatch)
+    eight = write_order.dsp_conv_block
+    monkeypatch.setattr(write_order, "dsp_conv_block",
+                        lambda k, pixels: 7 if eight(k, pixels) == 8 else eight(k, pixels))
+    report = verify(residual_model, "cortex-m4", samples=4, patch="off", profile=False)
+    assert report.mismatched_outputs > 0
 
 
 # ---- the generated C, with junk in the arena --------------------------------------------------

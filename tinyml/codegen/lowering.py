@@ -556,10 +556,15 @@ def _lower_conv2d_add(ctx: _Context) -> KernelCall:
                   add_conv_shift=conv_pair[1], add_skip_multiplier=skip_pair[0],
                   add_skip_shift=skip_pair[1], add_output_multiplier=mo, add_output_shift=so,
                   add_output_offset=out.zero_point(), add_act_min=lo, add_act_max=hi)
+    # Over the skip input in place; else (the skip lives on) over the convolution's input at
+    # the distance the convolution's order allows (the ADD reads the skip element at the
+    # output's own position just before it stores it, which changes nothing).
+    delta = write_order.conv_delta(params["conv"], x_t.shape[3], out.shape[3],
+                                   ctx.ins[1].shape[3], ctx.dsp)
     return _call(ctx, _s4("tinyml_conv2d_add_s8", ctx.ins[1]), "tinyml_conv2d_add_params", params,
                  _io_args(ctx, [0, 2]) + ["scratch"],
                  scratch_bytes=conv_scratch_bytes(ctx, ctx.ins[1], add=True), in_place=(2, 0),
-                 weight_format=_dense_format(ctx.ins[1]))
+                 weight_format=_dense_format(ctx.ins[1]), overlap=(0, 0, delta))
 
 
 @lowers("DEPTHWISE_CONV_2D", kernels={

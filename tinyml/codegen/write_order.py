@@ -26,6 +26,11 @@ the arena filled with junk first.
 - portable CONV_2D, 1x1 CONV_2D, AVERAGE/MAX_POOL_2D (portable/conv.c, pooling.c): output
   pixels in increasing order, each reading its window (the 1x1 kernel: one pixel) while its
   channels are stored;
+- CONV_2D_ADD over its convolution's input (input 0; over the skip input it runs in place):
+  the order of CONV_2D (portable/conv.c's conv_add_run: pixel by pixel, each channel's window
+  read while the pixel's channels are stored; cortex_m/conv.c: conv_run_body's blocks, which
+  with ADD always repeat the last pixel of a short last block); the skip element is read
+  just before the output element at its position is stored;
 - DSP CONV_2D and 1x1 CONV_2D (cortex_m/conv.c, conv_run_body): blocks of n consecutive
   output pixels (conv_layer_block; 7 rather than 8 when the parameters' ``block`` is 7),
   the block's windows copied to scratch before its outputs
@@ -141,7 +146,8 @@ def dsp_blocks(p: dict, channels_in: int, channels_out: int, k: int,
 
 
 def conv_delta(p: dict, channels_in: int, channels_out: int, filter_c: int, dsp: bool) -> int:
-    """Safe delta of tinyml_conv2d(_1x1)_s8/_s4 with parameters ``p``."""
+    """Safe delta of tinyml_conv2d(_1x1)_s8/_s4 with parameters ``p`` (and of
+    tinyml_conv2d_add_s8/_s4 over input 0, with its ``conv`` parameters)."""
     if dsp:
         k = p.get("filter_h", 1) * p.get("filter_w", 1) * filter_c
         order = dsp_blocks(p, channels_in, channels_out, k, channels_in // filter_c)
