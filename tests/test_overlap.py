@@ -81,11 +81,12 @@ def chain_model():
     return convert(overlap_chain, CHAIN_INPUT, int8=True, int8_io=False)
 
 
-def force_all_overlaps(monkeypatch):
-    """Every declared overlap, at its largest delta, in the layer-by-layer plans compile
-    makes (not only those that shrink the arena)."""
+def force_all_overlaps(monkeypatch, side="all"):
+    """Every declared overlap, at its largest delta (``side="above"``: above the input, at
+    its smallest delta, where the kernel may run backward), in the layer-by-layer plans
+    compile makes (not only those that shrink the arena)."""
     monkeypatch.setattr(compiler, "plan_memory",
-                        functools.partial(planner.plan_memory, overlap="all"))
+                        functools.partial(planner.plan_memory, overlap=side))
 
 
 # ---- the safe distances ------------------------------------------------------------------------
@@ -111,6 +112,52 @@ def test_pointwise_delta_closed_forms(cin, cout):
     assert n == 8
     dsp = 0 if cin >= cout else 120 * (cin - cout)
     assert write_order.conv_delta(p, cin, cout, cin, dsp=True) == dsp
+
+
+@pytest.mark.parametrize("cin,cout", [(64, 64), (16, 8), (8, 16), (3, 40)])
+def test_pointwise_delta_above_closed_forms(cin, cout):
+    """Backward (last output pixel first), the output above the input: pixel q's outputs are
+    stored while pixel q is read, and pixels below q are read later, so (portable) for every
+    q, delta + q * cout >= (q + 1) * cin; DSP blocks, read before they are stored:
+    delta + (f + n) * cout >= (f + n) * cin at the block after the one starting at f. Never
+    below 1: at 0 and below the kernels go forward."""
+    p = pointwise_params(25, 5)
+    pixels = 125
+    portable = pixels * cin - (pixels - 1) * cout if cin >= cout else cin
+    assert write_order.conv_delta_above(p, cin, cout, cin, dsp=False) == portable
+    dsp = max(1, pixels * (cin - cout))  # the last block ends at 125
+    assert write_order.conv_delta_above(p, cin, cout, cin, dsp=True) == dsp
+
+
+def emulate_portable_pointwise_backward(arena, i, o, pixels, cin, cout, weights):
+    """portable/conv.c's conv_1x1_run walking backward (conv_backward): the last pixel first,
+    per output channel the pixel's cin values read, then the channel stored."""
+    for q in reversed(range(pixels)):
+        for oc in range(cout):
+            x = arena[i + q * cin:i + (q + 1) * cin].astype(np.int64)
+            arena[o + q * cout + oc] = np.int64(x @ weights[oc]) & 0x7F
+
+
+@pytest.mark.parametrize("cin,cout", [(6, 6), (6, 3), (3, 7)])
+def test_portable_pointwise_backward_emulation(cin, cout):
+    rng = np.random.default_rng(cin * 10 + cout + 1)
+    pixels = 9
+    weights = rng.integers(-3, 4, (cout, cin))
+    x = rng.integers(0, 100, pixels * cin)
+    expected = np.array([np.int64(x[q * cin:(q + 1) * cin] @ weights[oc]) & 0x7F
+                         for q in range(pixels) for oc in range(cout)])
+    delta = write_order.conv_delta_above(pointwise_params(3, 3), cin, cout, cin, dsp=False)
+
+    def run(d):
+        arena = np.zeros(4 * pixels * max(cin, cout), np.int64)
+        i = pixels * max(cin, cout)
+        arena[i:i + pixels * cin] = x
+        emulate_portable_pointwise_backward(arena, i, i + d, pixels, cin, cout, weights)
+        return arena[i + d:i + d + pixels * cout]
+
+    # Safe at the bound; one output pixel lower corrupts.
+    assert np.array_equal(run(delta), expected)
+    assert not np.array_equal(run(delta - cout), expected)
 
 
 def test_elementwise_and_rows_deltas():
@@ -290,6 +337,50 @@ def test_residual_overlapped_is_bit_exact_on_cortex_m4(residual_model, monkeypat
     arena, in QEMU."""
     force_all_overlaps(monkeypatch)
     report = verify(residual_model, "cortex-m4", samples=6, patch="off", profile=False)
+    assert report.mismatched_outputs == 0
+
+
+def test_vww_layer_by_layer_overlaps_above():
+    """vww on cortex-m4 layer by layer: its 1x1 convolutions that grow channels overlap their
+    input downward, and the chain of them drifted down the arena (46,096 B); above the
+    input (walking backward) they can climb back: the arena is the peak of live bytes."""
+    result = plan(mlperf_model("vww_96_int8"), "cortex-m4", patch="off")
+    memory = result.plan
+    above = [d for _, _, _, d in memory.overlaps if d > 0]
+    assert above and memory.arena_bytes <= 41_796
+    assert memory.arena_bytes - memory.peak_live_bytes < memory.alignment + 4
+
+
+def test_chain_overlapped_above_is_bit_exact_on_host(chain_model, monkeypatch):
+    force_all_overlaps(monkeypatch, "above")
+    result = plan(chain_model, "host", patch="off")
+    graph = result.graph
+    assert {graph.ops[i].kind for i, _, _, d in result.plan.overlaps if d > 0} == {"CONV_2D"}
+    report = verify(chain_model, "host", samples=10, patch="off", sanitize=True)
+    assert report.samples == 12 and report.mismatched_outputs == 0
+
+
+def test_unsafe_delta_above_shows_as_a_mismatch(chain_model, monkeypatch):
+    """One alignment step below the backward convolutions' smallest delta corrupts."""
+    force_all_overlaps(monkeypatch, "above")
+    safe = write_order.conv_delta_above
+    monkeypatch.setattr(write_order, "conv_delta_above",
+                        lambda *args: max(1, safe(*args) - 4))
+    report = verify(chain_model, "host", samples=10, patch="off")
+    assert report.mismatched_outputs > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["chain", "residual"])
+def test_overlapped_above_is_bit_exact_on_cortex_m4(model, chain_model, residual_model,
+                                                   monkeypatch):
+    """The DSP convolutions' blocks walked backward (blocks of 7 and of 8, the short block
+    first), junk in the arena, in QEMU."""
+    force_all_overlaps(monkeypatch, "above")
+    path = chain_model if model == "chain" else residual_model
+    result = plan(path, "cortex-m4", patch="off")
+    assert any(d > 0 for _, _, _, d in result.plan.overlaps)
+    report = verify(path, "cortex-m4", samples=6, patch="off", profile=False)
     assert report.mismatched_outputs == 0
 
 

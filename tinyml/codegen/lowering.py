@@ -104,6 +104,10 @@ class KernelCall:
     #: tinyml.codegen.flash); None: the layer has no weight filter.
     weight_format: str | None = None
     overlap: tuple[int, int, int] | None = None
+    #: (input index, output index, delta): the kernel is also correct when that output starts
+    #: at least ``delta`` (> 0) bytes above that input's start, which it then walks backward
+    #: (write_order.conv_delta_above); None: only ``overlap``'s side.
+    overlap_above: tuple[int, int, int] | None = None
 
     def fields(self) -> list[tuple[str, int | float | ConstArray]]:
         """The struct's fields in order as (C designator, value). A dict in ``params`` is a
@@ -297,14 +301,16 @@ class _Context:
 def _call(ctx: _Context, function: str, params_type: str, params: dict, args: list[str],
           scratch_bytes: int = 0, in_place: tuple[int, int] | None = None,
           weight_format: str | None = None,
-          overlap: tuple[int, int, int] | None = None) -> KernelCall:
+          overlap: tuple[int, int, int] | None = None,
+          overlap_above: tuple[int, int, int] | None = None) -> KernelCall:
     declared = _LOWERERS[ctx.op.kind].kernels
     if function not in declared:
         raise AssertionError(f"the lowering of {ctx.op.kind} calls {function}, which it does not "
                              f"declare (lowers(..., kernels=...))")
     return KernelCall(ctx.op, function, params_type, _clean(params), args, int(scratch_bytes),
                       in_place, declared[function], weight_format,
-                      None if overlap is None else tuple(int(v) for v in overlap))
+                      None if overlap is None else tuple(int(v) for v in overlap),
+                      None if overlap_above is None else tuple(int(v) for v in overlap_above))
 
 
 def _clean(params: dict) -> dict:
@@ -474,10 +480,14 @@ def _lower_conv2d(ctx: _Context) -> KernelCall:
         return _pointwise_as_fully_connected(ctx, params, w_t)
     function = _s4("tinyml_conv2d_1x1_s8" if pointwise else "tinyml_conv2d_s8", w_t)
     params["block"] = block = conv_block_cap(ctx, w_t, out.shape[1] * out.shape[2])
-    delta = write_order.conv_delta(params, x_t.shape[3], out.shape[3], w_t.shape[3], ctx.dsp)
+    # Below the input (or in place) the kernels go forward, above its first byte backward
+    # (conv.c's conv_backward): the forward side stops at 0.
+    geometry = (params, x_t.shape[3], out.shape[3], w_t.shape[3], ctx.dsp)
+    delta = min(0, write_order.conv_delta(*geometry))
     return _call(ctx, function, "tinyml_conv2d_params", params, _io_args(ctx) + ["scratch"],
                  scratch_bytes=conv_scratch_bytes(ctx, w_t, block=block),
-                 weight_format=_dense_format(w_t), overlap=(0, 0, delta))
+                 weight_format=_dense_format(w_t), overlap=(0, 0, delta),
+                 overlap_above=(0, 0, write_order.conv_delta_above(*geometry)))
 
 
 def _pointwise_as_fully_connected(ctx: _Context, params: dict, w_t: Tensor) -> KernelCall:

@@ -1024,7 +1024,9 @@ static int32_t conv_overlapping(const tinyml_conv2d_params *c, const int8_t *inp
  * padding, one group), whose column is the input pixel itself and whose bias already holds
  * the input offset (lowering), so the columns get none.
  *
- * Blocks are n consecutive output pixels. Without ADD, a short last block is moved back to
+ * Blocks are n consecutive output pixels, in order, or the last first when the plan put the
+ * output above the input's first byte and inside the input (write_order.conv_delta_above).
+ * Without ADD, a short last block is moved back to
  * end at the last pixel (recomputing some pixels, which stores the same values again),
  * unless the output overlaps the input (the memory plan may place it inside the dying
  * input's bytes, tinyml/codegen/write_order.py): the moved block would re-read input pixels
@@ -1040,7 +1042,7 @@ static TINYML_ALWAYS_INLINE void conv_run_body(const tinyml_conv2d_params *c,
     const int32_t pixels = c->output_h * c->output_w;
     const int32_t offset = pointwise ? 0 : c->input_offset;
     conv_outputs o;
-    int32_t n, fast_add, move_back, b, pix, g, p;
+    int32_t n, fast_add, move_back, backward, blocks, bi, j, b, pix, g, p;
     o.filter = c->filter;
     o.bias = c->bias;
     o.multiplier = c->multiplier;
@@ -1056,10 +1058,19 @@ static TINYML_ALWAYS_INLINE void conv_run_body(const tinyml_conv2d_params *c,
     }
     fast_add = add != NULL && add->out_rq.form == TINYML_DSP_SHORT && add->out_rq.right <= 23;
     move_back = add == NULL && !conv_overlapping(c, input, output);
-    for (b = 0; b < c->batches; ++b) {
-        const int8_t *in_b = input + b * c->input_h * c->input_w * c->input_c;
-        for (pix = 0; pix < pixels; pix += n) {
-            int32_t first = pix, count = pixels - pix < n ? pixels - pix : n;
+    /* The output above the input's first byte, inside it: the plan's backward overlap
+     * (write_order.conv_delta_above): the same blocks, the last first. */
+    backward = add == NULL && !move_back && (uintptr_t)output > (uintptr_t)input;
+    blocks = (pixels + n - 1) / n;
+    for (bi = 0; bi < c->batches; ++bi) {
+        const int8_t *in_b;
+        b = backward ? c->batches - 1 - bi : bi;
+        in_b = input + b * c->input_h * c->input_w * c->input_c;
+        for (j = 0; j < blocks; ++j) {
+            int32_t first, count;
+            pix = (backward ? blocks - 1 - j : j) * n;
+            first = pix;
+            count = pixels - pix < n ? pixels - pix : n;
             int8_t *out;
             if (move_back && count < n && pixels >= n) {
                 first = pixels - n;

@@ -60,12 +60,41 @@ static int8_t conv_element(const tinyml_conv2d_params *p, const int8_t *in_b, in
                              p->act_min, p->act_max);
 }
 
+/* Whether the output starts inside the input's bytes, above its first byte: the memory plan
+ * placed it there for a backward run (tinyml/codegen/write_order.py, conv_delta_above), so
+ * the output pixels go last first and each output byte lands on input bytes already read.
+ * Otherwise (output below the input, in place, or apart) they go first to last. */
+static int32_t conv_backward(const tinyml_conv2d_params *p, const int8_t *input,
+                             const int8_t *output)
+{
+    const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
+    return out > in &&
+           out < in + (uintptr_t)(p->batches * p->input_h * p->input_w * p->input_c);
+}
+
 static void conv_run(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
                      int32_t int4)
 {
     const int32_t groups = p->input_c / p->filter_c;
     const int32_t per_group = p->output_c / groups;
     int32_t b, oy, ox, oc;
+    if (conv_backward(p, input, output)) {
+        for (b = p->batches - 1; b >= 0; --b) {
+            const int8_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
+            for (oy = p->output_h - 1; oy >= 0; --oy) {
+                const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+                for (ox = p->output_w - 1; ox >= 0; --ox) {
+                    const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                    int8_t *out = output + ((b * p->output_h + oy) * p->output_w + ox) *
+                                               p->output_c;
+                    for (oc = 0; oc < p->output_c; ++oc) {
+                        out[oc] = conv_element(p, in_b, in_y0, in_x0, oc, per_group, int4);
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
         for (oy = 0; oy < p->output_h; ++oy) {
@@ -98,31 +127,34 @@ static void conv_1x1_run(const tinyml_conv2d_params *p, const int8_t *input, int
                          int32_t int4)
 {
     const int32_t depth = p->input_c;
-    int32_t b, oy, ox, oc, ic;
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *in_b = input + b * p->input_h * p->input_w * depth;
-        for (oy = 0; oy < p->output_h; ++oy) {
-            for (ox = 0; ox < p->output_w; ++ox) {
-                const int8_t *x =
-                    in_b + (oy * p->stride_h * p->input_w + ox * p->stride_w) * depth;
-                for (oc = 0; oc < p->output_c; ++oc) {
-                    const int8_t *w = conv_row(p->filter, oc, depth, int4);
-                    int32_t acc = 0;
-                    if (int4) {
-                        for (ic = 0; ic < depth; ++ic) {
-                            acc += (int32_t)x[ic] * tinyml_s4_value(w, ic, depth);
-                        }
-                    } else {
-                        for (ic = 0; ic < depth; ++ic) {
-                            acc += (int32_t)x[ic] * (int32_t)w[ic];
-                        }
-                    }
-                    /* The bias holds bias + input_offset * sum(filter row) (lowering). */
-                    acc = tinyml_wrap_add(acc, p->bias[oc]);
-                    *output++ = tinyml_requantize(acc, p->multiplier[oc], p->shift[oc],
-                                                  p->output_offset, p->act_min, p->act_max);
+    const int32_t pixels = p->batches * p->output_h * p->output_w;
+    const int32_t backward = conv_backward(p, input, output);
+    int32_t i, oc, ic;
+    for (i = 0; i < pixels; ++i) {
+        /* Pixel q of image b: the i-th, or the i-th from the last (conv_backward). */
+        const int32_t at = backward ? pixels - 1 - i : i;
+        const int32_t plane = p->output_h * p->output_w;
+        const int32_t b = at / plane, q = at - b * plane;
+        const int32_t oy = q / p->output_w, ox = q - oy * p->output_w;
+        const int8_t *x = input + b * p->input_h * p->input_w * depth +
+                          (oy * p->stride_h * p->input_w + ox * p->stride_w) * depth;
+        for (oc = 0; oc < p->output_c; ++oc) {
+            const int8_t *w = conv_row(p->filter, oc, depth, int4);
+            int32_t acc = 0;
+            if (int4) {
+                for (ic = 0; ic < depth; ++ic) {
+                    acc += (int32_t)x[ic] * tinyml_s4_value(w, ic, depth);
+                }
+            } else {
+                for (ic = 0; ic < depth; ++ic) {
+                    acc += (int32_t)x[ic] * (int32_t)w[ic];
                 }
             }
+            /* The bias holds bias + input_offset * sum(filter row) (lowering). */
+            acc = tinyml_wrap_add(acc, p->bias[oc]);
+            output[at * p->output_c + oc] =
+                tinyml_requantize(acc, p->multiplier[oc], p->shift[oc],
+                                  p->output_offset, p->act_min, p->act_max);
         }
     }
 }
