@@ -106,11 +106,14 @@ def tail_orders(tail: Graph, calls: Sequence) -> dict[str, list[int]]:
 
 
 def tail_peak(tail: Graph, calls: Sequence) -> int:
-    """Most bytes alive at once in the later layers (their arena's lower bound)."""
+    """Most bytes alive at once in the later layers (their arena's lower bound: with every
+    overlap their kernels declare, which only ever lowers a step's bytes)."""
     scratch, candidates = op_requirements(tail, calls)
+    overlaps = op_overlaps(tail, calls)
     best = None
     for order in tail_orders(tail, calls).values():
-        peak = max(analyze(tail, order, scratch, candidates).live_bytes(), default=0)
+        peak = max(analyze(tail, order, scratch, candidates, True, overlaps).live_bytes(),
+                   default=0)
         best = peak if best is None else min(best, peak)
     return best or 0
 
