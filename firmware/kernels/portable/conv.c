@@ -127,34 +127,37 @@ static void conv_1x1_run(const tinyml_conv2d_params *p, const int8_t *input, int
                          int32_t int4)
 {
     const int32_t depth = p->input_c;
-    const int32_t pixels = p->batches * p->output_h * p->output_w;
     const int32_t backward = conv_backward(p, input, output);
-    int32_t i, oc, ic;
-    for (i = 0; i < pixels; ++i) {
-        /* Pixel q of image b: the i-th, or the i-th from the last (conv_backward). */
-        const int32_t at = backward ? pixels - 1 - i : i;
-        const int32_t plane = p->output_h * p->output_w;
-        const int32_t b = at / plane, q = at - b * plane;
-        const int32_t oy = q / p->output_w, ox = q - oy * p->output_w;
-        const int8_t *x = input + b * p->input_h * p->input_w * depth +
-                          (oy * p->stride_h * p->input_w + ox * p->stride_w) * depth;
-        for (oc = 0; oc < p->output_c; ++oc) {
-            const int8_t *w = conv_row(p->filter, oc, depth, int4);
-            int32_t acc = 0;
-            if (int4) {
-                for (ic = 0; ic < depth; ++ic) {
-                    acc += (int32_t)x[ic] * tinyml_s4_value(w, ic, depth);
-                }
-            } else {
-                for (ic = 0; ic < depth; ++ic) {
-                    acc += (int32_t)x[ic] * (int32_t)w[ic];
+    int32_t bi, yi, xi, oc, ic;
+    /* Pixels first to last, or last to first (conv_backward). */
+    for (bi = 0; bi < p->batches; ++bi) {
+        const int32_t b = backward ? p->batches - 1 - bi : bi;
+        const int8_t *in_b = input + b * p->input_h * p->input_w * depth;
+        for (yi = 0; yi < p->output_h; ++yi) {
+            const int32_t oy = backward ? p->output_h - 1 - yi : yi;
+            for (xi = 0; xi < p->output_w; ++xi) {
+                const int32_t ox = backward ? p->output_w - 1 - xi : xi;
+                const int8_t *x =
+                    in_b + (oy * p->stride_h * p->input_w + ox * p->stride_w) * depth;
+                int8_t *out = output + ((b * p->output_h + oy) * p->output_w + ox) * p->output_c;
+                for (oc = 0; oc < p->output_c; ++oc) {
+                    const int8_t *w = conv_row(p->filter, oc, depth, int4);
+                    int32_t acc = 0;
+                    if (int4) {
+                        for (ic = 0; ic < depth; ++ic) {
+                            acc += (int32_t)x[ic] * tinyml_s4_value(w, ic, depth);
+                        }
+                    } else {
+                        for (ic = 0; ic < depth; ++ic) {
+                            acc += (int32_t)x[ic] * (int32_t)w[ic];
+                        }
+                    }
+                    /* The bias holds bias + input_offset * sum(filter row) (lowering). */
+                    acc = tinyml_wrap_add(acc, p->bias[oc]);
+                    out[oc] = tinyml_requantize(acc, p->multiplier[oc], p->shift[oc],
+                                                p->output_offset, p->act_min, p->act_max);
                 }
             }
-            /* The bias holds bias + input_offset * sum(filter row) (lowering). */
-            acc = tinyml_wrap_add(acc, p->bias[oc]);
-            output[at * p->output_c + oc] =
-                tinyml_requantize(acc, p->multiplier[oc], p->shift[oc],
-                                  p->output_offset, p->act_min, p->act_max);
         }
     }
 }
