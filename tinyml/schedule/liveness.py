@@ -13,7 +13,8 @@ holds over time:
 - kernel scratch is a one-step buffer of its own;
 - an op whose kernel declares a safe overlap (:mod:`tinyml.codegen.write_order`) chains its
   output group onto a dying input group too, at a fixed distance: the output's segment sits
-  ``delta`` bytes from the input's (rounded down to the alignment), so a segment has an
+  ``delta`` bytes from the input's (a bound rounded down to the alignment; for a kernel
+  walking backward, above the input, a lowest delta rounded up), so a segment has an
   offset inside its buffer, and at the hand-over step the buffer spans both.
 
 Steps are positions in the execution order; an op reads its inputs and writes its outputs at
