@@ -58,6 +58,8 @@ def dsp_calls(graph):
             _, kh, kw, cin = graph.tensors[call.op.inputs[1]].shape
             k = kh * kw * cin
             pixels = 8 if k <= 256 else 4  # conv.c's blocks
+            if call.params.get("block") == 7:  # lowering's conv_block_cap
+                pixels = 7
             tables = 2048 if call.function == "tinyml_conv2d_add_s8" else 0
             assert call.args[-1] == "scratch"
             assert call.scratch_bytes == 2 * pixels * k + 3 + tables
@@ -133,7 +135,9 @@ def test_random_convolutions_match_reference(harness):
         ((1, 5, 5, 3), 5, (1, 1), (1, 1)), ((1, 2, 1, 7), 3, (3, 3), (1, 1)),
         ((1, 3, 3, 1), 4, (3, 2), (2, 1)), ((2, 7, 9, 3), 8, (3, 3), (2, 2)),
         ((1, 13, 9, 1), 16, (10, 4), (2, 2)), ((1, 5, 6, 32), 5, (3, 3), (1, 1)),
-        ((1, 3, 3, 45), 3, (3, 3), (1, 1))]
+        ((1, 3, 3, 45), 3, (3, 3), (1, 1)),
+        # blocks of 7 (conv_mac7): 25 pixels of a 1x1 on 8 channels, 49 of a 3x3 on 4
+        ((1, 5, 5, 8), 6, (1, 1), (1, 1)), ((1, 13, 13, 4), 7, (3, 3), (2, 2))]
     cases = [_conv_graph(i, rng, pointwise=i == 0, fixed=f) for i, f in enumerate(fixed)]
     cases += [_conv_graph(i, rng, pointwise=i % 3 == 0) for i in range(len(fixed), 40)]
     counts, jobs, results = run_cases(harness, cases)
@@ -148,6 +152,7 @@ def test_random_convolutions_match_reference(harness):
     assert {k % 4 for k in windows} == {0, 1, 2, 3}
     assert min(windows) <= 256 < max(windows)
     assert any(n < 4 for n in pixels) and any(n > 8 and n % 8 for n in pixels)
+    assert {p["block"] for p in params} == {0, 7}
     assert any(p["input_c"] != p["filter_c"] for p in params)
     assert any(p["dilation_h"] > 1 or p["dilation_w"] > 1 for p in params)
     assert bad_counts(counts) == {}

@@ -298,7 +298,8 @@ def test_vww_auto_patching_plan():
     report = result.report()
     patch = report["patch"]
     print(json.dumps(patch), report["peak_sram_bytes"], report["peak_sram_bytes_layerwise"])
-    assert report["peak_sram_bytes_layerwise"] == 46192  # overlapped 1x1 convolutions
+    # overlapped 1x1 convolutions, below their input or (walking backward) above it
+    assert report["peak_sram_bytes_layerwise"] == 39276
     assert patch is not None and report["peak_sram_bytes"] <= VWW_BUDGET
     assert 0 < patch["mac_overhead"] <= 0.2
     assert patch["macs"] == _patched_macs_of_chain(result.graph, patch, report["macs"])
@@ -359,18 +360,18 @@ def test_vww_patched_under_sanitizers():
 
 def test_patch_off_and_models_patching_cannot_help():
     off = plan(mlperf_model("vww_96_int8"), "host", patch="off").report()
-    assert off["patch"] is None and off["peak_sram_bytes"] == 46192  # with overlaps
+    assert off["patch"] is None and off["peak_sram_bytes"] == 39276  # with overlaps
     kws = plan(mlperf_model("kws_ref_model"), "host")  # same-size layers throughout
     report = kws.report()
     assert report["patch"] is None
-    # 8,320 B: the 1x1 convolutions write over their dying inputs (tests/test_overlap.py).
-    assert report["peak_sram_bytes"] == report["peak_sram_bytes_layerwise"] == 8320
+    # 8,312 B: the 1x1 convolutions write over their dying inputs (tests/test_overlap.py).
+    assert report["peak_sram_bytes"] == report["peak_sram_bytes_layerwise"] == 8312
     why = why_not_patched(kws.graph, kws.calls, kws.plan)
-    assert _quoted_arena_is_the_exact_plan(kws, why) > 8320
+    assert _quoted_arena_is_the_exact_plan(kws, why) > 8312
     vww = plan(mlperf_model("vww_96_int8"), "host", patch_overhead=0.0)
     assert vww.patch is None
     why = why_not_patched(vww.graph, vww.calls, vww.plan, 0.0)
-    assert _quoted_arena_is_the_exact_plan(vww, why) >= 46192
+    assert _quoted_arena_is_the_exact_plan(vww, why) >= 39276
 
 
 def _quoted_arena_is_the_exact_plan(result, why: str) -> int:

@@ -104,6 +104,10 @@ class KernelCall:
     #: tinyml.codegen.flash); None: the layer has no weight filter.
     weight_format: str | None = None
     overlap: tuple[int, int, int] | None = None
+    #: (input index, output index, delta): the kernel is also correct when that output starts
+    #: at least ``delta`` (> 0) bytes above that input's start, which it then walks backward
+    #: (write_order.conv_delta_above); None: only ``overlap``'s side.
+    overlap_above: tuple[int, int, int] | None = None
 
     def fields(self) -> list[tuple[str, int | float | ConstArray]]:
         """The struct's fields in order as (C designator, value). A dict in ``params`` is a
@@ -297,14 +301,16 @@ class _Context:
 def _call(ctx: _Context, function: str, params_type: str, params: dict, args: list[str],
           scratch_bytes: int = 0, in_place: tuple[int, int] | None = None,
           weight_format: str | None = None,
-          overlap: tuple[int, int, int] | None = None) -> KernelCall:
+          overlap: tuple[int, int, int] | None = None,
+          overlap_above: tuple[int, int, int] | None = None) -> KernelCall:
     declared = _LOWERERS[ctx.op.kind].kernels
     if function not in declared:
         raise AssertionError(f"the lowering of {ctx.op.kind} calls {function}, which it does not "
                              f"declare (lowers(..., kernels=...))")
     return KernelCall(ctx.op, function, params_type, _clean(params), args, int(scratch_bytes),
                       in_place, declared[function], weight_format,
-                      None if overlap is None else tuple(int(v) for v in overlap))
+                      None if overlap is None else tuple(int(v) for v in overlap),
+                      None if overlap_above is None else tuple(int(v) for v in overlap_above))
 
 
 def _clean(params: dict) -> dict:
@@ -391,7 +397,8 @@ def _conv_params(ctx: _Context, x_t: Tensor, w_t: Tensor, bias_index: int, conv_
     return dict(geometry, input_offset=input_offset, output_offset=conv_out_zero_point,
                 act_min=lo, act_max=hi, filter=_filter_array(ctx, w_t, w.reshape(cout, -1)),
                 bias=ctx.array("bias", "int32_t", bias), **_multiplier_arrays(ctx, multiplier,
-                                                                             shift))
+                                                                             shift),
+                block=0)
 
 
 def _is_int4(w_t: Tensor) -> bool:
@@ -417,18 +424,35 @@ def _filter_array(ctx: _Context, w_t: Tensor, rows: np.ndarray) -> ConstArray:
 DSP_CONV_WIDE_K = 256
 
 
-def conv_scratch_bytes(ctx: _Context, w_t: Tensor, add: bool = False) -> int:
+def conv_scratch_bytes(ctx: _Context, w_t: Tensor, add: bool = False, block: int = 0) -> int:
     """Scratch of the CONV_2D / CONV_2D_ADD kernels: none for the portable ones; the DSP
     kernels (firmware/kernels/cortex_m/conv.c) copy the windows (K = filter_h * filter_w *
     filter_c values) of a block of N output pixels there as int16, 2 * N * K bytes (N = 8, or
-    4 when K > DSP_CONV_WIDE_K), plus 3 to align them to a word; CONV_2D_ADD adds two tables
-    of 256 int32 (its ADD's rescaled operands)."""
+    4 when K > DSP_CONV_WIDE_K; 7 when ``block`` is 7, see :func:`conv_block_cap`), plus 3 to
+    align them to a word; CONV_2D_ADD adds two tables of 256 int32 (its ADD's rescaled
+    operands)."""
     if not ctx.dsp:
         return 0
     _, kh, kw, cin = w_t.shape
     k = kh * kw * cin
-    pixels = 8 if k <= DSP_CONV_WIDE_K else 4
+    pixels = 7 if block == 7 else 8 if k <= DSP_CONV_WIDE_K else 4
     return 2 * pixels * k + 3 + (2 * 256 * 4 if add else 0)
+
+
+def conv_block_cap(ctx: _Context, w_t: Tensor, pixels: int) -> int:
+    """The ``block`` parameter of an int8 CONV_2D: 7 when the DSP kernels would take output
+    pixels 8 at a time (write_order.dsp_conv_block) and blocks of 7 compute fewer pixels
+    (125 pixels: 18 blocks of 7 compute 126, 16 blocks of 8 compute 128), for windows of a
+    multiple of four values (conv_mac7 has no tail loop); else 0 (the kernels' own rule).
+    Why: the blocks are the kernel's scratch, 2 * N * K bytes on top of the layer's tensors
+    where those fill the arena (kws's 1x1 convolutions: 1,024 B of block on 8,000 B of
+    tensors, 896 B with 7), and the pixels 8 would waste pay for the 2 % more instructions
+    per MAC of 7."""
+    _, kh, kw, cin = w_t.shape
+    k = kh * kw * cin
+    if not ctx.dsp or _is_int4(w_t) or k % 4 or write_order.dsp_conv_block(k, pixels) != 8:
+        return 0
+    return 7 if -(-pixels // 7) * 7 < -(-pixels // 8) * 8 else 0
 
 
 @lowers("CONV_2D", kernels={"tinyml_conv2d_s8": "window", "tinyml_conv2d_1x1_s8": "pointwise",
@@ -455,10 +479,15 @@ def _lower_conv2d(ctx: _Context) -> KernelCall:
     if pointwise and x_t.size == x_t.shape[3]:
         return _pointwise_as_fully_connected(ctx, params, w_t)
     function = _s4("tinyml_conv2d_1x1_s8" if pointwise else "tinyml_conv2d_s8", w_t)
-    delta = write_order.conv_delta(params, x_t.shape[3], out.shape[3], w_t.shape[3], ctx.dsp)
+    params["block"] = block = conv_block_cap(ctx, w_t, out.shape[1] * out.shape[2])
+    # Below the input (or in place) the kernels go forward, above its first byte backward
+    # (conv.c's conv_backward): the forward side stops at 0.
+    geometry = (params, x_t.shape[3], out.shape[3], w_t.shape[3], ctx.dsp)
+    delta = min(0, write_order.conv_delta(*geometry))
     return _call(ctx, function, "tinyml_conv2d_params", params, _io_args(ctx) + ["scratch"],
-                 scratch_bytes=conv_scratch_bytes(ctx, w_t), weight_format=_dense_format(w_t),
-                 overlap=(0, 0, delta))
+                 scratch_bytes=conv_scratch_bytes(ctx, w_t, block=block),
+                 weight_format=_dense_format(w_t), overlap=(0, 0, delta),
+                 overlap_above=(0, 0, write_order.conv_delta_above(*geometry)))
 
 
 def _pointwise_as_fully_connected(ctx: _Context, params: dict, w_t: Tensor) -> KernelCall:
@@ -537,10 +566,15 @@ def _lower_conv2d_add(ctx: _Context) -> KernelCall:
                   add_conv_shift=conv_pair[1], add_skip_multiplier=skip_pair[0],
                   add_skip_shift=skip_pair[1], add_output_multiplier=mo, add_output_shift=so,
                   add_output_offset=out.zero_point(), add_act_min=lo, add_act_max=hi)
+    # Over the skip input in place; else (the skip lives on) over the convolution's input at
+    # the distance the convolution's order allows (the ADD reads the skip element at the
+    # output's own position just before it stores it, which changes nothing).
+    delta = write_order.conv_delta(params["conv"], x_t.shape[3], out.shape[3],
+                                   ctx.ins[1].shape[3], ctx.dsp)
     return _call(ctx, _s4("tinyml_conv2d_add_s8", ctx.ins[1]), "tinyml_conv2d_add_params", params,
                  _io_args(ctx, [0, 2]) + ["scratch"],
                  scratch_bytes=conv_scratch_bytes(ctx, ctx.ins[1], add=True), in_place=(2, 0),
-                 weight_format=_dense_format(ctx.ins[1]))
+                 weight_format=_dense_format(ctx.ins[1]), overlap=(0, 0, delta))
 
 
 @lowers("DEPTHWISE_CONV_2D", kernels={

@@ -26,14 +26,34 @@ the arena filled with junk first.
 - portable CONV_2D, 1x1 CONV_2D, AVERAGE/MAX_POOL_2D (portable/conv.c, pooling.c): output
   pixels in increasing order, each reading its window (the 1x1 kernel: one pixel) while its
   channels are stored;
+- CONV_2D_ADD over its convolution's input (input 0; over the skip input it runs in place):
+  the order of CONV_2D (portable/conv.c's conv_add_run: pixel by pixel, each channel's window
+  read while the pixel's channels are stored; cortex_m/conv.c: conv_run_body's blocks, which
+  with ADD always repeat the last pixel of a short last block); the skip element is read
+  just before the output element at its position is stored;
 - DSP CONV_2D and 1x1 CONV_2D (cortex_m/conv.c, conv_run_body): blocks of n consecutive
-  output pixels (conv_layer_block), the block's windows copied to scratch before its outputs
+  output pixels (conv_layer_block; 7 rather than 8 when the parameters' ``block`` is 7),
+  the block's windows copied to scratch before its outputs
   are stored (one group; with groups, per group, so a block is taken as interleaved); when
   the output overlaps the input, a short last block repeats its last pixel (rather than
   being moved back over pixels of the previous block, as it is otherwise);
 - FULLY_CONNECTED (portable and cortex_m fully_connected.c): batch rows in order, each row's
   units stored while the row is still read (so one row gives no overlap: the output can only
   sit right below the input).
+
+DEPTHWISE_CONV_2D declares none, on purpose: all its kernels (portable/depthwise_conv.c;
+cortex_m/depthwise_conv.c's plane paths, 3x3, rows 5 or 7 wide and any filter, and its
+pixel path) go channel by channel (the pixel path: pass of channels by pass), reading the
+channel's values at every pixel before storing that channel's outputs at every pixel. So
+no input byte is dead before the last channel, and an output byte of channel c may only
+land on an input byte of channel c itself (or outside the input). With depth multiplier 1
+that is the in-place run lowering declares (``in_place``; strided too: the output, a
+quarter of the input at stride 2, is stored over its own channels' first bytes), and a
+shift by whole pixels, which saves nothing more; with a depth multiplier m > 1, output
+channel c * m + j lands on other channels' bytes at every shift, read later. What such a
+step holds is its whole input plus the kernel's plane scratch, whatever the placement
+(mcunet_7x7's 's1b0_dw' on cortex-m4: 55,296 + 3,039 B, above the 55,443 B of the 1x1
+convolution that writes that input).
 """
 
 from __future__ import annotations
@@ -104,6 +124,48 @@ def window_reads(p: dict, channels_in: int) -> np.ndarray:
     return np.concatenate([first + b * image for b in range(p.get("batches", 1))])
 
 
+def _last_inside(origin: np.ndarray, taps: int, dilation: int, size: int) -> np.ndarray:
+    """Per window origin, the last input coordinate of its taps inside [0, size), or -1."""
+    step = np.minimum(taps - 1, np.floor_divide(size - 1 - origin, dilation))
+    last = origin + step * dilation
+    return np.where((step >= 0) & (last >= 0), last, -1)
+
+
+def window_read_ends(p: dict, channels_in: int) -> np.ndarray:
+    """Per output pixel (all batches, row-major), the end of the input bytes its window
+    reads (one past the highest; -_NO_READ when it reads none)."""
+    oh, ow = p["output_h"], p["output_w"]
+    h, w = p["input_h"], p["input_w"]
+    kh, kw = p.get("filter_h", 1), p.get("filter_w", 1)
+    dh, dw = p.get("dilation_h", 1), p.get("dilation_w", 1)
+    ys = _last_inside(np.arange(oh, dtype=np.int64) * p["stride_h"] - p.get("pad_top", 0),
+                      kh, dh, h)
+    xs = _last_inside(np.arange(ow, dtype=np.int64) * p["stride_w"] - p.get("pad_left", 0),
+                      kw, dw, w)
+    y, x = np.meshgrid(ys, xs, indexing="ij")
+    end = np.where((y >= 0) & (x >= 0), (y * w + x + 1) * channels_in, -_NO_READ).reshape(-1)
+    image = h * w * channels_in
+    return np.concatenate([end + b * image for b in range(p.get("batches", 1))])
+
+
+def mirrored(read_end: np.ndarray, write_start: np.ndarray, reads_first: bool,
+             in_bytes: int, out_bytes: int) -> AccessOrder:
+    """A kernel walking its tensors backward (last output first), as an order of the mirror
+    image (byte x of a tensor of n bytes at n - x): step t reads input bytes below
+    ``read_end[t]`` and has written the output from ``write_start[t]`` up. With :func:
+    `delta_above` the mirror's safe delta becomes the lowest delta at which the output may
+    sit (above the input)."""
+    return AccessOrder(in_bytes - read_end, out_bytes - write_start, reads_first)
+
+
+def delta_above(order: AccessOrder, in_bytes: int, out_bytes: int) -> int:
+    """The lowest ``offset(output) - offset(input)`` safe for a backward kernel whose
+    :func:`mirrored` order is ``order``: in the mirror image the output starts
+    ``in_bytes - out_bytes - delta`` bytes from the input, which must be at most the mirror's
+    safe delta."""
+    return in_bytes - out_bytes - safe_delta(order)
+
+
 def pixels_interleaved(p: dict, channels_in: int, channels_out: int) -> AccessOrder:
     """The portable convolutions and pooling: one output pixel after the other."""
     reads = window_reads(p, channels_in)
@@ -121,10 +183,13 @@ def dsp_conv_block(k: int, pixels: int) -> int:
 
 def dsp_blocks(p: dict, channels_in: int, channels_out: int, k: int,
                groups: int) -> AccessOrder:
-    """cortex_m/conv.c's conv_run_body without ADD: blocks of n output pixels."""
+    """cortex_m/conv.c's conv_run_body without ADD: blocks of n output pixels (7 instead of 8
+    when the parameters' ``block`` says 7)."""
     pixels = p["output_h"] * p["output_w"]
     per_pixel = window_reads(p, channels_in)
     n = dsp_conv_block(k, pixels)
+    if n == 8 and p.get("block") == 7:
+        n = 7
     reads, writes = [], []
     for b in range(p.get("batches", 1)):
         base = b * pixels
@@ -136,8 +201,57 @@ def dsp_blocks(p: dict, channels_in: int, channels_out: int, k: int,
                        reads_first=groups == 1)
 
 
+def dsp_blocks_backward(p: dict, channels_in: int, channels_out: int, k: int,
+                        groups: int) -> AccessOrder:
+    """cortex_m/conv.c's conv_run_body without ADD run backward (the output above the
+    input): the same blocks, the last first (batches too), as a :func:`mirrored` order."""
+    pixels = p["output_h"] * p["output_w"]
+    ends = window_read_ends(p, channels_in)
+    n = dsp_conv_block(k, pixels)
+    if n == 8 and p.get("block") == 7:
+        n = 7
+    read_end, write_start = [], []
+    batches = p.get("batches", 1)
+    for b in reversed(range(batches)):
+        base = b * pixels
+        for pix in reversed(range(0, pixels, n)):
+            count = min(n, pixels - pix)
+            read_end.append(ends[base + pix:base + pix + count].max())
+            write_start.append((base + pix) * channels_out)
+    in_bytes = batches * p["input_h"] * p["input_w"] * channels_in
+    out_bytes = batches * pixels * channels_out
+    return mirrored(np.array(read_end, np.int64), np.array(write_start, np.int64),
+                    groups == 1, in_bytes, out_bytes)
+
+
+def pixels_backward(p: dict, channels_in: int, channels_out: int) -> AccessOrder:
+    """The portable convolutions run backward: the last output pixel first, each reading its
+    window while its channels are stored, as a :func:`mirrored` order."""
+    ends = window_read_ends(p, channels_in)[::-1]
+    starts = np.arange(len(ends), dtype=np.int64)[::-1] * channels_out
+    batches = p.get("batches", 1)
+    in_bytes = batches * p["input_h"] * p["input_w"] * channels_in
+    return mirrored(ends, starts, False, in_bytes, len(ends) * channels_out)
+
+
+def conv_delta_above(p: dict, channels_in: int, channels_out: int, filter_c: int,
+                     dsp: bool) -> int:
+    """The lowest safe delta of tinyml_conv2d(_1x1)_s8/_s4 when the output starts above the
+    input, which the kernels then walk backward."""
+    batches = p.get("batches", 1)
+    in_bytes = batches * p["input_h"] * p["input_w"] * channels_in
+    out_bytes = batches * p["output_h"] * p["output_w"] * channels_out
+    if dsp:
+        k = p.get("filter_h", 1) * p.get("filter_w", 1) * filter_c
+        order = dsp_blocks_backward(p, channels_in, channels_out, k, channels_in // filter_c)
+    else:
+        order = pixels_backward(p, channels_in, channels_out)
+    return max(1, delta_above(order, in_bytes, out_bytes))
+
+
 def conv_delta(p: dict, channels_in: int, channels_out: int, filter_c: int, dsp: bool) -> int:
-    """Safe delta of tinyml_conv2d(_1x1)_s8/_s4 with parameters ``p``."""
+    """Safe delta of tinyml_conv2d(_1x1)_s8/_s4 with parameters ``p`` (and of
+    tinyml_conv2d_add_s8/_s4 over input 0, with its ``conv`` parameters)."""
     if dsp:
         k = p.get("filter_h", 1) * p.get("filter_w", 1) * filter_c
         order = dsp_blocks(p, channels_in, channels_out, k, channels_in // filter_c)

@@ -13,7 +13,8 @@ holds over time:
 - kernel scratch is a one-step buffer of its own;
 - an op whose kernel declares a safe overlap (:mod:`tinyml.codegen.write_order`) chains its
   output group onto a dying input group too, at a fixed distance: the output's segment sits
-  ``delta`` bytes from the input's (rounded down to the alignment), so a segment has an
+  ``delta`` bytes from the input's (a bound rounded down to the alignment; for a kernel
+  walking backward, above the input, a lowest delta rounded up), so a segment has an
   offset inside its buffer, and at the hand-over step the buffer spans both.
 
 Steps are positions in the execution order; an op reads its inputs and writes its outputs at
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 
 from tinyml.ir import Graph, Op
 from tinyml.passes.reshape_alias import alias_roots, is_alias
-from tinyml.schedule.policy import InPlace, Overlap
+from tinyml.schedule.policy import InPlace, Overlap, is_above
 
 
 @dataclass
@@ -179,8 +180,9 @@ def analyze(graph: Graph, order: list[int], scratch: list[int],
     """Groups, in-place chains and scratch areas of ``graph`` executed in ``order``
     (indices into ``graph.ops``); ``scratch`` and ``candidates`` are indexed like
     ``graph.ops``. ``overlaps`` (by op, like ``candidates``; with ``use_in_place``): the
-    (input, output, largest delta) an op may overlap when no in-place pair applies;
-    deltas are rounded down to ``alignment``."""
+    (input, output, largest delta) an op may overlap when no in-place pair applies, the
+    first legal one of the op's list (an ``ABOVE`` option: the smallest delta); deltas are
+    rounded down (up) to ``alignment``."""
     groups, root_of = build_groups(graph, order)
     chain_of: dict[str, list[str]] = {root: [root] for root in groups}  # root -> its chain
     rel: dict[str, int] = {root: 0 for root in groups}  # root -> offset inside its chain
@@ -192,12 +194,15 @@ def analyze(graph: Graph, order: list[int], scratch: list[int],
             pair = _legal_pair(graph, op, s, candidates[i], groups, root_of, chain_of)
             delta = 0
             if pair is None and overlaps is not None:
-                found = _legal_pair(graph, op, s, [(j, k) for j, k, _ in overlaps[i]], groups,
+                found = _legal_pair(graph, op, s, [(o[0], o[1]) for o in overlaps[i]], groups,
                                     root_of, chain_of, any_size=True)
                 if found is not None:
                     pair = found
-                    limit = next(d for j, k, d in overlaps[i] if (j, k) == found)
-                    delta = (limit // alignment) * alignment
+                    option = next(o for o in overlaps[i] if (o[0], o[1]) == found)
+                    if is_above(option):  # the lowest aligned delta at or above the bound
+                        delta = -(-option[2] // alignment) * alignment
+                    else:
+                        delta = (option[2] // alignment) * alignment
                     overlap_uses.append(OverlapUse(i, op.inputs[found[0]],
                                                    op.outputs[found[1]], delta))
             elif pair is not None:

@@ -105,14 +105,18 @@ def tail_orders(tail: Graph, calls: Sequence) -> dict[str, list[int]]:
     return orders
 
 
-def tail_peak(tail: Graph, calls: Sequence) -> int:
-    """Most bytes alive at once in the later layers (their arena's lower bound)."""
+def tail_peak(tail: Graph, calls: Sequence, alignment: int = 4) -> int:
+    """Most bytes alive at once in the later layers, with every overlap their kernels
+    declare (which only ever lowers a step's bytes), rounded up to the arena's alignment:
+    their arena's lower bound (so a split whose bound only ties layer by layer is pruned)."""
     scratch, candidates = op_requirements(tail, calls)
+    overlaps = op_overlaps(tail, calls)
     best = None
     for order in tail_orders(tail, calls).values():
-        peak = max(analyze(tail, order, scratch, candidates).live_bytes(), default=0)
+        peak = max(analyze(tail, order, scratch, candidates, True, overlaps).live_bytes(),
+                   default=0)
         best = peak if best is None else min(best, peak)
-    return best or 0
+    return -(-(best or 0) // alignment) * alignment
 
 
 def stage_peak(stage: StageMemory, split_bytes: int) -> int:

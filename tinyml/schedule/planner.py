@@ -29,7 +29,8 @@ from tinyml.schedule.liveness import Liveness, analyze
 from tinyml.schedule.overlap import choose as choose_overlaps
 from tinyml.schedule.ordering import has_branches, min_peak_order, order_peak
 from tinyml.schedule.placement import STRATEGIES, Placement, place
-from tinyml.schedule.policy import InPlace, ScratchSource, op_overlaps, op_requirements
+from tinyml.schedule.policy import (InPlace, ScratchSource, is_above, op_overlaps,
+                                    op_requirements)
 
 
 @dataclass
@@ -102,7 +103,8 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
     a different topological order when it lowers the peak; ``overlap`` also tries the
     overlapped hand-overs the calls declare (``KernelCall.overlap``), kept only when they
     give a smaller arena; ``overlap="all"`` uses every one of them, whatever the arena (to
-    check the kernels' declared orders end to end).
+    check the kernels' declared orders end to end), below the input; ``overlap="above"``
+    likewise, above the input where the kernel may run backward.
     """
     if alignment < 1 or alignment & (alignment - 1):
         raise TinymlError(f"arena alignment must be a power of two, got {alignment}")
@@ -125,6 +127,9 @@ def plan_memory(graph: Graph, calls: Sequence | None = None, *,
         modes = [("in-place", True, None), ("copy", False, None)]
         if overlap == "all":
             modes = [("overlap", True, overlaps)]
+        elif overlap == "above":  # every op above its input where its kernel allows it
+            modes = [("overlap", True, [[o for o in options if is_above(o)] or options
+                                        for options in overlaps])]
         elif any(overlaps):
             # The overlaps that do not grow the arena (see tinyml.schedule.overlap).
             modes.append(("overlap", True, choose_overlaps(graph, order, scratch_bytes,

@@ -25,8 +25,15 @@ from tinyml.ir import OP_SPECS, Graph, Op
 #: (input index, output index) pairs an op may run in place on, in order of preference.
 InPlace = tuple[int, int]
 #: (input index, output index, largest offset(output) - offset(input)) an op's kernel allows
-#: when the input dies there (lowering's ``KernelCall.overlap``).
-Overlap = tuple[int, int, int]
+#: when the input dies there (lowering's ``KernelCall.overlap``); or, with a fourth item
+#: ``ABOVE``, the smallest such offset of a kernel that then runs backward
+#: (``KernelCall.overlap_above``).
+Overlap = tuple
+ABOVE = "above"
+
+
+def is_above(option: Overlap) -> bool:
+    return len(option) > 3 and option[3] == ABOVE
 
 
 def is_elementwise(op: Op) -> bool:
@@ -109,12 +116,15 @@ def _lookup(source, op: Op, default):
 
 
 def op_overlaps(graph: Graph, calls: Sequence | None) -> list[list[Overlap]]:
-    """The overlap each op's kernel declares (lowering's ``KernelCall.overlap``), by op index;
-    none without calls (only the chosen C kernel knows its write order)."""
+    """The overlaps each op's kernel declares (lowering's ``KernelCall.overlap``, then
+    ``overlap_above`` tagged :data:`ABOVE`), by op index; none without calls (only the chosen
+    C kernel knows its write order)."""
     by_op = {id(c.op): c for c in calls or ()}
     result: list[list[Overlap]] = []
     for op in graph.ops:
         call = by_op.get(id(op))
         overlap = getattr(call, "overlap", None) if call is not None else None
-        result.append([tuple(overlap)] if overlap else [])
+        above = getattr(call, "overlap_above", None) if call is not None else None
+        result.append(([tuple(overlap)] if overlap else []) +
+                      ([(*above, ABOVE)] if above else []))
     return result

@@ -22,6 +22,10 @@
  * K - K4 values after the last group takes N/2 words (pixels 0 and 1, 2 and 3, ...), which
  * SMLABB/SMLATB read.
  *
+ * Blocks of 7 (conv_mac7) when lowering asks for them (the params' `block`, see
+ * conv_block_cap in tinyml/codegen/lowering.py): int8 CONV_2D whose windows are a multiple
+ * of four values, when 7 computes fewer pixels than 8; the scratch is then 2 * 7 * K bytes.
+ *
  * Scratch (lowering's conv_scratch_bytes): 2 * N * K bytes plus 3 for word alignment, and
  * for CONV_2D_ADD 2 KB more for its operand tables (see conv_add).
  *
@@ -361,6 +365,102 @@ static TINYML_ALWAYS_INLINE void conv_mac8(const int16_t *block, int32_t k, cons
     acc[7] = a7;
 }
 
+#if TINYML_DSP_ASM
+/* One group of four values for a block of 7 pixels (conv_mac7): CONV_GROUP8_ASM without its
+ * last pixel, 24 instructions. */
+#define CONV_GROUP7_ASM                                                                      \
+    "ldr %[odd], [%[w]], #4\n\t"                                                             \
+    "sxtb16 %[even], %[odd]\n\t"                                                             \
+    "sxtb16 %[odd], %[odd], ror #8\n\t"                                                      \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a0], %[x0], %[even], %[a0]\n\t"                                                 \
+    "smlad %[a0], %[x1], %[odd], %[a0]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a1], %[x0], %[even], %[a1]\n\t"                                                 \
+    "smlad %[a1], %[x1], %[odd], %[a1]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a2], %[x0], %[even], %[a2]\n\t"                                                 \
+    "smlad %[a2], %[x1], %[odd], %[a2]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a3], %[x0], %[even], %[a3]\n\t"                                                 \
+    "smlad %[a3], %[x1], %[odd], %[a3]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a4], %[x0], %[even], %[a4]\n\t"                                                 \
+    "smlad %[a4], %[x1], %[odd], %[a4]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a5], %[x0], %[even], %[a5]\n\t"                                                 \
+    "smlad %[a5], %[x1], %[odd], %[a5]\n\t"                                                  \
+    "ldrd %[x0], %[x1], [%[col]], #8\n\t"                                                    \
+    "smlad %[a6], %[x0], %[even], %[a6]\n\t"                                                 \
+    "smlad %[a6], %[x1], %[odd], %[a6]\n\t"
+#endif
+
+/* The same for a block of 7 pixels, windows of a multiple of four values only (lowering's
+ * conv_block_cap): 28 MACs in 24 instructions per group. Why 7: a block's int16 columns are
+ * the kernel's scratch, 2 * N * K bytes, which adds to the arena where a layer's input and
+ * output fill it (kws's 1x1 convolutions: 8,000 B of tensors and 1,024 B of block); and 7 wastes
+ * less than 8 on a last short block when the layer's pixels are a little under a multiple
+ * of 8 (125 = 17 * 7 + 6), which pays for the 2 % more instructions per MAC. */
+static TINYML_ALWAYS_INLINE void conv_mac7(const int16_t *block, int32_t k, const int8_t *w,
+                                           int32_t acc[7])
+{
+    const int32_t *col = (const int32_t *)(const void *)block;
+    const int32_t *groups_end = col + 14 * (k >> 2);
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t a4 = acc[4], a5 = acc[5], a6 = acc[6];
+    int32_t even, odd, x0, x1;
+#if TINYML_DSP_ASM
+    if ((k >> 2) & 1) {
+        __asm__ volatile(CONV_GROUP7_ASM
+                         : [col] "+&r"(col), [w] "+&r"(w), [a0] "+&r"(a0), [a1] "+&r"(a1),
+                           [a2] "+&r"(a2), [a3] "+&r"(a3), [a4] "+&r"(a4), [a5] "+&r"(a5),
+                           [a6] "+&r"(a6), [even] "=&r"(even), [odd] "=&r"(odd),
+                           [x0] "=&r"(x0), [x1] "=&r"(x1)
+                         :
+                         : "memory");
+    }
+    if (col != groups_end) {
+        __asm__ volatile("1:\n\t" CONV_GROUP7_ASM CONV_GROUP7_ASM
+                         "ldr %[x0], %[end]\n\t"
+                         "cmp %[col], %[x0]\n\t"
+                         "bne 1b"
+                         : [col] "+&r"(col), [w] "+&r"(w), [a0] "+&r"(a0), [a1] "+&r"(a1),
+                           [a2] "+&r"(a2), [a3] "+&r"(a3), [a4] "+&r"(a4), [a5] "+&r"(a5),
+                           [a6] "+&r"(a6), [even] "=&r"(even), [odd] "=&r"(odd),
+                           [x0] "=&r"(x0), [x1] "=&r"(x1)
+                         : [end] "m"(groups_end)
+                         : "cc", "memory");
+    }
+#else
+    while (col != groups_end) {
+        tinyml_s8x4_interleaved(tinyml_read_s8x4(w), &even, &odd);
+        w += 4;
+        TINYML_READ_2WORDS(col, 0, x0, x1);
+        a0 = __smlad(x1, odd, __smlad(x0, even, a0));
+        TINYML_READ_2WORDS(col, 2, x0, x1);
+        a1 = __smlad(x1, odd, __smlad(x0, even, a1));
+        TINYML_READ_2WORDS(col, 4, x0, x1);
+        a2 = __smlad(x1, odd, __smlad(x0, even, a2));
+        TINYML_READ_2WORDS(col, 6, x0, x1);
+        a3 = __smlad(x1, odd, __smlad(x0, even, a3));
+        TINYML_READ_2WORDS(col, 8, x0, x1);
+        a4 = __smlad(x1, odd, __smlad(x0, even, a4));
+        TINYML_READ_2WORDS(col, 10, x0, x1);
+        a5 = __smlad(x1, odd, __smlad(x0, even, a5));
+        TINYML_READ_2WORDS(col, 12, x0, x1);
+        a6 = __smlad(x1, odd, __smlad(x0, even, a6));
+        col += 14;
+    }
+#endif
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    acc[4] = a4;
+    acc[5] = a5;
+    acc[6] = a6;
+}
+
 /* The same for a block of 4 pixels: per group of four values, one LDR and two SXTB16, four
  * LDRD, eight SMLAD: 16 MACs in 15 instructions, the loop unrolled twice. */
 static TINYML_ALWAYS_INLINE void conv_mac4(const int16_t *block, int32_t k, const int8_t *w,
@@ -673,6 +773,8 @@ static TINYML_ALWAYS_INLINE void conv_channel(const conv_outputs *o, const int16
         }
         if (n == 8) {
             conv_mac8(block, o->k, w, v);
+        } else if (n == 7) {
+            conv_mac7(block, o->k, w, v);
         } else {
             conv_mac4(block, o->k, w, v);
         }
@@ -743,6 +845,7 @@ static TINYML_ALWAYS_INLINE void conv_channels(const conv_outputs *o, const int1
     }
 
 CONV_CHANNELS_VARIANT(conv_channels8, 8, 0)
+CONV_CHANNELS_VARIANT(conv_channels7, 7, 0)
 CONV_CHANNELS_VARIANT(conv_channels4, 4, 0)
 CONV_CHANNELS_VARIANT(conv_s4_channels8, 8, 1)
 CONV_CHANNELS_VARIANT(conv_s4_channels4, 4, 1)
@@ -861,6 +964,8 @@ static TINYML_ALWAYS_INLINE void conv_channels_any_body(const conv_outputs o,
             }
         } else if (n == 8) {
             conv_channel(&o, block, 8, oc, w, v, 0);
+        } else if (n == 7) {
+            conv_channel(&o, block, 7, oc, w, v, 0);
         } else {
             conv_channel(&o, block, 4, oc, w, v, 0);
         }
@@ -919,7 +1024,9 @@ static int32_t conv_overlapping(const tinyml_conv2d_params *c, const int8_t *inp
  * padding, one group), whose column is the input pixel itself and whose bias already holds
  * the input offset (lowering), so the columns get none.
  *
- * Blocks are n consecutive output pixels. Without ADD, a short last block is moved back to
+ * Blocks are n consecutive output pixels, in order, or the last first when the plan put the
+ * output above the input's first byte and inside the input (write_order.conv_delta_above).
+ * Without ADD, a short last block is moved back to
  * end at the last pixel (recomputing some pixels, which stores the same values again),
  * unless the output overlaps the input (the memory plan may place it inside the dying
  * input's bytes, tinyml/codegen/write_order.py): the moved block would re-read input pixels
@@ -935,7 +1042,7 @@ static TINYML_ALWAYS_INLINE void conv_run_body(const tinyml_conv2d_params *c,
     const int32_t pixels = c->output_h * c->output_w;
     const int32_t offset = pointwise ? 0 : c->input_offset;
     conv_outputs o;
-    int32_t n, fast_add, move_back, b, pix, g, p;
+    int32_t n, fast_add, move_back, backward, blocks, bi, j, b, pix, g, p;
     o.filter = c->filter;
     o.bias = c->bias;
     o.multiplier = c->multiplier;
@@ -946,12 +1053,24 @@ static TINYML_ALWAYS_INLINE void conv_run_body(const tinyml_conv2d_params *c,
     o.act_max = c->act_max;
     o.stride = c->output_c;
     n = conv_layer_block(o.k, pixels);
+    if (n == 8 && c->block == 7) { /* lowering's conv_block_cap: int8 CONV_2D, K % 4 == 0 */
+        n = 7;
+    }
     fast_add = add != NULL && add->out_rq.form == TINYML_DSP_SHORT && add->out_rq.right <= 23;
     move_back = add == NULL && !conv_overlapping(c, input, output);
-    for (b = 0; b < c->batches; ++b) {
-        const int8_t *in_b = input + b * c->input_h * c->input_w * c->input_c;
-        for (pix = 0; pix < pixels; pix += n) {
-            int32_t first = pix, count = pixels - pix < n ? pixels - pix : n;
+    /* The output above the input's first byte, inside it: the plan's backward overlap
+     * (write_order.conv_delta_above): the same blocks, the last first. */
+    backward = add == NULL && !move_back && (uintptr_t)output > (uintptr_t)input;
+    blocks = (pixels + n - 1) / n;
+    for (bi = 0; bi < c->batches; ++bi) {
+        const int8_t *in_b;
+        b = backward ? c->batches - 1 - bi : bi;
+        in_b = input + b * c->input_h * c->input_w * c->input_c;
+        for (j = 0; j < blocks; ++j) {
+            int32_t first, count;
+            pix = (backward ? blocks - 1 - j : j) * n;
+            first = pix;
+            count = pixels - pix < n ? pixels - pix : n;
             int8_t *out;
             if (move_back && count < n && pixels >= n) {
                 first = pixels - n;
@@ -982,6 +1101,8 @@ static TINYML_ALWAYS_INLINE void conv_run_body(const tinyml_conv2d_params *c,
                                                                          out);
                     } else if (n == 8) {
                         conv_channels8(o, block, oc, oc_end, out);
+                    } else if (n == 7) {
+                        conv_channels7(o, block, oc, oc_end, out);
                     } else {
                         conv_channels4(o, block, oc, oc_end, out);
                     }

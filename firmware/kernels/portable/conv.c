@@ -60,12 +60,41 @@ static int8_t conv_element(const tinyml_conv2d_params *p, const int8_t *in_b, in
                              p->act_min, p->act_max);
 }
 
+/* Whether the output starts inside the input's bytes, above its first byte: the memory plan
+ * placed it there for a backward run (tinyml/codegen/write_order.py, conv_delta_above), so
+ * the output pixels go last first and each output byte lands on input bytes already read.
+ * Otherwise (output below the input, in place, or apart) they go first to last. */
+static int32_t conv_backward(const tinyml_conv2d_params *p, const int8_t *input,
+                             const int8_t *output)
+{
+    const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
+    return out > in &&
+           out < in + (uintptr_t)(p->batches * p->input_h * p->input_w * p->input_c);
+}
+
 static void conv_run(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,
                      int32_t int4)
 {
     const int32_t groups = p->input_c / p->filter_c;
     const int32_t per_group = p->output_c / groups;
     int32_t b, oy, ox, oc;
+    if (conv_backward(p, input, output)) {
+        for (b = p->batches - 1; b >= 0; --b) {
+            const int8_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
+            for (oy = p->output_h - 1; oy >= 0; --oy) {
+                const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+                for (ox = p->output_w - 1; ox >= 0; --ox) {
+                    const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                    int8_t *out = output + ((b * p->output_h + oy) * p->output_w + ox) *
+                                               p->output_c;
+                    for (oc = 0; oc < p->output_c; ++oc) {
+                        out[oc] = conv_element(p, in_b, in_y0, in_x0, oc, per_group, int4);
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + b * p->input_h * p->input_w * p->input_c;
         for (oy = 0; oy < p->output_h; ++oy) {
@@ -98,13 +127,19 @@ static void conv_1x1_run(const tinyml_conv2d_params *p, const int8_t *input, int
                          int32_t int4)
 {
     const int32_t depth = p->input_c;
-    int32_t b, oy, ox, oc, ic;
-    for (b = 0; b < p->batches; ++b) {
+    const int32_t backward = conv_backward(p, input, output);
+    int32_t bi, yi, xi, oc, ic;
+    /* Pixels first to last, or last to first (conv_backward). */
+    for (bi = 0; bi < p->batches; ++bi) {
+        const int32_t b = backward ? p->batches - 1 - bi : bi;
         const int8_t *in_b = input + b * p->input_h * p->input_w * depth;
-        for (oy = 0; oy < p->output_h; ++oy) {
-            for (ox = 0; ox < p->output_w; ++ox) {
+        for (yi = 0; yi < p->output_h; ++yi) {
+            const int32_t oy = backward ? p->output_h - 1 - yi : yi;
+            for (xi = 0; xi < p->output_w; ++xi) {
+                const int32_t ox = backward ? p->output_w - 1 - xi : xi;
                 const int8_t *x =
                     in_b + (oy * p->stride_h * p->input_w + ox * p->stride_w) * depth;
+                int8_t *out = output + ((b * p->output_h + oy) * p->output_w + ox) * p->output_c;
                 for (oc = 0; oc < p->output_c; ++oc) {
                     const int8_t *w = conv_row(p->filter, oc, depth, int4);
                     int32_t acc = 0;
@@ -119,8 +154,8 @@ static void conv_1x1_run(const tinyml_conv2d_params *p, const int8_t *input, int
                     }
                     /* The bias holds bias + input_offset * sum(filter row) (lowering). */
                     acc = tinyml_wrap_add(acc, p->bias[oc]);
-                    *output++ = tinyml_requantize(acc, p->multiplier[oc], p->shift[oc],
-                                                  p->output_offset, p->act_min, p->act_max);
+                    out[oc] = tinyml_requantize(acc, p->multiplier[oc], p->shift[oc],
+                                                p->output_offset, p->act_min, p->act_max);
                 }
             }
         }
