@@ -81,7 +81,7 @@ def figures(result: Compilation) -> dict:
     report = result.report()
     keys = ("target", "peak_sram_bytes", "peak_sram_bytes_layerwise", "arena_bytes",
             "scratch_bytes", "state_bytes", "macs", "peak_layer", "patch", "overlap",
-            "layers_flash")
+            "layers_flash", "input_stream")
     return {k: report[k] for k in keys}
 
 
@@ -163,6 +163,14 @@ def render(result: Compilation, why: str = "--patch off") -> str:
     if data["state_bytes"]:  # a streaming model's variables, outside the arena
         summary.append(("Streaming state (outside the arena)", "state_bytes",
                         data["state_bytes"], f"{data['state_bytes']:,} B"))
+    stream = data["input_stream"]
+    if stream["mode"] == "rows":  # --input-stream rows (tinyml.schedule.input_stream)
+        summary.append(("Input (streamed row by row)", "input_stream.band_bytes",
+                        stream["band_bytes"],
+                        f"{stream['band_bytes']:,} B: a band of {stream['band_rows']} of "
+                        f"{stream['input_rows']} rows instead of the {stream['input_bytes']:,} "
+                        f"B image; {stream['stage_layers']} layer(s) run one output row at a "
+                        f"time"))
     if patch is not None:
         saving = 1 - data["peak_sram_bytes"] / max(data["peak_sram_bytes_layerwise"], 1)
         summary += [
@@ -257,9 +265,10 @@ per layer where they take fewer bytes than dense). {html.escape(flash_total)}</p
 
 def write_report(model: str | Path, target: str, output: str | Path, *, patch: str = "auto",
                  patch_overhead: float = DEFAULT_OVERHEAD,
-                 optimize: str = "balanced") -> Compilation:
+                 optimize: str = "balanced", input_stream: bool = False) -> Compilation:
     """Plan ``model`` for ``target`` (as ``compile`` would) and write the HTML report."""
-    result = plan(model, target, patch=patch, patch_overhead=patch_overhead, optimize=optimize)
+    result = plan(model, target, patch=patch, patch_overhead=patch_overhead, optimize=optimize,
+                  input_stream=input_stream)
     why = "--patch off"
     if result.patch is None and result.patch_notes:
         why = result.patch_notes[0]
