@@ -1,0 +1,67 @@
+"""Small image models for ``--input-stream rows`` (tinyml.schedule.input_stream), converted to
+int8 TFLite by the converter (support.tflite_zoo): odd heights and widths, a stride-2 first
+convolution with 'same' padding, a 'valid' one that leaves the last rows unread, pooling
+first, depthwise chains, and a float input quantized by the model's first op."""
+
+from __future__ import annotations
+
+
+def stem_odd(x):
+    """MobileNet-like stem on a 15x11 image: stride-2 'same' 3x3 convolution, depthwise, 1x1,
+    stride-2 'valid' depthwise, 1x1, then a classifier (the row stage may end anywhere in the
+    first five layers)."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    y = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    y = L.DepthwiseConv2D(3, padding="same", activation="relu")(y)
+    y = L.Conv2D(16, 1, activation="relu")(y)
+    y = L.DepthwiseConv2D(3, strides=2, padding="valid", activation="relu")(y)
+    y = L.Conv2D(12, 1, activation="relu")(y)
+    y = L.GlobalAveragePooling2D()(y)
+    return L.Dense(4)(y)
+
+
+STEM_INPUT = [(1, 15, 11, 3)]
+
+
+def valid_tall(x):
+    """A 5x3 'valid' convolution with vertical stride 2 on a 17x9 image (its last row is read
+    by no output), max pooling, 'same' average pooling, a dense head."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    y = L.Conv2D(6, (5, 3), strides=(2, 1), padding="valid", activation="relu")(x)
+    y = L.MaxPooling2D(2)(y)
+    y = L.AveragePooling2D(3, strides=1, padding="same")(y)
+    y = L.Flatten()(y)
+    return L.Dense(3)(y)
+
+
+VALID_INPUT = [(1, 18, 9, 2)]
+
+
+def pool_first(x):
+    """Pooling reads the image first, then a dilated 3x3 convolution and a dense head."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    y = L.MaxPooling2D(3, strides=2, padding="same")(x)
+    y = L.Conv2D(8, 3, dilation_rate=2, padding="same", activation="relu")(y)
+    y = L.Conv2D(4, 1)(y)
+    y = L.Flatten()(y)
+    return L.Dense(3)(y)
+
+
+POOL_INPUT = [(1, 13, 7, 4)]
+
+
+def input_skip(x):
+    """The input is read again after the first layer (a residual from the image): the first
+    layer cannot stream it alone."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    y = L.Conv2D(3, 3, padding="same")(x)
+    y = L.Add()([x, y])
+    y = L.Flatten()(y)
+    return L.Dense(2)(y)
+
+
+SKIP_INPUT = [(1, 8, 8, 3)]
