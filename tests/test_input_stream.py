@@ -217,7 +217,6 @@ def test_the_harness_sees_a_row_asked_twice(valid, tmp_path):
 # ---- MLPerf Tiny's visual wake words -------------------------------------------------------------
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("target", ["host", "cortex-m4"])
 def test_vww_arena_streamed(target):
     model = mlperf_model("vww_96_int8")
