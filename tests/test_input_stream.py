@@ -18,8 +18,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from support.input_stream_models import (POOL_INPUT, SKIP_INPUT, STEM_INPUT, VALID_INPUT,
-                                         input_skip, pool_first, stem_odd, valid_tall)
+from support.input_stream_models import (POOL_INPUT, ROWS_ONLY_INPUT, SKIP_INPUT, STEM_INPUT,
+                                         VALID_INPUT, input_skip, pool_first, rows_only,
+                                         stem_odd, valid_tall)
 from support.tflite_zoo import convert
 from tinyml.compiler import compile_model, plan
 from tinyml.errors import TinymlError
@@ -143,7 +144,8 @@ def test_stem_stages_bit_exact(stem, patch):
 @pytest.mark.slow
 @pytest.mark.parametrize("build,shape,patch", [
     (valid_tall, VALID_INPUT, "off"), (valid_tall, VALID_INPUT, "1:1"),
-    (pool_first, POOL_INPUT, "off"), (pool_first, POOL_INPUT, "auto")])
+    (pool_first, POOL_INPUT, "off"), (pool_first, POOL_INPUT, "auto"),
+    (rows_only, ROWS_ONLY_INPUT, "off"), (rows_only, ROWS_ONLY_INPUT, "1:1")])
 def test_varied_models_bit_exact(build, shape, patch):
     model = convert(build, shape)
     report = verify(model, "host", samples=20, patch=patch, sanitize=True, input_stream=True,

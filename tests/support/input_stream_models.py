@@ -65,3 +65,15 @@ def input_skip(x):
 
 
 SKIP_INPUT = [(1, 8, 8, 3)]
+
+
+def rows_only(x):
+    """Nothing but a 'valid' stride-2 convolution and a depthwise one: the whole graph can be
+    the row stage (its output is the model's)."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    y = L.Conv2D(4, 3, strides=2, padding="valid")(x)
+    return L.DepthwiseConv2D(3, padding="same")(y)
+
+
+ROWS_ONLY_INPUT = [(1, 9, 7, 2)]
