@@ -163,17 +163,18 @@ class RowStageEmitter:
         events = ", ".join(str(e) for e in s.events)
         first, last = graph.ops[s.stage[0]], graph.ops[s.stage[-1]]
         split = graph.tensors[s.split]
-        bands = "; ".join(f"'{c_comment(b.name)}' {b.shape[1]} rows at arena + "
-                          f"{self._band_offset(j)}" for j, b in enumerate(s.bands))
+        bands = [f" *   layer {j} reads {b.shape[1]} row(s) of {_shape(b.shape[2:])} "
+                 f"({b.nbytes} B) at arena + {self._band_offset(j)}"
+                 for j, b in enumerate(s.bands)]
         header = "\n".join([
             "/* ---- Row stage (--input-stream rows) " + "-" * 55,
             f" * The input ({_shape(source.shape[1:])}) is never whole in RAM: "
             f"tinyml_input_rows() delivers it row by row",
-            f" * as layers 0-{k - 1} ('{c_comment(first.name)}' to "
-            f"'{c_comment(last.name)}') need it. Each of these",
-            " * layers computes one output row at a time from a band of its input's last rows"
-            " (as many",
-            f" * as its kernel spans): {c_comment(bands)}.",
+            f" * as layers 0-{k - 1} ('{c_comment(first.name)}' to",
+            f" * '{c_comment(last.name)}') need it. Each of these layers computes one output "
+            "row at a time",
+            " * from a band of its input's last rows, as many as its kernel spans:",
+            *bands,
             f" * The last one writes its output ({_shape(split.shape[1:])}) row by row; the "
             "layers after it run",
             " * layer by layer. tinyml_row_events is the order: 0 asks for the next input row,"
