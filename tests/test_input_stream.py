@@ -18,9 +18,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from support.input_stream_models import (POOL_INPUT, ROWS_ONLY_INPUT, SKIP_INPUT, STEM_INPUT,
-                                         VALID_INPUT, input_skip, pool_first, rows_only,
-                                         stem_odd, valid_tall)
+from support.input_stream_models import (FLATTEN_INPUT, POOL_INPUT, RESIDUAL_INPUT,
+                                         ROWS_ONLY_INPUT, SKIP_INPUT, STEM_INPUT, VALID_INPUT,
+                                         flatten_first, input_skip, pool_first,
+                                         residual_blocks, rows_only, stem_odd, valid_tall)
 from support.tflite_zoo import convert
 from tinyml.compiler import compile_model, plan
 from tinyml.errors import TinymlError
@@ -84,7 +85,7 @@ def test_events_make_each_row_once_and_only_when_needed(stem):
     # Recomputed from the windows: the same order (each row made when first needed).
     ops = [result.graph.ops[i] for i in stage.stage]
     caps = [b.shape[1] for b in stage.bands]
-    assert row_events(result.graph, ops, stage.windows, caps) == stage.events
+    assert row_events(result.graph, ops, stage.operands) == (stage.events, caps)
     # The stride-2 'valid' depthwise (3 rows of 8) needs rows 0-2 of its input before its
     # first output row, so the first layers run ahead by exactly that much.
     first = stage.events.index(4)
@@ -114,13 +115,26 @@ def test_parse_mode():
 
 
 def test_refusals_name_the_layer():
-    skip = convert(input_skip, SKIP_INPUT)
-    with pytest.raises(TinymlError, match=r"first layer .*\(CONV_2D_ADD\) cannot read the "
-                                          r"input row by row"):
-        plan(skip, "host", patch="off", input_stream=True)
+    flat = convert(flatten_first, FLATTEN_INPUT)
+    with pytest.raises(TinymlError, match=r"--input-stream rows: the first layer '.*' "
+                                          r"\((RESHAPE|FULLY_CONNECTED)\) cannot read the input "
+                                          r"row by row"):
+        plan(flat, "host", patch="off", input_stream=True)
     stem_path = convert(stem_odd, STEM_INPUT)
     with pytest.raises(TinymlError, match="does not combine with --stream"):
         plan(stem_path, "host", input_stream=True, stream=True)
+
+
+def test_residual_keeps_the_skip_rows_its_add_still_needs():
+    """In an inverted residual block the ADD's row y needs the block input's row y while the
+    expand layer has already read row y + 1 (for the depthwise): that band keeps 2 rows."""
+    model = convert(residual_blocks, RESIDUAL_INPUT)
+    result = plan(model, "host", patch="6:1", input_stream=True)
+    stage = result.patch
+    kinds = [result.graph.ops[i].kind for i in stage.stage]
+    assert kinds.count("CONV_2D_ADD") == 2
+    skips = [o.source for ops in stage.operands for o in ops if o.index == 2]
+    assert [stage.bands[t].shape[1] for t in skips] == [2, 2]
 
 
 # ---- generated C against TFLM ------------------------------------------------------------------
@@ -145,7 +159,9 @@ def test_stem_stages_bit_exact(stem, patch):
 @pytest.mark.parametrize("build,shape,patch", [
     (valid_tall, VALID_INPUT, "off"), (valid_tall, VALID_INPUT, "1:1"),
     (pool_first, POOL_INPUT, "off"), (pool_first, POOL_INPUT, "auto"),
-    (rows_only, ROWS_ONLY_INPUT, "off"), (rows_only, ROWS_ONLY_INPUT, "1:1")])
+    (rows_only, ROWS_ONLY_INPUT, "off"), (rows_only, ROWS_ONLY_INPUT, "1:1"),
+    (input_skip, SKIP_INPUT, "off"), (residual_blocks, RESIDUAL_INPUT, "auto"),
+    (residual_blocks, RESIDUAL_INPUT, "6:1"), (residual_blocks, RESIDUAL_INPUT, "8:1")])
 def test_varied_models_bit_exact(build, shape, patch):
     model = convert(build, shape)
     report = verify(model, "host", samples=20, patch=patch, sanitize=True, input_stream=True,
@@ -165,9 +181,11 @@ def test_float_input_streams_float_rows():
 
 
 @pytest.mark.slow
-def test_stem_bit_exact_in_qemu(stem):
-    report = verify(stem, "cortex-m4", samples=5, patch="3:1", input_stream=True,
-                    profile=False)
+@pytest.mark.parametrize("build,shape,patch", [(stem_odd, STEM_INPUT, "3:1"),
+                                               (residual_blocks, RESIDUAL_INPUT, "8:1")])
+def test_bit_exact_in_qemu(build, shape, patch):
+    report = verify(convert(build, shape), "cortex-m4", samples=5, patch=patch,
+                    input_stream=True, profile=False)
     assert report.mismatched_outputs == 0
     assert report.measured["instructions_per_inference"] > 0
 

@@ -54,8 +54,8 @@ POOL_INPUT = [(1, 13, 7, 4)]
 
 
 def input_skip(x):
-    """The input is read again after the first layer (a residual from the image): the first
-    layer cannot stream it alone."""
+    """A residual from the image: the first layer (CONV_2D_ADD after fusion) reads the input
+    twice, through its 3x3 window and at the output's own row."""
     import tensorflow as tf
     L = tf.keras.layers
     y = L.Conv2D(3, 3, padding="same")(x)
@@ -77,3 +77,32 @@ def rows_only(x):
 
 
 ROWS_ONLY_INPUT = [(1, 9, 7, 2)]
+
+
+def residual_blocks(x):
+    """MobileNetV2-like: a stem, then two inverted residual blocks (expand 1x1, depthwise
+    3x3, project 1x1 + skip) at odd sizes, a strided block, a classifier."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    y = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    for _ in range(2):
+        e = L.Conv2D(24, 1, activation="relu")(y)
+        e = L.DepthwiseConv2D(3, padding="same", activation="relu")(e)
+        y = L.Add()([y, L.Conv2D(8, 1)(e)])
+    y = L.DepthwiseConv2D(3, strides=2, padding="same")(y)
+    y = L.Conv2D(16, 1, activation="relu")(y)
+    y = L.GlobalAveragePooling2D()(y)
+    return L.Dense(3)(y)
+
+
+RESIDUAL_INPUT = [(1, 19, 13, 3)]
+
+
+def flatten_first(x):
+    """The image goes straight into a dense layer: nothing can read it row by row."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    return L.Dense(3)(L.Flatten()(x))
+
+
+FLATTEN_INPUT = [(1, 6, 5, 2)]

@@ -92,28 +92,39 @@ class RowStageEmitter:
         return params_type.removeprefix("tinyml_").removesuffix("_params")
 
     def _layer(self, j: int, index: int) -> list[str]:
-        """Case j + 1 of the loop: the next output row of stage layer j."""
+        """Case j + 1 of the loop: the next output row of stage layer j. A window operand's
+        band is the kernel's input (its rows placed by input_h and pad_top); any other
+        operand is the band's row y."""
         s = self.s
         call = s.calls[j]
         op = s.steps[j].op
-        kind = call.geometry
         var = self._local(call.params_type)
         base = self._base(j)
         last = j == len(s.stage) - 1
-        cap = s.bands[j].shape[1]
 
         def field(name: str) -> str:
             return f"{var}.{call.designator(name)}"
 
         lines = [f"case {j + 1}: {{ /* {c_comment(op.name)} ({op.kind}) */",
                  f"    const int32_t y = made[{j + 1}];"]
-        if kind in ("window", "plane"):  # the band's first row: rows [lo, made[j]) are in it
-            lines.append(f"    const int32_t lo = made[{j}] > {cap} ? made[{j}] - {cap} : 0;")
+        pointers = {}
+        for n, operand in enumerate(s.operands[j]):
+            t = operand.source
+            cap = s.bands[t].shape[1]
+            band = self._arena(self._band_offset(t))
+            lines.append(f"    const int32_t lo{n} = made[{t}] > {cap} ? made[{t}] - {cap} : 0;"
+                         f" /* first row in the band */")
+            if operand.window is None:
+                band = f"{band} + (y - lo{n}) * {self._row_bytes(t)}"
+            pointers[operand.index] = self._cast(band, s.bands[t].dtype)
         lines.append(f"    {var} = {base};")
-        if kind in ("window", "plane"):
-            window = s.windows[j]
-            lines.append(f"    {field('input_h')} = made[{j}] - lo;")
-            pad = f"{window.pad_before} + lo" if window.pad_before else "lo"
+        for n, operand in enumerate(s.operands[j]):
+            window = operand.window
+            if window is None:
+                continue
+            t = operand.source
+            lines.append(f"    {field('input_h')} = made[{t}] - lo{n};")
+            pad = f"{window.pad_before} + lo{n}" if window.pad_before else f"lo{n}"
             out = "y" if window.stride == 1 else f"{window.stride} * y"
             lines.append(f"    {field('pad_top')} = {pad} - {out};")
         out_t = self.graph.tensors[op.outputs[0]]
@@ -125,6 +136,8 @@ class RowStageEmitter:
             dst = (f"tinyml_band_row({self._arena(self._band_offset(j + 1))}, y, "
                    f"{s.bands[j + 1].shape[1]}, {self._row_bytes(j + 1)})")
         lines.append(f"    int8_t *dst = {dst};")
+        private = {f"{s.bands[o.source].name}@row{j}.{o.index}": o.index
+                   for o in s.operands[j]}
         args = [f"&{var}"]
         for arg in call.args:
             what, _, name = arg.partition(":")
@@ -133,8 +146,8 @@ class RowStageEmitter:
                 args.append("NULL" if scratch is None else self._arena(scratch[0]))
             elif what == "out":
                 args.append(self._cast("dst", out_t.dtype))
-            elif name == s.bands[j].name and not self.graph.tensors[name].is_constant:
-                args.append(self._cast(self._arena(self._band_offset(j)), s.bands[j].dtype))
+            elif name in private:
+                args.append(pointers[private[name]])
             else:
                 args.append(self.e.pointer(name))
         lines.append(f"    {call.function}({', '.join(args)});")
@@ -163,9 +176,10 @@ class RowStageEmitter:
         events = ", ".join(str(e) for e in s.events)
         first, last = graph.ops[s.stage[0]], graph.ops[s.stage[-1]]
         split = graph.tensors[s.split]
-        bands = [f" *   layer {j} reads {b.shape[1]} row(s) of {_shape(b.shape[2:])} "
-                 f"({b.nbytes} B) at arena + {self._band_offset(j)}"
-                 for j, b in enumerate(s.bands)]
+        bands = [f" *   {'the input' if t == 0 else f'layer {t - 1} output'}: "
+                 f"{b.shape[1]} row(s) of {_shape(b.shape[2:])} ({b.nbytes} B) at arena + "
+                 f"{self._band_offset(t)}"
+                 for t, b in enumerate(s.bands)]
         header = "\n".join([
             "/* ---- Row stage (--input-stream rows) " + "-" * 55,
             f" * The input ({_shape(source.shape[1:])}) is never whole in RAM: "
@@ -173,7 +187,9 @@ class RowStageEmitter:
             f" * as layers 0-{k - 1} ('{c_comment(first.name)}' to",
             f" * '{c_comment(last.name)}') need it. Each of these layers computes one output "
             "row at a time",
-            " * from a band of its input's last rows, as many as its kernel spans:",
+            " * from bands of its inputs' newest rows (as many as its kernel spans, more for a"
+            " tensor",
+            " * that a lagging reader, e.g. a residual ADD, still needs):",
             *bands,
             f" * The last one writes its output ({_shape(split.shape[1:])}) row by row; the "
             "layers after it run",

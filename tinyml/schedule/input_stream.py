@@ -16,21 +16,23 @@ row after the previous call's last one, starting at 0, up to the last row). It w
 to ``dst``; when ``dst`` is NULL it skips them: no layer reads those rows (the last rows of
 a strided 'valid' convolution), and a camera driver just reads past them.
 
-The row stage (:class:`RowSchedule`) is a line-buffered pipeline: the first ``K`` layers (a
-chain of spatially local layers, each reading the previous one's output) run one output row
-at a time, each keeping a *band* of its input's last rows, as many as its kernel spans
-(``(kh - 1) * dilation + 1``; one for 1x1 and element-wise layers). A layer's next output row
-is computed as soon as its band holds the rows it reads; producing a row of the band below
-asks the layer before for it first, down to the callback (:func:`row_events` computes this
-demand-driven order at compile time; model.c replays it from a table). When a band is full
-the new row pushes the oldest out (the rows move up one row: kernels read contiguous rows).
+The row stage (:class:`RowSchedule`) is a line-buffered pipeline: the first ``K`` layers
+(spatially local layers that read the input or each other's outputs) run one output row at a
+time, each tensor of the stage kept as a *band* of its newest rows. A layer's next output
+row is computed as soon as the bands it reads hold the rows it needs (its kernel's rows of a
+window operand, row y of a 1x1 or element-wise one); making a row of a band asks its producer
+for it first, down to the callback (:func:`row_events` computes this demand-driven order at
+compile time; model.c replays it from a table). A band keeps as many rows as its readers
+need at once: the kernel's height for a convolution's input, and one more where a residual
+ADD reads its skip row y after the expanding layer already read row y + 1. When a band is
+full, a new row pushes the oldest out (the rows move up one: kernels read contiguous rows).
 The last layer writes each row straight into its output tensor, the *split*, held whole; the
-layers after it run layer by layer. Every row of every layer is computed once: unlike
-patches there is no recomputed halo, only one kernel call per output row.
+layers after it run layer by layer. Every row of every layer is computed once: unlike patches
+there is no recomputed halo, only one kernel call per output row.
 
 - Layer by layer (``--patch off``): the stage is the first layer alone, a rolling buffer of
   its kernel's rows.
-- ``--patch auto``: every chain prefix that can end a stage is planned exactly, and
+- ``--patch auto``: every prefix of the layers that can end a stage is planned exactly, and
   ``--optimize`` picks among them as among patch grids (:func:`tinyml.schedule.patches.pick`;
   the smallest-stage plan plays "layer by layer").
 - ``--patch SPLIT:N``: the stage ends at layer SPLIT (there is no grid: rows are the patches).
@@ -91,8 +93,8 @@ class RowSchedule:
     stage: list[int]               # graph.ops indices 0..k
     input: str
     image_rows: int                # the input's height
-    bands: list[Tensor]            # per stage layer, its input band (cap rows, whole width)
-    windows: list[Window]          # per stage layer, how its output rows read input rows
+    bands: list[Tensor]            # per tensor (0 the input, t layer t - 1's output) its band
+    operands: list[list[Operand]]  # per stage layer, how it reads its activations
     events: list[int]              # 0: ask for the next input row; j: layer j-1's next row
     calls: list                    # per stage layer, lowered for one output row
     steps: list[PatchStep]         # one per stage layer (what reports and profiles walk)
@@ -162,85 +164,128 @@ class _Call:
     op: object
 
 
-def _chain_reason(graph: Graph, by_op: dict, k: int) -> str | None:
+@dataclass(frozen=True)
+class Operand:
+    """How a stage layer reads one activation: tensor ``source`` (0 the input, t the output
+    of stage layer t - 1) through ``window`` (a sliding window: output row y reads the rows
+    ``window.need``), or, when None, row y itself (1x1 convolutions, element-wise ops, the
+    skip input of CONV_2D_ADD). ``index``: the op input it is."""
+
+    index: int
+    source: int
+    window: Window | None
+
+
+def stage_operands(graph: Graph, ops: list[Op], calls: list) -> list[list[Operand]]:
+    """Per stage layer, its activation operands (raises NotLocal when a layer has no row
+    form: see :func:`_stage_reason`)."""
+    tensor_id = {graph.inputs[0]: 0}
+    result = []
+    for i, (op, call) in enumerate(zip(ops, calls)):
+        if call.geometry not in ROW_KINDS:
+            raise NotLocal(f"kernel {call.function} has no row form")
+        operands = []
+        out_rows = graph.tensors[op.outputs[0]].shape[1]
+        for j, (rows, _) in operand_windows(graph, op).items():
+            name = op.inputs[j]
+            if name not in tensor_id:
+                raise NotLocal(f"it reads '{name}', which the stage does not make")
+            windowed = j == 0 and call.geometry in ("window", "plane")
+            if not windowed and graph.tensors[name].shape[1] != out_rows:
+                raise NotLocal("it changes the image's height without a window")
+            operands.append(Operand(j, tensor_id[name], rows if windowed else None))
+        tensor_id[op.outputs[0]] = i + 1
+        result.append(operands)
+    return result
+
+
+def _stage_reason(graph: Graph, by_op: dict, k: int) -> str | None:
     """Why ``graph.ops[0..k]`` cannot be a row stage, or None."""
-    previous = graph.inputs[0]
     for i, op in enumerate(graph.ops[:k + 1]):
         call = by_op.get(id(op))
         reason = _patchable(graph, op, call)
+        if reason is None:
+            try:
+                stage_operands(graph, graph.ops[:i + 1],
+                               [by_op[id(o)] for o in graph.ops[:i + 1]])
+            except NotLocal as exc:
+                reason = str(exc)
         if reason is not None:
-            return f"layer '{op.name}' ({op.kind}) cannot run on a window: {reason}"
-        if call.geometry not in ROW_KINDS:
-            return f"layer '{op.name}' ({op.kind}): kernel {call.function} has no row form"
-        windows = operand_windows(graph, op)
-        if list(windows) != [0] or op.inputs[0] != previous:
-            return (f"layer '{op.name}' ({op.kind}) reads more than the previous layer's "
-                    f"output (a row stage is a chain)")
-        if call.geometry in ("pointwise", "elementwise"):
-            src, out = graph.tensors[previous].shape, graph.tensors[op.outputs[0]].shape
-            if src[1:3] != out[1:3]:
-                return f"layer '{op.name}' ({op.kind}) changes the image size"
-        previous = op.outputs[0]
+            return f"layer '{op.name}' ({op.kind}) cannot run row by row: {reason}"
     return None
 
 
 def row_splits(graph: Graph, calls: Sequence) -> list[int]:
     """The k for which ``graph.ops[0..k]`` can be a row stage, shallowest first."""
     by_op = _calls_by_op(calls)
-    return [k for k in stage_splits(graph, calls) if _chain_reason(graph, by_op, k) is None]
+    return [k for k in stage_splits(graph, calls) if _stage_reason(graph, by_op, k) is None]
 
 
-def row_events(graph: Graph, ops: list[Op], windows: list[Window],
-               caps: list[int]) -> list[int]:
-    """The demand-driven order of a row stage: 0 asks for the next input row, j computes the
-    next output row of stage layer j-1. Each output row of the last layer in turn; a row is
-    made only when the layer reading it needs it. Raises NotLocal when an output row reads
-    only padding."""
-    heights = [graph.tensors[ops[0].inputs[0]].shape[1]] + \
+def row_events(graph: Graph, ops: list[Op],
+               operands: list[list[Operand]]) -> tuple[list[int], list[int]]:
+    """The demand-driven order of a row stage, and how many rows each band must keep.
+
+    Events: 0 asks for the next input row, j computes the next output row of stage layer
+    j - 1. Each output row of the last layer in turn; a row is made only when a layer needs
+    it for its next output row (all its operands' rows first). A band keeps a tensor's newest
+    rows, the oldest pushed out by a new one: it must hold, whenever a layer reads it, every
+    row from the first that layer reads to the newest made (``caps``, per tensor; a tensor
+    read by two layers, e.g. a residual's skip, keeps rows for the one that lags). Raises
+    NotLocal when an output row reads only padding."""
+    heights = [graph.tensors[graph.inputs[0]].shape[1]] + \
         [graph.tensors[op.outputs[0]].shape[1] for op in ops]
     made = [0] * (len(ops) + 1)
+    caps = [0] * (len(ops) + 1)
     events: list[int] = []
 
-    def produce(j: int) -> None:  # the next row of tensor j (0: the input)
-        if j == 0:
+    def produce(t: int) -> None:  # the next row of tensor t
+        if t == 0:
             events.append(0)
             made[0] += 1
             return
-        i = j - 1
-        y = made[j]
-        first, stop = windows[i].need((y, y + 1), heights[i])
-        if first >= stop:
-            raise NotLocal(f"row {y} of layer '{ops[i].name}' reads only padding")
-        while made[i] < stop:
-            produce(i)
-        assert made[i] - caps[i] <= first, "a band lost a row it still needs"
-        events.append(j)
-        made[j] += 1
+        y = made[t]
+        spans = []
+        for operand in operands[t - 1]:
+            s = operand.source
+            first, stop = (operand.window.need((y, y + 1), heights[s]) if operand.window
+                           else (y, y + 1))
+            if first >= stop:
+                raise NotLocal(f"row {y} of layer '{ops[t - 1].name}' reads only padding")
+            while made[s] < stop:
+                produce(s)
+            spans.append((s, first))
+        for s, first in spans:  # what the band must hold when the kernel runs
+            caps[s] = max(caps[s], made[s] - first)
+        events.append(t)
+        made[t] += 1
 
     for _ in range(heights[-1]):
         produce(len(ops))
-    return events
+    return events, caps[:len(ops)]
 
 
-def _band_caps(graph: Graph, ops: list[Op], windows: list[Window]) -> list[int]:
-    return [min(w.extent, graph.tensors[op.inputs[0]].shape[1]) for op, w in zip(ops, windows)]
-
-
-def _relower(graph: Graph, ops: list[Op], bands: list[Tensor],
+def _relower(graph: Graph, ops: list[Op], operands: list[list[Operand]], bands: list[Tensor],
              lower: Callable[[Graph], list], calls: Sequence) -> list:
-    """The stage's kernels lowered for one output row from a band (scratch and per-call
-    parameters of that size). Each op reads its band and writes a one-row tensor."""
+    """The stage's kernels lowered for one output row (scratch and per-call parameters of
+    that size). Each layer reads its own names: a band for a window operand, one row for
+    the others (``<tensor>@row<layer>.<input>``), and writes a one-row tensor."""
     row = Graph(graph.name)
     row.tensors = {n: t for n, t in graph.tensors.items() if t.is_constant}
     row_ops = []
-    for op, band in zip(ops, bands):
+    for i, op in enumerate(ops):
+        inputs = list(op.inputs)
+        for operand in operands[i]:
+            band = bands[operand.source]
+            name = f"{band.name}@row{i}.{operand.index}"
+            shape = band.shape if operand.window else (1, 1) + tuple(band.shape[2:])
+            row.tensors[name] = Tensor(name, shape, band.dtype, band.quant)
+            inputs[operand.index] = name
         out = graph.tensors[op.outputs[0]]
         name = f"{op.outputs[0]}@row"
-        row.tensors[band.name] = band
         row.tensors[name] = Tensor(name, (1, 1) + tuple(out.shape[2:]), out.dtype, out.quant)
-        row_ops.append(Op(op.kind, op.name, [band.name] + list(op.inputs[1:]), [name], op.attrs))
+        row_ops.append(Op(op.kind, op.name, inputs, [name], op.attrs))
     row.ops = row_ops
-    row.inputs = [b.name for b in bands]
+    row.inputs = [n for o in row_ops for n in o.inputs if "@row" in n]
     row.outputs = [o.outputs[0] for o in row_ops]
     lowered = _calls_by_op(lower(row))
     by_op = _calls_by_op(calls)
@@ -315,14 +360,15 @@ def row_schedule(graph: Graph, calls: Sequence, k: int,
     """The row stage of ``graph.ops[0..k]`` and the plan of the whole graph around it.
     Raises NotLocal when it cannot be built."""
     ops = graph.ops[:k + 1]
-    windows = [operand_windows(graph, op)[0][0] for op in ops]
-    caps = _band_caps(graph, ops, windows)
+    by_op = _calls_by_op(calls)
+    operands = stage_operands(graph, ops, [by_op[id(op)] for op in ops])
+    events, caps = row_events(graph, ops, operands)
     bands = []
-    for op, cap in zip(ops, caps):
-        t = graph.tensors[op.inputs[0]]
-        bands.append(Tensor(op.inputs[0], (1, cap) + tuple(t.shape[2:]), t.dtype, t.quant))
-    events = row_events(graph, ops, windows, caps)
-    row_calls = _relower(graph, ops, bands, lower, calls)
+    for t, cap in enumerate(caps):  # tensor t: the input, then each layer's output
+        name = graph.inputs[0] if t == 0 else ops[t - 1].outputs[0]
+        full = graph.tensors[name]
+        bands.append(Tensor(name, (1, cap) + tuple(full.shape[2:]), full.dtype, full.quant))
+    row_calls = _relower(graph, ops, operands, bands, lower, calls)
     steps = [PatchStep(op, call, j, op.name) for j, (op, call) in enumerate(zip(ops, row_calls))]
     memory_stage = _StageMemory(bands, row_calls, ops, graph.inputs[0], ops[-1].outputs[0],
                                 list(range(k + 1)))
@@ -331,7 +377,7 @@ def row_schedule(graph: Graph, calls: Sequence, k: int,
     macs = sum(_layer_macs(graph, op) for op in graph.ops)
     return RowSchedule(ops[-1].outputs[0], ops[-1].name, k, list(range(k + 1)),
                        graph.inputs[0], graph.tensors[graph.inputs[0]].shape[1], bands,
-                       windows, events, row_calls, steps, memory, macs, macs,
+                       operands, events, row_calls, steps, memory, macs, macs,
                        {j: _layer_macs(graph, op) for j, op in enumerate(ops)})
 
 
@@ -352,7 +398,7 @@ def choose_rows(graph: Graph, calls: Sequence, option, lower: Callable[[Graph], 
     by_op = _calls_by_op(calls)
     if option.mode == "forced":
         k = _resolve_split(graph, option.split)
-        reason = _chain_reason(graph, by_op, k)
+        reason = _stage_reason(graph, by_op, k)
         if reason is None and k not in stage_splits(graph, calls):
             reason = f"layer '{graph.ops[k].name}' is no valid split"
         if reason is not None:
@@ -361,7 +407,7 @@ def choose_rows(graph: Graph, calls: Sequence, option, lower: Callable[[Graph], 
     splits = row_splits(graph, calls)
     if not splits or splits[0] != 0:
         op = graph.ops[0]
-        reason = _chain_reason(graph, by_op, 0) or (
+        reason = _stage_reason(graph, by_op, 0) or (
             "its output, or the input, is read by later layers as well")
         raise TinymlError(f"--input-stream rows: the first layer '{op.name}' ({op.kind}) "
                           f"cannot read the input row by row: {reason}")
