@@ -251,3 +251,25 @@ def test_vww_bit_exact_streamed():
                     sanitize=True, input_stream=True)
     assert report.mismatched_outputs == 0
     assert "tflite-micro" in report.oracle
+
+
+# ---- the command line -----------------------------------------------------------------------------
+
+
+def test_cli_compile_and_report(stem, tmp_path, capsys):
+    import json
+
+    from tinyml.cli import main
+    assert main(["compile", str(stem), "-o", str(tmp_path / "p"), "--input-stream", "rows",
+                 "--patch", "off", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["input_stream"]["mode"] == "rows"
+    assert report["patch"]["kind"] == "rows"
+    header = (tmp_path / "p" / "model.h").read_text()
+    assert "void tinyml_input_rows(int32_t first_row, int32_t count, tinyml_input_t *dst);" \
+        in header and "tinyml_input_t *tinyml_input(void);" not in header
+    assert main(["report", str(stem), "-o", str(tmp_path / "r.html"), "--input-stream",
+                 "rows"]) == 0
+    assert "Input (streamed row by row)" in (tmp_path / "r.html").read_text()
+    with pytest.raises(SystemExit):
+        main(["compile", str(stem), "-o", str(tmp_path / "q"), "--input-stream", "cols"])

@@ -103,8 +103,10 @@ def _plot(result: Compilation, rows: list[LayerRow]) -> bytes:
                  linewidth=2, label=f"patch schedule (arena {patched:,.1f} KB)")
         top.axhline(patched, color="#1f6fb4", linestyle=":", linewidth=1)
         top.axvspan(min(stage) - 0.5, max(stage) + 0.5, color="#1f6fb4", alpha=0.08,
-                    label=f"patch stage ({result.patch.grid[0]}x{result.patch.grid[1]} "
-                          f"patches)")
+                    label=("row stage (the input streamed, one output row at a time)"
+                           if getattr(result.patch, "stream_rows", False) else
+                           f"patch stage ({result.patch.grid[0]}x{result.patch.grid[1]} "
+                           f"patches)"))
     top.axhline(layerwise, color="#888888", linestyle=":", linewidth=1)
     for attr, color in (("bytes_layerwise", "#888888"), ("bytes_patched", "#1f6fb4")):
         if attr == "bytes_patched" and result.patch is None:
@@ -186,6 +188,12 @@ def render(result: Compilation, why: str = "--patch off") -> str:
                    f"'{patch.split_layer}'), which lowers peak SRAM from "
                    f"{data['peak_sram_bytes_layerwise']:,} B to {data['peak_sram_bytes']:,} B "
                    f"for {100 * patch.mac_overhead:.1f} % extra MACs.")
+        if getattr(patch, "stream_rows", False):  # --input-stream rows
+            verdict = (f"The input is streamed row by row; the first {len(patch.stage)} "
+                       f"layers (up to '{patch.split_layer}') run one output row at a time "
+                       f"from bands of rows, which lowers peak SRAM from "
+                       f"{data['peak_sram_bytes_layerwise']:,} B (whole input, layer by "
+                       f"layer) to {data['peak_sram_bytes']:,} B with no extra MACs.")
     else:
         summary.append(("Patch schedule", "patch", None, "none"))
         verdict = f"No patch schedule: {why}. The layers run one after the other."

@@ -197,7 +197,8 @@ class RowStageEmitter:
             " j makes",
             " * the next output row of stage layer j - 1.",
             " */", ""])
-        table = (f"static const uint8_t tinyml_row_events[{len(s.events)}] = {{\n"
+        event_type = "uint8_t" if k < 256 else "uint16_t"
+        table = (f"static const {event_type} tinyml_row_events[{len(s.events)}] = {{\n"
                  f"{_wrap(events)}\n}};\n")
         declarations = [header, BAND_HELPER, table] + self.declarations
         locals_ = [f"{t} {self._local(t)};" for t in types]
