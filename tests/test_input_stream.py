@@ -237,7 +237,7 @@ def test_the_harness_sees_a_row_asked_twice(valid, tmp_path):
 # ---- MLPerf Tiny's visual wake words -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", ["host", "cortex-m4"])
+@pytest.mark.parametrize("target", [pytest.param("host", marks=pytest.mark.slow), "cortex-m4"])
 def test_vww_arena_streamed(target):
     model = mlperf_model("vww_96_int8")
     result = plan(model, target, optimize="memory", input_stream=True)
