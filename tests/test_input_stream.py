@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 from support.input_stream_models import (FLATTEN_INPUT, POOL_INPUT, RESIDUAL_INPUT,
-                                         ROWS_ONLY_INPUT, SKIP_INPUT, STEM_INPUT, VALID_INPUT,
-                                         flatten_first, input_skip, pool_first,
-                                         residual_blocks, rows_only, stem_odd, valid_tall)
+                                         ROWS_ONLY_INPUT, SHORTCUT_INPUT, SKIP_INPUT,
+                                         STEM_INPUT, VALID_INPUT, flatten_first, input_skip,
+                                         pool_first, residual_blocks, rows_only, stem_odd,
+                                         strided_shortcut, valid_tall)
 from support.tflite_zoo import convert
 from tinyml.compiler import compile_model, plan
 from tinyml.errors import TinymlError
@@ -137,6 +138,18 @@ def test_residual_keeps_the_skip_rows_its_add_still_needs():
     assert [stage.bands[t].shape[1] for t in skips] == [2, 2]
 
 
+def test_strided_shortcut_reads_every_other_row():
+    """A stride-2 1x1 shortcut reads one dense row, 2y, per output row: the stage can go
+    through the block to its ADD."""
+    model = convert(strided_shortcut, SHORTCUT_INPUT)
+    result = plan(model, "host", patch="3:1", input_stream=True)
+    stage = result.patch
+    strided = [o for ops in stage.operands for o in ops if o.dense and o.window.stride == 2]
+    assert len(strided) == 1
+    # The ADD's row y needs shortcut row y, made from the first layer's row 2y.
+    assert stage.events.count(4) == 8 and stage.events.count(1) == 15
+
+
 # ---- generated C against TFLM ------------------------------------------------------------------
 
 
@@ -161,7 +174,8 @@ def test_stem_stages_bit_exact(stem, patch):
     (pool_first, POOL_INPUT, "off"), (pool_first, POOL_INPUT, "auto"),
     (rows_only, ROWS_ONLY_INPUT, "off"), (rows_only, ROWS_ONLY_INPUT, "1:1"),
     (input_skip, SKIP_INPUT, "off"), (residual_blocks, RESIDUAL_INPUT, "auto"),
-    (residual_blocks, RESIDUAL_INPUT, "6:1"), (residual_blocks, RESIDUAL_INPUT, "8:1")])
+    (residual_blocks, RESIDUAL_INPUT, "6:1"), (residual_blocks, RESIDUAL_INPUT, "8:1"),
+    (strided_shortcut, SHORTCUT_INPUT, "auto"), (strided_shortcut, SHORTCUT_INPUT, "off")])
 def test_varied_models_bit_exact(build, shape, patch):
     model = convert(build, shape)
     report = verify(model, "host", samples=20, patch=patch, sanitize=True, input_stream=True,
@@ -182,7 +196,8 @@ def test_float_input_streams_float_rows():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("build,shape,patch", [(stem_odd, STEM_INPUT, "3:1"),
-                                               (residual_blocks, RESIDUAL_INPUT, "8:1")])
+                                               (residual_blocks, RESIDUAL_INPUT, "8:1"),
+                                               (strided_shortcut, SHORTCUT_INPUT, "auto")])
 def test_bit_exact_in_qemu(build, shape, patch):
     report = verify(convert(build, shape), "cortex-m4", samples=5, patch=patch,
                     input_stream=True, profile=False)

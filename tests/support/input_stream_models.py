@@ -106,3 +106,19 @@ def flatten_first(x):
 
 
 FLATTEN_INPUT = [(1, 6, 5, 2)]
+
+
+def strided_shortcut(x):
+    """ResNet-like: a block whose shortcut is a stride-2 1x1 convolution (it reads every
+    other row of a dense image) added to two 3x3 convolutions, the first strided."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    y = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    a = L.Conv2D(12, 3, strides=2, padding="same", activation="relu")(y)
+    a = L.Conv2D(12, 3, padding="same")(a)
+    y = L.Activation("relu")(L.Add()([a, L.Conv2D(12, 1, strides=2)(y)]))
+    y = L.GlobalAveragePooling2D()(y)
+    return L.Dense(3)(y)
+
+
+SHORTCUT_INPUT = [(1, 15, 14, 3)]

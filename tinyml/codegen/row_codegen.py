@@ -114,13 +114,16 @@ class RowStageEmitter:
             band = self._arena(self._band_offset(t))
             lines.append(f"    const int32_t lo{n} = made[{t}] > {cap} ? made[{t}] - {cap} : 0;"
                          f" /* first row in the band */")
-            if operand.window is None:
-                band = f"{band} + (y - lo{n}) * {self._row_bytes(t)}"
+            if operand.dense:  # the one row it reads: y * stride - pad
+                w = operand.window
+                row = "y" if w.stride == 1 else f"{w.stride} * y"
+                row = f"{row} - {w.pad_before}" if w.pad_before else row
+                band = f"{band} + ({row} - lo{n}) * {self._row_bytes(t)}"
             pointers[operand.index] = self._cast(band, s.bands[t].dtype)
         lines.append(f"    {var} = {base};")
         for n, operand in enumerate(s.operands[j]):
             window = operand.window
-            if window is None:
+            if operand.dense:
                 continue
             t = operand.source
             lines.append(f"    {field('input_h')} = made[{t}] - lo{n};")

@@ -167,13 +167,16 @@ class _Call:
 @dataclass(frozen=True)
 class Operand:
     """How a stage layer reads one activation: tensor ``source`` (0 the input, t the output
-    of stage layer t - 1) through ``window`` (a sliding window: output row y reads the rows
-    ``window.need``), or, when None, row y itself (1x1 convolutions, element-wise ops, the
-    skip input of CONV_2D_ADD). ``index``: the op input it is."""
+    of stage layer t - 1); output row y reads the input rows ``window.need``. ``dense``: the
+    kernel reads exactly one row of a dense image, row ``y * stride - pad`` (1x1
+    convolutions, strided ones included, element-wise ops, the skip input of CONV_2D_ADD);
+    else the band is the kernel's input, the rows placed by its padding parameters.
+    ``index``: the op input it is."""
 
     index: int
     source: int
-    window: Window | None
+    window: Window
+    dense: bool
 
 
 def stage_operands(graph: Graph, ops: list[Op], calls: list) -> list[list[Operand]]:
@@ -191,9 +194,9 @@ def stage_operands(graph: Graph, ops: list[Op], calls: list) -> list[list[Operan
             if name not in tensor_id:
                 raise NotLocal(f"it reads '{name}', which the stage does not make")
             windowed = j == 0 and call.geometry in ("window", "plane")
-            if not windowed and graph.tensors[name].shape[1] != out_rows:
-                raise NotLocal("it changes the image's height without a window")
-            operands.append(Operand(j, tensor_id[name], rows if windowed else None))
+            if not windowed and rows.extent != 1:
+                raise NotLocal("it reads several rows of a dense image")
+            operands.append(Operand(j, tensor_id[name], rows, not windowed))
         tensor_id[op.outputs[0]] = i + 1
         result.append(operands)
     return result
@@ -247,8 +250,7 @@ def row_events(graph: Graph, ops: list[Op],
         spans = []
         for operand in operands[t - 1]:
             s = operand.source
-            first, stop = (operand.window.need((y, y + 1), heights[s]) if operand.window
-                           else (y, y + 1))
+            first, stop = operand.window.need((y, y + 1), heights[s])
             if first >= stop:
                 raise NotLocal(f"row {y} of layer '{ops[t - 1].name}' reads only padding")
             while made[s] < stop:
@@ -277,7 +279,7 @@ def _relower(graph: Graph, ops: list[Op], operands: list[list[Operand]], bands: 
         for operand in operands[i]:
             band = bands[operand.source]
             name = f"{band.name}@row{i}.{operand.index}"
-            shape = band.shape if operand.window else (1, 1) + tuple(band.shape[2:])
+            shape = (1, 1) + tuple(band.shape[2:]) if operand.dense else band.shape
             row.tensors[name] = Tensor(name, shape, band.dtype, band.quant)
             inputs[operand.index] = name
         out = graph.tensors[op.outputs[0]]
