@@ -189,7 +189,7 @@ class _Emitter:
         for step, index in enumerate(self.plan.order):
             if self.patch is not None and index in self.patch.stage:
                 if index == self.patch.stage[0]:  # the patch stage: one loop, where it starts
-                    if getattr(self.patch, "stream_rows", False):  # --input-stream rows
+                    if hasattr(self.patch, "events"):  # a row stage (tinyml.schedule.input_stream)
                         from tinyml.codegen.row_codegen import emit_row_stage
                         layers += emit_row_stage(self, self.patch, step, len(layers))
                     else:
