@@ -119,7 +119,8 @@ def _compile(args: argparse.Namespace) -> int:
     result = compile_model(args.model, args.target, args.output, quantize=quantize,
                            patch=args.patch, patch_overhead=args.patch_overhead,
                            trainable=args.trainable, max_classes=args.max_classes,
-                           optimize=args.optimize, stream=args.stream)
+                           optimize=args.optimize, stream=args.stream,
+                           input_stream=_input_stream(args))
     report = result.report()
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
@@ -152,6 +153,8 @@ def _compile(args: argparse.Namespace) -> int:
             rows.append(("firmware", report["elf"], "make run (emulated targets) runs it in QEMU"
                          if target.is_emulated else "links for the board"))
         rows[1:1] = _overlap_rows(report) + _patch_rows(report)
+        if report["input_stream"]["mode"] == "rows":
+            rows[1:1] = [_input_stream_row(report)]
         if result.stream is not None:  # --stream (tinyml.passes.stream_window)
             rows.insert(1, ("stream", f"1 of {result.stream.window} frames a call",
                             result.stream.summary()))
@@ -183,6 +186,20 @@ def _overlap_rows(report: dict) -> list[tuple[str, str, str]]:
     return []
 
 
+def _input_stream(args: argparse.Namespace) -> bool:
+    from tinyml.schedule.input_stream import parse_mode
+    return parse_mode(getattr(args, "input_stream", None))
+
+
+def _input_stream_row(report: dict) -> tuple[str, str, str]:
+    """compile's row about --input-stream rows (tinyml.schedule.input_stream)."""
+    s = report["input_stream"]
+    return ("input", f"{s['band_bytes']:,} B",
+            f"streamed: a band of {s['band_rows']} of {s['input_rows']} rows instead of the "
+            f"{s['input_bytes']:,} B image, asked for through tinyml_input_rows(); "
+            f"{s['stage_layers']} layer(s) run row by row ({s['stage_band_bytes']:,} B of bands)")
+
+
 def _patch_rows(report: dict) -> list[tuple[str, str, str]]:
     """compile's rows about patch-based inference (tinyml.schedule.patches)."""
     patch = report["patch"]
@@ -195,6 +212,14 @@ def _patch_rows(report: dict) -> list[tuple[str, str, str]]:
                                     "budget and the --optimize goal, or --patch off)"),
                 *notes, predicted]
     added = patch.get("instructions_added")
+    if patch.get("kind") == "rows":  # --input-stream rows: a row stage, no patch grid
+        return [("layer by layer", f"{report['peak_sram_bytes_layerwise']:,} B",
+                 "peak SRAM with the whole input, layer by layer"),
+                ("row stage", f"{patch['layers']} layer(s)",
+                 f"one output row at a time up to '{patch['split_layer']}'"
+                 + (f", {added:+,} predicted instructions against the first layer alone"
+                    if added else "")),
+                *notes, predicted]
     return [("layer by layer", f"{report['peak_sram_bytes_layerwise']:,} B",
              "peak SRAM without patch-based inference"),
             ("patches", f"{patch['grid'][0]}x{patch['grid'][1]}",
@@ -208,10 +233,13 @@ def _report(args: argparse.Namespace) -> int:
     from tinyml.memory_report import write_report
 
     result = write_report(args.model, args.target, args.output, patch=args.patch,
-                          patch_overhead=args.patch_overhead, optimize=args.optimize)
+                          patch_overhead=args.patch_overhead, optimize=args.optimize,
+                          input_stream=_input_stream(args))
     report = result.report()
     rows = [("peak SRAM", f"{report['peak_sram_bytes']:,} B", "arena with the chosen schedule")]
     rows += _overlap_rows(report) + _patch_rows(report)
+    if report["input_stream"]["mode"] == "rows":
+        rows.append(_input_stream_row(report))
     rows += _flash_rows(result)
     rows.append(("written", str(args.output), "HTML with the memory plot and per-layer table"))
     _print_report(f"report {result.model.name} ({report['target']})", rows)
@@ -262,6 +290,14 @@ def _add_stream_argument(p: argparse.ArgumentParser, what: str) -> None:
                         + what)
 
 
+def _add_input_stream_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-stream", default="whole", choices=("whole", "rows"),
+                   help="rows: the generated code asks for the input image row by row "
+                        "through tinyml_input_rows() (defined by the application, e.g. a "
+                        "camera driver) and keeps only a band of rows; whole (default): the "
+                        "input is written into the arena before tinyml_invoke()")
+
+
 def _add_trainable_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trainable", metavar="last:K",
                    help="on-device learning of the last K fully connected layers (float32 "
@@ -280,7 +316,8 @@ def _verify(args: argparse.Namespace) -> int:
     report = verify(args.model, args.target, samples=args.samples, seed=args.seed,
                     sanitize=args.sanitize, profile=not args.no_profile, patch=args.patch,
                     patch_overhead=args.patch_overhead, quantize=quantize,
-                    optimize=args.optimize, stream=args.stream).to_json()
+                    optimize=args.optimize, stream=args.stream,
+                    input_stream=_input_stream(args)).to_json()
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -317,7 +354,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.learn:  # a labelled stream through a learning device (tinyml.learn)
         from tinyml.learn.runner import main as learn_main
         return learn_main(args)
-    result = run_model(args.model, args.target, args.input, stream=args.stream)
+    result = run_model(args.model, args.target, args.input, stream=args.stream,
+                       input_stream=_input_stream(args))
     if args.output:
         if len(result.outputs) == 1:
             np.save(args.output, next(iter(result.outputs.values())))
@@ -410,6 +448,7 @@ def _add_compile_parser(sub) -> None:
     add_calibration_arguments(p, required=False)
     _add_trainable_arguments(p)
     _add_stream_argument(p, "the window starts as the input's zero point")
+    _add_input_stream_argument(p)
     p.set_defaults(run=_compile)
 
 
@@ -429,6 +468,7 @@ def _add_verify_parser(sub) -> None:
     add_calibration_arguments(p, required=False)
     _add_stream_argument(p, "the samples are frames of one stream, each output compared "
                             "with the full window's")
+    _add_input_stream_argument(p)
     p.set_defaults(run=_verify)
 
 
@@ -439,6 +479,7 @@ def _add_report_parser(sub) -> None:
     p.add_argument("--target", default="host", help="see 'tinyml targets' (default: host)")
     p.add_argument("-o", "--output", required=True, help="the HTML file to write")
     _add_patch_arguments(p)
+    _add_input_stream_argument(p)
     p.set_defaults(run=_report)
 
 
@@ -466,6 +507,7 @@ def _add_run_parser(sub) -> None:
     _add_trainable_arguments(p)
     _add_stream_argument(p, "--input then holds any number of frames (along axis 1), fed one "
                             "per call; the output is the last frame's")
+    _add_input_stream_argument(p)
     p.set_defaults(run=_run)
 
 

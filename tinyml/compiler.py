@@ -68,6 +68,9 @@ class Compilation:
     #: ``--stream`` (tinyml.passes.stream_window): ``graph`` consumes one frame per call;
     #: ``source_graph`` is still the full-window model it equals.
     stream: "StreamPlan | None" = None
+    #: ``--input-stream rows`` (tinyml.schedule.input_stream): ``patch`` is then the row
+    #: stage that asks for the input row by row.
+    input_stream: bool = False
 
     @property
     def io_graph(self) -> Graph:
@@ -116,6 +119,9 @@ class Compilation:
             "output_dir": str(self.project.output_dir) if self.project else None,
             **{k: v for k, v in self.sizes.items() if k != "flash_bytes"},
             **(self.learn.report() if self.learn is not None else {}),
+            "input_stream": (self.patch.input_json(self.graph)
+                             if self.input_stream and self.patch is not None
+                             else {"mode": "whole"}),
             **({"stream": {**self.stream.to_json(),
                            "macs_full_window": summarize(self.source_graph).macs}}
                if self.stream is not None else {}),
@@ -169,7 +175,8 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
          quantize: Callable[[Graph], Graph] | None = None, *, patch: str | None = "auto",
          patch_overhead: float = DEFAULT_OVERHEAD, trainable: str | None = None,
          max_classes: int | None = None, optimize: str = "balanced",
-         stream: bool = False) -> Compilation:
+         stream: bool = False, input_stream: bool = False,
+         row_stage: bool = False) -> Compilation:
     """Everything up to (not including) writing files. ``quantize`` turns the imported float
     graph into an int8 one first (``tinyml compile --calib``, tinyml.quantize). ``patch``:
     "auto" (patch-based inference of the first layers when it lowers peak SRAM within
@@ -179,7 +186,11 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
     ``trainable`` ("last:K") and ``max_classes``: on-device learning of the last K fully
     connected layers (tinyml.learn); ``graph`` is then the backbone. ``stream``: the input is a
     sliding window; compile the model that consumes one new frame per call
-    (tinyml.passes.stream_window)."""
+    (tinyml.passes.stream_window). ``input_stream``: ``--input-stream rows``, the generated
+    code asks for the input row by row (tinyml.schedule.input_stream); ``patch`` then says
+    where its row stage ends (off: the first layer). ``row_stage``: the same row stages with
+    the whole input in the arena (no callback), in place of patch grids (for comparison with
+    the other line-buffer executors; no command-line option)."""
     target = load_target(target) if isinstance(target, str) else target
     if isinstance(model, Graph):  # an in-memory graph (tinyml.nas plans candidates so)
         source, model = model, Path(f"{model.name}.graph")
@@ -192,6 +203,10 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
     # QUANTIZE) into int8 ops.
     graph = run_passes(copy.deepcopy(source))
     check_int8(graph)
+    if (input_stream or row_stage) and (stream or trainable is not None
+                                        or max_classes is not None):
+        raise TinymlError("--input-stream rows does not combine with "
+                          + ("--stream" if stream else "--trainable / --max-classes"))
     streamed = None
     if stream:
         from tinyml.passes.stream_window import stream_window
@@ -229,9 +244,17 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
         return (cost.predict(graph, calls, schedule)
                 + extra.predict(graph, calls, schedule.plan if schedule else memory))
 
-    result.patch = choose_patching(graph, calls, memory, patch, patch_overhead,
-                                   lower=lambda g: lower(g, target), optimize=optimize,
-                                   predict=predict, sram_bytes=sram, notes=result.patch_notes)
+    if input_stream or row_stage:  # a row stage reads the image (streamed or whole)
+        from tinyml.schedule.input_stream import choose_rows
+        result.input_stream = input_stream
+        result.patch = choose_rows(graph, calls, patch, lambda g: lower(g, target),
+                                   optimize=optimize, predict=predict, sram_bytes=sram,
+                                   notes=result.patch_notes, stream=input_stream)
+    else:
+        result.patch = choose_patching(graph, calls, memory, patch, patch_overhead,
+                                       lower=lambda g: lower(g, target), optimize=optimize,
+                                       predict=predict, sram_bytes=sram,
+                                       notes=result.patch_notes)
     if result.patch is not None:
         result.plan = result.patch.plan
     result.optimize, result.predicted_on = optimize, cost.core
@@ -249,16 +272,17 @@ def compile_model(model: str | Path, target: str | Target, output_dir: str | Pat
                   quantize: Callable[[Graph], Graph] | None = None, patch: str | None = "auto",
                   patch_overhead: float = DEFAULT_OVERHEAD, trainable: str | None = None,
                   max_classes: int | None = None, optimize: str = "balanced",
-                  stream: bool = False) -> Compilation:
+                  stream: bool = False, input_stream: bool = False,
+                  row_stage: bool = False) -> Compilation:
     """Compile ``model`` for ``target`` into the C project ``output_dir``.
 
     Cortex-M targets (unless ``build`` is false) also build ``example.elf`` and measure it;
     ``profile`` generates the per-layer counter hooks of the profiling build. ``patch`` and
-    ``patch_overhead``, ``trainable``, ``max_classes``, ``optimize`` and ``stream``: see
-    :func:`plan`."""
+    ``patch_overhead``, ``trainable``, ``max_classes``, ``optimize``, ``stream`` and
+    ``input_stream``: see :func:`plan`."""
     result = plan(model, target, quantize, patch=patch, patch_overhead=patch_overhead,
                   trainable=trainable, max_classes=max_classes, optimize=optimize,
-                  stream=stream)
+                  stream=stream, input_stream=input_stream, row_stage=row_stage)
     budget.check_plan(result)
     staged = result.target.is_firmware and build
     result.project = generate_project(

@@ -137,7 +137,7 @@ def figures(result: Compilation) -> dict:
     report = result.report()
     keys = ("target", "peak_sram_bytes", "peak_sram_bytes_layerwise", "arena_bytes",
             "scratch_bytes", "state_bytes", "macs", "peak_layer", "patch", "overlap",
-            "layers_flash")
+            "layers_flash", "input_stream")
     return {k: report[k] for k in keys}
 
 
@@ -160,8 +160,10 @@ def _plot(result: Compilation, rows: list[LayerRow]) -> bytes:
                  linewidth=2, label=f"patch schedule (arena {patched:,.1f} KB)")
         top.axhline(patched, color="#1f6fb4", linestyle=":", linewidth=1)
         top.axvspan(min(stage) - 0.5, max(stage) + 0.5, color="#1f6fb4", alpha=0.08,
-                    label=f"patch stage ({result.patch.grid[0]}x{result.patch.grid[1]} "
-                          f"patches)")
+                    label=("row stage (the input streamed, one output row at a time)"
+                           if getattr(result.patch, "stream_rows", False) else
+                           f"patch stage ({result.patch.grid[0]}x{result.patch.grid[1]} "
+                           f"patches)"))
     top.axhline(layerwise, color="#888888", linestyle=":", linewidth=1)
     for attr, color in (("bytes_layerwise", "#888888"), ("bytes_patched", "#1f6fb4")):
         if attr == "bytes_patched" and result.patch is None:
@@ -267,6 +269,14 @@ def render(result: Compilation, why: str = "--patch off") -> str:
     if data["state_bytes"]:  # a streaming model's variables, outside the arena
         summary.append(("Streaming state (outside the arena)", "state_bytes",
                         data["state_bytes"], f"{data['state_bytes']:,} B"))
+    stream = data["input_stream"]
+    if stream["mode"] == "rows":  # --input-stream rows (tinyml.schedule.input_stream)
+        summary.append(("Input (streamed row by row)", "input_stream.band_bytes",
+                        stream["band_bytes"],
+                        f"{stream['band_bytes']:,} B: a band of {stream['band_rows']} of "
+                        f"{stream['input_rows']} rows instead of the {stream['input_bytes']:,} "
+                        f"B image; {stream['stage_layers']} layer(s) run one output row at a "
+                        f"time"))
     if patch is not None:
         saving = 1 - data["peak_sram_bytes"] / max(data["peak_sram_bytes_layerwise"], 1)
         summary += [
@@ -282,6 +292,12 @@ def render(result: Compilation, why: str = "--patch off") -> str:
                    f"'{patch.split_layer}'), which lowers peak SRAM from "
                    f"{data['peak_sram_bytes_layerwise']:,} B to {data['peak_sram_bytes']:,} B "
                    f"for {100 * patch.mac_overhead:.1f} % extra MACs.")
+        if getattr(patch, "stream_rows", False):  # --input-stream rows
+            verdict = (f"The input is streamed row by row; the first {len(patch.stage)} "
+                       f"layers (up to '{patch.split_layer}') run one output row at a time "
+                       f"from bands of rows, which lowers peak SRAM from "
+                       f"{data['peak_sram_bytes_layerwise']:,} B (whole input, layer by "
+                       f"layer) to {data['peak_sram_bytes']:,} B with no extra MACs.")
     else:
         summary.append(("Patch schedule", "patch", None, "none"))
         verdict = f"No patch schedule: {why}. The layers run one after the other."
@@ -361,9 +377,10 @@ per layer where they take fewer bytes than dense). {html.escape(flash_total)}</p
 
 def write_report(model: str | Path, target: str, output: str | Path, *, patch: str = "auto",
                  patch_overhead: float = DEFAULT_OVERHEAD,
-                 optimize: str = "balanced") -> Compilation:
+                 optimize: str = "balanced", input_stream: bool = False) -> Compilation:
     """Plan ``model`` for ``target`` (as ``compile`` would) and write the HTML report."""
-    result = plan(model, target, patch=patch, patch_overhead=patch_overhead, optimize=optimize)
+    result = plan(model, target, patch=patch, patch_overhead=patch_overhead, optimize=optimize,
+                  input_stream=input_stream)
     why = "--patch off"
     if result.patch is None and result.patch_notes:
         why = result.patch_notes[0]

@@ -115,14 +115,18 @@ def _with_frames(graph: Graph, count: int) -> Graph:
 
 
 def run_model(model: str | Path, target: str = "host",
-              inputs: list[str] | None = None, stream: bool = False) -> RunResult:
+              inputs: list[str] | None = None, stream: bool = False, *,
+              patch: str | None = "auto", optimize: str = "balanced",
+              input_stream: bool = False) -> RunResult:
     """One inference; with ``stream`` (``compile --stream``), one stream of frames, the
-    output being the last frame's."""
+    output being the last frame's. ``patch``, ``optimize`` and ``input_stream``: as for
+    compile (with ``input_stream`` the harness hands the input over row by row)."""
     from tinyml.verify import require_runnable
     model = Path(model)
     require_runnable(load_target(target))
     with tempfile.TemporaryDirectory(prefix="tinyml-run-") as tmp:
-        result = compile_model(model, target, Path(tmp) / "project", stream=stream)
+        result = compile_model(model, target, Path(tmp) / "project", stream=stream,
+                               patch=patch, optimize=optimize, input_stream=input_stream)
         graph = result.io_graph
         if stream:
             samples, source = stream_frames(graph, inputs, result.stream.window)

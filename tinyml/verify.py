@@ -85,7 +85,8 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
            profile: bool = True, patch: str | None = "auto",
            patch_overhead: float = 0.2,
            quantize: Callable[[Graph], Graph] | None = None,
-           optimize: str = "balanced", stream: bool = False) -> VerifyReport:
+           optimize: str = "balanced", stream: bool = False,
+           input_stream: bool = False, row_stage: bool = False) -> VerifyReport:
     """Compile ``model`` for ``target``, run it on the samples, compare with the oracles.
     ``profile`` (emulated targets) adds the per-layer instruction counts. ``patch``,
     ``patch_overhead`` and ``optimize``: patch-based inference, as for ``compile``.
@@ -93,7 +94,10 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
     (``verify --calib``, as ``compile --calib``); TFLM then runs that graph exported as an int8 TFLite file.
     ``stream`` (``compile --stream``): the samples are the frames of one stream, and each
     output is compared with the oracles run on the full window after that frame (the window
-    starting as the input's zero point)."""
+    starting as the input's zero point). ``input_stream`` (``--input-stream rows``): the
+    harnesses hand each sample over through ``tinyml_input_rows``, checking that every row
+    is asked for once, in order. ``row_stage``: the row stages with the whole input
+    (tinyml.compiler.plan)."""
     model = Path(model)
     target_spec = load_target(target)
     require_runnable(target_spec)
@@ -104,7 +108,8 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
         project = Path(output_dir) if output_dir else Path(tmp) / "project"
         result = compile_model(model, target, project, patch=patch,
                                patch_overhead=patch_overhead, quantize=quantize,
-                               optimize=optimize, stream=stream)
+                               optimize=optimize, stream=stream, input_stream=input_stream,
+                               row_stage=row_stage)
         inputs = make_samples(result.io_graph, samples, seed)
         if result.target.is_host:
             binary = host.build(project, sanitize=sanitize)
@@ -133,7 +138,8 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
             report.measured["layer_instructions"] = profile_layers(
                 model if quantize is None else result.source_graph, result.target, inputs[0],
                 Path(tmp) / "profile", run.outputs[0], patch=patch,
-                patch_overhead=patch_overhead, optimize=optimize, stream=stream)
+                patch_overhead=patch_overhead, optimize=optimize, stream=stream,
+                input_stream=input_stream, row_stage=row_stage)
         return report
 
 
@@ -149,7 +155,8 @@ def profile_layers(model: str | Path | Graph, target: Target, sample: list[np.nd
                    project_dir: str | Path,
                    expected: list[np.ndarray] | None = None, *, patch: str | None = "auto",
                    patch_overhead: float = 0.2, optimize: str = "balanced",
-                   stream: bool = False) -> list[dict]:
+                   stream: bool = False, input_stream: bool = False,
+                   row_stage: bool = False) -> list[dict]:
     """Instructions of each layer on one sample, from a profiling build (model.c with counter
     hooks between layers; the harness records SysTick at each). Aliases run no code: 0.
     Each hook costs a few instructions, counted in the layer after it. ``expected``: the
@@ -157,7 +164,8 @@ def profile_layers(model: str | Path | Graph, target: Target, sample: list[np.nd
     from tinyml import firmware
     from tinyml.sim import qemu
     result = compile_model(model, target, project_dir, profile=True, build=False, patch=patch,
-                           patch_overhead=patch_overhead, optimize=optimize, stream=stream)
+                           patch_overhead=patch_overhead, optimize=optimize, stream=stream,
+                           input_stream=input_stream, row_stage=row_stage)
     elf = firmware.build_harness(project_dir, result.target, profile=True)
     emulator = firmware.emulator_of(result.target)
     run = qemu.run_samples(elf, emulator, result.io_graph, [sample])

@@ -8,12 +8,17 @@
  *             "stack <bytes>" (tinyml_invoke's stack high-water mark), with TINYML_PROFILE
  *             "layer <k> ticks <n>" (per layer, first sample), then "done <samples>".
  *
+ * --input-stream rows (TINYML_INPUT_ROWS): the sample is read into the harness's own array
+ * and handed over through tinyml_input_rows(), which checks the contract (every row exactly
+ * once, in increasing order); a broken contract exits 14.
+ *
  * The stack is measured on a separate, untimed run of the first sample with SysTick stopped,
  * so no interrupt frame is counted and the timed runs do not pay for the painting. Exit
  * status: 0, or 10 (cannot open a file), 11 (truncated sample), 12 (tinyml_invoke failed),
- * 13 (a write failed).
+ * 13 (a write failed), 14 (tinyml_input_rows' contract broken).
  */
 #include <stdint.h>
+#include <string.h>
 
 #include "console.h"
 #include "counter.h"
@@ -48,6 +53,45 @@ void tinyml_profile_layer(int32_t k)
 #endif
 
 static int32_t stats_file;
+
+#ifdef TINYML_INPUT_ROWS
+static tinyml_input_t sample_input[TINYML_INPUT_ELEMENTS];
+static int32_t next_row;     /* the row the next request must start at */
+static int contract_broken;
+
+void tinyml_input_rows(int32_t first_row, int32_t count, tinyml_input_t *dst)
+{
+    if (first_row != next_row || count <= 0 || first_row + count > TINYML_INPUT_ROWS) {
+        contract_broken = 1;
+        return;
+    }
+    if (dst != NULL) {
+        memcpy(dst, sample_input + first_row * TINYML_INPUT_ROW_ELEMENTS,
+               (size_t)count * TINYML_INPUT_ROW_ELEMENTS * sizeof(tinyml_input_t));
+    }
+    next_row = first_row + count;
+}
+
+/* Before each tinyml_invoke(): the next one asks for row 0 first. */
+static void rows_restart(void)
+{
+    next_row = 0;
+}
+
+static int rows_complete(void)
+{
+    return !contract_broken && next_row == TINYML_INPUT_ROWS;
+}
+#else
+static void rows_restart(void)
+{
+}
+
+static int rows_complete(void)
+{
+    return 1;
+}
+#endif
 
 static int emit(const char *line)
 {
@@ -92,7 +136,12 @@ static int read_sample(int32_t file)
 #endif
     for (i = 0; i < TINYML_NUM_INPUTS; ++i) {
         const int32_t bytes = tinyml_input_bytes_n(i);
-        const int32_t missing = semihost_read(file, tinyml_input_n(i), (uint32_t)bytes);
+#ifdef TINYML_INPUT_ROWS
+        void *into = i == 0 ? (void *)sample_input : tinyml_input_n(i);
+#else
+        void *into = tinyml_input_n(i);
+#endif
+        const int32_t missing = semihost_read(file, into, (uint32_t)bytes);
         if (missing == bytes && i == 0) {
             return 0;
         }
@@ -133,7 +182,9 @@ int main(void)
             break;
         }
         if (sample == 0) {
-            const uint32_t stack = got > 0 ? tinyml_stack_measure(tinyml_invoke, &status) : 0;
+            uint32_t stack = 0;
+            rows_restart();
+            stack = got > 0 ? tinyml_stack_measure(tinyml_invoke, &status) : 0;
             if (got > 0 && (status != 0 || !emit_pair("stack ", stack, 0, 0))) {
                 return fail("harness: the stack measurement run failed\n", 12);
             }
@@ -148,12 +199,17 @@ int main(void)
         if (got < 0) {
             return fail("harness: truncated sample in input.bin\n", 11);
         }
+        rows_restart();
         tinyml_counter_start();
         start = tinyml_counter_ticks();
         status = tinyml_invoke();
         end = tinyml_counter_ticks();
         if (status != 0) {
             return fail("harness: tinyml_invoke failed\n", 12);
+        }
+        if (!rows_complete()) {
+            return fail("harness: tinyml_input_rows was not asked for every row once, in "
+                        "order\n", 14);
         }
         if (!write_outputs(output_file) || !emit_pair("sample ", sample, " ticks ", end - start)) {
             return fail("harness: cannot write output.bin or stats.txt\n", 13);

@@ -189,8 +189,12 @@ class _Emitter:
         for step, index in enumerate(self.plan.order):
             if self.patch is not None and index in self.patch.stage:
                 if index == self.patch.stage[0]:  # the patch stage: one loop, where it starts
-                    from tinyml.codegen.patch_codegen import emit_patch_stage
-                    layers += emit_patch_stage(self, self.patch, step, len(layers))
+                    if hasattr(self.patch, "events"):  # a row stage (tinyml.schedule.input_stream)
+                        from tinyml.codegen.row_codegen import emit_row_stage
+                        layers += emit_row_stage(self, self.patch, step, len(layers))
+                    else:
+                        from tinyml.codegen.patch_codegen import emit_patch_stage
+                        layers += emit_patch_stage(self, self.patch, step, len(layers))
                 continue
             op = self.graph.ops[index]
             call = self.calls.get(id(op))
@@ -311,6 +315,7 @@ def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, ta
         learn=learn_context, variables=emitter.variables(),
         state_bytes=sum(v.nbytes for v in graph.variables.values()),
         stream_window=stream_window,
+        input_stream=_input_stream(graph, patch),
     )
     env = _environment()
     flavour = "firmware" if target.is_firmware else "project"
@@ -339,6 +344,17 @@ def generate_project(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, ta
     if not stage:
         commit_project(project)
     return project
+
+
+def _input_stream(graph: Graph, patch) -> dict | None:
+    """The templates' view of ``--input-stream rows`` (tinyml.schedule.input_stream): the
+    input's rows and row length, and the band the arena holds instead of the image."""
+    if patch is None or not getattr(patch, "stream_rows", False):
+        return None
+    _, rows, width, channels = graph.tensors[graph.inputs[0]].shape
+    band = patch.bands[0]
+    return dict(rows=rows, width=width, channels=channels, row_elements=width * channels,
+                band_rows=band.shape[1], band_bytes=band.nbytes, stage_layers=len(patch.stage))
 
 
 #: Marks a directory tinyml generated, so a later compile may replace it (and nothing else).

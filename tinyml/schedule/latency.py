@@ -173,7 +173,9 @@ class LatencyModel:
         """Instructions of one inference of ``graph`` lowered to ``calls``, layer by layer or
         with the patch stage ``patch`` (a :class:`~tinyml.schedule.patches.PatchSchedule`):
         its layers count their MACs with halos and one call per patch."""
-        staged = stage_features(graph, patch) if patch is not None else {}
+        staged = {} if patch is None else (
+            patch.stage_features(graph, layer_features) if hasattr(patch, "stage_features")
+            else stage_features(graph, patch))  # a row stage (--input-stream rows) or patches
         layers, unmodelled = [], set()
         for call in calls:
             if getattr(call, "alias", False) or is_alias(graph, call.op):  # no code

@@ -25,10 +25,12 @@ STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 
 
 def build(project_dir: str | Path, *, sanitize: bool = False, cc: str | None = None,
-          optimize: str = "-O2", junk: bool = True) -> Path:
+          optimize: str = "-O2", junk: bool = True, trace_rows: bool = False) -> Path:
     """Compile the project and the host harness into ``project_dir/harness[_san]``. ``junk``:
     the harness fills the arena with junk before each sample (``TINYML_ARENA_JUNK``), so an
-    overlapped layer that overwrites input it still reads computes a wrong result."""
+    overlapped layer that overwrites input it still reads computes a wrong result.
+    ``trace_rows`` (``--input-stream rows`` projects): the harness prints each
+    ``tinyml_input_rows`` request on stderr (``TINYML_INPUT_ROWS_TRACE``)."""
     project_dir = Path(project_dir)
     cc = cc or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
@@ -38,7 +40,8 @@ def build(project_dir: str | Path, *, sanitize: bool = False, cc: str | None = N
                FIRMWARE_DIR / "harness" / "host_harness.c"]
     binary = project_dir / ("harness_san" if sanitize else "harness")
     flags = (STRICT_FLAGS + [optimize] + (SANITIZE_FLAGS if sanitize else []) +
-             (["-DTINYML_ARENA_JUNK"] if junk else []))
+             (["-DTINYML_ARENA_JUNK"] if junk else []) +
+             (["-DTINYML_INPUT_ROWS_TRACE"] if trace_rows else []))
     command = [cc, *flags, f"-I{project_dir}", f"-I{project_dir / 'kernels'}",
                *map(str, sources), "-o", str(binary), "-lm"]
     result = subprocess.run(command, capture_output=True, text=True)

@@ -40,6 +40,7 @@ EXIT_MEANINGS = {
     11: "truncated sample in input.bin",
     12: "tinyml_invoke() failed",
     13: "the harness could not write its outputs",
+    14: "tinyml_input_rows() was not asked for every input row once, in order",
 }
 
 
