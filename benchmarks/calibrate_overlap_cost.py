@@ -95,7 +95,9 @@ def main() -> None:
                       f"short pixels {x[1] // x[0]} measured {extra:+7d}", flush=True)
     model = overlap_cost.fit(rows, target.core)
     print(f"per output channel {model.per_channel:.2f}, per channel and short pixel "
-          f"{model.per_channel_pixel:.2f}")
+          f"{model.per_channel_pixel:.2f}, per channel of 7-pixel blocks "
+          f"{model.per_channel_block7:.2f}, per channel of a windowed kernel "
+          f"{model.per_channel_window:.2f}")
     for s in model.samples:
         print(f"{s['model']:24s} {s['layer'][-36:]:36s} measured {s['measured']:+7d} "
               f"predicted {s['predicted']:+7d}")

@@ -181,15 +181,20 @@ def dsp_conv_block(k: int, pixels: int) -> int:
     return 8 if wide == 8 and 10 * computed8 <= 11 * computed4 else 4
 
 
+def dsp_block_pixels(p: dict, k: int) -> int:
+    """Output pixels per block of the DSP convolution with parameters ``p`` and windows of
+    ``k`` values: conv_layer_block, or 7 where lowering's ``block`` caps 8 at 7."""
+    n = dsp_conv_block(k, p["output_h"] * p["output_w"])
+    return 7 if n == 8 and p.get("block") == 7 else n
+
+
 def dsp_blocks(p: dict, channels_in: int, channels_out: int, k: int,
                groups: int) -> AccessOrder:
     """cortex_m/conv.c's conv_run_body without ADD: blocks of n output pixels (7 instead of 8
     when the parameters' ``block`` says 7)."""
     pixels = p["output_h"] * p["output_w"]
     per_pixel = window_reads(p, channels_in)
-    n = dsp_conv_block(k, pixels)
-    if n == 8 and p.get("block") == 7:
-        n = 7
+    n = dsp_block_pixels(p, k)
     reads, writes = [], []
     for b in range(p.get("batches", 1)):
         base = b * pixels
@@ -207,9 +212,7 @@ def dsp_blocks_backward(p: dict, channels_in: int, channels_out: int, k: int,
     input): the same blocks, the last first (batches too), as a :func:`mirrored` order."""
     pixels = p["output_h"] * p["output_w"]
     ends = window_read_ends(p, channels_in)
-    n = dsp_conv_block(k, pixels)
-    if n == 8 and p.get("block") == 7:
-        n = 7
+    n = dsp_block_pixels(p, k)
     read_end, write_start = [], []
     batches = p.get("batches", 1)
     for b in reversed(range(batches)):

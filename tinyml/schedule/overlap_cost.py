@@ -17,8 +17,10 @@ layer's count by a few hundred instructions either way (word alignment), below w
 modelled here.
 
 Model: per layer where it applies, ``batches x output channels x (a + b x pixels of the short
-block)``: per output channel the generic loop's call and its stores, one per pixel, against
-the unrolled block. The output loops are functions of their own, shared by the 1x1 and the
+block + c when the blocks are of 7 pixels + d for a windowed, not 1x1, kernel)``: per output
+channel the generic loop's call and its stores, one per pixel, against the unrolled block it
+replaces (the 7-pixel block, ``conv_mac7``, is a loop of its own, with its own cost: kws's
+1x1 convolutions; the windowed kernels fill their columns differently). The output loops are functions of their own, shared by the 1x1 and the
 windowed kernels (the columns are filled alike either way), so one ``a, b`` serves all of
 them (the int4 kernels' loops are the same over packed weights). Fitted on per-layer
 profiles of the same models run with and without overlaps, and stored per core in
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from tinyml.codegen.write_order import dsp_conv_block
+from tinyml.codegen.write_order import dsp_block_pixels
 from tinyml.schedule.cost_model import DATA_DIR, FALLBACK_CORE
 
 #: The kernels whose work changes when their output overlaps their input (DSP builds only).
@@ -47,12 +49,14 @@ def short_block(call) -> int:
     p = call.params
     pixels = p["output_h"] * p["output_w"]
     k = p.get("filter_h", 1) * p.get("filter_w", 1) * p["filter_c"]
-    n = dsp_conv_block(k, pixels)
+    n = dsp_block_pixels(p, k)
     return pixels % n if pixels >= n else 0
 
 
-def features(call, input_bytes: int, output_bytes: int, delta: int) -> tuple[int, int] | None:
-    """(channel blocks, channel blocks x short pixels) of a DSP convolution overlapped at
+def features(call, input_bytes: int, output_bytes: int,
+             delta: int) -> tuple[int, int, int, int] | None:
+    """(channel blocks, channel blocks x short pixels, channel blocks of 7-pixel blocks,
+    channel blocks of a windowed kernel) of a DSP convolution overlapped at
     ``delta`` (offset(output) - offset(input)), or None when its instructions do not change:
     another kernel, no short block, or an output placed entirely below its input (the kernel
     checks that its output's bytes really meet its input's, ``conv_overlapping``)."""
@@ -63,8 +67,11 @@ def features(call, input_bytes: int, output_bytes: int, delta: int) -> tuple[int
     short = short_block(call)
     if not short:
         return None
-    channels = call.params.get("batches", 1) * call.params["output_c"]
-    return channels, channels * short
+    p = call.params
+    channels = p.get("batches", 1) * p["output_c"]
+    k = p.get("filter_h", 1) * p.get("filter_w", 1) * p["filter_c"]
+    return (channels, channels * short, channels if dsp_block_pixels(p, k) == 7 else 0,
+            0 if "1x1" in call.function else channels)
 
 
 def data_path(core: str) -> Path:
@@ -78,12 +85,16 @@ class OverlapCost:
     core: str
     per_channel: float = 0.0        # a: per output channel (and batch)
     per_channel_pixel: float = 0.0  # b: per output channel and pixel of the short block
+    per_channel_block7: float = 0.0  # c: per output channel, blocks of 7 pixels
+    per_channel_window: float = 0.0  # d: per output channel, windowed (not 1x1) kernels
     dsp: bool = True                # the target runs the DSP kernels
     #: the profiled layers fitted on: model, layer, function, features, measured, predicted
     samples: list[dict] = field(default_factory=list)
 
     def of_features(self, x: Sequence[int]) -> int:
-        return round(self.per_channel * x[0] + self.per_channel_pixel * x[1])
+        seven, window = (list(x) + [0, 0])[2:4]
+        return round(self.per_channel * x[0] + self.per_channel_pixel * x[1]
+                     + self.per_channel_block7 * seven + self.per_channel_window * window)
 
     def layer_cost(self, call, input_bytes: int, output_bytes: int, delta: int) -> int:
         """Extra instructions of ``call`` when overlapped at ``delta``."""
@@ -112,12 +123,16 @@ class OverlapCost:
 
     def to_json(self) -> dict:
         return {"core": self.core, "per_channel": self.per_channel,
-                "per_channel_pixel": self.per_channel_pixel, "samples": self.samples}
+                "per_channel_pixel": self.per_channel_pixel,
+                "per_channel_block7": self.per_channel_block7,
+                "per_channel_window": self.per_channel_window, "samples": self.samples}
 
     @classmethod
     def from_json(cls, data: dict, dsp: bool = True) -> "OverlapCost":
         return cls(data["core"], float(data["per_channel"]), float(data["per_channel_pixel"]),
-                   dsp, list(data.get("samples", [])))
+                   float(data.get("per_channel_block7", 0.0)),
+                   float(data.get("per_channel_window", 0.0)), dsp,
+                   list(data.get("samples", [])))
 
 
 def for_target(target) -> OverlapCost:
@@ -134,17 +149,18 @@ def for_target(target) -> OverlapCost:
 
 
 def fit(samples: Sequence[dict], core: str) -> OverlapCost:
-    """``a`` and ``b`` from ``samples`` (dicts with :func:`features` as ``features`` and the
+    """``a``, ``b``, ``c`` and ``d`` from ``samples`` (dicts with :func:`features` as ``features`` and the
     measured extra instructions as ``measured``) by non-negative least squares on relative
     errors; each sample gets its ``predicted`` figure."""
     import numpy as np
     from tinyml.schedule.latency import nonnegative_lstsq
 
-    design = np.array([s["features"] for s in samples], np.float64).reshape(-1, 2)
+    design = np.array([s["features"] for s in samples], np.float64).reshape(-1, 4)
     measured = np.array([s["measured"] for s in samples], np.float64)
     scale = 1.0 / np.maximum(np.abs(measured), 1.0)
-    a, b = nonnegative_lstsq(design * scale[:, None], measured * scale) if len(samples) else (0, 0)
-    model = OverlapCost(core, float(a), float(b))
+    a, b, c, d = (nonnegative_lstsq(design * scale[:, None], measured * scale)
+                  if len(samples) else (0, 0, 0, 0))
+    model = OverlapCost(core, float(a), float(b), float(c), float(d))
     model.samples = [{**s, "features": list(s["features"]),
                       "predicted": model.of_features(s["features"])} for s in samples]
     return model
