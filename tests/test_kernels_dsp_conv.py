@@ -51,22 +51,23 @@ def harness():
         yield DspHarness(Path(tmp), DSP_FILES)
 
 
-def dsp_calls(graph):
-    calls = lower(graph, M4)
+def dsp_calls(graph, small_blocks: bool = False):
+    calls = lower(graph, M4, small_blocks=small_blocks)
     for call in calls:
         if call.function in CONV_FUNCTIONS:
             _, kh, kw, cin = graph.tensors[call.op.inputs[1]].shape
             k = kh * kw * cin
             pixels = 8 if k <= 256 else 4  # conv.c's blocks
-            if call.params.get("block") == 7:  # lowering's conv_block_cap
-                pixels = 7
+            if call.params.get("block") in (4, 7):  # lowering's conv_block_cap
+                pixels = call.params["block"]
             tables = 2048 if call.function == "tinyml_conv2d_add_s8" else 0
             assert call.args[-1] == "scratch"
             assert call.scratch_bytes == 2 * pixels * k + 3 + tables
     return calls
 
 
-def run_cases(harness, graphs_and_feeds, samples: int = 2, flavor: str = "sanitized"):
+def run_cases(harness, graphs_and_feeds, samples: int = 2, flavor: str = "sanitized",
+              small_blocks: bool = False):
     """Every conv call of each graph on `samples` inputs (the first: the builder's feeds),
     against the reference. Returns the mismatch counts and the outputs."""
     jobs, expected = [], []
@@ -74,7 +75,7 @@ def run_cases(harness, graphs_and_feeds, samples: int = 2, flavor: str = "saniti
         rng = np.random.default_rng(len(jobs) + 7)
         inputs = [feeds] + [[rng.integers(-128, 128, f.shape).astype(np.int8) for f in feeds]
                             for _ in range(samples - 1)]
-        calls = [c for c in dsp_calls(graph) if c.function in CONV_FUNCTIONS]
+        calls = [c for c in dsp_calls(graph, small_blocks) if c.function in CONV_FUNCTIONS]
         assert calls, graph.name
         for s, values in enumerate(reference_samples(graph, inputs)):
             batch = graph_jobs(graph, calls, values, f"{graph.name}#{s}")
@@ -160,6 +161,24 @@ def test_random_convolutions_match_reference(harness):
     # values over their samples (but for a few whose windows lie mostly in the padding).
     dull = dull_layers(jobs, results)
     assert len(dull) <= len(cases) // 10, dull
+
+
+def test_small_blocks_match_reference(harness):
+    """``lower(small_blocks=True)`` (--optimize memory): 4-pixel blocks where the kernels
+    would take 8 or 7, windows of every residue mod 4, short last blocks, groups."""
+    rng = np.random.default_rng(77)
+    fixed = [((1, 5, 5, 8), 6, (1, 1), (1, 1)), ((1, 13, 13, 4), 7, (3, 3), (2, 2)),
+             ((1, 9, 7, 2), 5, (3, 3), (1, 1)), ((2, 6, 5, 5), 4, (1, 1), (1, 1))]
+    cases = [_conv_graph(100 + i, rng, pointwise=i in (0, 3), fixed=f)
+             for i, f in enumerate(fixed)]
+    cases += [_conv_graph(100 + i, rng, pointwise=i % 3 == 0) for i in range(len(fixed), 16)]
+    counts, jobs, _ = run_cases(harness, cases, small_blocks=True)
+    blocks = {job.call.params["block"] for job in jobs}
+    assert 4 in blocks and 7 not in blocks
+    windows = [p["filter_h"] * p["filter_w"] * p["filter_c"]
+               for p in (job.call.params for job in jobs if job.call.params["block"] == 4)]
+    assert {k % 4 for k in windows} == {0, 1, 2, 3}
+    assert bad_counts(counts) == {}
 
 
 def _requant_graph(i: int, shifts: list[int]):

@@ -9,7 +9,9 @@
 - the memory report: the bytes saved are the planner's with and without overlaps, the arena
   layout draws each overlapped output over the input it is written into, and no two live
   buffers share bytes otherwise;
-- the NAS plans a candidate as its firmware is compiled: its arena is the overlapped plan's.
+- the NAS plans a candidate as its firmware is compiled: its arena is the overlapped plan's;
+- ``--optimize memory``'s 4-pixel DSP convolution blocks: taken only where they lower the
+  arena, bit-exact and predicted within 5 % in QEMU (slow).
 """
 
 from __future__ import annotations
@@ -26,10 +28,20 @@ from tinyml.schedule.patches import BALANCED_SLACK
 from tinyml.targets import load_target
 
 
+def default_blocks(mp: pytest.MonkeyPatch) -> None:
+    """--optimize memory without its 4-pixel DSP blocks (compiler._with_small_blocks), so
+    that the plans compared here differ only in their overlaps."""
+    from tinyml import compiler
+    mp.setattr(compiler, "_with_small_blocks", lambda result, schedule: None)
+
+
 @pytest.fixture(scope="module")
 def kws_m4():
     """kws_ref_model on cortex-m4 layer by layer, overlaps always taken."""
-    return plan(mlperf_model("kws_ref_model"), "cortex-m4", patch="off", optimize="memory")
+    with pytest.MonkeyPatch.context() as mp:
+        default_blocks(mp)
+        return plan(mlperf_model("kws_ref_model"), "cortex-m4", patch="off",
+                    optimize="memory")
 
 
 # ---- the cost ------------------------------------------------------------------------------------
@@ -66,6 +78,7 @@ def test_predicted_cost_matches_qemu(monkeypatch):
     from tinyml.verify import verify
 
     model = mlperf_model("kws_ref_model")
+    default_blocks(monkeypatch)
     with monkeypatch.context() as m:  # planned as if no kernel declared an overlap
         m.setattr(compiler, "plan_memory",
                   functools.partial(planner.plan_memory, overlap=False))
@@ -217,3 +230,37 @@ def test_compile_prints_the_overlaps(kws_m4):
     speed = plan(mlperf_model("kws_ref_model"), "cortex-m4", patch="off", optimize="speed")
     [(_, value, text)] = _overlap_rows(speed.report())
     assert value == "none" and f"8,000 B for {cost:+,}" in text
+
+
+# ---- --optimize memory's 4-pixel DSP blocks -------------------------------------------------------
+
+def test_memory_takes_small_blocks_only_where_the_arena_shrinks(kws_m4):
+    """kws's 1x1 convolutions hold 8,000 B of tensors and their DSP block: 4-pixel blocks
+    (half the scratch) lower the arena, so memory takes them; balanced does not; the host's
+    portable kernels have no blocks."""
+    model = mlperf_model("kws_ref_model")
+    memory = plan(model, "cortex-m4", patch="off", optimize="memory")
+    assert memory.small_blocks and memory.plan.arena_bytes < kws_m4.plan.arena_bytes
+    convs = [c for c in memory.calls if c.function in overlap_cost.DSP_CONV_FUNCTIONS]
+    assert convs and all(c.params["block"] == 4 for c in convs)
+    assert {c.op.name: c.scratch_bytes for c in convs} == {
+        c.op.name: (c.scratch_bytes - 3) * 4 // 7 + 3 if c.params["block"] == 7
+        else (c.scratch_bytes - 3) // 2 + 3
+        for c in kws_m4.calls if c.function in overlap_cost.DSP_CONV_FUNCTIONS}
+    note = memory.report()["patch_notes"][-1]
+    assert f"{kws_m4.plan.arena_bytes:,} -> {memory.plan.arena_bytes:,} B" in note
+    assert memory.predicted_instructions > kws_m4.predicted_instructions
+    assert not plan(model, "cortex-m4", patch="off").small_blocks
+    assert not plan(model, "host", patch="off", optimize="memory").small_blocks
+
+
+@pytest.mark.slow
+def test_small_blocks_bit_exact_and_predicted_in_qemu():
+    from tinyml.verify import verify
+
+    model = mlperf_model("kws_ref_model")
+    report = verify(model, "cortex-m4", samples=2, patch="off", optimize="memory",
+                    profile=False)
+    assert report.mismatched_outputs == 0
+    predicted = plan(model, "cortex-m4", patch="off", optimize="memory").predicted_instructions
+    assert abs(predicted / report.measured["instructions_per_inference"] - 1) <= 0.05

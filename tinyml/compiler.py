@@ -60,6 +60,9 @@ class Compilation:
     predicted_instructions: int | None = None
     predicted_on: str | None = None  # the core whose calibration predicted them
     patch_notes: list[str] = field(default_factory=list)  # why auto kept a smaller plan out
+    #: --optimize memory lowered the DSP convolutions with 4-pixel blocks (tinyml.codegen.
+    #: lowering.conv_block_cap): a smaller arena for a few more instructions.
+    small_blocks: bool = False
     #: Predicted instructions the plan's overlapped hand-overs add (tinyml.schedule.overlap_cost),
     #: and the layer-by-layer overlaps ``--optimize`` turned down for them, if it did
     #: ({"saving_bytes", "predicted_instructions"}).
@@ -112,6 +115,7 @@ class Compilation:
             "predicted_instructions": self.predicted_instructions,
             "predicted_on": self.predicted_on,
             "patch_notes": self.patch_notes,
+            "small_blocks": self.small_blocks,
             "overlap": {**overlap_json(self.graph, self.plan,
                                        overlap_cost.for_target(self.target).layers(
                                            self.graph, self.calls, self.plan)),
@@ -216,54 +220,89 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
     if trainable is not None or max_classes is not None:
         from tinyml.learn.project import prepare
         graph, learn = prepare(graph, source, trainable or "last:1", max_classes, target.name)
-    calls = lower(graph, target)
-    memory = plan_memory(graph, calls)
-    # MACs per call: a --stream model's call is one new frame.
-    macs = summarize(graph if streamed is not None else source).macs
-    result = Compilation(model, target, source, graph, calls, memory, macs,
-                         quantized=quantize is not None, stream=streamed)
-    # ---- patch-based inference: replaces the plan when chosen --------------------------------
-    cost = cost_model.for_target(target)
-    extra = overlap_cost.for_target(target)
-    # What the arena may take of the part's SRAM: the rest holds the streaming state, static
-    # data and the stack (about 1 KB measured on the NAS's calibration images; see
-    # SRAM_HEADROOM), so balanced does not pick an arena the image then overflows.
-    sram = (target.sram_bytes - result.state_bytes - SRAM_HEADROOM
-            if target.sram_bytes else None)
-    # ---- overlapped hand-overs: kept unless --optimize finds them too slow ------------------
-    weighed = overlap_cost.weigh(memory, extra.predict(graph, calls, memory),
-                                 cost.predict(graph, calls),
-                                 lambda: plan_memory(graph, calls, overlap=False), optimize,
-                                 sram)
-    if weighed.declined:
-        result.overlap_declined = {"saving_bytes": weighed.saving_bytes,
-                                   "predicted_instructions": weighed.extra_instructions}
-    memory = result.plan = result.layerwise_plan = weighed.plan
 
-    def predict(schedule) -> int:
-        return (cost.predict(graph, calls, schedule)
-                + extra.predict(graph, calls, schedule.plan if schedule else memory))
+    def schedule(graph: Graph, small_blocks: bool) -> Compilation:
+        """Lowering, memory plan and patch choice of ``graph`` (``small_blocks``: see
+        :func:`_with_small_blocks`)."""
+        def lower_graph(g: Graph):
+            return lower(g, target, small_blocks=small_blocks)
 
-    if input_stream or row_stage:  # a row stage reads the image (streamed or whole)
-        from tinyml.schedule.input_stream import choose_rows
-        result.input_stream = input_stream
-        result.patch = choose_rows(graph, calls, patch, lambda g: lower(g, target),
-                                   optimize=optimize, predict=predict, sram_bytes=sram,
-                                   notes=result.patch_notes, stream=input_stream)
-    else:
-        result.patch = choose_patching(graph, calls, memory, patch, patch_overhead,
-                                       lower=lambda g: lower(g, target), optimize=optimize,
-                                       predict=predict, sram_bytes=sram,
-                                       notes=result.patch_notes)
-    if result.patch is not None:
-        result.plan = result.patch.plan
-    result.optimize, result.predicted_on = optimize, cost.core
-    result.predicted_instructions = predict(result.patch)
-    result.overlap_instructions = extra.predict(graph, calls, result.plan)
+        calls = lower_graph(graph)
+        memory = plan_memory(graph, calls)
+        # MACs per call: a --stream model's call is one new frame.
+        macs = summarize(graph if streamed is not None else source).macs
+        result = Compilation(model, target, source, graph, calls, memory, macs,
+                             quantized=quantize is not None, stream=streamed)
+        # ---- patch-based inference: replaces the plan when chosen ----------------------------
+        cost = cost_model.for_target(target)
+        extra = overlap_cost.for_target(target)
+        # What the arena may take of the part's SRAM: the rest holds the streaming state,
+        # static data and the stack (about 1 KB measured on the NAS's calibration images; see
+        # SRAM_HEADROOM), so balanced does not pick an arena the image then overflows.
+        sram = (target.sram_bytes - result.state_bytes - SRAM_HEADROOM
+                if target.sram_bytes else None)
+        # ---- overlapped hand-overs: kept unless --optimize finds them too slow --------------
+        weighed = overlap_cost.weigh(memory, extra.predict(graph, calls, memory),
+                                     cost.predict(graph, calls),
+                                     lambda: plan_memory(graph, calls, overlap=False), optimize,
+                                     sram)
+        if weighed.declined:
+            result.overlap_declined = {"saving_bytes": weighed.saving_bytes,
+                                       "predicted_instructions": weighed.extra_instructions}
+        memory = result.plan = result.layerwise_plan = weighed.plan
+
+        def predict(schedule) -> int:
+            return (cost.predict(graph, calls, schedule)
+                    + extra.predict(graph, calls, schedule.plan if schedule else memory))
+
+        if input_stream or row_stage:  # a row stage reads the image (streamed or whole)
+            from tinyml.schedule.input_stream import choose_rows
+            result.input_stream = input_stream
+            result.patch = choose_rows(graph, calls, patch, lower_graph,
+                                       optimize=optimize, predict=predict, sram_bytes=sram,
+                                       notes=result.patch_notes, stream=input_stream)
+        else:
+            result.patch = choose_patching(graph, calls, memory, patch, patch_overhead,
+                                           lower=lower_graph, optimize=optimize,
+                                           predict=predict, sram_bytes=sram,
+                                           notes=result.patch_notes)
+        if result.patch is not None:
+            result.plan = result.patch.plan
+        result.optimize, result.predicted_on = optimize, cost.core
+        result.predicted_instructions = predict(result.patch)
+        result.overlap_instructions = extra.predict(graph, calls, result.plan)
+        return result
+
+    result = schedule(graph, False)
+    if optimize == "memory" and learn is None:
+        # Half the DSP convolutions' scratch for a few more instructions, when that is what
+        # sets the arena (conv1d_sensor, kws): kept only if the arena shrinks.
+        small = _with_small_blocks(result, schedule)
+        if small is not None and small.plan.arena_bytes < result.plan.arena_bytes:
+            small.patch_notes.append(
+                f"DSP convolutions in blocks of 4 pixels (not 8): arena "
+                f"{result.plan.arena_bytes:,} -> {small.plan.arena_bytes:,} B, "
+                f"{small.predicted_instructions - result.predicted_instructions:+,} "
+                f"predicted instructions (--optimize memory)")
+            small.small_blocks = True
+            result = small
     if learn is not None:  # the training scratch shares the arena
         result.learn = learn
         result.plan = learn.plan_memory(result.plan)
     return result
+
+
+def _with_small_blocks(result: Compilation, schedule) -> "Compilation | None":
+    """``schedule`` of a copy of ``result``'s graph lowered with 4-pixel DSP convolution
+    blocks (``lower(small_blocks=True)``), or None when no convolution's scratch would shrink
+    (the portable kernels have none). Why a second plan: the blocks are scratch, 2 x pixels x
+    window bytes; where one sits at the arena's peak (a 1-D model's wide windows, kws's 1x1
+    convolutions on 8,000 B of tensors) halving it is the last lever, but elsewhere it only
+    costs instructions, and only the whole plan (patches included) tells which."""
+    small_calls = lower(result.graph, result.target, small_blocks=True)
+    if not any(a.scratch_bytes > b.scratch_bytes for a, b in zip(result.calls, small_calls)):
+        return None
+    return schedule(copy.deepcopy(result.graph), True)
 
 
 def compile_model(model: str | Path, target: str | Target, output_dir: str | Path,

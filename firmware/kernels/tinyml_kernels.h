@@ -69,9 +69,10 @@ typedef struct {
     const int32_t *bias;         /* output_c entries (see the kernels above) */
     const int32_t *multiplier;   /* output_c entries */
     const int32_t *shift;        /* output_c entries; > 0 shifts left */
-    int32_t block;               /* Cortex-M DSP kernels: 7 takes output pixels 7 at a time
-                                  * where they would take 8 (lowering sizes the scratch for
-                                  * it); 0: their own rule. The portable kernels ignore it. */
+    int32_t block;               /* Cortex-M DSP kernels: 7 (or 4) takes output pixels 7 (or
+                                  * 4) at a time where they would take 8 (lowering sizes the
+                                  * scratch for it); 0: their own rule. The portable kernels
+                                  * ignore it. */
 } tinyml_conv2d_params;
 
 void tinyml_conv2d_s8(const tinyml_conv2d_params *p, const int8_t *input, int8_t *output,

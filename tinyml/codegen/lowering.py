@@ -171,7 +171,8 @@ def c_kernels() -> dict[str, str | None]:
             for name, geometry in lowering.kernels.items()}
 
 
-def lower(graph: Graph, target: Target | None = None) -> list[KernelCall]:
+def lower(graph: Graph, target: Target | None = None, *,
+          small_blocks: bool = False) -> list[KernelCall]:
     """One KernelCall per op of ``graph`` (in ``graph.ops`` order).
 
     ``target`` (None: the host) matters only for scratch: a target whose kernels include the
@@ -180,6 +181,9 @@ def lower(graph: Graph, target: Target | None = None) -> list[KernelCall]:
 
     Ops whose outputs are all constant (shape-only ops evaluated at shape inference) need no
     code and get no call.
+
+    ``small_blocks``: the DSP convolutions take output pixels 4 at a time where they would
+    take 8 (half the scratch, a few more instructions; see :func:`conv_block_cap`).
     """
     dsp = uses_dsp_kernels(target)
     calls: list[KernelCall] = []
@@ -191,7 +195,7 @@ def lower(graph: Graph, target: Target | None = None) -> list[KernelCall]:
         if lowerer is None:
             raise UnsupportedOpError(op.kind, op.name, sorted(_LOWERERS),
                                      detail="no C kernel for this op")
-        ctx = _Context(graph, op, f"k{len(calls)}", dsp)
+        ctx = _Context(graph, op, f"k{len(calls)}", dsp, small_blocks)
         for t in graph.op_outputs(op) + [t for t in graph.op_inputs(op) if t is not None]:
             if t.size == 0:
                 raise TinymlError(f"layer '{op.name}' ({op.kind}): tensor '{t.name}' is empty "
@@ -218,11 +222,13 @@ def supported_ops() -> list[str]:
 class _Context:
     """The op being lowered, its tensors, and a namer for its constant arrays."""
 
-    def __init__(self, graph: Graph, op: Op, prefix: str, dsp: bool = False):
+    def __init__(self, graph: Graph, op: Op, prefix: str, dsp: bool = False,
+                 small_blocks: bool = False):
         self.graph = graph
         self.op = op
         self.prefix = prefix
         self.dsp = dsp  # the target runs the Cortex-M DSP kernels
+        self.small_blocks = small_blocks  # lower(small_blocks=True)
         self.ins = graph.op_inputs(op)
         self.outs = graph.op_outputs(op)
 
@@ -428,14 +434,14 @@ def conv_scratch_bytes(ctx: _Context, w_t: Tensor, add: bool = False, block: int
     """Scratch of the CONV_2D / CONV_2D_ADD kernels: none for the portable ones; the DSP
     kernels (firmware/kernels/cortex_m/conv.c) copy the windows (K = filter_h * filter_w *
     filter_c values) of a block of N output pixels there as int16, 2 * N * K bytes (N = 8, or
-    4 when K > DSP_CONV_WIDE_K; 7 when ``block`` is 7, see :func:`conv_block_cap`), plus 3 to
+    4 when K > DSP_CONV_WIDE_K; ``block`` when it is 7 or 4, see :func:`conv_block_cap`), plus 3 to
     align them to a word; CONV_2D_ADD adds two tables of 256 int32 (its ADD's rescaled
     operands)."""
     if not ctx.dsp:
         return 0
     _, kh, kw, cin = w_t.shape
     k = kh * kw * cin
-    pixels = 7 if block == 7 else 8 if k <= DSP_CONV_WIDE_K else 4
+    pixels = block if block in (4, 7) else 8 if k <= DSP_CONV_WIDE_K else 4
     return 2 * pixels * k + 3 + (2 * 256 * 4 if add else 0)
 
 
@@ -447,10 +453,17 @@ def conv_block_cap(ctx: _Context, w_t: Tensor, pixels: int) -> int:
     Why: the blocks are the kernel's scratch, 2 * N * K bytes on top of the layer's tensors
     where those fill the arena (kws's 1x1 convolutions: 1,024 B of block on 8,000 B of
     tensors, 896 B with 7), and the pixels 8 would waste pay for the 2 % more instructions
-    per MAC of 7."""
+    per MAC of 7.
+
+    4 for any window when lowering was asked for small blocks (``lower(small_blocks=True)``:
+    the compiler tries it under ``--optimize memory`` and keeps it when the arena shrinks)."""
     _, kh, kw, cin = w_t.shape
     k = kh * kw * cin
-    if not ctx.dsp or _is_int4(w_t) or k % 4 or write_order.dsp_conv_block(k, pixels) != 8:
+    if not ctx.dsp or _is_int4(w_t) or write_order.dsp_conv_block(k, pixels) != 8:
+        return 0
+    if ctx.small_blocks:
+        return 4
+    if k % 4:
         return 0
     return 7 if -(-pixels // 7) * 7 < -(-pixels // 8) * 8 else 0
 

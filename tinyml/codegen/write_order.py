@@ -183,9 +183,9 @@ def dsp_conv_block(k: int, pixels: int) -> int:
 
 def dsp_block_pixels(p: dict, k: int) -> int:
     """Output pixels per block of the DSP convolution with parameters ``p`` and windows of
-    ``k`` values: conv_layer_block, or 7 where lowering's ``block`` caps 8 at 7."""
+    ``k`` values: conv_layer_block, or 7 (4) where lowering's ``block`` caps 8 at 7 (4)."""
     n = dsp_conv_block(k, p["output_h"] * p["output_w"])
-    return 7 if n == 8 and p.get("block") == 7 else n
+    return p["block"] if n == 8 and p.get("block") in (4, 7) else n
 
 
 def dsp_blocks(p: dict, channels_in: int, channels_out: int, k: int,

@@ -26,6 +26,10 @@
  * conv_block_cap in tinyml/codegen/lowering.py): int8 CONV_2D whose windows are a multiple
  * of four values, when 7 computes fewer pixels than 8; the scratch is then 2 * 7 * K bytes.
  *
+ * Blocks of 4 where 8 would be taken when lowering asks for them (`block` 4): plans that
+ * put the smallest arena first (--optimize memory), where the block is at the peak; the
+ * 4-pixel loop computes the same sums at a few more instructions per MAC.
+ *
  * Scratch (lowering's conv_scratch_bytes): 2 * N * K bytes plus 3 for word alignment, and
  * for CONV_2D_ADD 2 KB more for its operand tables (see conv_add).
  *
@@ -1053,8 +1057,8 @@ static TINYML_ALWAYS_INLINE void conv_run_body(const tinyml_conv2d_params *c,
     o.act_max = c->act_max;
     o.stride = c->output_c;
     n = conv_layer_block(o.k, pixels);
-    if (n == 8 && c->block == 7) { /* lowering's conv_block_cap: int8 CONV_2D, K % 4 == 0 */
-        n = 7;
+    if (n == 8 && (c->block == 7 || c->block == 4)) { /* lowering's conv_block_cap */
+        n = c->block;
     }
     fast_add = add != NULL && add->out_rq.form == TINYML_DSP_SHORT && add->out_rq.right <= 23;
     move_back = add == NULL && !conv_overlapping(c, input, output);
