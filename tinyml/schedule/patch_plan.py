@@ -60,6 +60,9 @@ class StageMemory:
     tile: str
     labels: list[str]
     layers: list[int | None]            # per step, the graph.ops index of a kernel step
+    #: Line buffers (:mod:`tinyml.schedule.line_stage`): kept from one band to the next, they
+    #: are inputs and outputs of ``graph`` (live over every step, never overwritten in place).
+    retained: frozenset = frozenset()
 
     @property
     def steps(self) -> int:

@@ -39,6 +39,7 @@ from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op, Tensor
 from tinyml.schedule.patch_plan import (PatchedPlan, Requirement, StageMemory, plan_patched,
                                         stage_peak, tail_graph, tail_peak)
+from tinyml.schedule.line_stage import line_geometry
 from tinyml.schedule.planner import MemoryPlan
 from tinyml.schedule.receptive_field import (NotLocal, StageGeometry, is_spatial,
                                              operand_windows, stage_geometry)
@@ -68,11 +69,13 @@ REFINE_COARSE = 3
 @dataclass(frozen=True)
 class PatchOption:
     """``--patch``: "auto", "off", or a forced split layer (index, layer or tensor name) and
-    grid (``N`` for N x N, or ``RxC``)."""
+    grid (``N`` for N x N, ``RxC``, or ``Nrows``: N bands of rows with line buffers, see
+    :mod:`tinyml.schedule.line_stage`)."""
 
     mode: str                      # "auto", "off" or "forced"
     split: str | None = None
     grid: tuple[int, int] | None = None
+    lines: bool = False
 
     @classmethod
     def parse(cls, text: str | None) -> "PatchOption":
@@ -81,9 +84,13 @@ class PatchOption:
             return cls(text)
         split, sep, grid = text.rpartition(":")
         match = re.fullmatch(r"(\d+)(?:x(\d+))?", grid)
+        bands = re.fullmatch(r"(\d+)rows", grid)
+        if sep and split and bands is not None:
+            return cls("forced", split, (int(bands.group(1)), 1), lines=True)
         if not sep or not split or match is None:
             raise TinymlError(f"--patch '{text}': expected auto, off or SPLIT:N (a layer index "
-                              f"or name, then the grid: N for NxN or RxC, e.g. 3:4 or 3:4x2)")
+                              f"or name, then the grid: N for NxN, RxC or Nrows for N bands "
+                              f"with line buffers, e.g. 3:4, 3:4x2 or 3:8rows)")
         rows = int(match.group(1))
         cols = int(match.group(2) or rows)
         return cls("forced", split, (rows, cols))
@@ -102,6 +109,9 @@ class PatchStep:
     call: object | None            # lowering's KernelCall, for the patch-sized tensors
     layer: int | None              # index into graph.ops of a kernel step
     label: str                     # the layer this step belongs to
+    #: Line-buffer stages: input index -> per band, the rows of a dense operand the kernel
+    #: reads in place inside its buffer (a run of whole rows: no copy needed).
+    views: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
 
     @property
     def is_copy(self) -> bool:
@@ -128,10 +138,19 @@ class PatchSchedule:
     layer_macs: dict[int, int] = field(default_factory=dict)  # stage layer -> patched MACs
     predicted_instructions: int | None = None   # by the cost model, when the search ranked it
     layerwise_instructions: int | None = None   # the same, for the layer-by-layer plan
+    lines: bool = False            # bands of rows with line buffers (tinyml.schedule.line_stage)
 
     @property
     def plan(self) -> MemoryPlan:
         return self.memory.plan
+
+    @property
+    def retained(self) -> frozenset:
+        """Line-buffer stages: the buffers that keep rows from one band to the next."""
+        if not self.lines:
+            return frozenset()
+        return frozenset(s.op.outputs[0] for s in self.steps
+                         if not s.is_copy and s.op.outputs[0] != self.tile)
 
     @property
     def mac_overhead(self) -> float:
@@ -141,6 +160,7 @@ class PatchSchedule:
     def to_json(self) -> dict:
         return {"split_layer": self.split_layer, "split_tensor": self.split,
                 "split_index": self.split_index, "grid": list(self.grid),
+                "line_buffers": self.lines,
                 "patches": self.grid[0] * self.grid[1], "layers": len(self.stage),
                 "mac_overhead": self.mac_overhead, "macs": self.macs,
                 "predicted_instructions": self.predicted_instructions,
@@ -234,16 +254,23 @@ def _buffer(graph: Graph, source: str, name: str, geometry: StageGeometry) -> Te
 
 
 def _build_stage(graph: Graph, by_op: dict, k: int, grid: tuple[int, int],
-                 lower: Callable[[Graph], list] | None) -> _Stage:
+                 lower: Callable[[Graph], list] | None, lines: bool = False) -> _Stage:
     """The steps of one patch for split ``graph.ops[k]`` and ``grid``. With ``lower`` the
     kernel calls are lowered again for patch-sized tensors (exact scratch sizes); without it
-    the layer-by-layer calls stand in and scratch is estimated (for the search)."""
+    the layer-by-layer calls stand in and scratch is estimated (for the search). ``lines``:
+    ``grid`` is (bands, 1) of a line-buffer stage (:mod:`tinyml.schedule.line_stage`)."""
     ops = graph.ops[:k + 1]
     split = ops[-1].outputs[0]
-    geometry = stage_geometry(graph, ops, split, grid)
+    if lines:
+        geometry = line_geometry(graph, ops, split, grid[0])
+    else:
+        geometry = stage_geometry(graph, ops, split, grid)
     source = graph.inputs[0]
     tile = f"{split}@tile"
     geometry.rows[tile], geometry.cols[tile] = geometry.rows[split], geometry.cols[split]
+    if lines:
+        geometry.fresh[tile] = geometry.fresh[split]
+    views: dict[int, dict[int, list]] = {}
     buffers: dict[str, Tensor] = {}
     steps: list[PatchStep] = []
     for i, op in enumerate(ops):
@@ -257,6 +284,9 @@ def _build_stage(graph: Graph, by_op: dict, k: int, grid: tuple[int, int],
                 continue  # reads a window of the buffer through its padding parameters
             if geometry.rows[name] == need_rows and geometry.cols[name] == need_cols:
                 continue
+            if lines and geometry.cols[name] == need_cols:
+                views.setdefault(i, {})[j] = need_rows  # whole rows: read in place
+                continue
             crop = f"{name}@crop{i}"
             if crop not in buffers:  # (an op may read one tensor twice)
                 geometry.rows[crop], geometry.cols[crop] = need_rows, need_cols
@@ -266,9 +296,13 @@ def _build_stage(graph: Graph, by_op: dict, k: int, grid: tuple[int, int],
             inputs[j] = crop
         outputs = [tile if name == split else name for name in op.outputs]
         buffers[outputs[0]] = _buffer(graph, op.outputs[0], outputs[0], geometry)
-        steps.append(PatchStep(Op(op.kind, op.name, inputs, outputs, op.attrs), call, i, op.name))
+        steps.append(PatchStep(Op(op.kind, op.name, inputs, outputs, op.attrs), call, i, op.name,
+                               views.get(i, {})))
     if lower is not None:
-        _relower(graph, steps, buffers, source, lower)
+        _relower(graph, steps, buffers, source, lower, geometry if lines else None)
+    # A line buffer keeps rows from one band to the next: live over the whole stage.
+    retained = frozenset(s.op.outputs[0] for s in steps
+                         if lines and not s.is_copy and s.op.outputs[0] != tile)
     requirements = [_requirement(graph, step, geometry) for step in steps]
     planning = Graph(graph.name)
     planning.tensors = {**{n: t for n, t in graph.tensors.items() if t.is_constant}, **buffers}
@@ -277,28 +311,62 @@ def _build_stage(graph: Graph, by_op: dict, k: int, grid: tuple[int, int],
     planning.tensors[source] = Tensor(source, full.shape, full.dtype, full.quant,
                                       data=np.zeros(0, np.int8))
     planning.ops = [step.op for step in steps]
-    planning.inputs, planning.outputs = [], [tile]
+    # Kept rows live from band to band: as the stage's inputs and outputs, they are live over
+    # every step and never overwritten in place.
+    planning.inputs, planning.outputs = sorted(retained), [tile] + sorted(retained)
     memory = StageMemory(planning, requirements, source, full.nbytes, split, tile,
-                         [step.label for step in steps], [step.layer for step in steps])
+                         [step.label for step in steps], [step.layer for step in steps],
+                         retained)
     return _Stage(steps, geometry, buffers, memory)
 
 
 def _relower(graph: Graph, steps: list[PatchStep], buffers: dict[str, Tensor], source: str,
-             lower: Callable[[Graph], list]) -> None:
+             lower: Callable[[Graph], list], geometry: StageGeometry | None = None) -> None:
     """Lower the stage's kernels for their patch-sized tensors: the same kernels and
     constants, with the scratch the largest patch needs."""
     patch = Graph(graph.name)
     patch.tensors = {**{n: t for n, t in graph.tensors.items() if t.is_constant}, **buffers,
                      source: graph.tensors[source]}
     kernels = [s for s in steps if not s.is_copy]
-    patch.ops = [s.op for s in kernels]
-    patch.inputs, patch.outputs = [source], [kernels[-1].op.outputs[0]]
-    calls = _calls_by_op(lower(patch))
+    if geometry is not None and geometry.fresh is not None:
+        calls = _lower_bands(patch, kernels, geometry, lower)
+    else:
+        patch.ops = [s.op for s in kernels]
+        patch.inputs, patch.outputs = [source], [kernels[-1].op.outputs[0]]
+        calls = _calls_by_op(lower(patch))
     for step in kernels:
         call = calls.get(id(step.op))
         if call is None or call.function != step.call.function:
-            raise NotLocal(f"layer '{step.op.name}' lowers to another kernel for a patch")
+            raise NotLocal(f"layer '{step.op.name}' lowers to another kernel for a patch"
+                           f" ({getattr(call, 'function', None)} instead of {step.call.function})")
         step.call = call
+
+
+def _lower_bands(patch: Graph, kernels: list[PatchStep], geometry: StageGeometry,
+                 lower: Callable[[Graph], list]) -> dict[int, object]:
+    """A line-buffer stage's calls: each kernel lowered on its own, for the tensors it sees in
+    the largest band (its output's fresh rows, the rows of a dense operand it reads in place,
+    a window operand's whole buffer), so that element-wise operands keep equal shapes."""
+    calls: dict[int, object] = {}
+    for step in kernels:
+        op = step.op
+        one = Graph(patch.name)
+        one.tensors = dict(patch.tensors)
+        out = one.tensors[op.outputs[0]]
+        fresh = max(b - a for a, b in geometry.fresh[op.outputs[0]])
+        one.tensors[op.outputs[0]] = Tensor(out.name, (1, fresh) + out.shape[2:], out.dtype,
+                                            out.quant)
+        for j, spans in step.views.items():
+            t = one.tensors[op.inputs[j]]
+            rows = max(b - a for a, b in spans)
+            one.tensors[op.inputs[j]] = Tensor(t.name, (1, rows) + t.shape[2:], t.dtype, t.quant,
+                                               data=t.data)
+        one.ops = [op]
+        one.inputs = [n for n in dict.fromkeys(op.inputs)
+                      if n and not one.tensors[n].is_constant]
+        one.outputs = [op.outputs[0]]
+        calls.update(_calls_by_op(lower(one)))
+    return calls
 
 
 def _requirement(graph: Graph, step: PatchStep, geometry: StageGeometry) -> Requirement:
@@ -337,15 +405,16 @@ class _Candidate:
     overhead: float
     k: int
     grid: tuple[int, int]
+    lines: bool = False
 
     def key(self):
-        return (self.estimate, self.overhead, self.grid[0] * self.grid[1], self.k)
+        return (self.estimate, self.overhead, self.grid[0] * self.grid[1], self.k, self.lines)
 
 
 def _schedule(graph: Graph, calls: Sequence, k: int, grid: tuple[int, int],
-              lower: Callable[[Graph], list]) -> PatchSchedule:
+              lower: Callable[[Graph], list], lines: bool = False) -> PatchSchedule:
     by_op = _calls_by_op(calls)
-    stage = _build_stage(graph, by_op, k, grid, lower)
+    stage = _build_stage(graph, by_op, k, grid, lower, lines)
     indices = list(range(k + 1))
     memory = plan_patched(graph, calls, stage.memory, indices)
     ops = graph.ops[:k + 1]
@@ -356,7 +425,7 @@ def _schedule(graph: Graph, calls: Sequence, k: int, grid: tuple[int, int],
     split = ops[-1].outputs[0]
     return PatchSchedule(split, ops[-1].name, k, grid, indices, graph.inputs[0],
                          stage.memory.tile, stage.steps, stage.geometry, stage.buffers, memory,
-                         macs, layerwise, per_layer)
+                         macs, layerwise, per_layer, lines=lines)
 
 
 def _layer_macs(graph: Graph, op: Op) -> int:
@@ -399,7 +468,27 @@ def estimate_candidates(graph: Graph, calls: Sequence, overhead: float,
                 continue
             estimate = max(stage_peak(stage.memory, split.nbytes), later)
             found.append(_Candidate(estimate, extra, k, grid))
+        for bands in line_bands(height):
+            try:
+                stage = _build_stage(graph, by_op, k, (bands, 1), None, lines=True)
+            except NotLocal:
+                continue
+            extra = (sum(stage_macs(graph, ops, stage.geometry).values()) - base) / total
+            if extra > overhead + 1e-12:
+                continue
+            estimate = max(stage_peak(stage.memory, split.nbytes), later)
+            found.append(_Candidate(estimate, extra, k, (bands, 1), lines=True))
     return sorted(found, key=_Candidate.key)
+
+
+#: Line-buffer stages: most bands (a band per row of the split tensor is the smallest, but
+#: each band calls every kernel of the stage once).
+MAX_BANDS = 32
+
+
+def line_bands(height: int) -> list[int]:
+    """Band counts a line-buffer stage is tried with: 2 up to one band per row."""
+    return list(range(2, min(height, MAX_BANDS) + 1))
 
 
 def choose_patching(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
@@ -508,14 +597,14 @@ def _refine(graph: Graph, calls: Sequence, candidates: Sequence[_Candidate],
         for c in group:
             if taken >= limit:
                 break
-            if any((c.k, c.grid) == (d.k, d.grid) for d in chosen):
+            if any((c.k, c.grid, c.lines) == (d.k, d.grid, d.lines) for d in chosen):
                 continue
             chosen.append(c)
             taken += 1
     schedules = []
     for c in chosen:
         try:
-            schedules.append(_schedule(graph, calls, c.k, c.grid, lower))
+            schedules.append(_schedule(graph, calls, c.k, c.grid, lower, c.lines))
         except NotLocal:
             continue
     return schedules
@@ -582,7 +671,7 @@ def _forced(graph: Graph, calls: Sequence, option: PatchOption,
         raise TinymlError(f"{what}: the split tensor is {height}x{width}; the grid needs 1 to "
                           f"{height} rows and 1 to {width} columns of tiles, 2 tiles at least")
     try:
-        return _schedule(graph, calls, k, option.grid, lower)
+        return _schedule(graph, calls, k, option.grid, lower, option.lines)
     except NotLocal as exc:
         raise TinymlError(f"{what}: {exc}") from None
 
