@@ -284,8 +284,11 @@ def _build_stage(graph: Graph, by_op: dict, k: int, grid: tuple[int, int],
                 continue  # reads a window of the buffer through its padding parameters
             if geometry.rows[name] == need_rows and geometry.cols[name] == need_cols:
                 continue
-            if lines and geometry.cols[name] == need_cols:
-                views.setdefault(i, {})[j] = need_rows  # whole rows: read in place
+            if lines and (geometry.cols[name] == need_cols or (
+                    kind == "pointwise" and j == 0
+                    and geometry.cols[name][0][0] == need_cols[0][0])):
+                # Whole rows (a 1x1 convolution strides over the buffer's width): in place.
+                views.setdefault(i, {})[j] = need_rows
                 continue
             crop = f"{name}@crop{i}"
             if crop not in buffers:  # (an op may read one tensor twice)
@@ -423,7 +426,7 @@ def _schedule(graph: Graph, calls: Sequence, k: int, grid: tuple[int, int],
     stage_layerwise = sum(_layer_macs(graph, op) for op in ops)
     macs = layerwise - stage_layerwise + sum(per_layer.values())
     split = ops[-1].outputs[0]
-    return PatchSchedule(split, ops[-1].name, k, grid, indices, graph.inputs[0],
+    return PatchSchedule(split, ops[-1].name, k, stage.geometry.grid, indices, graph.inputs[0],
                          stage.memory.tile, stage.steps, stage.geometry, stage.buffers, memory,
                          macs, layerwise, per_layer, lines=lines)
 
