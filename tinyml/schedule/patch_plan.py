@@ -63,6 +63,10 @@ class StageMemory:
     #: Line buffers (:mod:`tinyml.schedule.line_stage`): kept from one band to the next, they
     #: are inputs and outputs of ``graph`` (live over every step, never overwritten in place).
     retained: frozenset = frozenset()
+    #: The smallest safe ``offset(input) - offset(split)``: the split tensor may start that
+    #: far below the input, its rows written over input rows no later patch reads (see
+    #: :func:`input_split_distance`); None: no such overlap.
+    split_distance: int | None = None
 
     @property
     def steps(self) -> int:
@@ -147,14 +151,20 @@ def plan_patched(graph: Graph, calls: Sequence, stage: StageMemory, stage_ops: l
             s_live = stage.liveness(use_in_place)
             t_live = analyze(tail, order, scratch, candidates, use_in_place, mode_overlaps,
                              alignment)
-            buffers = _combine(stage, s_live, t_live, steps, steps + len(order))
-            profile = [sum(b.size_at(s) for b in buffers) for s in range(steps + len(order))]
-            for strategy in strategies:
-                placement = place(buffers, strategy, alignment, profile)
-                key = f"patch+{source}|{mode}|{strategy}"
-                results[key] = placement.arena_bytes
-                if best is None or placement.arena_bytes < best[0].arena_bytes:
-                    best = (placement, buffers, s_live, t_live, source, profile)
+            combined = _combine(stage, s_live, t_live, steps, steps + len(order))
+            variants = [("", combined)]
+            if stage.split_distance is not None:
+                variants.append(("+split-over-input",
+                                 _split_over_input(combined, stage, alignment)))
+            for suffix, buffers in variants:
+                profile = [sum(b.size_at(s) for b in buffers)
+                           for s in range(steps + len(order))]
+                for strategy in strategies:
+                    placement = place(buffers, strategy, alignment, profile)
+                    key = f"patch+{source}|{mode}{suffix}|{strategy}"
+                    results[key] = placement.arena_bytes
+                    if best is None or placement.arena_bytes < best[0].arena_bytes:
+                        best = (placement, buffers, s_live, t_live, source, profile)
     placement, buffers, s_live, t_live, source, profile = best
     return _result(graph, stage, stage_ops, first, placement, buffers, s_live, t_live, source,
                    profile, alignment, results)
@@ -184,6 +194,42 @@ def _combine(stage: StageMemory, s_live: Liveness, t_live: Liveness, steps: int,
             moved.segments[0] = Segment(0, min(first.end, total - 1), first.size, first.offset)
         buffers.append(moved)
     return buffers
+
+
+def input_split_distance(read_rows: list[tuple[int, int]], split_rows: list[tuple[int, int]],
+                         columns: int, input_row: int, split_row: int) -> int:
+    """The smallest ``offset(input) - offset(split)`` at which writing the split tensor never
+    overwrites input bytes a later patch reads: patch rows run in order, and the tile of grid
+    row ``py`` is copied into rows ``split_rows[py]`` of the split tensor at the end of each of
+    its patches, after which the patches still to run read input rows from the smallest start
+    of ``read_rows`` (per grid row; empty spans read nothing) of the grid rows after it, and
+    of its own row too when the grid has several columns. ``input_row`` / ``split_row``: bytes
+    per row of each."""
+    distance = None
+    written = 0
+    for py, (start, stop) in enumerate(split_rows):
+        if stop > start:
+            written = max(written, stop * split_row)
+        later = [a for a, b in read_rows[py + (0 if columns > 1 else 1):] if b > a]
+        if later and written:
+            need = written - min(later) * input_row
+            distance = need if distance is None else max(distance, need)
+    return distance if distance is not None else 0
+
+
+def _split_over_input(buffers: list[Buffer], stage: StageMemory, alignment: int) -> list[Buffer]:
+    """``buffers`` with the stage's input moved into the split tensor's buffer, starting
+    :attr:`StageMemory.split_distance` bytes (rounded up to ``alignment``, and at least 0:
+    the split's first byte is then the lowest) above the split."""
+    distance = -(-max(stage.split_distance, 0) // alignment) * alignment
+    source = next(b for b in buffers if b.tensors == [stage.input] and b.scratch_of is None)
+    host = next(b for b in buffers if stage.split in b.tensors and b.scratch_of is None)
+    at = host.tensor_offsets.get(stage.split, 0) + distance
+    merged = Buffer(host.name, list(host.segments) + [Segment(s.start, s.end, s.size, at)
+                                                      for s in source.segments],
+                    list(host.tensors) + [stage.input], host.scratch_of,
+                    {**host.tensor_offsets, stage.input: at})
+    return [merged if b is host else b for b in buffers if b is not source]
 
 
 def _result(graph: Graph, stage: StageMemory, stage_ops: list[int], first: int, placement,

@@ -37,8 +37,9 @@ import numpy as np
 
 from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op, Tensor
-from tinyml.schedule.patch_plan import (PatchedPlan, Requirement, StageMemory, plan_patched,
-                                        stage_peak, tail_graph, tail_peak)
+from tinyml.schedule.patch_plan import (PatchedPlan, Requirement, StageMemory,
+                                        input_split_distance, plan_patched, stage_peak,
+                                        tail_graph, tail_peak)
 from tinyml.schedule.line_stage import line_geometry
 from tinyml.schedule.planner import MemoryPlan
 from tinyml.schedule.receptive_field import (NotLocal, StageGeometry, is_spatial,
@@ -319,8 +320,25 @@ def _build_stage(graph: Graph, by_op: dict, k: int, grid: tuple[int, int],
     planning.inputs, planning.outputs = sorted(retained), [tile] + sorted(retained)
     memory = StageMemory(planning, requirements, source, full.nbytes, split, tile,
                          [step.label for step in steps], [step.layer for step in steps],
-                         retained)
+                         retained, _split_distance(graph, ops, geometry, source, split))
     return _Stage(steps, geometry, buffers, memory)
+
+
+def _split_distance(graph: Graph, ops: list[Op], geometry: StageGeometry, source: str,
+                    split: str) -> int:
+    """How far below the stage's input the split tensor may start (see
+    :func:`tinyml.schedule.patch_plan.input_split_distance`): the input rows each grid row of
+    patches reads are the hull of what the stage's readers of the input need."""
+    reads: list[tuple[int, int]] = [(0, 0)] * geometry.grid[0]
+    for (i, j), (need_rows, _) in geometry.needs.items():
+        if ops[i].inputs[j] != source:
+            continue
+        reads = [n if a >= b else (min(a, n[0]), max(b, n[1])) if n[1] > n[0] else (a, b)
+                 for (a, b), n in zip(reads, need_rows)]
+    full, out = graph.tensors[source], graph.tensors[split]
+    row = lambda t: t.shape[2] * t.nbytes // max(t.shape[1] * t.shape[2], 1)  # noqa: E731
+    return input_split_distance(reads, geometry.rows[split], geometry.grid[1], row(full),
+                                row(out))
 
 
 def _relower(graph: Graph, steps: list[PatchStep], buffers: dict[str, Tensor], source: str,
@@ -592,10 +610,15 @@ def _refine(graph: Graph, calls: Sequence, candidates: Sequence[_Candidate],
             lower: Callable[[Graph], list]) -> list[PatchSchedule]:
     """The exact schedules of the :data:`REFINE` estimates with the smallest arena, and of the
     :data:`REFINE_COARSE` with the fewest patches (per-call costs grow with the patch count,
-    so the fastest patched plans are coarse ones); those that lower for their patch size."""
-    coarse = sorted(candidates, key=lambda c: (c.grid[0] * c.grid[1], c.overhead, c.estimate))
+    so the fastest patched plans are coarse ones), among patch grids and among line-buffer
+    stages separately (the two trade differently); those that lower for their patch size."""
     chosen: list[_Candidate] = []
-    for group, limit in ((candidates, REFINE), (coarse, REFINE_COARSE)):
+    groups = []
+    for lines in (False, True):  # grids and line-buffer stages: the best few of each
+        kind = [c for c in candidates if c.lines == lines]
+        coarse = sorted(kind, key=lambda c: (c.grid[0] * c.grid[1], c.overhead, c.estimate))
+        groups += [(kind, REFINE), (coarse, REFINE_COARSE)]
+    for group, limit in groups:
         taken = 0
         for c in group:
             if taken >= limit:
