@@ -353,7 +353,8 @@ class PatchStageEmitter:
         rows, cols = s.grid
         header = "\n".join([
             "/* ---- Patch stage " + "-" * 75,
-            f" * The first {len(s.stage)} layers ('{c_comment(first.name)}' to",
+            f" * {'The first' if s.stage[0] == 0 else 'From layer ' + str(s.stage[0]) + ','} "
+            f"{len(s.stage)} layers ('{c_comment(first.name)}' to",
             f" * '{c_comment(last.name)}') run patch by patch: the output of the last one",
             f" * ({_shape(split.shape[1:])}) is computed as {rows}x{cols} tiles, each from "
             f"the window of the input it",
@@ -363,11 +364,12 @@ class PatchStageEmitter:
             "tensor that",
             " * buffer pN holds for the patch in grid row py, column px. Recomputed halos cost",
             f" * {100 * s.mac_overhead:.1f} % extra MACs.",
+            *_LINE_NOTE * s.lines,
             " */", ""])
         declarations = [header, SPAN_TYPE, COPY_HELPER] + self.declarations
         locals_ = [f"{t} {self._local(t)};" for t in types]
         indent = " " * 16
-        code = [f"    /* Patch stage: layers 0-{len(s.stage) - 1}, patch by patch ({rows}x{cols} "
+        code = [f"    /* Patch stage: layers {s.stage[0]}-{s.stage[-1]}, patch by patch ({rows}x{cols} "
                 f"tiles of the output of '{c_comment(last.name)}') */",
                 "    {", "        int32_t py, px;"]
         code += [f"        {line}" for line in locals_]
@@ -384,6 +386,15 @@ class PatchStageEmitter:
         entries[0].update(patch=True, declarations="\n".join(declarations),
                           code="\n".join(code))
         return entries
+
+
+#: The header's paragraph on line-buffer stages (tinyml.schedule.line_stage).
+_LINE_NOTE = [
+    " * Line buffers: the patches are bands of whole rows, and no row is computed twice:",
+    " * pN_fresh[py] are the rows band py computes into buffer pN, below the rows it keeps",
+    " * from band py - 1, which the band's first step moves to the buffer's top (pN_kept[py]:",
+    " * {rows skipped, rows kept}); the first bands may compute no row of the split tensor.",
+]
 
 
 def _difference(a: str, b: str) -> str:

@@ -37,7 +37,7 @@ import numpy as np
 
 from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op, Tensor
-from tinyml.schedule.patch_plan import (PatchedPlan, Requirement, StageMemory,
+from tinyml.schedule.patch_plan import (PatchedPlan, Requirement, StageMemory, head_peak,
                                         input_split_distance, plan_patched, stage_peak,
                                         tail_graph, tail_peak)
 from tinyml.schedule.line_stage import line_geometry
@@ -189,19 +189,37 @@ def _patchable(graph: Graph, op: Op, call) -> str | None:
     return None
 
 
-def stage_splits(graph: Graph, calls: Sequence) -> list[int]:
-    """Indices k of graph.ops such that ops[0..k] form a valid stage ending at ops[k]'s
+def stage_input(graph: Graph, start: int) -> str:
+    """The tensor a stage starting at layer ``start`` reads whole: the graph's input, or the
+    output of the layer before it."""
+    return graph.inputs[0] if start == 0 else graph.ops[start - 1].outputs[0]
+
+
+def stage_splits(graph: Graph, calls: Sequence, start: int = 0) -> list[int]:
+    """Indices k of graph.ops such that ops[start..k] form a valid stage ending at ops[k]'s
     output, shallowest first. The split tensor may be the graph's only output (the whole
-    graph then runs patch by patch)."""
+    graph then runs patch by patch). With ``start`` > 0 the layers before run layer by layer
+    and only the last one's output (the stage's input) may be read from the stage on."""
     if len(graph.inputs) != 1 or not is_spatial(graph, graph.inputs[0]):
         return []
     by_op = _calls_by_op(calls)
     users = graph.consumers()
     position = {id(op): i for i, op in enumerate(graph.ops)}
     outputs = set(graph.outputs)
+    if start > 0:
+        if start >= len(graph.ops) or len(graph.ops[start - 1].outputs) != 1:
+            return []
+        source = stage_input(graph, start)
+        before = ({graph.inputs[0]} | {n for op in graph.ops[:start] for n in op.outputs}) \
+            - {source}
+        if (not is_spatial(graph, source) or source in outputs or before & outputs
+                or any(position[id(u)] >= start for n in before for u in users.get(n, []))):
+            return []
+    source = stage_input(graph, start)
     splits = []
     last = len(graph.ops) - 1
-    for k, op in enumerate(graph.ops):
+    for k in range(start, len(graph.ops)):
+        op = graph.ops[k]
         if _patchable(graph, op, by_op.get(id(op))) is not None:
             break
         split = op.outputs[0]
@@ -209,9 +227,9 @@ def stage_splits(graph: Graph, calls: Sequence) -> list[int]:
             continue
         if any(position[id(u)] <= k for u in users.get(split, [])):
             continue
-        crossing = [name for prior in graph.ops[:k] for name in prior.outputs
+        crossing = [name for prior in graph.ops[start:k] for name in prior.outputs
                     if name in outputs or any(position[id(u)] > k for u in users.get(name, []))]
-        if crossing or any(position[id(u)] > k for u in users.get(graph.inputs[0], [])):
+        if crossing or any(position[id(u)] > k for u in users.get(source, [])):
             continue
         splits.append(k)
     return splits
@@ -255,18 +273,20 @@ def _buffer(graph: Graph, source: str, name: str, geometry: StageGeometry) -> Te
 
 
 def _build_stage(graph: Graph, by_op: dict, k: int, grid: tuple[int, int],
-                 lower: Callable[[Graph], list] | None, lines: bool = False) -> _Stage:
+                 lower: Callable[[Graph], list] | None, lines: bool = False,
+                 start: int = 0) -> _Stage:
     """The steps of one patch for split ``graph.ops[k]`` and ``grid``. With ``lower`` the
     kernel calls are lowered again for patch-sized tensors (exact scratch sizes); without it
     the layer-by-layer calls stand in and scratch is estimated (for the search). ``lines``:
-    ``grid`` is (bands, 1) of a line-buffer stage (:mod:`tinyml.schedule.line_stage`)."""
-    ops = graph.ops[:k + 1]
+    ``grid`` is (bands, 1) of a line-buffer stage (:mod:`tinyml.schedule.line_stage`).
+    ``start``: the stage's first layer (the ones before run layer by layer)."""
+    ops = graph.ops[start:k + 1]
     split = ops[-1].outputs[0]
     if lines:
         geometry = line_geometry(graph, ops, split, grid[0])
     else:
         geometry = stage_geometry(graph, ops, split, grid)
-    source = graph.inputs[0]
+    source = stage_input(graph, start)
     tile = f"{split}@tile"
     geometry.rows[tile], geometry.cols[tile] = geometry.rows[split], geometry.cols[split]
     if lines:
@@ -427,24 +447,27 @@ class _Candidate:
     k: int
     grid: tuple[int, int]
     lines: bool = False
+    start: int = 0
 
     def key(self):
-        return (self.estimate, self.overhead, self.grid[0] * self.grid[1], self.k, self.lines)
+        return (self.estimate, self.overhead, self.grid[0] * self.grid[1], self.k, self.lines,
+                self.start)
 
 
 def _schedule(graph: Graph, calls: Sequence, k: int, grid: tuple[int, int],
-              lower: Callable[[Graph], list], lines: bool = False) -> PatchSchedule:
+              lower: Callable[[Graph], list], lines: bool = False,
+              start: int = 0) -> PatchSchedule:
     by_op = _calls_by_op(calls)
-    stage = _build_stage(graph, by_op, k, grid, lower, lines)
-    indices = list(range(k + 1))
+    stage = _build_stage(graph, by_op, k, grid, lower, lines, start)
+    indices = list(range(start, k + 1))
     memory = plan_patched(graph, calls, stage.memory, indices)
-    ops = graph.ops[:k + 1]
+    ops = graph.ops[start:k + 1]
     per_layer = stage_macs(graph, ops, stage.geometry)
     layerwise = _model_macs(graph)
     stage_layerwise = sum(_layer_macs(graph, op) for op in ops)
     macs = layerwise - stage_layerwise + sum(per_layer.values())
     split = ops[-1].outputs[0]
-    return PatchSchedule(split, ops[-1].name, k, stage.geometry.grid, indices, graph.inputs[0],
+    return PatchSchedule(split, ops[-1].name, k, stage.geometry.grid, indices, stage.memory.input,
                          stage.memory.tile, stage.steps, stage.geometry, stage.buffers, memory,
                          macs, layerwise, per_layer, lines=lines)
 
@@ -463,15 +486,20 @@ def estimate_candidates(graph: Graph, calls: Sequence, overhead: float,
     first. ``below``: skip splits that cannot get under this many bytes."""
     by_op = _calls_by_op(calls)
     total = max(_model_macs(graph), 1)
-    source = graph.tensors[graph.inputs[0]] if graph.inputs else None
     found: list[_Candidate] = []
-    for k in stage_splits(graph, calls):
-        ops = graph.ops[:k + 1]
+    heads: dict[int, int] = {}
+    for start, k in _stage_ranges(graph, calls):
+        ops = graph.ops[start:k + 1]
+        source = graph.tensors[stage_input(graph, start)]
         split = graph.tensors[ops[-1].outputs[0]]
         tail = tail_graph(graph, k + 1, split.name)
         tail_calls = [by_op[id(op)] for op in tail.ops if id(op) in by_op]
         later = tail_peak(tail, tail_calls)
-        if below is not None and max(source.nbytes + split.nbytes, later) >= below:
+        if start > 0:
+            if start not in heads:
+                heads[start] = head_peak(graph, calls, start, stage_input(graph, start))
+            later = max(later, heads[start])
+        if below is not None and max(source.nbytes, split.nbytes, later) >= below:
             continue
         base = sum(_layer_macs(graph, op) for op in ops)
         _, height, width, _ = split.shape
@@ -484,22 +512,38 @@ def estimate_candidates(graph: Graph, calls: Sequence, overhead: float,
             if extra > overhead + 1e-12:
                 continue
             try:
-                stage = _build_stage(graph, by_op, k, grid, None)
+                stage = _build_stage(graph, by_op, k, grid, None, start=start)
             except NotLocal:
                 continue
             estimate = max(stage_peak(stage.memory, split.nbytes), later)
-            found.append(_Candidate(estimate, extra, k, grid))
+            found.append(_Candidate(estimate, extra, k, grid, start=start))
         for bands in line_bands(height):
             try:
-                stage = _build_stage(graph, by_op, k, (bands, 1), None, lines=True)
+                stage = _build_stage(graph, by_op, k, (bands, 1), None, lines=True,
+                                     start=start)
             except NotLocal:
                 continue
             extra = (sum(stage_macs(graph, ops, stage.geometry).values()) - base) / total
             if extra > overhead + 1e-12:
                 continue
             estimate = max(stage_peak(stage.memory, split.nbytes), later)
-            found.append(_Candidate(estimate, extra, k, (bands, 1), lines=True))
+            found.append(_Candidate(estimate, extra, k, (bands, 1), lines=True, start=start))
     return sorted(found, key=_Candidate.key)
+
+
+#: Most layers run layer by layer before a stage (its *head*): a first strided layer that
+#: overlaps the input it shrinks needs no stage, the stage then starts at its output.
+MAX_HEAD = 2
+
+
+def _stage_ranges(graph: Graph, calls: Sequence) -> list[tuple[int, int]]:
+    """(first layer, split layer) of every valid stage with a head of at most
+    :data:`MAX_HEAD` layers."""
+    return [(start, k) for start in range(MAX_HEAD + 1)
+            for k in stage_splits(graph, calls, start)]
+
+
+
 
 
 #: Line-buffer stages: most bands (a band per row of the split tensor is the smallest, but
@@ -623,14 +667,15 @@ def _refine(graph: Graph, calls: Sequence, candidates: Sequence[_Candidate],
         for c in group:
             if taken >= limit:
                 break
-            if any((c.k, c.grid, c.lines) == (d.k, d.grid, d.lines) for d in chosen):
+            if any((c.k, c.grid, c.lines, c.start) == (d.k, d.grid, d.lines, d.start)
+                   for d in chosen):
                 continue
             chosen.append(c)
             taken += 1
     schedules = []
     for c in chosen:
         try:
-            schedules.append(_schedule(graph, calls, c.k, c.grid, lower, c.lines))
+            schedules.append(_schedule(graph, calls, c.k, c.grid, lower, c.lines, c.start))
         except NotLocal:
             continue
     return schedules
