@@ -77,6 +77,7 @@ class PatchOption:
     split: str | None = None
     grid: tuple[int, int] | None = None
     lines: bool = False
+    start: str | None = None       # ``START..SPLIT``: the stage's first layer (0 by default)
 
     @classmethod
     def parse(cls, text: str | None) -> "PatchOption":
@@ -84,17 +85,26 @@ class PatchOption:
         if text in ("auto", "off"):
             return cls(text)
         split, sep, grid = text.rpartition(":")
+        start, dots, rest = split.partition("..")
+        start, split = (start, rest) if dots and start and rest else (None, split)
         match = re.fullmatch(r"(\d+)(?:x(\d+))?", grid)
         bands = re.fullmatch(r"(\d+)rows", grid)
         if sep and split and bands is not None:
-            return cls("forced", split, (int(bands.group(1)), 1), lines=True)
+            return cls("forced", split, (int(bands.group(1)), 1), lines=True, start=start)
         if not sep or not split or match is None:
             raise TinymlError(f"--patch '{text}': expected auto, off or SPLIT:N (a layer index "
                               f"or name, then the grid: N for NxN, RxC or Nrows for N bands "
                               f"with line buffers, e.g. 3:4, 3:4x2 or 3:8rows)")
         rows = int(match.group(1))
         cols = int(match.group(2) or rows)
-        return cls("forced", split, (rows, cols))
+        return cls("forced", split, (rows, cols), start=start)
+
+    def text(self) -> str:
+        """The option as ``--patch`` takes it."""
+        if self.mode != "forced":
+            return self.mode
+        grid = f"{self.grid[0]}rows" if self.lines else f"{self.grid[0]}x{self.grid[1]}"
+        return f"{self.start + '..' if self.start else ''}{self.split}:{grid}"
 
 
 # ---- the schedule --------------------------------------------------------------------------------
@@ -140,6 +150,19 @@ class PatchSchedule:
     predicted_instructions: int | None = None   # by the cost model, when the search ranked it
     layerwise_instructions: int | None = None   # the same, for the layer-by-layer plan
     lines: bool = False            # bands of rows with line buffers (tinyml.schedule.line_stage)
+    bands: int = 0                 # line buffers: the bands that compute the split tensor
+
+    def describe(self) -> str:
+        """The stage's layout in words (reports and notes)."""
+        what = (f"{self.bands} bands of rows with line buffers" if self.lines else
+                f"{self.grid[0]}x{self.grid[1]} patches")
+        return what + (f" from layer {self.stage[0]}" if self.stage[0] else "")
+
+    def option(self) -> str:
+        """The ``--patch`` value that forces this stage."""
+        grid = f"{self.bands}rows" if self.lines else f"{self.grid[0]}x{self.grid[1]}"
+        start = f"{self.stage[0]}.." if self.stage[0] else ""
+        return f"{start}{self.split_index}:{grid}"
 
     @property
     def plan(self) -> MemoryPlan:
@@ -161,7 +184,7 @@ class PatchSchedule:
     def to_json(self) -> dict:
         return {"split_layer": self.split_layer, "split_tensor": self.split,
                 "split_index": self.split_index, "grid": list(self.grid),
-                "line_buffers": self.lines,
+                "line_buffers": self.lines, "first_layer": self.stage[0],
                 "patches": self.grid[0] * self.grid[1], "layers": len(self.stage),
                 "mac_overhead": self.mac_overhead, "macs": self.macs,
                 "predicted_instructions": self.predicted_instructions,
@@ -469,7 +492,8 @@ def _schedule(graph: Graph, calls: Sequence, k: int, grid: tuple[int, int],
     split = ops[-1].outputs[0]
     return PatchSchedule(split, ops[-1].name, k, stage.geometry.grid, indices, stage.memory.input,
                          stage.memory.tile, stage.steps, stage.geometry, stage.buffers, memory,
-                         macs, layerwise, per_layer, lines=lines)
+                         macs, layerwise, per_layer, lines=lines,
+                         bands=grid[0] if lines else 0)
 
 
 def _layer_macs(graph: Graph, op: Op) -> int:
@@ -595,7 +619,7 @@ def choose_patching(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
             base = (chosen.predicted_instructions if chosen is not None
                     else best.layerwise_instructions)
             notes.append(
-                f"--optimize {optimize}: {best.grid[0]}x{best.grid[1]} patches up to "
+                f"--optimize {optimize}: {best.describe()} up to "
                 f"'{best.split_layer}' would need {best.plan.arena_bytes:,} B instead of "
                 f"{arena:,} B for {100 * (best.predicted_instructions / max(base, 1) - 1):+.1f} "
                 f"% predicted instructions (--optimize memory takes them)")
@@ -718,7 +742,7 @@ def why_not_patched(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
         return (f"no split and grid within {100 * overhead:g} % extra MACs lowers for its "
                 f"patch size")
     return (f"the best split within {100 * overhead:g} % extra MACs (layer "
-            f"'{best.split_layer}', {best.grid[0]}x{best.grid[1]} patches) needs "
+            f"'{best.split_layer}', {best.describe()}) needs "
             f"{best.plan.arena_bytes:,} B, no less than the {layerwise.arena_bytes:,} B of "
             f"running layer by layer")
 
@@ -726,23 +750,28 @@ def why_not_patched(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
 def _forced(graph: Graph, calls: Sequence, option: PatchOption,
             lower: Callable[[Graph], list]) -> PatchSchedule:
     k = _resolve_split(graph, option.split)
-    what = f"--patch {option.split}:{option.grid[0]}x{option.grid[1]}"
-    if k not in stage_splits(graph, calls):
+    start = _resolve_split(graph, option.start) if option.start else 0
+    what = f"--patch {option.text()}"
+    if start > k:
+        raise TinymlError(f"{what}: the stage's first layer comes after its split layer")
+    if k not in stage_splits(graph, calls, start):
         by_op = _calls_by_op(calls)
-        for i, op in enumerate(graph.ops[:k + 1]):
+        for i, op in enumerate(graph.ops[start:k + 1]):
             reason = _patchable(graph, op, by_op.get(id(op)))
             if reason:
                 raise TinymlError(f"{what}: layer '{op.name}' ({op.kind}) cannot run patch by "
                                   f"patch: {reason}")
         raise TinymlError(f"{what}: layer '{graph.ops[k].name}' is no valid split: another "
-                          f"tensor of the layers before it is read after it")
+                          f"tensor of the layers before it is read after it" +
+                          (f", or another tensor than the output of layer {start - 1} enters "
+                           f"the stage" if start else ""))
     _, height, width, _ = graph.tensors[graph.ops[k].outputs[0]].shape
     rows, cols = option.grid
     if not (1 <= rows <= height and 1 <= cols <= width) or rows * cols < 2:
         raise TinymlError(f"{what}: the split tensor is {height}x{width}; the grid needs 1 to "
                           f"{height} rows and 1 to {width} columns of tiles, 2 tiles at least")
     try:
-        return _schedule(graph, calls, k, option.grid, lower, option.lines)
+        return _schedule(graph, calls, k, option.grid, lower, option.lines, start)
     except NotLocal as exc:
         raise TinymlError(f"{what}: {exc}") from None
 
