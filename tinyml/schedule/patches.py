@@ -609,6 +609,9 @@ def choose_patching(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
     if option.mode == "forced":
         return _forced(graph, calls, option, lower)
     candidates = estimate_candidates(graph, calls, overhead, below=layerwise.arena_bytes)
+    # An estimate is a lower bound of its arena: those not below layer by layer cannot win
+    # (and would take the places of the coarse plans that do save memory).
+    candidates = [c for c in candidates if c.estimate < layerwise.arena_bytes]
     schedules = _refine(graph, calls, candidates, lower)
     chosen = pick(layerwise, schedules, optimize, predict, sram_bytes)
     if notes is not None:
