@@ -58,11 +58,16 @@ def line_geometry(graph: Graph, stage: list[Op], split: str, bands: int,
     if priming is not None:
         return _line_geometry(graph, stage, split, bands, priming)
     best = None
+    worse = 0
     for count in range(MAX_PRIMING + 1):
         geometry = _line_geometry(graph, stage, split, bands, count)
         size = _buffer_bytes(graph, geometry)
         if best is None or size < best[0]:
-            best = (size, geometry)
+            best, worse = (size, geometry), 0
+        else:
+            worse += 1
+            if worse == 2:  # more priming only delays the split tensor's first band further
+                break
     return best[1]
 
 

@@ -145,10 +145,11 @@ def head_graph(graph: Graph, count: int, source: str) -> Graph:
     return head
 
 
-def _head_modes(head: Graph, calls: Sequence, alignment: int,
-                strategies: Sequence[str]) -> list[tuple[str, Liveness]]:
-    """The layer-by-layer liveness of the layers before the stage: in place, and with the
-    overlaps that do not grow their arena."""
+def head_modes(graph: Graph, calls: Sequence, count: int, source: str, alignment: int = 4,
+               strategies: Sequence[str] = STRATEGIES) -> list[tuple[str, Liveness]]:
+    """The layer-by-layer liveness of the first ``count`` layers (run before a stage that
+    reads ``source``): in place, and with the overlaps that do not grow their arena."""
+    head = head_graph(graph, count, source)
     by_op = {id(c.op): c for c in calls}
     head_calls = [by_op[id(op)] for op in head.ops if id(op) in by_op]
     scratch, candidates = op_requirements(head, head_calls)
@@ -163,20 +164,22 @@ def _head_modes(head: Graph, calls: Sequence, alignment: int,
     return modes
 
 
-def head_peak(graph: Graph, calls: Sequence, count: int, source: str,
-              alignment: int = 4) -> int:
-    """Most bytes alive at once in the layers before a stage starting at layer ``count``."""
-    head = head_graph(graph, count, source)
-    return min(max(live.live_bytes(), default=0)
-               for _, live in _head_modes(head, calls, alignment, STRATEGIES))
+def head_peak(modes: list[tuple[str, Liveness]]) -> int:
+    """Most bytes alive at once in the layers before a stage (:func:`head_modes`)."""
+    return min(max(live.live_bytes(), default=0) for _, live in modes)
 
 
 def plan_patched(graph: Graph, calls: Sequence, stage: StageMemory, stage_ops: list[int],
-                 alignment: int = 4, strategies: Sequence[str] = STRATEGIES) -> PatchedPlan:
+                 alignment: int = 4, strategies: Sequence[str] = STRATEGIES,
+                 heads: list[tuple[str, Liveness]] | None = None,
+                 tails: dict | None = None) -> PatchedPlan:
     """Place everything in one arena. ``stage_ops``: indices (into ``graph.ops``) of the
     layers the stage runs; the layers before them (the *head*, writing the stage's input) run
     layer by layer before it, the later layers are the rest, in order, reading
-    ``stage.split``. ``calls``: lowering's calls of the layers outside the stage."""
+    ``stage.split``. ``calls``: lowering's calls of the layers outside the stage. ``heads``:
+    :func:`head_modes` of the layers before the stage, when the caller has them; ``tails``:
+    a cache of the later layers' orders and overlaps, by first layer (stages of one split
+    share them)."""
     first = max(stage_ops) + 1
     tail = tail_graph(graph, first, stage.split)
     by_op = {id(c.op): c for c in calls}
@@ -184,17 +187,17 @@ def plan_patched(graph: Graph, calls: Sequence, stage: StageMemory, stage_ops: l
     scratch, candidates = op_requirements(tail, tail_calls)
     overlaps = op_overlaps(tail, tail_calls)
     steps = stage.steps
-    heads: list[tuple[str, Liveness | None]] = [("", None)]
-    if min(stage_ops) > 0:
-        heads = _head_modes(head_graph(graph, min(stage_ops), stage.input), calls, alignment,
-                            strategies)
+    if min(stage_ops) == 0:
+        heads = [("", None)]
+    elif heads is None:
+        heads = head_modes(graph, calls, min(stage_ops), stage.input, alignment, strategies)
     best = None
     results: dict[str, int] = {}
-    for source, order in tail_orders(tail, tail_calls).items():
-        modes = [("in-place", True, None), ("copy", False, None)]
-        if any(overlaps):  # the later layers' overlaps that do not grow their own arena
-            modes.append(("overlap", True, choose_overlaps(tail, order, scratch, candidates,
-                                                           overlaps, alignment, strategies)))
+    tails = {} if tails is None else tails
+    if (first, alignment) not in tails:
+        tails[(first, alignment)] = _tail_modes(tail, tail_calls, scratch, candidates,
+                                                overlaps, alignment, strategies)
+    for source, order, modes in tails[(first, alignment)]:
         for mode, use_in_place, mode_overlaps in modes:
             s_live = stage.liveness(use_in_place)
             t_live = analyze(tail, order, scratch, candidates, use_in_place, mode_overlaps,
@@ -220,6 +223,20 @@ def plan_patched(graph: Graph, calls: Sequence, stage: StageMemory, stage_ops: l
     placement, buffers, s_live, t_live, source, profile, h_live = best
     return _result(graph, stage, stage_ops, first, placement, buffers, s_live, t_live, source,
                    profile, alignment, results, h_live)
+
+
+def _tail_modes(tail: Graph, tail_calls: Sequence, scratch, candidates, overlaps,
+                alignment: int, strategies: Sequence[str]) -> list:
+    """Per order of the later layers: in place, copies, and the overlaps that do not grow
+    their own arena."""
+    result = []
+    for source, order in tail_orders(tail, tail_calls).items():
+        modes = [("in-place", True, None), ("copy", False, None)]
+        if any(overlaps):
+            modes.append(("overlap", True, choose_overlaps(tail, order, scratch, candidates,
+                                                           overlaps, alignment, strategies)))
+        result.append((source, order, modes))
+    return result
 
 
 def _shifted(buffer: Buffer, by: int) -> Buffer:

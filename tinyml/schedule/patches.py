@@ -37,7 +37,8 @@ import numpy as np
 
 from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op, Tensor
-from tinyml.schedule.patch_plan import (PatchedPlan, Requirement, StageMemory, head_peak,
+from tinyml.schedule.patch_plan import (PatchedPlan, Requirement, StageMemory, head_modes,
+                                        head_peak,
                                         input_split_distance, plan_patched, stage_peak,
                                         tail_graph, tail_peak)
 from tinyml.schedule.line_stage import line_geometry
@@ -479,11 +480,14 @@ class _Candidate:
 
 def _schedule(graph: Graph, calls: Sequence, k: int, grid: tuple[int, int],
               lower: Callable[[Graph], list], lines: bool = False,
-              start: int = 0) -> PatchSchedule:
+              start: int = 0, heads: dict | None = None,
+              tails: dict | None = None) -> PatchSchedule:
     by_op = _calls_by_op(calls)
     stage = _build_stage(graph, by_op, k, grid, lower, lines, start)
     indices = list(range(start, k + 1))
-    memory = plan_patched(graph, calls, stage.memory, indices)
+    memory = plan_patched(graph, calls, stage.memory, indices,
+                          heads=_heads(graph, calls, start, heads) if start else None,
+                          tails=tails)
     ops = graph.ops[start:k + 1]
     per_layer = stage_macs(graph, ops, stage.geometry)
     layerwise = _model_macs(graph)
@@ -504,14 +508,24 @@ def _model_macs(graph: Graph) -> int:
     return sum(_layer_macs(graph, op) for op in graph.ops)
 
 
+def _heads(graph: Graph, calls: Sequence, start: int, cache: dict | None) -> list:
+    """:func:`head_modes` of the layers before ``start``, kept in ``cache`` (by start)."""
+    if cache is None:
+        cache = {}
+    if start not in cache:
+        cache[start] = head_modes(graph, calls, start, stage_input(graph, start))
+    return cache[start]
+
+
 def estimate_candidates(graph: Graph, calls: Sequence, overhead: float,
-                        below: int | None = None) -> list[_Candidate]:
+                        below: int | None = None,
+                        heads: dict | None = None) -> list[_Candidate]:
     """Every (split, grid) within the MAC budget, with its estimated peak (bytes), best
     first. ``below``: skip splits that cannot get under this many bytes."""
     by_op = _calls_by_op(calls)
     total = max(_model_macs(graph), 1)
     found: list[_Candidate] = []
-    heads: dict[int, int] = {}
+    heads = {} if heads is None else heads
     for start, k in _stage_ranges(graph, calls):
         ops = graph.ops[start:k + 1]
         source = graph.tensors[stage_input(graph, start)]
@@ -520,9 +534,7 @@ def estimate_candidates(graph: Graph, calls: Sequence, overhead: float,
         tail_calls = [by_op[id(op)] for op in tail.ops if id(op) in by_op]
         later = tail_peak(tail, tail_calls)
         if start > 0:
-            if start not in heads:
-                heads[start] = head_peak(graph, calls, start, stage_input(graph, start))
-            later = max(later, heads[start])
+            later = max(later, head_peak(_heads(graph, calls, start, heads)))
         if below is not None and max(source.nbytes, split.nbytes, later) >= below:
             continue
         base = sum(_layer_macs(graph, op) for op in ops)
@@ -576,8 +588,11 @@ MAX_BANDS = 32
 
 
 def line_bands(height: int) -> list[int]:
-    """Band counts a line-buffer stage is tried with: 2 up to one band per row."""
-    return list(range(2, min(height, MAX_BANDS) + 1))
+    """Band counts a line-buffer stage is tried with: bands are near-equal and the tallest
+    one sets the line buffers, so for each tallest height t only the fewest bands giving it,
+    ceil(height / t), from 2 bands up to one per row (at most :data:`MAX_BANDS`)."""
+    return sorted({-(-height // t) for t in range(1, height + 1)} - {1} &
+                  set(range(2, MAX_BANDS + 1)))
 
 
 def choose_patching(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
@@ -608,11 +623,13 @@ def choose_patching(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
         return None
     if option.mode == "forced":
         return _forced(graph, calls, option, lower)
-    candidates = estimate_candidates(graph, calls, overhead, below=layerwise.arena_bytes)
+    heads: dict = {}  # the layer-by-layer plans of heads, by stage start
+    candidates = estimate_candidates(graph, calls, overhead, below=layerwise.arena_bytes,
+                                     heads=heads)
     # An estimate is a lower bound of its arena: those not below layer by layer cannot win
     # (and would take the places of the coarse plans that do save memory).
     candidates = [c for c in candidates if c.estimate < layerwise.arena_bytes]
-    schedules = _refine(graph, calls, candidates, lower)
+    schedules = _refine(graph, calls, candidates, lower, heads)
     chosen = pick(layerwise, schedules, optimize, predict, sram_bytes)
     if notes is not None:
         arena = chosen.plan.arena_bytes if chosen is not None else layerwise.arena_bytes
@@ -678,7 +695,7 @@ def _layerwise_macs(schedules: Sequence[PatchSchedule]) -> int:
 
 
 def _refine(graph: Graph, calls: Sequence, candidates: Sequence[_Candidate],
-            lower: Callable[[Graph], list]) -> list[PatchSchedule]:
+            lower: Callable[[Graph], list], heads: dict | None = None) -> list[PatchSchedule]:
     """The exact schedules of the :data:`REFINE` estimates with the smallest arena, and of the
     :data:`REFINE_COARSE` with the fewest patches (per-call costs grow with the patch count,
     so the fastest patched plans are coarse ones), among patch grids and among line-buffer
@@ -700,9 +717,11 @@ def _refine(graph: Graph, calls: Sequence, candidates: Sequence[_Candidate],
             chosen.append(c)
             taken += 1
     schedules = []
+    tails: dict = {}  # later layers' plans, shared by the stages of one split
     for c in chosen:
         try:
-            schedules.append(_schedule(graph, calls, c.k, c.grid, lower, c.lines, c.start))
+            schedules.append(_schedule(graph, calls, c.k, c.grid, lower, c.lines, c.start,
+                                       heads, tails))
         except NotLocal:
             continue
     return schedules
