@@ -626,9 +626,10 @@ def choose_patching(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
     heads: dict = {}  # the layer-by-layer plans of heads, by stage start
     candidates = estimate_candidates(graph, calls, overhead, below=layerwise.arena_bytes,
                                      heads=heads)
-    # An estimate is a lower bound of its arena: those not below layer by layer cannot win
-    # (and would take the places of the coarse plans that do save memory).
-    candidates = [c for c in candidates if c.estimate < layerwise.arena_bytes]
+    # Line stages and stages after a head whose estimate is not below layer by layer are
+    # unlikely to win, and would take the places of the coarse plans that save memory.
+    candidates = [c for c in candidates if c.estimate < layerwise.arena_bytes
+                  or (not c.lines and not c.start)]
     schedules = _refine(graph, calls, candidates, lower, heads)
     chosen = pick(layerwise, schedules, optimize, predict, sram_bytes)
     if notes is not None:
@@ -698,14 +699,19 @@ def _refine(graph: Graph, calls: Sequence, candidates: Sequence[_Candidate],
             lower: Callable[[Graph], list], heads: dict | None = None) -> list[PatchSchedule]:
     """The exact schedules of the :data:`REFINE` estimates with the smallest arena, and of the
     :data:`REFINE_COARSE` with the fewest patches (per-call costs grow with the patch count,
-    so the fastest patched plans are coarse ones), among patch grids and among line-buffer
-    stages separately (the two trade differently); those that lower for their patch size."""
+    so the fastest patched plans are coarse ones), among grids from the input, grids after a
+    head (the best few) and line-buffer stages separately (they trade differently); those
+    that lower for their patch size."""
     chosen: list[_Candidate] = []
     groups = []
-    for lines in (False, True):  # grids and line-buffer stages: the best few of each
-        kind = [c for c in candidates if c.lines == lines]
+    # Grids from the input, grids after a head, line-buffer stages: the best few of each.
+    for kind, limits in (([c for c in candidates if not c.lines and not c.start],
+                          (REFINE, REFINE_COARSE)),
+                         ([c for c in candidates if not c.lines and c.start],
+                          (REFINE_COARSE, 0)),
+                         ([c for c in candidates if c.lines], (REFINE, REFINE_COARSE))):
         coarse = sorted(kind, key=lambda c: (c.grid[0] * c.grid[1], c.overhead, c.estimate))
-        groups += [(kind, REFINE), (coarse, REFINE_COARSE)]
+        groups += [(kind, limits[0]), (coarse, limits[1])]
     for group, limit in groups:
         taken = 0
         for c in group:
