@@ -7,6 +7,8 @@ the stage the graph runs layer by layer from the split tensor. Both parts reuse 
 planner's machinery (:mod:`tinyml.schedule.liveness` for in-place chains and lifetimes,
 :mod:`tinyml.schedule.placement` for offsets), on one time axis:
 
+- first, when the stage starts after a head of layers run layer by layer, the head's steps
+  (its layers in order; the stage's input, their output, lives on over the stage); then
 - steps ``0 .. S-1``: the S steps of one patch (kernel calls and window copies, see
   :class:`StageMemory`); a patch buffer's lifetime within a patch is its lifetime in every
   patch, so one patch's liveness is the stage's;

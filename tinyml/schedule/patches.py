@@ -19,6 +19,16 @@ later layers' own peak); the best few estimates are then lowered for their patch
 placed exactly (:mod:`tinyml.schedule.patch_plan`), and the smallest arena wins, fewer extra
 MACs breaking ties. ``auto`` keeps it only when it beats the layer-by-layer arena.
 
+Two variants widen the search. *Line-buffer stages* (:mod:`tinyml.schedule.line_stage`) cut
+the split tensor into bands of whole rows and keep, in each intermediate buffer, the rows the
+next band still reads, so no halo is recomputed (no extra MACs): stages deep enough to cover
+full-resolution residual blocks fit in the budget. A stage may also start after a *head* of a
+few layers run layer by layer (at most :data:`MAX_HEAD`; its output, the stage's input, is
+then held whole): a strided first convolution overlapping the image it shrinks costs less
+than holding the image and the stage's buffers together. In both, the split tensor may be
+written over the rows of the stage's input that no later patch reads
+(:func:`tinyml.schedule.patch_plan.input_split_distance`).
+
 Within a patch, an op reads a window of its input buffer. Kernels with a sliding window take
 the buffer as their whole input and padding parameters that place the window (see
 :mod:`tinyml.codegen.patch_codegen`); kernels that read a dense image (1x1 convolutions,
