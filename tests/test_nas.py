@@ -235,7 +235,7 @@ def test_infeasible_budget_on_an_uncalibrated_target_writes_nothing(tmp_path):
     assert not data_path("cortex-m0plus").exists()
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "tinyml.cli", "nas", "--data", "digits",
-                             "--sram", "2KB", "--flash", "128KB", "--target", "cortex-m0plus",
+                             "--sram", "1KB", "--flash", "128KB", "--target", "cortex-m0plus",
                              "-o", str(out)], capture_output=True, text=True, timeout=300,
                             cwd=REPO)
     assert result.returncode == 2, result.stderr

@@ -271,7 +271,8 @@ def _add_patch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch", default="auto", metavar="auto|off|SPLIT:N",
                    help="patch-based inference of the first layers: auto (default: when it "
                         "lowers peak SRAM), off, or SPLIT:N to force the split layer (index "
-                        "or name) and an NxN (or RxC) grid")
+                        "or name) and an NxN (or RxC) grid, SPLIT:Nrows for N bands of rows "
+                        "with line buffers; START..SPLIT:... starts the stage at layer START")
     p.add_argument("--patch-overhead", type=float, default=0.2, metavar="FRACTION",
                    help="auto: most extra MACs recomputed halos may cost, as a fraction of "
                         "the model's (default 0.2)")

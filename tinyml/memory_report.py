@@ -160,10 +160,7 @@ def _plot(result: Compilation, rows: list[LayerRow]) -> bytes:
                  linewidth=2, label=f"patch schedule (arena {patched:,.1f} KB)")
         top.axhline(patched, color="#1f6fb4", linestyle=":", linewidth=1)
         top.axvspan(min(stage) - 0.5, max(stage) + 0.5, color="#1f6fb4", alpha=0.08,
-                    label=("row stage (the input streamed, one output row at a time)"
-                           if getattr(result.patch, "stream_rows", False) else
-                           f"patch stage ({result.patch.grid[0]}x{result.patch.grid[1]} "
-                           f"patches)"))
+                    label=f"patch stage ({result.patch.describe()})")
     top.axhline(layerwise, color="#888888", linestyle=":", linewidth=1)
     for attr, color in (("bytes_layerwise", "#888888"), ("bytes_patched", "#1f6fb4")):
         if attr == "bytes_patched" and result.patch is None:
@@ -287,8 +284,8 @@ def render(result: Compilation, why: str = "--patch off") -> str:
             ("MACs executed (halos included)", "patch.macs", patch.macs, f"{patch.macs:,}"),
             ("Saving", "saving", saving, f"{100 * saving:.1f} % less SRAM"),
         ]
-        verdict = (f"The first {len(patch.stage)} layers run patch by patch "
-                   f"({patch.grid[0]}x{patch.grid[1]} tiles of the output of "
+        verdict = (f"{len(patch.stage)} layers run patch by patch "
+                   f"({patch.describe()}, up to the output of "
                    f"'{patch.split_layer}'), which lowers peak SRAM from "
                    f"{data['peak_sram_bytes_layerwise']:,} B to {data['peak_sram_bytes']:,} B "
                    f"for {100 * patch.mac_overhead:.1f} % extra MACs.")

@@ -31,6 +31,7 @@ from __future__ import annotations
 from tinyml.codegen.c_syntax import c_comment, c_literal, c_type, identifier
 from tinyml.codegen.lowering import ConstArray
 from tinyml.ir.tensor import itemsize
+from tinyml.schedule.line_stage import kept
 from tinyml.schedule.patches import PatchSchedule, PatchStep
 
 COPY_HELPER = """\
@@ -110,8 +111,72 @@ class PatchStageEmitter:
                 body = ", ".join(f"{{{a}, {b - a}}}" for a, b in spans)
                 lines.append(f"static const tinyml_span {prefix}_{axis}[{len(spans)}] = "
                              f"{{{body}}};")
+            lines += self._line_tables(name, prefix)
             self.declarations.append("\n".join(lines) + "\n")
         return self.tables[name]
+
+    def _pointer_at(self, name: str, byte_offset: str) -> str:
+        """The pointer to ``name``'s buffer, ``byte_offset`` (a C expression) bytes in."""
+        t = self._tensor(name)
+        at = (self.e.plan.offsets[name] if self._full(name) else self._offset(name))
+        base = f"arena + {at} + {byte_offset}"
+        if t.dtype in ("int8", "uint8"):
+            return base
+        return f"({c_type(t.dtype)} *)(void *)({base})"
+
+    def _line_tables(self, name: str, prefix: str) -> list[str]:
+        """A line-buffer stage's tables of buffer ``name``: ``_fresh[py]``, the rows the band
+        computes (below the kept ones), and ``_kept[py]``, the rows the band's first step
+        moves up to the top of the buffer ({rows skipped, rows kept})."""
+        geometry = self.s.geometry
+        if not self.s.lines or name not in geometry.fresh:
+            return []
+        bands = self.s.grid[0]
+        fresh = ", ".join(f"{{{a}, {b - a}}}" for a, b in geometry.fresh[name])
+        lines = [f"static const tinyml_span {prefix}_fresh[{bands}] = {{{fresh}}};"]
+        if self._moves(name):
+            body = ", ".join("{%d, %d}" % kept(geometry, name, band) for band in range(bands))
+            lines.append(f"static const tinyml_span {prefix}_kept[{bands}] = {{{body}}};")
+        return lines
+
+    def _moves(self, name: str) -> bool:
+        """Whether line buffer ``name`` ever keeps rows that are not at its top already."""
+        if name not in self.s.retained:
+            return False
+        return any(skip > 0 and count > 0 for skip, count in
+                   (kept(self.s.geometry, name, band) for band in range(self.s.grid[0])))
+
+    def _row_bytes(self, name: str) -> int:
+        t = self._tensor(name)
+        return t.shape[2] * t.shape[3] * itemsize(t.dtype)
+
+    def _view_table(self, step: PatchStep, j: int, position: int) -> str:
+        """The rows of operand ``j`` the kernel reads in place, per band."""
+        prefix = identifier(f"v{position}_{j}", self.e.used)
+        body = ", ".join(f"{{{a}, {b - a}}}" for a, b in step.views[j])
+        self.declarations.append(
+            f"/* {prefix}: the rows of {self.tables.get(step.op.inputs[j], 'the input')} that "
+            f"'{c_comment(step.label)}' reads, per band */\n"
+            f"static const tinyml_span {prefix}[{len(step.views[j])}] = {{{body}}};\n")
+        return prefix
+
+    def _shifts(self) -> list[str]:
+        """A line-buffer stage's first step of a band: every line buffer moves the rows the
+        band keeps to its top (towards lower addresses, first byte first: safe in place)."""
+        lines = []
+        for name in sorted(self.s.retained, key=lambda n: self.memory.stage_offsets[n]):
+            if not self._moves(name):
+                continue  # never keeps rows below its top
+            prefix = self._table(name)
+            rb = self._row_bytes(name)
+            at = self._offset(name)
+            lines += [f"if ({prefix}_kept[py].start > 0 && {prefix}_kept[py].size > 0) {{",
+                      f"    tinyml_patch_copy(arena + {at}, 0, arena + {at} + "
+                      f"{prefix}_kept[py].start * {rb}, 0, 1, {prefix}_kept[py].size * {rb});",
+                      "}"]
+        if lines:
+            lines.insert(0, "/* the rows the line buffers keep, to their top */")
+        return lines
 
     def _describe(self, name: str) -> str:
         step = self.writer[name]
@@ -171,6 +236,21 @@ class PatchStageEmitter:
         out_rows, out_cols = self._axes(op.outputs[0])
         in_rows, in_cols = self._axes(op.inputs[0])
         lines = [f"/* {c_comment(op.name)} ({op.kind}) */", f"{var} = {base};"]
+        pointers: dict[str, str] = {}
+        views = {j: self._view_table(step, j, position) for j in step.views}
+        if self.s.lines:  # the band's fresh rows, below the rows the buffer keeps
+            prefix = self._table(op.outputs[0])
+            pointers[op.outputs[0]] = self._pointer_at(
+                op.outputs[0], f"({prefix}_fresh[py].start - {prefix}_rows[py].start) * "
+                               f"{self._row_bytes(op.outputs[0])}")
+            out_rows = _Axis(f"{prefix}_fresh[py].start", f"{prefix}_fresh[py].size", False)
+            for j, view in views.items():
+                name = op.inputs[j]
+                start = "0" if self._full(name) else f"{self._table(name)}_rows[py].start"
+                pointers[name] = self._pointer_at(
+                    name, f"({view}[py].start - {start}) * {self._row_bytes(name)}")
+                if j == 0:
+                    in_rows = _Axis(f"{view}[py].start", f"{view}[py].size", False)
 
         def field(name: str) -> str:  # the geometry may sit in a nested struct (.conv)
             return f"{var}.{call.designator(name)}"
@@ -210,8 +290,10 @@ class PatchStageEmitter:
                 args.append("NULL" if scratch is None else
                             f"arena + {scratch[0]}" if scratch[0] else "arena")
             else:
-                args.append(self._pointer(name))
+                args.append(pointers.get(name) or self._pointer(name))
         lines.append(f"{call.function}({', '.join(args)});")
+        if self.s.lines:  # a band may compute no row of this layer
+            lines = [f"if ({out_rows.size} > 0) {{"] + [f"    {x}" for x in lines] + ["}"]
         return lines
 
     def _step_of(self, step: PatchStep) -> int:
@@ -253,6 +335,8 @@ class PatchStageEmitter:
         graph = self.graph
         body: list[str] = []
         types: dict[str, None] = {}
+        if s.lines:
+            body += self._shifts()
         for position, st in enumerate(s.steps):
             if st.is_copy:
                 body += self._copy(st.op.inputs[0], st.op.outputs[0])
@@ -269,7 +353,8 @@ class PatchStageEmitter:
         rows, cols = s.grid
         header = "\n".join([
             "/* ---- Patch stage " + "-" * 75,
-            f" * The first {len(s.stage)} layers ('{c_comment(first.name)}' to",
+            f" * {'The first' if s.stage[0] == 0 else 'From layer ' + str(s.stage[0]) + ','} "
+            f"{len(s.stage)} layers ('{c_comment(first.name)}' to",
             f" * '{c_comment(last.name)}') run patch by patch: the output of the last one",
             f" * ({_shape(split.shape[1:])}) is computed as {rows}x{cols} tiles, each from "
             f"the window of the input it",
@@ -279,11 +364,12 @@ class PatchStageEmitter:
             "tensor that",
             " * buffer pN holds for the patch in grid row py, column px. Recomputed halos cost",
             f" * {100 * s.mac_overhead:.1f} % extra MACs.",
+            *_LINE_NOTE * s.lines,
             " */", ""])
         declarations = [header, SPAN_TYPE, COPY_HELPER] + self.declarations
         locals_ = [f"{t} {self._local(t)};" for t in types]
         indent = " " * 16
-        code = [f"    /* Patch stage: layers 0-{len(s.stage) - 1}, patch by patch ({rows}x{cols} "
+        code = [f"    /* Patch stage: layers {s.stage[0]}-{s.stage[-1]}, patch by patch ({rows}x{cols} "
                 f"tiles of the output of '{c_comment(last.name)}') */",
                 "    {", "        int32_t py, px;"]
         code += [f"        {line}" for line in locals_]
@@ -300,6 +386,15 @@ class PatchStageEmitter:
         entries[0].update(patch=True, declarations="\n".join(declarations),
                           code="\n".join(code))
         return entries
+
+
+#: The header's paragraph on line-buffer stages (tinyml.schedule.line_stage).
+_LINE_NOTE = [
+    " * Line buffers: the patches are bands of whole rows, and no row is computed twice:",
+    " * pN_fresh[py] are the rows band py computes into buffer pN, below the rows it keeps",
+    " * from band py - 1, which the band's first step moves to the buffer's top (pN_kept[py]:",
+    " * {rows skipped, rows kept}); the first bands may compute no row of the split tensor.",
+]
 
 
 def _difference(a: str, b: str) -> str:

@@ -110,6 +110,11 @@ class RowSchedule:
     def plan(self):
         return self.memory.plan
 
+    def describe(self) -> str:
+        """The stage in words (reports), as PatchSchedule.describe."""
+        return (f"row stage of {len(self.stage)} layers, one output row at a time"
+                + (", the input streamed" if self.stream_rows else ""))
+
     @property
     def grid(self) -> tuple[int, int]:
         """Rows are the patches: one per output row of the split, whole width."""

@@ -147,6 +147,10 @@ class StageGeometry:
     rows: dict[str, list[Span]]
     cols: dict[str, list[Span]]
     needs: dict[tuple[int, int], tuple[list[Span], list[Span]]]
+    #: Line-buffer stages (:mod:`tinyml.schedule.line_stage`): per tensor the rows each band
+    #: computes (the rest of ``rows`` is kept from the band before); None: patches recompute
+    #: their whole windows.
+    fresh: dict[str, list[Span]] | None = None
 
     def max_extent(self, name: str) -> tuple[int, int]:
         """Largest (rows, columns) of tensor ``name`` over the patches."""
@@ -158,7 +162,8 @@ class StageGeometry:
 
     def total_area(self, name: str) -> int:
         """Pixels of ``name`` computed over all patches (halos counted each time)."""
-        return (sum(b - a for a, b in self.rows[name]) *
+        rows = self.fresh.get(name, self.rows[name]) if self.fresh else self.rows[name]
+        return (sum(b - a for a, b in rows) *
                 sum(b - a for a, b in self.cols[name]))
 
 
