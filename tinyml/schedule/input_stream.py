@@ -328,6 +328,11 @@ class _StageMemory:
     one step per stage layer; every band lives over the whole stage (it keeps rows from one
     output row to the next), each layer's scratch at its own step (calls never overlap)."""
 
+    #: StageMemory's fields for line-buffer and split-over-input stages: a row stage keeps
+    #: its rows in its own bands, and its split never lies over the (streamed) input.
+    retained = frozenset()
+    split_distance = None
+
     def __init__(self, schedule_bands: list[Tensor], calls: list, ops: list[Op], source: str,
                  split: str, layers: list[int]):
         self.bands = schedule_bands
