@@ -64,6 +64,29 @@ def _shape(shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
+
+def declare_params(emitter, declarations: list[str], call, name: str, comment: str) -> str:
+    """Declares ``call``'s parameter struct as a static const named after ``name`` (its
+    constant arrays through ``emitter``), appended to ``declarations``; returns its name.
+    Why: a stage's loop (patches here, row stages in row_codegen) adapts a local copy of
+    each layer's full-tensor parameters per patch or row."""
+    var = identifier(name, emitter.used)
+    fields = []
+    for key, value in call.fields():
+        if isinstance(value, ConstArray):
+            fields.append((key, emitter.array(value, f"{call.op.name}: {key}")))
+        else:
+            fields.append((key, c_literal(value)))
+    body = "".join(f"    .{k} = {v},\n" for k, v in fields)
+    declarations.append(f"/* {c_comment(comment)} */\n"
+                        f"static const {call.params_type} {var} = {{\n{body}}};\n")
+    return var
+
+
+def local_params(params_type: str) -> str:
+    """The name of a stage loop's local copy of a ``params_type`` struct."""
+    return params_type.removeprefix("tinyml_").removesuffix("_params")
+
 class _Axis:
     """C expressions for one axis of a buffer in the current patch."""
 
@@ -210,28 +233,14 @@ class PatchStageEmitter:
 
     def _base(self, step: PatchStep, position: int) -> str:
         """The layer's parameter struct (full-tensor values; the loop adapts a copy)."""
-        call = step.call
-        var = identifier(f"patch_layer{position}", self.e.used)
-        fields = []
-        for key, value in call.fields():
-            if isinstance(value, ConstArray):
-                fields.append((key, self.e.array(value, f"{step.op.name}: {key}")))
-            else:
-                fields.append((key, c_literal(value)))
-        body = "".join(f"    .{k} = {v},\n" for k, v in fields)
-        self.declarations.append(f"/* {c_comment(step.op.name)} ({step.op.kind}) */\n"
-                                 f"static const {call.params_type} {var} = {{\n{body}}};\n")
-        return var
-
-    @staticmethod
-    def _local(params_type: str) -> str:
-        return params_type.removeprefix("tinyml_").removesuffix("_params")
+        return declare_params(self.e, self.declarations, step.call,
+                              f"patch_layer{position}", f"{step.op.name} ({step.op.kind})")
 
     def _kernel(self, step: PatchStep, position: int) -> list[str]:
         call = step.call
         op = step.op
         kind = call.geometry
-        var = self._local(call.params_type)
+        var = local_params(call.params_type)
         base = self._base(step, position)
         out_rows, out_cols = self._axes(op.outputs[0])
         in_rows, in_cols = self._axes(op.inputs[0])
@@ -367,7 +376,7 @@ class PatchStageEmitter:
             *_LINE_NOTE * s.lines,
             " */", ""])
         declarations = [header, SPAN_TYPE, COPY_HELPER] + self.declarations
-        locals_ = [f"{t} {self._local(t)};" for t in types]
+        locals_ = [f"{t} {local_params(t)};" for t in types]
         indent = " " * 16
         code = [f"    /* Patch stage: layers {s.stage[0]}-{s.stage[-1]}, patch by patch ({rows}x{cols} "
                 f"tiles of the output of '{c_comment(last.name)}') */",

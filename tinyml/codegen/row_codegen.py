@@ -24,8 +24,8 @@ once, in order.
 
 from __future__ import annotations
 
-from tinyml.codegen.c_syntax import c_comment, c_literal, c_type, identifier
-from tinyml.codegen.lowering import ConstArray
+from tinyml.codegen.c_syntax import c_comment, c_type
+from tinyml.codegen.patch_codegen import declare_params, local_params
 from tinyml.ir.tensor import itemsize
 
 BAND_HELPER = """\
@@ -73,23 +73,9 @@ class RowStageEmitter:
         return f"({c_type(dtype)} *)(void *)({expression})"
 
     def _base(self, j: int) -> str:
-        call = self.s.calls[j]
         op = self.s.steps[j].op
-        var = identifier(f"row_layer{j}", self.e.used)
-        fields = []
-        for key, value in call.fields():
-            if isinstance(value, ConstArray):
-                fields.append((key, self.e.array(value, f"{op.name}: {key}")))
-            else:
-                fields.append((key, c_literal(value)))
-        body = "".join(f"    .{k} = {v},\n" for k, v in fields)
-        self.declarations.append(f"/* {c_comment(op.name)} ({op.kind}), one output row */\n"
-                                 f"static const {call.params_type} {var} = {{\n{body}}};\n")
-        return var
-
-    @staticmethod
-    def _local(params_type: str) -> str:
-        return params_type.removeprefix("tinyml_").removesuffix("_params")
+        return declare_params(self.e, self.declarations, self.s.calls[j], f"row_layer{j}",
+                              f"{op.name} ({op.kind}), one output row")
 
     def _layer(self, j: int, index: int) -> list[str]:
         """Case j + 1 of the loop: the next output row of stage layer j. A window operand's
@@ -98,7 +84,7 @@ class RowStageEmitter:
         s = self.s
         call = s.calls[j]
         op = s.steps[j].op
-        var = self._local(call.params_type)
+        var = local_params(call.params_type)
         base = self._base(j)
         last = j == len(s.stage) - 1
 
@@ -208,7 +194,7 @@ class RowStageEmitter:
         table = (f"static const {event_type} tinyml_row_events[{len(s.events)}] = {{\n"
                  f"{_wrap(events)}\n}};\n")
         declarations = [header, BAND_HELPER, table] + self.declarations
-        locals_ = [f"{t} {self._local(t)};" for t in types]
+        locals_ = [f"{t} {local_params(t)};" for t in types]
         rows = source.shape[1]
         code = [f"    /* Row stage: layers 0-{k - 1} one output row at a time"
                 + (", the input streamed through tinyml_input_rows() */" if s.stream_rows
