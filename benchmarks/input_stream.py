@@ -5,9 +5,7 @@
 For each model (MLPerf Tiny's, and the benchmark suite's built models when
 /work/tflm-deps/build/suite or --suite DIR holds them): the arena with the whole input
 (``--optimize memory`` and ``balanced``, patches as chosen) and streamed
-(``--input-stream rows``, the same goals), the row stage chosen and its band bytes, and the
-row stages reading the whole input from the arena (``row_stage=True``, to compare with other
-line-buffer executors). With
+(``--input-stream rows``, the same goals), the row stage chosen and its band bytes. With
 ``--measure`` each streamed plan is verified in QEMU on cortex-m4 against TFLM (5 random
 samples + 2 extremes) and its instructions printed beside the whole-input plan's.
 """
@@ -40,15 +38,13 @@ def model_path(name: str, suite: Path) -> Path:
 def row(model: Path, target: str, optimize: str, mode: str) -> str:
     streamed = mode == "rows"
     try:
-        result = compiler.plan(model, target, optimize=optimize, input_stream=streamed,
-                               row_stage=mode == "rows-whole")
+        result = compiler.plan(model, target, optimize=optimize, input_stream=streamed)
     except TinymlError as exc:
         return f"refused: {exc}"
     stage = result.patch
     what = "layer by layer" if stage is None else (
         f"rows up to layer {stage.split_index} ({len(stage.stage)} layers)"
-        if mode != "whole" else f"{stage.grid[0]}x{stage.grid[1]} patches up to layer "
-                                f"{stage.split_index}")
+        if mode != "whole" else f"{stage.describe()} up to layer {stage.split_index}")
     extra = f", band {stage.bands[0].nbytes:,} B" if streamed else ""
     return (f"{result.plan.arena_bytes:>8,} B  predicted {result.predicted_instructions:>12,}"
             f"  {what}{extra}")
@@ -65,7 +61,7 @@ def main() -> None:
         model = model_path(name, Path(args.suite))
         for target in args.targets.split(","):
             for optimize in ("memory", "balanced"):
-                for mode in ("whole", "rows-whole", "rows"):
+                for mode in ("whole", "rows"):
                     print(f"{name:22s} {target:10s} {optimize:8s} {mode:10s} "
                           f"{row(model, target, optimize, mode)}", flush=True)
         if args.measure:

@@ -159,17 +159,6 @@ def test_stem_bit_exact_on_the_host_sanitized(stem):
     assert "tflite-micro" in report.oracle
 
 
-def test_row_stage_with_the_whole_input(stem):
-    """The same row stage reading the image from the arena (no callback): bit-exact, the
-    input whole in the plan."""
-    result = plan(stem, "host", patch="3:1", row_stage=True)
-    image = result.graph.tensors[result.graph.inputs[0]]
-    assert result.patch.bands[0].shape == image.shape and 0 not in result.patch.events
-    assert result.report()["input_stream"]["mode"] == "whole"
-    report = verify(stem, "host", samples=5, patch="3:1", sanitize=True, row_stage=True)
-    assert report.mismatched_outputs == 0 and "tflite-micro" in report.oracle
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("patch", ["auto", "1:1", "3:1", "4:1"])
 def test_stem_stages_bit_exact(stem, patch):

@@ -179,8 +179,7 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
          quantize: Callable[[Graph], Graph] | None = None, *, patch: str | None = "auto",
          patch_overhead: float = DEFAULT_OVERHEAD, trainable: str | None = None,
          max_classes: int | None = None, optimize: str = "balanced",
-         stream: bool = False, input_stream: bool = False,
-         row_stage: bool = False) -> Compilation:
+         stream: bool = False, input_stream: bool = False) -> Compilation:
     """Everything up to (not including) writing files. ``quantize`` turns the imported float
     graph into an int8 one first (``tinyml compile --calib``, tinyml.quantize). ``patch``:
     "auto" (patch-based inference of the first layers when it lowers peak SRAM within
@@ -192,9 +191,7 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
     sliding window; compile the model that consumes one new frame per call
     (tinyml.passes.stream_window). ``input_stream``: ``--input-stream rows``, the generated
     code asks for the input row by row (tinyml.schedule.input_stream); ``patch`` then says
-    where its row stage ends (off: the first layer). ``row_stage``: the same row stages with
-    the whole input in the arena (no callback), in place of patch grids (for comparison with
-    the other line-buffer executors; no command-line option)."""
+    where its row stage ends (off: the first layer)."""
     target = load_target(target) if isinstance(target, str) else target
     if isinstance(model, Graph):  # an in-memory graph (tinyml.nas plans candidates so)
         source, model = model, Path(f"{model.name}.graph")
@@ -207,8 +204,7 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
     # QUANTIZE) into int8 ops.
     graph = run_passes(copy.deepcopy(source))
     check_int8(graph)
-    if (input_stream or row_stage) and (stream or trainable is not None
-                                        or max_classes is not None):
+    if input_stream and (stream or trainable is not None or max_classes is not None):
         raise TinymlError("--input-stream rows does not combine with "
                           + ("--stream" if stream else "--trainable / --max-classes"))
     streamed = None
@@ -255,12 +251,12 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
             return (cost.predict(graph, calls, schedule)
                     + extra.predict(graph, calls, schedule.plan if schedule else memory))
 
-        if input_stream or row_stage:  # a row stage reads the image (streamed or whole)
+        if input_stream:  # a row stage reads the image row by row
             from tinyml.schedule.input_stream import choose_rows
             result.input_stream = input_stream
             result.patch = choose_rows(graph, calls, patch, lower_graph,
                                        optimize=optimize, predict=predict, sram_bytes=sram,
-                                       notes=result.patch_notes, stream=input_stream)
+                                       notes=result.patch_notes)
         else:
             result.patch = choose_patching(graph, calls, memory, patch, patch_overhead,
                                            lower=lower_graph, optimize=optimize,
@@ -311,8 +307,7 @@ def compile_model(model: str | Path, target: str | Target, output_dir: str | Pat
                   quantize: Callable[[Graph], Graph] | None = None, patch: str | None = "auto",
                   patch_overhead: float = DEFAULT_OVERHEAD, trainable: str | None = None,
                   max_classes: int | None = None, optimize: str = "balanced",
-                  stream: bool = False, input_stream: bool = False,
-                  row_stage: bool = False) -> Compilation:
+                  stream: bool = False, input_stream: bool = False) -> Compilation:
     """Compile ``model`` for ``target`` into the C project ``output_dir``.
 
     Cortex-M targets (unless ``build`` is false) also build ``example.elf`` and measure it;
@@ -321,7 +316,7 @@ def compile_model(model: str | Path, target: str | Target, output_dir: str | Pat
     ``input_stream``: see :func:`plan`."""
     result = plan(model, target, quantize, patch=patch, patch_overhead=patch_overhead,
                   trainable=trainable, max_classes=max_classes, optimize=optimize,
-                  stream=stream, input_stream=input_stream, row_stage=row_stage)
+                  stream=stream, input_stream=input_stream)
     budget.check_plan(result)
     staged = result.target.is_firmware and build
     result.project = generate_project(

@@ -86,7 +86,7 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
            patch_overhead: float = 0.2,
            quantize: Callable[[Graph], Graph] | None = None,
            optimize: str = "balanced", stream: bool = False,
-           input_stream: bool = False, row_stage: bool = False) -> VerifyReport:
+           input_stream: bool = False) -> VerifyReport:
     """Compile ``model`` for ``target``, run it on the samples, compare with the oracles.
     ``profile`` (emulated targets) adds the per-layer instruction counts. ``patch``,
     ``patch_overhead`` and ``optimize``: patch-based inference, as for ``compile``.
@@ -96,8 +96,7 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
     output is compared with the oracles run on the full window after that frame (the window
     starting as the input's zero point). ``input_stream`` (``--input-stream rows``): the
     harnesses hand each sample over through ``tinyml_input_rows``, checking that every row
-    is asked for once, in order. ``row_stage``: the row stages with the whole input
-    (tinyml.compiler.plan)."""
+    is asked for once, in order."""
     model = Path(model)
     target_spec = load_target(target)
     require_runnable(target_spec)
@@ -108,8 +107,7 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
         project = Path(output_dir) if output_dir else Path(tmp) / "project"
         result = compile_model(model, target, project, patch=patch,
                                patch_overhead=patch_overhead, quantize=quantize,
-                               optimize=optimize, stream=stream, input_stream=input_stream,
-                               row_stage=row_stage)
+                               optimize=optimize, stream=stream, input_stream=input_stream)
         inputs = make_samples(result.io_graph, samples, seed)
         if result.target.is_host:
             binary = host.build(project, sanitize=sanitize)
@@ -139,7 +137,7 @@ def verify(model: str | Path, target: str = "host", samples: int = 100, seed: in
                 model if quantize is None else result.source_graph, result.target, inputs[0],
                 Path(tmp) / "profile", run.outputs[0], patch=patch,
                 patch_overhead=patch_overhead, optimize=optimize, stream=stream,
-                input_stream=input_stream, row_stage=row_stage)
+                input_stream=input_stream)
         return report
 
 
@@ -155,8 +153,7 @@ def profile_layers(model: str | Path | Graph, target: Target, sample: list[np.nd
                    project_dir: str | Path,
                    expected: list[np.ndarray] | None = None, *, patch: str | None = "auto",
                    patch_overhead: float = 0.2, optimize: str = "balanced",
-                   stream: bool = False, input_stream: bool = False,
-                   row_stage: bool = False) -> list[dict]:
+                   stream: bool = False, input_stream: bool = False) -> list[dict]:
     """Instructions of each layer on one sample, from a profiling build (model.c with counter
     hooks between layers; the harness records SysTick at each). Aliases run no code: 0.
     Each hook costs a few instructions, counted in the layer after it. ``expected``: the
@@ -165,7 +162,7 @@ def profile_layers(model: str | Path | Graph, target: Target, sample: list[np.nd
     from tinyml.sim import qemu
     result = compile_model(model, target, project_dir, profile=True, build=False, patch=patch,
                            patch_overhead=patch_overhead, optimize=optimize, stream=stream,
-                           input_stream=input_stream, row_stage=row_stage)
+                           input_stream=input_stream)
     elf = firmware.build_harness(project_dir, result.target, profile=True)
     emulator = firmware.emulator_of(result.target)
     run = qemu.run_samples(elf, emulator, result.io_graph, [sample])

@@ -157,7 +157,7 @@ class RowStageEmitter:
                 f"{self._arena(self._band_offset(0))}, made[0], {band0.shape[1]}, "
                 f"{self._row_bytes(0)}));",
                 "    made[0] += 1;",
-                "    break;"] if s.stream_rows else []
+                "    break;"]
         types: dict[str, None] = {}
         for j in range(k):
             types[s.calls[j].params_type] = None
@@ -169,14 +169,11 @@ class RowStageEmitter:
                  f"{b.shape[1]} row(s) of {_shape(b.shape[2:])} ({b.nbytes} B) at arena + "
                  f"{self._band_offset(t)}"
                  for t, b in enumerate(s.bands)]
-        opening = ([f" * The input ({_shape(source.shape[1:])}) is never whole in RAM: "
-                    f"tinyml_input_rows() delivers it row by row",
-                    f" * as layers 0-{k - 1} ('{c_comment(first.name)}' to",
-                    f" * '{c_comment(last.name)}') need it. Each of these layers computes one "
-                    "output row at a time"] if s.stream_rows else
-                   [f" * Layers 0-{k - 1} ('{c_comment(first.name)}' to",
-                    f" * '{c_comment(last.name)}') read the input ({_shape(source.shape[1:])}, "
-                    "whole in the arena). Each computes one output row at a time"])
+        opening = [f" * The input ({_shape(source.shape[1:])}) is never whole in RAM: "
+                   f"tinyml_input_rows() delivers it row by row",
+                   f" * as layers 0-{k - 1} ('{c_comment(first.name)}' to",
+                   f" * '{c_comment(last.name)}') need it. Each of these layers computes one "
+                   "output row at a time"]
         header = "\n".join([
             "/* ---- Row stage " + "-" * 77,
             *opening,
@@ -188,7 +185,7 @@ class RowStageEmitter:
             "layers after it run",
             " * layer by layer. tinyml_row_events is the order: j makes the next output row of"
             " stage layer",
-            " * j - 1" + (", 0 asks for the next input row." if s.stream_rows else "."),
+            " * j - 1, 0 asks for the next input row.",
             " */", ""])
         event_type = "uint8_t" if k < 256 else "uint16_t"
         table = (f"static const {event_type} tinyml_row_events[{len(s.events)}] = {{\n"
@@ -196,24 +193,20 @@ class RowStageEmitter:
         declarations = [header, BAND_HELPER, table] + self.declarations
         locals_ = [f"{t} {local_params(t)};" for t in types]
         rows = source.shape[1]
-        code = [f"    /* Row stage: layers 0-{k - 1} one output row at a time"
-                + (", the input streamed through tinyml_input_rows() */" if s.stream_rows
-                   else " */"),
+        code = [f"    /* Row stage: layers 0-{k - 1} one output row at a time, the input "
+                "streamed through tinyml_input_rows() */",
                 "    {",
-                (f"        int32_t made[{k + 1}] = {{0}}; /* rows made: [0] input rows asked "
-                 f"for, [j] of layer j - 1 */" if s.stream_rows else
-                 f"        int32_t made[{k + 1}] = {{{rows}}}; /* rows made: [0] the input's, all "
-                 f"there, [j] of layer j - 1 */"),
+                f"        int32_t made[{k + 1}] = {{0}}; /* rows made: [0] input rows asked "
+                f"for, [j] of layer j - 1 */",
                 "        int32_t e;"]
         code += [f"        {line}" for line in locals_]
         code += [f"        for (e = 0; e < {len(s.events)}; ++e) {{",
                  "            switch (tinyml_row_events[e]) {"]
         code += ["            " + line for line in body]
         code += ["            default:", "                break;", "            }", "        }"]
-        if s.stream_rows:
-            code += [f"        if (made[0] < {rows}) {{ /* rows no layer reads: skipped */",
-                     f"            tinyml_input_rows(made[0], {rows} - made[0], NULL);",
-                     "        }"]
+        code += [f"        if (made[0] < {rows}) {{ /* rows no layer reads: skipped */",
+                 f"            tinyml_input_rows(made[0], {rows} - made[0], NULL);",
+                 "        }"]
         code += ["    }"]
         entries = []
         for j, layer in enumerate(s.stage):

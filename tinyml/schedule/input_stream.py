@@ -104,7 +104,8 @@ class RowSchedule:
     layer_macs: dict[int, int] = field(default_factory=dict)
     predicted_instructions: int | None = None
     layerwise_instructions: int | None = None
-    stream_rows: bool = True
+    #: Marks a row stage among the schedules (the project and reports ask for the callback).
+    stream_rows = True
 
     @property
     def plan(self):
@@ -112,8 +113,8 @@ class RowSchedule:
 
     def describe(self) -> str:
         """The stage in words (reports), as PatchSchedule.describe."""
-        return (f"row stage of {len(self.stage)} layers, one output row at a time"
-                + (", the input streamed" if self.stream_rows else ""))
+        return (f"row stage of {len(self.stage)} layers, one output row at a time, the input "
+                f"streamed")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -145,9 +146,6 @@ class RowSchedule:
     def input_json(self, graph: Graph) -> dict:
         """``compile --json``'s ``input_stream``: how the input is held."""
         source = graph.tensors[self.input]
-        if not self.stream_rows:
-            return {"mode": "whole", "row_stage_layers": len(self.stage),
-                    "stage_band_bytes": self.band_bytes - self.bands[0].nbytes}
         return {"mode": "rows", "callback": "tinyml_input_rows",
                 "input_rows": self.image_rows, "input_bytes": source.nbytes,
                 "band_rows": self.bands[0].shape[1], "band_bytes": self.bands[0].nbytes,
@@ -371,18 +369,13 @@ def _layer_macs(graph: Graph, op: Op) -> int:
 
 
 def row_schedule(graph: Graph, calls: Sequence, k: int,
-                 lower: Callable[[Graph], list], stream: bool = True) -> RowSchedule:
+                 lower: Callable[[Graph], list]) -> RowSchedule:
     """The row stage of ``graph.ops[0..k]`` and the plan of the whole graph around it.
-    ``stream`` False: the same stage reading the whole input from the arena (the input
-    written before tinyml_invoke(), every row there from the start), for comparison with
-    the other line-buffer executors. Raises NotLocal when it cannot be built."""
+    Raises NotLocal when it cannot be built."""
     ops = graph.ops[:k + 1]
     by_op = _calls_by_op(calls)
     operands = stage_operands(graph, ops, [by_op[id(op)] for op in ops])
     events, caps = row_events(graph, ops, operands)
-    if not stream:  # the input's band is the whole image, its rows all there at the start
-        events = [e for e in events if e]
-        caps[0] = graph.tensors[graph.inputs[0]].shape[1]
     bands = []
     for t, cap in enumerate(caps):  # tensor t: the input, then each layer's output
         name = graph.inputs[0] if t == 0 else ops[t - 1].outputs[0]
@@ -398,8 +391,7 @@ def row_schedule(graph: Graph, calls: Sequence, k: int,
     return RowSchedule(ops[-1].outputs[0], ops[-1].name, k, list(range(k + 1)),
                        graph.inputs[0], graph.tensors[graph.inputs[0]].shape[1], bands,
                        operands, events, row_calls, steps, memory, macs, macs,
-                       {j: _layer_macs(graph, op) for j, op in enumerate(ops)},
-                       stream_rows=stream)
+                       {j: _layer_macs(graph, op) for j, op in enumerate(ops)})
 
 
 # ---- the choice ----------------------------------------------------------------------------------
@@ -408,11 +400,10 @@ def choose_rows(graph: Graph, calls: Sequence, option, lower: Callable[[Graph], 
                 optimize: str = "balanced",
                 predict: Callable[[RowSchedule], int] | None = None,
                 sram_bytes: int | None = None,
-                notes: list[str] | None = None, stream: bool = True) -> RowSchedule:
+                notes: list[str] | None = None) -> RowSchedule:
     """The row stage ``--patch`` asks for with ``--input-stream rows``: ``off`` the first
     layer alone, ``SPLIT:N`` up to layer SPLIT, ``auto`` the stage ``--optimize`` picks among
-    every valid one (the first-layer stage stands for layer by layer). ``stream`` False:
-    the stages read the whole input from the arena (see :func:`row_schedule`)."""
+    every valid one (the first-layer stage stands for layer by layer)."""
     from tinyml.schedule.patches import PatchOption, _resolve_split, pick
     if not isinstance(option, PatchOption):
         option = PatchOption.parse(option)
@@ -425,7 +416,7 @@ def choose_rows(graph: Graph, calls: Sequence, option, lower: Callable[[Graph], 
             reason = f"layer '{graph.ops[k].name}' is no valid split"
         if reason is not None:
             raise TinymlError(f"--input-stream rows --patch {option.split}: {reason}")
-        return _build(graph, calls, k, lower, stream)
+        return _build(graph, calls, k, lower)
     splits = row_splits(graph, calls)
     if not splits or splits[0] != 0:
         op = graph.ops[0]
@@ -433,13 +424,13 @@ def choose_rows(graph: Graph, calls: Sequence, option, lower: Callable[[Graph], 
             "its output, or the input, is read by later layers as well")
         raise TinymlError(f"--input-stream rows: the first layer '{op.name}' ({op.kind}) "
                           f"cannot read the input row by row: {reason}")
-    first = _build(graph, calls, 0, lower, stream)
+    first = _build(graph, calls, 0, lower)
     if option.mode == "off":
         return first
     schedules = []
     for k in splits[1:]:
         try:
-            schedules.append(row_schedule(graph, calls, k, lower, stream))
+            schedules.append(row_schedule(graph, calls, k, lower))
         except NotLocal:
             continue
     predict = predict or (lambda s: s.macs)
@@ -460,9 +451,9 @@ def choose_rows(graph: Graph, calls: Sequence, option, lower: Callable[[Graph], 
     return chosen
 
 
-def _build(graph: Graph, calls: Sequence, k: int, lower, stream: bool = True) -> RowSchedule:
+def _build(graph: Graph, calls: Sequence, k: int, lower) -> RowSchedule:
     try:
-        return row_schedule(graph, calls, k, lower, stream)
+        return row_schedule(graph, calls, k, lower)
     except NotLocal as exc:
         raise TinymlError(f"--input-stream rows: the row stage up to layer "
                           f"'{graph.ops[k].name}' cannot be built: {exc}") from None
