@@ -288,3 +288,32 @@ def test_cli_compile_and_report(stem, tmp_path, capsys):
     assert "Input (streamed row by row)" in (tmp_path / "r.html").read_text()
     with pytest.raises(SystemExit):
         main(["compile", str(stem), "-o", str(tmp_path / "q"), "--input-stream", "cols"])
+
+
+@pytest.mark.slow
+def test_nas_plans_candidates_with_the_streamed_input():
+    """``tinyml nas --input-stream rows``: a candidate's arena is the compiler's plan with the
+    image asked for row by row, smaller than with the whole image."""
+    import json
+
+    import numpy as np
+
+    from tinyml.nas.calibration import ImageModel, data_path
+    from tinyml.nas.constraints import Budget, ConstraintChecker
+    from tinyml.nas.ir_builder import quantized_graph
+    from tinyml.nas.search_space import SearchSpace
+    from tinyml.targets import load_target
+
+    target = load_target("cortex-m4")
+    image = ImageModel.from_json(json.loads(data_path("cortex-m4").read_text()))
+    space = SearchSpace()
+    arch = space.arch(space.random_genome(np.random.default_rng(1)), 96, 0.35, 10)
+    tight = 16 * 1024  # over the layer-by-layer arenas: both plan their stages (auto)
+    whole = ConstraintChecker(target, Budget(tight, 1 << 20), image).check(arch)
+    rows = ConstraintChecker(target, Budget(tight, 1 << 20, input_stream=True),
+                             image).check(arch)
+    streamed = plan(quantized_graph(arch), target, patch="auto", optimize="memory",
+                    input_stream=True)
+    assert whole.patch == rows.patch == "auto"
+    assert rows.arena_bytes == streamed.plan.arena_bytes < whole.arena_bytes
+    assert streamed.report()["input_stream"]["mode"] == "rows"

@@ -51,6 +51,10 @@ def add_nas_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip training the scaled MobileNetV2 baseline")
+    p.add_argument("--input-stream", default="whole", choices=("whole", "rows"),
+                   help="rows: plan every candidate (and build the firmware) with the image "
+                        "asked for row by row through tinyml_input_rows(), as compile "
+                        "--input-stream rows; default whole")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(run=run_nas_command)
 
@@ -83,7 +87,7 @@ def run_nas_command(args: argparse.Namespace) -> int:
                          flash_bytes=parse_bytes(args.flash, "--flash"),
                          output=Path(args.output), target=args.target,
                          time_budget_s=parse_duration(args.time_budget), seed=args.seed,
-                         baseline=args.baseline)
+                         baseline=args.baseline, input_stream=args.input_stream == "rows")
     with native_stderr_silenced(), _progress(args.json) as status:
         report = run_nas(options, status)
     if args.json:

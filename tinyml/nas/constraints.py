@@ -36,6 +36,9 @@ class Budget:
     sram_bytes: int
     flash_bytes: int
     patch_overhead: float = DEFAULT_OVERHEAD
+    #: ``--input-stream rows``: candidates are planned (and the firmware built) with the
+    #: image asked for row by row, so the SRAM budget never holds a whole input.
+    input_stream: bool = False
 
 
 @dataclass
@@ -101,11 +104,13 @@ class ConstraintChecker:
         from tinyml.compiler import plan
 
         graph = quantized_graph(arch)
-        fit = self._fit(arch, key, plan(graph, self.target, patch="off", optimize="memory"))
+        streamed = self.budget.input_stream
+        fit = self._fit(arch, key, plan(graph, self.target, patch="off", optimize="memory",
+                                        input_stream=streamed))
         if fit.ram_bytes > self.budget.sram_bytes and fit.flash_bytes <= self.budget.flash_bytes:
             patched = self._fit(arch, key, plan(graph, self.target, patch="auto",
                                                 patch_overhead=self.budget.patch_overhead,
-                                                optimize="memory"))
+                                                optimize="memory", input_stream=streamed))
             if patched.arena_bytes < fit.arena_bytes:
                 fit = patched
         return fit

@@ -71,6 +71,7 @@ class NasOptions:
     final_epochs: tuple[int, int] = FINAL_EPOCHS
     baseline: bool = True
     patch_overhead: float = 0.2
+    input_stream: bool = False      # --input-stream rows (see constraints.Budget)
 
     def settings(self) -> dict:
         """What a resumed search must share with the interrupted one."""
@@ -79,7 +80,7 @@ class NasOptions:
                 "space": json.loads(json.dumps(dataclasses.asdict(self.space))),
                 "space_samples": self.space_samples, "population": self.population,
                 "parents": self.parents, "proxy_epochs": self.proxy_epochs,
-                "patch_overhead": self.patch_overhead}
+                "patch_overhead": self.patch_overhead, "input_stream": self.input_stream}
 
 
 def budgeted_target(target: Target, budget: Budget) -> Target:
@@ -180,7 +181,8 @@ def _start(options: NasOptions, status: Status) -> _Run:
     from tinyml.nas.training import load_data
 
     clock = _Clock(options.time_budget_s)
-    budget = Budget(options.sram_bytes, options.flash_bytes, options.patch_overhead)
+    budget = Budget(options.sram_bytes, options.flash_bytes, options.patch_overhead,
+                    options.input_stream)
     if budget.sram_bytes <= 0 or budget.flash_bytes <= 0:
         raise TinymlError("--sram and --flash must be positive")
     target = load_target(options.target)
@@ -409,7 +411,8 @@ def compile_firmware(tflite: Path, target: Target, output: Path, fit: Fit, budge
         try:
             # The search's budget, not the part's, decides: patches whenever they fit it.
             return compile_model(tflite, target, output, patch=patch,
-                                 patch_overhead=budget.patch_overhead, optimize="memory")
+                                 patch_overhead=budget.patch_overhead, optimize="memory",
+                                 input_stream=budget.input_stream)
         except BudgetError as exc:
             error = exc
     raise TinymlError(f"the searched model does not fit once built: {error}")
