@@ -92,6 +92,7 @@ def test_prediction_on_a_held_out_model(tmp_path):
     assert abs(result.predicted_instructions / measured - 1) <= 0.10
 
 
+@pytest.mark.slow
 def test_vww_goals_on_cortex_m4(tmp_path):
     """speed: layer by layer; balanced: a line-buffer stage, within the slack of speed's
     predicted instructions; memory: the smallest arena (the same stage with 4-pixel DSP

@@ -433,10 +433,13 @@ def test_report_says_why_a_one_pixel_model_has_no_patches(tmp_path):
     assert "no tensor can be cut into 2 or more tiles" in out.read_text()
 
 
-def test_overhead_budget_is_respected():
+@pytest.mark.parametrize("budgets", [
+    pytest.param((0.0, 0.2), id="ends"),
+    pytest.param((0.0, 0.02, 0.05, 0.2), id="all", marks=pytest.mark.slow)])
+def test_overhead_budget_is_respected(budgets):
     path = mlperf_model("vww_96_int8")
     previous = None
-    for budget in (0.0, 0.02, 0.05, 0.2):
+    for budget in budgets:
         report = plan(path, "host", patch_overhead=budget, optimize="memory").report()
         if report["patch"] is not None:
             assert report["patch"]["mac_overhead"] <= budget

@@ -296,7 +296,11 @@ def _with_small_blocks(result: Compilation, schedule) -> "Compilation | None":
     convolutions on 8,000 B of tensors) halving it is the last lever, but elsewhere it only
     costs instructions, and only the whole plan (patches included) tells which."""
     small_calls = lower(result.graph, result.target, small_blocks=True)
-    if not any(a.scratch_bytes > b.scratch_bytes for a, b in zip(result.calls, small_calls)):
+    # Only where the plan peaks: a block elsewhere can shrink no step that sets the arena,
+    # and planning twice doubles the NAS's and the patch search's time.
+    peak = result.plan.peak_layer
+    if not any(a.op.name == peak and a.scratch_bytes > b.scratch_bytes
+               for a, b in zip(result.calls, small_calls)):
         return None
     return schedule(copy.deepcopy(result.graph), True)
 
