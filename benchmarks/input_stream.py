@@ -3,7 +3,7 @@
     python benchmarks/input_stream.py [--measure] [--models NAME,...] [--targets host,cortex-m4]
 
 For each model (MLPerf Tiny's, and the benchmark suite's built models when
-/work/tflm-deps/build/suite or --suite DIR holds them): the arena with the whole input
+../tflm-deps/build/suite, or --suite DIR, holds them): the arena with the whole input
 (``--optimize memory`` and ``balanced``, patches as chosen) and streamed
 (``--input-stream rows``, the same goals), the row stage chosen and its band bytes. With
 ``--measure`` each streamed plan is verified in QEMU on cortex-m4 against TFLM (5 random
@@ -23,7 +23,7 @@ from tinyml.errors import TinymlError  # noqa: E402
 from tinyml.verify import verify  # noqa: E402
 
 MLPERF = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf_tiny"
-SUITE = Path("/work/tflm-deps/build/suite")
+SUITE = Path(__file__).resolve().parents[2] / "tflm-deps" / "build" / "suite"
 NAMES = ["vww_96_int8", "kws_ref_model", "mobilenet_v2_035_96", "mcunet_5x5"]
 
 
