@@ -290,8 +290,8 @@ def plan(model: str | Path | Graph, target: str | Target = "host",
 
 def _with_small_blocks(result: Compilation, schedule) -> "Compilation | None":
     """``schedule`` of a copy of ``result``'s graph lowered with 4-pixel DSP convolution
-    blocks (``lower(small_blocks=True)``), or None when no convolution's scratch would shrink
-    (the portable kernels have none). Why a second plan: the blocks are scratch, 2 x pixels x
+    blocks (``lower(small_blocks=True)``), or None when no convolution at the plan's peak
+    would shrink its scratch (the portable kernels have none). Why a second plan: the blocks are scratch, 2 x pixels x
     window bytes; where one sits at the arena's peak (a 1-D model's wide windows, kws's 1x1
     convolutions on 8,000 B of tensors) halving it is the last lever, but elsewhere it only
     costs instructions, and only the whole plan (patches included) tells which."""
