@@ -51,7 +51,7 @@ from typing import Callable, Sequence
 from tinyml.errors import TinymlError
 from tinyml.ir import Graph, Op, Tensor
 from tinyml.schedule.patch_plan import PatchedPlan, plan_patched
-from tinyml.schedule.patches import PatchStep, _calls_by_op, _patchable, stage_splits
+from tinyml.schedule.patches import PatchStep, calls_by_op, patchable_reason, stage_splits
 from tinyml.schedule.liveness import Buffer, Segment
 from tinyml.schedule.receptive_field import NotLocal, Window, is_spatial, operand_windows
 
@@ -212,7 +212,7 @@ def _stage_reason(graph: Graph, by_op: dict, k: int) -> str | None:
     """Why ``graph.ops[0..k]`` cannot be a row stage, or None."""
     for i, op in enumerate(graph.ops[:k + 1]):
         call = by_op.get(id(op))
-        reason = _patchable(graph, op, call)
+        reason = patchable_reason(graph, op, call)
         if reason is None:
             try:
                 stage_operands(graph, graph.ops[:i + 1],
@@ -226,7 +226,7 @@ def _stage_reason(graph: Graph, by_op: dict, k: int) -> str | None:
 
 def row_splits(graph: Graph, calls: Sequence) -> list[int]:
     """The k for which ``graph.ops[0..k]`` can be a row stage, shallowest first."""
-    by_op = _calls_by_op(calls)
+    by_op = calls_by_op(calls)
     return [k for k in stage_splits(graph, calls) if _stage_reason(graph, by_op, k) is None]
 
 
@@ -295,8 +295,8 @@ def _relower(graph: Graph, ops: list[Op], operands: list[list[Operand]], bands: 
     row.ops = row_ops
     row.inputs = [n for o in row_ops for n in o.inputs if "@row" in n]
     row.outputs = [o.outputs[0] for o in row_ops]
-    lowered = _calls_by_op(lower(row))
-    by_op = _calls_by_op(calls)
+    lowered = calls_by_op(lower(row))
+    by_op = calls_by_op(calls)
     result = []
     for op, row_op in zip(ops, row_ops):
         call = lowered.get(id(row_op))
@@ -373,7 +373,7 @@ def row_schedule(graph: Graph, calls: Sequence, k: int,
     """The row stage of ``graph.ops[0..k]`` and the plan of the whole graph around it.
     Raises NotLocal when it cannot be built."""
     ops = graph.ops[:k + 1]
-    by_op = _calls_by_op(calls)
+    by_op = calls_by_op(calls)
     operands = stage_operands(graph, ops, [by_op[id(op)] for op in ops])
     events, caps = row_events(graph, ops, operands)
     bands = []
@@ -404,13 +404,13 @@ def choose_rows(graph: Graph, calls: Sequence, option, lower: Callable[[Graph], 
     """The row stage ``--patch`` asks for with ``--input-stream rows``: ``off`` the first
     layer alone, ``SPLIT:N`` up to layer SPLIT, ``auto`` the stage ``--optimize`` picks among
     every valid one (the first-layer stage stands for layer by layer)."""
-    from tinyml.schedule.patches import PatchOption, _resolve_split, pick
+    from tinyml.schedule.patches import PatchOption, resolve_split, pick
     if not isinstance(option, PatchOption):
         option = PatchOption.parse(option)
     check_streamable(graph)
-    by_op = _calls_by_op(calls)
+    by_op = calls_by_op(calls)
     if option.mode == "forced":
-        k = _resolve_split(graph, option.split)
+        k = resolve_split(graph, option.split)
         reason = _stage_reason(graph, by_op, k)
         if reason is None and k not in stage_splits(graph, calls):
             reason = f"layer '{graph.ops[k].name}' is no valid split"

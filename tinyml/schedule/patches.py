@@ -206,11 +206,12 @@ class PatchSchedule:
 
 # ---- candidates ----------------------------------------------------------------------------------
 
-def _calls_by_op(calls: Sequence) -> dict[int, object]:
+def calls_by_op(calls: Sequence) -> dict[int, object]:
+    """Lowering's calls by ``id`` of their op (calls match ops by identity)."""
     return {id(c.op): c for c in calls}
 
 
-def _patchable(graph: Graph, op: Op, call) -> str | None:
+def patchable_reason(graph: Graph, op: Op, call) -> str | None:
     """Why ``op`` cannot run in a patch stage, or None."""
     if call is None:
         return "it has no kernel"
@@ -236,7 +237,7 @@ def stage_splits(graph: Graph, calls: Sequence, start: int = 0) -> list[int]:
     and only the last one's output (the stage's input) may be read from the stage on."""
     if len(graph.inputs) != 1 or not is_spatial(graph, graph.inputs[0]):
         return []
-    by_op = _calls_by_op(calls)
+    by_op = calls_by_op(calls)
     users = graph.consumers()
     position = {id(op): i for i, op in enumerate(graph.ops)}
     outputs = set(graph.outputs)
@@ -254,7 +255,7 @@ def stage_splits(graph: Graph, calls: Sequence, start: int = 0) -> list[int]:
     last = len(graph.ops) - 1
     for k in range(start, len(graph.ops)):
         op = graph.ops[k]
-        if _patchable(graph, op, by_op.get(id(op))) is not None:
+        if patchable_reason(graph, op, by_op.get(id(op))) is not None:
             break
         split = op.outputs[0]
         if split in outputs and (k != last or len(outputs) != 1):
@@ -408,7 +409,7 @@ def _relower(graph: Graph, steps: list[PatchStep], buffers: dict[str, Tensor], s
     else:
         patch.ops = [s.op for s in kernels]
         patch.inputs, patch.outputs = [source], [kernels[-1].op.outputs[0]]
-        calls = _calls_by_op(lower(patch))
+        calls = calls_by_op(lower(patch))
     for step in kernels:
         call = calls.get(id(step.op))
         if call is None or call.function != step.call.function:
@@ -440,7 +441,7 @@ def _lower_bands(patch: Graph, kernels: list[PatchStep], geometry: StageGeometry
         one.inputs = [n for n in dict.fromkeys(op.inputs)
                       if n and not one.tensors[n].is_constant]
         one.outputs = [op.outputs[0]]
-        calls.update(_calls_by_op(lower(one)))
+        calls.update(calls_by_op(lower(one)))
     return calls
 
 
@@ -492,7 +493,7 @@ def _schedule(graph: Graph, calls: Sequence, k: int, grid: tuple[int, int],
               lower: Callable[[Graph], list], lines: bool = False,
               start: int = 0, heads: dict | None = None,
               tails: dict | None = None) -> PatchSchedule:
-    by_op = _calls_by_op(calls)
+    by_op = calls_by_op(calls)
     stage = _build_stage(graph, by_op, k, grid, lower, lines, start)
     indices = list(range(start, k + 1))
     memory = plan_patched(graph, calls, stage.memory, indices,
@@ -532,7 +533,7 @@ def estimate_candidates(graph: Graph, calls: Sequence, overhead: float,
                         heads: dict | None = None) -> list[_Candidate]:
     """Every (split, grid) within the MAC budget, with its estimated peak (bytes), best
     first. ``below``: skip splits that cannot get under this many bytes."""
-    by_op = _calls_by_op(calls)
+    by_op = calls_by_op(calls)
     total = max(_model_macs(graph), 1)
     found: list[_Candidate] = []
     heads = {} if heads is None else heads
@@ -763,9 +764,9 @@ def why_not_patched(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
         return "no tensor can be cut into 2 or more tiles (the input image is 1x1)"
     splits = stage_splits(graph, calls)
     if not splits:
-        by_op = _calls_by_op(calls)
+        by_op = calls_by_op(calls)
         op = graph.ops[0]
-        reason = _patchable(graph, op, by_op.get(id(op)))
+        reason = patchable_reason(graph, op, by_op.get(id(op)))
         if reason:
             return f"its first layer '{op.name}' ({op.kind}) cannot run patch by patch: {reason}"
         return "no layer can end a patch stage (tensors of earlier layers are read after it)"
@@ -795,15 +796,15 @@ def why_not_patched(graph: Graph, calls: Sequence, layerwise: MemoryPlan,
 
 def _forced(graph: Graph, calls: Sequence, option: PatchOption,
             lower: Callable[[Graph], list]) -> PatchSchedule:
-    k = _resolve_split(graph, option.split)
-    start = _resolve_split(graph, option.start) if option.start else 0
+    k = resolve_split(graph, option.split)
+    start = resolve_split(graph, option.start) if option.start else 0
     what = f"--patch {option.text()}"
     if start > k:
         raise TinymlError(f"{what}: the stage's first layer comes after its split layer")
     if k not in stage_splits(graph, calls, start):
-        by_op = _calls_by_op(calls)
+        by_op = calls_by_op(calls)
         for i, op in enumerate(graph.ops[start:k + 1]):
-            reason = _patchable(graph, op, by_op.get(id(op)))
+            reason = patchable_reason(graph, op, by_op.get(id(op)))
             if reason:
                 raise TinymlError(f"{what}: layer '{op.name}' ({op.kind}) cannot run patch by "
                                   f"patch: {reason}")
@@ -822,7 +823,7 @@ def _forced(graph: Graph, calls: Sequence, option: PatchOption,
         raise TinymlError(f"{what}: {exc}") from None
 
 
-def _resolve_split(graph: Graph, text: str) -> int:
+def resolve_split(graph: Graph, text: str) -> int:
     """A layer index (into the compiled graph's layers), a layer name or a tensor name."""
     if re.fullmatch(r"\d+", text):
         k = int(text)
