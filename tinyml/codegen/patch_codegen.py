@@ -83,6 +83,20 @@ def declare_params(emitter, declarations: list[str], call, name: str, comment: s
     return var
 
 
+
+def stage_entries(graph, stage: list[int], step: int, index: int, where: str,
+                  declarations: list[str], code: list[str]) -> list[dict]:
+    """The model.c template's layer entries of a stage (patches here, rows in row_codegen):
+    one per layer for the comments and profiles, the first carrying the stage's whole code."""
+    entries = []
+    for j, layer in enumerate(stage):
+        op = graph.ops[layer]
+        entries.append(dict(comment=c_comment(f"{op.name} ({op.kind}), in the {where}"),
+                            alias=False, in_patch=j > 0, step=step + j, index=index + j,
+                            name=op.name, op=op.kind))
+    entries[0].update(patch=True, declarations="\n".join(declarations), code="\n".join(code))
+    return entries
+
 def local_params(params_type: str) -> str:
     """The name of a stage loop's local copy of a ``params_type`` struct."""
     return params_type.removeprefix("tinyml_").removesuffix("_params")
@@ -386,15 +400,7 @@ class PatchStageEmitter:
                  f"            for (px = 0; px < {cols}; ++px) {{"]
         code += [indent + line for line in body]
         code += ["            }", "        }", "    }"]
-        entries = []
-        for j, layer in enumerate(s.stage):
-            op = graph.ops[layer]
-            entries.append(dict(comment=c_comment(f"{op.name} ({op.kind}), in the patch stage"),
-                                alias=False, in_patch=j > 0, step=step + j, index=index + j,
-                                name=op.name, op=op.kind))
-        entries[0].update(patch=True, declarations="\n".join(declarations),
-                          code="\n".join(code))
-        return entries
+        return stage_entries(graph, s.stage, step, index, "patch stage", declarations, code)
 
 
 #: The header's paragraph on line-buffer stages (tinyml.schedule.line_stage).

@@ -25,7 +25,7 @@ once, in order.
 from __future__ import annotations
 
 from tinyml.codegen.c_syntax import c_comment, c_type
-from tinyml.codegen.patch_codegen import declare_params, local_params
+from tinyml.codegen.patch_codegen import declare_params, local_params, stage_entries
 from tinyml.ir.tensor import itemsize
 
 BAND_HELPER = """\
@@ -208,15 +208,7 @@ class RowStageEmitter:
                  f"            tinyml_input_rows(made[0], {rows} - made[0], NULL);",
                  "        }"]
         code += ["    }"]
-        entries = []
-        for j, layer in enumerate(s.stage):
-            op = graph.ops[layer]
-            entries.append(dict(comment=c_comment(f"{op.name} ({op.kind}), in the row stage"),
-                                alias=False, in_patch=j > 0, step=step + j, index=index + j,
-                                name=op.name, op=op.kind))
-        entries[0].update(patch=True, declarations="\n".join(declarations),
-                          code="\n".join(code))
-        return entries
+        return stage_entries(graph, s.stage, step, index, "row stage", declarations, code)
 
 
 def _wrap(values: str, width: int = 96) -> str:
